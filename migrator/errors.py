@@ -1,0 +1,86 @@
+"""The exceptions migrator raises. Every message is a whole sentence that names the
+collection, provider or setting involved and says what to do next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MigratorError(Exception):
+    """Base class of every error migrator raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(MigratorError):
+    """Bad or contradictory configuration."""
+
+    exit_code = 2
+
+
+class ProviderError(MigratorError):
+    """An embedding provider failed or answered something unusable."""
+
+    def __init__(self, message: str, *, provider: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused the credentials (401/403) or no API key was configured."""
+
+
+class ProviderQuotaError(ProviderError):
+    """The account is out of credit or quota; retrying cannot help."""
+
+
+class ProviderRateLimited(ProviderError):
+    """The provider kept answering 429 after every retry."""
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered with an error or a response that failed validation."""
+
+
+class StoreError(MigratorError):
+    """Qdrant failed or refused an operation."""
+
+
+class CollectionNotFound(StoreError):
+    """A collection or alias does not exist."""
+
+
+class CollectionExists(StoreError):
+    """A collection that must be new already exists."""
+
+
+class SchemaMismatch(StoreError):
+    """A collection exists but its vectors do not fit the migration."""
+
+
+class DataError(MigratorError):
+    """The data in the source collection cannot be migrated as configured."""
+
+
+class MissingText(DataError):
+    """Points have no text (or only whitespace) where the configuration says to find it."""
+
+    def __init__(self, message: str, *, point_ids: list[Any], skip_file: str | None) -> None:
+        super().__init__(message)
+        self.point_ids = point_ids
+        self.skip_file = skip_file
+
+
+class InputTooLong(DataError):
+    """A text is longer than the model accepts."""
+
+
+class VerificationFailed(MigratorError):
+    """Verification ran and a check is below its threshold; carries the report."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report

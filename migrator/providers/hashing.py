@@ -1,0 +1,100 @@
+"""An offline, deterministic lexical baseline: signed feature hashing.
+
+This is not a semantic model. Texts that share words (and, for `hash-ngrams-v1`, word
+pieces) get similar vectors; synonyms do not. It exists so that the demo, the tests and
+dry runs need no network and no API key, and as a lexical baseline in comparisons.
+
+- `hash-words-v1`: lower-cased word unigrams and bigrams.
+- `hash-ngrams-v1`: the same plus character 3-5-grams of each word, which makes it robust
+  to inflection ("migrate" ~ "migration").
+
+Each feature is hashed with CRC-32 (stable across processes, unlike `hash()`); the hash
+picks a dimension and a sign, and the vector is L2-normalised. Any dimension works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..catalog import ModelSpec
+from ..errors import ConfigError
+from ..tokens import estimate_tokens
+from .base import Embedding, InputKind, l2_normalize
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_WEIGHTS = {"word": 1.0, "bigram": 0.6, "char": 0.25}
+_SEEDS = {"hash-words-v1": 0x5EED0001, "hash-ngrams-v1": 0x5EED0002}
+
+
+class HashingEmbedder:
+    """Feature-hashing embedder; see the module docstring."""
+
+    def __init__(self, spec: ModelSpec, *, dims: int | None = None, batch_size: int = 1024) -> None:
+        if spec.model not in _SEEDS:
+            known = ", ".join(sorted(_SEEDS))
+            raise ConfigError(f"Unknown hashing model {spec.model!r}; choose one of {known}.")
+        self.spec = spec
+        self._dims = dims or spec.dims
+        if not spec.accepts_dims(self._dims):
+            raise ConfigError(
+                f"hashing model {spec.model!r} cannot produce {self._dims} dimensions "
+                f"(allowed: {spec.describe_dims()})."
+            )
+        self._seed = _SEEDS[spec.model]
+        self._char_ngrams = spec.model == "hash-ngrams-v1"
+        self._batch_size = batch_size
+
+    @property
+    def dims(self) -> int:
+        return self._dims
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
+        vectors = await asyncio.to_thread(self.embed_sync, texts)
+        return Embedding(vectors=vectors, tokens=sum(estimate_tokens(t) for t in texts),
+                         tokens_estimated=True)
+
+    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed without an event loop (the computation is the same)."""
+        rows: list[int] = []
+        cols: list[int] = []
+        vals: list[float] = []
+        for row, text in enumerate(texts):
+            for feature, weight in self._features(text):
+                h = zlib.crc32(feature.encode("utf-8"), self._seed)
+                rows.append(row)
+                cols.append(h % self._dims)
+                vals.append(weight if (h >> 31) & 1 else -weight)
+        matrix = np.zeros((len(texts), self._dims), dtype=np.float32)
+        np.add.at(matrix, (np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)),
+                  np.asarray(vals, dtype=np.float32))
+        return l2_normalize(matrix)
+
+    def _features(self, text: str) -> list[tuple[str, float]]:
+        words = _WORD.findall(text.lower())
+        features = [("w:" + w, _WEIGHTS["word"]) for w in words]
+        features += [
+            ("b:" + a + " " + b, _WEIGHTS["bigram"]) for a, b in zip(words, words[1:])
+        ]
+        if self._char_ngrams:
+            for word in words:
+                padded = f"<{word}>"
+                for n in (3, 4, 5):
+                    features += [
+                        ("c:" + padded[i : i + n], _WEIGHTS["char"])
+                        for i in range(len(padded) - n + 1)
+                    ]
+        if not features:  # punctuation-only text: hash the raw string so it is not all-zero
+            features = [("r:" + text.strip(), 1.0)]
+        return features
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,176 @@
+"""Shared async HTTP for the API providers: retries, backoff and error mapping.
+
+A request is retried on 429 (unless the account is out of quota), 408, 5xx, timeouts and
+dropped connections, waiting what `retry-after-ms` / `Retry-After` ask for, or else an
+exponential backoff with full jitter. Everything else maps to a `ProviderError` subclass
+whose message names the provider, the model, the HTTP status and the provider's own words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderQuotaError,
+    ProviderRateLimited,
+    ProviderResponseError,
+)
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_SERVER_WAIT = 120.0  # never wait longer than this on a server's say-so
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 30.0
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class Reply:
+    body: Any
+    headers: httpx.Headers
+    retries: int
+
+
+class HttpEndpoint:
+    """One provider endpoint: an `httpx.AsyncClient`, credentials and a retry policy.
+
+    Pass `client` to share a client or to inject `httpx.MockTransport` in tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        headers: Mapping[str, str],
+        timeout: float,
+        max_retries: int,
+        client: httpx.AsyncClient | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.label = label
+        self._headers = dict(headers)
+        self._timeout = timeout
+        self.max_retries = max_retries
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=timeout, limits=httpx.Limits(max_connections=512, max_keepalive_connections=64)
+        )
+        self._sleep = sleep
+
+    async def post_json(self, url: str, payload: Mapping[str, Any]) -> Reply:
+        """POST `payload` as JSON and return the decoded body, retrying what is retryable."""
+        retries = 0
+        while True:
+            try:
+                response = await self._client.post(
+                    url, json=payload, headers=self._headers, timeout=self._timeout
+                )
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if retries >= self.max_retries:
+                    raise ProviderResponseError(
+                        f"{self.label}: request failed after {retries} retries: "
+                        f"{type(exc).__name__}: {exc}. Check base_url and the network.",
+                        provider=self.label,
+                    ) from exc
+                retries += 1
+                await self._sleep(backoff(retries))
+                continue
+            if response.status_code < 400:
+                return Reply(_decode(response, self.label), response.headers, retries)
+            error = self._error(response)
+            if response.status_code not in RETRY_STATUSES or isinstance(error, ProviderQuotaError):
+                raise error
+            if retries >= self.max_retries:
+                if response.status_code == 429:
+                    raise ProviderRateLimited(
+                        f"{error} Still rate limited after {retries} retries; lower "
+                        "provider.concurrency or raise max_retries.",
+                        provider=self.label,
+                        status=429,
+                    )
+                raise error
+            retries += 1
+            await self._sleep(retry_delay(response.headers, retries))
+
+    def _error(self, response: httpx.Response) -> ProviderError:
+        status = response.status_code
+        message = error_message(response)
+        text = f"{self.label} answered HTTP {status}: {message}"
+        if status in (401, 403):
+            return ProviderAuthError(
+                f"{text}. Check the API key (it is read from the variable named by "
+                "provider.api_key_env).",
+                provider=self.label,
+                status=status,
+            )
+        if status == 402 or "insufficient_quota" in response.text[:2000]:
+            return ProviderQuotaError(
+                f"{text}. The account is out of credit or quota; retrying cannot help. "
+                "Add credit, then run the same command again.",
+                provider=self.label,
+                status=status,
+            )
+        return ProviderResponseError(text + ".", provider=self.label, status=status)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
+def error_message(response: httpx.Response) -> str:
+    """The provider's own error message, whatever envelope it uses, cut at 200 chars."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return extract_message(body) or response.text[:200] or response.reason_phrase
+
+
+def extract_message(body: Any) -> str | None:
+    """Find the message in OpenAI, OpenRouter, TEI, Cohere, Voyage or Gemini error bodies."""
+    if not isinstance(body, dict):
+        return None
+    candidate: Any = body.get("error")
+    if isinstance(candidate, dict):
+        candidate = candidate.get("message") or candidate.get("code")
+    candidate = candidate or body.get("message") or body.get("detail")
+    return str(candidate)[:200] if candidate else None
+
+
+def retry_delay(headers: httpx.Headers, attempt: int) -> float:
+    """Seconds to wait before retry number `attempt`: the server's word, else backoff."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return min(max(float(value) * scale, 0.0), MAX_SERVER_WAIT)
+        except ValueError:
+            continue  # an HTTP date: fall through to backoff
+    return backoff(attempt)
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
+
+
+def _decode(response: httpx.Response, label: str) -> Any:
+    try:
+        return response.json()
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise ProviderResponseError(
+            f"{label} answered HTTP {response.status_code} with a body that is not JSON: "
+            f"{response.text[:200]!r}.",
+            provider=label,
+            status=response.status_code,
+        ) from exc

@@ -1,0 +1,275 @@
+"""Configuration: a YAML or TOML file, MIGRATOR_* environment variables and CLI flags.
+
+Precedence is flags > environment > file > defaults, decided in one place:
+`load_settings()`. Library functions take a `Settings` object and never read the
+environment themselves; the only environment reads are here, in `load_settings`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+
+ProviderName = Literal["hashing", "openai", "azure", "openrouter", "openai-compatible", "local"]
+Distance = Literal["Cosine", "Dot", "Euclid", "Manhattan"]
+
+DEFAULT_API_KEY_ENV: dict[str, str] = {
+    "openai": "OPENAI_API_KEY",
+    "azure": "AZURE_OPENAI_API_KEY",
+    "openrouter": "OPENROUTER_API_KEY",
+    "openai-compatible": "OPENAI_COMPATIBLE_API_KEY",
+}
+# Providers that cannot work without a key (a self-hosted OpenAI-compatible server often has none).
+KEY_REQUIRED = {"openai", "azure", "openrouter"}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StoreSettings(_Section):
+    """Where a Qdrant instance is: a local-mode directory (`path`) or a server (`url`)."""
+
+    path: Path | None = None
+    url: str | None = None
+    api_key: SecretStr | None = None
+    api_key_env: str = "QDRANT_API_KEY"
+    prefer_grpc: bool = False
+    timeout: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> StoreSettings:
+        if self.path is not None and self.url is not None:
+            raise ValueError("set either path (embedded store) or url (Qdrant server), not both")
+        return self
+
+    @property
+    def location(self) -> str:
+        """A printable description with no secret in it."""
+        if self.url:
+            return _redact_url(self.url)
+        return f"embedded store at {self.path or DEFAULT_STORE_PATH}"
+
+
+DEFAULT_STORE_PATH = Path("qdrant_data")
+
+
+class ProviderSettings(_Section):
+    """The embedding provider and model that the target collection is built with."""
+
+    name: ProviderName = "hashing"
+    model: str = "hash-ngrams-v1"
+    dimensions: int | None = Field(default=None, gt=0)
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    api_version: str | None = None
+    deployment: str | None = None
+    concurrency: int = Field(default=4, ge=1, le=512)
+    batch_size: int | None = Field(default=None, ge=1)
+    timeout: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    encoding_format: Literal["base64", "float"] = "base64"
+    headers: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key_env(self) -> str | None:
+        return self.api_key_env or DEFAULT_API_KEY_ENV.get(self.name)
+
+
+class CollectionSettings(_Section):
+    """One source collection (or alias) to migrate, with where its text is and where it goes."""
+
+    name: str = Field(min_length=1)
+    text_field: str | None = None
+    text_template: str | None = None
+    vector: str | None = None
+    target: str | None = None
+    alias: str | None = None
+    distance: Distance | None = None
+
+    @model_validator(mode="after")
+    def _one_text_source(self) -> CollectionSettings:
+        if self.text_field and self.text_template:
+            raise ValueError(
+                f"collection {self.name!r}: set text_field or text_template, not both"
+            )
+        return self
+
+    @classmethod
+    def parse(cls, spec: str) -> CollectionSettings:
+        """Parse a CLI spec: `docs` or `docs,text_field=body,alias=docs_live,target=docs_v2`."""
+        name, *pairs = [part.strip() for part in spec.split(",")]
+        values: dict[str, str] = {"name": name}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise ConfigError(
+                    f"--collection {spec!r}: {pair!r} is not key=value; write for example "
+                    "'docs,text_field=body,alias=docs_live'."
+                )
+            values[key.strip()] = value.strip()
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(_describe_validation(exc, prefix=f"--collection {name}")) from exc
+
+
+class MigrationSettings(_Section):
+    """How the pipeline runs."""
+
+    page_size: int = Field(default=256, ge=1, le=10_000)
+    queue_depth: int = Field(default=4, ge=1, le=1024)
+    missing_text: Literal["fail", "skip"] = "fail"
+    state_dir: Path = Path(".migrator")
+
+
+class Settings(BaseSettings):
+    """Everything a migrator command needs. Build it with `load_settings()`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MIGRATOR_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    source: StoreSettings = Field(default_factory=StoreSettings)
+    target: StoreSettings | None = None
+    provider: ProviderSettings = Field(default_factory=ProviderSettings)
+    collections: list[CollectionSettings] = Field(default_factory=list)
+    migration: MigrationSettings = Field(default_factory=MigrationSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _CONFIG_FILE.get()
+        if config_file is not None:
+            sources.append(_file_source(settings_cls, config_file))
+        return tuple(sources)
+
+    @property
+    def target_store(self) -> StoreSettings:
+        return self.target if self.target is not None else self.source
+
+
+_CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "migrator_config_file", default=None
+)
+
+
+def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    suffix = path.suffix.lower()
+    if suffix in {".yaml", ".yml"}:
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    if suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    raise ConfigError(f"Config file {path} must end in .yaml, .yml or .toml.")
+
+
+def load_settings(
+    config: Path | str | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build settings with precedence overrides (CLI flags) > MIGRATOR_* env > file > defaults.
+
+    Args:
+        config: a YAML or TOML file; None for none.
+        overrides: nested values from the command line; None values are ignored.
+        environ: the environment to read API keys from (default: `os.environ`).
+
+    Raises:
+        ConfigError: the file is missing or unreadable, a key is unknown or a value is invalid.
+    """
+    path = Path(config) if config is not None else None
+    if path is not None and not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist; check the --config path.")
+    token = _CONFIG_FILE.set(path)
+    try:
+        settings = Settings(**_drop_none(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation(exc, prefix=_origin(path))) from exc
+    except ValueError as exc:  # unreadable YAML/TOML, or env JSON that does not parse
+        raise ConfigError(f"Could not read the configuration ({_origin(path)}): {exc}") from exc
+    finally:
+        _CONFIG_FILE.reset(token)
+    return _resolve_keys(settings, os.environ if environ is None else environ)
+
+
+def _resolve_keys(settings: Settings, environ: Any) -> Settings:
+    """Fill API keys from the environment variables the configuration names."""
+    provider = settings.provider
+    if provider.api_key is None and provider.key_env and environ.get(provider.key_env):
+        provider.api_key = SecretStr(environ[provider.key_env])
+    for store in (settings.source, settings.target):
+        if store is not None and store.api_key is None and environ.get(store.api_key_env):
+            store.api_key = SecretStr(environ[store.api_key_env])
+    return settings
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = _drop_none(value)
+            if not value:
+                continue
+        if value is None:
+            continue
+        cleaned[key] = value
+    return cleaned
+
+
+def _origin(path: Path | None) -> str:
+    return f"{path}, MIGRATOR_* variables and flags" if path else "MIGRATOR_* variables and flags"
+
+
+def _describe_validation(exc: ValidationError, *, prefix: str) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling against the configuration reference"
+        value = error.get("input")
+        shown = "" if error["type"] == "extra_forbidden" or _looks_secret(key) else (
+            f" (got {value!r})" if not isinstance(value, dict) else ""
+        )
+        problems.append(f"{key}: {message}{shown}")
+    return f"Invalid configuration in {prefix}: " + "; ".join(problems) + "."
+
+
+def _looks_secret(key: str) -> bool:
+    return "key" in key.lower() or "secret" in key.lower() or "token" in key.lower()
+
+
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@]+@")
+
+
+def _redact_url(url: str) -> str:
+    """Hide user:password in a URL before it is printed."""
+    return _URL_CREDENTIALS.sub("***@", url)

@@ -1,0 +1,431 @@
+"""QdrantStore: every call migrator makes to Qdrant, and the only module that imports
+qdrant_client.
+
+Local mode (`path=`) and a server (`url=`) behave the same from the outside: the errors
+both raise are mapped to `StoreError` subclasses here, so nothing above this module needs
+to know which one it talks to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from .errors import CollectionExists, CollectionNotFound, ConfigError, StoreError
+from .settings import DEFAULT_STORE_PATH, StoreSettings
+
+PointId = int | str
+UNNAMED = ""  # key of the unnamed (default) dense vector in our vector dicts
+
+_DISTANCES = {d.value: d for d in qm.Distance}
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    """One dense vector of a collection."""
+
+    name: str  # UNNAMED for the collection's single unnamed vector
+    size: int
+    distance: str
+    on_disk: bool | None = None
+    multivector: bool = False
+
+
+@dataclass
+class CollectionSchema:
+    """What a collection looks like: enough to describe it and to create one like it."""
+
+    name: str
+    vectors: dict[str, VectorSpec]
+    sparse_vectors: list[str]
+    points_count: int
+    shard_number: int | None
+    replication_factor: int | None
+    write_consistency_factor: int | None
+    on_disk_payload: bool | None
+    hnsw: dict[str, Any] | None
+    quantization: dict[str, Any] | None
+    payload_indexes: dict[str, str]
+    status: str
+    _info: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def unnamed(self) -> bool:
+        return UNNAMED in self.vectors
+
+    def vector(self, name: str | None) -> VectorSpec:
+        """The dense vector a migration replaces: `name`, or the only one when name is None."""
+        if name is None:
+            if len(self.vectors) == 1:
+                return next(iter(self.vectors.values()))
+            names = ", ".join(sorted(self.vectors))
+            raise ConfigError(
+                f"Collection {self.name!r} has several named vectors ({names}); "
+                "say which one to migrate with `vector` in the collection's configuration "
+                "(or --vector)."
+            )
+        if name not in self.vectors:
+            names = ", ".join(repr(n) for n in sorted(self.vectors)) or "none"
+            raise ConfigError(
+                f"Collection {self.name!r} has no dense vector named {name!r} "
+                f"(it has {names}); fix `vector` in the configuration."
+            )
+        return self.vectors[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "points_count": self.points_count,
+            "status": self.status,
+            "vectors": {
+                (n or "(unnamed)"): {"size": v.size, "distance": v.distance, "on_disk": v.on_disk}
+                for n, v in self.vectors.items()
+            },
+            "sparse_vectors": self.sparse_vectors,
+            "shard_number": self.shard_number,
+            "replication_factor": self.replication_factor,
+            "write_consistency_factor": self.write_consistency_factor,
+            "on_disk_payload": self.on_disk_payload,
+            "hnsw": self.hnsw,
+            "quantization": self.quantization,
+            "payload_indexes": self.payload_indexes,
+        }
+
+
+@dataclass(slots=True)
+class Point:
+    """A point as migrator moves it. `vectors` maps vector name (UNNAMED for the default
+    vector) to a dense list/array or a sparse vector, exactly as read from the source."""
+
+    id: PointId
+    payload: dict[str, Any]
+    vectors: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Page:
+    points: list[Point]
+    next_offset: PointId | None
+
+
+class QdrantStore:
+    """Operations on one Qdrant instance. Hand it a `QdrantClient`; see `open_store`."""
+
+    def __init__(self, client: QdrantClient, *, location: str, local: bool) -> None:
+        self.client = client
+        self.location = location
+        self.local = local
+        # Local mode keeps plain dicts in memory and is not safe across threads; the pipeline
+        # runs store calls in worker threads, so serialise them. A server needs no lock.
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if local else contextlib.nullcontext()
+        )
+
+    # ---- collections and aliases -------------------------------------------------------
+
+    def collection_names(self) -> list[str]:
+        with self._call("listing collections"):
+            return sorted(c.name for c in self.client.get_collections().collections)
+
+    def aliases(self) -> dict[str, str]:
+        """Every alias and the collection it points to."""
+        with self._call("listing aliases"):
+            return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
+
+    def resolve(self, name: str) -> str:
+        """The collection `name` points to when it is an alias, else `name` itself.
+
+        Raises:
+            CollectionNotFound: `name` is neither a collection nor an alias.
+        """
+        aliases = self.aliases()
+        if name in aliases:
+            return aliases[name]
+        if self.exists(name):
+            return name
+        raise CollectionNotFound(
+            f"Collection or alias {name!r} does not exist in {self.location}. "
+            f"Existing collections: {', '.join(self.collection_names()) or 'none'}."
+        )
+
+    def exists(self, collection: str) -> bool:
+        with self._call("checking", collection):
+            return bool(self.client.collection_exists(collection))
+
+    def describe(self, name: str) -> CollectionSchema:
+        """The schema of a collection (an alias is resolved first)."""
+        collection = self.resolve(name)
+        with self._call("describing", collection):
+            info = self.client.get_collection(collection)
+        return _schema(collection, info)
+
+    def count(self, collection: str) -> int:
+        with self._call("counting", collection):
+            return int(self.client.count(collection, exact=True).count)
+
+    def create_like(
+        self,
+        source: CollectionSchema,
+        name: str,
+        *,
+        vector: str,
+        size: int,
+        distance: str | None = None,
+    ) -> None:
+        """Create `name` like `source`, with only `vector`'s size (and distance) changed.
+
+        Other dense vectors, sparse vectors, HNSW, quantization, sharding, replication and
+        payload indexes are copied. Payload indexes are skipped on the embedded store, where
+        Qdrant ignores them.
+        """
+        params = source._info.config.params
+        vectors = _resized_vectors(params.vectors, vector, size, distance)
+        with self._call("creating", name):
+            if self.client.collection_exists(name):
+                raise CollectionExists(f"Collection {name!r} already exists in {self.location}.")
+            self.client.create_collection(
+                name,
+                vectors_config=vectors,
+                sparse_vectors_config=params.sparse_vectors,
+                shard_number=params.shard_number,
+                replication_factor=params.replication_factor,
+                write_consistency_factor=params.write_consistency_factor,
+                on_disk_payload=params.on_disk_payload,
+                hnsw_config=_diff(qm.HnswConfigDiff, source._info.config.hnsw_config),
+                quantization_config=source._info.config.quantization_config,
+            )
+            if not self.local:
+                for field_name, index in source._info.payload_schema.items():
+                    self.client.create_payload_index(
+                        name, field_name, field_schema=index.params or index.data_type, wait=True
+                    )
+
+    def delete_collection(self, collection: str) -> None:
+        with self._call("deleting", collection):
+            self.client.delete_collection(collection)
+
+    def swap_alias(self, alias: str, collection: str) -> str | None:
+        """Point `alias` at `collection` in one atomic call; return where it pointed before."""
+        previous = self.aliases().get(alias)
+        operations: list[Any] = []
+        if previous is not None:
+            operations.append(qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias)))
+        operations.append(
+            qm.CreateAliasOperation(
+                create_alias=qm.CreateAlias(collection_name=collection, alias_name=alias)
+            )
+        )
+        with self._call("moving alias to", collection):
+            self.client.update_collection_aliases(change_aliases_operations=operations)
+        return previous
+
+    # ---- points ----------------------------------------------------------------------
+
+    def scroll(
+        self,
+        collection: str,
+        *,
+        limit: int,
+        offset: PointId | None = None,
+        vectors: Sequence[str] | bool = True,
+    ) -> Page:
+        """One page of points in id order, with payloads and the requested vectors."""
+        with_vectors: bool | list[str] = vectors if isinstance(vectors, bool) else list(vectors)
+        if with_vectors == []:
+            with_vectors = False
+        with self._call("reading", collection):
+            records, next_offset = self.client.scroll(
+                collection,
+                limit=limit,
+                offset=offset,
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
+        return Page([_point(r) for r in records], next_offset)
+
+    def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        """Write points (idempotent: keyed by id) and wait until Qdrant has applied them."""
+        structs = [
+            qm.PointStruct(id=p.id, payload=p.payload, vector=_vector_struct(p.vectors))
+            for p in points
+        ]
+        with self._call("writing to", collection):
+            self.client.upsert(collection, points=structs, wait=True)
+
+    def search(
+        self, collection: str, query: Sequence[float], *, vector: str = UNNAMED, limit: int = 5
+    ) -> list[tuple[PointId, float, dict[str, Any]]]:
+        """Nearest points to `query`: (id, score, payload) best first."""
+        with self._call("searching", collection):
+            response = self.client.query_points(
+                collection,
+                query=list(query),
+                using=vector or None,
+                limit=limit,
+                with_payload=True,
+            )
+        return [(p.id, float(p.score), dict(p.payload or {})) for p in response.points]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+    # ---- error mapping ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _call(self, action: str, collection: str | None = None) -> Iterator[None]:
+        what = f"collection {collection!r}" if collection else "Qdrant"
+        with self._lock:
+            try:
+                yield
+            except (CollectionExists, CollectionNotFound):
+                raise
+            except UnexpectedResponse as exc:
+                raise _from_response(exc, action, what, self.location) from exc
+            except ResponseHandlingException as exc:
+                raise StoreError(
+                    f"Could not reach Qdrant at {self.location} while {action} {what}: "
+                    f"{exc.source or exc}. Check the URL and that the server is running."
+                ) from exc
+            except ValueError as exc:  # local mode reports a missing collection this way
+                if "not found" in str(exc):
+                    raise CollectionNotFound(
+                        f"Collection {collection!r} does not exist in {self.location}."
+                    ) from exc
+                raise StoreError(f"Qdrant refused {action} {what}: {exc}") from exc
+            except Exception as exc:
+                if type(exc).__module__.startswith(("grpc", "httpx", "httpcore")):
+                    raise StoreError(
+                        f"Could not reach Qdrant at {self.location} while {action} {what}: "
+                        f"{exc}. Check the URL and that the server is running."
+                    ) from exc
+                raise
+
+
+def open_store(settings: StoreSettings) -> QdrantStore:
+    """Connect to the Qdrant that `settings` describe: a server by URL, else a local path.
+
+    `path=":memory:"` gives an in-memory store (tests and benchmarks).
+
+    Raises:
+        StoreError: the local directory is locked by another process or unusable.
+    """
+    if settings.url:
+        client = QdrantClient(
+            url=settings.url,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            prefer_grpc=settings.prefer_grpc,
+            timeout=int(settings.timeout),
+        )
+        return QdrantStore(client, location=settings.location, local=False)
+    path = str(settings.path or DEFAULT_STORE_PATH)
+    try:
+        client = QdrantClient(":memory:") if path == ":memory:" else QdrantClient(path=path)
+    except (RuntimeError, OSError) as exc:
+        raise StoreError(
+            f"Could not open the embedded store at {path}: {exc}. Another migrator or Qdrant "
+            "client may be using it; stop it, or point source.path elsewhere."
+        ) from exc
+    return QdrantStore(client, location=settings.location, local=True)
+
+
+def _from_response(exc: UnexpectedResponse, action: str, what: str, location: str) -> StoreError:
+    body = exc.content[:200].decode("utf-8", "replace") if exc.content else exc.reason_phrase
+    if exc.status_code == 404:
+        return CollectionNotFound(f"{what.capitalize()} does not exist in {location}: {body}")
+    if exc.status_code == 409:
+        return CollectionExists(f"{what.capitalize()} already exists in {location}: {body}")
+    if exc.status_code in (401, 403):
+        return StoreError(
+            f"Qdrant at {location} refused the API key while {action} {what} "
+            f"(HTTP {exc.status_code}). Set QDRANT_API_KEY or source.api_key_env."
+        )
+    return StoreError(f"Qdrant at {location} failed {action} {what} (HTTP {exc.status_code}): {body}")
+
+
+def _schema(name: str, info: Any) -> CollectionSchema:
+    params = info.config.params
+    vectors: dict[str, VectorSpec] = {}
+    raw = params.vectors
+    if isinstance(raw, qm.VectorParams):
+        vectors[UNNAMED] = _vector_spec(UNNAMED, raw)
+    elif isinstance(raw, Mapping):
+        for vector_name, vp in raw.items():
+            vectors[vector_name] = _vector_spec(vector_name, vp)
+    return CollectionSchema(
+        name=name,
+        vectors=vectors,
+        sparse_vectors=sorted((params.sparse_vectors or {}).keys()),
+        points_count=int(info.points_count or 0),
+        shard_number=params.shard_number,
+        replication_factor=params.replication_factor,
+        write_consistency_factor=params.write_consistency_factor,
+        on_disk_payload=params.on_disk_payload,
+        hnsw=info.config.hnsw_config.model_dump(exclude_none=True)
+        if info.config.hnsw_config
+        else None,
+        quantization=info.config.quantization_config.model_dump(exclude_none=True)
+        if info.config.quantization_config
+        else None,
+        payload_indexes={k: str(v.data_type.value) for k, v in info.payload_schema.items()},
+        status=str(info.status.value),
+        _info=info,
+    )
+
+
+def _vector_spec(name: str, vp: qm.VectorParams) -> VectorSpec:
+    return VectorSpec(
+        name=name,
+        size=vp.size,
+        distance=vp.distance.value,
+        on_disk=vp.on_disk,
+        multivector=vp.multivector_config is not None,
+    )
+
+
+def _resized_vectors(
+    raw: Any, vector: str, size: int, distance: str | None
+) -> qm.VectorParams | dict[str, qm.VectorParams]:
+    def resize(vp: qm.VectorParams) -> qm.VectorParams:
+        update: dict[str, Any] = {"size": size}
+        if distance is not None:
+            update["distance"] = _DISTANCES[distance]
+        return vp.model_copy(update=update)
+
+    if isinstance(raw, qm.VectorParams):
+        return resize(raw)
+    return {name: resize(vp) if name == vector else vp for name, vp in raw.items()}
+
+
+def _diff(diff_cls: Any, config: Any) -> Any:
+    if config is None:
+        return None
+    return diff_cls(**config.model_dump(exclude_none=True))
+
+
+def _point(record: Any) -> Point:
+    raw = record.vector
+    if raw is None:
+        vectors: dict[str, Any] = {}
+    elif isinstance(raw, dict):
+        vectors = dict(raw)
+    else:
+        vectors = {UNNAMED: raw}
+    return Point(id=record.id, payload=dict(record.payload or {}), vectors=vectors)
+
+
+def _vector_struct(vectors: dict[str, Any]) -> Any:
+    if set(vectors) == {UNNAMED}:
+        return _plain(vectors[UNNAMED])
+    return {name: _plain(v) for name, v in vectors.items()}
+
+
+def _plain(vector: Any) -> Any:
+    return vector.tolist() if hasattr(vector, "tolist") else vector

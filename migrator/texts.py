@@ -1,0 +1,80 @@
+"""Where a point's text comes from: a dotted payload path or a template over the payload."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError
+
+DEFAULT_TEXT_FIELD = "text"
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """Extracts the text to embed from a payload.
+
+    `field` is a dotted path (`metadata.content`, `chunks.0.text`); `template` fills
+    `{dotted.path}` placeholders (`"{title}\\n\\n{text}"`). A template's missing fields render
+    empty; the text is missing only when the whole result is blank.
+    """
+
+    field: str | None = None
+    template: str | None = None
+
+    @classmethod
+    def from_settings(cls, field: str | None, template: str | None) -> TextSource:
+        if template is not None:
+            if not _PLACEHOLDER.search(template):
+                raise ConfigError(
+                    f"text_template {template!r} has no {{field}} placeholder; write for "
+                    "example '{title}\\n\\n{text}'."
+                )
+            return cls(template=template)
+        return cls(field=field or DEFAULT_TEXT_FIELD)
+
+    def describe(self) -> str:
+        return f"template {self.template!r}" if self.template else f"field {self.field!r}"
+
+    def extract(self, payload: dict[str, Any]) -> tuple[str | None, str]:
+        """(text, "") when there is text to embed, else (None, the reason)."""
+        if self.template is not None:
+            text = _PLACEHOLDER.sub(lambda m: _render(lookup(payload, m.group(1))), self.template)
+            if not text.strip():
+                return None, f"template {self.template!r} renders blank"
+            return text, ""
+        field = self.field or DEFAULT_TEXT_FIELD
+        value = lookup(payload, field)
+        if value is _MISSING or value is None:
+            return None, f"no payload field {field!r}"
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = "\n".join(value)
+        if not isinstance(value, str):
+            return None, f"payload field {field!r} is {type(value).__name__}, not text"
+        if not value.strip():
+            return None, f"payload field {field!r} is empty"
+        return value, ""
+
+
+def lookup(payload: Any, path: str) -> Any:
+    """Follow a dotted path through dicts (and lists, by integer index)."""
+    current = payload
+    for part in path.split("."):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return _MISSING
+    return current
+
+
+def _render(value: Any) -> str:
+    if value is _MISSING or value is None:
+        return ""
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value)
+    return str(value)
