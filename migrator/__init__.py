@@ -1,0 +1,86 @@
+"""migrator: move Qdrant collections from one embedding model to another.
+
+    from migrator import load_settings, migrate
+    result = migrate(load_settings("configs/demo.yaml"))
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .catalog import ModelSpec, lookup
+from .demo import DemoResult, demo
+from .errors import (
+    CollectionExists,
+    CollectionNotFound,
+    ConfigError,
+    DataError,
+    InputTooLong,
+    MigratorError,
+    MissingText,
+    ProviderAuthError,
+    ProviderError,
+    ProviderQuotaError,
+    ProviderRateLimited,
+    ProviderResponseError,
+    SchemaMismatch,
+    StoreError,
+    VerificationFailed,
+)
+from .ingestion import IngestResult, ingest
+from .migration import CollectionResult, MigrationResult, amigrate, migrate
+from .pipeline import Progress
+from .planning import PlanResult, plan
+from .providers import Embedder, Embedding, build_embedder
+from .settings import (
+    CollectionSettings,
+    MigrationSettings,
+    ProviderSettings,
+    Settings,
+    StoreSettings,
+    load_settings,
+)
+from .store import QdrantStore, open_store
+
+__all__ = [
+    "CollectionExists",
+    "CollectionNotFound",
+    "CollectionResult",
+    "CollectionSettings",
+    "ConfigError",
+    "DataError",
+    "DemoResult",
+    "Embedder",
+    "Embedding",
+    "IngestResult",
+    "InputTooLong",
+    "MigrationResult",
+    "MigrationSettings",
+    "MigratorError",
+    "MissingText",
+    "ModelSpec",
+    "PlanResult",
+    "Progress",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderQuotaError",
+    "ProviderRateLimited",
+    "ProviderResponseError",
+    "ProviderSettings",
+    "QdrantStore",
+    "SchemaMismatch",
+    "Settings",
+    "StoreError",
+    "StoreSettings",
+    "VerificationFailed",
+    "__version__",
+    "amigrate",
+    "build_embedder",
+    "demo",
+    "ingest",
+    "load_settings",
+    "lookup",
+    "migrate",
+    "open_store",
+    "plan",
+]

@@ -22,7 +22,7 @@ from .errors import (
 from .pipeline import Backfill, PageSource, Progress, SkipLog, Stats
 from .providers import Embedder, build_embedder
 from .settings import CollectionSettings, Settings
-from .store import UNNAMED, CollectionSchema, Page, QdrantStore, open_store
+from .store import CollectionSchema, Page, QdrantStore, opened
 from .texts import TextSource
 
 ProgressCallback = Callable[[Progress], None]
@@ -184,28 +184,14 @@ async def amigrate(
             "No collection to migrate: give --collection NAME or a `collections:` list in the "
             "configuration file."
         )
-    own: list[Any] = []
-    try:
-        source = source_store or _remember(own, open_store(settings.source))
-        if target_store is not None:
-            target = target_store
-        elif settings.target is None:
-            target = source
-        else:
-            target = _remember(own, open_store(settings.target))
-        model = embedder or _remember(own, build_embedder(settings.provider))
-        return await _run(settings, source, target, model, on_progress)
-    finally:
-        for resource in reversed(own):
-            if isinstance(resource, QdrantStore):
-                resource.close()
-            else:
-                await resource.aclose()
-
-
-def _remember(own: list[Any], resource: Any) -> Any:
-    own.append(resource)
-    return resource
+    with opened(settings.source, settings.target, source_store=source_store,
+                target_store=target_store) as (source, target):
+        model = embedder or build_embedder(settings.provider)
+        try:
+            return await _run(settings, source, target, model, on_progress)
+        finally:
+            if embedder is None:
+                await model.aclose()
 
 
 async def _run(settings: Settings, source: QdrantStore, target: QdrantStore, embedder: Embedder,

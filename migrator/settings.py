@@ -273,3 +273,40 @@ _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@]+@")
 def _redact_url(url: str) -> str:
     """Hide user:password in a URL before it is printed."""
     return _URL_CREDENTIALS.sub("***@", url)
+
+
+def with_collections(
+    settings: Settings, specs: list[str] | tuple[str, ...] = (), **fields: Any
+) -> Settings:
+    """Apply the CLI's collection flags.
+
+    `specs` (repeated --collection) replace the configured list; each is a name with optional
+    `key=value` pairs (see `CollectionSettings.parse`). `fields` (--text-field, --alias, ...)
+    fill what a spec leaves unset, or override every configured collection when no spec is
+    given. `target` and `alias` name one collection, so they need exactly one.
+    """
+    given = {k: v for k, v in fields.items() if v is not None}
+    collections = [CollectionSettings.parse(s) for s in specs] if specs else list(
+        settings.collections)
+    single = {k for k in ("target", "alias") if k in given}
+    if single and len(collections) > 1:
+        flags = " and ".join(f"--{k}" for k in sorted(single))
+        raise ConfigError(
+            f"{flags} name one collection, but this run has {len(collections)}; set them per "
+            "collection: --collection 'docs,alias=docs_live' or in the configuration file."
+        )
+    merged = []
+    for collection in collections:
+        explicit = collection.model_fields_set if specs else set()  # a spec's own keys win
+        updates = {k: v for k, v in given.items() if k not in explicit}
+        # a text source given by flag replaces the other kind from lower down
+        for chosen, other in (("text_field", "text_template"), ("text_template", "text_field")):
+            if chosen in updates and other not in explicit:
+                updates[other] = None
+        try:
+            merged.append(CollectionSettings.model_validate(
+                {**collection.model_dump(), **updates}))
+        except ValidationError as exc:
+            raise ConfigError(_describe_validation(exc, prefix="collection flags")) from exc
+    settings.collections = merged
+    return settings

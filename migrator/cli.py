@@ -1,0 +1,301 @@
+"""The `migrator` command line: parse flags, build settings, call one library function,
+render its result, map errors to exit codes (0 ok, 1 failure, 2 usage, 3 verification)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from . import __version__, report
+from .catalog import models_for
+from .demo import demo as run_demo
+from .errors import MigratorError, VerificationFailed
+from .ingestion import ingest as run_ingest
+from .migration import migrate as run_migrate
+from .pipeline import Progress
+from .planning import plan as run_plan
+from .settings import Settings, load_settings, with_collections
+
+
+class _Exit(click.ClickException):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class MigratorGroup(click.Group):
+    """Turns MigratorError into a clean message and its exit code (MIGRATOR_DEBUG=1: raise)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MigratorError as exc:
+            if os.environ.get("MIGRATOR_DEBUG"):
+                raise
+            code = 3 if isinstance(exc, VerificationFailed) else exc.exit_code
+            raise _Exit(str(exc), code) from exc
+
+
+def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def apply(func: Any) -> Any:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+    return apply
+
+
+config_option = click.option(
+    "--config", "-c", type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML or TOML configuration file (flags > MIGRATOR_* env > file).")
+store_options = _options(
+    click.option("--qdrant-path", type=click.Path(path_type=Path),
+                 help="Embedded store directory (default ./qdrant_data)."),
+    click.option("--qdrant-url", help="Qdrant server URL, e.g. http://localhost:6333; its "
+                 "API key is read from QDRANT_API_KEY."),
+    click.option("--grpc/--no-grpc", default=None, help="Talk to the server over gRPC."),
+)
+target_store_options = _options(
+    click.option("--target-qdrant-path", type=click.Path(path_type=Path),
+                 help="Write the target to another embedded store."),
+    click.option("--target-qdrant-url", help="Write the target to another Qdrant server."),
+)
+provider_options = _options(
+    click.option("--provider", "-p", type=click.Choice(
+        ["hashing", "openai", "azure", "openrouter", "openai-compatible", "local"]),
+        help="Embedding provider of the new model."),
+    click.option("--model", "-m", help="Model name (see `migrator models`)."),
+    click.option("--dimensions", "-d", type=int, help="Vector size to ask the model for."),
+    click.option("--base-url", help="API base URL (OpenAI-compatible servers, Azure)."),
+    click.option("--api-key-env", help="Environment variable holding the API key."),
+    click.option("--concurrency", type=int, help="Embedding requests in flight (default 4)."),
+    click.option("--batch-size", type=int, help="Texts per embedding request."),
+)
+collection_options = _options(
+    click.option("--collection", "collections", multiple=True, metavar="SPEC",
+                 help="Source collection or alias; repeat for several. Per-collection settings "
+                 "as 'docs,text_field=body,alias=docs_live'."),
+    click.option("--text-field", help="Payload path of the text, e.g. metadata.content."),
+    click.option("--text-template", help="Template over the payload, e.g. '{title}\\n\\n{text}'."),
+    click.option("--vector", help="Named vector to migrate (default: the only dense one)."),
+    click.option("--target", help="Target collection name (default: derived)."),
+    click.option("--alias", help="Alias to move to the target once it is complete."),
+    click.option("--distance", type=click.Choice(["Cosine", "Dot", "Euclid", "Manhattan"]),
+                 help="Distance of the new vector (default: the source's)."),
+)
+pipeline_options = _options(
+    click.option("--page-size", type=int, help="Points per scroll page (default 256)."),
+    click.option("--missing-text", type=click.Choice(["fail", "skip"]),
+                 help="Points without text: fail before any swap (default), or skip and list."),
+    click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+                 help="Where skip lists and state go (default .migrator)."),
+)
+output_options = _options(
+    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+)
+
+
+def _settings(options: dict[str, Any]) -> Settings:
+    """Settings from --config, the environment and the flags in `options`."""
+    o = options
+    source = {"path": o.get("qdrant_path"), "url": o.get("qdrant_url"), "prefer_grpc": o.get("grpc")}
+    target = {"path": o.get("target_qdrant_path"), "url": o.get("target_qdrant_url")}
+    overrides: dict[str, Any] = {
+        "source": source,
+        "target": target,
+        "provider": {
+            "name": o.get("provider"), "model": o.get("model"), "dimensions": o.get("dimensions"),
+            "base_url": o.get("base_url"), "api_key_env": o.get("api_key_env"),
+            "concurrency": o.get("concurrency"), "batch_size": o.get("batch_size"),
+        },
+        "migration": {"page_size": o.get("page_size"), "missing_text": o.get("missing_text"),
+                      "state_dir": o.get("state_dir")},
+    }
+    settings = load_settings(o.get("config"), overrides)
+    return with_collections(
+        settings, o.get("collections") or (),
+        **{k: o.get(k) for k in ("text_field", "text_template", "vector", "target", "alias",
+                                 "distance")},
+    )
+
+
+class _Bars:
+    """tqdm bars on stderr, one per collection, fed by the library's progress events."""
+
+    def __init__(self, quiet: bool) -> None:
+        self._quiet = quiet
+        self._bars: dict[str, tqdm[Any]] = {}
+
+    def __call__(self, event: Progress) -> None:
+        bar = self._bars.get(event.collection)
+        if bar is None:
+            bar = tqdm(total=event.total, unit="pt", desc=event.collection, file=sys.stderr,
+                       disable=True if self._quiet else None, dynamic_ncols=True)
+            self._bars[event.collection] = bar
+        bar.update(event.read - bar.n)
+        bar.set_postfix(written=event.written, skipped=event.skipped, tokens=event.tokens,
+                        refresh=False)
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+def _emit(result: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    click.echo(report.to_json(result.to_dict()) if as_json else render(result))
+
+
+def _with_bars(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bars = _Bars(kwargs.get("quiet", False))
+        try:
+            return func(*args, bars=bars, **kwargs)
+        finally:
+            bars.close()
+    return wrapper
+
+
+@click.group(cls=MigratorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="migrator")
+def cli() -> None:
+    """Move Qdrant collections from one embedding model to another.
+
+    Re-embeds each point's payload text with a new provider and model, writes a new
+    collection of the right size, checks it, and moves the alias to it.
+    """
+
+
+@cli.command()
+@config_option
+@store_options
+@target_store_options
+@provider_options
+@collection_options
+@pipeline_options
+@output_options
+@_with_bars
+def migrate(bars: _Bars, as_json: bool, quiet: bool, **options: Any) -> None:
+    """Re-embed collections into new ones and move their aliases.
+
+    \b
+    Example (embedded store, offline hashing model):
+      migrator migrate --collection articles --alias articles_live \\
+          --provider hashing --model hash-ngrams-v1 --dimensions 512
+    \b
+    Example (OpenAI into a Qdrant server):
+      export OPENAI_API_KEY=...
+      migrator migrate -c configs/openai-3-small-512.yaml
+    """
+    settings = _settings(options)
+    result = run_migrate(settings, on_progress=bars)
+    bars.close()
+    _emit(result, as_json, report.migration)
+
+
+@cli.command()
+@config_option
+@store_options
+@target_store_options
+@provider_options
+@collection_options
+@pipeline_options
+@click.option("--sample", type=int, default=200, show_default=True,
+              help="Points read per collection for text statistics.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(as_json: bool, sample: int, **options: Any) -> None:
+    """Show what a migration would do and cost, without changing anything.
+
+    \b
+    Example:
+      migrator plan --collection articles --provider openai \\
+          --model text-embedding-3-small --dimensions 512
+    """
+    result = run_plan(_settings(options), sample=sample)
+    _emit(result, as_json, report.plan)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--collection", required=True, help="Name of the new collection.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "csv", "beir"]),
+              default="auto", show_default=True, help="Input format.")
+@click.option("--text-field", help="Field holding the text (default 'text').")
+@click.option("--text-template", help="Template over the record, e.g. '{title} {text}' "
+              "(the default for BEIR corpora).")
+@click.option("--id-field", help="Field holding the point id (default '_id' or 'id').")
+@click.option("--vector", default="", help="Name of the vector (default: unnamed).")
+@click.option("--distance", type=click.Choice(["Cosine", "Dot", "Euclid", "Manhattan"]),
+              default="Cosine", show_default=True)
+@config_option
+@store_options
+@provider_options
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the list of skipped records goes (default .migrator).")
+@output_options
+@_with_bars
+def ingest(bars: _Bars, path: Path, collection: str, fmt: str, text_field: str | None,
+           text_template: str | None, id_field: str | None, vector: str, distance: str,
+           as_json: bool, quiet: bool, **options: Any) -> None:
+    """Load texts from JSONL, CSV or a BEIR corpus into a new collection.
+
+    \b
+    Example:
+      migrator ingest notes.jsonl --collection notes --text-field body \\
+          --provider hashing --model hash-words-v1
+    """
+    settings = _settings(options)
+    result = run_ingest(path, collection, settings, format=fmt,  # type: ignore[arg-type]
+                        text_field=text_field, text_template=text_template, id_field=id_field,
+                        vector=vector, distance=distance,  # type: ignore[arg-type]
+                        on_progress=bars)
+    bars.close()
+    _emit(result, as_json, report.ingest)
+
+
+@cli.command()
+@click.option("--provider", "providers", multiple=True, help="Only this provider (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+def models(providers: tuple[str, ...], as_json: bool) -> None:
+    """List known models: size, output sizes, request limits and price.
+
+    \b
+    Example:
+      migrator models --provider openai
+    """
+    specs = models_for(providers or None)
+    if as_json:
+        click.echo(report.to_json([s.to_dict() for s in specs]))
+    else:
+        click.echo(report.models(specs))
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("migrator-demo"), show_default=True,
+              help="Directory for the demo's embedded store (replaced on each run).")
+@click.option("--hashing-only", is_flag=True,
+              help="Use the hashing model as the new model even when the local one is installed.")
+@output_options
+@_with_bars
+def demo(bars: _Bars, directory: Path, hashing_only: bool, as_json: bool, quiet: bool) -> None:
+    """Run the whole flow offline on the embedded store, with a bundled corpus.
+
+    \b
+    Example:
+      migrator demo
+    """
+    result = run_demo(directory, prefer_local=not hashing_only, on_progress=bars)
+    bars.close()
+    _emit(result, as_json, report.demo)
+
+
+def main() -> None:
+    cli(prog_name="migrator")

@@ -1,0 +1,180 @@
+"""`plan()`: a read-only look at what a migration would do and cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .catalog import ModelSpec
+from .errors import ConfigError
+from .migration import target_name
+from .providers import model_spec
+from .settings import KEY_REQUIRED, CollectionSettings, Settings
+from .store import CollectionSchema, QdrantStore, opened
+from .texts import TextSource
+from .tokens import estimate_tokens
+
+LOCAL_MODE_LIMIT = 20_000  # qdrant-client warns above this many points in local mode
+ASSUMED_REQUEST_SECONDS = 0.5  # a typical remote embedding request of a few hundred texts
+
+
+@dataclass
+class CollectionPlan:
+    source: str
+    schema: CollectionSchema
+    vector: str
+    text: str
+    sample_size: int
+    missing_in_sample: int
+    chars: dict[str, float]
+    tokens_per_text: float
+    estimated_tokens: int
+    estimated_cost: float | None
+    estimated_requests: int
+    estimated_seconds: float | None
+    target: str
+    target_exists: bool
+    target_size: int | None
+    target_distance: str
+    alias: str | None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "schema"}
+        data["vector"] = self.vector or "(unnamed)"
+        data["schema"] = self.schema.to_dict()
+        return data
+
+
+@dataclass
+class PlanResult:
+    provider: str
+    model: str
+    spec: ModelSpec
+    collections: list[CollectionPlan]
+    warnings: list[str]
+
+    @property
+    def estimated_tokens(self) -> int:
+        return sum(c.estimated_tokens for c in self.collections)
+
+    @property
+    def estimated_cost(self) -> float | None:
+        costs = [c.estimated_cost for c in self.collections]
+        return None if any(c is None for c in costs) else sum(c or 0.0 for c in costs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "model_known": bool(self.spec.dims),
+            "price_per_mtok": self.spec.price_per_mtok,
+            "estimated_tokens": self.estimated_tokens,
+            "estimated_cost_usd": self.estimated_cost,
+            "warnings": self.warnings,
+            "collections": [c.to_dict() for c in self.collections],
+        }
+
+
+def plan(settings: Settings, *, source_store: QdrantStore | None = None,
+         target_store: QdrantStore | None = None, sample: int = 200) -> PlanResult:
+    """Describe what `migrate()` would do, without writing anything or calling the provider.
+
+    Args:
+        settings: the same settings `migrate()` takes.
+        source_store / target_store: open stores (default: opened from the settings).
+        sample: how many points per collection to read for text statistics.
+
+    Raises:
+        ConfigError: nothing to plan, or bad configuration.
+        CollectionNotFound: a source collection or alias does not exist.
+    """
+    if not settings.collections:
+        raise ConfigError("No collection to plan: give --collection NAME or a `collections:` "
+                          "list in the configuration file.")
+    spec = model_spec(settings.provider)
+    with opened(settings.source, settings.target, source_store=source_store,
+                target_store=target_store) as (source, target):
+        plans = [_plan_one(c, settings, spec, source, target, sample)
+                 for c in settings.collections]
+    return PlanResult(settings.provider.name, settings.provider.model, spec, plans,
+                      _run_warnings(settings, spec))
+
+
+def _run_warnings(settings: Settings, spec: ModelSpec) -> list[str]:
+    warnings = []
+    provider = settings.provider
+    if provider.name in KEY_REQUIRED and provider.api_key is None:
+        warnings.append(f"No API key is set: migrate will need the variable {provider.key_env}.")
+    if not spec.dims:
+        warnings.append(f"Model {provider.model!r} is not in migrator's catalog: its size will "
+                        "be probed with one request, and no cost can be estimated.")
+    elif spec.price_per_mtok is None:
+        warnings.append(f"No price is known for {provider.model!r}; cost is not estimated.")
+    if provider.name == "hashing":
+        warnings.append("The hashing provider is a lexical baseline, not a semantic model.")
+    return warnings
+
+
+def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
+              source: QdrantStore, target: QdrantStore, sample: int) -> CollectionPlan:
+    schema = source.describe(config.name)
+    vector = schema.vector(config.vector)
+    text = TextSource.from_settings(config.text_field, config.text_template)
+    page = source.scroll(schema.name, limit=sample, vectors=False)
+    texts, missing = [], 0
+    for point in page.points:
+        value, _ = text.extract(point.payload)
+        if value is None:
+            missing += 1
+        else:
+            texts.append(value)
+    lengths = np.array([len(t) for t in texts]) if texts else np.zeros(1)
+    per_text = float(np.mean([estimate_tokens(t) for t in texts])) if texts else 0.0
+    embeddable = schema.points_count * (len(texts) / max(len(page.points), 1))
+    tokens = int(round(per_text * embeddable))
+    dims = settings.provider.dimensions or spec.dims or None
+    name = config.target or target_name(config.name, spec, dims or 0)
+    batch = min(settings.provider.batch_size or 256, spec.max_inputs)
+    requests = -(-int(embeddable) // batch) if embeddable else 0
+    remote = spec.provider not in ("hashing", "local")
+    plan = CollectionPlan(
+        source=config.name, schema=schema, vector=vector.name, text=text.describe(),
+        sample_size=len(page.points), missing_in_sample=missing,
+        chars={"min": float(lengths.min()), "mean": round(float(lengths.mean()), 1),
+               "p95": float(np.percentile(lengths, 95)), "max": float(lengths.max())},
+        tokens_per_text=round(per_text, 1), estimated_tokens=tokens,
+        estimated_cost=spec.cost(tokens), estimated_requests=requests,
+        estimated_seconds=(requests * ASSUMED_REQUEST_SECONDS / settings.provider.concurrency
+                           if remote else None),
+        target=name, target_exists=target.exists(name), target_size=dims,
+        target_distance=config.distance or vector.distance, alias=config.alias,
+    )
+    plan.warnings = _collection_warnings(plan, settings, target)
+    return plan
+
+
+def _collection_warnings(plan: CollectionPlan, settings: Settings,
+                         target: QdrantStore) -> list[str]:
+    warnings = []
+    if plan.missing_in_sample:
+        policy = settings.migration.missing_text
+        consequence = ("the run will fail before any swap" if policy == "fail"
+                       else "they will be skipped and listed")
+        warnings.append(f"{plan.missing_in_sample} of {plan.sample_size} sampled points have no "
+                        f"text in {plan.text}; {consequence} (missing_text: {policy}).")
+    if plan.target_exists:
+        warnings.append(f"Target {plan.target!r} already exists; migrate will write into it "
+                        "if its vector fits, and refuse otherwise.")
+    if plan.alias and plan.alias in target.collection_names():
+        warnings.append(f"Alias {plan.alias!r} is an existing collection's name; migrate will "
+                        "refuse it.")
+    if target.local and plan.schema.points_count > LOCAL_MODE_LIMIT:
+        warnings.append(f"{plan.schema.points_count:,} points is more than the embedded store "
+                        f"handles well ({LOCAL_MODE_LIMIT:,}); use a Qdrant server (--qdrant-url).")
+    old = plan.schema.vectors[plan.vector].size
+    if plan.target_size and plan.target_size != old:
+        warnings.append(f"The vector size changes from {old} to {plan.target_size}.")
+    return warnings

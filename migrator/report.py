@@ -1,0 +1,145 @@
+"""Results rendered for people: plain-text reports. JSON comes from each result's `to_dict()`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .catalog import ModelSpec
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain, aligned text table."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def money(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def models(specs: Sequence[ModelSpec]) -> str:
+    rows = [
+        (s.provider, s.model, s.dims, s.describe_dims() if s.supports_output_dims else "-",
+         s.max_inputs, s.max_tokens_per_input,
+         s.max_tokens_per_request or "-",
+         "free" if s.price_per_mtok == 0 else money(s.price_per_mtok) if s.price_per_mtok
+         else "?")
+        for s in specs
+    ]
+    return table(["provider", "model", "dims", "output dims", "inputs/req", "tokens/input",
+                  "tokens/req", "$/1M tok"], rows)
+
+
+def migration(result: Any) -> str:
+    """The run report of `migrate()`."""
+    data = result.to_dict()
+    lines = [
+        f"Migrated {len(result.collections)} collection(s) with {result.provider} "
+        f"{result.model} ({result.dims} dims) in {duration(result.seconds)} "
+        f"({data['points_per_second']:,.0f} points/s).",
+        "",
+    ]
+    rows = []
+    for c in result.collections:
+        stats = c.stats
+        rows.append((c.source, c.target, stats.read, stats.embedded, stats.written, stats.skipped,
+                     c.target_count, f"{c.alias} -> {c.target}" if c.swapped else "-"))
+    lines.append(table(["source", "target", "read", "embedded", "written", "skipped",
+                        "target count", "alias"], rows))
+    estimated = " (estimated)" if data["tokens_estimated"] else ""
+    lines += [
+        "",
+        f"Tokens: {result.tokens:,}{estimated}   Cost: {money(result.cost)}   "
+        f"Requests: {data['requests']:,}   Retries: {data['retries']:,}",
+    ]
+    for c in result.collections:
+        if c.skip_file:
+            lines.append(f"Skipped points of {c.source!r} are listed in {c.skip_file}.")
+        if c.swapped and c.previous_alias_target:
+            lines.append(f"Alias {c.alias!r} moved from {c.previous_alias_target!r} to "
+                         f"{c.target!r}; the old collection is kept.")
+    return "\n".join(lines)
+
+
+def plan(result: Any) -> str:
+    """The report of `plan()`."""
+    spec = result.spec
+    known = f"{spec.dims} dims native" if spec.dims else "not in the catalog"
+    lines = [f"Plan: re-embed with {result.provider} {result.model} ({known}).", ""]
+    for c in result.collections:
+        s = c.schema
+        vector = s.vectors[c.vector]
+        lines += [
+            f"Source {c.source!r}" + (f" (collection {s.name!r})" if s.name != c.source else "")
+            + f": {s.points_count:,} points",
+            f"  vector {c.vector or '(unnamed)'}: {vector.size} dims, {vector.distance}; "
+            f"other vectors: {', '.join(n for n in s.vectors if n != c.vector) or 'none'}; "
+            f"sparse: {', '.join(s.sparse_vectors) or 'none'}",
+            f"  text from {c.text}: sampled {c.sample_size}, {c.missing_in_sample} without text; "
+            f"chars min {c.chars['min']:.0f} / mean {c.chars['mean']:.0f} / "
+            f"p95 {c.chars['p95']:.0f} / max {c.chars['max']:.0f}",
+            f"  estimate: {c.estimated_tokens:,} tokens (~{c.tokens_per_text} per text), "
+            f"{money(c.estimated_cost)}, {c.estimated_requests:,} requests, "
+            f"{duration(c.estimated_seconds)}",
+            f"  target {c.target!r}: {c.target_size or 'probed'} dims, {c.target_distance}"
+            + (" (exists)" if c.target_exists else " (new)")
+            + (f"; alias {c.alias!r} moves to it" if c.alias else ""),
+        ]
+        lines += [f"  warning: {w}" for w in c.warnings]
+        lines.append("")
+    lines.append(f"Total: {result.estimated_tokens:,} tokens (estimated), "
+                 f"{money(result.estimated_cost)}.")
+    lines += [f"warning: {w}" for w in result.warnings]
+    return "\n".join(lines)
+
+
+def ingest(result: Any) -> str:
+    stats = result.stats
+    line = (f"Ingested {stats.written:,} of {stats.read:,} records from {result.source} "
+            f"({result.format}) into {result.collection!r} with {result.provider} "
+            f"{result.model} ({result.dims} dims) in {duration(result.seconds)}.")
+    if stats.skipped:
+        line += f" {stats.skipped:,} records without text were skipped."
+    return line
+
+
+def demo(result: Any) -> str:
+    lines = [
+        f"Demo store: {result.directory}",
+        report_line(result.ingested),
+        result.new_model_note,
+        "",
+        migration(result.migration),
+        "",
+        "Example searches through the alias 'articles' (before -> after the migration):",
+    ]
+    for search in result.searches:
+        lines.append(f"  {search.query!r}")
+        lines.append(f"    before: {'; '.join(search.before)}")
+        lines.append(f"    after:  {'; '.join(search.after)}")
+    return "\n".join(lines)
+
+
+report_line = ingest

@@ -1,0 +1,127 @@
+"""A real OpenAI-compatible embeddings server on 127.0.0.1, for tests and benchmarks.
+
+Vectors are deterministic functions of the text (`vector_for`), so a test can check that
+every point got the vector of its own text. The server can add latency, answer with
+queued faults, and shuffle the order of `data` items; it counts requests and texts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+
+
+def vector_for(text: str, dims: int) -> np.ndarray:
+    """The unit vector the loopback server returns for `text` at `dims`."""
+    rng = np.random.default_rng(zlib.crc32(text.encode("utf-8")))
+    vector = rng.standard_normal(dims).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+@dataclass
+class Fault:
+    """One canned answer: returned instead of embeddings for the next request."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+
+
+class LoopbackServer:
+    """`with LoopbackServer(dims=16, latency=0.05) as server: server.url`"""
+
+    def __init__(self, *, dims: int = 16, latency: float = 0.0, shuffle: bool = False,
+                 api_key: str | None = None) -> None:
+        self.dims = dims
+        self.latency = latency
+        self.shuffle = shuffle
+        self.api_key = api_key
+        self.faults: deque[Fault] = deque()
+        self.requests = 0
+        self.texts = 0
+        self.bodies: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def respond(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            self.requests += 1
+            self.bodies.append(body)
+            fault = self.faults.popleft() if self.faults else None
+        if fault is not None:
+            raw = fault.raw if fault.raw is not None else json.dumps(fault.body).encode()
+            return fault.status, fault.headers, raw
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        with self._lock:
+            self.texts += len(texts)
+        dims = int(body.get("dimensions") or self.dims)
+        items = []
+        for index, text in enumerate(texts):
+            vector = vector_for(text, dims)
+            encoded: Any = (base64.b64encode(vector.astype("<f4").tobytes()).decode()
+                            if body.get("encoding_format") == "base64" else vector.tolist())
+            items.append({"object": "embedding", "index": index, "embedding": encoded})
+        if self.shuffle:
+            items.reverse()
+        tokens = sum(len(t.split()) for t in texts)
+        payload = {"object": "list", "data": items, "model": body.get("model"),
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        return 200, {}, json.dumps(payload).encode()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if server.latency:
+                    time.sleep(server.latency)
+                if server.api_key and self.headers.get("Authorization") != (
+                        f"Bearer {server.api_key}"):
+                    status, headers, raw = 401, {}, json.dumps(
+                        {"error": {"message": "Incorrect API key provided",
+                                   "code": "invalid_api_key"}}).encode()
+                elif not self.path.endswith("/embeddings"):
+                    status, headers, raw = 404, {}, b'{"error": {"message": "no such route"}}'
+                else:
+                    status, headers, raw = server.respond(body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        return Handler
