@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -213,7 +214,7 @@ def load_settings(
         settings = Settings(**_drop_none(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(_describe_validation(exc, prefix=_origin(path))) from exc
-    except ValueError as exc:  # unreadable YAML/TOML, or env JSON that does not parse
+    except (ValueError, yaml.YAMLError) as exc:  # unreadable YAML/TOML, or env JSON
         raise ConfigError(f"Could not read the configuration ({_origin(path)}): {exc}") from exc
     finally:
         _CONFIG_FILE.reset(token)
@@ -288,6 +289,8 @@ def with_collections(
     given = {k: v for k, v in fields.items() if v is not None}
     collections = [CollectionSettings.parse(s) for s in specs] if specs else list(
         settings.collections)
+    if "text_field" in given and "text_template" in given:
+        raise ConfigError("Give --text-field or --text-template, not both.")
     single = {k for k in ("target", "alias") if k in given}
     if single and len(collections) > 1:
         flags = " and ".join(f"--{k}" for k in sorted(single))
@@ -301,7 +304,7 @@ def with_collections(
         updates = {k: v for k, v in given.items() if k not in explicit}
         # a text source given by flag replaces the other kind from lower down
         for chosen, other in (("text_field", "text_template"), ("text_template", "text_field")):
-            if chosen in updates and other not in explicit:
+            if chosen in given and chosen not in explicit and other not in explicit:
                 updates[other] = None
         try:
             merged.append(CollectionSettings.model_validate(

@@ -1,0 +1,205 @@
+"""The command line: exit codes, stdout/stderr, --json, messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from qdrant_client import QdrantClient
+
+from migrator.cli import cli
+
+from .conftest import make_collection
+from .loopback import LoopbackServer
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    path = tmp_path / "qdrant"
+    client = QdrantClient(path=str(path))
+    make_collection(client, "docs", n=40)
+    client.close()
+    return path
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> object:
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def base(store_path: Path, tmp_path: Path) -> list[str]:
+    return ["--qdrant-path", str(store_path), "--state-dir", str(tmp_path / "state"),
+            "--provider", "hashing", "--model", "hash-words-v1", "--dimensions", "48"]
+
+
+def test_migrate_json(store_path: Path, tmp_path: Path) -> None:
+    result = run("migrate", *base(store_path, tmp_path), "--collection", "docs",
+                 "--alias", "live", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["collections"][0]["target"] == "docs__hash-words-v1-48"
+    assert data["collections"][0]["swapped"] is True
+    assert data["collections"][0]["stats"]["written"] == 40
+    assert result.stderr == ""  # not a TTY: no progress bar
+
+
+def test_migrate_text_report(store_path: Path, tmp_path: Path) -> None:
+    result = run("migrate", *base(store_path, tmp_path), "--collection", "docs,alias=live")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Migrated 1 collection(s) with hashing hash-words-v1 "
+                                    "(48 dims)")
+    assert "live -> docs__hash-words-v1-48" in result.stdout
+
+
+def test_missing_collection_exits_1(store_path: Path, tmp_path: Path) -> None:
+    result = run("migrate", *base(store_path, tmp_path), "--collection", "nope")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (f"Error: Collection or alias 'nope' does not exist in embedded "
+                             f"store at {store_path}. Existing collections: docs.\n")
+
+
+def test_missing_api_key_exits_2_and_names_the_variable(store_path: Path,
+                                                        tmp_path: Path) -> None:
+    result = run("migrate", "--qdrant-path", str(store_path), "--collection", "docs",
+                 "--provider", "openai", "--model", "text-embedding-3-small")
+    assert result.exit_code == 2
+    assert "No API key for provider 'openai': set the environment variable OPENAI_API_KEY" in (
+        result.stderr)
+
+
+def test_bad_config_value_exits_2_and_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("provider:\n  dimensions: -3\n")
+    result = run("migrate", "--config", str(config))
+    assert result.exit_code == 2
+    assert "provider.dimensions: Input should be greater than 0 (got -3)" in result.stderr
+
+
+def test_unknown_config_key_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("collections:\n  - name: docs\n    text_feild: body\n")
+    result = run("plan", "--config", str(config))
+    assert result.exit_code == 2
+    assert "collections.0.text_feild: unknown key" in result.stderr
+
+
+def test_bad_flag_value_is_a_usage_error(store_path: Path) -> None:
+    result = run("migrate", "--qdrant-path", str(store_path), "--dimensions", "many")
+    assert result.exit_code == 2
+    assert "'many' is not a valid integer" in result.stderr
+
+
+def test_alias_naming_a_collection_exits_2_and_changes_nothing(store_path: Path,
+                                                               tmp_path: Path) -> None:
+    result = run("migrate", *base(store_path, tmp_path), "--collection", "docs",
+                 "--alias", "docs")
+    assert result.exit_code == 2
+    assert "Alias 'docs' is the name of an existing collection" in result.stderr
+    client = QdrantClient(path=str(store_path))
+    try:
+        assert [c.name for c in client.get_collections().collections] == ["docs"]
+    finally:
+        client.close()
+
+
+def test_missing_text_exits_1_and_lists_ids(tmp_path: Path) -> None:
+    path = tmp_path / "q"
+    client = QdrantClient(path=str(path))
+    make_collection(client, "docs", n=10,
+                    payload=lambda i, t: {"body": t} if i == 4 else {"text": t})
+    client.close()
+    result = run("migrate", "--qdrant-path", str(path), "--state-dir", str(tmp_path / "s"),
+                 "--collection", "docs", "--alias", "live")
+    assert result.exit_code == 1
+    assert "1 point(s) of 'docs' have no text in field 'text': 5." in result.stderr
+    assert "No alias was moved." in result.stderr
+
+
+def test_debug_env_shows_the_traceback(store_path: Path) -> None:
+    from migrator import CollectionNotFound
+
+    with pytest.raises(CollectionNotFound):
+        run("migrate", "--qdrant-path", str(store_path), "--collection", "nope",
+            env={"MIGRATOR_DEBUG": "1"})
+
+
+def test_migrate_through_an_openai_compatible_server(store_path: Path, tmp_path: Path) -> None:
+    with LoopbackServer(dims=12, api_key="local-key") as server:
+        result = run("migrate", "--qdrant-path", str(store_path), "--collection", "docs",
+                     "--provider", "openai-compatible", "--model", "mini",
+                     "--base-url", server.url, "--api-key-env", "LOCAL_KEY", "--json",
+                     env={"LOCAL_KEY": "local-key"})
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["dims"] == 12
+    assert "local-key" not in result.stdout + result.stderr
+
+
+def test_wrong_key_exits_1_without_printing_it(store_path: Path) -> None:
+    with LoopbackServer(dims=12, api_key="right") as server:
+        result = run("migrate", "--qdrant-path", str(store_path), "--collection", "docs",
+                     "--provider", "openai-compatible", "--model", "mini",
+                     "--base-url", server.url, env={"OPENAI_COMPATIBLE_API_KEY": "wrong-key"})
+    assert result.exit_code == 1
+    assert "HTTP 401: Incorrect API key provided" in result.stderr
+    assert "wrong-key" not in result.stderr
+
+
+def test_plan_is_read_only(store_path: Path) -> None:
+    result = run("plan", "--qdrant-path", str(store_path), "--collection", "docs",
+                 "--provider", "openai", "--model", "text-embedding-3-small",
+                 "--dimensions", "512", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    plan = data["collections"][0]
+    assert plan["schema"]["points_count"] == 40 and plan["target_size"] == 512
+    assert plan["target"] == "docs__text-embedding-3-small-512"
+    assert data["estimated_cost_usd"] > 0
+    assert any("OPENAI_API_KEY" in w for w in data["warnings"])
+    text = run("plan", "--qdrant-path", str(store_path), "--collection", "docs").stdout
+    assert "Source 'docs': 40 points" in text
+
+
+def test_ingest_then_migrate(tmp_path: Path) -> None:
+    data = tmp_path / "notes.jsonl"
+    data.write_text("".join(json.dumps({"id": i, "body": f"note {i} on tides"}) + "\n"
+                            for i in range(30)))
+    path = str(tmp_path / "q")
+    result = run("ingest", str(data), "--collection", "notes", "--text-field", "body",
+                 "--qdrant-path", path, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["stats"]["written"] == 30
+    again = run("ingest", str(data), "--collection", "notes", "--text-field", "body",
+                "--qdrant-path", path)
+    assert again.exit_code == 1 and "'notes' already exists" in again.stderr
+
+
+def test_models_lists_the_catalog() -> None:
+    result = run("models", "--provider", "openai")
+    assert result.exit_code == 0
+    assert "text-embedding-3-small  1536" in result.stdout
+    data = json.loads(run("models", "--json").stdout)
+    assert {m["provider"] for m in data} >= {"openai", "cohere", "voyage", "hashing", "local"}
+
+
+@pytest.mark.parametrize("command", ["migrate", "plan", "ingest", "models", "demo"])
+def test_every_command_has_help(command: str) -> None:
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert "Example" in result.stdout
+
+
+def test_demo_offline_with_hashing(tmp_path: Path) -> None:
+    result = run("demo", "--dir", str(tmp_path / "demo"), "--hashing-only", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["migration"]["collections"][0]["target_count"] == 320
+    assert data["migration"]["collections"][0]["swapped"] is True
+    assert len(data["searches"]) == 3
+    # a second run replaces its own directory
+    assert run("demo", "--dir", str(tmp_path / "demo"), "--hashing-only").exit_code == 0
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    refused = run("demo", "--dir", str(tmp_path / "other"))
+    assert refused.exit_code == 2 and "was not made by `migrator demo`" in refused.stderr

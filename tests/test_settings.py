@@ -1,0 +1,159 @@
+"""Configuration: file, MIGRATOR_* env and flags, with flags > env > file > defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from migrator import ConfigError, load_settings
+from migrator.settings import CollectionSettings, with_collections
+
+
+def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("in_file", "in_env", "flag", "expected"),
+    [
+        (None, None, None, 4),  # default
+        (7, None, None, 7),  # file beats default
+        (7, "9", None, 9),  # env beats file
+        (7, "9", 11, 11),  # flag beats env
+        (None, None, 11, 11),  # flag beats default
+        (7, None, 11, 11),  # flag beats file
+    ],
+)
+def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_file: int | None,
+                    in_env: str | None, flag: int | None, expected: int) -> None:
+    config = write(tmp_path, f"provider:\n  concurrency: {in_file}\n" if in_file else "{}\n")
+    if in_env:
+        monkeypatch.setenv("MIGRATOR_PROVIDER__CONCURRENCY", in_env)
+    settings = load_settings(config, {"provider": {"concurrency": flag}})
+    assert settings.provider.concurrency == expected
+
+
+def test_nested_values_merge_across_sources(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    config = write(tmp_path, "provider:\n  name: openai\n  model: text-embedding-3-small\n"
+                             "  dimensions: 512\n")
+    monkeypatch.setenv("MIGRATOR_PROVIDER__CONCURRENCY", "16")
+    settings = load_settings(config, {"provider": {"dimensions": 256, "model": None}})
+    provider = settings.provider
+    assert (provider.name, provider.model, provider.dimensions, provider.concurrency) == (
+        "openai", "text-embedding-3-small", 256, 16)
+
+
+def test_toml_file(tmp_path: Path) -> None:
+    config = write(tmp_path, '[source]\nurl = "http://localhost:6333"\n\n'
+                             '[[collections]]\nname = "docs"\nalias = "live"\n', "c.toml")
+    settings = load_settings(config)
+    assert settings.source.url == "http://localhost:6333"
+    assert settings.collections[0].alias == "live"
+
+
+def test_collections_from_env_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIGRATOR_COLLECTIONS", '[{"name": "docs", "text_field": "body"}]')
+    assert load_settings().collections[0].text_field == "body"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("provider:\n  modle: x\n", "provider.modle: unknown key"),
+        ("sourse:\n  path: x\n", "sourse: unknown key"),
+        ("provider:\n  dimensions: lots\n", "provider.dimensions: Input should be a valid "
+                                            "integer.*got 'lots'"),
+        ("provider:\n  name: acme\n", "provider.name: Input should be 'hashing'"),
+        ("migration:\n  missing_text: ignore\n", "migration.missing_text"),
+        ("collections:\n  - name: docs\n    text_field: a\n    text_template: '{b}'\n",
+         "set text_field or text_template, not both"),
+        ("source:\n  path: q\n  url: http://x\n", "set either path"),
+    ],
+)
+def test_bad_files_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(write(tmp_path, text))
+
+
+def test_bad_env_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIGRATOR_PROVIDER__CONCURRENCY", "0")
+    with pytest.raises(ConfigError, match="provider.concurrency: Input should be greater"):
+        load_settings()
+
+
+def test_missing_file_and_wrong_suffix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="must end in .yaml, .yml or .toml"):
+        load_settings(write(tmp_path, "{}", "config.ini"))
+
+
+def test_unreadable_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Could not read the configuration"):
+        load_settings(write(tmp_path, "provider: [unclosed\n"))
+
+
+def test_api_keys_come_from_the_named_variables_and_are_never_shown(tmp_path: Path) -> None:
+    config = write(tmp_path, "provider:\n  name: openai\n  model: text-embedding-3-small\n"
+                             "  api_key_env: MY_KEY\n")
+    settings = load_settings(config, environ={"MY_KEY": "sk-secret-123", "QDRANT_API_KEY": "q"})
+    assert settings.provider.api_key is not None
+    assert settings.provider.api_key.get_secret_value() == "sk-secret-123"
+    assert settings.source.api_key is not None
+    assert "sk-secret-123" not in repr(settings) and "sk-secret-123" not in str(
+        settings.model_dump())
+
+
+def test_default_key_variable_per_provider() -> None:
+    settings = load_settings(None, {"provider": {"name": "openrouter", "model": "m"}},
+                             environ={"OPENROUTER_API_KEY": "k"})
+    assert settings.provider.key_env == "OPENROUTER_API_KEY"
+    assert settings.provider.api_key is not None
+
+
+def test_secret_values_are_not_echoed_in_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, "provider:\n  api_key: [sk-should-not-appear]\n"))
+    assert "sk-should-not-appear" not in str(caught.value)
+
+
+def test_urls_with_credentials_are_redacted() -> None:
+    settings = load_settings(None, {"source": {"url": "https://user:pw@qdrant.example:6333"}})
+    assert settings.source.location == "https://***@qdrant.example:6333"
+
+
+def test_collection_spec_parsing() -> None:
+    spec = CollectionSettings.parse("docs, text_field=meta.body ,alias=live,target=docs_v2")
+    assert (spec.name, spec.text_field, spec.alias, spec.target) == (
+        "docs", "meta.body", "live", "docs_v2")
+    with pytest.raises(ConfigError, match="'oops' is not key=value"):
+        CollectionSettings.parse("docs,oops")
+    with pytest.raises(ConfigError, match="--collection docs.*colour: unknown key"):
+        CollectionSettings.parse("docs,colour=red")
+
+
+def test_collection_flags_fill_specs_and_override_config(tmp_path: Path) -> None:
+    config = write(tmp_path, "collections:\n  - name: a\n    text_template: '{t}'\n"
+                             "  - name: b\n")
+    settings = with_collections(load_settings(config), text_field="body")
+    assert [(c.name, c.text_field, c.text_template) for c in settings.collections] == [
+        ("a", "body", None), ("b", "body", None)]
+
+    settings = with_collections(load_settings(), ["x,text_field=own", "y"], text_field="body",
+                                vector="dense")
+    assert [(c.name, c.text_field, c.vector) for c in settings.collections] == [
+        ("x", "own", "dense"), ("y", "body", "dense")]
+
+
+def test_alias_flag_needs_exactly_one_collection() -> None:
+    with pytest.raises(ConfigError, match="--alias name one collection, but this run has 2"):
+        with_collections(load_settings(), ["a", "b"], alias="live")
+
+
+def test_text_field_and_template_flags_exclude_each_other() -> None:
+    with pytest.raises(ConfigError, match="--text-field or --text-template, not both"):
+        with_collections(load_settings(), ["a"], text_field="x", text_template="{y}")
