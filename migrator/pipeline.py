@@ -149,6 +149,15 @@ class Backfill:
     stats: Stats = field(default_factory=Stats)
     _in_flight: int = 0
 
+    def in_flight_bound(self, page_size: int) -> int:
+        """The most points held at once with pages of `page_size`: pages queued for prepare,
+        the one prepare holds, one per queued request and per worker (a request may be a
+        whole page), pages queued for the writer, the one being written, the one the reader
+        holds."""
+        pages = (self.queue_depth + 1 + max(self.concurrency, self.queue_depth)
+                 + self.concurrency + self.queue_depth + 1 + 1)
+        return pages * page_size
+
     async def run(self) -> Stats:
         pages: asyncio.Queue[Any] = asyncio.Queue(self.queue_depth)
         requests: asyncio.Queue[Any] = asyncio.Queue(max(self.concurrency, self.queue_depth))

@@ -336,6 +336,9 @@ def open_store(settings: StoreSettings) -> QdrantStore:
             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
             prefer_grpc=settings.prefer_grpc,
             timeout=int(settings.timeout),
+            # its background thread only warns, and warns again when the server is down;
+            # connection problems surface as StoreError on the first call instead
+            check_compatibility=False,
         )
         return QdrantStore(client, location=settings.location, local=False)
     path = str(settings.path or DEFAULT_STORE_PATH)

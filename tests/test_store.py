@@ -1,0 +1,146 @@
+"""QdrantStore: describing, creating like, aliases, and one error vocabulary for local and server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from migrator import CollectionExists, CollectionNotFound, ConfigError, StoreError
+from migrator.store import QdrantStore
+
+from .conftest import make_collection
+
+
+def test_describe_unnamed_named_and_sparse(memory_store: QdrantStore) -> None:
+    make_collection(memory_store.client, "plain", n=3)
+    make_collection(memory_store.client, "rich", n=3, named=True, sparse=True)
+    plain = memory_store.describe("plain")
+    assert plain.unnamed and plain.vectors[""].size == 8 and plain.points_count == 3
+    rich = memory_store.describe("rich")
+    assert set(rich.vectors) == {"dense", "image"} and rich.sparse_vectors == ["keywords"]
+    assert rich.vector("image").distance == "Dot"
+    with pytest.raises(ConfigError, match="no dense vector named 'nope'"):
+        rich.vector("nope")
+    assert rich.to_dict()["vectors"]["dense"]["size"] == 8
+
+
+def test_resolve_alias(memory_store: QdrantStore) -> None:
+    make_collection(memory_store.client, "docs_v1", n=1)
+    memory_store.swap_alias("docs", "docs_v1")
+    assert memory_store.resolve("docs") == "docs_v1"
+    assert memory_store.resolve("docs_v1") == "docs_v1"
+    assert memory_store.describe("docs").name == "docs_v1"
+    with pytest.raises(CollectionNotFound, match="'x' does not exist"):
+        memory_store.resolve("x")
+
+
+def test_swap_alias_is_one_call_and_returns_the_previous_target(memory_store: QdrantStore) -> None:
+    for name in ("a", "b"):
+        make_collection(memory_store.client, name, n=1)
+    assert memory_store.swap_alias("live", "a") is None
+    assert memory_store.swap_alias("live", "b") == "a"
+    assert memory_store.aliases() == {"live": "b"}
+
+
+def test_create_like_changes_only_the_migrated_vector(memory_store: QdrantStore) -> None:
+    make_collection(memory_store.client, "src", n=2, named=True, sparse=True)
+    source = memory_store.describe("src")
+    memory_store.create_like(source, "dst", vector="dense", size=64, distance="Dot")
+    target = memory_store.describe("dst")
+    assert (target.vectors["dense"].size, target.vectors["dense"].distance) == (64, "Dot")
+    assert target.vectors["image"] == source.vectors["image"]
+    assert target.sparse_vectors == source.sparse_vectors
+    with pytest.raises(CollectionExists):
+        memory_store.create_like(source, "dst", vector="dense", size=64)
+
+
+def test_scroll_pages_in_id_order_with_selected_vectors(memory_store: QdrantStore) -> None:
+    make_collection(memory_store.client, "docs", n=25, named=True)
+    page = memory_store.scroll("docs", limit=10, vectors=["image"])
+    assert [p.id for p in page.points] == list(range(1, 11)) and page.next_offset == 11
+    assert set(page.points[0].vectors) == {"image"}
+    last = memory_store.scroll("docs", limit=10, offset=21, vectors=False)
+    assert len(last.points) == 5 and last.next_offset is None
+    assert last.points[0].vectors == {}
+
+
+def test_local_missing_collection_maps_to_collection_not_found(memory_store: QdrantStore) -> None:
+    with pytest.raises(CollectionNotFound):
+        memory_store.count("missing")
+
+
+class ServerLike:
+    """Stands in for a QdrantClient talking to a server that answers with errors."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            raise self.error
+        return call
+
+
+def server_error(status: int, body: bytes) -> UnexpectedResponse:
+    return UnexpectedResponse(status, "reason", body, httpx.Headers())
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "message"),
+    [
+        (server_error(404, b'{"status":{"error":"Not found: Collection `x` doesn\'t exist!"}}'),
+         CollectionNotFound, "does not exist in http://q:6333"),
+        (server_error(409, b"exists"), CollectionExists, "already exists"),
+        (server_error(403, b"forbidden"), StoreError, "refused the API key"),
+        (server_error(500, b"boom"), StoreError, "HTTP 500"),
+        (ResponseHandlingException(ConnectionRefusedError("refused")), StoreError,
+         "Could not reach Qdrant at http://q:6333"),
+    ],
+)
+def test_server_errors_map_to_store_errors(error: Exception, expected: type[Exception],
+                                           message: str) -> None:
+    store = QdrantStore(ServerLike(error), location="http://q:6333", local=False)  # type: ignore[arg-type]
+    with pytest.raises(expected, match=message):
+        store.count("x")
+
+
+def test_unreachable_server_is_a_store_error() -> None:
+    from migrator.settings import StoreSettings
+    from migrator.store import open_store
+
+    store = open_store(StoreSettings(url="http://127.0.0.1:9", timeout=2))
+    try:
+        with pytest.raises(StoreError, match="Could not reach Qdrant at http://127.0.0.1:9"):
+            store.collection_names()
+    finally:
+        store.close()
+
+
+# qdrant-client leaves the lock file of a failed open to the garbage collector
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_locked_embedded_store_is_a_clear_error(tmp_path: Any) -> None:
+    from migrator.settings import StoreSettings
+    from migrator.store import open_store
+
+    holder = QdrantClient(path=str(tmp_path))
+    try:
+        with pytest.raises(StoreError, match="Another migrator or Qdrant client"):
+            open_store(StoreSettings(path=tmp_path))
+    finally:
+        holder.close()
+
+
+def test_upsert_writes_payloads_and_vectors(memory_store: QdrantStore) -> None:
+    from migrator.store import Point
+
+    memory_store.create("c", vector="", size=2, distance="Cosine")
+    memory_store.upsert("c", [Point(7, {"a": 1}, {"": [1.0, 0.0]})])
+    hits = memory_store.search("c", [1.0, 0.0], limit=1)
+    assert hits[0][0] == 7 and hits[0][2] == {"a": 1}
+    assert qm.Distance.COSINE.value == memory_store.describe("c").vectors[""].distance

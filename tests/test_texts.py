@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import pytest
+
+from migrator import ConfigError
+from migrator.texts import TextSource
+
+
+@pytest.mark.parametrize(
+    ("field", "payload", "text", "reason"),
+    [
+        ("text", {"text": "hello"}, "hello", ""),
+        ("metadata.content", {"metadata": {"content": "deep"}}, "deep", ""),
+        ("chunks.1.text", {"chunks": [{"text": "a"}, {"text": "b"}]}, "b", ""),
+        ("lines", {"lines": ["one", "two"]}, "one\ntwo", ""),
+        ("text", {}, None, "no payload field 'text'"),
+        ("text", {"text": None}, None, "no payload field 'text'"),
+        ("text", {"text": " \n\t"}, None, "payload field 'text' is empty"),
+        ("text", {"text": {"nested": 1}}, None, "payload field 'text' is dict, not text"),
+        ("a.b", {"a": "string"}, None, "no payload field 'a.b'"),
+    ],
+)
+def test_field(field: str, payload: dict[str, object], text: str | None, reason: str) -> None:
+    assert TextSource.from_settings(field, None).extract(payload) == (text, reason)
+
+
+def test_template_renders_missing_fields_empty() -> None:
+    source = TextSource.from_settings(None, "{title}\n\n{meta.body}")
+    assert source.extract({"title": "T", "meta": {"body": "B"}}) == ("T\n\nB", "")
+    assert source.extract({"meta": {"body": "B"}}) == ("\n\nB", "")
+    assert source.extract({"other": 1})[0] is None
+
+
+def test_template_needs_a_placeholder() -> None:
+    with pytest.raises(ConfigError, match="has no {field} placeholder"):
+        TextSource.from_settings(None, "static text")
+
+
+def test_default_field_is_text() -> None:
+    assert TextSource.from_settings(None, None).describe() == "field 'text'"
