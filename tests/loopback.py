@@ -98,6 +98,9 @@ class LoopbackServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out as two writes; without TCP_NODELAY the second waits
+            # for the client's delayed ACK (40 ms) and every request looks slow
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", 0))
@@ -125,3 +128,24 @@ class LoopbackServer:
                 return None
 
         return Handler
+
+
+def main() -> None:
+    """Serve in a process of its own (benchmarks): prints the URL, serves until stdin closes.
+
+    python -m tests.loopback --dims 128 --latency 0.05
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="loopback OpenAI-compatible embeddings server")
+    parser.add_argument("--dims", type=int, default=16)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    with LoopbackServer(dims=args.dims, latency=args.latency) as server:
+        print(server.url, flush=True)
+        sys.stdin.read()  # the parent closes our stdin (or exits) to stop us
+
+
+if __name__ == "__main__":
+    main()

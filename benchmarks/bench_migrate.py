@@ -1,0 +1,198 @@
+"""Throughput of `migrate` against baselines measured in the same run.
+
+    python benchmarks/bench_migrate.py [--points 20000] [--latency 0.05]
+
+(a) migrator with an instant in-process provider vs qdrant-client's own
+    `QdrantClient.migrate()` copying the same in-memory collection (no re-embedding): the
+    store's raw copy speed. Target: migrator >= 0.7x the raw copy's points/s.
+(b) an OpenAI-compatible loopback server with fixed latency per request: migrator at
+    concurrency 8 vs the naive loop most scripts use (scroll a page, embed it in one
+    request, upsert it; one at a time), same request size. Target: >= 6x.
+
+Both sides of a ratio run in this process on the same data, so the ratios hold on a noisy
+machine; absolute numbers are printed for context only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from migrator import CollectionSettings, MigrationSettings, ProviderSettings, Settings, migrate  # noqa: E402
+from migrator.catalog import ModelSpec  # noqa: E402
+from migrator.providers.base import Embedding, InputKind  # noqa: E402
+from migrator.store import QdrantStore  # noqa: E402
+
+DIMS = 128
+COLLECTION = "bench"
+
+
+class InstantEmbedder:
+    """Answers at once with precomputed vectors: measures everything but the model."""
+
+    spec = ModelSpec("instant", "instant", DIMS, max_inputs=256, max_tokens_per_input=10_000,
+                     price_per_mtok=0.0)
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        table = rng.standard_normal((256, DIMS)).astype(np.float32)
+        self._table = table / np.linalg.norm(table, axis=1, keepdims=True)
+
+    @property
+    def dims(self) -> int:
+        return DIMS
+
+    @property
+    def batch_size(self) -> int:
+        return 256
+
+    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
+        return Embedding(self._table[: len(texts)], tokens=len(texts))
+
+    async def aclose(self) -> None:
+        return None
+
+
+def source_client(points: int) -> QdrantClient:
+    client = QdrantClient(":memory:")
+    client.create_collection(COLLECTION, vectors_config=qm.VectorParams(
+        size=DIMS, distance=qm.Distance.COSINE))
+    rng = np.random.default_rng(1)
+    words = ["tide", "bread", "credit", "guitar", "star", "garden", "network", "whale"]
+    for start in range(0, points, 1000):
+        ids = list(range(start, min(start + 1000, points)))
+        vectors = rng.standard_normal((len(ids), DIMS)).astype(np.float32)
+        client.upsert(COLLECTION, points=qm.Batch(
+            ids=ids, vectors=vectors.tolist(),
+            payloads=[{"text": f"point {i} about {words[i % 8]} and {words[i * 7 % 8]}",
+                       "n": i} for i in ids]))
+    return client
+
+
+def settings(**provider: object) -> Settings:
+    return Settings(
+        provider=ProviderSettings(**provider),  # type: ignore[arg-type]
+        collections=[CollectionSettings(name=COLLECTION, target="bench_new")],
+        migration=MigrationSettings(page_size=256, queue_depth=4,
+                                    state_dir=Path("/tmp/migrator-bench-state")),
+    )
+
+
+def timed_points_per_second(points: int, run) -> float:  # type: ignore[no-untyped-def]
+    started = time.perf_counter()
+    run()
+    return points / (time.perf_counter() - started)
+
+
+def bench_raw_copy(points: int, repeats: int) -> tuple[float, float]:
+    source = source_client(points)
+    raw, ours = [], []
+    for _ in range(repeats):
+        dest = QdrantClient(":memory:")
+        raw.append(timed_points_per_second(points, lambda: source.migrate(
+            dest, collection_names=[COLLECTION], batch_size=256)))
+        dest.close()
+        target = QdrantStore(QdrantClient(":memory:"), location="bench", local=True)
+        ours.append(timed_points_per_second(points, lambda: migrate(
+            settings(), source_store=QdrantStore(source, location="bench", local=True),
+            target_store=target, embedder=InstantEmbedder())))  # type: ignore[arg-type]
+        target.close()
+    return float(np.median(ours)), float(np.median(raw))
+
+
+def naive_loop(source: QdrantClient, url: str, batch: int) -> None:
+    """The pattern most migration scripts use: one page at a time, nothing overlapped."""
+    dest = QdrantClient(":memory:")
+    dest.create_collection("naive", vectors_config=qm.VectorParams(
+        size=DIMS, distance=qm.Distance.COSINE))
+    offset = None
+    with httpx.Client(timeout=60) as http:
+        while True:
+            records, offset = source.scroll(COLLECTION, limit=batch, offset=offset,
+                                            with_payload=True)
+            if records:
+                response = http.post(url + "/embeddings", json={
+                    "model": "bench", "input": [r.payload["text"] for r in records]})
+                data = sorted(response.json()["data"], key=lambda d: d["index"])
+                dest.upsert("naive", points=[
+                    qm.PointStruct(id=r.id, payload=r.payload, vector=d["embedding"])
+                    for r, d in zip(records, data, strict=True)], wait=True)
+            if offset is None:
+                break
+    dest.close()
+
+
+@contextlib.contextmanager
+def loopback_process(latency: float):  # type: ignore[no-untyped-def]
+    """tests/loopback.py in a process of its own, like a real provider: it must not compete
+    with the pipeline for this process's GIL."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.loopback", "--dims", str(DIMS), "--latency", str(latency)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        yield server.stdout.readline().strip()
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        server.wait(timeout=10)
+
+
+def bench_loopback(points: int, latency: float, batch: int, concurrency: int
+                   ) -> tuple[float, float]:
+    source = source_client(points)
+    with loopback_process(latency) as url:
+        naive = timed_points_per_second(points, lambda: naive_loop(source, url, batch))
+        target = QdrantStore(QdrantClient(":memory:"), location="bench", local=True)
+        config = settings(name="openai-compatible", model="bench", base_url=url,
+                          dimensions=DIMS, batch_size=batch, concurrency=concurrency)
+        ours = timed_points_per_second(points, lambda: migrate(
+            config, source_store=QdrantStore(source, location="bench", local=True),
+            target_store=target))
+        target.close()
+    return ours, naive
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", type=int, default=20_000)
+    parser.add_argument("--loopback-points", type=int, default=10_000)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", message="Local mode is not recommended")
+
+    ours, raw = bench_raw_copy(args.points, args.repeats)
+    print(f"(a) instant provider, {args.points:,} points in memory (median of {args.repeats})")
+    print(f"    migrator        {ours:10,.0f} points/s")
+    print(f"    client.migrate  {raw:10,.0f} points/s   (raw copy, no re-embedding)")
+    print(f"    ratio           {ours / raw:10.2f}x   target >= 0.70x  "
+          f"{'PASS' if ours / raw >= 0.7 else 'FAIL'}")
+
+    ours, naive = bench_loopback(args.loopback_points, args.latency, args.batch,
+                                 args.concurrency)
+    print(f"(b) loopback server, {args.latency * 1000:.0f} ms per request of {args.batch} "
+          f"texts, {args.loopback_points:,} points")
+    print(f"    migrator (concurrency {args.concurrency}) {ours:8,.0f} points/s")
+    print(f"    naive loop               {naive:8,.0f} points/s")
+    print(f"    ratio                    {ours / naive:8.2f}x   target >= 6x  "
+          f"{'PASS' if ours / naive >= 6 else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()
