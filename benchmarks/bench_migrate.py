@@ -103,11 +103,11 @@ def bench_raw_copy(points: int, repeats: int) -> tuple[float, float]:
     raw, ours = [], []
     for _ in range(repeats):
         dest = QdrantClient(":memory:")
-        raw.append(timed_points_per_second(points, lambda: source.migrate(
+        raw.append(timed_points_per_second(points, lambda dest=dest: source.migrate(
             dest, collection_names=[COLLECTION], batch_size=256)))
         dest.close()
         target = QdrantStore(QdrantClient(":memory:"), location="bench", local=True)
-        ours.append(timed_points_per_second(points, lambda: migrate(
+        ours.append(timed_points_per_second(points, lambda target=target: migrate(
             settings(), source_store=QdrantStore(source, location="bench", local=True),
             target_store=target, embedder=InstantEmbedder())))  # type: ignore[arg-type]
         target.close()

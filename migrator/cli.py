@@ -25,9 +25,11 @@ from .settings import Settings, load_settings, with_collections
 
 
 class _Exit(click.ClickException):
+    """A ClickException whose exit code is the error's own (1, 2 or 3)."""
+
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
 
 
 class MigratorGroup(click.Group):
@@ -105,7 +107,8 @@ output_options = _options(
 def _settings(options: dict[str, Any]) -> Settings:
     """Settings from --config, the environment and the flags in `options`."""
     o = options
-    source = {"path": o.get("qdrant_path"), "url": o.get("qdrant_url"), "prefer_grpc": o.get("grpc")}
+    source = {"path": o.get("qdrant_path"), "url": o.get("qdrant_url"),
+              "prefer_grpc": o.get("grpc")}
     target = {"path": o.get("target_qdrant_path"), "url": o.get("target_qdrant_url")}
     overrides: dict[str, Any] = {
         "source": source,

@@ -19,7 +19,7 @@ from .errors import (
     SchemaMismatch,
     VerificationFailed,
 )
-from .pipeline import Backfill, PageSource, Progress, SkipLog, Stats
+from .pipeline import Backfill, Progress, SkipLog, Stats
 from .providers import Embedder, build_embedder
 from .settings import CollectionSettings, Settings
 from .store import CollectionSchema, Page, QdrantStore, opened
@@ -129,7 +129,10 @@ class ScrollSource:
 
 
 def target_name(source: str, spec: ModelSpec, dims: int) -> str:
-    """The default target name, stable so that a re-run finds it: `docs__text-embedding-3-small-512`."""
+    """The default target name, stable so that a re-run finds it.
+
+    For example `docs__text-embedding-3-small-512`.
+    """
     slug = re.sub(r"[^a-z0-9._-]+", "-", spec.model.lower().split("/")[-1]).strip("-")
     return f"{source}__{slug}-{dims}"
 
@@ -200,16 +203,17 @@ async def _run(settings: Settings, source: QdrantStore, target: QdrantStore, emb
     schemas = [source.describe(c.name) for c in settings.collections]
     dims = await _known_dims(embedder, source, schemas[0], settings.collections[0])
     jobs = [_plan_job(c, s, embedder.spec, dims, target)
-            for c, s in zip(settings.collections, schemas)]
+            for c, s in zip(settings.collections, schemas, strict=True)]
     _check_aliases(jobs, target)
 
     results = []
     for job in jobs:
         results.append(await _backfill(job, settings, source, target, embedder, dims,
                                        on_progress))
-    problems = [_problem(job, result, settings) for job, result in zip(jobs, results)]
+    problems = [_problem(job, result, settings)
+                for job, result in zip(jobs, results, strict=True)]
     _raise_problems([p for p in problems if p is not None])
-    for job, result in zip(jobs, results):
+    for job, result in zip(jobs, results, strict=True):
         if job.config.alias:
             result.previous_alias_target = target.swap_alias(job.config.alias, job.target)
             result.swapped = True

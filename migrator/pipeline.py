@@ -204,7 +204,8 @@ class Backfill:
             starts = range(0, len(work.unique_texts), batch)
             work.pending = len(starts)
             for start in starts:
-                await requests.put(_Request(work, start, min(start + batch, len(work.unique_texts))))
+                stop = min(start + batch, len(work.unique_texts))
+                await requests.put(_Request(work, start, stop))
         for _ in range(self.concurrency):
             await requests.put(_DONE)
 
@@ -264,7 +265,7 @@ class Backfill:
             raise RuntimeError("page has points but no vectors")
         rows = vectors[np.asarray(work.text_index)]
         out = []
-        for point, row in zip(work.points, rows):
+        for point, row in zip(work.points, rows, strict=True):
             point.vectors[self.vector] = row
             out.append(point)
         return out

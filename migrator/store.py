@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from .errors import CollectionExists, CollectionNotFound, ConfigError, StoreError
 from .settings import DEFAULT_STORE_PATH, StoreSettings
 
-PointId = int | str
+PointId = int | str | uuid.UUID
 UNNAMED = ""  # key of the unnamed (default) dense vector in our vector dicts
 
 _DISTANCES = {d.value: d for d in qm.Distance}
@@ -393,7 +394,9 @@ def _from_response(exc: UnexpectedResponse, action: str, what: str, location: st
             f"Qdrant at {location} refused the API key while {action} {what} "
             f"(HTTP {exc.status_code}). Set QDRANT_API_KEY or source.api_key_env."
         )
-    return StoreError(f"Qdrant at {location} failed {action} {what} (HTTP {exc.status_code}): {body}")
+    return StoreError(
+        f"Qdrant at {location} failed {action} {what} (HTTP {exc.status_code}): {body}"
+    )
 
 
 def _schema(name: str, info: Any) -> CollectionSchema:

@@ -208,7 +208,8 @@ def test_alias_that_names_a_collection_is_refused_before_anything(memory_store: 
 
 def test_missing_collection(memory_store: QdrantStore, tmp_path: Path) -> None:
     make_collection(memory_store.client, "docs", n=1)
-    with pytest.raises(CollectionNotFound, match="'nope' does not exist.*Existing collections: docs"):
+    with pytest.raises(CollectionNotFound,
+                       match="'nope' does not exist.*Existing collections: docs"):
         migrate(settings(tmp_path, CollectionSettings(name="nope")), source_store=memory_store)
 
 

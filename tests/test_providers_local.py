@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from migrator import ConfigError, ProviderSettings
-from migrator.providers import build_embedder
-from migrator.providers import local
+from migrator.providers import build_embedder, local
 
 pytestmark = pytest.mark.skipif(
     not local.available(), reason="the 'local' extra (sentence-transformers) is not installed")

@@ -219,7 +219,8 @@ def test_errors_are_not_retried_and_name_provider_model_and_message(
 def test_429_and_5xx_are_retried_honouring_retry_after() -> None:
     app = App(
         httpx.Response(429, headers={"retry-after-ms": "250"},
-                       json={"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}}),
+                       json={"error": {"message": "Rate limit reached",
+                                       "code": "rate_limit_exceeded"}}),
         httpx.Response(429, headers={"Retry-After": "2"}, json={"error": {"message": "slow"}}),
         httpx.Response(503, text="upstream unavailable"),
         ok([[1.0, 0.0]]),

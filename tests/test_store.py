@@ -1,4 +1,4 @@
-"""QdrantStore: describing, creating like, aliases, and one error vocabulary for local and server."""
+"""QdrantStore: describing, creating like, aliases; one error vocabulary for local and server."""
 
 from __future__ import annotations
 

@@ -78,11 +78,13 @@ def check_vectors(vectors: np.ndarray, *, expected: int, dims: int, provider: st
             f"{provider} returned {bad} vector(s) containing NaN or infinite values.",
             provider=provider,
         )
-    return vectors.astype(np.float32, copy=False)
+    checked: np.ndarray = vectors.astype(np.float32, copy=False)
+    return checked
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (vectors / norms).astype(np.float32, copy=False)
+    normalized: np.ndarray = (vectors / norms).astype(np.float32, copy=False)
+    return normalized
 

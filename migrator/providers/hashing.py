@@ -28,11 +28,12 @@ from .base import Embedding, InputKind, l2_normalize
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Function words carry no topic; as whole-word features they would dominate short texts.
-STOPWORDS = frozenset(
-    "a an and are as at be but by can do does for from how i if in into is it its my of on "
-    "or so than that the their then there these they this to was we were what when where "
-    "which who why will with you your".split()
-)
+STOPWORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "for", "from",
+    "how", "i", "if", "in", "into", "is", "it", "its", "my", "of", "on", "or", "so", "than",
+    "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "we",
+    "were", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your",
+})
 _WEIGHTS = {"word": 1.0, "bigram": 0.6, "char": 0.25}
 _SEEDS = {"hash-words-v1": 0x5EED0001, "hash-ngrams-v1": 0x5EED0002}
 

@@ -113,7 +113,8 @@ class OpenAIEmbedder:
         ordered: list[Any] = [None] * expected
         for position, item in enumerate(items):
             index = item.get("index", position)
-            if not isinstance(index, int) or not 0 <= index < expected or ordered[index] is not None:
+            if (not isinstance(index, int) or not 0 <= index < expected
+                    or ordered[index] is not None):
                 raise ProviderResponseError(
                     f"{self._label} returned an embedding with a missing, repeated or "
                     f"out-of-range index {index!r}.",
@@ -169,14 +170,14 @@ def _endpoint_url(settings: ProviderSettings) -> str:
             return (f"{base}/openai/deployments/{settings.deployment}/embeddings"
                     f"?api-version={settings.api_version}")
         return f"{base}/openai/v1/embeddings"
-    base = settings.base_url or DEFAULT_BASE_URLS.get(name)
-    if not base:
+    root = settings.base_url or DEFAULT_BASE_URLS.get(name)
+    if not root:
         raise ConfigError(
             f"Provider {name!r} needs provider.base_url, the server's OpenAI-compatible "
             "address, e.g. http://localhost:11434/v1 for Ollama or http://localhost:8000/v1 "
             "for vLLM."
         )
-    return base.rstrip("/") + "/embeddings"
+    return root.rstrip("/") + "/embeddings"
 
 
 def _headers(settings: ProviderSettings) -> dict[str, str]:
