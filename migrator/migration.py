@@ -16,7 +16,9 @@ from .errors import (
     DataError,
     MigratorError,
     MissingText,
+    ProviderError,
     SchemaMismatch,
+    StoreError,
     VerificationFailed,
 )
 from .pipeline import Backfill, Progress, SkipLog, Stats
@@ -331,12 +333,28 @@ async def _backfill(job: _Job, settings: Settings, source: QdrantStore, target: 
     )
     try:
         result.stats = await backfill.run()
+    except (ProviderError, StoreError) as exc:
+        raise _stopped(exc, result, backfill.stats) from exc
     finally:
         skip_log.close()
     result.target_count = target.count(job.target)
     result.first_skipped = skip_log.first
     result.skip_file = str(skip_path) if skip_log.count else None
     return result
+
+
+def _stopped(exc: ProviderError | StoreError, result: CollectionResult,
+             stats: Stats) -> MigratorError:
+    """The same error, saying what the run left behind and how to go on."""
+    message = (
+        f"{exc} The migration of {result.source!r} into {result.target!r} stopped after "
+        f"{stats.written:,} of {result.source_count:,} points were written; no alias was "
+        "moved. Fix the cause and run the same command again: it writes into the same "
+        "target (writes are idempotent)."
+    )
+    if isinstance(exc, ProviderError):
+        return type(exc)(message, provider=exc.provider, status=exc.status)
+    return type(exc)(message)
 
 
 def _problem(job: _Job, result: CollectionResult, settings: Settings) -> MigratorError | None:

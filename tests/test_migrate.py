@@ -65,18 +65,18 @@ def test_unnamed_vector_every_point_same_ids_and_payloads(store: QdrantStore,
 
 
 def test_named_vectors_only_the_configured_one_replaced_and_sparse_copied(
-        memory_store: QdrantStore, tmp_path: Path) -> None:
-    make_collection(memory_store.client, "docs", n=30, named=True, sparse=True)
+        store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(store.client, "docs", n=30, named=True, sparse=True)
     result = migrate(settings(tmp_path, CollectionSettings(name="docs", vector="dense")),
-                     source_store=memory_store)
+                     source_store=store)
 
     target = result.collections[0].target
-    schema = memory_store.describe(target)
+    schema = store.describe(target)
     assert schema.vectors["dense"].size == 32
     assert schema.vectors["image"].size == 4 and schema.vectors["image"].distance == "Dot"
     assert schema.sparse_vectors == ["keywords"]
-    source = records(memory_store, "docs")
-    for pid, point in records(memory_store, target).items():
+    source = records(store, "docs")
+    for pid, point in records(store, target).items():
         assert len(point.vector["dense"]) == 32
         assert point.vector["image"] == source[pid].vector["image"]
         assert point.vector["keywords"] == source[pid].vector["keywords"]
@@ -98,24 +98,24 @@ def test_several_named_vectors_need_a_choice(memory_store: QdrantStore, tmp_path
     assert memory_store.collection_names() == ["docs"]
 
 
-def test_nested_text_path(memory_store: QdrantStore, tmp_path: Path) -> None:
-    make_collection(memory_store.client, "docs", n=12,
+def test_nested_text_path(store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(store.client, "docs", n=12,
                     payload=lambda i, t: {"metadata": {"content": t}, "n": i})
     result = migrate(settings(tmp_path, CollectionSettings(name="docs",
                                                            text_field="metadata.content")),
-                     source_store=memory_store)
-    for point in records(memory_store, result.collections[0].target).values():
+                     source_store=store)
+    for point in records(store, result.collections[0].target).values():
         np.testing.assert_allclose(point.vector,
                                    expected_hashing(point.payload["metadata"]["content"]),
                                    atol=1e-5)
 
 
-def test_text_template(memory_store: QdrantStore, tmp_path: Path) -> None:
-    make_collection(memory_store.client, "docs", n=12,
+def test_text_template(store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(store.client, "docs", n=12,
                     payload=lambda i, t: {"title": f"Title {i}", "body": t})
     result = migrate(settings(tmp_path, CollectionSettings(
-        name="docs", text_template="{title}\n\n{body}")), source_store=memory_store)
-    for point in records(memory_store, result.collections[0].target).values():
+        name="docs", text_template="{title}\n\n{body}")), source_store=store)
+    for point in records(store, result.collections[0].target).values():
         text = f"{point.payload['title']}\n\n{point.payload['body']}"
         np.testing.assert_allclose(point.vector, expected_hashing(text), atol=1e-5)
 
@@ -128,13 +128,13 @@ def _some_without_text(i: int, text: str) -> dict[str, object]:
     return {"text": text}
 
 
-def test_missing_text_fail_lists_ids_and_moves_no_alias(memory_store: QdrantStore,
+def test_missing_text_fail_lists_ids_and_moves_no_alias(store: QdrantStore,
                                                         tmp_path: Path) -> None:
-    make_collection(memory_store.client, "docs", n=20, payload=_some_without_text)
-    memory_store.swap_alias("live", "docs")
+    make_collection(store.client, "docs", n=20, payload=_some_without_text)
+    store.swap_alias("live", "docs")
     config = settings(tmp_path, CollectionSettings(name="docs", alias="live"))
     with pytest.raises(MissingText) as caught:
-        migrate(config, source_store=memory_store)
+        migrate(config, source_store=store)
 
     assert caught.value.point_ids == [4, 8, 10]
     assert "3 point(s)" in str(caught.value) and "--missing-text skip" in str(caught.value)
@@ -142,20 +142,20 @@ def test_missing_text_fail_lists_ids_and_moves_no_alias(memory_store: QdrantStor
               .splitlines()]
     assert [r["id"] for r in listed] == [4, 8, 10]
     assert listed[2]["reason"] == "payload field 'text' is empty"
-    assert memory_store.aliases() == {"live": "docs"}
+    assert store.aliases() == {"live": "docs"}
 
 
-def test_missing_text_skip_migrates_the_rest(memory_store: QdrantStore, tmp_path: Path) -> None:
-    make_collection(memory_store.client, "docs", n=20, payload=_some_without_text)
+def test_missing_text_skip_migrates_the_rest(store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(store.client, "docs", n=20, payload=_some_without_text)
     config = settings(tmp_path, CollectionSettings(name="docs", alias="live"))
     config.migration.missing_text = "skip"
-    result = migrate(config, source_store=memory_store)
+    result = migrate(config, source_store=store)
 
     outcome = result.collections[0]
     assert (outcome.stats.skipped, outcome.target_count, outcome.swapped) == (3, 17, True)
-    assert 4 not in records(memory_store, outcome.target)
+    assert 4 not in records(store, outcome.target)
     assert outcome.skip_file is not None and Path(outcome.skip_file).is_file()
-    assert memory_store.aliases() == {"live": outcome.target}
+    assert store.aliases() == {"live": outcome.target}
 
 
 def test_dimension_change_creates_a_collection_of_the_new_size(memory_store: QdrantStore,
@@ -167,43 +167,43 @@ def test_dimension_change_creates_a_collection_of_the_new_size(memory_store: Qdr
     assert memory_store.describe(result.collections[0].target).vectors[""].size == 100
 
 
-def test_two_collections_in_one_run_share_the_provider(memory_store: QdrantStore,
+def test_two_collections_in_one_run_share_the_provider(store: QdrantStore,
                                                        tmp_path: Path) -> None:
-    make_collection(memory_store.client, "docs", n=25)
-    make_collection(memory_store.client, "notes", n=15,
+    make_collection(store.client, "docs", n=25)
+    make_collection(store.client, "notes", n=15,
                     payload=lambda i, t: {"body": t})
     config = settings(tmp_path,
                       CollectionSettings(name="docs", alias="docs_live"),
                       CollectionSettings(name="notes", text_field="body", target="notes_v2",
                                          alias="notes_live"))
-    result = migrate(config, source_store=memory_store)
+    result = migrate(config, source_store=store)
     assert [c.stats.written for c in result.collections] == [25, 15]
-    assert memory_store.aliases() == {"docs_live": "docs__hash-ngrams-v1-32",
+    assert store.aliases() == {"docs_live": "docs__hash-ngrams-v1-32",
                                       "notes_live": "notes_v2"}
     assert result.written == 40
 
 
-def test_alias_moves_from_the_old_collection(memory_store: QdrantStore, tmp_path: Path) -> None:
-    make_collection(memory_store.client, "docs_v1", n=10)
-    memory_store.swap_alias("docs", "docs_v1")
+def test_alias_moves_from_the_old_collection(store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(store.client, "docs_v1", n=10)
+    store.swap_alias("docs", "docs_v1")
     result = migrate(settings(tmp_path, CollectionSettings(name="docs", alias="docs")),
-                     source_store=memory_store)
+                     source_store=store)
     outcome = result.collections[0]
     assert outcome.source_collection == "docs_v1"
     assert outcome.previous_alias_target == "docs_v1"
-    assert memory_store.aliases() == {"docs": "docs__hash-ngrams-v1-32"}
-    assert memory_store.count("docs_v1") == 10  # the old collection is kept
+    assert store.aliases() == {"docs": "docs__hash-ngrams-v1-32"}
+    assert store.count("docs_v1") == 10  # the old collection is kept
 
 
-def test_alias_that_names_a_collection_is_refused_before_anything(memory_store: QdrantStore,
+def test_alias_that_names_a_collection_is_refused_before_anything(store: QdrantStore,
                                                                   tmp_path: Path) -> None:
-    make_collection(memory_store.client, "docs", n=10)
-    make_collection(memory_store.client, "live", n=1)
+    make_collection(store.client, "docs", n=10)
+    make_collection(store.client, "live", n=1)
     with pytest.raises(ConfigError, match="Alias 'live' is the name of an existing collection"):
         migrate(settings(tmp_path, CollectionSettings(name="docs", alias="live")),
-                source_store=memory_store)
-    assert memory_store.collection_names() == ["docs", "live"]
-    assert memory_store.aliases() == {}
+                source_store=store)
+    assert store.collection_names() == ["docs", "live"]
+    assert store.aliases() == {}
 
 
 def test_missing_collection(memory_store: QdrantStore, tmp_path: Path) -> None:
@@ -285,3 +285,26 @@ def test_identical_texts_are_embedded_once_per_page(memory_store: QdrantStore,
                      source_store=memory_store)
     stats = result.collections[0].stats
     assert (stats.written, stats.embedded) == (32, 2)  # two pages of 16
+
+
+def test_a_provider_failure_mid_run_says_what_was_left(memory_store: QdrantStore,
+                                                       tmp_path: Path) -> None:
+    from migrator import ProviderResponseError
+    from tests.loopback import Fault
+
+    make_collection(memory_store.client, "docs", n=60)
+    with LoopbackServer(dims=8) as server:
+        config = settings(tmp_path, CollectionSettings(name="docs", alias="live"),
+                          name="openai-compatible", model="m", dimensions=None,
+                          base_url=server.url, batch_size=16, concurrency=1)
+        config.migration.page_size = 16
+        for _ in range(3):
+            server.faults.append(Fault(200, {"object": "list", "data": []}))
+        server.faults.appendleft(Fault(200, {"object": "list", "data": [
+            {"index": 0, "embedding": [0.1] * 8}], "usage": {"prompt_tokens": 1}}))
+        with pytest.raises(ProviderResponseError) as caught:
+            migrate(config, source_store=memory_store)
+    message = str(caught.value)
+    assert "returned 0 embeddings for 16 inputs" in message
+    assert "stopped after 0 of 60 points were written; no alias was moved" in message
+    assert memory_store.aliases() == {}
