@@ -142,9 +142,8 @@ class _Bars:
             bar = tqdm(total=event.total, unit="pt", desc=event.collection, file=sys.stderr,
                        disable=True if self._quiet else None, dynamic_ncols=True)
             self._bars[event.collection] = bar
-        bar.update(event.read - bar.n)
-        bar.set_postfix(written=event.written, skipped=event.skipped, tokens=event.tokens,
-                        refresh=False)
+        bar.update(event.written + event.skipped - bar.n)  # done, not merely read
+        bar.set_postfix(skipped=event.skipped, tokens=event.tokens, refresh=False)
 
     def close(self) -> None:
         for bar in self._bars.values():

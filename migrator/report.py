@@ -26,6 +26,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def money(value: float | None) -> str:
     if value is None:
         return "unknown"
+    if value == 0:
+        return "$0"
     return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
