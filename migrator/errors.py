@@ -43,6 +43,17 @@ class ProviderResponseError(ProviderError):
     """The provider answered with an error or a response that failed validation."""
 
 
+class ConfigErrorMixin:
+    exit_code = 2
+
+
+class DimensionMismatch(ConfigErrorMixin, ProviderResponseError):
+    """Vectors of another size (or norm) than the model and configuration promise.
+
+    A configuration problem at heart (wrong model, a server that cuts vectors), so exit 2.
+    """
+
+
 class StoreError(MigratorError):
     """Qdrant failed or refused an operation."""
 

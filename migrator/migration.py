@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import ModelSpec
+from .dims import DimsDecision, probe
 from .errors import (
     ConfigError,
     DataError,
@@ -67,6 +68,8 @@ class MigrationResult:
     seconds: float
     cost: float | None
     price_known: bool
+    dims_decision: DimsDecision | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def tokens(self) -> int:
@@ -85,6 +88,8 @@ class MigrationResult:
             "provider": self.provider,
             "model": self.model,
             "dims": self.dims,
+            "dims_decision": self.dims_decision.consequences() if self.dims_decision else None,
+            "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
             "points_per_second": round(self.points_per_second, 1),
             "tokens": self.tokens,
@@ -191,19 +196,27 @@ async def amigrate(
         )
     with opened(settings.source, settings.target, source_store=source_store,
                 target_store=target_store) as (source, target):
-        model = embedder or build_embedder(settings.provider)
+        schemas = [source.describe(c.name) for c in settings.collections]
+        first = settings.collections[0]
+        distance = first.distance or schemas[0].vector(first.vector).distance
+        model = embedder or build_embedder(settings.provider, distance=distance)
         try:
-            return await _run(settings, source, target, model, on_progress)
+            return await _run(settings, schemas, source, target, model, on_progress)
         finally:
             if embedder is None:
                 await model.aclose()
 
 
-async def _run(settings: Settings, source: QdrantStore, target: QdrantStore, embedder: Embedder,
+async def _run(settings: Settings, schemas: list[CollectionSchema], source: QdrantStore,
+               target: QdrantStore, embedder: Embedder,
                on_progress: ProgressCallback | None) -> MigrationResult:
     started = time.perf_counter()
-    schemas = [source.describe(c.name) for c in settings.collections]
-    dims = await _known_dims(embedder, source, schemas[0], settings.collections[0])
+    for config, schema in zip(settings.collections, schemas, strict=True):
+        schema.vector(config.vector)  # the vector to replace exists, before any request
+    first = settings.collections[0]
+    checked = await probe(embedder, _sample_texts(source, schemas[0], first),
+                          distance=first.distance or schemas[0].vector(first.vector).distance)
+    dims = checked.target
     jobs = [_plan_job(c, s, embedder.spec, dims, target)
             for c, s in zip(settings.collections, schemas, strict=True)]
     _check_aliases(jobs, target)
@@ -224,6 +237,8 @@ async def _run(settings: Settings, source: QdrantStore, target: QdrantStore, emb
         provider=settings.provider.name,
         model=settings.provider.model,
         dims=dims,
+        dims_decision=checked.decision,
+        warnings=checked.warnings,
         collections=results,
         seconds=time.perf_counter() - started,
         cost=embedder.spec.cost(total_tokens),
@@ -231,16 +246,12 @@ async def _run(settings: Settings, source: QdrantStore, target: QdrantStore, emb
     )
 
 
-async def _known_dims(embedder: Embedder, source: QdrantStore, schema: CollectionSchema,
-                      config: CollectionSettings) -> int:
-    """The embedder's vector size; for a model the catalog lacks, one request finds it."""
-    if embedder.dims:
-        return embedder.dims
+def _sample_texts(source: QdrantStore, schema: CollectionSchema, config: CollectionSettings,
+                  limit: int = 256) -> list[str]:
+    """Real texts from the start of the source, for the preflight probe."""
     text = TextSource.from_settings(config.text_field, config.text_template)
-    page = source.scroll(schema.name, limit=32, vectors=False)
-    probe = next((t for p in page.points if (t := text.extract(p.payload)[0])), "dimension probe")
-    result = await embedder.embed([probe], kind="document")
-    return int(result.vectors.shape[1])
+    page = source.scroll(schema.name, limit=limit, vectors=False)
+    return [t for p in page.points if (t := text.extract(p.payload)[0])]
 
 
 def _plan_job(config: CollectionSettings, schema: CollectionSchema, spec: ModelSpec, dims: int,

@@ -75,6 +75,8 @@ class ProviderSettings(_Section):
     name: ProviderName = "hashing"
     model: str = "hash-ngrams-v1"
     dimensions: int | None = Field(default=None, gt=0)
+    dimension_policy: Literal["error", "truncate", "pad"] = "error"
+    send_dimensions: bool | None = None
     base_url: str | None = None
     api_key: SecretStr | None = None
     api_key_env: str | None = None

@@ -29,7 +29,8 @@ def vector_for(text: str, dims: int) -> np.ndarray:
 
 @dataclass
 class Fault:
-    """One canned answer: returned instead of embeddings for the next request."""
+    """One canned answer: returned instead of embeddings for the next request.
+    `Fault(0)` answers that request normally (to let, say, a probe through first)."""
 
     status: int
     body: Any = None
@@ -73,7 +74,7 @@ class LoopbackServer:
             self.requests += 1
             self.bodies.append(body)
             fault = self.faults.popleft() if self.faults else None
-        if fault is not None:
+        if fault is not None and fault.status:
             raw = fault.raw if fault.raw is not None else json.dumps(fault.body).encode()
             return fault.status, fault.headers, raw
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]

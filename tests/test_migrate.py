@@ -268,7 +268,7 @@ def test_openai_compatible_server_end_to_end(memory_store: QdrantStore, tmp_path
                           name="openai-compatible", model="my-embedder", dimensions=None,
                           base_url=server.url, batch_size=10, concurrency=3)
         result = migrate(config, source_store=memory_store)
-        assert server.texts == 90 + 1  # every text once, plus the size probe
+        assert server.texts == 90 + 10  # every text once, plus the probe's batch
     assert result.dims == 24
     assert result.collections[0].target == "docs__my-embedder-24"
     for point in records(memory_store, "docs__my-embedder-24").values():
@@ -298,10 +298,7 @@ def test_a_provider_failure_mid_run_says_what_was_left(memory_store: QdrantStore
                           name="openai-compatible", model="m", dimensions=None,
                           base_url=server.url, batch_size=16, concurrency=1)
         config.migration.page_size = 16
-        for _ in range(3):
-            server.faults.append(Fault(200, {"object": "list", "data": []}))
-        server.faults.appendleft(Fault(200, {"object": "list", "data": [
-            {"index": 0, "embedding": [0.1] * 8}], "usage": {"prompt_tokens": 1}}))
+        server.faults.extend([Fault(0), Fault(200, {"object": "list", "data": []})])
         with pytest.raises(ProviderResponseError) as caught:
             migrate(config, source_store=memory_store)
     message = str(caught.value)

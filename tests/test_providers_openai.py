@@ -21,6 +21,7 @@ from migrator import (
     ProviderResponseError,
     ProviderSettings,
 )
+from migrator.dims import decide
 from migrator.providers import build_embedder, model_spec
 from migrator.providers.openai import OpenAIEmbedder
 
@@ -67,7 +68,9 @@ def embedder(app: App, **settings: Any) -> OpenAIEmbedder:
               **settings}
     config = ProviderSettings(**values)
     client = httpx.AsyncClient(transport=httpx.MockTransport(app))
-    return OpenAIEmbedder(model_spec(config), config, client=client, sleep=_no_sleep)
+    spec = model_spec(config)
+    ask = decide(spec, config.dimensions, send_dimensions=config.send_dimensions).ask
+    return OpenAIEmbedder(spec, config, ask=ask, client=client, sleep=_no_sleep)
 
 
 def embed(e: OpenAIEmbedder, texts: list[str], **kw: Any) -> Any:
@@ -116,9 +119,10 @@ def test_dimensions_not_sent_when_not_configured_or_unsupported() -> None:
 
 
 def test_impossible_dimensions_are_refused_before_any_request() -> None:
-    with pytest.raises(ConfigError, match="text-embedding-ada-002.*cannot be asked for 512"):
+    with pytest.raises(ConfigError, match="'text-embedding-ada-002' .* produces 1536-dim.*"
+                                          "no output-size option.*asks for 512"):
         embedder(App(ok([[0.0]])), model="text-embedding-ada-002", dimensions=512)
-    with pytest.raises(ConfigError, match="cannot be asked for 4000"):
+    with pytest.raises(ConfigError, match="sizes it can produce: 1-1536.*asks for 4000.*pad"):
         embedder(App(ok([[0.0]])), dimensions=4000)
 
 

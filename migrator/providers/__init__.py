@@ -6,42 +6,38 @@ from collections.abc import Callable
 
 import httpx
 
-from ..catalog import ModelSpec, lookup
+from ..catalog import ModelSpec, lookup, models_for
 from ..errors import ConfigError
 from ..settings import ProviderSettings
 from .base import Embedder, Embedding, InputKind
 
 __all__ = ["Embedder", "Embedding", "InputKind", "PROVIDERS", "build_embedder", "model_spec"]
 
+# (spec, settings, size to ask the provider for, injected HTTP client) -> embedder
+Factory = Callable[[ModelSpec, ProviderSettings, "int | None", "httpx.AsyncClient | None"],
+                   Embedder]
 
-def _hashing(spec: ModelSpec, settings: ProviderSettings, client: httpx.AsyncClient | None
-             ) -> Embedder:
+
+def _hashing(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
+             client: httpx.AsyncClient | None) -> Embedder:
     from .hashing import HashingEmbedder
 
-    return HashingEmbedder(spec, dims=settings.dimensions,
-                           batch_size=settings.batch_size or spec.max_inputs)
+    return HashingEmbedder(spec, dims=ask, batch_size=settings.batch_size or spec.max_inputs)
 
 
-def _openai(spec: ModelSpec, settings: ProviderSettings, client: httpx.AsyncClient | None
-            ) -> Embedder:
+def _openai(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
+            client: httpx.AsyncClient | None) -> Embedder:
     from .openai import OpenAIEmbedder
 
-    return OpenAIEmbedder(spec, settings, client=client)
+    return OpenAIEmbedder(spec, settings, ask=ask, client=client)
 
 
-def _local(spec: ModelSpec, settings: ProviderSettings, client: httpx.AsyncClient | None
-           ) -> Embedder:
+def _local(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
+           client: httpx.AsyncClient | None) -> Embedder:
     from .local import LocalEmbedder
 
-    if settings.dimensions is not None and settings.dimensions != spec.dims and spec.dims:
-        raise ConfigError(
-            f"Local model {spec.model!r} produces {spec.dims} dimensions, not "
-            f"{settings.dimensions}; remove provider.dimensions."
-        )
     return LocalEmbedder(spec, batch_size=settings.batch_size)
 
-
-Factory = Callable[[ModelSpec, ProviderSettings, "httpx.AsyncClient | None"], Embedder]
 
 PROVIDERS: dict[str, Factory] = {
     "hashing": _hashing,
@@ -51,6 +47,8 @@ PROVIDERS: dict[str, Factory] = {
     "openai-compatible": _openai,
     "local": _local,
 }
+# Providers whose size is known only once the model is loaded: decide after building.
+_SIZED_ON_LOAD = {"local"}
 
 
 def model_spec(settings: ProviderSettings) -> ModelSpec:
@@ -62,8 +60,6 @@ def model_spec(settings: ProviderSettings) -> ModelSpec:
     if spec is not None:
         return spec
     if settings.name in ("openai", "hashing"):
-        from ..catalog import models_for
-
         known = ", ".join(s.model for s in models_for([settings.name]))
         raise ConfigError(
             f"Unknown {settings.name} model {settings.model!r}. Known models: {known}. "
@@ -72,22 +68,39 @@ def model_spec(settings: ProviderSettings) -> ModelSpec:
     return ModelSpec(
         provider=settings.name,
         model=settings.model,
-        dims=settings.dimensions or 0,
+        dims=0,
         max_inputs=settings.batch_size or 256,
         max_tokens_per_input=8192,
         notes="not in migrator's catalog: size probed, no price known",
     )
 
 
-def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | None = None
-                   ) -> Embedder:
-    """Build the embedder the settings describe.
+def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | None = None,
+                   distance: str = "Cosine") -> Embedder:
+    """Build the embedder the settings describe, at the size the settings ask for.
+
+    The size is decided by `migrator.dims.decide`: asked of the model when it can produce
+    it, else truncated or padded under `provider.dimension_policy`, else refused.
 
     Raises:
         ConfigError: unknown provider or model, missing API key, impossible dimensions.
     """
+    from ..dims import AdaptedEmbedder, decide
+
     factory = PROVIDERS.get(settings.name)
     if factory is None:  # settings validation normally catches this first
         raise ConfigError(f"Unknown provider {settings.name!r}; choose one of "
                           f"{', '.join(sorted(PROVIDERS))}.")
-    return factory(model_spec(settings), settings, client)
+    spec = model_spec(settings)
+
+    if settings.name in _SIZED_ON_LOAD:
+        inner = factory(spec, settings, None, client)
+        decision = decide(inner.spec, settings.dimensions, policy=settings.dimension_policy,
+                          distance=distance, send_dimensions=False)
+    else:
+        decision = decide(spec, settings.dimensions, policy=settings.dimension_policy,
+                          distance=distance, send_dimensions=settings.send_dimensions)
+        inner = factory(spec, settings, decision.ask, client)
+    if decision.action in ("truncate", "pad"):
+        return AdaptedEmbedder(inner, decision)
+    return inner

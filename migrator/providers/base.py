@@ -9,7 +9,7 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 
 from ..catalog import ModelSpec
-from ..errors import ProviderResponseError
+from ..errors import DimensionMismatch, ProviderResponseError
 
 InputKind = Literal["document", "query"]
 
@@ -67,7 +67,7 @@ def check_vectors(vectors: np.ndarray, *, expected: int, dims: int, provider: st
             provider=provider,
         )
     if vectors.shape[1] != dims:
-        raise ProviderResponseError(
+        raise DimensionMismatch(
             f"{provider} returned vectors of {vectors.shape[1]} values, expected {dims}. "
             "Check the model and `dimensions` settings against what the server serves.",
             provider=provider,

@@ -30,6 +30,7 @@ class OpenAIEmbedder:
     Args:
         spec: the model's catalog entry (or a stub for a model the catalog lacks).
         settings: provider settings; `api_key` must already be resolved.
+        ask: the size to ask for with `dimensions` (None: the model's own size).
         client: an `httpx.AsyncClient` to use (tests inject a MockTransport here).
     """
 
@@ -38,6 +39,7 @@ class OpenAIEmbedder:
         spec: ModelSpec,
         settings: ProviderSettings,
         *,
+        ask: int | None = None,
         client: httpx.AsyncClient | None = None,
         sleep: Sleep | None = None,
     ) -> None:
@@ -45,8 +47,8 @@ class OpenAIEmbedder:
         self._settings = settings
         self._label = f"{settings.name} ({settings.model})"
         self._url = _endpoint_url(settings)
-        self._send_dims = _dimensions_param(spec, settings)
-        self._dims: int | None = settings.dimensions or (spec.dims or None)
+        self._send_dims = ask
+        self._dims: int | None = ask or (spec.dims or None)
         self._batch_size = min(settings.batch_size or DEFAULT_BATCH, spec.max_inputs)
         extra = {"sleep": sleep} if sleep is not None else {}
         self._http = HttpEndpoint(
@@ -196,18 +198,3 @@ def _headers(settings: ProviderSettings) -> dict[str, str]:
         headers["Authorization"] = f"Bearer {key}"
     return headers
 
-
-def _dimensions_param(spec: ModelSpec, settings: ProviderSettings) -> int | None:
-    """The `dimensions` value to send, if any; refuse sizes the model cannot produce."""
-    wanted = settings.dimensions
-    if wanted is None:
-        return None
-    if not spec.dims:  # not in the catalog: pass the request through, the server decides
-        return wanted
-    if spec.accepts_dims(wanted):
-        return wanted if spec.supports_output_dims else None
-    raise ConfigError(
-        f"Model {spec.model!r} ({settings.name}) produces {spec.dims} dimensions and cannot "
-        f"be asked for {wanted} (allowed: {spec.describe_dims()}). Remove provider.dimensions "
-        "or choose a model that supports it."
-    )

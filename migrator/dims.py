@@ -1,0 +1,294 @@
+"""The dimension decision: which size the provider is asked for, and what migrator does to
+its vectors to reach the target size.
+
+- `native`: the model's own size is the target size.
+- `requested`: the model can produce the configured size itself (Matryoshka models behind an
+  API that takes `dimensions`/`output_dimension`); the provider is asked for it.
+- `truncate`: keep the first d values. The result is L2-renormalised when the distance is
+  Cosine or Dot: Cosine ignores length anyway, and under Dot a shortened vector would
+  otherwise score lower than a full one for no reason of meaning.
+- `pad`: append zeros up to d. Dot and Cosine scores are unchanged (zeros add nothing to a
+  dot product or a norm); the padding is memory spent for nothing, and the report says how
+  much.
+- `error` (the default policy): anything else is refused before a single text is embedded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .catalog import ModelSpec
+from .errors import ConfigError, DimensionMismatch
+from .providers.base import Embedder, Embedding, InputKind, l2_normalize
+
+DimsPolicy = Literal["error", "truncate", "pad"]
+DimsAction = Literal["native", "requested", "truncate", "pad", "probed"]
+BYTES_PER_FLOAT = 4
+
+
+@dataclass(frozen=True)
+class DimsDecision:
+    """How the target size is reached. `ask` is what the provider is asked for (None: its
+    default size); `output` is what it returns; `target` is what is written."""
+
+    action: DimsAction
+    native: int  # 0 when the catalog does not know the model (probed at run time)
+    ask: int | None
+    target: int  # 0 until probed, for a model the catalog lacks and no configured size
+    renormalize: bool = False
+    matryoshka: bool = False
+
+    @property
+    def output(self) -> int:
+        return self.ask or self.native
+
+    @property
+    def bytes_per_vector(self) -> int:
+        return self.target * BYTES_PER_FLOAT
+
+    @property
+    def wasted_bytes_per_vector(self) -> int:
+        return (self.target - self.output) * BYTES_PER_FLOAT if self.action == "pad" else 0
+
+    def describe(self) -> str:
+        if self.action == "native":
+            return f"native size {self.target}"
+        if self.action == "requested":
+            return f"{self.target} requested from the model natively (native {self.native})"
+        if self.action == "probed":
+            return (f"{self.target} as the server returns it (model not in the catalog)"
+                    if self.target else "probed from the server (model not in the catalog)")
+        if self.action == "truncate":
+            norm = ", renormalised" if self.renormalize else ""
+            return f"truncated from {self.output} to {self.target}{norm}"
+        return (f"zero-padded from {self.output} to {self.target} "
+                f"({self.wasted_bytes_per_vector} bytes wasted per vector)")
+
+    def consequences(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "native": self.native or None,
+            "asked": self.ask,
+            "target": self.target or None,
+            "renormalized": self.renormalize,
+            "bytes_per_vector": self.bytes_per_vector,
+            "bytes_per_million_points": self.bytes_per_vector * 1_000_000,
+            "wasted_bytes_per_vector": self.wasted_bytes_per_vector,
+            "description": self.describe(),
+        }
+
+    def apply(self, vectors: np.ndarray) -> np.ndarray:
+        """Bring provider output of size `output` to size `target`."""
+        if self.action == "truncate":
+            cut = vectors[:, : self.target]
+            return l2_normalize(cut) if self.renormalize else cut.astype(np.float32)
+        if self.action == "pad":
+            padded = np.zeros((vectors.shape[0], self.target), dtype=np.float32)
+            padded[:, : vectors.shape[1]] = vectors
+            return padded
+        return vectors
+
+
+def decide(spec: ModelSpec, configured: int | None, *, policy: DimsPolicy = "error",
+           distance: str = "Cosine", send_dimensions: bool | None = None) -> DimsDecision:
+    """The dimension decision for `spec` at the `configured` size (None: native).
+
+    Args:
+        spec: the model's catalog entry (`dims == 0` for a model the catalog lacks).
+        configured: provider.dimensions.
+        policy: what to do when the model cannot produce `configured` itself.
+        distance: the target's distance; truncation renormalises for Cosine and Dot.
+        send_dimensions: force (True) or forbid (False) asking the provider for the size;
+            None decides from the catalog.
+
+    Raises:
+        ConfigError: the size cannot be reached under `policy`.
+    """
+    renorm = distance in ("Cosine", "Dot")
+    if not spec.dims:  # unknown model: only a server that is told to can shorten it
+        if configured is not None and send_dimensions is not False:
+            return DimsDecision("requested", 0, configured, configured)
+        if configured is not None:
+            return DimsDecision("probed", 0, None, configured)
+        return DimsDecision("probed", 0, None, 0)
+    if configured is None or configured == spec.dims:
+        return DimsDecision("native", spec.dims, None, spec.dims, matryoshka=spec.matryoshka)
+    if send_dimensions is not False and (spec.accepts_dims(configured) or send_dimensions):
+        return DimsDecision("requested", spec.dims, configured, configured,
+                            matryoshka=spec.matryoshka)
+    if policy == "truncate" and configured < spec.dims:
+        return DimsDecision("truncate", spec.dims, None, configured, renormalize=renorm,
+                            matryoshka=spec.matryoshka)
+    if policy == "pad" and configured > spec.dims:
+        return DimsDecision("pad", spec.dims, None, configured, matryoshka=spec.matryoshka)
+    direction = "shorter" if configured < spec.dims else "longer"
+    fix = "truncate" if configured < spec.dims else "pad"
+    allowed = (f"sizes it can produce: {spec.describe_dims()}" if spec.supports_output_dims
+               else "it has no output-size option")
+    raise ConfigError(
+        f"Model {spec.model!r} ({spec.provider}) produces {spec.dims}-dimensional vectors "
+        f"({allowed}); the configuration asks for {configured}. Remove provider.dimensions, "
+        f"choose a size the model supports, or set provider.dimension_policy: {fix} to make "
+        f"{direction} vectors yourself"
+        + (" (quality drops for a model not trained for it: run `migrator validate` to "
+           "measure it)." if fix == "truncate" else ".")
+    )
+
+
+class AdaptedEmbedder:
+    """An embedder whose vectors are truncated or padded to the decided size."""
+
+    def __init__(self, inner: Embedder, decision: DimsDecision) -> None:
+        self.inner = inner
+        self.decision = decision
+        self.spec = inner.spec
+
+    @property
+    def dims(self) -> int:
+        return self.decision.target
+
+    @property
+    def batch_size(self) -> int:
+        return self.inner.batch_size
+
+    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
+        result = await self.inner.embed(texts, kind=kind)
+        return Embedding(self.decision.apply(result.vectors), result.tokens,
+                         result.tokens_estimated, result.retries)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def truncation_fidelity(vectors: np.ndarray, dims: int, *, k: int = 10,
+                        queries: int | None = None) -> float:
+    """recall@k of nearest-neighbour search on the first `dims` values (renormalised)
+    against search on the full vectors, over the given set; each vector queries the rest.
+
+    Exact search in numpy, cosine similarity. 1.0 means truncation changes no top-k list.
+    """
+    n = vectors.shape[0]
+    if n < 2:
+        return 1.0
+    k = min(k, n - 1)
+    q = n if queries is None else min(queries, n)
+    full = l2_normalize(vectors.astype(np.float32))
+    cut = l2_normalize(vectors[:, :dims].astype(np.float32))
+    return float(np.mean(_recall(full, cut, q, k)))
+
+
+def _recall(full: np.ndarray, cut: np.ndarray, q: int, k: int) -> np.ndarray:
+    recalls = np.empty(q)
+    for start in range(0, q, 256):
+        stop = min(start + 256, q)
+        truth = _top_k(full[start:stop] @ full.T, start, k)
+        found = _top_k(cut[start:stop] @ cut.T, start, k)
+        for row in range(stop - start):
+            recalls[start + row] = len(set(truth[row]) & set(found[row])) / k
+    return recalls
+
+
+def _top_k(scores: np.ndarray, offset: int, k: int) -> np.ndarray:
+    rows = np.arange(scores.shape[0])
+    scores[rows, rows + offset] = -np.inf  # a vector is not its own neighbour
+    return np.argpartition(-scores, k - 1, axis=1)[:, :k]
+
+
+@dataclass
+class ProbeResult:
+    """What one real request to the provider showed, before anything was created."""
+
+    decision: DimsDecision
+    output: int  # the length the provider returned
+    norm_min: float
+    norm_max: float
+    texts: int
+    fidelity: float | None = None  # recall@10 after truncation, non-Matryoshka models only
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def target(self) -> int:
+        return self.decision.target or self.output
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "target": self.target, "texts": self.texts,
+                "norm_min": round(self.norm_min, 4), "norm_max": round(self.norm_max, 4),
+                "truncation_recall_at_10": self.fidelity, "warnings": self.warnings,
+                "dims": self.decision.consequences()}
+
+
+NORM_TOLERANCE = 0.01
+
+
+async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str) -> ProbeResult:
+    """Embed `texts` (real ones from the source) with the provider itself and check the
+    vectors against the catalog and the configuration.
+
+    Raises:
+        DimensionMismatch: the length or the norm is not what the model promises.
+    """
+    decision = embedder.decision if isinstance(embedder, AdaptedEmbedder) else None
+    inner = embedder.inner if isinstance(embedder, AdaptedEmbedder) else embedder
+    spec = inner.spec
+    batch = list(texts[: inner.batch_size]) or ["dimension probe"]
+    try:
+        raw = (await inner.embed(batch, kind="document")).vectors
+    except DimensionMismatch as exc:
+        raise DimensionMismatch(f"Preflight probe: {exc} {_CUTTING_HINT} Nothing was created.",
+                                provider=exc.provider) from exc
+    output = int(raw.shape[1])
+    if decision is None:
+        action: DimsAction = ("probed" if not spec.dims else
+                              "native" if output == spec.dims else "requested")
+        decision = DimsDecision(action, spec.dims, output if action == "requested" else None,
+                                output, matryoshka=spec.matryoshka)
+    norms = np.linalg.norm(raw, axis=1)
+    result = ProbeResult(decision, output, float(norms.min()), float(norms.max()), len(batch))
+    _check_norms(result, spec, distance)
+    _check_probed_size(result, embedder)
+    if decision.action == "truncate":
+        result.fidelity = round(truncation_fidelity(raw, decision.target), 4)
+        if not spec.matryoshka:
+            result.warnings.append(
+                f"{spec.model} is not known to be trained for truncation (Matryoshka); cut "
+                f"from {output} to {decision.target} it keeps recall@10 = {result.fidelity:.2f} "
+                f"of its full-size neighbours on {len(batch)} sampled texts. Run `migrator "
+                "validate --dims` to compare sizes.")
+    if decision.action == "pad":
+        wasted = decision.wasted_bytes_per_vector
+        result.warnings.append(
+            f"Zero-padding from {output} to {decision.target} wastes {wasted} bytes per vector "
+            f"({wasted:,} MB per million points); scores are unchanged.")
+    if not spec.normalized and distance == "Dot" and spec.dims:
+        result.warnings.append(f"{spec.model} does not return unit-length vectors and the "
+                               "distance is Dot: scores will mix length with similarity.")
+    return result
+
+
+_CUTTING_HINT = ("The server may be shortening vectors silently (Ollama and TEI do when sent "
+                 "`dimensions`), or serving another model than configured.")
+
+
+def _check_norms(result: ProbeResult, spec: ModelSpec, distance: str) -> None:
+    unit = abs(result.norm_min - 1) <= NORM_TOLERANCE and abs(result.norm_max - 1) <= (
+        NORM_TOLERANCE)
+    if spec.dims and spec.normalized and not unit and result.decision.action != "pad":
+        raise DimensionMismatch(
+            f"Preflight probe: {spec.provider} {spec.model} returned vectors of norm "
+            f"{result.norm_min:.3f}-{result.norm_max:.3f}, but the model's vectors are unit "
+            f"length. {_CUTTING_HINT} Nothing was created.", provider=spec.provider)
+
+
+def _check_probed_size(result: ProbeResult, embedder: Embedder) -> None:
+    decision = result.decision
+    if decision.action == "probed" and decision.target and result.output != decision.target:
+        raise DimensionMismatch(
+            f"Preflight probe: {embedder.spec.provider} {embedder.spec.model} returned "
+            f"{result.output}-dimensional vectors; the configuration says {decision.target}. "
+            "Set provider.dimensions to the model's size, or let migrator ask the server for "
+            "the size (provider.send_dimensions: true). Nothing was created.",
+            provider=embedder.spec.provider)
