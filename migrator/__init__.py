@@ -42,6 +42,7 @@ from .settings import (
     load_settings,
 )
 from .store import QdrantStore, open_store
+from .validate import ValidationReport, validate
 
 __all__ = [
     "CollectionExists",
@@ -74,6 +75,7 @@ __all__ = [
     "Settings",
     "StoreError",
     "StoreSettings",
+    "ValidationReport",
     "VerificationFailed",
     "__version__",
     "amigrate",
@@ -85,4 +87,5 @@ __all__ = [
     "migrate",
     "open_store",
     "plan",
+    "validate",
 ]

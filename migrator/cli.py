@@ -22,6 +22,7 @@ from .migration import migrate as run_migrate
 from .pipeline import Progress
 from .planning import plan as run_plan
 from .settings import Settings, load_settings, with_collections
+from .validate import validate as run_validate
 
 
 class _Exit(click.ClickException):
@@ -73,7 +74,10 @@ provider_options = _options(
         ["hashing", "openai", "azure", "openrouter", "openai-compatible", "local"]),
         help="Embedding provider of the new model."),
     click.option("--model", "-m", help="Model name (see `migrator models`)."),
-    click.option("--dimensions", "-d", type=int, help="Vector size to ask the model for."),
+    click.option("--dimensions", "-d", type=int, help="Vector size of the new collection."),
+    click.option("--dimension-policy", type=click.Choice(["error", "truncate", "pad"]),
+                 help="When the model cannot produce --dimensions itself: refuse (default), "
+                 "keep the first values, or zero-pad."),
     click.option("--base-url", help="API base URL (OpenAI-compatible servers, Azure)."),
     click.option("--api-key-env", help="Environment variable holding the API key."),
     click.option("--concurrency", type=int, help="Embedding requests in flight (default 4)."),
@@ -117,6 +121,7 @@ def _settings(options: dict[str, Any]) -> Settings:
             "name": o.get("provider"), "model": o.get("model"), "dimensions": o.get("dimensions"),
             "base_url": o.get("base_url"), "api_key_env": o.get("api_key_env"),
             "concurrency": o.get("concurrency"), "batch_size": o.get("batch_size"),
+            "dimension_policy": o.get("dimension_policy"),
         },
         "migration": {"page_size": o.get("page_size"), "missing_text": o.get("missing_text"),
                       "state_dir": o.get("state_dir")},
@@ -222,6 +227,47 @@ def plan(as_json: bool, sample: int, **options: Any) -> None:
     """
     result = run_plan(_settings(options), sample=sample)
     _emit(result, as_json, report.plan)
+
+
+def _sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    if not value:
+        return None
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of sizes") from None
+
+
+@cli.command()
+@config_option
+@store_options
+@provider_options
+@collection_options
+@click.option("--full", is_flag=True, help="Scan every point, not a sample.")
+@click.option("--sample", type=int, default=1000, show_default=True,
+              help="Points scanned without --full.")
+@click.option("--dims", callback=_sizes, help="Candidate sizes for truncation fidelity, e.g. "
+              "256,512,1024 (default: common sizes below the collection's).")
+@click.option("--no-probe", is_flag=True, help="Do not send the one probe request.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def validate(as_json: bool, full: bool, sample: int, dims: list[int] | None, no_probe: bool,
+             **options: Any) -> None:
+    """Check sizes and vectors: config, provider output, stored vectors, truncation.
+
+    Exit 0 when every check passes, 3 when any fails, 1 when the checks cannot run.
+
+    \b
+    Example:
+      migrator validate --collection docs_live --provider openai \\
+          --model text-embedding-3-small --dimensions 512
+      migrator validate --collection docs --no-probe --dims 128,256,512 --full
+    """
+    report_ = run_validate(_settings(options), full=full, sample=sample, dims=dims,
+                           probe_provider=not no_probe)
+    _emit(report_, as_json, report.validation)
+    if not report_.passed:
+        names = ", ".join(sorted({c.name for c in report_.failed}))
+        raise _Exit(f"{len(report_.failed)} check(s) failed: {names}.", 3)
 
 
 @cli.command()

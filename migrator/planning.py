@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .catalog import ModelSpec
+from .dims import DimsDecision, decide
 from .errors import ConfigError
 from .migration import target_name
 from .providers import model_spec
@@ -53,6 +54,7 @@ class PlanResult:
     provider: str
     model: str
     spec: ModelSpec
+    dims: DimsDecision
     collections: list[CollectionPlan]
     warnings: list[str]
 
@@ -70,6 +72,7 @@ class PlanResult:
             "provider": self.provider,
             "model": self.model,
             "model_known": bool(self.spec.dims),
+            "dims_decision": self.dims.consequences(),
             "price_per_mtok": self.spec.price_per_mtok,
             "estimated_tokens": self.estimated_tokens,
             "estimated_cost_usd": self.estimated_cost,
@@ -99,12 +102,25 @@ def plan(settings: Settings, *, source_store: QdrantStore | None = None,
                 target_store=target_store) as (source, target):
         plans = [_plan_one(c, settings, spec, source, target, sample)
                  for c in settings.collections]
-    return PlanResult(settings.provider.name, settings.provider.model, spec, plans,
-                      _run_warnings(settings, spec))
+    first = plans[0]
+    decision = decide(spec, settings.provider.dimensions,
+                      policy=settings.provider.dimension_policy,
+                      distance=first.target_distance,
+                      send_dimensions=settings.provider.send_dimensions)
+    return PlanResult(settings.provider.name, settings.provider.model, spec, decision, plans,
+                      _run_warnings(settings, spec, decision))
 
 
-def _run_warnings(settings: Settings, spec: ModelSpec) -> list[str]:
+def _run_warnings(settings: Settings, spec: ModelSpec, decision: DimsDecision) -> list[str]:
     warnings = []
+    if decision.action == "truncate" and not spec.matryoshka:
+        warnings.append(f"{spec.model} is not known to be trained for truncation; migrate "
+                        "measures what truncation costs in its preflight probe, and `migrator "
+                        "validate --dims` compares sizes.")
+    if decision.action == "pad":
+        warnings.append(f"Zero-padding wastes {decision.wasted_bytes_per_vector} bytes per "
+                        "vector.")
+
     provider = settings.provider
     if provider.name in KEY_REQUIRED and provider.api_key is None:
         warnings.append(f"No API key is set: migrate will need the variable {provider.key_env}.")
@@ -152,13 +168,16 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
         target=name, target_exists=target.exists(name), target_size=dims,
         target_distance=config.distance or vector.distance, alias=config.alias,
     )
-    plan.warnings = _collection_warnings(plan, settings, target)
+    plan.warnings = _collection_warnings(plan, settings, target, spec)
     return plan
 
 
-def _collection_warnings(plan: CollectionPlan, settings: Settings,
-                         target: QdrantStore) -> list[str]:
+def _collection_warnings(plan: CollectionPlan, settings: Settings, target: QdrantStore,
+                         spec: ModelSpec) -> list[str]:
     warnings = []
+    if spec.dims and not spec.normalized and plan.target_distance == "Dot":
+        warnings.append(f"{spec.model} does not return unit-length vectors and the distance "
+                        "is Dot: scores will mix length with similarity.")
     if plan.missing_in_sample:
         policy = settings.migration.missing_text
         consequence = ("the run will fail before any swap" if policy == "fail"

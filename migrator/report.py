@@ -70,6 +70,8 @@ def migration(result: Any) -> str:
                      c.target_count, f"{c.alias} -> {c.target}" if c.swapped else "-"))
     lines.append(table(["source", "target", "read", "embedded", "written", "skipped",
                         "target count", "alias"], rows))
+    if result.dims_decision is not None:
+        lines += ["", dims_line(result.dims_decision)]
     estimated = " (estimated)" if data["tokens_estimated"] else ""
     lines += [
         "",
@@ -82,7 +84,18 @@ def migration(result: Any) -> str:
         if c.swapped and c.previous_alias_target:
             lines.append(f"Alias {c.alias!r} moved from {c.previous_alias_target!r} to "
                          f"{c.target!r}; the old collection is kept.")
+    lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
+
+
+def dims_line(decision: Any) -> str:
+    """The dimension decision and what it costs in memory."""
+    facts = decision.consequences()
+    if not facts["target"]:
+        return f"Dimensions: {decision.describe()}."
+    return (f"Dimensions: {decision.describe()}; {facts['bytes_per_vector']:,} bytes per "
+            f"vector, {facts['bytes_per_million_points'] / 1e9:.2f} GB per million points "
+            "(float32, before index overhead).")
 
 
 def plan(result: Any) -> str:
@@ -111,6 +124,7 @@ def plan(result: Any) -> str:
         ]
         lines += [f"  warning: {w}" for w in c.warnings]
         lines.append("")
+    lines.append(dims_line(result.dims))
     lines.append(f"Total: {result.estimated_tokens:,} tokens (estimated), "
                  f"{money(result.estimated_cost)}.")
     lines += [f"warning: {w}" for w in result.warnings]
@@ -145,3 +159,11 @@ def demo(result: Any) -> str:
 
 
 report_line = ingest
+
+
+def validation(result: Any) -> str:
+    """The report of `validate()`: one row a check."""
+    rows = [(c.status.upper(), c.name, c.collection or "-", c.detail) for c in result.checks]
+    verdict = "All checks passed." if result.passed else (
+        f"{len(result.failed)} check(s) failed.")
+    return table(["status", "check", "collection", "detail"], rows) + "\n\n" + verdict

@@ -39,11 +39,17 @@ class Fault:
 
 
 class LoopbackServer:
-    """`with LoopbackServer(dims=16, latency=0.05) as server: server.url`"""
+    """`with LoopbackServer(dims=16, latency=0.05) as server: server.url`
+
+    `dims` is the model's own size, returned when a request has no `dimensions`.
+    """
 
     def __init__(self, *, dims: int = 16, latency: float = 0.0, shuffle: bool = False,
-                 api_key: str | None = None) -> None:
+                 api_key: str | None = None, honour_dimensions: bool = True,
+                 scale: float = 1.0) -> None:
         self.dims = dims
+        self.honour_dimensions = honour_dimensions  # False: ignore `dimensions`, like Ollama
+        self.scale = scale  # vector length; not 1.0 plays a server that does not normalise
         self.latency = latency
         self.shuffle = shuffle
         self.api_key = api_key
@@ -80,10 +86,11 @@ class LoopbackServer:
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         with self._lock:
             self.texts += len(texts)
-        dims = int(body.get("dimensions") or self.dims)
+        asked = body.get("dimensions") if self.honour_dimensions else None
+        dims = int(asked or self.dims)
         items = []
         for index, text in enumerate(texts):
-            vector = vector_for(text, dims)
+            vector = vector_for(text, dims) * self.scale
             encoded: Any = (base64.b64encode(vector.astype("<f4").tobytes()).decode()
                             if body.get("encoding_format") == "base64" else vector.tolist())
             items.append({"object": "embedding", "index": index, "embedding": encoded})

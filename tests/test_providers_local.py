@@ -41,7 +41,8 @@ def test_minilm_embeds_semantically() -> None:
 
 @needs_weights
 def test_other_dimensions_are_refused() -> None:
-    with pytest.raises(ConfigError, match="produces 384-dimensional vectors.*asks for 128.*dimension_policy: truncate"):
+    with pytest.raises(ConfigError, match="produces 384-dimensional vectors.*asks for 128.*"
+                                          "dimension_policy: truncate"):
         build_embedder(ProviderSettings(name="local", model=MODEL, dimensions=128))
 
 

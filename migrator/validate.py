@@ -1,0 +1,271 @@
+"""`validate()`: dimension validation of configuration, provider and stored vectors.
+
+Checks, each pass / fail / info / skip:
+- config vs collection: the configured model's final size is the collection's vector size;
+- provider probe: one real request; length and norm against catalog and configuration
+  (this is what catches a server that shortens vectors silently);
+- scan: a sample (or every point) for vectors of the wrong length, NaN or infinite values,
+  all-zero vectors, vectors that are not unit length under Cosine, points without the
+  vector, points without text; with norm statistics;
+- truncation fidelity: for candidate sizes, recall@10 of search on the first d values
+  against search on the full vectors, so the cost of a smaller size is known beforehand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from .dims import NORM_TOLERANCE, decide, probe, truncation_fidelity
+from .errors import DimensionMismatch, MigratorError
+from .providers import Embedder, build_embedder, model_spec
+from .settings import CollectionSettings, Settings
+from .store import CollectionSchema, Point, QdrantStore, opened
+from .texts import TextSource
+
+Status = Literal["pass", "fail", "info", "skip"]
+DEFAULT_CANDIDATES = (64, 128, 256, 384, 512, 768, 1024, 1536, 2048)
+SHOWN_IDS = 10
+FIDELITY_POINTS = 2000  # vectors searched when measuring truncation fidelity
+FIDELITY_QUERIES = 200
+# Cosine ignores length, so a vector that is not unit length searches the same; it is
+# reported, not failed. (Qdrant normalises Cosine vectors on insert, but local mode hands
+# back the originals after a reload.)
+INFORMATIONAL = frozenset({"not_unit"})
+
+
+@dataclass
+class Check:
+    name: str
+    status: Status
+    detail: str
+    collection: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "collection": self.collection, "status": self.status,
+                "detail": self.detail, "data": self.data}
+
+
+@dataclass
+class ValidationReport:
+    checks: list[Check]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "fail"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": [c.to_dict() for c in self.checks]}
+
+
+def validate(
+    settings: Settings,
+    *,
+    full: bool = False,
+    sample: int = 1000,
+    dims: Sequence[int] | None = None,
+    probe_provider: bool = True,
+    source_store: QdrantStore | None = None,
+    embedder: Embedder | None = None,
+) -> ValidationReport:
+    """Check that configuration, provider and stored vectors agree on size and sanity.
+
+    The collections checked are `settings.collections` (usually a migration's target or
+    its alias) on the source store.
+
+    Args:
+        settings: provider and collections to check.
+        full: scan every point instead of the first `sample`.
+        sample: points scanned (and used for fidelity) when not `full`.
+        dims: candidate sizes for truncation fidelity (default: common sizes below the
+            collection's).
+        probe_provider: send one request to the provider (False: skip that check).
+
+    Returns:
+        The report; `report.passed` is False when any check failed.
+
+    Raises:
+        ConfigError, CollectionNotFound, ProviderError: the checks could not run.
+    """
+    if not settings.collections:
+        from .errors import ConfigError
+
+        raise ConfigError("No collection to validate: give --collection NAME or a "
+                          "`collections:` list in the configuration file.")
+    with opened(settings.source, None, source_store=source_store) as (store, _):
+        return asyncio.run(_validate(settings, store, embedder, full=full, sample=sample,
+                                     dims=dims, probe_provider=probe_provider))
+
+
+async def _validate(settings: Settings, store: QdrantStore, embedder: Embedder | None, *,
+                    full: bool, sample: int, dims: Sequence[int] | None,
+                    probe_provider: bool) -> ValidationReport:
+    checks: list[Check] = []
+    schemas = [store.describe(c.name) for c in settings.collections]
+    first = settings.collections[0]
+    distance = first.distance or schemas[0].vector(first.vector).distance
+    probed: int | None = None
+    if probe_provider:
+        model = embedder or build_embedder(settings.provider, distance=distance)
+        try:
+            check, probed = await _probe_check(model, store, schemas[0], first, distance)
+            checks.append(check)
+        finally:
+            if embedder is None:
+                await model.aclose()
+    else:
+        checks.append(Check("provider probe", "skip", "skipped (--no-probe)"))
+    for config, schema in zip(settings.collections, schemas, strict=True):
+        checks.append(_config_check(settings, config, schema, probed))
+        points = _read(store, schema, config, limit=None if full else sample)
+        scan, vectors = _scan(points, schema, config)
+        checks.append(scan)
+        checks.append(_fidelity_check(vectors, schema, config, dims))
+    return ValidationReport(checks)
+
+
+async def _probe_check(model: Embedder, store: QdrantStore, schema: CollectionSchema,
+                       config: CollectionSettings, distance: str) -> tuple[Check, int | None]:
+    text = TextSource.from_settings(config.text_field, config.text_template)
+    page = store.scroll(schema.name, limit=64, vectors=False)
+    texts = [t for p in page.points if (t := text.extract(p.payload)[0])]
+    try:
+        result = await probe(model, texts, distance=distance)
+    except DimensionMismatch as exc:
+        return Check("provider probe", "fail", str(exc)), None
+    spec = model.spec
+    expected = result.decision.output or result.output
+    detail = (f"{spec.provider} {spec.model} returned {result.output} values (expected "
+              f"{expected}), norms {result.norm_min:.3f}-{result.norm_max:.3f}")
+    return Check("provider probe", "pass", detail, data=result.to_dict()), result.target
+
+
+def _config_check(settings: Settings, config: CollectionSettings, schema: CollectionSchema,
+                  probed: int | None) -> Check:
+    provider = settings.provider
+    vector = schema.vector(config.vector)
+    label = vector.name or "(unnamed)"
+    try:
+        decision = decide(model_spec(provider), provider.dimensions,
+                          policy=provider.dimension_policy, distance=vector.distance,
+                          send_dimensions=provider.send_dimensions)
+    except MigratorError as exc:
+        return Check("config vs collection", "fail", str(exc), config.name)
+    expected = decision.target or probed
+    data = {"vector": label, "collection_size": vector.size, "model_size": expected,
+            "distance": vector.distance, "dims": decision.consequences()}
+    if not expected:
+        return Check("config vs collection", "skip", f"{provider.model} is not in the catalog "
+                     "and was not probed; its size is unknown", config.name, data)
+    if expected != vector.size:
+        return Check("config vs collection", "fail",
+                     f"vector {label!r} of {schema.name!r} holds {vector.size} values; "
+                     f"{provider.name} {provider.model} as configured gives {expected} "
+                     f"({decision.describe()})", config.name, data)
+    return Check("config vs collection", "pass", f"vector {label!r}: {vector.size} = "
+                 f"{provider.model} ({decision.describe()})", config.name, data)
+
+
+def _read(store: QdrantStore, schema: CollectionSchema, config: CollectionSettings,
+          limit: int | None) -> Iterable[Point]:
+    vector = schema.vector(config.vector).name
+    offset: Any = None
+    read = 0
+    while limit is None or read < limit:
+        size = 256 if limit is None else min(256, limit - read)
+        page = store.scroll(schema.name, limit=size, offset=offset, vectors=[vector])
+        yield from page.points
+        read += len(page.points)
+        offset = page.next_offset
+        if offset is None:
+            return
+
+
+def _scan(points: Iterable[Point], schema: CollectionSchema, config: CollectionSettings
+          ) -> tuple[Check, np.ndarray]:
+    spec = schema.vector(config.vector)
+    return scan_points(points, vector=spec.name, size=spec.size, distance=spec.distance,
+                       text=TextSource.from_settings(config.text_field, config.text_template),
+                       collection=config.name)
+
+
+def scan_points(points: Iterable[Point], *, vector: str, size: int, distance: str,
+                text: TextSource, collection: str | None = None) -> tuple[Check, np.ndarray]:
+    """Scan points for vector and text defects; also return the sound vectors (for fidelity).
+    """
+    defects: dict[str, list[Any]] = {"missing_vector": [], "wrong_length": [],
+                                     "not_finite": [], "all_zero": [], "not_unit": [],
+                                     "missing_text": []}
+    norms: list[float] = []
+    sound: list[np.ndarray] = []
+    scanned = 0
+    for point in points:
+        scanned += 1
+        if text.extract(point.payload)[0] is None:
+            defects["missing_text"].append(point.id)
+        raw = point.vectors.get(vector)
+        problem = _vector_problem(raw, size, distance)
+        if problem is not None:
+            defects[problem].append(point.id)
+        if problem in (None, "not_unit"):
+            values = np.asarray(raw, dtype=np.float32)
+            norms.append(float(np.linalg.norm(values)))
+            if len(sound) < FIDELITY_POINTS:
+                sound.append(values)
+    counts = {k: len(v) for k, v in defects.items()}
+    data: dict[str, Any] = {"scanned": scanned, "counts": counts,
+                            "ids": {k: v[:SHOWN_IDS] for k, v in defects.items() if v}}
+    if norms:
+        data["norm"] = {"min": round(min(norms), 4), "mean": round(float(np.mean(norms)), 4),
+                        "max": round(max(norms), 4)}
+    if distance == "Cosine" and scanned:
+        data["not_unit_share"] = round(counts["not_unit"] / scanned, 4)
+    found = [f"{n} {k.replace('_', ' ')} ({', '.join(map(str, defects[k][:SHOWN_IDS]))})"
+             for k, n in counts.items() if n]
+    failing = any(n for k, n in counts.items() if k not in INFORMATIONAL)
+    status: Status = "fail" if failing else "pass"
+    detail = (f"{scanned} points scanned: " + ("; ".join(found) if found else "no defects"))
+    matrix = np.vstack(sound) if sound else np.zeros((0, size), dtype=np.float32)
+    return Check("scan", status, detail, collection, data), matrix
+
+
+def _vector_problem(raw: Any, size: int, distance: str) -> str | None:
+    if raw is None:
+        return "missing_vector"
+    values = np.asarray(raw, dtype=np.float64)
+    if values.ndim != 1 or values.shape[0] != size:
+        return "wrong_length"
+    if not np.isfinite(values).all():
+        return "not_finite"
+    norm = float(np.linalg.norm(values))
+    if norm == 0.0:
+        return "all_zero"
+    if distance == "Cosine" and abs(norm - 1.0) > NORM_TOLERANCE:
+        return "not_unit"
+    return None
+
+
+def _fidelity_check(vectors: np.ndarray, schema: CollectionSchema, config: CollectionSettings,
+                    dims: Sequence[int] | None) -> Check:
+    size = schema.vector(config.vector).size
+    candidates = sorted({d for d in (dims or DEFAULT_CANDIDATES) if 0 < d < size})
+    if len(vectors) < 11 or not candidates:
+        reason = ("fewer than 11 sound vectors" if len(vectors) < 11
+                  else f"no candidate size below {size}")
+        return Check("truncation fidelity", "skip", reason, config.name)
+    recalls = {d: round(truncation_fidelity(vectors, d, queries=FIDELITY_QUERIES), 4)
+               for d in candidates}
+    detail = ", ".join(f"{d}: {r:.2f}" for d, r in recalls.items())
+    return Check("truncation fidelity", "info",
+                 f"recall@10 vs full {size} dims on {len(vectors)} vectors: {detail}",
+                 config.name, {"full": size, "vectors": len(vectors),
+                               "recall_at_10": {str(d): r for d, r in recalls.items()}})
