@@ -87,6 +87,10 @@ class InputTooLong(DataError):
     """A text is longer than the model accepts."""
 
 
+class StateError(MigratorError):
+    """The state database is unreadable, corrupt or from a newer migrator."""
+
+
 class VerificationFailed(MigratorError):
     """Verification ran and a check is below its threshold; carries the report."""
 

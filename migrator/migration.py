@@ -1,8 +1,11 @@
-"""`migrate()` / `amigrate()`: preflight → create target → backfill → check → swap alias."""
+"""`migrate()` / `amigrate()`: preflight → create target → backfill → catch-up → check →
+swap alias. Resumable: progress is checkpointed in the state directory, and the same call
+continues where an interrupted one stopped."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Callable
@@ -10,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .cache import CachedEmbedder
 from .catalog import ModelSpec
 from .dims import DimsDecision, probe
 from .errors import (
@@ -22,10 +26,12 @@ from .errors import (
     StoreError,
     VerificationFailed,
 )
-from .pipeline import Backfill, Progress, SkipLog, Stats
+from .pipeline import Backfill, Checkpoint, Progress, Stats
 from .providers import Embedder, build_embedder
 from .settings import CollectionSettings, Settings
-from .store import CollectionSchema, Page, QdrantStore, opened
+from .state import EmbeddingCache, MigrationRecord, State, migration_id
+from .store import CollectionSchema, Page, PointId, QdrantStore, opened
+from .syncing import MergeJoinSource, SyncStats
 from .texts import TextSource
 
 ProgressCallback = Callable[[Progress], None]
@@ -40,20 +46,28 @@ class CollectionResult:
     target: str
     vector: str
     text: str
+    migration_id: str = ""
     alias: str | None = None
     previous_alias_target: str | None = None
     created: bool = False
+    resumed: bool = False
+    resumed_written: int = 0
     swapped: bool = False
+    write_mode: str = "upsert"
     source_count: int = 0
     target_count: int = 0
+    skipped: int = 0
     skip_file: str | None = None
     first_skipped: list[Any] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
+    sync: SyncStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "stats"}
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__
+                if k not in ("stats", "sync")}
         data["vector"] = self.vector or "(unnamed)"
         data["stats"] = self.stats.to_dict()
+        data["sync"] = self.sync.to_dict() if self.sync else None
         return data
 
 
@@ -70,6 +84,7 @@ class MigrationResult:
     price_known: bool
     dims_decision: DimsDecision | None = None
     warnings: list[str] = field(default_factory=list)
+    cost_saved: float | None = None
 
     @property
     def tokens(self) -> int:
@@ -81,7 +96,8 @@ class MigrationResult:
 
     @property
     def points_per_second(self) -> float:
-        return self.written / self.seconds if self.seconds > 0 else 0.0
+        done = sum(c.stats.written - c.resumed_written for c in self.collections)
+        return done / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +111,9 @@ class MigrationResult:
             "tokens": self.tokens,
             "tokens_estimated": any(c.stats.tokens_estimated for c in self.collections),
             "cost_usd": self.cost,
+            "cache_hits": sum(c.stats.cached for c in self.collections),
+            "tokens_saved": sum(c.stats.tokens_saved for c in self.collections),
+            "cost_saved_usd": self.cost_saved,
             "requests": sum(c.stats.requests for c in self.collections),
             "retries": sum(c.stats.retries for c in self.collections),
             "collections": [c.to_dict() for c in self.collections],
@@ -104,25 +123,26 @@ class MigrationResult:
 @dataclass
 class _Job:
     config: CollectionSettings
-    schema: CollectionSchema
+    schema: CollectionSchema  # the source collection
     vector: str
     text: TextSource
     target: str
     target_exists: bool
     distance: str
     keep_vectors: list[str]
+    record: MigrationRecord
 
 
 class ScrollSource:
-    """Pages of a Qdrant collection in id order (a `PageSource`)."""
+    """Pages of a Qdrant collection in id order, from `start` (a `PageSource`)."""
 
     def __init__(self, store: QdrantStore, collection: str, *, page_size: int,
-                 vectors: list[str]) -> None:
+                 vectors: list[str], start: Any = None) -> None:
         self._store = store
         self._collection = collection
         self._page_size = page_size
         self._vectors = vectors
-        self._offset: Any = None
+        self._offset: Any = start
         self._finished = False
 
     def next_page(self) -> Page | None:
@@ -133,6 +153,27 @@ class ScrollSource:
         self._offset = page.next_offset
         self._finished = page.next_offset is None
         return page
+
+
+class StateSkipLog:
+    """Points without text, kept in the state database (a resume does not list them twice).
+    """
+
+    def __init__(self, state: State, migration: str) -> None:
+        self._state = state
+        self._migration = migration
+        self._pending: list[tuple[PointId, str]] = []
+
+    def add(self, point_id: PointId, reason: str) -> None:
+        self._pending.append((str(point_id) if not isinstance(point_id, int) else point_id,
+                              reason))
+        if len(self._pending) >= 256:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._state.add_skipped(self._migration, self._pending)
+            self._pending = []
 
 
 def target_name(source: str, spec: ModelSpec, dims: int) -> str:
@@ -151,13 +192,14 @@ def migrate(
     target_store: QdrantStore | None = None,
     embedder: Embedder | None = None,
     on_progress: ProgressCallback | None = None,
+    restart: bool = False,
 ) -> MigrationResult:
     """Re-embed every configured collection into a new one and move its alias.
 
     The synchronous face of `amigrate()`; see there for arguments.
     """
     return asyncio.run(amigrate(settings, source_store=source_store, target_store=target_store,
-                                embedder=embedder, on_progress=on_progress))
+                                embedder=embedder, on_progress=on_progress, restart=restart))
 
 
 async def amigrate(
@@ -167,11 +209,15 @@ async def amigrate(
     target_store: QdrantStore | None = None,
     embedder: Embedder | None = None,
     on_progress: ProgressCallback | None = None,
+    restart: bool = False,
 ) -> MigrationResult:
     """Re-embed every configured collection into a new one and move its alias.
 
-    Every collection is checked before anything is created or embedded. Aliases move only
-    after every collection is backfilled and its counts check out.
+    Every collection is checked, and one probe request sent, before anything is created.
+    Progress is checkpointed after each page: running the same migration again resumes it,
+    and embeddings already paid for come from the cache. After the backfill a catch-up
+    brings in what changed in the source meanwhile. Aliases move only after every collection
+    is complete and its counts check out.
 
     Args:
         settings: what to migrate and how (see `load_settings`).
@@ -180,6 +226,7 @@ async def amigrate(
             from `settings.target`).
         embedder: the target model (default: built from `settings.provider`).
         on_progress: called after each written page.
+        restart: forget earlier progress and delete targets this migration created.
 
     Raises:
         ConfigError: bad configuration, found before anything was written.
@@ -188,62 +235,233 @@ async def amigrate(
         MissingText: points without text under the `fail` policy; no alias was moved.
         VerificationFailed: the target's point count does not add up; no alias was moved.
         ProviderError: the provider failed in a way retries could not fix.
+        StateError: the state database is unreadable.
     """
     if not settings.collections:
         raise ConfigError(
             "No collection to migrate: give --collection NAME or a `collections:` list in the "
             "configuration file."
         )
-    with opened(settings.source, settings.target, source_store=source_store,
-                target_store=target_store) as (source, target):
-        schemas = [source.describe(c.name) for c in settings.collections]
-        first = settings.collections[0]
-        distance = first.distance or schemas[0].vector(first.vector).distance
-        model = embedder or build_embedder(settings.provider, distance=distance)
+    state_dir = Path(settings.migration.state_dir)
+    state = State(state_dir)
+    cache = EmbeddingCache(state_dir) if settings.migration.cache else None
+    try:
+        with opened(settings.source, settings.target, source_store=source_store,
+                    target_store=target_store) as (source, target):
+            schemas = [source.describe(c.name) for c in settings.collections]
+            first = settings.collections[0]
+            distance = first.distance or schemas[0].vector(first.vector).distance
+            model = embedder or build_embedder(settings.provider, distance=distance)
+            try:
+                run = _Run(settings, state, cache, source, target, model, on_progress)
+                return await run.go(schemas, restart=restart)
+            finally:
+                if embedder is None:
+                    await model.aclose()
+    finally:
+        state.close()
+        if cache is not None:
+            cache.close()
+
+
+class _Run:
+    """One call of `amigrate`: the steps, in order, sharing what they need."""
+
+    def __init__(self, settings: Settings, state: State, cache: EmbeddingCache | None,
+                 source: QdrantStore, target: QdrantStore, model: Embedder,
+                 on_progress: ProgressCallback | None) -> None:
+        self.settings, self.state, self.cache = settings, state, cache
+        self.source, self.target, self.model = source, target, model
+        self.on_progress = on_progress
+        self.embedder: Embedder = CachedEmbedder(model, cache) if cache is not None else model
+
+    async def go(self, schemas: list[CollectionSchema], *, restart: bool) -> MigrationResult:
+        started = time.perf_counter()
+        collections = self.settings.collections
+        for config, schema in zip(collections, schemas, strict=True):
+            schema.vector(config.vector)  # the vector to replace exists, before any request
+        first = collections[0]
+        checked = await probe(self.model, _sample_texts(self.source, schemas[0], first),
+                              distance=first.distance or schemas[0].vector(first.vector).distance)
+        dims = checked.target
+        jobs = [self._job(c, s, dims, restart=restart)
+                for c, s in zip(collections, schemas, strict=True)]
+        _check_aliases(jobs, self.target)
+
+        results = [await self._migrate_one(job, dims) for job in jobs]
+        problems = [_problem(job, result, self.settings)
+                    for job, result in zip(jobs, results, strict=True)]
+        for job, problem in zip(jobs, problems, strict=True):
+            if problem is not None:
+                self.state.update(job.record.id, phase="failed", error=str(problem))
+        _raise_problems([p for p in problems if p is not None])
+        for job, result in zip(jobs, results, strict=True):
+            self._finish(job, result)
+        spec = self.model.spec
+        return MigrationResult(
+            provider=self.settings.provider.name,
+            model=self.settings.provider.model,
+            dims=dims,
+            dims_decision=checked.decision,
+            warnings=checked.warnings,
+            collections=results,
+            seconds=time.perf_counter() - started,
+            cost=spec.cost(sum(r.stats.tokens for r in results)),
+            price_known=spec.price_per_mtok is not None,
+            cost_saved=spec.cost(sum(r.stats.tokens_saved for r in results)),
+        )
+
+    def _job(self, config: CollectionSettings, schema: CollectionSchema, dims: int, *,
+             restart: bool) -> _Job:
+        spec = self.model.spec
+        name = config.target or target_name(config.name, spec, dims)
+        text = TextSource.from_settings(config.text_field, config.text_template)
+        vector = schema.vector(config.vector)
+        identity = migration_id(config.name, name, vector.name, spec.provider, spec.model, dims,
+                                text.describe())
+        record = self.state.get(identity)
+        if record is not None and restart:
+            if record.created_target and self.target.exists(name):
+                self.target.delete_collection(name)
+            self.state.delete(identity)
+            record = None
+        if record is not None and record.source_collection != schema.name:
+            # e.g. the alias that was migrated now points at the target: keep the original
+            schema = self.source.describe(record.source_collection)
+            vector = schema.vector(config.vector)
+        if name == schema.name:
+            raise ConfigError(
+                f"The target of {config.name!r} is the source collection {schema.name!r} "
+                "itself; give a different --target.")
+        if vector.multivector:
+            raise ConfigError(
+                f"Vector {vector.name or '(unnamed)'!r} of collection {schema.name!r} is a "
+                "multivector; migrator re-embeds single dense vectors only.")
+        distance = config.distance or vector.distance
+        exists = self.target.exists(name)
+        if exists:
+            _check_existing_target(self.target.describe(name), vector.name, dims, distance)
+        if record is None:
+            record = MigrationRecord(
+                id=identity, source=config.name, source_collection=schema.name, target=name,
+                vector=vector.name, provider=spec.provider, model=spec.model, dims=dims,
+                text=text.describe(), alias=config.alias, phase="planned")
+        keep = [n for n in schema.vectors if n != vector.name] + schema.sparse_vectors
+        return _Job(config, schema, vector.name, text, name, exists, distance, keep, record)
+
+    async def _migrate_one(self, job: _Job, dims: int) -> CollectionResult:
+        record = job.record
+        result = CollectionResult(
+            source=job.config.name, source_collection=job.schema.name, target=job.target,
+            vector=job.vector, text=job.text.describe(), alias=job.config.alias,
+            migration_id=record.id)
+        result.source_count = self.source.count(job.schema.name)
+        if self.state.get(record.id) is None:
+            if not job.target_exists:
+                self.target.create_like(job.schema, job.target, vector=job.vector, size=dims,
+                                        distance=job.distance)
+                record.created_target = result.created = True
+            self.state.create(record)
+        elif not job.target_exists:
+            raise StoreError(
+                f"Target collection {job.target!r} of an interrupted migration is gone from "
+                f"{self.target.location}. Run again with --restart to start over.")
+        result.resumed = record.phase != "planned"
+        result.stats.add(record.counters)
+        result.resumed_written = result.stats.written
+        if not record.finished:
+            await self._backfill(job, result, dims)
+        if self.settings.migration.catch_up:
+            await self._catch_up(job, result, dims)
+        self._count_check_inputs(job, result)
+        return result
+
+    async def _backfill(self, job: _Job, result: CollectionResult, dims: int) -> None:
+        record = job.record
+        insert_only = self.target.conditional_writes()
+        result.write_mode = "insert-only" if insert_only else "upsert"
+        self.state.update(record.id, phase="backfilling", write_mode=result.write_mode,
+                          total=result.source_count)
+        skips = StateSkipLog(self.state, record.id)
+
+        def checkpoint(cp: Checkpoint) -> None:
+            skips.flush()  # a page's skipped points are saved before the page is committed
+            self.state.update(record.id, checkpoint=cp.offset, finished=int(cp.finished),
+                              counters=cp.counters)
+
+        backfill = Backfill(
+            source=ScrollSource(self.source, job.schema.name,
+                                page_size=self.settings.migration.page_size,
+                                vectors=job.keep_vectors, start=record.checkpoint),
+            write=lambda points: self.target.upsert(job.target, points,
+                                                    insert_only=insert_only),
+            on_checkpoint=checkpoint,
+            stats=result.stats,
+            **self._pipeline_args(job, skips, dims, total=result.source_count),
+        )
+        await self._run_stage(backfill, skips, result)
+
+    async def _catch_up(self, job: _Job, result: CollectionResult, dims: int) -> None:
+        record = job.record
+        self.state.update(record.id, phase="catching_up")
+        self.state.clear_skipped(record.id)  # the join meets every source point again
+        skips = StateSkipLog(self.state, record.id)
+        join = MergeJoinSource(self.source, job.schema.name, self.target, job.target,
+                               vector=job.vector, keep_vectors=job.keep_vectors, text=job.text,
+                               page_size=self.settings.migration.page_size)
+        stage = Backfill(
+            source=join,
+            write=lambda points: self.target.upsert(job.target, points),
+            **self._pipeline_args(job, skips, dims, total=None,
+                                  label=f"{job.config.name} (catch-up)"),
+        )
+        await self._run_stage(stage, skips, result)
+        result.sync = join.stats
+        result.stats.add({k: v for k, v in stage.stats.counters().items()
+                          if k in ("embedded", "tokens", "requests", "retries", "cached",
+                                   "tokens_saved")})
+
+    def _pipeline_args(self, job: _Job, skips: StateSkipLog, dims: int, *, total: int | None,
+                       label: str | None = None) -> dict[str, Any]:
+        return {"embedder": self.embedder, "text": job.text, "vector": job.vector,
+                "dims": dims, "skip_log": skips, "collection": label or job.config.name,
+                "total": total, "concurrency": self.settings.provider.concurrency,
+                "queue_depth": self.settings.migration.queue_depth,
+                "on_progress": self.on_progress}
+
+    async def _run_stage(self, stage: Backfill, skips: StateSkipLog,
+                         result: CollectionResult) -> None:
         try:
-            return await _run(settings, schemas, source, target, model, on_progress)
-        finally:
-            if embedder is None:
-                await model.aclose()
+            await stage.run()
+        except (ProviderError, StoreError) as exc:
+            skips.flush()
+            self.state.update(result.migration_id, phase="failed", error=str(exc))
+            raise _stopped(exc, result, stage.stats) from exc
+        skips.flush()
 
+    def _count_check_inputs(self, job: _Job, result: CollectionResult) -> None:
+        skipped = self.state.skipped(job.record.id)
+        result.skipped = len(skipped)
+        result.first_skipped = [point for point, _ in skipped[:10]]
+        if skipped:
+            path = Path(self.settings.migration.state_dir) / f"{job.target}.skipped.jsonl"
+            with path.open("w", encoding="utf-8") as handle:
+                for point, reason in skipped:
+                    handle.write(json.dumps({"collection": job.schema.name, "id": point,
+                                             "reason": reason}) + "\n")
+            result.skip_file = str(path)
+        result.source_count = self.source.count(job.schema.name)
+        result.target_count = self.target.count(job.target)
 
-async def _run(settings: Settings, schemas: list[CollectionSchema], source: QdrantStore,
-               target: QdrantStore, embedder: Embedder,
-               on_progress: ProgressCallback | None) -> MigrationResult:
-    started = time.perf_counter()
-    for config, schema in zip(settings.collections, schemas, strict=True):
-        schema.vector(config.vector)  # the vector to replace exists, before any request
-    first = settings.collections[0]
-    checked = await probe(embedder, _sample_texts(source, schemas[0], first),
-                          distance=first.distance or schemas[0].vector(first.vector).distance)
-    dims = checked.target
-    jobs = [_plan_job(c, s, embedder.spec, dims, target)
-            for c, s in zip(settings.collections, schemas, strict=True)]
-    _check_aliases(jobs, target)
-
-    results = []
-    for job in jobs:
-        results.append(await _backfill(job, settings, source, target, embedder, dims,
-                                       on_progress))
-    problems = [_problem(job, result, settings)
-                for job, result in zip(jobs, results, strict=True)]
-    _raise_problems([p for p in problems if p is not None])
-    for job, result in zip(jobs, results, strict=True):
-        if job.config.alias:
-            result.previous_alias_target = target.swap_alias(job.config.alias, job.target)
+    def _finish(self, job: _Job, result: CollectionResult) -> None:
+        alias = job.config.alias
+        if alias:
+            result.previous_alias_target = self.target.swap_alias(alias, job.target)
             result.swapped = True
-    total_tokens = sum(r.stats.tokens for r in results)
-    return MigrationResult(
-        provider=settings.provider.name,
-        model=settings.provider.model,
-        dims=dims,
-        dims_decision=checked.decision,
-        warnings=checked.warnings,
-        collections=results,
-        seconds=time.perf_counter() - started,
-        cost=embedder.spec.cost(total_tokens),
-        price_known=embedder.spec.price_per_mtok is not None,
-    )
+            if result.previous_alias_target != job.target:
+                self.state.record_alias(alias, result.previous_alias_target, job.target)
+        self.state.update(job.record.id, phase="swapped" if alias else "complete", error=None,
+                          counters=result.stats.counters())
 
 
 def _sample_texts(source: QdrantStore, schema: CollectionSchema, config: CollectionSettings,
@@ -252,29 +470,6 @@ def _sample_texts(source: QdrantStore, schema: CollectionSchema, config: Collect
     text = TextSource.from_settings(config.text_field, config.text_template)
     page = source.scroll(schema.name, limit=limit, vectors=False)
     return [t for p in page.points if (t := text.extract(p.payload)[0])]
-
-
-def _plan_job(config: CollectionSettings, schema: CollectionSchema, spec: ModelSpec, dims: int,
-              target: QdrantStore) -> _Job:
-    vector = schema.vector(config.vector)
-    if vector.multivector:
-        raise ConfigError(
-            f"Vector {vector.name or '(unnamed)'!r} of collection {schema.name!r} is a "
-            "multivector; migrator re-embeds single dense vectors only."
-        )
-    name = config.target or target_name(config.name, spec, dims)
-    if name == schema.name:
-        raise ConfigError(
-            f"The target of {config.name!r} is the source collection {schema.name!r} itself; "
-            "give a different --target."
-        )
-    distance = config.distance or vector.distance
-    exists = target.exists(name)
-    if exists:
-        _check_existing_target(target.describe(name), vector.name, dims, distance)
-    keep = [n for n in schema.vectors if n != vector.name] + schema.sparse_vectors
-    return _Job(config, schema, vector.name, TextSource.from_settings(
-        config.text_field, config.text_template), name, exists, distance, keep)
 
 
 def _check_existing_target(existing: CollectionSchema, vector: str, dims: int,
@@ -313,55 +508,14 @@ def _check_aliases(jobs: list[_Job], target: QdrantStore) -> None:
         seen_aliases.add(alias)
 
 
-async def _backfill(job: _Job, settings: Settings, source: QdrantStore, target: QdrantStore,
-                    embedder: Embedder, dims: int,
-                    on_progress: ProgressCallback | None) -> CollectionResult:
-    result = CollectionResult(source=job.config.name, source_collection=job.schema.name,
-                              target=job.target, vector=job.vector, text=job.text.describe(),
-                              alias=job.config.alias)
-    result.source_count = source.count(job.schema.name)
-    if not job.target_exists:
-        target.create_like(job.schema, job.target, vector=job.vector, size=dims,
-                           distance=job.distance)
-        result.created = True
-    skip_path = Path(settings.migration.state_dir) / f"{job.target}.skipped.jsonl"
-    skip_path.unlink(missing_ok=True)
-    skip_log = SkipLog(skip_path, collection=job.schema.name)
-    backfill = Backfill(
-        source=ScrollSource(source, job.schema.name, page_size=settings.migration.page_size,
-                            vectors=job.keep_vectors),
-        write=lambda points: target.upsert(job.target, points),
-        embedder=embedder,
-        text=job.text,
-        vector=job.vector,
-        dims=dims,
-        skip_log=skip_log,
-        collection=job.config.name,
-        total=result.source_count,
-        concurrency=settings.provider.concurrency,
-        queue_depth=settings.migration.queue_depth,
-        on_progress=on_progress,
-    )
-    try:
-        result.stats = await backfill.run()
-    except (ProviderError, StoreError) as exc:
-        raise _stopped(exc, result, backfill.stats) from exc
-    finally:
-        skip_log.close()
-    result.target_count = target.count(job.target)
-    result.first_skipped = skip_log.first
-    result.skip_file = str(skip_path) if skip_log.count else None
-    return result
-
-
 def _stopped(exc: ProviderError | StoreError, result: CollectionResult,
              stats: Stats) -> MigratorError:
     """The same error, saying what the run left behind and how to go on."""
     message = (
-        f"{exc} The migration of {result.source!r} into {result.target!r} stopped after "
-        f"{stats.written:,} of {result.source_count:,} points were written; no alias was "
-        "moved. Fix the cause and run the same command again: it writes into the same "
-        "target (writes are idempotent)."
+        f"{exc} The migration of {result.source!r} into {result.target!r} stopped with "
+        f"{stats.written:,} of {result.source_count:,} points written; no alias was moved. "
+        "Fix the cause and run the same command again: it resumes from the last checkpoint, "
+        "and embeddings already made come from the cache."
     )
     if isinstance(exc, ProviderError):
         return type(exc)(message, provider=exc.provider, status=exc.status)
@@ -369,26 +523,25 @@ def _stopped(exc: ProviderError | StoreError, result: CollectionResult,
 
 
 def _problem(job: _Job, result: CollectionResult, settings: Settings) -> MigratorError | None:
-    stats = result.stats
-    if stats.skipped and settings.migration.missing_text == "fail":
+    if result.skipped and settings.migration.missing_text == "fail":
         shown = ", ".join(repr(i) for i in result.first_skipped)
-        more = f" and {stats.skipped - len(result.first_skipped)} more" if stats.skipped > len(
-            result.first_skipped) else ""
+        more = (f" and {result.skipped - len(result.first_skipped)} more"
+                if result.skipped > len(result.first_skipped) else "")
         return MissingText(
-            f"{stats.skipped} point(s) of {job.config.name!r} have no text in "
+            f"{result.skipped} point(s) of {job.config.name!r} have no text in "
             f"{job.text.describe()}: {shown}{more}. The full list is in {result.skip_file}. "
             "Fix those payloads, point text_field/text_template at the text, or run again with "
             "--missing-text skip to migrate without them. No alias was moved.",
             point_ids=list(result.first_skipped),
             skip_file=result.skip_file,
         )
-    expected = stats.read - stats.skipped
+    expected = result.source_count - result.skipped
     if result.target_count != expected:
         return VerificationFailed(
             f"Target {job.target!r} holds {result.target_count} points, but {expected} were "
-            f"expected ({stats.read} read from {job.schema.name!r}, {stats.skipped} skipped). "
-            "The source may have changed during the run, or the target held other points. "
-            "No alias was moved."
+            f"expected ({result.source_count} in {job.schema.name!r}, {result.skipped} without "
+            "text). The source may be changing right now: run `migrator sync`, or the same "
+            "command again. No alias was moved."
         )
     return None
 
@@ -401,3 +554,4 @@ def _raise_problems(problems: list[MigratorError]) -> None:
     kind = VerificationFailed if all(isinstance(p, VerificationFailed) for p in problems) \
         else DataError
     raise kind(" ".join(str(p) for p in problems))
+

@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -59,12 +59,45 @@ class Stats:
     tokens_estimated: bool = False
     requests: int = 0
     retries: int = 0
+    cached: int = 0
+    tokens_saved: int = 0
     embed_seconds: float = 0.0
     pages: int = 0
     max_points_in_flight: int = 0
 
+    # counted per page, committed with the checkpoint, restored on resume
+    PAGE_COUNTERS: ClassVar[tuple[str, ...]] = (
+        "read", "embedded", "written", "skipped", "tokens", "requests", "retries", "cached",
+        "tokens_saved", "pages")
+
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def add(self, counts: dict[str, Any]) -> None:
+        for key in self.PAGE_COUNTERS:
+            setattr(self, key, getattr(self, key) + counts.get(key, 0))
+        self.tokens_estimated |= bool(counts.get("tokens_estimated"))
+
+    def counters(self) -> dict[str, Any]:
+        data = {key: getattr(self, key) for key in self.PAGE_COUNTERS}
+        data["tokens_estimated"] = self.tokens_estimated
+        return data
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Every page before `offset` is written; `counters` add up those pages. `finished`:
+    the whole source is written (`offset` is None then)."""
+
+    offset: Any
+    finished: bool
+    counters: dict[str, Any]
+
+
+class SkipSink(Protocol):
+    """Where points without text are listed."""
+
+    def add(self, point_id: PointId, reason: str) -> None: ...
 
 
 class SkipLog:
@@ -104,7 +137,10 @@ class _PageWork:
     unique_texts: list[str]
     vectors: np.ndarray | None = None
     pending: int = 0
-    read: int = 0
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def count(self, key: str, amount: Any) -> None:
+        self.counts[key] = self.counts.get(key, 0) + amount
 
 
 @dataclass
@@ -132,6 +168,10 @@ class Backfill:
         concurrency: embedding requests in flight.
         queue_depth: pages buffered between stages.
         on_progress: called after each written page.
+        stats: counters to continue from (a checkpoint's).
+        on_checkpoint: called each time the low-water mark advances: every page before its
+            offset is written. Pages finish out of order; a resume from the offset redoes at
+            most the pages that were in flight.
     """
 
     source: PageSource
@@ -140,14 +180,19 @@ class Backfill:
     text: TextSource
     vector: str
     dims: int
-    skip_log: SkipLog
+    skip_log: SkipSink
     collection: str = ""
     total: int | None = None
     concurrency: int = 4
     queue_depth: int = 4
     on_progress: Callable[[Progress], None] | None = None
     stats: Stats = field(default_factory=Stats)
+    on_checkpoint: Callable[[Checkpoint], None] | None = None
     _in_flight: int = 0
+    _ends: dict[int, Any] = field(default_factory=dict)  # seq -> offset after the page
+    _done: dict[int, dict[str, Any]] = field(default_factory=dict)  # written, not committed
+    _low: int = 0  # the lowest page not yet written
+    _committed: Stats = field(default_factory=Stats)
 
     def in_flight_bound(self, page_size: int) -> int:
         """The most points held at once with pages of `page_size`: pages queued for prepare,
@@ -159,6 +204,8 @@ class Backfill:
         return pages * page_size
 
     async def run(self) -> Stats:
+        self._committed = Stats()
+        self._committed.add(self.stats.counters())
         pages: asyncio.Queue[Any] = asyncio.Queue(self.queue_depth)
         requests: asyncio.Queue[Any] = asyncio.Queue(max(self.concurrency, self.queue_depth))
         done: asyncio.Queue[Any] = asyncio.Queue(self.queue_depth)
@@ -182,12 +229,12 @@ class Backfill:
             page = await asyncio.to_thread(self.source.next_page)
             if page is None:
                 break
-            if page.points:
-                self._in_flight += len(page.points)
-                self.stats.max_points_in_flight = max(self.stats.max_points_in_flight,
-                                                      self._in_flight)
-                await pages.put((seq, page))
-                seq += 1
+            self._in_flight += len(page.points)
+            self.stats.max_points_in_flight = max(self.stats.max_points_in_flight,
+                                                  self._in_flight)
+            self._ends[seq] = page.next_offset
+            await pages.put((seq, page))
+            seq += 1
             if page.next_offset is None:
                 break
         await pages.put(_DONE)
@@ -214,15 +261,18 @@ class Backfill:
         keep: list[Point] = []
         text_index: list[int] = []
         unique: dict[str, int] = {}
+        skipped = 0
         for point in points:
             text, reason = self.text.extract(point.payload)
             if text is None:
                 self.skip_log.add(point.id, reason)
-                self.stats.skipped += 1
+                skipped += 1
                 continue
             keep.append(point)
             text_index.append(unique.setdefault(text, len(unique)))
-        return _PageWork(seq, keep, text_index, list(unique), read=len(points))
+        self.stats.skipped += skipped
+        return _PageWork(seq, keep, text_index, list(unique),
+                         counts={"read": len(points), "skipped": skipped, "pages": 1})
 
     async def _embed_worker(self, requests: asyncio.Queue[Any], done: asyncio.Queue[Any]) -> None:
         while (request := await requests.get()) is not _DONE:
@@ -231,11 +281,16 @@ class Backfill:
             started = time.perf_counter()
             result = await self.embedder.embed(texts, kind="document")
             self.stats.embed_seconds += time.perf_counter() - started
-            self.stats.requests += 1
-            self.stats.retries += result.retries
-            self.stats.tokens += result.tokens
+            sent = len(texts) - result.cached
+            counts = {"requests": 1 if sent else 0, "retries": result.retries,
+                      "tokens": result.tokens, "embedded": sent, "cached": result.cached,
+                      "tokens_saved": result.tokens_saved}
+            for key, amount in counts.items():
+                setattr(self.stats, key, getattr(self.stats, key) + amount)
+                work.count(key, amount)
             self.stats.tokens_estimated |= result.tokens_estimated
-            self.stats.embedded += len(texts)
+            if result.tokens_estimated:
+                work.counts["tokens_estimated"] = True
             if work.vectors is None:
                 work.vectors = np.empty((len(work.unique_texts), self.dims), dtype=np.float32)
             work.vectors[request.start : request.stop] = _checked(result.vectors, len(texts),
@@ -251,11 +306,25 @@ class Backfill:
                 await asyncio.to_thread(self.write, points)
             self.stats.written += len(points)
             self.stats.pages += 1
-            self._in_flight -= work.read
+            work.count("written", len(points))
+            self._in_flight -= work.counts["read"]
+            self._page_done(work)
             if self.on_progress is not None:
                 self.on_progress(Progress(self.collection, self.total, self.stats.read,
                                           self.stats.written, self.stats.skipped,
                                           self.stats.tokens))
+
+    def _page_done(self, work: _PageWork) -> None:
+        """Advance the low-water mark over the pages written so far, in order."""
+        self._done[work.seq] = work.counts
+        advanced = False
+        while self._low in self._done:
+            self._committed.add(self._done.pop(self._low))
+            self._low += 1
+            advanced = True
+        if advanced and self.on_checkpoint is not None:
+            offset = self._ends[self._low - 1]
+            self.on_checkpoint(Checkpoint(offset, offset is None, self._committed.counters()))
 
     def _target_points(self, work: _PageWork) -> list[Point]:
         if not work.points:

@@ -140,6 +140,8 @@ class MigrationSettings(_Section):
     queue_depth: int = Field(default=4, ge=1, le=1024)
     missing_text: Literal["fail", "skip"] = "fail"
     state_dir: Path = Path(".migrator")
+    cache: bool = True
+    catch_up: bool = True
 
 
 class Settings(BaseSettings):

@@ -264,14 +264,37 @@ class QdrantStore:
             )
         return Page([_point(r) for r in records], next_offset)
 
-    def upsert(self, collection: str, points: Sequence[Point]) -> None:
-        """Write points (idempotent: keyed by id) and wait until Qdrant has applied them."""
+    def upsert(self, collection: str, points: Sequence[Point], *,
+               insert_only: bool = False) -> None:
+        """Write points (idempotent: keyed by id) and wait until Qdrant has applied them.
+
+        `insert_only` leaves points that already exist untouched (Qdrant >= 1.17 and local
+        mode; see `conditional_writes`), so a newer point written meanwhile is never
+        overwritten by an older copy.
+        """
         structs = [
             qm.PointStruct(id=p.id, payload=p.payload, vector=_vector_struct(p.vectors))
             for p in points
         ]
+        mode = qm.UpdateMode.INSERT_ONLY if insert_only else None
         with self._call("writing to", collection):
-            self.client.upsert(collection, points=structs, wait=True)
+            if mode is None:
+                self.client.upsert(collection, points=structs, wait=True)
+            else:
+                self.client.upsert(collection, points=structs, wait=True, update_mode=mode)
+
+    def delete(self, collection: str, ids: Sequence[PointId]) -> None:
+        with self._call("deleting from", collection):
+            self.client.delete(collection, points_selector=qm.PointIdsList(points=list(ids)),
+                               wait=True)
+
+    def conditional_writes(self) -> bool:
+        """Whether insert-only writes are supported: local mode, or a server >= 1.17."""
+        if self.local:
+            return True
+        with self._call("asking the version of", None):
+            version = self.client.info().version
+        return version_at_least(version, (1, 17))
 
     def search(
         self, collection: str, query: Sequence[float], *, vector: str = UNNAMED, limit: int = 5
@@ -381,6 +404,21 @@ def opened(
 def _own(owned: list[QdrantStore], store: QdrantStore) -> QdrantStore:
     owned.append(store)
     return store
+
+
+def version_at_least(version: str, minimum: tuple[int, int]) -> bool:
+    parts = []
+    for piece in version.lstrip("v").split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts) >= minimum
+
+
+def id_order(point_id: PointId) -> tuple[int, int, str]:
+    """Qdrant's scroll order: integer ids first, ascending, then UUIDs in byte order."""
+    if isinstance(point_id, int):
+        return (0, point_id, "")
+    return (1, 0, str(point_id).lower())
 
 
 def _from_response(exc: UnexpectedResponse, action: str, what: str, location: str) -> StoreError:

@@ -19,11 +19,13 @@ PROVIDER_KEYS = ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "OPENROUTER_API_KEY",
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's MIGRATOR_* settings or API keys."""
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's MIGRATOR_* settings or API keys, and each runs in a
+    directory of its own (defaults such as .migrator/ and qdrant_data/ land there)."""
     for name in list(os.environ):
         if name.startswith("MIGRATOR_") or name in PROVIDER_KEYS:
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

@@ -303,5 +303,6 @@ def test_a_provider_failure_mid_run_says_what_was_left(memory_store: QdrantStore
             migrate(config, source_store=memory_store)
     message = str(caught.value)
     assert "returned 0 embeddings for 16 inputs" in message
-    assert "stopped after 0 of 60 points were written; no alias was moved" in message
+    assert "stopped with 0 of 60 points written; no alias was moved" in message
+    assert "resumes from the last checkpoint" in message
     assert memory_store.aliases() == {}

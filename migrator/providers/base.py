@@ -26,6 +26,8 @@ class Embedding:
     tokens: int
     tokens_estimated: bool = False
     retries: int = 0
+    cached: int = 0  # texts answered from the embedding cache (not sent, not paid)
+    tokens_saved: int = 0  # what the cached texts cost when they were first embedded
 
 
 @runtime_checkable

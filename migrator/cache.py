@@ -1,0 +1,88 @@
+"""`CachedEmbedder`: any embedder in front of the embedding cache.
+
+Texts found in the cache are not sent; the rest are embedded, stored and merged back in
+order. The cache key holds everything that changes a vector: provider, model, the size
+decision (asked size, target size, truncation or padding, renormalisation), the input kind
+and the text itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .dims import AdaptedEmbedder
+from .providers.base import Embedder, Embedding, InputKind
+from .state import EmbeddingCache
+from .tokens import estimate_tokens
+
+CACHE_FORMAT = "v1"
+
+
+def namespace(embedder: Embedder, kind: InputKind) -> str:
+    """What, besides the text, decides the vector `embedder` returns."""
+    spec = embedder.spec
+    if isinstance(embedder, AdaptedEmbedder):
+        d = embedder.decision
+        shape = f"{d.action}:{d.output}->{d.target}:renorm={d.renormalize}"
+    else:
+        shape = f"dims={embedder.dims}"
+    return "\0".join([CACHE_FORMAT, spec.provider, spec.model, shape, kind])
+
+
+class CachedEmbedder:
+    """Embeds through `inner`, answering repeated texts from `cache`."""
+
+    def __init__(self, inner: Embedder, cache: EmbeddingCache) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.spec = inner.spec
+
+    @property
+    def dims(self) -> int | None:
+        return self.inner.dims
+
+    @property
+    def batch_size(self) -> int:
+        return self.inner.batch_size
+
+    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
+        space = namespace(self.inner, kind)
+        keys = [EmbeddingCache.key(space, t) for t in texts]
+        found = self.cache.get_many(keys)
+        missing = [i for i, key in enumerate(keys) if key not in found]
+        dims = self.inner.dims or (len(next(iter(found.values()))[0]) if found else 0)
+        result: Embedding | None = None
+        if missing:
+            result = await self.inner.embed([texts[i] for i in missing], kind=kind)
+            dims = result.vectors.shape[1]
+            shares = _token_shares([texts[i] for i in missing], result.tokens)
+            self.cache.put_many([(keys[i], result.vectors[row], shares[row])
+                                 for row, i in enumerate(missing)])
+        vectors = np.empty((len(texts), dims), dtype=np.float32)
+        if result is not None:
+            vectors[missing] = result.vectors
+        saved = 0
+        for i, key in enumerate(keys):
+            if key in found:
+                vectors[i], tokens = found[key]
+                saved += tokens
+        return Embedding(
+            vectors,
+            tokens=result.tokens if result else 0,
+            tokens_estimated=result.tokens_estimated if result else False,
+            retries=result.retries if result else 0,
+            cached=len(texts) - len(missing),
+            tokens_saved=saved,
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _token_shares(texts: Sequence[str], total: int) -> list[int]:
+    """Split a request's token count over its texts, by estimated length."""
+    estimates = [estimate_tokens(t) for t in texts]
+    scale = total / max(sum(estimates), 1)
+    return [max(1, round(e * scale)) for e in estimates]

@@ -1,0 +1,300 @@
+"""Embedded state: migrations and their checkpoints, skipped points, alias history, and the
+embedding cache. SQLite in WAL mode under the state directory (default `.migrator/`).
+
+Two files: `state.db` (small, precious) and `cache.db` (large, disposable: `migrator cache
+clear` empties it). Each has a schema version (`PRAGMA user_version`) moved forward by
+small, named migrations. A file that is corrupt, truncated or newer than this migrator is
+reported, never replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import StateError
+
+STATE_FILE = "state.db"
+CACHE_FILE = "cache.db"
+
+# (version, name, SQL): applied in order, each in its own transaction.
+STATE_SCHEMA: list[tuple[int, str, str]] = [
+    (1, "migrations, skipped points, alias history", """
+        CREATE TABLE migrations (
+            id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            source_collection TEXT NOT NULL,
+            target TEXT NOT NULL,
+            vector TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            model TEXT NOT NULL,
+            dims INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            alias TEXT,
+            phase TEXT NOT NULL,
+            checkpoint TEXT,
+            finished INTEGER NOT NULL DEFAULT 0,
+            counters TEXT NOT NULL DEFAULT '{}',
+            total INTEGER,
+            created_target INTEGER NOT NULL DEFAULT 0,
+            write_mode TEXT,
+            error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE skipped (
+            migration TEXT NOT NULL REFERENCES migrations(id) ON DELETE CASCADE,
+            point TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (migration, point)
+        );
+        CREATE TABLE alias_history (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            alias TEXT NOT NULL,
+            from_collection TEXT,
+            to_collection TEXT NOT NULL,
+            at REAL NOT NULL,
+            forced INTEGER NOT NULL DEFAULT 0,
+            metrics TEXT NOT NULL DEFAULT '{}'
+        );
+    """),
+]
+CACHE_SCHEMA: list[tuple[int, str, str]] = [
+    (1, "embedding cache", """
+        CREATE TABLE embeddings (
+            key BLOB PRIMARY KEY,
+            dims INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            tokens INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        ) WITHOUT ROWID;
+    """),
+]
+
+
+def open_db(path: Path, schema: list[tuple[int, str, str]]) -> sqlite3.Connection:
+    """Open (or create) a state file and bring its schema up to date.
+
+    Raises:
+        StateError: the file is not a readable database of ours.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+            raise sqlite3.DatabaseError("integrity check failed")
+    except sqlite3.DatabaseError as exc:
+        raise StateError(
+            f"The state file {path} is corrupt or truncated ({exc}). migrator will not replace "
+            "it: move it aside (the run then starts from scratch, and a separate cache.db "
+            "still saves repeat charges) or restore it from a backup."
+        ) from exc
+    latest = schema[-1][0]
+    if version > latest:
+        raise StateError(f"The state file {path} has schema version {version}, newer than "
+                         f"this migrator understands ({latest}); upgrade migrator.")
+    for number, _name, sql in schema:
+        if number > version:  # the schema change and its version number commit together
+            db.executescript(f"BEGIN; {sql} PRAGMA user_version = {number}; COMMIT;")
+    return db
+
+
+def migration_id(*parts: Any) -> str:
+    """A stable id from what identifies a migration."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class MigrationRecord:
+    id: str
+    source: str
+    source_collection: str
+    target: str
+    vector: str
+    provider: str
+    model: str
+    dims: int
+    text: str
+    alias: str | None
+    phase: str
+    checkpoint: Any = None
+    finished: bool = False
+    counters: dict[str, Any] = field(default_factory=dict)
+    total: int | None = None
+    created_target: bool = False
+    write_mode: str | None = None
+    error: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+_COLUMNS = list(MigrationRecord.__dataclass_fields__)
+
+
+class State:
+    """The state database of one state directory."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / STATE_FILE
+        self._db = open_db(self.path, STATE_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def get(self, migration: str) -> MigrationRecord | None:
+        row = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM migrations WHERE id = ?",
+                               (migration,)).fetchone()
+        return _record(row) if row else None
+
+    def all(self) -> list[MigrationRecord]:
+        rows = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM migrations "
+                                "ORDER BY created_at").fetchall()
+        return [_record(r) for r in rows]
+
+    def create(self, record: MigrationRecord) -> MigrationRecord:
+        now = time.time()
+        record.created_at = record.updated_at = now
+        values = _values(record)
+        with self._lock:
+            self._db.execute(f"INSERT INTO migrations ({', '.join(_COLUMNS)}) VALUES "
+                             f"({', '.join('?' for _ in _COLUMNS)})", values)
+        return record
+
+    def update(self, migration: str, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        for key in ("checkpoint", "counters"):
+            if key in fields:
+                fields[key] = json.dumps(fields[key])
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        with self._lock:
+            self._db.execute(f"UPDATE migrations SET {assignments} WHERE id = ?",
+                             (*fields.values(), migration))
+
+    def delete(self, migration: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM migrations WHERE id = ?", (migration,))
+
+    def add_skipped(self, migration: str, items: Sequence[tuple[Any, str]]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO skipped (migration, point, reason) VALUES (?, ?, ?)",
+                [(migration, json.dumps(point), reason) for point, reason in items])
+
+    def clear_skipped(self, migration: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM skipped WHERE migration = ?", (migration,))
+
+    def skipped(self, migration: str) -> list[tuple[Any, str]]:
+        rows = self._db.execute("SELECT point, reason FROM skipped WHERE migration = ? "
+                                "ORDER BY rowid", (migration,)).fetchall()
+        return [(json.loads(p), r) for p, r in rows]
+
+    def record_alias(self, alias: str, previous: str | None, collection: str, *,
+                     forced: bool = False, metrics: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO alias_history (alias, from_collection, to_collection, at, forced,"
+                " metrics) VALUES (?, ?, ?, ?, ?, ?)",
+                (alias, previous, collection, time.time(), int(forced),
+                 json.dumps(metrics or {})))
+
+    def alias_history(self, alias: str | None = None) -> list[dict[str, Any]]:
+        query = ("SELECT alias, from_collection, to_collection, at, forced, metrics FROM "
+                 "alias_history" + (" WHERE alias = ?" if alias else "") + " ORDER BY seq")
+        rows = self._db.execute(query, (alias,) if alias else ()).fetchall()
+        return [{"alias": a, "from": f, "to": t, "at": at, "forced": bool(fo),
+                 "metrics": json.loads(m)} for a, f, t, at, fo, m in rows]
+
+
+def _values(record: MigrationRecord) -> tuple[Any, ...]:
+    data = record.to_dict()
+    data["checkpoint"] = json.dumps(data["checkpoint"])
+    data["counters"] = json.dumps(data["counters"])
+    data["finished"] = int(data["finished"])
+    data["created_target"] = int(data["created_target"])
+    return tuple(data[c] for c in _COLUMNS)
+
+
+def _record(row: Sequence[Any]) -> MigrationRecord:
+    data = dict(zip(_COLUMNS, row, strict=True))
+    data["checkpoint"] = json.loads(data["checkpoint"]) if data["checkpoint"] else None
+    data["counters"] = json.loads(data["counters"] or "{}")
+    data["finished"] = bool(data["finished"])
+    data["created_target"] = bool(data["created_target"])
+    return MigrationRecord(**data)
+
+
+@dataclass
+class CacheStats:
+    entries: int
+    bytes: int
+    path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entries": self.entries, "bytes": self.bytes, "path": self.path}
+
+
+class EmbeddingCache:
+    """Vectors by (provider, model, size decision, input kind, text): a re-run, a resume or
+    a comparison never pays twice for the same text."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.path = Path(directory) / CACHE_FILE
+        self._db = open_db(self.path, CACHE_SCHEMA)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(namespace: str, text: str) -> bytes:
+        return hashlib.sha256(namespace.encode() + b"\0" + hashlib.sha256(
+            text.encode("utf-8")).digest()).digest()
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, tuple[np.ndarray, int]]:
+        found: dict[bytes, tuple[np.ndarray, int]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT key, vector, tokens FROM embeddings WHERE key IN "
+                f"({', '.join('?' for _ in chunk)})", chunk).fetchall()
+            for key, blob, tokens in rows:
+                found[key] = (np.frombuffer(blob, dtype="<f4"), tokens)
+        return found
+
+    def put_many(self, items: Sequence[tuple[bytes, np.ndarray, int]]) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO embeddings (key, dims, vector, tokens, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(k, int(v.shape[0]), v.astype("<f4").tobytes(), t, now) for k, v, t in items])
+
+    def stats(self) -> CacheStats:
+        entries = self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+        size = sum(p.stat().st_size for p in self.path.parent.glob(CACHE_FILE + "*"))
+        return CacheStats(int(entries), size, str(self.path))
+
+    def clear(self) -> int:
+        with self._lock:
+            removed = self._db.execute("DELETE FROM embeddings").rowcount
+        self._db.execute("VACUUM")
+        return int(removed)
+
+    def close(self) -> None:
+        self._db.close()
