@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .cache import cache_clear, cache_stats
 from .catalog import ModelSpec, lookup
 from .demo import DemoResult, demo
 from .errors import (
@@ -25,6 +26,7 @@ from .errors import (
     ProviderRateLimited,
     ProviderResponseError,
     SchemaMismatch,
+    StateError,
     StoreError,
     VerificationFailed,
 )
@@ -41,7 +43,9 @@ from .settings import (
     StoreSettings,
     load_settings,
 )
+from .status import StatusReport, status
 from .store import QdrantStore, open_store
+from .syncing import SyncResult, sync
 from .validate import ValidationReport, validate
 
 __all__ = [
@@ -73,13 +77,18 @@ __all__ = [
     "QdrantStore",
     "SchemaMismatch",
     "Settings",
+    "StateError",
+    "StatusReport",
     "StoreError",
     "StoreSettings",
+    "SyncResult",
     "ValidationReport",
     "VerificationFailed",
     "__version__",
     "amigrate",
     "build_embedder",
+    "cache_clear",
+    "cache_stats",
     "demo",
     "ingest",
     "load_settings",
@@ -87,5 +96,7 @@ __all__ = [
     "migrate",
     "open_store",
     "plan",
+    "status",
+    "sync",
     "validate",
 ]

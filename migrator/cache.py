@@ -9,12 +9,13 @@ and the text itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from .dims import AdaptedEmbedder
 from .providers.base import Embedder, Embedding, InputKind
-from .state import EmbeddingCache
+from .state import CacheStats, EmbeddingCache
 from .tokens import estimate_tokens
 
 CACHE_FORMAT = "v1"
@@ -86,3 +87,21 @@ def _token_shares(texts: Sequence[str], total: int) -> list[int]:
     estimates = [estimate_tokens(t) for t in texts]
     scale = total / max(sum(estimates), 1)
     return [max(1, round(e * scale)) for e in estimates]
+
+
+def cache_stats(state_dir: str | Path) -> CacheStats:
+    """Entries and bytes of the embedding cache in `state_dir`."""
+    cache = EmbeddingCache(state_dir)
+    try:
+        return cache.stats()
+    finally:
+        cache.close()
+
+
+def cache_clear(state_dir: str | Path) -> int:
+    """Empty the embedding cache in `state_dir`; return how many vectors were removed."""
+    cache = EmbeddingCache(state_dir)
+    try:
+        return cache.clear()
+    finally:
+        cache.close()

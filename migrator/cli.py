@@ -14,6 +14,7 @@ import click
 from tqdm import tqdm
 
 from . import __version__, report
+from .cache import cache_clear, cache_stats
 from .catalog import models_for
 from .demo import demo as run_demo
 from .errors import MigratorError, VerificationFailed
@@ -22,6 +23,8 @@ from .migration import migrate as run_migrate
 from .pipeline import Progress
 from .planning import plan as run_plan
 from .settings import Settings, load_settings, with_collections
+from .status import status as run_status
+from .syncing import sync as run_sync
 from .validate import validate as run_validate
 
 
@@ -95,12 +98,16 @@ collection_options = _options(
     click.option("--distance", type=click.Choice(["Cosine", "Dot", "Euclid", "Manhattan"]),
                  help="Distance of the new vector (default: the source's)."),
 )
+state_option = click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Where progress, the embedding cache and skip lists live (default .migrator).")
 pipeline_options = _options(
     click.option("--page-size", type=int, help="Points per scroll page (default 256)."),
     click.option("--missing-text", type=click.Choice(["fail", "skip"]),
                  help="Points without text: fail before any swap (default), or skip and list."),
-    click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
-                 help="Where skip lists and state go (default .migrator)."),
+    state_option,
+    click.option("--cache/--no-cache", default=None,
+                 help="Reuse embeddings already paid for (default on)."),
 )
 output_options = _options(
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
@@ -124,7 +131,7 @@ def _settings(options: dict[str, Any]) -> Settings:
             "dimension_policy": o.get("dimension_policy"),
         },
         "migration": {"page_size": o.get("page_size"), "missing_text": o.get("missing_text"),
-                      "state_dir": o.get("state_dir")},
+                      "state_dir": o.get("state_dir"), "cache": o.get("cache")},
     }
     settings = load_settings(o.get("config"), overrides)
     return with_collections(
@@ -187,10 +194,17 @@ def cli() -> None:
 @provider_options
 @collection_options
 @pipeline_options
+@click.option("--restart", is_flag=True,
+              help="Forget earlier progress and delete the targets it created, after asking.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before --restart.")
 @output_options
 @_with_bars
-def migrate(bars: _Bars, as_json: bool, quiet: bool, **options: Any) -> None:
+def migrate(bars: _Bars, as_json: bool, quiet: bool, restart: bool, yes: bool,
+            **options: Any) -> None:
     """Re-embed collections into new ones and move their aliases.
+
+    Resumable: run the same command again after an interruption and it continues from the
+    last checkpoint; embeddings already paid for come from the cache.
 
     \b
     Example (embedded store, offline hashing model):
@@ -202,9 +216,84 @@ def migrate(bars: _Bars, as_json: bool, quiet: bool, **options: Any) -> None:
       migrator migrate -c configs/openai-3-small-512.yaml
     """
     settings = _settings(options)
-    result = run_migrate(settings, on_progress=bars)
+    if restart and not yes:
+        click.confirm("--restart forgets the progress of these migrations and deletes the "
+                      "target collections they created. Continue?", abort=True, err=True)
+    result = run_migrate(settings, on_progress=bars, restart=restart)
     bars.close()
     _emit(result, as_json, report.migration)
+
+
+@cli.command()
+@config_option
+@store_options
+@target_store_options
+@provider_options
+@collection_options
+@pipeline_options
+@output_options
+@_with_bars
+def sync(bars: _Bars, as_json: bool, quiet: bool, **options: Any) -> None:
+    """Catch a target up with its source: embed new and changed points, delete removed ones.
+
+    Same flags as `migrate`; the target is found the way `migrate` names it. `migrate` runs
+    this itself before it moves an alias.
+
+    \b
+    Example:
+      migrator sync --collection docs --provider openai \\
+          --model text-embedding-3-small --dimensions 512
+    """
+    result = run_sync(_settings(options), on_progress=bars)
+    bars.close()
+    _emit(result, as_json, report.sync)
+
+
+@cli.command()
+@config_option
+@store_options
+@target_store_options
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(as_json: bool, **options: Any) -> None:
+    """Show aliases, and every migration with its phase, progress and checkpoint.
+
+    \b
+    Example:
+      migrator status --json
+    """
+    _emit(run_status(_settings(options)), as_json, report.status)
+
+
+@cli.group()
+def cache() -> None:
+    """Inspect or empty the embedding cache.
+
+    \b
+    Example:
+      migrator cache stats
+      migrator cache clear --yes
+    """
+
+
+@cache.command("stats")
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+def cache_stats_command(state_dir: Path | None, as_json: bool) -> None:
+    """How many embeddings the cache holds, and its size on disk."""
+    stats = cache_stats(state_dir or Path(".migrator"))
+    _emit(stats, as_json, report.cache)
+
+
+@cache.command("clear")
+@state_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+def cache_clear_command(state_dir: Path | None, yes: bool) -> None:
+    """Delete every cached embedding (the next run pays for its embeddings again)."""
+    if not yes:
+        click.confirm("Delete every cached embedding?", abort=True, err=True)
+    removed = cache_clear(state_dir or Path(".migrator"))
+    click.echo(f"Removed {removed:,} cached embeddings.")
 
 
 @cli.command()

@@ -15,6 +15,7 @@ from typing import Any
 
 from .cache import CachedEmbedder
 from .catalog import ModelSpec
+from .catchup import MergeJoinSource, SyncStats
 from .dims import DimsDecision, probe
 from .errors import (
     ConfigError,
@@ -31,7 +32,6 @@ from .providers import Embedder, build_embedder
 from .settings import CollectionSettings, Settings
 from .state import EmbeddingCache, MigrationRecord, State, migration_id
 from .store import CollectionSchema, Page, PointId, QdrantStore, opened
-from .syncing import MergeJoinSource, SyncStats
 from .texts import TextSource
 
 ProgressCallback = Callable[[Progress], None]
@@ -310,6 +310,31 @@ class _Run:
             price_known=spec.price_per_mtok is not None,
             cost_saved=spec.cost(sum(r.stats.tokens_saved for r in results)),
         )
+
+    async def sync_only(self, schemas: list[CollectionSchema]) -> list[CollectionResult]:
+        """Catch-up for collections whose target exists: no backfill, no alias move."""
+        collections = self.settings.collections
+        first = collections[0]
+        checked = await probe(self.model, _sample_texts(self.source, schemas[0], first),
+                              distance=first.distance or schemas[0].vector(first.vector).distance)
+        results = []
+        for config, schema in zip(collections, schemas, strict=True):
+            job = self._job(config, schema, checked.target, restart=False)
+            if not job.target_exists:
+                raise StoreError(
+                    f"Target {job.target!r} of {config.name!r} does not exist in "
+                    f"{self.target.location}; run `migrator migrate` first (or give --target).")
+            if self.state.get(job.record.id) is None:
+                self.state.create(job.record)
+            result = CollectionResult(
+                source=config.name, source_collection=job.schema.name, target=job.target,
+                vector=job.vector, text=job.text.describe(), migration_id=job.record.id)
+            await self._catch_up(job, result, checked.target)
+            self._count_check_inputs(job, result)
+            self.state.update(job.record.id, phase=job.record.phase if job.record.phase in (
+                "swapped", "complete") else "catching_up")
+            results.append(result)
+        return results
 
     def _job(self, config: CollectionSettings, schema: CollectionSchema, dims: int, *,
              restart: bool) -> _Job:

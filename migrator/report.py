@@ -77,8 +77,15 @@ def migration(result: Any) -> str:
         "",
         f"Tokens: {result.tokens:,}{estimated}   Cost: {money(result.cost)}   "
         f"Requests: {data['requests']:,}   Retries: {data['retries']:,}",
+        f"Cache: {data['cache_hits']:,} texts from the cache, {data['tokens_saved']:,} tokens "
+        f"({money(result.cost_saved)}) not paid again",
     ]
     for c in result.collections:
+        if c.resumed:
+            lines.append(f"{c.source!r} resumed: {c.resumed_written:,} points were already "
+                         f"written by an earlier run (writes: {c.write_mode}).")
+        if c.sync is not None:
+            lines.append(f"Catch-up of {c.source!r}: {sync_counts(c.sync)}.")
         if c.skip_file:
             lines.append(f"Skipped points of {c.source!r} are listed in {c.skip_file}.")
         if c.swapped and c.previous_alias_target:
@@ -167,3 +174,42 @@ def validation(result: Any) -> str:
     verdict = "All checks passed." if result.passed else (
         f"{len(result.failed)} check(s) failed.")
     return table(["status", "check", "collection", "detail"], rows) + "\n\n" + verdict
+
+
+def sync_counts(stats: Any) -> str:
+    return (f"{stats.new:,} new, {stats.changed:,} changed, {stats.updated:,} updated without "
+            f"re-embedding, {stats.deleted:,} deleted, {stats.unchanged:,} unchanged")
+
+
+def sync(result: Any) -> str:
+    lines = []
+    for c in result.collections:
+        lines.append(f"{c.source!r} -> {c.target!r}: {sync_counts(c.sync)}; target holds "
+                     f"{c.target_count:,} of {c.source_count:,} source points "
+                     f"({c.skipped:,} without text).")
+    return "\n".join(lines)
+
+
+def status(result: Any) -> str:
+    lines = [f"Aliases in {result.location}:"]
+    lines += [f"  {alias} -> {collection}" for alias, collection in sorted(
+        result.aliases.items())] or ["  none"]
+    lines.append("")
+    if not result.migrations:
+        lines.append("No migrations in the state directory.")
+        return "\n".join(lines)
+    rows = []
+    for m in result.migrations:
+        written = m.counters.get("written", 0)
+        progress = f"{written:,}/{m.total:,}" if m.total else f"{written:,}"
+        rows.append((m.source, m.target, m.phase, progress, m.counters.get("tokens", 0),
+                     "end" if m.finished else json.dumps(m.checkpoint),
+                     (m.error or "")[:60]))
+    lines.append(table(["source", "target", "phase", "written", "tokens", "checkpoint",
+                        "error"], rows))
+    return "\n".join(lines)
+
+
+def cache(stats: Any) -> str:
+    return (f"{stats.entries:,} cached embeddings, {stats.bytes / 1e6:,.1f} MB in "
+            f"{stats.path}")

@@ -1,137 +1,70 @@
-"""Catch-up: bring a target up to date with its source after (or long after) the backfill.
-
-Source and target are read side by side in id order (Qdrant scrolls by id) and merge-joined:
-- a point only in the source is embedded and written (new);
-- a point whose text changed is embedded again (changed);
-- a point whose payload or other vectors changed but whose text did not gets them copied
-  without a new embedding (updated);
-- a point only in the target is deleted (deleted).
-Memory holds two pages, whatever the collection size.
-"""
+"""`sync()`: catch a migrated target up with its source, without a backfill or a swap."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .store import Page, Point, PointId, QdrantStore, id_order
-from .texts import TextSource
-
-_MORE = "more"  # next_offset while the join is not exhausted (the pipeline only tests None)
+from .errors import ConfigError
+from .migration import CollectionResult, ProgressCallback, _Run
+from .providers import Embedder, build_embedder
+from .settings import Settings
+from .state import EmbeddingCache, State
+from .store import QdrantStore, opened
 
 
 @dataclass
-class SyncStats:
-    new: int = 0
-    changed: int = 0
-    updated: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    without_text: int = 0
+class SyncResult:
+    collections: list[CollectionResult]
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {"collections": [c.to_dict() for c in self.collections]}
 
 
-class _Cursor:
-    """A collection read page by page in id order, one point at a time."""
+def sync(
+    settings: Settings,
+    *,
+    source_store: QdrantStore | None = None,
+    target_store: QdrantStore | None = None,
+    embedder: Embedder | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> SyncResult:
+    """Embed points added or changed in each source since its target was filled, and delete
+    points removed from it. Targets are found as `migrate` names them (or `target`).
 
-    def __init__(self, store: QdrantStore, collection: str, *, vectors: list[str] | bool,
-                 page_size: int) -> None:
-        self._store, self._collection = store, collection
-        self._vectors, self._page_size = vectors, page_size
-        self._points: Iterator[Point] = iter(())
-        self._offset: Any = None
-        self._exhausted = False
-        self.head: Point | None = None
-        self.advance()
-
-    def advance(self) -> None:
-        self.head = next(self._points, None)
-        while self.head is None and not self._exhausted:
-            page = self._store.scroll(self._collection, limit=self._page_size,
-                                      offset=self._offset, vectors=self._vectors)
-            self._offset = page.next_offset
-            self._exhausted = page.next_offset is None
-            self._points = iter(page.points)
-            self.head = next(self._points, None)
+    Raises:
+        ConfigError: nothing to sync.
+        StoreError: a target does not exist yet.
+        ProviderError: the provider failed.
+    """
+    if not settings.collections:
+        raise ConfigError("No collection to sync: give --collection NAME or a `collections:` "
+                          "list in the configuration file.")
+    return asyncio.run(_sync(settings, source_store, target_store, embedder, on_progress))
 
 
-class MergeJoinSource:
-    """A `PageSource` of the points to (re-)embed; deletions and copies happen on the way."""
-
-    def __init__(self, source: QdrantStore, source_collection: str, target: QdrantStore,
-                 target_collection: str, *, vector: str, keep_vectors: list[str],
-                 text: TextSource, page_size: int) -> None:
-        self._src = _Cursor(source, source_collection, vectors=keep_vectors, page_size=page_size)
-        self._dst = _Cursor(target, target_collection, vectors=True, page_size=page_size)
-        self._target, self._collection = target, target_collection
-        self._vector, self._keep, self._text = vector, keep_vectors, text
-        self._page_size = page_size
-        self._deletes: list[PointId] = []
-        self._copies: list[Point] = []
-        self.stats = SyncStats()
-
-    def next_page(self) -> Page | None:
-        out: list[Point] = []
-        while len(out) < self._page_size:
-            s, t = self._src.head, self._dst.head
-            if s is None and t is None:
-                break
-            if t is None or (s is not None and id_order(s.id) < id_order(t.id)):
-                self._src.advance()
-                self._embed(s, out, "new")  # type: ignore[arg-type]
-            elif s is None or id_order(s.id) > id_order(t.id):
-                self._dst.advance()
-                self._deletes.append(t.id)
-                self.stats.deleted += 1
-            else:
-                self._src.advance()
-                self._dst.advance()
-                self._compare(s, t, out)
-            self._flush(self._page_size)
-        finished = self._src.head is None and self._dst.head is None
-        if finished:
-            self._flush(1)
-        return Page(out, None if finished else _MORE)
-
-    def _embed(self, point: Point, out: list[Point], kind: str) -> None:
-        out.append(point)  # points without text reach the pipeline, which lists them
-        if self._text.extract(point.payload)[0] is None:
-            self.stats.without_text += 1
-        else:
-            setattr(self.stats, kind, getattr(self.stats, kind) + 1)
-
-    def _compare(self, s: Point, t: Point, out: list[Point]) -> None:
-        text = self._text.extract(s.payload)[0]
-        if text is None:  # its text is gone: it cannot stay with a vector of the old text
-            self._deletes.append(t.id)
-            self._embed(s, out, "changed")
-            return
-        if text != self._text.extract(t.payload)[0] or self._vector not in t.vectors:
-            self._embed(s, out, "changed")
-            return
-        kept = {name: s.vectors[name] for name in self._keep if name in s.vectors}
-        same_vectors = all(_same(kept.get(n), t.vectors.get(n)) for n in self._keep)
-        if s.payload == t.payload and same_vectors:
-            self.stats.unchanged += 1
-            return
-        self._copies.append(Point(s.id, s.payload, {**kept, self._vector: t.vectors[self._vector]}))
-        self.stats.updated += 1
-
-    def _flush(self, threshold: int) -> None:
-        if len(self._deletes) >= threshold:
-            self._target.delete(self._collection, self._deletes)
-            self._deletes = []
-        if len(self._copies) >= threshold:
-            self._target.upsert(self._collection, self._copies)
-            self._copies = []
-
-
-def _same(a: Any, b: Any) -> bool:
-    if hasattr(a, "tolist"):
-        a = a.tolist()
-    if hasattr(b, "tolist"):
-        b = b.tolist()
-    return bool(a == b)
+async def _sync(settings: Settings, source_store: QdrantStore | None,
+                target_store: QdrantStore | None, embedder: Embedder | None,
+                on_progress: ProgressCallback | None) -> SyncResult:
+    state_dir = Path(settings.migration.state_dir)
+    state = State(state_dir)
+    cache = EmbeddingCache(state_dir) if settings.migration.cache else None
+    try:
+        with opened(settings.source, settings.target, source_store=source_store,
+                    target_store=target_store) as (source, target):
+            schemas = [source.describe(c.name) for c in settings.collections]
+            first = settings.collections[0]
+            distance = first.distance or schemas[0].vector(first.vector).distance
+            model = embedder or build_embedder(settings.provider, distance=distance)
+            try:
+                run = _Run(settings, state, cache, source, target, model, on_progress)
+                return SyncResult(await run.sync_only(schemas))
+            finally:
+                if embedder is None:
+                    await model.aclose()
+    finally:
+        state.close()
+        if cache is not None:
+            cache.close()
