@@ -83,10 +83,15 @@ class CachedEmbedder:
 
 
 def _token_shares(texts: Sequence[str], total: int) -> list[int]:
-    """Split a request's token count over its texts, by estimated length."""
+    """Split a request's token count over its texts in proportion to their estimated
+    length; the shares add up to `total` exactly (largest remainders get the rest)."""
     estimates = [estimate_tokens(t) for t in texts]
-    scale = total / max(sum(estimates), 1)
-    return [max(1, round(e * scale)) for e in estimates]
+    exact = [total * e / sum(estimates) for e in estimates]
+    shares = [int(x) for x in exact]
+    by_remainder = sorted(range(len(texts)), key=lambda i: exact[i] - shares[i], reverse=True)
+    for i in by_remainder[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
 
 
 def cache_stats(state_dir: str | Path) -> CacheStats:

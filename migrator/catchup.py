@@ -107,6 +107,7 @@ class MergeJoinSource:
         text = self._text.extract(s.payload)[0]
         if text is None:  # its text is gone: it cannot stay with a vector of the old text
             self._deletes.append(t.id)
+            self.stats.deleted += 1
             self._embed(s, out, "changed")
             return
         if text != self._text.extract(t.payload)[0] or self._vector not in t.vectors:

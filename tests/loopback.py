@@ -12,7 +12,7 @@ import json
 import threading
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -56,6 +56,7 @@ class LoopbackServer:
         self.faults: deque[Fault] = deque()
         self.requests = 0
         self.texts = 0
+        self.seen: Counter[str] = Counter()  # how often each text was embedded
         self.bodies: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -86,6 +87,7 @@ class LoopbackServer:
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
         with self._lock:
             self.texts += len(texts)
+            self.seen.update(texts)
         asked = body.get("dimensions") if self.honour_dimensions else None
         dims = int(asked or self.dims)
         items = []
