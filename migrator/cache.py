@@ -8,7 +8,9 @@ and the text itself.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,8 @@ from .state import CacheStats, EmbeddingCache
 from .tokens import estimate_tokens
 
 CACHE_FORMAT = "v1"
+WRITE_BATCH = 512  # rows per cache transaction
+MAX_PENDING_WRITES = 4  # transactions queued before a request waits for them
 
 
 def namespace(embedder: Embedder, kind: InputKind) -> str:
@@ -39,6 +43,13 @@ class CachedEmbedder:
         self.inner = inner
         self.cache = cache
         self.spec = inner.spec
+        # One thread of its own: cache I/O must not queue behind (or hold up) the store's
+        # reads and writes in the default executor, and SQLite serialises writes anyway.
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrator-cache")
+        # writes are gathered into transactions of WRITE_BATCH rows (one per request costs
+        # twice as much) and run behind the requests, in order, on that thread
+        self._writes: list[asyncio.Future[None]] = []
+        self._buffer: list[tuple[bytes, np.ndarray, int]] = []
 
     @property
     def dims(self) -> int | None:
@@ -59,8 +70,12 @@ class CachedEmbedder:
             result = await self.inner.embed([texts[i] for i in missing], kind=kind)
             dims = result.vectors.shape[1]
             shares = _token_shares([texts[i] for i in missing], result.tokens)
-            self.cache.put_many([(keys[i], result.vectors[row], shares[row])
-                                 for row, i in enumerate(missing)])
+            self._buffer.extend((keys[i], result.vectors[row], shares[row])
+                                for row, i in enumerate(missing))
+            if len(self._buffer) >= WRITE_BATCH:
+                self._submit()
+            if len(self._writes) >= MAX_PENDING_WRITES:
+                await self._wait()
         vectors = np.empty((len(texts), dims), dtype=np.float32)
         if result is not None:
             vectors[missing] = result.vectors
@@ -78,7 +93,35 @@ class CachedEmbedder:
             tokens_saved=saved,
         )
 
+    def _submit(self) -> None:
+        if not self._buffer:
+            return
+        keys = [key for key, _, _ in self._buffer]
+        vectors = np.vstack([vector for _, vector, _ in self._buffer])
+        tokens = [count for _, _, count in self._buffer]
+        self._buffer = []
+        loop = asyncio.get_running_loop()
+        self._writes.append(loop.run_in_executor(self._io, self.cache.put_many, keys,
+                                                 vectors, tokens))
+
+    async def _wait(self) -> None:
+        writes, self._writes = self._writes, []
+        await asyncio.gather(*writes)
+
+    async def flush(self) -> None:
+        """Write everything embedded so far to the cache (and raise if a write failed)."""
+        self._submit()
+        await self._wait()
+
+    async def release(self) -> None:
+        """Finish the cache writes and stop the cache thread; the inner embedder stays open."""
+        try:
+            await self.flush()
+        finally:
+            self._io.shutdown(wait=True)
+
     async def aclose(self) -> None:
+        await self.release()
         await self.inner.aclose()
 
 

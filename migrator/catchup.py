@@ -65,7 +65,9 @@ class MergeJoinSource:
                  target_collection: str, *, vector: str, keep_vectors: list[str],
                  text: TextSource, page_size: int) -> None:
         self._src = _Cursor(source, source_collection, vectors=keep_vectors, page_size=page_size)
-        self._dst = _Cursor(target, target_collection, vectors=True, page_size=page_size)
+        # the target's migrated vectors are read only for the points copied without
+        # re-embedding (see _flush), not for every point
+        self._dst = _Cursor(target, target_collection, vectors=keep_vectors, page_size=page_size)
         self._target, self._collection = target, target_collection
         self._vector, self._keep, self._text = vector, keep_vectors, text
         self._page_size = page_size
@@ -90,10 +92,10 @@ class MergeJoinSource:
                 self._src.advance()
                 self._dst.advance()
                 self._compare(s, t, out)
-            self._flush(self._page_size)
+            self._flush(self._page_size, out)
         finished = self._src.head is None and self._dst.head is None
         if finished:
-            self._flush(1)
+            self._flush(1, out)
         return Page(out, None if finished else _MORE)
 
     def _embed(self, point: Point, out: list[Point], kind: str) -> None:
@@ -110,7 +112,7 @@ class MergeJoinSource:
             self.stats.deleted += 1
             self._embed(s, out, "changed")
             return
-        if text != self._text.extract(t.payload)[0] or self._vector not in t.vectors:
+        if text != self._text.extract(t.payload)[0]:
             self._embed(s, out, "changed")
             return
         kept = {name: s.vectors[name] for name in self._keep if name in s.vectors}
@@ -118,15 +120,27 @@ class MergeJoinSource:
         if s.payload == t.payload and same_vectors:
             self.stats.unchanged += 1
             return
-        self._copies.append(Point(s.id, s.payload, {**kept, self._vector: t.vectors[self._vector]}))
+        self._copies.append(Point(s.id, s.payload, kept))
         self.stats.updated += 1
 
-    def _flush(self, threshold: int) -> None:
+    def _flush(self, threshold: int, out: list[Point]) -> None:
         if len(self._deletes) >= threshold:
             self._target.delete(self._collection, self._deletes)
             self._deletes = []
         if len(self._copies) >= threshold:
-            self._target.upsert(self._collection, self._copies)
+            current = {p.id: p.vectors.get(self._vector) for p in self._target.retrieve(
+                self._collection, [c.id for c in self._copies], vectors=[self._vector])}
+            ready = []
+            for copy in self._copies:
+                vector = current.get(copy.id)
+                if vector is None:  # the target lost its vector: embed the text again
+                    self.stats.updated -= 1
+                    self._embed(copy, out, "changed")
+                else:
+                    copy.vectors[self._vector] = vector
+                    ready.append(copy)
+            if ready:
+                self._target.upsert(self._collection, ready)
             self._copies = []
 
 

@@ -252,10 +252,11 @@ async def amigrate(
             first = settings.collections[0]
             distance = first.distance or schemas[0].vector(first.vector).distance
             model = embedder or build_embedder(settings.provider, distance=distance)
+            run = _Run(settings, state, cache, source, target, model, on_progress)
             try:
-                run = _Run(settings, state, cache, source, target, model, on_progress)
                 return await run.go(schemas, restart=restart)
             finally:
+                await run.release()
                 if embedder is None:
                     await model.aclose()
     finally:
@@ -274,6 +275,10 @@ class _Run:
         self.source, self.target, self.model = source, target, model
         self.on_progress = on_progress
         self.embedder: Embedder = CachedEmbedder(model, cache) if cache is not None else model
+
+    async def release(self) -> None:
+        if isinstance(self.embedder, CachedEmbedder):
+            await self.embedder.release()
 
     async def go(self, schemas: list[CollectionSchema], *, restart: bool) -> MigrationResult:
         started = time.perf_counter()

@@ -94,6 +94,16 @@ class Checkpoint:
     counters: dict[str, Any]
 
 
+def in_flight_bound(page_size: int, *, concurrency: int, queue_depth: int) -> int:
+    """The most points held at once with pages of `page_size`: pages queued for prepare,
+    the one prepare holds, one per queued request and per worker (a request may be a whole
+    page), pages queued for the writer, the one being written, the one the reader holds.
+    It is also the most a crash can make a resume redo."""
+    pages = (queue_depth + 1 + max(concurrency, queue_depth) + concurrency + queue_depth
+             + 1 + 1)
+    return pages * page_size
+
+
 class SkipSink(Protocol):
     """Where points without text are listed."""
 
@@ -195,13 +205,8 @@ class Backfill:
     _committed: Stats = field(default_factory=Stats)
 
     def in_flight_bound(self, page_size: int) -> int:
-        """The most points held at once with pages of `page_size`: pages queued for prepare,
-        the one prepare holds, one per queued request and per worker (a request may be a
-        whole page), pages queued for the writer, the one being written, the one the reader
-        holds."""
-        pages = (self.queue_depth + 1 + max(self.concurrency, self.queue_depth)
-                 + self.concurrency + self.queue_depth + 1 + 1)
-        return pages * page_size
+        return in_flight_bound(page_size, concurrency=self.concurrency,
+                               queue_depth=self.queue_depth)
 
     async def run(self) -> Stats:
         self._committed = Stats()

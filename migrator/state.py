@@ -14,7 +14,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,8 @@ STATE_SCHEMA: list[tuple[int, str, str]] = [
     """),
 ]
 CACHE_SCHEMA: list[tuple[int, str, str]] = [
+    # a rowid table: rows of whole vectors make a WITHOUT ROWID b-tree split pages on
+    # every random key, and writes 5x slower
     (1, "embedding cache", """
         CREATE TABLE embeddings (
             key BLOB PRIMARY KEY,
@@ -76,7 +79,7 @@ CACHE_SCHEMA: list[tuple[int, str, str]] = [
             vector BLOB NOT NULL,
             tokens INTEGER NOT NULL,
             created_at REAL NOT NULL
-        ) WITHOUT ROWID;
+        );
     """),
 ]
 
@@ -110,6 +113,18 @@ def open_db(path: Path, schema: list[tuple[int, str, str]]) -> sqlite3.Connectio
         if number > version:  # the schema change and its version number commit together
             db.executescript(f"BEGIN; {sql} PRAGMA user_version = {number}; COMMIT;")
     return db
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One transaction around many statements (autocommit would commit each row)."""
+    db.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def migration_id(*parts: Any) -> str:
@@ -193,7 +208,7 @@ class State:
             self._db.execute("DELETE FROM migrations WHERE id = ?", (migration,))
 
     def add_skipped(self, migration: str, items: Sequence[tuple[Any, str]]) -> None:
-        with self._lock:
+        with self._lock, _transaction(self._db):
             self._db.executemany(
                 "INSERT OR REPLACE INTO skipped (migration, point, reason) VALUES (?, ?, ?)",
                 [(migration, json.dumps(point), reason) for point, reason in items])
@@ -260,30 +275,38 @@ class EmbeddingCache:
         self.path = Path(directory) / CACHE_FILE
         self._db = open_db(self.path, CACHE_SCHEMA)
         self._lock = threading.Lock()
+        # lookups have a connection of their own: in WAL mode they read while the writer
+        # thread writes, and a lookup of a few hundred keys is quick enough to run inline
+        self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=30)
 
     @staticmethod
     def key(namespace: str, text: str) -> bytes:
-        return hashlib.sha256(namespace.encode() + b"\0" + hashlib.sha256(
-            text.encode("utf-8")).digest()).digest()
+        """sha256 over the namespace (provider, model, size decision, kind) and the text."""
+        return hashlib.sha256(namespace.encode() + b"\0" + text.encode("utf-8")).digest()
 
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, tuple[np.ndarray, int]]:
         found: dict[bytes, tuple[np.ndarray, int]] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
-            rows = self._db.execute(
+            rows = self._reader.execute(
                 f"SELECT key, vector, tokens FROM embeddings WHERE key IN "
                 f"({', '.join('?' for _ in chunk)})", chunk).fetchall()
             for key, blob, tokens in rows:
                 found[key] = (np.frombuffer(blob, dtype="<f4"), tokens)
         return found
 
-    def put_many(self, items: Sequence[tuple[bytes, np.ndarray, int]]) -> None:
+    def put_many(self, keys: Sequence[bytes], vectors: np.ndarray,
+                 tokens: Sequence[int]) -> None:
+        """Store one row of `vectors` under each key (little-endian float32)."""
         now = time.time()
-        with self._lock:
+        matrix = np.ascontiguousarray(vectors, dtype="<f4")
+        dims = int(matrix.shape[1])
+        rows = [(key, dims, matrix[i].tobytes(), tokens[i], now) for i, key in enumerate(keys)]
+        with self._lock, _transaction(self._db):
             self._db.executemany(
                 "INSERT OR IGNORE INTO embeddings (key, dims, vector, tokens, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(k, int(v.shape[0]), v.astype("<f4").tobytes(), t, now) for k, v, t in items])
+                "VALUES (?, ?, ?, ?, ?)", rows)
 
     def stats(self) -> CacheStats:
         entries = self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
@@ -297,4 +320,5 @@ class EmbeddingCache:
         return int(removed)
 
     def close(self) -> None:
+        self._reader.close()
         self._db.close()

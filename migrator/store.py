@@ -283,6 +283,15 @@ class QdrantStore:
             else:
                 self.client.upsert(collection, points=structs, wait=True, update_mode=mode)
 
+    def retrieve(self, collection: str, ids: Sequence[PointId], *,
+                 vectors: Sequence[str] | bool = True) -> list[Point]:
+        """The points with these ids (those that exist), with the requested vectors."""
+        with_vectors: bool | list[str] = vectors if isinstance(vectors, bool) else list(vectors)
+        with self._call("reading", collection):
+            records = self.client.retrieve(collection, ids=list(ids), with_payload=True,
+                                           with_vectors=with_vectors)
+        return [_point(r) for r in records]
+
     def delete(self, collection: str, ids: Sequence[PointId]) -> None:
         with self._call("deleting from", collection):
             self.client.delete(collection, points_selector=qm.PointIdsList(points=list(ids)),

@@ -58,10 +58,11 @@ async def _sync(settings: Settings, source_store: QdrantStore | None,
             first = settings.collections[0]
             distance = first.distance or schemas[0].vector(first.vector).distance
             model = embedder or build_embedder(settings.provider, distance=distance)
+            run = _Run(settings, state, cache, source, target, model, on_progress)
             try:
-                run = _Run(settings, state, cache, source, target, model, on_progress)
                 return SyncResult(await run.sync_only(schemas))
             finally:
+                await run.release()
                 if embedder is None:
                     await model.aclose()
     finally:
