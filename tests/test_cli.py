@@ -183,7 +183,8 @@ def test_models_lists_the_catalog() -> None:
     assert {m["provider"] for m in data} >= {"openai", "cohere", "voyage", "hashing", "local"}
 
 
-@pytest.mark.parametrize("command", ["migrate", "plan", "ingest", "models", "demo"])
+@pytest.mark.parametrize("command", ["migrate", "plan", "ingest", "models", "demo", "validate",
+                                     "sync", "status", "cache"])
 def test_every_command_has_help(command: str) -> None:
     result = run(command, "--help")
     assert result.exit_code == 0
@@ -203,3 +204,35 @@ def test_demo_offline_with_hashing(tmp_path: Path) -> None:
     (tmp_path / "other" / "keep.txt").write_text("mine")
     refused = run("demo", "--dir", str(tmp_path / "other"))
     assert refused.exit_code == 2 and "was not made by `migrator demo`" in refused.stderr
+
+
+def test_restart_asks_first(store_path: Path, tmp_path: Path) -> None:
+    args = ["migrate", *base(store_path, tmp_path), "--collection", "docs", "--restart"]
+    refused = CliRunner().invoke(cli, args, input="n\n")
+    assert refused.exit_code == 1 and "forgets the progress" in refused.stderr
+    assert not (tmp_path / "state" / "state.db").exists()
+    accepted = CliRunner().invoke(cli, args, input="y\n")
+    assert accepted.exit_code == 0, accepted.stderr
+
+
+def test_status_sync_and_cache_commands(store_path: Path, tmp_path: Path) -> None:
+    state = ["--state-dir", str(tmp_path / "state")]
+    assert run("migrate", *base(store_path, tmp_path), "--collection", "docs",
+               "--alias", "live").exit_code == 0
+    shown = run("status", "--qdrant-path", str(store_path), *state)
+    assert shown.exit_code == 0
+    assert "live -> docs__hash-words-v1-48" in shown.stdout and "swapped" in shown.stdout
+    synced = run("sync", *base(store_path, tmp_path), "--collection", "docs", "--json")
+    assert synced.exit_code == 0, synced.stderr
+    assert json.loads(synced.stdout)["collections"][0]["sync"]["unchanged"] == 40
+    stats = run("cache", "stats", *state, "--json")
+    assert json.loads(stats.stdout)["entries"] == 40
+    cleared = run("cache", "clear", *state, "--yes")
+    assert cleared.stdout == "Removed 40 cached embeddings.\n"
+
+
+def test_a_corrupt_state_file_exits_1(store_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "state.db").write_text("not a database")
+    result = run("migrate", *base(store_path, tmp_path), "--collection", "docs")
+    assert result.exit_code == 1 and "corrupt or truncated" in result.stderr
