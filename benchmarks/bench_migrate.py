@@ -193,8 +193,8 @@ def main() -> None:
 
     ours, naive = bench_loopback(args.loopback_points, args.latency, args.batch,
                                  args.concurrency)
-    print(f"(b) loopback server (backfill), {args.latency * 1000:.0f} ms per request of {args.batch} "
-          f"texts, {args.loopback_points:,} points")
+    print(f"(b) loopback server (backfill), {args.latency * 1000:.0f} ms per request of "
+          f"{args.batch} texts, {args.loopback_points:,} points")
     print(f"    migrator (concurrency {args.concurrency}) {ours:8,.0f} points/s")
     print(f"    naive loop               {naive:8,.0f} points/s")
     print(f"    ratio                    {ours / naive:8.2f}x   target >= 6x  "
