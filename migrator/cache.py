@@ -9,6 +9,7 @@ and the text itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,8 +32,8 @@ def namespace(embedder: Embedder, kind: InputKind) -> str:
     if isinstance(embedder, AdaptedEmbedder):
         d = embedder.decision
         shape = f"{d.action}:{d.output}->{d.target}:renorm={d.renormalize}"
-    else:
-        shape = f"dims={embedder.dims}"
+    else:  # the size asked for, not the size seen: a probed model's size is known late
+        shape = f"dims={getattr(embedder, 'asked_dims', embedder.dims) or 'native'}"
     return "\0".join([CACHE_FORMAT, spec.provider, spec.model, shape, kind])
 
 
@@ -50,6 +51,10 @@ class CachedEmbedder:
         # twice as much) and run behind the requests, in order, on that thread
         self._writes: list[asyncio.Future[None]] = []
         self._buffer: list[tuple[bytes, np.ndarray, int]] = []
+        # embedded in this run but maybe not yet in the database, and being embedded now:
+        # a text is sent once per run however its repeats are spread over requests
+        self._recent: dict[bytes, tuple[np.ndarray, int]] = {}
+        self._inflight: dict[bytes, asyncio.Future[tuple[np.ndarray, int]]] = {}
 
     @property
     def dims(self) -> int | None:
@@ -62,36 +67,65 @@ class CachedEmbedder:
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
         space = namespace(self.inner, kind)
         keys = [EmbeddingCache.key(space, t) for t in texts]
-        found = self.cache.get_many(keys)
-        missing = [i for i, key in enumerate(keys) if key not in found]
-        dims = self.inner.dims or (len(next(iter(found.values()))[0]) if found else 0)
-        result: Embedding | None = None
-        if missing:
-            result = await self.inner.embed([texts[i] for i in missing], kind=kind)
-            dims = result.vectors.shape[1]
-            shares = _token_shares([texts[i] for i in missing], result.tokens)
-            self._buffer.extend((keys[i], result.vectors[row], shares[row])
-                                for row, i in enumerate(missing))
-            if len(self._buffer) >= WRITE_BATCH:
-                self._submit()
-            if len(self._writes) >= MAX_PENDING_WRITES:
-                await self._wait()
+        unknown = [k for k in keys if k not in self._recent and k not in self._inflight]
+        stored = self.cache.get_many(unknown) if unknown else {}
+        hits: dict[int, tuple[np.ndarray, int]] = {}
+        waits: dict[int, asyncio.Future[tuple[np.ndarray, int]]] = {}
+        mine: list[int] = []
+        for i, key in enumerate(keys):
+            if key in self._recent:
+                hits[i] = self._recent[key]
+            elif key in stored:
+                hits[i] = stored[key]
+            elif key in self._inflight:  # another request (or this one) is embedding it
+                waits[i] = self._inflight[key]
+            else:
+                self._inflight[key] = asyncio.get_running_loop().create_future()
+                mine.append(i)
+        result = await self._embed_mine(texts, keys, mine, kind) if mine else None
+        for i, future in waits.items():
+            hits[i] = await future
+        dims = result.vectors.shape[1] if result is not None else len(
+            next(iter(hits.values()))[0])
         vectors = np.empty((len(texts), dims), dtype=np.float32)
         if result is not None:
-            vectors[missing] = result.vectors
-        saved = 0
-        for i, key in enumerate(keys):
-            if key in found:
-                vectors[i], tokens = found[key]
-                saved += tokens
+            vectors[mine] = result.vectors
+        for i, (vector, _) in hits.items():
+            vectors[i] = vector
         return Embedding(
             vectors,
             tokens=result.tokens if result else 0,
             tokens_estimated=result.tokens_estimated if result else False,
             retries=result.retries if result else 0,
-            cached=len(texts) - len(missing),
-            tokens_saved=saved,
+            cached=len(hits),
+            tokens_saved=sum(tokens for _, tokens in hits.values()),
         )
+
+    async def _embed_mine(self, texts: Sequence[str], keys: list[bytes], mine: list[int],
+                          kind: InputKind) -> Embedding:
+        """Embed the texts this call claimed; hand each result to anyone waiting for it."""
+        claimed = [self._inflight[keys[i]] for i in mine]
+        try:
+            result = await self.inner.embed([texts[i] for i in mine], kind=kind)
+        except BaseException as exc:
+            for i, future in zip(mine, claimed, strict=True):
+                del self._inflight[keys[i]]
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # the caller sees exc itself; waiters may not exist
+            raise
+        shares = _token_shares([texts[i] for i in mine], result.tokens)
+        for row, (i, future) in enumerate(zip(mine, claimed, strict=True)):
+            entry = (result.vectors[row], shares[row])
+            self._recent[keys[i]] = entry
+            del self._inflight[keys[i]]
+            future.set_result(entry)
+            self._buffer.append((keys[i], *entry))
+        if len(self._buffer) >= WRITE_BATCH:
+            self._submit()
+        if len(self._writes) >= MAX_PENDING_WRITES:
+            await self._wait()
+        return result
 
     def _submit(self) -> None:
         if not self._buffer:
@@ -101,8 +135,14 @@ class CachedEmbedder:
         tokens = [count for _, _, count in self._buffer]
         self._buffer = []
         loop = asyncio.get_running_loop()
-        self._writes.append(loop.run_in_executor(self._io, self.cache.put_many, keys,
-                                                 vectors, tokens))
+        write = loop.run_in_executor(self._io, self.cache.put_many, keys, vectors, tokens)
+        write.add_done_callback(functools.partial(self._forget, keys))
+        self._writes.append(write)
+
+    def _forget(self, keys: list[bytes], _write: object) -> None:
+        """Written to the database: no need to hold them in memory any longer."""
+        for key in keys:
+            self._recent.pop(key, None)
 
     async def _wait(self) -> None:
         writes, self._writes = self._writes, []

@@ -207,6 +207,7 @@ class ProbeResult:
     norm_min: float
     norm_max: float
     texts: int
+    tokens: int = 0  # what the probe request cost (0 when it came from the cache)
     fidelity: float | None = None  # recall@10 after truncation, non-Matryoshka models only
     warnings: list[str] = field(default_factory=list)
 
@@ -224,9 +225,13 @@ class ProbeResult:
 NORM_TOLERANCE = 0.01
 
 
-async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str) -> ProbeResult:
+async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str,
+                cache: Any = None) -> ProbeResult:
     """Embed `texts` (real ones from the source) with the provider itself and check the
     vectors against the catalog and the configuration.
+
+    With an `EmbeddingCache`, the provider's raw vectors for these texts come from (and go
+    to) the cache: a re-run checks the same vectors again without a request.
 
     Raises:
         DimensionMismatch: the length or the norm is not what the model promises.
@@ -236,7 +241,7 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str) -> P
     spec = inner.spec
     batch = list(texts[: inner.batch_size]) or ["dimension probe"]
     try:
-        raw = (await inner.embed(batch, kind="document")).vectors
+        raw, tokens = await _raw_vectors(inner, batch, cache)
     except DimensionMismatch as exc:
         raise DimensionMismatch(f"Preflight probe: {exc} {_CUTTING_HINT} Nothing was created.",
                                 provider=exc.provider) from exc
@@ -247,7 +252,8 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str) -> P
         decision = DimsDecision(action, spec.dims, output if action == "requested" else None,
                                 output, matryoshka=spec.matryoshka)
     norms = np.linalg.norm(raw, axis=1)
-    result = ProbeResult(decision, output, float(norms.min()), float(norms.max()), len(batch))
+    result = ProbeResult(decision, output, float(norms.min()), float(norms.max()), len(batch),
+                         tokens)
     _check_norms(result, spec, distance)
     _check_probed_size(result, embedder)
     if decision.action == "truncate":
@@ -267,6 +273,21 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str) -> P
         result.warnings.append(f"{spec.model} does not return unit-length vectors and the "
                                "distance is Dot: scores will mix length with similarity.")
     return result
+
+
+async def _raw_vectors(inner: Embedder, texts: list[str], cache: Any
+                       ) -> tuple[np.ndarray, int]:
+    if cache is None:
+        result = await inner.embed(texts, kind="document")
+        return result.vectors, result.tokens
+    from .cache import CachedEmbedder  # the cache module builds on this one
+
+    cached = CachedEmbedder(inner, cache)
+    try:
+        result = await cached.embed(texts, kind="document")
+        return result.vectors, result.tokens
+    finally:
+        await cached.release()
 
 
 _CUTTING_HINT = ("The server may be shortening vectors silently (Ollama and TEI do when sent "

@@ -85,10 +85,12 @@ class MigrationResult:
     dims_decision: DimsDecision | None = None
     warnings: list[str] = field(default_factory=list)
     cost_saved: float | None = None
+    probe_tokens: int = 0
 
     @property
     def tokens(self) -> int:
-        return sum(c.stats.tokens for c in self.collections)
+        """Tokens paid for in this run: the probe's and every collection's."""
+        return self.probe_tokens + sum(c.stats.tokens for c in self.collections)
 
     @property
     def written(self) -> int:
@@ -109,6 +111,7 @@ class MigrationResult:
             "seconds": round(self.seconds, 3),
             "points_per_second": round(self.points_per_second, 1),
             "tokens": self.tokens,
+            "probe_tokens": self.probe_tokens,
             "tokens_estimated": any(c.stats.tokens_estimated for c in self.collections),
             "cost_usd": self.cost,
             "cache_hits": sum(c.stats.cached for c in self.collections),
@@ -287,7 +290,8 @@ class _Run:
             schema.vector(config.vector)  # the vector to replace exists, before any request
         first = collections[0]
         checked = await probe(self.model, _sample_texts(self.source, schemas[0], first),
-                              distance=first.distance or schemas[0].vector(first.vector).distance)
+                              distance=first.distance or schemas[0].vector(first.vector).distance,
+                              cache=self.cache)
         dims = checked.target
         jobs = [self._job(c, s, dims, restart=restart)
                 for c, s in zip(collections, schemas, strict=True)]
@@ -311,7 +315,8 @@ class _Run:
             warnings=checked.warnings,
             collections=results,
             seconds=time.perf_counter() - started,
-            cost=spec.cost(sum(r.stats.tokens for r in results)),
+            probe_tokens=checked.tokens,
+            cost=spec.cost(checked.tokens + sum(r.stats.tokens for r in results)),
             price_known=spec.price_per_mtok is not None,
             cost_saved=spec.cost(sum(r.stats.tokens_saved for r in results)),
         )
@@ -321,7 +326,8 @@ class _Run:
         collections = self.settings.collections
         first = collections[0]
         checked = await probe(self.model, _sample_texts(self.source, schemas[0], first),
-                              distance=first.distance or schemas[0].vector(first.vector).distance)
+                              distance=first.distance or schemas[0].vector(first.vector).distance,
+                              cache=self.cache)
         results = []
         for config, schema in zip(collections, schemas, strict=True):
             job = self._job(config, schema, checked.target, restart=False)

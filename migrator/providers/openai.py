@@ -68,6 +68,11 @@ class OpenAIEmbedder:
     def batch_size(self) -> int:
         return self._batch_size
 
+    @property
+    def asked_dims(self) -> int | None:
+        """The size sent as `dimensions` (None: the model's own)."""
+        return self._send_dims
+
     def request_body(self, texts: Sequence[str]) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self._model_field(),
