@@ -83,7 +83,11 @@ def migration(result: Any) -> str:
     for c in result.collections:
         if c.resumed:
             lines.append(f"{c.source!r} resumed: {c.resumed_written:,} points were already "
-                         f"written by an earlier run (writes: {c.write_mode}).")
+                         "written by an earlier run.")
+        lines.append(f"Backfill writes of {c.source!r}: {c.write_mode}"
+                     + (" (Qdrant's conditional writes: a newer point is never overwritten)"
+                        if c.write_mode == "insert-only" else
+                        " (this Qdrant is older than 1.17: no conditional writes)") + ".")
         if c.sync is not None:
             lines.append(f"Catch-up of {c.source!r}: {sync_counts(c.sync)}.")
         if c.skip_file:
