@@ -33,6 +33,7 @@ from .settings import CollectionSettings, Settings
 from .state import EmbeddingCache, MigrationRecord, State, migration_id
 from .store import CollectionSchema, Page, PointId, QdrantStore, opened
 from .texts import TextSource
+from .verify import Pair, Reservoir, VerificationReport, draw_sample, run_checks
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -61,13 +62,16 @@ class CollectionResult:
     first_skipped: list[Any] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
     sync: SyncStats | None = None
+    verification: VerificationReport | None = None
+    forced: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__
-                if k not in ("stats", "sync")}
+                if k not in ("stats", "sync", "verification")}
         data["vector"] = self.vector or "(unnamed)"
         data["stats"] = self.stats.to_dict()
         data["sync"] = self.sync.to_dict() if self.sync else None
+        data["verification"] = self.verification.to_dict() if self.verification else None
         return data
 
 
@@ -134,6 +138,7 @@ class _Job:
     distance: str
     keep_vectors: list[str]
     record: MigrationRecord
+    sample: Reservoir | None = None
 
 
 class ScrollSource:
@@ -196,13 +201,15 @@ def migrate(
     embedder: Embedder | None = None,
     on_progress: ProgressCallback | None = None,
     restart: bool = False,
+    force: bool = False,
 ) -> MigrationResult:
     """Re-embed every configured collection into a new one and move its alias.
 
     The synchronous face of `amigrate()`; see there for arguments.
     """
     return asyncio.run(amigrate(settings, source_store=source_store, target_store=target_store,
-                                embedder=embedder, on_progress=on_progress, restart=restart))
+                                embedder=embedder, on_progress=on_progress, restart=restart,
+                                force=force))
 
 
 async def amigrate(
@@ -213,6 +220,7 @@ async def amigrate(
     embedder: Embedder | None = None,
     on_progress: ProgressCallback | None = None,
     restart: bool = False,
+    force: bool = False,
 ) -> MigrationResult:
     """Re-embed every configured collection into a new one and move its alias.
 
@@ -230,13 +238,15 @@ async def amigrate(
         embedder: the target model (default: built from `settings.provider`).
         on_progress: called after each written page.
         restart: forget earlier progress and delete targets this migration created.
+        force: move aliases even when verification fails (recorded as forced).
 
     Raises:
         ConfigError: bad configuration, found before anything was written.
         CollectionNotFound: a source collection or alias does not exist.
         SchemaMismatch: an existing target does not fit.
         MissingText: points without text under the `fail` policy; no alias was moved.
-        VerificationFailed: the target's point count does not add up; no alias was moved.
+        VerificationFailed: counts do not add up, or a verification check is below its
+            threshold (the report is attached); no alias was moved.
         ProviderError: the provider failed in a way retries could not fix.
         StateError: the state database is unreadable.
     """
@@ -257,7 +267,7 @@ async def amigrate(
             model = embedder or build_embedder(settings.provider, distance=distance)
             run = _Run(settings, state, cache, source, target, model, on_progress)
             try:
-                return await run.go(schemas, restart=restart)
+                return await run.go(schemas, restart=restart, force=force)
             finally:
                 await run.release()
                 if embedder is None:
@@ -283,7 +293,8 @@ class _Run:
         if isinstance(self.embedder, CachedEmbedder):
             await self.embedder.release()
 
-    async def go(self, schemas: list[CollectionSchema], *, restart: bool) -> MigrationResult:
+    async def go(self, schemas: list[CollectionSchema], *, restart: bool,
+                 force: bool = False) -> MigrationResult:
         started = time.perf_counter()
         collections = self.settings.collections
         for config, schema in zip(collections, schemas, strict=True):
@@ -304,8 +315,13 @@ class _Run:
             if problem is not None:
                 self.state.update(job.record.id, phase="failed", error=str(problem))
         _raise_problems([p for p in problems if p is not None])
+        if self.settings.verify.enabled:
+            for job, result in zip(jobs, results, strict=True):
+                await self._verify(job, result)
+            self._gate(jobs, results, force=force)
         for job, result in zip(jobs, results, strict=True):
-            self._finish(job, result)
+            self._finish(job, result, forced=force and result.verification is not None
+                         and not result.verification.passed)
         spec = self.model.spec
         return MigrationResult(
             provider=self.settings.provider.name,
@@ -383,7 +399,9 @@ class _Run:
                 vector=vector.name, provider=spec.provider, model=spec.model, dims=dims,
                 text=text.describe(), alias=config.alias, phase="planned")
         keep = [n for n in schema.vectors if n != vector.name] + schema.sparse_vectors
-        return _Job(config, schema, vector.name, text, name, exists, distance, keep, record)
+        verify = self.settings.verify
+        return _Job(config, schema, vector.name, text, name, exists, distance, keep, record,
+                    Reservoir(verify.sample, verify.seed))
 
     async def _migrate_one(self, job: _Job, dims: int) -> CollectionResult:
         record = job.record
@@ -433,6 +451,7 @@ class _Run:
                                                     insert_only=insert_only),
             on_checkpoint=checkpoint,
             stats=result.stats,
+            sampler=job.sample.offer if job.sample is not None else None,
             **self._pipeline_args(job, skips, dims, total=result.source_count),
         )
         await self._run_stage(backfill, skips, result)
@@ -489,13 +508,49 @@ class _Run:
         result.source_count = self.source.count(job.schema.name)
         result.target_count = self.target.count(job.target)
 
-    def _finish(self, job: _Job, result: CollectionResult) -> None:
+    async def _verify(self, job: _Job, result: CollectionResult) -> None:
+        verify = self.settings.verify
+        self.state.update(job.record.id, phase="verifying")
+        readiness = self.target.wait_ready(job.target, timeout=verify.readiness_timeout)
+        sample = job.sample.items if job.sample is not None else []
+        if len(sample) < min(verify.sample, result.target_count):
+            sample = draw_sample(self.source, job.schema.name, job.text, verify.sample,
+                                 verify.seed)
+        pair = Pair(self.source, job.schema.name, job.vector, self.target, job.target,
+                    job.vector, expected_count=result.source_count - result.skipped,
+                    distance=job.distance)
+        report = await run_checks(pair, sample, self.embedder, verify)
+        report.readiness = readiness
+        result.verification = report
+        self.state.update(job.record.id, verification=report.to_dict())
+
+    def _gate(self, jobs: list[_Job], results: list[CollectionResult], *, force: bool) -> None:
+        failed = [(job, r) for job, r in zip(jobs, results, strict=True)
+                  if r.verification is not None and not r.verification.passed]
+        if not failed or force:
+            return
+        for job, result in failed:
+            self.state.update(job.record.id, phase="failed",
+                              error=f"verification failed: {result.verification.summary()}"
+                              if result.verification else "verification failed")
+        message = " ".join(
+            f"Verification of {r.target!r} failed: {r.verification.summary()}."
+            for _, r in failed if r.verification is not None)
+        raise VerificationFailed(
+            f"{message} No alias was moved. Inspect with `migrator verify`, or move the alias "
+            "anyway with --force (recorded as forced).",
+            report=[r.verification.to_dict() for _, r in failed if r.verification])
+
+    def _finish(self, job: _Job, result: CollectionResult, *, forced: bool = False) -> None:
         alias = job.config.alias
+        result.forced = forced
         if alias:
             result.previous_alias_target = self.target.swap_alias(alias, job.target)
             result.swapped = True
             if result.previous_alias_target != job.target:
-                self.state.record_alias(alias, result.previous_alias_target, job.target)
+                metrics = result.verification.to_dict() if result.verification else {}
+                self.state.record_alias(alias, result.previous_alias_target, job.target,
+                                        forced=forced, metrics=metrics)
         self.state.update(job.record.id, phase="swapped" if alias else "complete", error=None,
                           counters=result.stats.counters())
 

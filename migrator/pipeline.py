@@ -182,6 +182,7 @@ class Backfill:
         on_checkpoint: called each time the low-water mark advances: every page before its
             offset is written. Pages finish out of order; a resume from the offset redoes at
             most the pages that were in flight.
+        sampler: given (id, text) of every point written, for the verification sample.
     """
 
     source: PageSource
@@ -198,6 +199,7 @@ class Backfill:
     on_progress: Callable[[Progress], None] | None = None
     stats: Stats = field(default_factory=Stats)
     on_checkpoint: Callable[[Checkpoint], None] | None = None
+    sampler: Callable[[list[tuple[PointId, str]]], None] | None = None
     _in_flight: int = 0
     _ends: dict[int, Any] = field(default_factory=dict)  # seq -> offset after the page
     _done: dict[int, dict[str, Any]] = field(default_factory=dict)  # written, not committed
@@ -309,6 +311,9 @@ class Backfill:
             points = self._target_points(work)
             if points:
                 await asyncio.to_thread(self.write, points)
+                if self.sampler is not None:
+                    self.sampler([(p.id, work.unique_texts[row])
+                                  for p, row in zip(work.points, work.text_index, strict=True)])
             self.stats.written += len(points)
             self.stats.pages += 1
             work.count("written", len(points))

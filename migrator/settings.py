@@ -144,6 +144,19 @@ class MigrationSettings(_Section):
     catch_up: bool = True
 
 
+class VerifySettings(_Section):
+    """The checks `migrate` runs before it moves an alias, and their thresholds."""
+
+    enabled: bool = True
+    sample: int = Field(default=500, ge=1, le=100_000)
+    seed: int = 0
+    k: int = Field(default=10, ge=1, le=1000)
+    min_self_recall: float | None = Field(default=0.95, ge=0, le=1)
+    min_ann_recall: float | None = Field(default=0.95, ge=0, le=1)
+    min_overlap: float | None = Field(default=None, ge=0, le=1)
+    readiness_timeout: float = Field(default=600.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything a migrator command needs. Build it with `load_settings()`."""
 
@@ -159,6 +172,7 @@ class Settings(BaseSettings):
     provider: ProviderSettings = Field(default_factory=ProviderSettings)
     collections: list[CollectionSettings] = Field(default_factory=list)
     migration: MigrationSettings = Field(default_factory=MigrationSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -68,6 +68,9 @@ STATE_SCHEMA: list[tuple[int, str, str]] = [
             metrics TEXT NOT NULL DEFAULT '{}'
         );
     """),
+    (2, "last verification of each migration", """
+        ALTER TABLE migrations ADD COLUMN verification TEXT;
+    """),
 ]
 CACHE_SCHEMA: list[tuple[int, str, str]] = [
     # a rowid table: rows of whole vectors make a WITHOUT ROWID b-tree split pages on
@@ -154,6 +157,7 @@ class MigrationRecord:
     error: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    verification: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -195,7 +199,7 @@ class State:
 
     def update(self, migration: str, **fields: Any) -> None:
         fields["updated_at"] = time.time()
-        for key in ("checkpoint", "counters"):
+        for key in ("checkpoint", "counters", "verification"):
             if key in fields:
                 fields[key] = json.dumps(fields[key])
         assignments = ", ".join(f"{k} = ?" for k in fields)
@@ -243,6 +247,7 @@ def _values(record: MigrationRecord) -> tuple[Any, ...]:
     data = record.to_dict()
     data["checkpoint"] = json.dumps(data["checkpoint"])
     data["counters"] = json.dumps(data["counters"])
+    data["verification"] = json.dumps(data["verification"])
     data["finished"] = int(data["finished"])
     data["created_target"] = int(data["created_target"])
     return tuple(data[c] for c in _COLUMNS)
@@ -252,6 +257,7 @@ def _record(row: Sequence[Any]) -> MigrationRecord:
     data = dict(zip(_COLUMNS, row, strict=True))
     data["checkpoint"] = json.loads(data["checkpoint"]) if data["checkpoint"] else None
     data["counters"] = json.loads(data["counters"] or "{}")
+    data["verification"] = json.loads(data["verification"]) if data["verification"] else None
     data["finished"] = bool(data["finished"])
     data["created_target"] = bool(data["created_target"])
     return MigrationRecord(**data)

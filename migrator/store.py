@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -306,18 +307,52 @@ class QdrantStore:
         return version_at_least(version, (1, 17))
 
     def search(
-        self, collection: str, query: Sequence[float], *, vector: str = UNNAMED, limit: int = 5
+        self, collection: str, query: Sequence[float], *, vector: str = UNNAMED, limit: int = 5,
+        exact: bool = False, with_payload: bool = True,
     ) -> list[tuple[PointId, float, dict[str, Any]]]:
-        """Nearest points to `query`: (id, score, payload) best first."""
+        """Nearest points to `query`: (id, score, payload) best first. `exact` bypasses the
+        HNSW index (the embedded store is always exact)."""
+        params = qm.SearchParams(exact=True) if exact and not self.local else None
         with self._call("searching", collection):
             response = self.client.query_points(
                 collection,
-                query=list(query),
+                query=[float(x) for x in query],
                 using=vector or None,
                 limit=limit,
-                with_payload=True,
+                with_payload=with_payload,
+                search_params=params,
             )
         return [(p.id, float(p.score), dict(p.payload or {})) for p in response.points]
+
+    def wait_ready(self, collection: str, *, timeout: float,
+                   on_wait: Callable[[str], None] | None = None) -> str:
+        """Wait until a server collection is green with its optimizer idle.
+
+        Returns what happened, for the report. The embedded store has no index to build and
+        no optimizer: it is ready at once, and the answer says so.
+
+        Raises:
+            StoreError: not ready within `timeout` seconds.
+        """
+        if self.local:
+            return "skipped: the embedded store has no index or optimizer to wait for"
+        started = time.monotonic()
+        while True:
+            with self._call("checking the status of", collection):
+                info = self.client.get_collection(collection)
+            status = str(info.status.value)
+            optimizer = info.optimizer_status
+            idle = getattr(optimizer, "value", optimizer) == "ok"
+            if status == "green" and idle:
+                return f"green after {time.monotonic() - started:.1f} s"
+            if time.monotonic() - started > timeout:
+                raise StoreError(
+                    f"Collection {collection!r} in {self.location} is still {status} (optimizer "
+                    f"{getattr(optimizer, 'value', optimizer)}) after {timeout:.0f} s; wait and "
+                    "run the same command again, or raise verify.readiness_timeout.")
+            if on_wait is not None:
+                on_wait(f"{collection}: {status}, optimizer {getattr(optimizer, 'value', 'busy')}")
+            time.sleep(1.0)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

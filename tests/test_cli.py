@@ -226,9 +226,9 @@ def test_status_sync_and_cache_commands(store_path: Path, tmp_path: Path) -> Non
     assert synced.exit_code == 0, synced.stderr
     assert json.loads(synced.stdout)["collections"][0]["sync"]["unchanged"] == 40
     stats = run("cache", "stats", *state, "--json")
-    assert json.loads(stats.stdout)["entries"] == 40
+    assert json.loads(stats.stdout)["entries"] == 80  # 40 documents, 40 verification queries
     cleared = run("cache", "clear", *state, "--yes")
-    assert cleared.stdout == "Removed 40 cached embeddings.\n"
+    assert cleared.stdout == "Removed 80 cached embeddings.\n"
 
 
 def test_a_corrupt_state_file_exits_1(store_path: Path, tmp_path: Path) -> None:

@@ -268,6 +268,7 @@ def test_openai_compatible_server_end_to_end(memory_store: QdrantStore, tmp_path
         config = settings(tmp_path, CollectionSettings(name="docs", alias="live"),
                           name="openai-compatible", model="my-embedder", dimensions=None,
                           base_url=server.url, batch_size=10, concurrency=3)
+        config.verify.enabled = False  # its queries would count too
         result = migrate(config, source_store=memory_store)
         assert server.texts == 90  # every text once: the probe's batch is reused
     assert result.dims == 24

@@ -20,6 +20,7 @@ from migrator import (
     status,
 )
 from migrator.cache import cache_clear, cache_stats
+from migrator.settings import VerifySettings
 from migrator.state import State
 from migrator.store import QdrantStore
 
@@ -34,6 +35,7 @@ def config(tmp_path: Path, url: str, **migration: object) -> Settings:
         collections=[CollectionSettings(name="docs", alias="live")],
         migration=MigrationSettings(**{"state_dir": tmp_path / "state", "page_size": 10,
                                        **migration}),  # type: ignore[arg-type]
+        verify=VerifySettings(enabled=False),  # these tests count what the provider sees
     )
 
 

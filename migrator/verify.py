@@ -1,0 +1,318 @@
+"""Verification before a swap: does the new collection find what it should?
+
+Checks on a seeded sample of points:
+- self-retrieval recall@k: each sampled text, embedded as a *query* by the target model,
+  must find its own point in the target's top k (catches a wrong text field, vectors
+  attached to the wrong ids, truncation that broke the model);
+- ANN recall@k: the target's HNSW search against exact search, for sampled target vectors.
+  The embedded store searches exactly by construction: not applicable, never a perfect score;
+- neighbour overlap@k: a point's top k in the source (by its source vector) against its
+  top k in the target (by its target vector); informational unless a threshold is set,
+  because different models legitimately disagree;
+- integrity: counts add up, every sampled id exists in both, sampled vectors are sound.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .providers.base import Embedder
+from .settings import VerifySettings
+from .store import PointId, QdrantStore
+from .texts import TextSource
+
+# ---- metrics ---------------------------------------------------------------------------
+
+
+def recall_at_k(retrieved: Sequence[Any], relevant: Iterable[Any], k: int) -> float:
+    """Share of the relevant items found in the first k retrieved (0 when none relevant)."""
+    wanted = set(relevant)
+    if not wanted:
+        return 0.0
+    return len(wanted & set(retrieved[:k])) / len(wanted)
+
+
+def ndcg_at_k(retrieved: Sequence[Any], gains: dict[Any, float], k: int) -> float:
+    """nDCG@k with graded gains (BEIR/trec_eval style: gain / log2(rank + 1))."""
+    dcg = sum(gains.get(item, 0.0) / math.log2(rank + 2)
+              for rank, item in enumerate(retrieved[:k]))
+    ideal = sorted((g for g in gains.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
+    return dcg / idcg if idcg > 0 else 0.0
+
+
+def mrr_at_k(retrieved: Sequence[Any], relevant: Iterable[Any], k: int) -> float:
+    wanted = set(relevant)
+    for rank, item in enumerate(retrieved[:k]):
+        if item in wanted:
+            return 1.0 / (rank + 1)
+    return 0.0
+
+
+def overlap_at_k(a: Sequence[Any], b: Sequence[Any], k: int) -> float:
+    """|top-k(a) ∩ top-k(b)| / k."""
+    return len(set(a[:k]) & set(b[:k])) / k if k else 0.0
+
+
+class Reservoir:
+    """A seeded uniform sample of a stream (Algorithm R): no extra pass, bounded memory."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size = size
+        self.items: list[tuple[PointId, str]] = []
+        self.seen = 0
+        self._rng = random.Random(seed)
+
+    def offer(self, items: Iterable[tuple[PointId, str]]) -> None:
+        for item in items:
+            self.seen += 1
+            if len(self.items) < self.size:
+                self.items.append(item)
+            else:
+                slot = self._rng.randrange(self.seen)
+                if slot < self.size:
+                    self.items[slot] = item
+
+
+# ---- report ------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    name: str
+    value: float | None  # None: not applicable
+    threshold: float | None
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def applicable(self) -> bool:
+        return self.value is not None
+
+    @property
+    def passed(self) -> bool:
+        if self.threshold is None or self.value is None:
+            return True
+        return self.value >= self.threshold
+
+    @property
+    def status(self) -> str:
+        if self.value is None:
+            return "n/a"
+        if self.threshold is None:
+            return "info"
+        return "pass" if self.passed else "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "threshold": self.threshold,
+                "status": self.status, "detail": self.detail, "data": self.data}
+
+
+@dataclass
+class VerificationReport:
+    source: str
+    target: str
+    sample: int
+    k: int
+    checks: list[Check]
+    readiness: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"verification of {self.target!r} passed"
+        return "; ".join(f"{c.name} {c.value:.3f} < {c.threshold:.3f}" for c in self.failed
+                         if c.value is not None and c.threshold is not None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "target": self.target, "sample": self.sample,
+                "k": self.k, "passed": self.passed, "readiness": self.readiness,
+                "checks": [c.to_dict() for c in self.checks]}
+
+
+# ---- the checks ----------------------------------------------------------------------------
+
+
+@dataclass
+class Pair:
+    """What a verification compares: a source and a target collection and their vectors."""
+
+    source_store: QdrantStore
+    source: str
+    source_vector: str
+    target_store: QdrantStore
+    target: str
+    target_vector: str
+    expected_count: int | None = None  # source points minus the ones without text
+    distance: str = "Cosine"  # the target's
+
+
+async def run_checks(pair: Pair, sample: list[tuple[PointId, str]], embedder: Embedder,
+                     settings: VerifySettings,
+                     on_progress: Callable[[str], None] | None = None) -> VerificationReport:
+    """Run every check on `sample` ((id, text) pairs drawn from the source)."""
+    k = settings.k
+    ids = [point_id for point_id, _ in sample]
+    src = {p.id: p for p in pair.source_store.retrieve(pair.source, ids,
+                                                        vectors=[pair.source_vector])}
+    dst = {p.id: p for p in pair.target_store.retrieve(pair.target, ids,
+                                                        vectors=[pair.target_vector])}
+    checks = [_integrity(pair, sample, src, dst)]
+    present = [(i, t) for i, t in sample if i in dst]
+    checks.append(await _self_retrieval(pair, present, embedder, k, settings.min_self_recall,
+                                        dst))
+    checks.append(_ann_recall(pair, present, dst, k, settings.min_ann_recall))
+    checks.append(_overlap(pair, present, src, dst, k, settings.min_overlap))
+    return VerificationReport(pair.source, pair.target, len(sample), k, checks)
+
+
+def _integrity(pair: Pair, sample: list[tuple[PointId, str]], src: dict[Any, Any],
+               dst: dict[Any, Any]) -> Check:
+    missing = [i for i, _ in sample if i not in dst]
+    unsound = [i for i, p in dst.items() if not _sound(p.vectors.get(pair.target_vector))]
+    count = pair.target_store.count(pair.target)
+    problems = []
+    if pair.expected_count is not None and count != pair.expected_count:
+        problems.append(f"target holds {count} points, {pair.expected_count} expected")
+    if missing:
+        problems.append(f"{len(missing)} sampled points missing from the target "
+                        f"({', '.join(map(str, missing[:10]))})")
+    if unsound:
+        problems.append(f"{len(unsound)} sampled vectors are empty or not finite "
+                        f"({', '.join(map(str, unsound[:10]))})")
+    lost = [i for i, _ in sample if i not in src]
+    detail = "; ".join(problems) or (f"{count} points; all {len(sample)} sampled points "
+                                      "present with sound vectors")
+    return Check("integrity", 0.0 if problems else 1.0, 1.0, detail,
+                 {"target_count": count, "expected_count": pair.expected_count,
+                  "missing": missing[:100], "unsound": unsound[:100],
+                  "gone_from_source": lost[:100]})
+
+
+def _sound(vector: Any) -> bool:
+    if vector is None:
+        return False
+    values = np.asarray(vector, dtype=np.float64)
+    return values.size > 0 and bool(np.isfinite(values).all()) and bool(values.any())
+
+
+async def _self_retrieval(pair: Pair, sample: list[tuple[PointId, str]], embedder: Embedder,
+                          k: int, threshold: float | None, dst: dict[Any, Any]) -> Check:
+    own = {i: dst[i].vectors.get(pair.target_vector) for i, _ in sample}
+    if not sample:
+        return Check(f"self-retrieval recall@{k}", 0.0, threshold, "no sampled point to test")
+    queries = await _embed_queries(embedder, [text for _, text in sample])
+    found, misses = 0, []
+    for (point_id, _), query in zip(sample, queries, strict=True):
+        hits = pair.target_store.search(pair.target, query, vector=pair.target_vector,
+                                        limit=k, with_payload=False)
+        if any(hit_id == point_id for hit_id, _, _ in hits) or _ties_the_last(
+                pair, query, own[point_id], hits, k):
+            found += 1
+        else:
+            misses.append(point_id)
+    value = found / len(sample)
+    return Check(f"self-retrieval recall@{k}", round(value, 4), threshold,
+                 f"{found} of {len(sample)} sampled texts, embedded as queries, found their own "
+                 f"point in the top {k}", {"misses": misses[:100]})
+
+
+def _ties_the_last(pair: Pair, query: np.ndarray, vector: Any,
+                   hits: list[tuple[PointId, float, dict[str, Any]]], k: int) -> bool:
+    """Whether the point scores as well as the k-th hit: duplicates of its text have the
+    very same vector, and which of them Qdrant lists first is arbitrary."""
+    if vector is None or len(hits) < k:
+        return False
+    own = _score(query, np.asarray(vector, dtype=np.float32), pair.distance)
+    if pair.distance in ("Euclid", "Manhattan"):  # a distance: smaller is nearer
+        return own <= hits[-1][1] + 1e-5
+    return own >= hits[-1][1] - 1e-5
+
+
+def _score(query: np.ndarray, vector: np.ndarray, distance: str) -> float:
+    """The score Qdrant reports for `vector` against `query` (a distance for Euclid and
+    Manhattan)."""
+    if distance == "Cosine":
+        norms = float(np.linalg.norm(query) * np.linalg.norm(vector)) or 1.0
+        return float(query @ vector) / norms
+    if distance == "Dot":
+        return float(query @ vector)
+    if distance == "Euclid":
+        return float(np.linalg.norm(query - vector))
+    return float(np.abs(query - vector).sum())
+
+
+async def _embed_queries(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    rows = []
+    for start in range(0, len(texts), embedder.batch_size):
+        result = await embedder.embed(texts[start:start + embedder.batch_size], kind="query")
+        rows.append(result.vectors)
+    return np.vstack(rows)
+
+
+def _ann_recall(pair: Pair, sample: list[tuple[PointId, str]], dst: dict[Any, Any], k: int,
+                threshold: float | None) -> Check:
+    name = f"ANN recall@{k}"
+    if pair.target_store.local:
+        return Check(name, None, threshold, "not applicable: the embedded store searches "
+                     "exactly, so there is no index to measure")
+    recalls = []
+    for point_id, _ in sample:
+        vector = dst[point_id].vectors.get(pair.target_vector)
+        approx = pair.target_store.search(pair.target, vector, vector=pair.target_vector,
+                                          limit=k, with_payload=False)
+        exact = pair.target_store.search(pair.target, vector, vector=pair.target_vector,
+                                         limit=k, exact=True, with_payload=False)
+        recalls.append(overlap_at_k([h[0] for h in approx], [h[0] for h in exact], k))
+    value = float(np.mean(recalls)) if recalls else 0.0
+    return Check(name, round(value, 4), threshold,
+                 f"HNSW search against exact search for {len(recalls)} sampled vectors")
+
+
+def _overlap(pair: Pair, sample: list[tuple[PointId, str]], src: dict[Any, Any],
+             dst: dict[Any, Any], k: int, threshold: float | None) -> Check:
+    overlaps = []
+    for point_id, _ in sample:
+        old = src.get(point_id)
+        if old is None or old.vectors.get(pair.source_vector) is None:
+            continue
+        before = pair.source_store.search(pair.source, old.vectors[pair.source_vector],
+                                          vector=pair.source_vector, limit=k + 1,
+                                          with_payload=False)
+        after = pair.target_store.search(pair.target, dst[point_id].vectors[pair.target_vector],
+                                         vector=pair.target_vector, limit=k + 1,
+                                         with_payload=False)
+        overlaps.append(overlap_at_k([h[0] for h in before if h[0] != point_id],
+                                     [h[0] for h in after if h[0] != point_id], k))
+    value = round(float(np.mean(overlaps)), 4) if overlaps else None
+    return Check(f"neighbour overlap@{k}", value, threshold,
+                 f"top {k} neighbours shared between source and target, over "
+                 f"{len(overlaps)} sampled points" + ("" if threshold is not None else
+                                                       " (informational)"))
+
+
+def draw_sample(store: QdrantStore, collection: str, text: TextSource, size: int,
+                seed: int, *, page_size: int = 512) -> list[tuple[PointId, str]]:
+    """A seeded sample of (id, text) by one pass over the payloads (no vectors): used by
+    `verify` on its own, and when a resumed backfill saw too few points to sample from."""
+    reservoir = Reservoir(size, seed)
+    offset: Any = None
+    while True:
+        page = store.scroll(collection, limit=page_size, offset=offset, vectors=False)
+        reservoir.offer((p.id, t) for p in page.points if (t := text.extract(p.payload)[0]))
+        offset = page.next_offset
+        if offset is None:
+            return reservoir.items
