@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .aliases import AliasMove, drop_old, rollback, swap
 from .cache import cache_clear, cache_stats
 from .catalog import ModelSpec, lookup
 from .demo import DemoResult, demo
@@ -47,8 +48,10 @@ from .status import StatusReport, status
 from .store import QdrantStore, open_store
 from .syncing import SyncResult, sync
 from .validate import ValidationReport, validate
+from .verify import VerificationReport, VerifyResult, verify
 
 __all__ = [
+    "AliasMove",
     "CollectionExists",
     "CollectionNotFound",
     "CollectionResult",
@@ -84,19 +87,25 @@ __all__ = [
     "SyncResult",
     "ValidationReport",
     "VerificationFailed",
+    "VerificationReport",
+    "VerifyResult",
     "__version__",
     "amigrate",
     "build_embedder",
     "cache_clear",
     "cache_stats",
     "demo",
+    "drop_old",
     "ingest",
     "load_settings",
     "lookup",
     "migrate",
     "open_store",
     "plan",
+    "rollback",
     "status",
+    "swap",
     "sync",
     "validate",
+    "verify",
 ]

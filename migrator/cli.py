@@ -14,6 +14,9 @@ import click
 from tqdm import tqdm
 
 from . import __version__, report
+from .aliases import drop_old as run_drop_old
+from .aliases import rollback as run_rollback
+from .aliases import swap as run_swap
 from .cache import cache_clear, cache_stats
 from .catalog import models_for
 from .demo import demo as run_demo
@@ -26,6 +29,7 @@ from .settings import Settings, load_settings, with_collections
 from .status import status as run_status
 from .syncing import sync as run_sync
 from .validate import validate as run_validate
+from .verify import verify as run_verify
 
 
 class _Exit(click.ClickException):
@@ -196,11 +200,14 @@ def cli() -> None:
 @pipeline_options
 @click.option("--restart", is_flag=True,
               help="Forget earlier progress and delete the targets it created, after asking.")
+@click.option("--force", is_flag=True,
+              help="Move aliases even if verification fails (recorded as forced).")
+@click.option("--no-verify", is_flag=True, help="Skip verification before the swap.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --restart.")
 @output_options
 @_with_bars
-def migrate(bars: _Bars, as_json: bool, quiet: bool, restart: bool, yes: bool,
-            **options: Any) -> None:
+def migrate(bars: _Bars, as_json: bool, quiet: bool, restart: bool, yes: bool, force: bool,
+            no_verify: bool, **options: Any) -> None:
     """Re-embed collections into new ones and move their aliases.
 
     Resumable: run the same command again after an interruption and it continues from the
@@ -216,10 +223,12 @@ def migrate(bars: _Bars, as_json: bool, quiet: bool, restart: bool, yes: bool,
       migrator migrate -c configs/openai-3-small-512.yaml
     """
     settings = _settings(options)
+    if no_verify:
+        settings.verify.enabled = False
     if restart and not yes:
         click.confirm("--restart forgets the progress of these migrations and deletes the "
                       "target collections they created. Continue?", abort=True, err=True)
-    result = run_migrate(settings, on_progress=bars, restart=restart)
+    result = run_migrate(settings, on_progress=bars, restart=restart, force=force)
     bars.close()
     _emit(result, as_json, report.migration)
 
@@ -263,6 +272,103 @@ def status(as_json: bool, **options: Any) -> None:
       migrator status --json
     """
     _emit(run_status(_settings(options)), as_json, report.status)
+
+
+@cli.command()
+@config_option
+@store_options
+@target_store_options
+@provider_options
+@collection_options
+@state_option
+@click.option("--sample", type=int, help="Points sampled (default 500).")
+@click.option("--k", "k", type=int, help="k of recall@k and overlap@k (default 10).")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the report as Markdown to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(as_json: bool, sample: int | None, k: int | None, report_file: Path | None,
+           **options: Any) -> None:
+    """Check a source/target pair: self-retrieval, ANN recall, neighbour overlap, integrity.
+
+    Exit 0 when every check meets its threshold, 3 when one does not.
+
+    \b
+    Example:
+      migrator verify --collection docs --target docs__text-embedding-3-small-512 \\
+          --provider openai --model text-embedding-3-small --dimensions 512 \\
+          --report verify.md
+    """
+    settings = _settings(options)
+    if sample is not None:
+        settings.verify.sample = sample
+    if k is not None:
+        settings.verify.k = k
+    result = run_verify(settings)
+    if report_file is not None:
+        report_file.write_text(report.verify_markdown(result), encoding="utf-8")
+    _emit(result, as_json, report.verify)
+    if not result.passed:
+        raise _Exit("Verification failed: " + "; ".join(
+            r.summary() for r in result.reports if not r.passed) + ".", 3)
+
+
+@cli.command("swap")
+@click.argument("alias")
+@click.argument("collection")
+@config_option
+@store_options
+@target_store_options
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Print the move as JSON.")
+def swap_command(alias: str, collection: str, as_json: bool, **options: Any) -> None:
+    """Point ALIAS at COLLECTION, atomically, and record the move.
+
+    Refused when ALIAS is a collection's name, COLLECTION does not exist, or COLLECTION
+    lacks a vector the alias serves now.
+
+    \b
+    Example:
+      migrator swap docs_live docs__text-embedding-3-small-512
+    """
+    _emit(run_swap(_settings(options), alias, collection), as_json, report.alias_move)
+
+
+@cli.command()
+@click.argument("alias")
+@config_option
+@store_options
+@target_store_options
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Print the move as JSON.")
+def rollback(alias: str, as_json: bool, **options: Any) -> None:
+    """Point ALIAS back at the collection it pointed to before its last move.
+
+    \b
+    Example:
+      migrator rollback docs_live
+    """
+    _emit(run_rollback(_settings(options), alias), as_json, report.alias_move)
+
+
+@cli.command("drop-old")
+@click.argument("alias")
+@config_option
+@store_options
+@target_store_options
+@state_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+def drop_old_command(alias: str, yes: bool, **options: Any) -> None:
+    """Delete the collection ALIAS pointed to before its last move (never automatic).
+
+    \b
+    Example:
+      migrator drop-old docs_live --yes
+    """
+    settings = _settings(options)
+    if not yes:
+        click.confirm(f"Delete the collection {alias!r} pointed to before its last move?",
+                      abort=True, err=True)
+    click.echo(f"Deleted {run_drop_old(settings, alias)!r}.")
 
 
 @cli.group()

@@ -95,6 +95,12 @@ def migration(result: Any) -> str:
         if c.swapped and c.previous_alias_target:
             lines.append(f"Alias {c.alias!r} moved from {c.previous_alias_target!r} to "
                          f"{c.target!r}; the old collection is kept.")
+    for c in result.collections:
+        if c.verification is not None:
+            lines += ["", verification(c.verification)]
+        if c.forced:
+            lines.append(f"The alias of {c.source!r} was moved with --force although "
+                         "verification failed; the move is recorded as forced.")
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
 
@@ -206,14 +212,61 @@ def status(result: Any) -> str:
     for m in result.migrations:
         written = m.counters.get("written", 0)
         progress = f"{written:,}/{m.total:,}" if m.total else f"{written:,}"
+        verified = "-" if not m.verification else (
+            "passed" if m.verification.get("passed") else "failed")
         rows.append((m.source, m.target, m.phase, progress, m.counters.get("tokens", 0),
-                     "end" if m.finished else json.dumps(m.checkpoint),
+                     "end" if m.finished else json.dumps(m.checkpoint), verified,
                      (m.error or "")[:60]))
     lines.append(table(["source", "target", "phase", "written", "tokens", "checkpoint",
-                        "error"], rows))
+                        "verified", "error"], rows))
+    if result.alias_history:
+        lines += ["", "Alias moves:"]
+        lines += [f"  {h['alias']}: {h['from']} -> {h['to']}"
+                  + (" (forced)" if h["forced"] else "") for h in result.alias_history]
     return "\n".join(lines)
 
 
 def cache(stats: Any) -> str:
     return (f"{stats.entries:,} cached embeddings, {stats.bytes / 1e6:,.1f} MB in "
             f"{stats.path}")
+
+
+def verification(report: Any) -> str:
+    """One verification report: a row a check."""
+    rows = [(c.status.upper(), c.name, "n/a" if c.value is None else f"{c.value:.3f}",
+             "-" if c.threshold is None else f">= {c.threshold:.2f}", c.detail)
+            for c in report.checks]
+    head = (f"Verification of {report.target!r} against {report.source!r} "
+            f"(sample {report.sample}, k={report.k}): "
+            + ("passed." if report.passed else "FAILED."))
+    lines = [head]
+    if report.readiness:
+        lines.append(f"Readiness: {report.readiness}.")
+    return "\n".join([*lines, table(["status", "check", "value", "threshold", "detail"],
+                                    rows)])
+
+
+def verify(result: Any) -> str:
+    return "\n\n".join(verification(r) for r in result.reports)
+
+
+def verify_markdown(result: Any) -> str:
+    """The same reports as Markdown, for `migrator verify --report FILE.md`."""
+    parts = ["# migrator verification", ""]
+    for r in result.reports:
+        parts += [f"## {r.source} -> {r.target}", "",
+                  f"**{'Passed' if r.passed else 'Failed'}** on a sample of {r.sample} points, "
+                  f"k = {r.k}." + (f" Readiness: {r.readiness}." if r.readiness else ""), "",
+                  "| status | check | value | threshold | detail |",
+                  "| --- | --- | --- | --- | --- |"]
+        for c in r.checks:
+            value = "n/a" if c.value is None else f"{c.value:.3f}"
+            threshold = "-" if c.threshold is None else f">= {c.threshold:.2f}"
+            detail = c.detail.replace("|", "\\|")
+            parts.append(f"| {c.status} | {c.name} | {value} | {threshold} | {detail} |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def alias_move(move: Any) -> str:
+    return f"Alias {move.alias!r} now points to {move.current!r} (before: {move.previous!r})."

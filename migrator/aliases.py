@@ -1,0 +1,130 @@
+"""`swap()`, `rollback()` and `drop_old()`: alias moves by hand, with the same refusals as
+`migrate`, each one atomic and recorded in the state's alias history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import CollectionNotFound, ConfigError, SchemaMismatch
+from .settings import Settings
+from .state import State
+from .store import QdrantStore, opened
+
+
+@dataclass
+class AliasMove:
+    alias: str
+    previous: str | None
+    current: str
+    forced: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alias": self.alias, "from": self.previous, "to": self.current,
+                "forced": self.forced}
+
+
+def swap(settings: Settings, alias: str, collection: str, *,
+         store: QdrantStore | None = None) -> AliasMove:
+    """Point `alias` at `collection` in one atomic call, and record the move.
+
+    Raises:
+        ConfigError: `alias` is a collection's name.
+        CollectionNotFound: `collection` does not exist.
+        SchemaMismatch: `collection` lacks a vector the alias serves now.
+    """
+    with opened(settings.target_store, None, source_store=store) as (target, _):
+        current = _check_swap(target, alias, collection)
+        previous = target.swap_alias(alias, collection)
+    _record(settings, alias, previous or current, collection)
+    return AliasMove(alias, previous, collection)
+
+
+def rollback(settings: Settings, alias: str, *, store: QdrantStore | None = None) -> AliasMove:
+    """Point `alias` back at the collection it pointed to before its last recorded move.
+
+    Raises:
+        ConfigError: no recorded move of `alias` to undo, or the alias moved since.
+        CollectionNotFound: the previous collection is gone.
+    """
+    history = _history(settings, alias)
+    with opened(settings.target_store, None, source_store=store) as (target, _):
+        current = target.aliases().get(alias)
+        last = next((h for h in reversed(history) if h["to"] == current), None)
+        if last is None or not last["from"]:
+            raise ConfigError(
+                f"There is no recorded move of alias {alias!r} to {current!r} to roll back "
+                f"(history in {settings.migration.state_dir}); use `migrator swap` instead.")
+        previous = last["from"]
+        if not target.exists(previous):
+            raise CollectionNotFound(
+                f"Alias {alias!r} pointed to {previous!r} before, but that collection is gone "
+                "(was it dropped?); nothing was changed.")
+        target.swap_alias(alias, previous)
+    _record(settings, alias, current, previous)
+    return AliasMove(alias, current, previous)
+
+
+def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None) -> str:
+    """Delete the collection `alias` pointed to before its last move. Returns its name.
+
+    Raises:
+        ConfigError: nothing recorded to drop, or another alias still points at it.
+    """
+    history = _history(settings, alias)
+    with opened(settings.target_store, None, source_store=store) as (target, _):
+        current = target.aliases().get(alias)
+        last = next((h for h in reversed(history) if h["to"] == current), None)
+        old = last["from"] if last else None
+        if not old:
+            raise ConfigError(f"There is no previous collection of alias {alias!r} recorded; "
+                              "nothing was deleted.")
+        users = [a for a, c in target.aliases().items() if c == old]
+        if users or old == current:
+            raise ConfigError(f"Collection {old!r} is still served by alias(es) "
+                              f"{', '.join(users) or alias}; nothing was deleted.")
+        if target.exists(old):
+            target.delete_collection(old)
+    return str(old)
+
+
+def _check_swap(target: QdrantStore, alias: str, collection: str) -> str | None:
+    if target.exists(alias):
+        raise ConfigError(f"{alias!r} is the name of a collection, and Qdrant cannot give an "
+                          "alias a collection's name; nothing was changed.")
+    if not target.exists(collection):
+        names = ", ".join(target.collection_names()) or "none"
+        raise CollectionNotFound(f"Collection {collection!r} does not exist in "
+                                 f"{target.location} (collections: {names}); nothing was "
+                                 "changed.")
+    current = target.aliases().get(alias)
+    if current is not None and current != collection:
+        served = set(target.describe(current).vectors)
+        offered = set(target.describe(collection).vectors)
+        if not served <= offered:
+            missing = ", ".join(sorted(n or "(unnamed)" for n in served - offered))
+            raise SchemaMismatch(
+                f"Alias {alias!r} serves vector(s) {missing} from {current!r}, which "
+                f"{collection!r} does not have; queries through the alias would break. "
+                "Nothing was changed.")
+    return current
+
+
+def _history(settings: Settings, alias: str) -> list[dict[str, Any]]:
+    state_dir = Path(settings.migration.state_dir)
+    if not (state_dir / "state.db").exists():
+        return []
+    state = State(state_dir)
+    try:
+        return state.alias_history(alias)
+    finally:
+        state.close()
+
+
+def _record(settings: Settings, alias: str, previous: str | None, collection: str) -> None:
+    state = State(Path(settings.migration.state_dir))
+    try:
+        state.record_alias(alias, previous, collection)
+    finally:
+        state.close()
