@@ -18,7 +18,8 @@ README = (ROOT / "README.md").read_text()
 
 @pytest.mark.parametrize("command", sorted(cli.commands))
 def test_every_command_is_in_the_readme(command: str) -> None:
-    assert f"### `migrator {command}`" in README
+    headings = [line for line in README.splitlines() if line.startswith("### ")]
+    assert any(f"`migrator {command}`" in heading for heading in headings)
     assert f"migrator {command} " in README or f"migrator {command}\n" in README
 
 
