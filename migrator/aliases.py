@@ -57,7 +57,7 @@ def rollback(settings: Settings, alias: str, *, store: QdrantStore | None = None
                 f"There is no recorded move of alias {alias!r} to {current!r} to roll back "
                 f"(history in {settings.migration.state_dir}); use `migrator swap` instead.")
         previous = last["from"]
-        if not target.exists(previous):
+        if previous not in target.collection_names():
             raise CollectionNotFound(
                 f"Alias {alias!r} pointed to {previous!r} before, but that collection is gone "
                 "(was it dropped?); nothing was changed.")
@@ -84,17 +84,18 @@ def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None
         if users or old == current:
             raise ConfigError(f"Collection {old!r} is still served by alias(es) "
                               f"{', '.join(users) or alias}; nothing was deleted.")
-        if target.exists(old):
+        if old in target.collection_names():
             target.delete_collection(old)
     return str(old)
 
 
 def _check_swap(target: QdrantStore, alias: str, collection: str) -> str | None:
-    if target.exists(alias):
+    collections = target.collection_names()  # `exists` is true for aliases too
+    if alias in collections:
         raise ConfigError(f"{alias!r} is the name of a collection, and Qdrant cannot give an "
                           "alias a collection's name; nothing was changed.")
-    if not target.exists(collection):
-        names = ", ".join(target.collection_names()) or "none"
+    if collection not in collections:
+        names = ", ".join(collections) or "none"
         raise CollectionNotFound(f"Collection {collection!r} does not exist in "
                                  f"{target.location} (collections: {names}); nothing was "
                                  "changed.")

@@ -514,11 +514,11 @@ class _Run:
         readiness = self.target.wait_ready(job.target, timeout=verify.readiness_timeout)
         sample = job.sample.items if job.sample is not None else []
         if len(sample) < min(verify.sample, result.target_count):
-            sample = draw_sample(self.source, job.schema.name, job.text, verify.sample,
-                                 verify.seed)
+            sample, _ = draw_sample(self.source, job.schema.name, job.text, verify.sample,
+                                    verify.seed)
         pair = Pair(self.source, job.schema.name, job.vector, self.target, job.target,
                     job.vector, expected_count=result.source_count - result.skipped,
-                    distance=job.distance)
+                    text=job.text)
         report = await run_checks(pair, sample, self.embedder, verify)
         report.readiness = readiness
         result.verification = report

@@ -12,7 +12,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -307,7 +307,7 @@ class QdrantStore:
         return version_at_least(version, (1, 17))
 
     def search(
-        self, collection: str, query: Sequence[float], *, vector: str = UNNAMED, limit: int = 5,
+        self, collection: str, query: Iterable[float], *, vector: str = UNNAMED, limit: int = 5,
         exact: bool = False, with_payload: bool = True,
     ) -> list[tuple[PointId, float, dict[str, Any]]]:
         """Nearest points to `query`: (id, score, payload) best first. `exact` bypasses the

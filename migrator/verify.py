@@ -157,7 +157,7 @@ class Pair:
     target: str
     target_vector: str
     expected_count: int | None = None  # source points minus the ones without text
-    distance: str = "Cosine"  # the target's
+    text: TextSource | None = None  # how texts are read from payloads (to spot duplicates)
 
 
 async def run_checks(pair: Pair, sample: list[tuple[PointId, str]], embedder: Embedder,
@@ -172,8 +172,7 @@ async def run_checks(pair: Pair, sample: list[tuple[PointId, str]], embedder: Em
                                                         vectors=[pair.target_vector])}
     checks = [_integrity(pair, sample, src, dst)]
     present = [(i, t) for i, t in sample if i in dst]
-    checks.append(await _self_retrieval(pair, present, embedder, k, settings.min_self_recall,
-                                        dst))
+    checks.append(await _self_retrieval(pair, present, embedder, k, settings.min_self_recall))
     checks.append(_ann_recall(pair, present, dst, k, settings.min_ann_recall))
     checks.append(_overlap(pair, present, src, dst, k, settings.min_overlap))
     return VerificationReport(pair.source, pair.target, len(sample), k, checks)
@@ -210,17 +209,16 @@ def _sound(vector: Any) -> bool:
 
 
 async def _self_retrieval(pair: Pair, sample: list[tuple[PointId, str]], embedder: Embedder,
-                          k: int, threshold: float | None, dst: dict[Any, Any]) -> Check:
-    own = {i: dst[i].vectors.get(pair.target_vector) for i, _ in sample}
+                          k: int, threshold: float | None) -> Check:
     if not sample:
         return Check(f"self-retrieval recall@{k}", 0.0, threshold, "no sampled point to test")
     queries = await _embed_queries(embedder, [text for _, text in sample])
     found, misses = 0, []
-    for (point_id, _), query in zip(sample, queries, strict=True):
+    for (point_id, text), query in zip(sample, queries, strict=True):
         hits = pair.target_store.search(pair.target, query, vector=pair.target_vector,
                                         limit=k, with_payload=False)
-        if any(hit_id == point_id for hit_id, _, _ in hits) or _ties_the_last(
-                pair, query, own[point_id], hits, k):
+        if any(hit_id == point_id for hit_id, _, _ in hits) or _duplicate_found(
+                pair, query, text, k):
             found += 1
         else:
             misses.append(point_id)
@@ -230,29 +228,14 @@ async def _self_retrieval(pair: Pair, sample: list[tuple[PointId, str]], embedde
                  f"point in the top {k}", {"misses": misses[:100]})
 
 
-def _ties_the_last(pair: Pair, query: np.ndarray, vector: Any,
-                   hits: list[tuple[PointId, float, dict[str, Any]]], k: int) -> bool:
-    """Whether the point scores as well as the k-th hit: duplicates of its text have the
-    very same vector, and which of them Qdrant lists first is arbitrary."""
-    if vector is None or len(hits) < k:
+def _duplicate_found(pair: Pair, query: np.ndarray, text: str, k: int) -> bool:
+    """Whether the top k holds another point with exactly this text. Duplicates have the
+    very same vector, and which of them Qdrant lists first is arbitrary; different texts
+    that merely score alike (a collapsed model) do not count."""
+    if pair.text is None:
         return False
-    own = _score(query, np.asarray(vector, dtype=np.float32), pair.distance)
-    if pair.distance in ("Euclid", "Manhattan"):  # a distance: smaller is nearer
-        return own <= hits[-1][1] + 1e-5
-    return own >= hits[-1][1] - 1e-5
-
-
-def _score(query: np.ndarray, vector: np.ndarray, distance: str) -> float:
-    """The score Qdrant reports for `vector` against `query` (a distance for Euclid and
-    Manhattan)."""
-    if distance == "Cosine":
-        norms = float(np.linalg.norm(query) * np.linalg.norm(vector)) or 1.0
-        return float(query @ vector) / norms
-    if distance == "Dot":
-        return float(query @ vector)
-    if distance == "Euclid":
-        return float(np.linalg.norm(query - vector))
-    return float(np.abs(query - vector).sum())
+    hits = pair.target_store.search(pair.target, query, vector=pair.target_vector, limit=k)
+    return any(pair.text.extract(payload)[0] == text for _, _, payload in hits)
 
 
 async def _embed_queries(embedder: Embedder, texts: list[str]) -> np.ndarray:
@@ -305,17 +288,21 @@ def _overlap(pair: Pair, sample: list[tuple[PointId, str]], src: dict[Any, Any],
 
 
 def draw_sample(store: QdrantStore, collection: str, text: TextSource, size: int,
-                seed: int, *, page_size: int = 512) -> list[tuple[PointId, str]]:
-    """A seeded sample of (id, text) by one pass over the payloads (no vectors): used by
-    `verify` on its own, and when a resumed backfill saw too few points to sample from."""
+                seed: int, *, page_size: int = 512) -> tuple[list[tuple[PointId, str]], int]:
+    """A seeded sample of (id, text) by one pass over the payloads (no vectors), and how
+    many points have no text: used by `verify` on its own, and when a resumed backfill saw
+    too few points to sample from."""
     reservoir = Reservoir(size, seed)
+    without_text = 0
     offset: Any = None
     while True:
         page = store.scroll(collection, limit=page_size, offset=offset, vectors=False)
-        reservoir.offer((p.id, t) for p in page.points if (t := text.extract(p.payload)[0]))
+        texts = [(p.id, text.extract(p.payload)[0]) for p in page.points]
+        without_text += sum(1 for _, t in texts if t is None)
+        reservoir.offer((i, t) for i, t in texts if t is not None)
         offset = page.next_offset
         if offset is None:
-            return reservoir.items
+            return reservoir.items, without_text
 
 
 @dataclass
@@ -390,9 +377,10 @@ async def _verify_one(settings: Any, config: Any, source: QdrantStore, target: Q
     target_schema = target.describe(target_name)
     verify_settings = settings.verify
     readiness = target.wait_ready(target_schema.name, timeout=verify_settings.readiness_timeout)
-    sample = draw_sample(source, schema.name, text, verify_settings.sample, verify_settings.seed)
+    sample, without_text = draw_sample(source, schema.name, text, verify_settings.sample,
+                                       verify_settings.seed)
     pair = Pair(source, schema.name, vector.name, target, target_schema.name, vector.name,
-                distance=target_schema.vector(vector.name or None).distance)
+                expected_count=source.count(schema.name) - without_text, text=text)
     report = await run_checks(pair, sample, embedder, verify_settings)
     report.readiness = readiness
     return report

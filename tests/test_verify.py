@@ -1,0 +1,253 @@
+"""Verification, the swap gate, rollback and swap: metric functions by hand, then each
+planted fault fails the gate and leaves the alias where it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import models as qm
+
+from migrator import (
+    CollectionNotFound,
+    CollectionSettings,
+    ConfigError,
+    MigrationSettings,
+    ProviderSettings,
+    SchemaMismatch,
+    Settings,
+    VerificationFailed,
+    drop_old,
+    migrate,
+    rollback,
+    status,
+    swap,
+    verify,
+)
+from migrator.settings import VerifySettings
+from migrator.store import QdrantStore
+from migrator.verify import Reservoir, mrr_at_k, ndcg_at_k, overlap_at_k, recall_at_k
+
+from .conftest import make_collection
+from .loopback import LoopbackServer
+
+# ---- metrics, by hand --------------------------------------------------------------------
+
+
+def test_ndcg_with_graded_relevance() -> None:
+    gains = {"a": 2.0, "b": 1.0}
+    # ideal order a, b: 2/log2(2) + 1/log2(3)
+    ideal = 2 + 1 / np.log2(3)
+    assert ndcg_at_k(["a", "b", "x"], gains, 10) == pytest.approx(1.0)
+    assert ndcg_at_k(["b", "a"], gains, 10) == pytest.approx((1 + 2 / np.log2(3)) / ideal)
+    assert ndcg_at_k(["x", "a"], gains, 10) == pytest.approx((2 / np.log2(3)) / ideal)
+    assert ndcg_at_k(["x", "y"], gains, 1) == 0.0
+
+
+def test_ndcg_without_relevant_documents_is_zero() -> None:
+    assert ndcg_at_k(["a", "b"], {}, 10) == 0.0
+    assert ndcg_at_k(["a"], {"a": 0.0}, 10) == 0.0
+
+
+def test_recall_with_fewer_than_k_results_and_ties_in_input() -> None:
+    assert recall_at_k(["a", "b"], {"a", "c"}, 10) == 0.5
+    assert recall_at_k(["a", "a", "c"], {"a", "c"}, 2) == 0.5  # the repeat takes a slot
+    assert recall_at_k([], {"a"}, 10) == 0.0
+    assert recall_at_k(["a"], set(), 10) == 0.0
+
+
+def test_mrr_and_overlap() -> None:
+    assert mrr_at_k(["x", "y", "a"], {"a"}, 10) == pytest.approx(1 / 3)
+    assert mrr_at_k(["x", "y", "a"], {"a"}, 2) == 0.0
+    assert overlap_at_k([1, 2, 3, 4], [4, 3, 9, 8], 4) == 0.5
+
+
+def test_reservoir_is_seeded_and_uniform() -> None:
+    def draw(seed: int) -> list[int]:
+        r = Reservoir(10, seed)
+        r.offer((i, str(i)) for i in range(1000))
+        return [i for i, _ in r.items]
+
+    assert draw(1) == draw(1) and draw(1) != draw(2)
+    counts = np.zeros(10)
+    for seed in range(400):
+        for i in draw(seed):
+            counts[i // 100] += 1
+    assert counts.min() > 300 and counts.max() < 500  # ~400 each decile
+
+
+# ---- the gate ----------------------------------------------------------------------------
+
+
+def config(tmp_path: Path, **provider: object) -> Settings:
+    return Settings(
+        provider=ProviderSettings(**{"name": "hashing", "model": "hash-ngrams-v1",
+                                     "dimensions": 64, **provider}),  # type: ignore[arg-type]
+        collections=[CollectionSettings(name="docs", alias="live")],
+        migration=MigrationSettings(state_dir=tmp_path / "state", page_size=16),
+        verify=VerifySettings(sample=40),
+    )
+
+
+def test_a_clean_migration_passes_and_swaps(memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=80)
+    memory_store.swap_alias("live", "docs")
+    result = migrate(config(tmp_path), source_store=memory_store)
+    report = result.collections[0].verification
+    assert report is not None and report.passed
+    by_name = {c.name: c for c in report.checks}
+    assert by_name["self-retrieval recall@10"].value == 1.0
+    ann = by_name["ANN recall@10"]
+    assert (ann.value, ann.status, ann.passed) == (None, "n/a", True)
+    assert by_name["integrity"].value == 1.0
+    assert "embedded store" in report.readiness
+    assert memory_store.aliases() == {"live": result.collections[0].target}
+    shown = status(config(tmp_path), store=memory_store).to_dict()
+    assert shown["migrations"][0]["verification"]["passed"] is True
+
+
+def test_a_model_truncated_to_a_tiny_size_fails_the_gate(memory_store: QdrantStore,
+                                                         tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=120)
+    memory_store.swap_alias("live", "docs")
+    with LoopbackServer(dims=1536) as server:  # cut to 1 value: every vector is +1 or -1
+        settings = config(tmp_path, name="openai-compatible", model="text-embedding-ada-002",
+                          base_url=server.url, dimensions=1, dimension_policy="truncate")
+        with pytest.raises(VerificationFailed, match="self-retrieval recall@10 0\\.\\d+ < "
+                                                     "0\\.950.*No alias was moved") as caught:
+            migrate(settings, source_store=memory_store)
+    assert memory_store.aliases() == {"live": "docs"}
+    assert caught.value.report[0]["passed"] is False
+    record = status(settings, store=memory_store).migrations[0]
+    assert record.phase == "failed" and "verification failed" in (record.error or "")
+
+
+def test_force_swaps_and_records_it(memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=60)
+    memory_store.swap_alias("live", "docs")
+    with LoopbackServer(dims=1536) as server:
+        settings = config(tmp_path, name="openai-compatible", model="text-embedding-ada-002",
+                          base_url=server.url, dimensions=1, dimension_policy="truncate")
+        result = migrate(settings, source_store=memory_store, force=True)
+    assert result.collections[0].forced and result.collections[0].swapped
+    history = status(settings, store=memory_store).alias_history
+    assert history[-1]["forced"] is True and history[-1]["metrics"]["passed"] is False
+
+
+def _migrated(store: QdrantStore, tmp_path: Path, n: int = 60) -> tuple[Settings, str]:
+    make_collection(store.client, "docs", n=n,
+                    payload=lambda i, t: {"text": t, "title": f"heading {i} of a different kind"})
+    settings = config(tmp_path)
+    settings.collections[0].alias = None
+    target = migrate(settings, source_store=store).collections[0].target
+    settings.collections[0].target = target
+    return settings, target
+
+
+def test_vectors_shuffled_across_ids_fail(memory_store: QdrantStore, tmp_path: Path) -> None:
+    settings, target = _migrated(memory_store, tmp_path)
+    points, _ = memory_store.client.scroll(target, limit=1000, with_vectors=True)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(points))
+    memory_store.client.upsert(target, points=[
+        qm.PointStruct(id=p.id, payload=p.payload, vector=points[j].vector)
+        for p, j in zip(points, order, strict=True)])
+    result = verify(settings, source_store=memory_store)
+    assert not result.passed
+    check = result.reports[0].checks[1]
+    assert check.name == "self-retrieval recall@10" and check.value is not None
+    assert check.value < 0.5
+
+
+def test_target_embedded_from_the_wrong_field_fails(memory_store: QdrantStore,
+                                                    tmp_path: Path) -> None:
+    settings, _ = _migrated(memory_store, tmp_path)
+    settings.collections[0].text_field = "title"  # what the target should have been built from
+    result = verify(settings, source_store=memory_store)
+    assert not result.passed
+    assert "self-retrieval" in result.reports[0].failed[0].name
+
+
+def test_points_missing_from_the_target_fail_integrity(memory_store: QdrantStore,
+                                                       tmp_path: Path) -> None:
+    settings, target = _migrated(memory_store, tmp_path)
+    memory_store.client.delete(target, points_selector=qm.PointIdsList(points=[1, 2, 3]))
+    result = verify(settings, source_store=memory_store)
+    integrity = result.reports[0].checks[0]
+    assert integrity.status == "fail"
+    assert "target holds 57 points, 60 expected" in integrity.detail
+
+
+def test_verify_cli_writes_markdown_and_exits_3(memory_store: QdrantStore,
+                                                tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from qdrant_client import QdrantClient
+
+    from migrator.cli import cli
+
+    client = QdrantClient(path=str(tmp_path / "q"))
+    make_collection(client, "docs", n=30)
+    client.close()
+    base = ["--qdrant-path", str(tmp_path / "q"), "--state-dir", str(tmp_path / "s"),
+            "--provider", "hashing", "--model", "hash-ngrams-v1", "--dimensions", "64"]
+    runner = CliRunner()
+    assert runner.invoke(cli, ["migrate", *base, "--collection", "docs",
+                               "--target", "docs_v2"]).exit_code == 0
+    ok = runner.invoke(cli, ["verify", *base, "--collection", "docs", "--target", "docs_v2",
+                             "--report", str(tmp_path / "v.md"), "--json"])
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["passed"] is True
+    markdown = (tmp_path / "v.md").read_text()
+    assert markdown.startswith("# migrator verification") and "| pass | integrity |" in markdown
+    bad = runner.invoke(cli, ["verify", *base, "--collection", "docs,text_field=nothing",
+                              "--target", "docs_v2"])
+    assert bad.exit_code == 3 and "Verification failed" in bad.stderr
+
+
+# ---- swap, rollback, drop-old ---------------------------------------------------------
+
+
+def test_swap_rollback_and_drop_old(memory_store: QdrantStore, tmp_path: Path) -> None:
+    for name in ("v1", "v2"):
+        make_collection(memory_store.client, name, n=3)
+    settings = config(tmp_path)
+    assert swap(settings, "live", "v1", store=memory_store).previous is None
+    move = swap(settings, "live", "v2", store=memory_store)
+    assert (move.previous, move.current) == ("v1", "v2")
+    back = rollback(settings, "live", store=memory_store)
+    assert (back.previous, back.current) == ("v2", "v1")
+    assert memory_store.aliases() == {"live": "v1"}
+    assert drop_old(settings, "live", store=memory_store) == "v2"
+    assert memory_store.collection_names() == ["v1"]
+
+
+def test_swap_refuses_what_would_break_queries(memory_store: QdrantStore,
+                                               tmp_path: Path) -> None:
+    make_collection(memory_store.client, "v1", n=3, named=True)
+    make_collection(memory_store.client, "plain", n=3)
+    settings = config(tmp_path)
+    swap(settings, "live", "v1", store=memory_store)
+    with pytest.raises(ConfigError, match="'plain' is the name of a collection"):
+        swap(settings, "plain", "v1", store=memory_store)
+    with pytest.raises(CollectionNotFound, match="'nope' does not exist"):
+        swap(settings, "live", "nope", store=memory_store)
+    with pytest.raises(SchemaMismatch, match="serves vector\\(s\\) dense, image"):
+        swap(settings, "live", "plain", store=memory_store)
+    assert memory_store.aliases() == {"live": "v1"}
+
+
+def test_rollback_needs_a_recorded_move_and_drop_old_keeps_served_collections(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "v1", n=3)
+    make_collection(memory_store.client, "v2", n=3)
+    settings = config(tmp_path)
+    memory_store.swap_alias("live", "v1")
+    with pytest.raises(ConfigError, match="no recorded move of alias 'live'"):
+        rollback(settings, "live", store=memory_store)
+    swap(settings, "live", "v2", store=memory_store)
+    memory_store.swap_alias("other", "v1")
+    with pytest.raises(ConfigError, match="still served by alias\\(es\\) other"):
+        drop_old(settings, "live", store=memory_store)
+    assert memory_store.collection_names() == ["v1", "v2"]
