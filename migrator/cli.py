@@ -203,11 +203,13 @@ def cli() -> None:
 @click.option("--force", is_flag=True,
               help="Move aliases even if verification fails (recorded as forced).")
 @click.option("--no-verify", is_flag=True, help="Skip verification before the swap.")
+@click.option("--drop-old", is_flag=True,
+              help="After a verified alias move, delete the collection the alias left.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --restart.")
 @output_options
 @_with_bars
 def migrate(bars: _Bars, as_json: bool, quiet: bool, restart: bool, yes: bool, force: bool,
-            no_verify: bool, **options: Any) -> None:
+            no_verify: bool, drop_old: bool, **options: Any) -> None:
     """Re-embed collections into new ones and move their aliases.
 
     Resumable: run the same command again after an interruption and it continues from the
@@ -228,7 +230,8 @@ def migrate(bars: _Bars, as_json: bool, quiet: bool, restart: bool, yes: bool, f
     if restart and not yes:
         click.confirm("--restart forgets the progress of these migrations and deletes the "
                       "target collections they created. Continue?", abort=True, err=True)
-    result = run_migrate(settings, on_progress=bars, restart=restart, force=force)
+    result = run_migrate(settings, on_progress=bars, restart=restart, force=force,
+                         drop_old=drop_old)
     bars.close()
     _emit(result, as_json, report.migration)
 

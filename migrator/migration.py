@@ -33,7 +33,8 @@ from .settings import CollectionSettings, Settings
 from .state import EmbeddingCache, MigrationRecord, State, migration_id
 from .store import CollectionSchema, Page, PointId, QdrantStore, opened
 from .texts import TextSource
-from .verify import Pair, Reservoir, VerificationReport, draw_sample, run_checks
+from .labelled import labelled_check, load_queries
+from .verify import Check, Pair, Reservoir, VerificationReport, draw_sample, run_checks
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -64,6 +65,7 @@ class CollectionResult:
     sync: SyncStats | None = None
     verification: VerificationReport | None = None
     forced: bool = False
+    dropped: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__
@@ -202,6 +204,7 @@ def migrate(
     on_progress: ProgressCallback | None = None,
     restart: bool = False,
     force: bool = False,
+    drop_old: bool = False,
 ) -> MigrationResult:
     """Re-embed every configured collection into a new one and move its alias.
 
@@ -209,7 +212,7 @@ def migrate(
     """
     return asyncio.run(amigrate(settings, source_store=source_store, target_store=target_store,
                                 embedder=embedder, on_progress=on_progress, restart=restart,
-                                force=force))
+                                force=force, drop_old=drop_old))
 
 
 async def amigrate(
@@ -221,6 +224,7 @@ async def amigrate(
     on_progress: ProgressCallback | None = None,
     restart: bool = False,
     force: bool = False,
+    drop_old: bool = False,
 ) -> MigrationResult:
     """Re-embed every configured collection into a new one and move its alias.
 
@@ -239,6 +243,8 @@ async def amigrate(
         on_progress: called after each written page.
         restart: forget earlier progress and delete targets this migration created.
         force: move aliases even when verification fails (recorded as forced).
+        drop_old: after a verified (not forced) alias move, delete the collection the alias
+            pointed to before, unless another alias still serves it.
 
     Raises:
         ConfigError: bad configuration, found before anything was written.
@@ -267,6 +273,7 @@ async def amigrate(
             model = embedder or build_embedder(settings.provider, distance=distance)
             run = _Run(settings, state, cache, source, target, model, on_progress)
             try:
+                run.drop_old = drop_old
                 return await run.go(schemas, restart=restart, force=force)
             finally:
                 await run.release()
@@ -287,6 +294,7 @@ class _Run:
         self.settings, self.state, self.cache = settings, state, cache
         self.source, self.target, self.model = source, target, model
         self.on_progress = on_progress
+        self.drop_old = False
         self.embedder: Embedder = CachedEmbedder(model, cache) if cache is not None else model
 
     async def release(self) -> None:
@@ -521,8 +529,34 @@ class _Run:
                     text=job.text)
         report = await run_checks(pair, sample, self.embedder, verify)
         report.readiness = readiness
+        if verify.queries is not None:
+            report.checks.append(await self._labelled(job))
         result.verification = report
         self.state.update(job.record.id, verification=report.to_dict())
+
+    async def _labelled(self, job: _Job) -> Check:
+        verify = self.settings.verify
+        if verify.source_provider is None:
+            raise ConfigError("verify.queries needs verify.source_provider: the provider and "
+                              "model the source collection was built with.")
+        queries = load_queries(Path(verify.queries or "."), verify.max_queries)
+        old = build_embedder(verify.source_provider)
+        try:
+            return await labelled_check(
+                queries, k=verify.k, max_drop=verify.max_ndcg_drop,
+                source=(self.source, job.schema.name, job.vector, old),
+                target=(self.target, job.target, job.vector, self.embedder))
+        finally:
+            await old.aclose()
+
+    def _drop(self, old: str | None, new: str) -> str | None:
+        """Delete the collection an alias left, if nothing serves it any more."""
+        if old is None or old == new or old not in self.target.collection_names():
+            return None
+        if old in self.target.aliases().values():
+            return None  # another alias still serves it
+        self.target.delete_collection(old)
+        return old
 
     def _gate(self, jobs: list[_Job], results: list[CollectionResult], *, force: bool) -> None:
         failed = [(job, r) for job, r in zip(jobs, results, strict=True)
@@ -551,6 +585,8 @@ class _Run:
                 metrics = result.verification.to_dict() if result.verification else {}
                 self.state.record_alias(alias, result.previous_alias_target, job.target,
                                         forced=forced, metrics=metrics)
+            if self.drop_old and not forced:
+                result.dropped = self._drop(result.previous_alias_target, job.target)
         self.state.update(job.record.id, phase="swapped" if alias else "complete", error=None,
                           counters=result.stats.counters())
 

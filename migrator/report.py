@@ -101,6 +101,8 @@ def migration(result: Any) -> str:
         if c.forced:
             lines.append(f"The alias of {c.source!r} was moved with --force although "
                          "verification failed; the move is recorded as forced.")
+        if c.dropped:
+            lines.append(f"Deleted the collection the alias left: {c.dropped!r} (--drop-old).")
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
 

@@ -155,6 +155,11 @@ class VerifySettings(_Section):
     min_ann_recall: float | None = Field(default=0.95, ge=0, le=1)
     min_overlap: float | None = Field(default=None, ge=0, le=1)
     readiness_timeout: float = Field(default=600.0, gt=0)
+    # labelled quality: queries with known relevant documents, embedded by both models
+    queries: Path | None = None  # a BEIR directory, or JSONL of {"query", "relevant_ids"}
+    source_provider: ProviderSettings | None = None  # the model the source was built with
+    max_ndcg_drop: float = Field(default=0.02, ge=0, le=1)
+    max_queries: int = Field(default=1000, ge=1)
 
 
 class Settings(BaseSettings):

@@ -251,3 +251,54 @@ def test_rollback_needs_a_recorded_move_and_drop_old_keeps_served_collections(
     with pytest.raises(ConfigError, match="still served by alias\\(es\\) other"):
         drop_old(settings, "live", store=memory_store)
     assert memory_store.collection_names() == ["v1", "v2"]
+
+
+def test_drop_old_after_a_verified_swap(memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs_v1", n=30)
+    memory_store.swap_alias("live", "docs_v1")
+    settings = config(tmp_path)
+    settings.collections = [CollectionSettings(name="docs_v1", alias="live")]
+    result = migrate(settings, source_store=memory_store, drop_old=True)
+    assert result.collections[0].dropped == "docs_v1"
+    assert memory_store.collection_names() == [result.collections[0].target]
+
+
+def test_labelled_queries_side_by_side(memory_store: QdrantStore, tmp_path: Path) -> None:
+    from migrator import ingest
+
+    corpus = tmp_path / "corpus.jsonl"
+    texts = [f"{w} tides and {v} bread" for w in ("salty", "calm", "rough", "warm", "cold")
+             for v in ("rye", "white", "sourdough", "flat")]
+    corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n"
+                              for i, t in enumerate(texts)))
+    old = Settings(provider=ProviderSettings(name="hashing", model="hash-words-v1",
+                                             dimensions=64),
+                   migration=MigrationSettings(state_dir=tmp_path / "state"))
+    ingest(corpus, "docs", old, store=memory_store)
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"query": t, "relevant_ids": [i]}) + "\n"
+                               for i, t in enumerate(texts)))
+    settings = config(tmp_path)
+    settings.verify.queries = queries
+    settings.verify.source_provider = old.provider
+    result = migrate(settings, source_store=memory_store)
+    check = result.collections[0].verification.checks[-1]  # type: ignore[union-attr]
+    assert check.name == "labelled nDCG@10" and check.passed
+    assert check.data["source"]["ndcg"] == pytest.approx(1.0)
+    assert check.data["queries"] == 20 and check.data["drop"] <= 0.02
+
+    settings.provider = ProviderSettings(name="hashing", model="hash-ngrams-v1", dimensions=1,
+                                         dimension_policy="truncate")  # collapses
+    settings.verify.min_self_recall = None  # let the labelled check decide alone
+    with pytest.raises(VerificationFailed, match="labelled nDCG@10"):
+        migrate(settings, source_store=memory_store)
+
+
+def test_labelled_queries_need_the_source_model(memory_store: QdrantStore,
+                                                tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=10)
+    (tmp_path / "q.jsonl").write_text('{"query": "x", "relevant_ids": [1]}\n')
+    settings = config(tmp_path)
+    settings.verify.queries = tmp_path / "q.jsonl"
+    with pytest.raises(ConfigError, match="needs verify.source_provider"):
+        migrate(settings, source_store=memory_store)
