@@ -27,13 +27,13 @@ from .errors import (
     StoreError,
     VerificationFailed,
 )
+from .labelled import labelled_check, load_queries
 from .pipeline import Backfill, Checkpoint, Progress, Stats
 from .providers import Embedder, build_embedder
 from .settings import CollectionSettings, Settings
 from .state import EmbeddingCache, MigrationRecord, State, migration_id
 from .store import CollectionSchema, Page, PointId, QdrantStore, opened
 from .texts import TextSource
-from .labelled import labelled_check, load_queries
 from .verify import Check, Pair, Reservoir, VerificationReport, draw_sample, run_checks
 
 ProgressCallback = Callable[[Progress], None]
