@@ -32,10 +32,11 @@ from .errors import (
     VerificationFailed,
 )
 from .ingestion import IngestResult, ingest
-from .migration import CollectionResult, MigrationResult, amigrate, migrate
+from .migration import amigrate, migrate
 from .pipeline import Progress
 from .planning import PlanResult, plan
 from .providers import Embedder, Embedding, build_embedder
+from .results import CollectionResult, MigrationResult
 from .settings import (
     CollectionSettings,
     MigrationSettings,

@@ -19,10 +19,11 @@ from typing import Any
 
 from .errors import ConfigError
 from .ingestion import IngestResult, ingest
-from .migration import MigrationResult, migrate
+from .migration import migrate
 from .pipeline import Progress
 from .providers import Embedder, build_embedder
 from .providers import local as local_provider
+from .results import MigrationResult
 from .settings import (
     CollectionSettings,
     MigrationSettings,

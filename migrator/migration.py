@@ -9,14 +9,13 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .cache import CachedEmbedder
 from .catalog import ModelSpec
-from .catchup import MergeJoinSource, SyncStats
-from .dims import DimsDecision, probe
+from .catchup import MergeJoinSource
+from .dims import probe
 from .errors import (
     ConfigError,
     DataError,
@@ -27,163 +26,18 @@ from .errors import (
     StoreError,
     VerificationFailed,
 )
-from .labelled import labelled_check, load_queries
+from .gate import drop_left, gate, verify_job
 from .pipeline import Backfill, Checkpoint, Progress, Stats
 from .providers import Embedder, build_embedder
+from .results import CollectionResult, Job, MigrationResult
 from .settings import CollectionSettings, Settings
+from .sources import ScrollSource, StateSkipLog
 from .state import EmbeddingCache, MigrationRecord, State, migration_id
-from .store import CollectionSchema, Page, PointId, QdrantStore, opened
+from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource
-from .verify import Check, Pair, Reservoir, VerificationReport, draw_sample, run_checks
+from .verify import Reservoir
 
 ProgressCallback = Callable[[Progress], None]
-
-
-@dataclass
-class CollectionResult:
-    """What happened to one collection."""
-
-    source: str
-    source_collection: str
-    target: str
-    vector: str
-    text: str
-    migration_id: str = ""
-    alias: str | None = None
-    previous_alias_target: str | None = None
-    created: bool = False
-    resumed: bool = False
-    resumed_written: int = 0
-    swapped: bool = False
-    write_mode: str = "upsert"
-    source_count: int = 0
-    target_count: int = 0
-    skipped: int = 0
-    skip_file: str | None = None
-    first_skipped: list[Any] = field(default_factory=list)
-    stats: Stats = field(default_factory=Stats)
-    sync: SyncStats | None = None
-    verification: VerificationReport | None = None
-    forced: bool = False
-    dropped: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__
-                if k not in ("stats", "sync", "verification")}
-        data["vector"] = self.vector or "(unnamed)"
-        data["stats"] = self.stats.to_dict()
-        data["sync"] = self.sync.to_dict() if self.sync else None
-        data["verification"] = self.verification.to_dict() if self.verification else None
-        return data
-
-
-@dataclass
-class MigrationResult:
-    """The outcome of `migrate()`: per-collection counts plus run totals."""
-
-    provider: str
-    model: str
-    dims: int
-    collections: list[CollectionResult]
-    seconds: float
-    cost: float | None
-    price_known: bool
-    dims_decision: DimsDecision | None = None
-    warnings: list[str] = field(default_factory=list)
-    cost_saved: float | None = None
-    probe_tokens: int = 0
-
-    @property
-    def tokens(self) -> int:
-        """Tokens paid for in this run: the probe's and every collection's."""
-        return self.probe_tokens + sum(c.stats.tokens for c in self.collections)
-
-    @property
-    def written(self) -> int:
-        return sum(c.stats.written for c in self.collections)
-
-    @property
-    def points_per_second(self) -> float:
-        done = sum(c.stats.written - c.resumed_written for c in self.collections)
-        return done / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "provider": self.provider,
-            "model": self.model,
-            "dims": self.dims,
-            "dims_decision": self.dims_decision.consequences() if self.dims_decision else None,
-            "warnings": self.warnings,
-            "seconds": round(self.seconds, 3),
-            "points_per_second": round(self.points_per_second, 1),
-            "tokens": self.tokens,
-            "probe_tokens": self.probe_tokens,
-            "tokens_estimated": any(c.stats.tokens_estimated for c in self.collections),
-            "cost_usd": self.cost,
-            "cache_hits": sum(c.stats.cached for c in self.collections),
-            "tokens_saved": sum(c.stats.tokens_saved for c in self.collections),
-            "cost_saved_usd": self.cost_saved,
-            "requests": sum(c.stats.requests for c in self.collections),
-            "retries": sum(c.stats.retries for c in self.collections),
-            "collections": [c.to_dict() for c in self.collections],
-        }
-
-
-@dataclass
-class _Job:
-    config: CollectionSettings
-    schema: CollectionSchema  # the source collection
-    vector: str
-    text: TextSource
-    target: str
-    target_exists: bool
-    distance: str
-    keep_vectors: list[str]
-    record: MigrationRecord
-    sample: Reservoir | None = None
-
-
-class ScrollSource:
-    """Pages of a Qdrant collection in id order, from `start` (a `PageSource`)."""
-
-    def __init__(self, store: QdrantStore, collection: str, *, page_size: int,
-                 vectors: list[str], start: Any = None) -> None:
-        self._store = store
-        self._collection = collection
-        self._page_size = page_size
-        self._vectors = vectors
-        self._offset: Any = start
-        self._finished = False
-
-    def next_page(self) -> Page | None:
-        if self._finished:
-            return None
-        page = self._store.scroll(self._collection, limit=self._page_size, offset=self._offset,
-                                  vectors=self._vectors)
-        self._offset = page.next_offset
-        self._finished = page.next_offset is None
-        return page
-
-
-class StateSkipLog:
-    """Points without text, kept in the state database (a resume does not list them twice).
-    """
-
-    def __init__(self, state: State, migration: str) -> None:
-        self._state = state
-        self._migration = migration
-        self._pending: list[tuple[PointId, str]] = []
-
-    def add(self, point_id: PointId, reason: str) -> None:
-        self._pending.append((str(point_id) if not isinstance(point_id, int) else point_id,
-                              reason))
-        if len(self._pending) >= 256:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pending:
-            self._state.add_skipped(self._migration, self._pending)
-            self._pending = []
 
 
 def target_name(source: str, spec: ModelSpec, dims: int) -> str:
@@ -326,7 +180,7 @@ class _Run:
         if self.settings.verify.enabled:
             for job, result in zip(jobs, results, strict=True):
                 await self._verify(job, result)
-            self._gate(jobs, results, force=force)
+            gate(jobs, results, self.state, force=force)
         for job, result in zip(jobs, results, strict=True):
             self._finish(job, result, forced=force and result.verification is not None
                          and not result.verification.passed)
@@ -372,7 +226,7 @@ class _Run:
         return results
 
     def _job(self, config: CollectionSettings, schema: CollectionSchema, dims: int, *,
-             restart: bool) -> _Job:
+             restart: bool) -> Job:
         spec = self.model.spec
         name = config.target or target_name(config.name, spec, dims)
         text = TextSource.from_settings(config.text_field, config.text_template)
@@ -408,10 +262,10 @@ class _Run:
                 text=text.describe(), alias=config.alias, phase="planned")
         keep = [n for n in schema.vectors if n != vector.name] + schema.sparse_vectors
         verify = self.settings.verify
-        return _Job(config, schema, vector.name, text, name, exists, distance, keep, record,
+        return Job(config, schema, vector.name, text, name, exists, distance, keep, record,
                     Reservoir(verify.sample, verify.seed))
 
-    async def _migrate_one(self, job: _Job, dims: int) -> CollectionResult:
+    async def _migrate_one(self, job: Job, dims: int) -> CollectionResult:
         record = job.record
         result = CollectionResult(
             source=job.config.name, source_collection=job.schema.name, target=job.target,
@@ -438,7 +292,7 @@ class _Run:
         self._count_check_inputs(job, result)
         return result
 
-    async def _backfill(self, job: _Job, result: CollectionResult, dims: int) -> None:
+    async def _backfill(self, job: Job, result: CollectionResult, dims: int) -> None:
         record = job.record
         insert_only = self.target.conditional_writes()
         result.write_mode = "insert-only" if insert_only else "upsert"
@@ -464,7 +318,7 @@ class _Run:
         )
         await self._run_stage(backfill, skips, result)
 
-    async def _catch_up(self, job: _Job, result: CollectionResult, dims: int) -> None:
+    async def _catch_up(self, job: Job, result: CollectionResult, dims: int) -> None:
         record = job.record
         self.state.update(record.id, phase="catching_up")
         self.state.clear_skipped(record.id)  # the join meets every source point again
@@ -484,7 +338,7 @@ class _Run:
                           if k in ("embedded", "tokens", "requests", "retries", "cached",
                                    "tokens_saved")})
 
-    def _pipeline_args(self, job: _Job, skips: StateSkipLog, dims: int, *, total: int | None,
+    def _pipeline_args(self, job: Job, skips: StateSkipLog, dims: int, *, total: int | None,
                        label: str | None = None) -> dict[str, Any]:
         return {"embedder": self.embedder, "text": job.text, "vector": job.vector,
                 "dims": dims, "skip_log": skips, "collection": label or job.config.name,
@@ -502,7 +356,7 @@ class _Run:
             raise _stopped(exc, result, stage.stats) from exc
         skips.flush()
 
-    def _count_check_inputs(self, job: _Job, result: CollectionResult) -> None:
+    def _count_check_inputs(self, job: Job, result: CollectionResult) -> None:
         skipped = self.state.skipped(job.record.id)
         result.skipped = len(skipped)
         result.first_skipped = [point for point, _ in skipped[:10]]
@@ -516,66 +370,13 @@ class _Run:
         result.source_count = self.source.count(job.schema.name)
         result.target_count = self.target.count(job.target)
 
-    async def _verify(self, job: _Job, result: CollectionResult) -> None:
-        verify = self.settings.verify
+    async def _verify(self, job: Job, result: CollectionResult) -> None:
         self.state.update(job.record.id, phase="verifying")
-        readiness = self.target.wait_ready(job.target, timeout=verify.readiness_timeout)
-        sample = job.sample.items if job.sample is not None else []
-        if len(sample) < min(verify.sample, result.target_count):
-            sample, _ = draw_sample(self.source, job.schema.name, job.text, verify.sample,
-                                    verify.seed)
-        pair = Pair(self.source, job.schema.name, job.vector, self.target, job.target,
-                    job.vector, expected_count=result.source_count - result.skipped,
-                    text=job.text)
-        report = await run_checks(pair, sample, self.embedder, verify)
-        report.readiness = readiness
-        if verify.queries is not None:
-            report.checks.append(await self._labelled(job))
-        result.verification = report
-        self.state.update(job.record.id, verification=report.to_dict())
+        result.verification = await verify_job(job, result, self.settings, self.source,
+                                               self.target, self.embedder)
+        self.state.update(job.record.id, verification=result.verification.to_dict())
 
-    async def _labelled(self, job: _Job) -> Check:
-        verify = self.settings.verify
-        if verify.source_provider is None:
-            raise ConfigError("verify.queries needs verify.source_provider: the provider and "
-                              "model the source collection was built with.")
-        queries = load_queries(Path(verify.queries or "."), verify.max_queries)
-        old = build_embedder(verify.source_provider)
-        try:
-            return await labelled_check(
-                queries, k=verify.k, max_drop=verify.max_ndcg_drop,
-                source=(self.source, job.schema.name, job.vector, old),
-                target=(self.target, job.target, job.vector, self.embedder))
-        finally:
-            await old.aclose()
-
-    def _drop(self, old: str | None, new: str) -> str | None:
-        """Delete the collection an alias left, if nothing serves it any more."""
-        if old is None or old == new or old not in self.target.collection_names():
-            return None
-        if old in self.target.aliases().values():
-            return None  # another alias still serves it
-        self.target.delete_collection(old)
-        return old
-
-    def _gate(self, jobs: list[_Job], results: list[CollectionResult], *, force: bool) -> None:
-        failed = [(job, r) for job, r in zip(jobs, results, strict=True)
-                  if r.verification is not None and not r.verification.passed]
-        if not failed or force:
-            return
-        for job, result in failed:
-            self.state.update(job.record.id, phase="failed",
-                              error=f"verification failed: {result.verification.summary()}"
-                              if result.verification else "verification failed")
-        message = " ".join(
-            f"Verification of {r.target!r} failed: {r.verification.summary()}."
-            for _, r in failed if r.verification is not None)
-        raise VerificationFailed(
-            f"{message} No alias was moved. Inspect with `migrator verify`, or move the alias "
-            "anyway with --force (recorded as forced).",
-            report=[r.verification.to_dict() for _, r in failed if r.verification])
-
-    def _finish(self, job: _Job, result: CollectionResult, *, forced: bool = False) -> None:
+    def _finish(self, job: Job, result: CollectionResult, *, forced: bool = False) -> None:
         alias = job.config.alias
         result.forced = forced
         if alias:
@@ -586,7 +387,7 @@ class _Run:
                 self.state.record_alias(alias, result.previous_alias_target, job.target,
                                         forced=forced, metrics=metrics)
             if self.drop_old and not forced:
-                result.dropped = self._drop(result.previous_alias_target, job.target)
+                result.dropped = drop_left(self.target, result.previous_alias_target, job.target)
         self.state.update(job.record.id, phase="swapped" if alias else "complete", error=None,
                           counters=result.stats.counters())
 
@@ -612,7 +413,7 @@ def _check_existing_target(existing: CollectionSchema, vector: str, dims: int,
         )
 
 
-def _check_aliases(jobs: list[_Job], target: QdrantStore) -> None:
+def _check_aliases(jobs: list[Job], target: QdrantStore) -> None:
     collections = set(target.collection_names())
     seen_targets: set[str] = set()
     seen_aliases: set[str] = set()
@@ -649,7 +450,7 @@ def _stopped(exc: ProviderError | StoreError, result: CollectionResult,
     return type(exc)(message)
 
 
-def _problem(job: _Job, result: CollectionResult, settings: Settings) -> MigratorError | None:
+def _problem(job: Job, result: CollectionResult, settings: Settings) -> MigratorError | None:
     if result.skipped and settings.migration.missing_text == "fail":
         shown = ", ".join(repr(i) for i in result.first_skipped)
         more = (f" and {result.skipped - len(result.first_skipped)} more"

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .migration import CollectionResult, ProgressCallback, _Run
+from .migration import ProgressCallback, _Run
 from .providers import Embedder, build_embedder
+from .results import CollectionResult
 from .settings import Settings
 from .state import EmbeddingCache, State
 from .store import QdrantStore, opened

@@ -302,3 +302,28 @@ def test_labelled_queries_need_the_source_model(memory_store: QdrantStore,
     settings.verify.queries = tmp_path / "q.jsonl"
     with pytest.raises(ConfigError, match="needs verify.source_provider"):
         migrate(settings, source_store=memory_store)
+
+
+def test_status_sees_every_phase(memory_store: QdrantStore, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from migrator.state import MigrationRecord, State
+
+    phases: list[str] = []
+    real_update, real_create = State.update, State.create
+
+    def update(self: State, migration: str, **fields: object) -> None:
+        real_update(self, migration, **fields)
+        if "phase" in fields:
+            record = self.get(migration)
+            assert record is not None
+            phases.append(record.phase)  # what `migrator status` would show now
+
+    def create(self: State, record: MigrationRecord) -> MigrationRecord:
+        phases.append(record.phase)
+        return real_create(self, record)
+
+    monkeypatch.setattr(State, "update", update)
+    monkeypatch.setattr(State, "create", create)
+    make_collection(memory_store.client, "docs", n=20)
+    migrate(config(tmp_path), source_store=memory_store)
+    assert phases == ["planned", "backfilling", "catching_up", "verifying", "swapped"]
