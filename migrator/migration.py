@@ -5,10 +5,11 @@ continues where an interrupted one stopped."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,19 @@ async def amigrate(
             "No collection to migrate: give --collection NAME or a `collections:` list in the "
             "configuration file."
         )
+    async with running(settings, source_store, target_store, embedder,
+                       on_progress) as (run, schemas):
+        run.drop_old = drop_old
+        return await run.go(schemas, restart=restart, force=force)
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, source_store: QdrantStore | None,
+                  target_store: QdrantStore | None, embedder: Embedder | None,
+                  on_progress: ProgressCallback | None
+                  ) -> AsyncIterator[tuple[_Run, list[CollectionSchema]]]:
+    """A run with everything it needs open (state, cache, stores, the embedder), and the
+    schemas of the configured sources; all of it closed again afterwards."""
     state_dir = Path(settings.migration.state_dir)
     state = State(state_dir)
     cache = EmbeddingCache(state_dir) if settings.migration.cache else None
@@ -127,8 +141,7 @@ async def amigrate(
             model = embedder or build_embedder(settings.provider, distance=distance)
             run = _Run(settings, state, cache, source, target, model, on_progress)
             try:
-                run.drop_old = drop_old
-                return await run.go(schemas, restart=restart, force=force)
+                yield run, schemas
             finally:
                 await run.release()
                 if embedder is None:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .migration import ProgressCallback, _Run
-from .providers import Embedder, build_embedder
+from .migration import ProgressCallback, running
+from .providers import Embedder
 from .results import CollectionResult
 from .settings import Settings
-from .state import EmbeddingCache, State
-from .store import QdrantStore, opened
+from .store import QdrantStore
 
 
 @dataclass
@@ -49,24 +47,6 @@ def sync(
 async def _sync(settings: Settings, source_store: QdrantStore | None,
                 target_store: QdrantStore | None, embedder: Embedder | None,
                 on_progress: ProgressCallback | None) -> SyncResult:
-    state_dir = Path(settings.migration.state_dir)
-    state = State(state_dir)
-    cache = EmbeddingCache(state_dir) if settings.migration.cache else None
-    try:
-        with opened(settings.source, settings.target, source_store=source_store,
-                    target_store=target_store) as (source, target):
-            schemas = [source.describe(c.name) for c in settings.collections]
-            first = settings.collections[0]
-            distance = first.distance or schemas[0].vector(first.vector).distance
-            model = embedder or build_embedder(settings.provider, distance=distance)
-            run = _Run(settings, state, cache, source, target, model, on_progress)
-            try:
-                return SyncResult(await run.sync_only(schemas))
-            finally:
-                await run.release()
-                if embedder is None:
-                    await model.aclose()
-    finally:
-        state.close()
-        if cache is not None:
-            cache.close()
+    async with running(settings, source_store, target_store, embedder,
+                       on_progress) as (run, schemas):
+        return SyncResult(await run.sync_only(schemas))
