@@ -105,6 +105,7 @@ collection_options = _options(
 state_option = click.option(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path),
     help="Where progress, the embedding cache and skip lists live (default .migrator).")
+alias_options = _options(config_option, store_options, target_store_options, state_option)
 pipeline_options = _options(
     click.option("--page-size", type=int, help="Points per scroll page (default 256)."),
     click.option("--missing-text", type=click.Choice(["fail", "skip"]),
@@ -318,10 +319,7 @@ def verify(as_json: bool, sample: int | None, k: int | None, report_file: Path |
 @cli.command("swap")
 @click.argument("alias")
 @click.argument("collection")
-@config_option
-@store_options
-@target_store_options
-@state_option
+@alias_options
 @click.option("--json", "as_json", is_flag=True, help="Print the move as JSON.")
 def swap_command(alias: str, collection: str, as_json: bool, **options: Any) -> None:
     """Point ALIAS at COLLECTION, atomically, and record the move.
@@ -338,10 +336,7 @@ def swap_command(alias: str, collection: str, as_json: bool, **options: Any) -> 
 
 @cli.command()
 @click.argument("alias")
-@config_option
-@store_options
-@target_store_options
-@state_option
+@alias_options
 @click.option("--json", "as_json", is_flag=True, help="Print the move as JSON.")
 def rollback(alias: str, as_json: bool, **options: Any) -> None:
     """Point ALIAS back at the collection it pointed to before its last move.
@@ -355,10 +350,7 @@ def rollback(alias: str, as_json: bool, **options: Any) -> None:
 
 @cli.command("drop-old")
 @click.argument("alias")
-@config_option
-@store_options
-@target_store_options
-@state_option
+@alias_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
 def drop_old_command(alias: str, yes: bool, **options: Any) -> None:
     """Delete the collection ALIAS pointed to before its last move (never automatic).

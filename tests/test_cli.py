@@ -236,3 +236,19 @@ def test_a_corrupt_state_file_exits_1(store_path: Path, tmp_path: Path) -> None:
     (tmp_path / "state" / "state.db").write_text("not a database")
     result = run("migrate", *base(store_path, tmp_path), "--collection", "docs")
     assert result.exit_code == 1 and "corrupt or truncated" in result.stderr
+
+
+def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -> None:
+    where = ["--qdrant-path", str(store_path), "--state-dir", str(tmp_path / "state")]
+    assert run("migrate", *base(store_path, tmp_path), "--collection", "docs",
+               "--target", "docs_v2").exit_code == 0
+    first = run("swap", "live", "docs", *where)
+    assert first.stdout == "Alias 'live' now points to 'docs' (before: None).\n"
+    assert run("swap", "live", "docs_v2", *where).exit_code == 0
+    refused = run("swap", "docs", "docs_v2", *where)
+    assert refused.exit_code == 2 and "'docs' is the name of a collection" in refused.stderr
+    back = run("rollback", "live", *where, "--json")
+    assert json.loads(back.stdout) == {"alias": "live", "from": "docs_v2", "to": "docs",
+                                       "forced": False}
+    assert run("rollback", "nothing", *where).exit_code == 2
+    assert run("drop-old", "live", *where, "--yes").stdout == "Deleted 'docs_v2'.\n"
