@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import numpy as np
 
 from ..errors import (
     ProviderAuthError,
@@ -24,6 +27,7 @@ from ..errors import (
     ProviderRateLimited,
     ProviderResponseError,
 )
+from ..limits import RateLimiter, RateLimits
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_SERVER_WAIT = 120.0  # never wait longer than this on a server's say-so
@@ -38,6 +42,33 @@ class Reply:
     body: Any
     headers: httpx.Headers
     retries: int
+
+
+@dataclass
+class EndpointMetrics:
+    """What one endpoint saw: for the progress bar and the run report."""
+
+    requests: int = 0
+    throttled: int = 0  # answers 429
+    retries: Counter[str] = field(default_factory=Counter)  # by cause
+    latencies: list[float] = field(default_factory=list)  # seconds, successful requests
+    limiter_wait: float = 0.0
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies:
+            return None
+        return float(np.percentile(self.latencies, q))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "throttled": self.throttled,
+                "retries": dict(self.retries), "limiter_wait_s": round(self.limiter_wait, 3),
+                "latency_p50_ms": _ms(self.percentile(50)),
+                "latency_p95_ms": _ms(self.percentile(95)),
+                "latency_p99_ms": _ms(self.percentile(99))}
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
 
 
 class HttpEndpoint:
@@ -55,8 +86,11 @@ class HttpEndpoint:
         max_retries: int,
         client: httpx.AsyncClient | None = None,
         sleep: Sleep = asyncio.sleep,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.label = label
+        self.limiter = limiter
+        self.metrics = EndpointMetrics()
         self._headers = dict(headers)
         self._timeout = timeout
         self.max_retries = max_retries
@@ -66,14 +100,16 @@ class HttpEndpoint:
         )
         self._sleep = sleep
 
-    async def post_json(self, url: str, payload: Mapping[str, Any]) -> Reply:
-        """POST `payload` as JSON and return the decoded body, retrying what is retryable."""
+    async def post_json(self, url: str, payload: Mapping[str, Any], *,
+                        tokens: int = 0) -> Reply:
+        """POST `payload` as JSON and return the decoded body, retrying what is retryable.
+
+        With a limiter, every attempt first waits for budget for one request of `tokens`.
+        """
         retries = 0
         while True:
             try:
-                response = await self._client.post(
-                    url, json=payload, headers=self._headers, timeout=self._timeout
-                )
+                response = await self._attempt(url, payload, tokens)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 if retries >= self.max_retries:
                     raise ProviderResponseError(
@@ -82,6 +118,7 @@ class HttpEndpoint:
                         provider=self.label,
                     ) from exc
                 retries += 1
+                self.metrics.retries[type(exc).__name__] += 1
                 await self._sleep(backoff(retries))
                 continue
             if response.status_code < 400:
@@ -99,7 +136,38 @@ class HttpEndpoint:
                     )
                 raise error
             retries += 1
-            await self._sleep(retry_delay(response.headers, retries))
+            self.metrics.retries[f"HTTP {response.status_code}"] += 1
+            delay = retry_delay(response.headers, retries)
+            if response.status_code == 429 and self.limiter is not None:
+                self.limiter.pause(delay)  # everyone waits, not only this request
+            await self._sleep(delay)
+
+    async def _attempt(self, url: str, payload: Mapping[str, Any],
+                       tokens: int) -> httpx.Response:
+        if self.limiter is not None:
+            before = self.limiter.waited
+            await self.limiter.acquire(tokens)
+            self.metrics.limiter_wait += self.limiter.waited - before
+        started = time.perf_counter()
+        try:
+            response = await self._client.post(url, json=payload, headers=self._headers,
+                                               timeout=self._timeout)
+        finally:
+            if self.limiter is not None:
+                self.limiter.release()
+        self.metrics.requests += 1
+        if response.status_code == 429:
+            self.metrics.throttled += 1
+        elif response.status_code < 400:
+            self.metrics.latencies.append(time.perf_counter() - started)
+        if self.limiter is not None:
+            self.limiter.observe(response.headers)
+        return response
+
+    def settle(self, estimated: int, billed: int | None) -> None:
+        """Tell the limiter what the provider billed for a request estimated at `estimated`."""
+        if self.limiter is not None:
+            self.limiter.settle(estimated, billed)
 
     def _error(self, response: httpx.Response) -> ProviderError:
         status = response.status_code
@@ -174,3 +242,16 @@ def _decode(response: httpx.Response, label: str) -> Any:
             provider=label,
             status=response.status_code,
         ) from exc
+
+
+def limiter_for(settings: Any) -> RateLimiter | None:
+    """The limiter the provider settings ask for (tier, per-window limits), or None."""
+    limits = RateLimits(requests=settings.requests_per_minute,
+                        tokens=settings.tokens_per_minute,
+                        window=settings.rate_window, adaptive=settings.adaptive_pacing)
+    if settings.tier is not None:
+        tier = RateLimits.for_tier(settings.tier, window=settings.rate_window)
+        limits = RateLimits(requests=limits.requests or tier.requests, tokens=limits.tokens,
+                            concurrency=tier.concurrency, window=settings.rate_window,
+                            adaptive=settings.adaptive_pacing)
+    return RateLimiter(limits) if limits.active else None

@@ -15,7 +15,7 @@ from ..errors import ConfigError, ProviderResponseError
 from ..settings import KEY_REQUIRED, ProviderSettings
 from ..tokens import estimate_total
 from .base import Embedding, InputKind, check_vectors
-from .http import HttpEndpoint, Sleep, extract_message
+from .http import HttpEndpoint, Sleep, extract_message, limiter_for
 
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -57,8 +57,10 @@ class OpenAIEmbedder:
             timeout=settings.timeout,
             max_retries=settings.max_retries,
             client=client,
+            limiter=limiter_for(settings),
             **extra,
         )
+        self.metrics = self._http.metrics
 
     @property
     def dims(self) -> int | None:
@@ -87,8 +89,10 @@ class OpenAIEmbedder:
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
         if len(texts) > self._batch_size:
             raise ValueError(f"{len(texts)} texts exceed the batch size {self._batch_size}")
-        reply = await self._http.post_json(self._url, self.request_body(texts))
+        estimated = estimate_total(texts)
+        reply = await self._http.post_json(self._url, self.request_body(texts), tokens=estimated)
         vectors, tokens = self._parse(reply.body, len(texts))
+        self._http.settle(estimated, tokens)
         if self._dims is None:  # a model the catalog lacks: the first answer sets the size
             self._dims = int(vectors.shape[1])
         vectors = check_vectors(vectors, expected=len(texts), dims=self._dims,

@@ -1,0 +1,178 @@
+"""Pacing requests to a provider's limits: requests per window, tokens per window, and
+requests in flight.
+
+A token bucket lets through b + r*W in any window of length W (b = what it can hold,
+r = refill rate). Sized b = HEADROOM_BURST * limit and r = (limit - b) / W, no window the
+provider counts can exceed its limit, and the run still uses 95% of it. Token counts are
+estimated before a request is sent and corrected by what the provider bills; the provider's
+`x-ratelimit-remaining-*` and `-reset-*` headers pull the buckets down when it has counted
+more than we have (other clients on the same key, a different tokenizer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Tier = Literal["free", "tier1", "tier2", "tier3", "tier4", "tier5"]
+
+# usage tiers: (max requests in flight, requests per minute); tokens/min depend on the model
+TIERS: dict[str, tuple[int, int]] = {
+    "free": (1, 100),
+    "tier1": (35, 3_000),
+    "tier2": (60, 5_000),
+    "tier3": (60, 5_000),
+    "tier4": (125, 10_000),
+    "tier5": (125, 10_000),
+}
+HEADROOM_BURST = 0.05  # the share of a window's budget that may go out at once
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    requests: float | None = None  # per window
+    tokens: float | None = None  # per window
+    concurrency: int | None = None
+    window: float = 60.0  # seconds; per-minute limits
+    adaptive: bool = True
+
+    @classmethod
+    def for_tier(cls, tier: str, *, tokens: float | None = None,
+                 window: float = 60.0) -> RateLimits:
+        concurrency, requests = TIERS[tier]
+        return cls(requests=requests, tokens=tokens, concurrency=concurrency, window=window)
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.requests, self.tokens, self.concurrency))
+
+
+class TokenBucket:
+    """A budget that refills continuously; `level` may go below zero (a debt) when one
+    request needs more than the bucket holds, so nothing is ever refused outright."""
+
+    def __init__(self, limit: float, window: float, clock: Clock) -> None:
+        self.capacity = max(1.0, limit * HEADROOM_BURST)
+        self.rate = (limit - self.capacity) / window if limit > self.capacity else (
+            limit / window)
+        self.level = self.capacity
+        self._clock = clock
+        self._updated = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self.level = min(self.capacity, self.level + (now - self._updated) * self.rate)
+        self._updated = now
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until `amount` can be taken (0: now)."""
+        self._refill()
+        needed = min(amount, self.capacity) - self.level
+        return max(0.0, needed / self.rate)
+
+    def take(self, amount: float) -> None:
+        self._refill()
+        self.level -= amount
+
+    def give_back(self, amount: float) -> None:
+        self._refill()
+        self.level = min(self.capacity, self.level + amount)
+
+    def at_most(self, remaining: float) -> None:
+        """The provider says only `remaining` is left: never believe we have more."""
+        self._refill()
+        self.level = min(self.level, remaining)
+
+
+class RateLimiter:
+    """Paces requests before they are sent, so the provider does not have to refuse them."""
+
+    def __init__(self, limits: RateLimits, *, clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep) -> None:
+        self.limits = limits
+        self._clock, self._sleep = clock, sleep
+        self._requests = TokenBucket(limits.requests, limits.window, clock) \
+            if limits.requests else None
+        self._tokens = TokenBucket(limits.tokens, limits.window, clock) if limits.tokens \
+            else None
+        self._slots = asyncio.Semaphore(limits.concurrency) if limits.concurrency else None
+        self._lock = asyncio.Lock()  # one request at a time takes from the buckets
+        self._paused_until = 0.0
+        self.waited = 0.0  # seconds spent waiting on the limiter, all requests together
+
+    async def acquire(self, tokens: int) -> None:
+        """Wait for a slot and for budget for one request of `tokens`, then take it."""
+        if self._slots is not None:
+            await self._slots.acquire()
+        started = self._clock()
+        async with self._lock:
+            while True:
+                delay = max(self._paused_until - self._clock(),
+                            self._requests.wait_for(1) if self._requests else 0.0,
+                            self._tokens.wait_for(tokens) if self._tokens else 0.0)
+                if delay <= 0:
+                    break
+                await self._sleep(delay)
+            if self._requests is not None:
+                self._requests.take(1)
+            if self._tokens is not None:
+                self._tokens.take(tokens)
+        self.waited += self._clock() - started
+
+    def release(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+    def settle(self, estimated: int, billed: int | None) -> None:
+        """Correct the token budget by what the provider actually counted."""
+        if self._tokens is not None and billed is not None and billed != estimated:
+            if billed < estimated:
+                self._tokens.give_back(estimated - billed)
+            else:
+                self._tokens.take(billed - estimated)
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Follow the provider's own count (x-ratelimit-remaining-*, -reset-*)."""
+        if not self.limits.adaptive:
+            return
+        for kind, bucket in (("requests", self._requests), ("tokens", self._tokens)):
+            remaining = headers.get(f"x-ratelimit-remaining-{kind}")
+            if bucket is None or remaining is None:
+                continue
+            try:
+                bucket.at_most(float(remaining))
+            except ValueError:
+                continue
+            if float(remaining) <= 0:
+                reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
+                if reset:
+                    self.pause(reset)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request back for `seconds` (a 429's Retry-After, a spent budget)."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(text: str) -> float | None:
+    """OpenAI's reset durations: `1s`, `6m0s`, `12ms`, `1h2m3.5s`; None when unreadable."""
+    text = text.strip()
+    if not text:
+        return None
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+    return sum(float(n) * _UNIT[u] for n, u in parts)
