@@ -30,6 +30,8 @@ TIERS: dict[str, tuple[int, int]] = {
     "tier5": (125, 10_000),
 }
 HEADROOM_BURST = 0.05  # the share of a window's budget that may go out at once
+RECHECK = 0.05  # seconds; a waiting request looks again this often
+LEARNING_RATE = 0.2  # how fast the billed/estimated ratio follows the provider
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -75,7 +77,8 @@ class TokenBucket:
         """Seconds until `amount` can be taken (0: now)."""
         self._refill()
         needed = min(amount, self.capacity) - self.level
-        return max(0.0, needed / self.rate)
+        # a sleep of exactly needed/rate can refill a hair short in floating point
+        return needed / self.rate if needed > 1e-9 * self.capacity else 0.0
 
     def take(self, amount: float) -> None:
         self._refill()
@@ -106,24 +109,33 @@ class RateLimiter:
         self._lock = asyncio.Lock()  # one request at a time takes from the buckets
         self._paused_until = 0.0
         self.waited = 0.0  # seconds spent waiting on the limiter, all requests together
+        # billed / estimated tokens, learnt as responses come in: a conservative estimate
+        # would otherwise leave part of the budget unused
+        self.ratio = 1.0
+
+    def expected(self, estimated: int) -> float:
+        """What a request estimated at `estimated` tokens will likely be billed."""
+        return estimated * self.ratio
 
     async def acquire(self, tokens: int) -> None:
-        """Wait for a slot and for budget for one request of `tokens`, then take it."""
+        """Wait for a slot and for budget for one request of `tokens` (an estimate), then
+        take it. Waits are re-checked often: budget comes back as responses settle."""
         if self._slots is not None:
             await self._slots.acquire()
         started = self._clock()
+        amount = self.expected(tokens)
         async with self._lock:
             while True:
                 delay = max(self._paused_until - self._clock(),
                             self._requests.wait_for(1) if self._requests else 0.0,
-                            self._tokens.wait_for(tokens) if self._tokens else 0.0)
-                if delay <= 0:
+                            self._tokens.wait_for(amount) if self._tokens else 0.0)
+                if delay <= 1e-6:
                     break
-                await self._sleep(delay)
+                await self._sleep(min(delay, RECHECK))
             if self._requests is not None:
                 self._requests.take(1)
             if self._tokens is not None:
-                self._tokens.take(tokens)
+                self._tokens.take(amount)
         self.waited += self._clock() - started
 
     def release(self) -> None:
@@ -131,12 +143,17 @@ class RateLimiter:
             self._slots.release()
 
     def settle(self, estimated: int, billed: int | None) -> None:
-        """Correct the token budget by what the provider actually counted."""
-        if self._tokens is not None and billed is not None and billed != estimated:
-            if billed < estimated:
-                self._tokens.give_back(estimated - billed)
+        """Correct the token budget by what the provider actually counted, and learn how
+        far estimates are off."""
+        if billed is None or estimated <= 0:
+            return
+        taken = self.expected(estimated)
+        if self._tokens is not None:
+            if billed < taken:
+                self._tokens.give_back(taken - billed)
             else:
-                self._tokens.take(billed - estimated)
+                self._tokens.take(billed - taken)
+        self.ratio += LEARNING_RATE * (billed / estimated - self.ratio)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Follow the provider's own count (x-ratelimit-remaining-*, -reset-*)."""

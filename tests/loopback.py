@@ -46,7 +46,8 @@ class LoopbackServer:
 
     def __init__(self, *, dims: int = 16, latency: float = 0.0, shuffle: bool = False,
                  api_key: str | None = None, honour_dimensions: bool = True,
-                 scale: float = 1.0) -> None:
+                 scale: float = 1.0, rpm: int | None = None, tpm: int | None = None,
+                 window: float = 60.0) -> None:
         self.dims = dims
         self.honour_dimensions = honour_dimensions  # False: ignore `dimensions`, like Ollama
         self.scale = scale  # vector length; not 1.0 plays a server that does not normalise
@@ -57,6 +58,16 @@ class LoopbackServer:
         self.requests = 0
         self.texts = 0
         self.seen: Counter[str] = Counter()  # how often each text was embedded
+        # rate-limit windows (fixed, from the first request), OpenAI-style 429s and headers
+        self.limits = {"requests": rpm, "tokens": tpm}
+        self.window = window
+        self.throttled = 0
+        self.admitted_tokens = 0
+        self.first_admit: float | None = None
+        self.last_admit: float | None = None
+        self._origin: float | None = None
+        self._index = -1
+        self._used = {"requests": 0, "tokens": 0}
         self.bodies: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -77,14 +88,21 @@ class LoopbackServer:
         self._server.server_close()
 
     def respond(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        tokens = sum(len(t.split()) for t in texts)
         with self._lock:
             self.requests += 1
             self.bodies.append(body)
             fault = self.faults.popleft() if self.faults else None
+            limited = self._admit(tokens)
         if fault is not None and fault.status:
             raw = fault.raw if fault.raw is not None else json.dumps(fault.body).encode()
             return fault.status, fault.headers, raw
-        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        status, headers = limited
+        if status == 429:
+            return 429, headers, json.dumps({"error": {
+                "message": "Rate limit reached. Please try again later.",
+                "type": "tokens", "code": "rate_limit_exceeded"}}).encode()
         with self._lock:
             self.texts += len(texts)
             self.seen.update(texts)
@@ -98,10 +116,43 @@ class LoopbackServer:
             items.append({"object": "embedding", "index": index, "embedding": encoded})
         if self.shuffle:
             items.reverse()
-        tokens = sum(len(t.split()) for t in texts)
         payload = {"object": "list", "data": items, "model": body.get("model"),
                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-        return 200, {}, json.dumps(payload).encode()
+        return 200, headers, json.dumps(payload).encode()
+
+    def _admit(self, tokens: int) -> tuple[int, dict[str, str]]:
+        """Count a request against the current window (lock held): 429 when it would go
+        over a limit. Headers say what is left and when the window resets."""
+        if not any(self.limits.values()):
+            return 200, {}
+        now = time.monotonic()
+        if self._origin is None:
+            self._origin = now
+        index = int((now - self._origin) // self.window)  # windows of fixed length
+        if index != self._index:
+            self._index = index
+            self._used = {"requests": 0, "tokens": 0}
+        wants = {"requests": 1, "tokens": tokens}
+        over = any(limit is not None and self._used[k] + wants[k] > limit
+                   for k, limit in self.limits.items())
+        if not over:
+            for key in wants:
+                self._used[key] += wants[key]
+            self.admitted_tokens += tokens
+            self.first_admit = self.first_admit or now
+            self.last_admit = now
+        else:
+            self.throttled += 1
+        reset = self._origin + (index + 1) * self.window - now
+        headers = {}
+        for key, limit in self.limits.items():
+            if limit is not None:
+                headers[f"x-ratelimit-limit-{key}"] = str(limit)
+                headers[f"x-ratelimit-remaining-{key}"] = str(max(0, limit - self._used[key]))
+                headers[f"x-ratelimit-reset-{key}"] = f"{int(reset * 1000)}ms"
+        if over:
+            headers["retry-after-ms"] = str(max(1, int(reset * 1000)))
+        return (429 if over else 200), headers
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -111,6 +162,17 @@ class LoopbackServer:
             # headers and body go out as two writes; without TCP_NODELAY the second waits
             # for the client's delayed ACK (40 ms) and every request looks slow
             disable_nagle_algorithm = True
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                busy = (server.last_admit or 0) - (server.first_admit or 0)
+                raw = json.dumps({"requests": server.requests, "throttled": server.throttled,
+                                  "admitted_tokens": server.admitted_tokens,
+                                  "busy_seconds": busy}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", 0))
@@ -151,8 +213,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="loopback OpenAI-compatible embeddings server")
     parser.add_argument("--dims", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rpm", type=int, help="requests per window")
+    parser.add_argument("--tpm", type=int, help="tokens (words) per window")
+    parser.add_argument("--window", type=float, default=60.0, help="window length, seconds")
     args = parser.parse_args()
-    with LoopbackServer(dims=args.dims, latency=args.latency) as server:
+    with LoopbackServer(dims=args.dims, latency=args.latency, rpm=args.rpm, tpm=args.tpm,
+                        window=args.window) as server:
         print(server.url, flush=True)
         sys.stdin.read()  # the parent closes our stdin (or exits) to stop us
 

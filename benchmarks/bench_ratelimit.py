@@ -1,0 +1,126 @@
+"""Running at the provider's limit, not below it and not into it.
+
+    python benchmarks/bench_ratelimit.py [--points 3000]
+
+A loopback OpenAI-compatible server (in its own process) enforces requests and tokens per
+window, with windows scaled from a minute to one second so the run takes seconds. The same
+migration runs twice: with migrator's pacing (token buckets sized to the limits, corrected
+by billed tokens and the x-ratelimit headers) and without it (no limits configured: only
+retries on 429 with Retry-After, which is what most tools do). Printed: achieved tokens per
+window / the binding limit, the share of requests answered 429, points lost.
+Targets with pacing: >= 90% of the binding limit, <= 2% answered 429, zero points lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from migrator import (  # noqa: E402
+    CollectionSettings,
+    MigrationSettings,
+    ProviderSettings,
+    Settings,
+    migrate,
+)
+from migrator.settings import VerifySettings  # noqa: E402
+from migrator.store import QdrantStore  # noqa: E402
+
+WORDS = ["tide", "bread", "credit", "guitar", "star", "garden", "network", "whale", "salt",
+         "orbit", "pastry", "bond"]
+
+
+@contextlib.contextmanager
+def limited_server(rpm: int, tpm: int, window: float) -> Iterator[str]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.loopback_stats", "--dims", "16", "--latency", "0.02",
+         "--rpm", str(rpm), "--tpm", str(tpm), "--window", str(window)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        yield server.stdout.readline().strip()
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        server.wait(timeout=10)
+
+
+def stats(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/stats") as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def source(points: int) -> QdrantClient:
+    client = QdrantClient(":memory:")
+    client.create_collection("docs", vectors_config=qm.VectorParams(
+        size=4, distance=qm.Distance.COSINE))
+    client.upsert("docs", points=[
+        qm.PointStruct(id=i, vector=[1.0, 0.0, 0.0, 0.0], payload={"text": " ".join(
+            WORDS[(i * k) % len(WORDS)] for k in range(1, 9)) + f" {i}"})
+        for i in range(points)])
+    return client
+
+
+def run(client: QdrantClient, url: str, *, paced: bool, rpm: int, tpm: int,
+        window: float) -> tuple[int, float]:
+    limits = {"requests_per_minute": rpm, "tokens_per_minute": tpm,
+              "rate_window": window} if paced else {}
+    settings = Settings(
+        provider=ProviderSettings(name="openai-compatible", model="bench", base_url=url,
+                                  batch_size=16, concurrency=8, max_retries=50,
+                                  **limits),  # type: ignore[arg-type]
+        collections=[CollectionSettings(name="docs", target="paced" if paced else "unpaced")],
+        migration=MigrationSettings(state_dir=Path(tempfile.mkdtemp()), cache=False,
+                                    catch_up=False),
+        verify=VerifySettings(enabled=False),
+    )
+    target = QdrantStore(QdrantClient(":memory:"), location="bench", local=True)
+    started = time.perf_counter()
+    result = migrate(settings, source_store=QdrantStore(client, location="bench", local=True),
+                     target_store=target)
+    elapsed = time.perf_counter() - started
+    return result.collections[0].target_count, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", type=int, default=3000)
+    parser.add_argument("--rpm", type=int, default=60, help="requests per window")
+    parser.add_argument("--tpm", type=int, default=3000, help="tokens per window (binding)")
+    parser.add_argument("--window", type=float, default=1.0, help="seconds")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", message="Local mode is not recommended")
+    client = source(args.points)
+    for paced in (True, False):
+        with limited_server(args.rpm, args.tpm, args.window) as url:
+            written, elapsed = run(client, url, paced=paced, rpm=args.rpm, tpm=args.tpm,
+                                   window=args.window)
+            seen = stats(url)
+        rate = seen["admitted_tokens"] / max(seen["busy_seconds"], 1e-9) * args.window
+        share = seen["throttled"] / max(seen["requests"], 1)
+        name = "with pacing   " if paced else "without pacing"
+        verdict = ""
+        if paced:
+            ok = rate / args.tpm >= 0.9 and share <= 0.02 and written == args.points
+            verdict = "  PASS" if ok else "  FAIL"
+        print(f"{name}  tokens/window {rate:7.0f} = {rate / args.tpm:5.1%} of {args.tpm}   "
+              f"answered 429: {share:5.1%} ({seen['throttled']:.0f} of {seen['requests']:.0f})"
+              f"   points lost: {args.points - written}   {elapsed:5.1f} s{verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The rate limiter: bucket arithmetic on a fake clock, header parsing, and a migration
+against a loopback server that enforces request and token windows."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from migrator import CollectionSettings, MigrationSettings, ProviderSettings, Settings, migrate
+from migrator.limits import RateLimiter, RateLimits, TokenBucket, parse_duration
+from migrator.settings import VerifySettings
+from migrator.store import QdrantStore
+
+from .conftest import make_collection
+from .loopback import LoopbackServer
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("1s", 1.0), ("6m0s", 360.0), ("12ms", 0.012), ("1h2m3.5s", 3723.5), ("2.5", 2.5),
+    ("", None), ("soon", None)])
+def test_reset_durations(text: str, seconds: float | None) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_no_window_gets_more_than_the_limit() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(RateLimits(tokens=1000, window=10.0), clock=clock,
+                          sleep=clock.sleep)
+    sent: list[tuple[float, int]] = []
+
+    async def run() -> None:
+        for _ in range(200):
+            await limiter.acquire(37)
+            sent.append((clock.now, 37))
+            limiter.release()
+
+    asyncio.run(run())
+    for start in [t for t, _ in sent]:
+        in_window = sum(n for t, n in sent if start <= t < start + 10.0)
+        assert in_window <= 1000
+    rate = sum(n for _, n in sent) / sent[-1][0]
+    assert rate >= 0.9 * 1000 / 10.0  # and it still uses the budget
+
+
+def test_billed_tokens_correct_the_estimate_and_headers_pull_down() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(1000, 10.0, clock)
+    assert bucket.capacity == 50
+    bucket.take(50)
+    bucket.give_back(30)
+    assert bucket.level == 30
+    limiter = RateLimiter(RateLimits(requests=100, tokens=1000, window=10.0), clock=clock,
+                          sleep=clock.sleep)
+    limiter.observe({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "2s"})
+    asyncio.run(limiter.acquire(10))
+    assert clock.now >= 2.0  # waited for the reset the provider announced
+
+
+def test_tier_presets() -> None:
+    limits = RateLimits.for_tier("tier1", tokens=1_000_000)
+    assert (limits.concurrency, limits.requests, limits.tokens) == (35, 3000, 1_000_000)
+
+
+def test_migration_paced_under_request_and_token_windows(memory_store: QdrantStore,
+                                                         tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=240)
+    with LoopbackServer(dims=8, rpm=12, tpm=600, window=0.5) as server:
+        settings = Settings(
+            provider=ProviderSettings(name="openai-compatible", model="limited",
+                                      base_url=server.url, batch_size=16, concurrency=6,
+                                      requests_per_minute=12, tokens_per_minute=600,
+                                      rate_window=0.5),
+            collections=[CollectionSettings(name="docs")],
+            migration=MigrationSettings(state_dir=tmp_path / "s", page_size=16),
+            verify=VerifySettings(enabled=False),
+        )
+        result = migrate(settings, source_store=memory_store)
+        assert server.throttled <= max(1, server.requests // 50)  # <= 2% answered 429
+    assert result.collections[0].target_count == 240
