@@ -207,6 +207,7 @@ class _Run:
             collections=results,
             seconds=time.perf_counter() - started,
             probe_tokens=checked.tokens,
+            provider_metrics=provider_metrics(self.model),
             cost=spec.cost(checked.tokens + sum(r.stats.tokens for r in results)),
             price_known=spec.price_per_mtok is not None,
             cost_saved=spec.cost(sum(r.stats.tokens_saved for r in results)),
@@ -496,3 +497,13 @@ def _raise_problems(problems: list[MigratorError]) -> None:
         else DataError
     raise kind(" ".join(str(p) for p in problems))
 
+
+
+def provider_metrics(embedder: Embedder) -> dict[str, Any] | None:
+    """The HTTP metrics of the endpoint behind `embedder` (through cache and size wrappers),
+    or None for providers that do not speak HTTP."""
+    current: Any = embedder
+    while current is not None and not hasattr(current, "metrics"):
+        current = getattr(current, "inner", None)
+    metrics = getattr(current, "metrics", None)
+    return metrics.to_dict() if metrics is not None else None

@@ -80,6 +80,13 @@ def migration(result: Any) -> str:
         f"Cache: {data['cache_hits']:,} texts from the cache, {data['tokens_saved']:,} tokens "
         f"({money(result.cost_saved)}) not paid again",
     ]
+    metrics = result.provider_metrics
+    if metrics:
+        lines.append(
+            f"Provider: {metrics['requests']:,} HTTP requests, {metrics['throttled']:,} answered "
+            f"429, retries {metrics['retries'] or 'none'}, {metrics['limiter_wait_s']:.1f} s "
+            f"paced by the limiter, latency p50/p95/p99 {metrics['latency_p50_ms']}/"
+            f"{metrics['latency_p95_ms']}/{metrics['latency_p99_ms']} ms")
     for c in result.collections:
         if c.resumed:
             lines.append(f"{c.source!r} resumed: {c.resumed_written:,} points were already "

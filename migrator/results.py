@@ -68,6 +68,7 @@ class MigrationResult:
     warnings: list[str] = field(default_factory=list)
     cost_saved: float | None = None
     probe_tokens: int = 0
+    provider_metrics: dict[str, Any] | None = None  # requests, 429s, waits, latency
 
     @property
     def tokens(self) -> int:
@@ -99,6 +100,7 @@ class MigrationResult:
             "cache_hits": sum(c.stats.cached for c in self.collections),
             "tokens_saved": sum(c.stats.tokens_saved for c in self.collections),
             "cost_saved_usd": self.cost_saved,
+            "provider_metrics": self.provider_metrics,
             "requests": sum(c.stats.requests for c in self.collections),
             "retries": sum(c.stats.retries for c in self.collections),
             "collections": [c.to_dict() for c in self.collections],

@@ -90,3 +90,27 @@ def test_migration_paced_under_request_and_token_windows(memory_store: QdrantSto
         result = migrate(settings, source_store=memory_store)
         assert server.throttled <= max(1, server.requests // 50)  # <= 2% answered 429
     assert result.collections[0].target_count == 240
+
+
+def test_the_report_carries_the_provider_metrics(memory_store: QdrantStore,
+                                                 tmp_path: Path) -> None:
+    from migrator import report
+    from tests.loopback import Fault
+
+    make_collection(memory_store.client, "docs", n=40)
+    with LoopbackServer(dims=8) as server:
+        server.faults.extend([Fault(0), Fault(429, {"error": {"message": "slow down"}},
+                                              {"retry-after-ms": "10"})])
+        settings = Settings(
+            provider=ProviderSettings(name="openai-compatible", model="m", base_url=server.url,
+                                      batch_size=8, concurrency=1),
+            collections=[CollectionSettings(name="docs")],
+            migration=MigrationSettings(state_dir=tmp_path / "s", page_size=8),
+            verify=VerifySettings(enabled=False),
+        )
+        result = migrate(settings, source_store=memory_store)
+    metrics = result.provider_metrics
+    assert metrics is not None
+    assert metrics["throttled"] == 1 and metrics["retries"] == {"HTTP 429": 1}
+    assert metrics["latency_p50_ms"] is not None
+    assert "1 answered 429" in report.migration(result)
