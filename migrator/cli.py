@@ -78,7 +78,8 @@ target_store_options = _options(
 )
 provider_options = _options(
     click.option("--provider", "-p", type=click.Choice(
-        ["hashing", "openai", "azure", "openrouter", "openai-compatible", "local"]),
+        ["hashing", "openai", "azure", "openrouter", "openai-compatible", "local", "cohere",
+         "voyage", "mistral", "gemini", "ollama", "tei"]),
         help="Embedding provider of the new model."),
     click.option("--model", "-m", help="Model name (see `migrator models`)."),
     click.option("--dimensions", "-d", type=int, help="Vector size of the new collection."),

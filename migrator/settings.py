@@ -25,7 +25,8 @@ from pydantic_settings import (
 
 from .errors import ConfigError
 
-ProviderName = Literal["hashing", "openai", "azure", "openrouter", "openai-compatible", "local"]
+ProviderName = Literal["hashing", "openai", "azure", "openrouter", "openai-compatible", "local",
+                       "cohere", "voyage", "mistral", "gemini", "ollama", "tei"]
 Distance = Literal["Cosine", "Dot", "Euclid", "Manhattan"]
 
 DEFAULT_API_KEY_ENV: dict[str, str] = {
@@ -33,9 +34,15 @@ DEFAULT_API_KEY_ENV: dict[str, str] = {
     "azure": "AZURE_OPENAI_API_KEY",
     "openrouter": "OPENROUTER_API_KEY",
     "openai-compatible": "OPENAI_COMPATIBLE_API_KEY",
+    "cohere": "CO_API_KEY",
+    "voyage": "VOYAGE_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "ollama": "OLLAMA_API_KEY",
+    "tei": "TEI_API_KEY",
 }
-# Providers that cannot work without a key (a self-hosted OpenAI-compatible server often has none).
-KEY_REQUIRED = {"openai", "azure", "openrouter"}
+# Providers that cannot work without a key (self-hosted servers often have none).
+KEY_REQUIRED = {"openai", "azure", "openrouter", "cohere", "voyage", "mistral", "gemini"}
 
 
 class _Section(BaseModel):

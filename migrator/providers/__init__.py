@@ -39,7 +39,25 @@ def _local(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
     return LocalEmbedder(spec, batch_size=settings.batch_size)
 
 
+def _rest(module: str, name: str) -> Factory:
+    """A factory for a `RestEmbedder` subclass, imported when first used."""
+    def build(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
+              client: httpx.AsyncClient | None) -> Embedder:
+        import importlib
+
+        cls = getattr(importlib.import_module(f".{module}", __name__), name)
+        embedder: Embedder = cls(spec, settings, ask=ask, client=client)
+        return embedder
+    return build
+
+
 PROVIDERS: dict[str, Factory] = {
+    "cohere": _rest("cohere", "CohereEmbedder"),
+    "voyage": _rest("voyage", "VoyageEmbedder"),
+    "mistral": _rest("mistral", "MistralEmbedder"),
+    "gemini": _rest("gemini", "GeminiEmbedder"),
+    "ollama": _rest("ollama", "OllamaEmbedder"),
+    "tei": _rest("tei", "TEIEmbedder"),
     "hashing": _hashing,
     "openai": _openai,
     "azure": _openai,
@@ -59,7 +77,7 @@ def model_spec(settings: ProviderSettings) -> ModelSpec:
     spec = lookup(settings.name, settings.model)
     if spec is not None:
         return spec
-    if settings.name in ("openai", "hashing"):
+    if settings.name in ("openai", "hashing", "cohere", "voyage", "mistral", "gemini"):
         known = ", ".join(s.model for s in models_for([settings.name]))
         raise ConfigError(
             f"Unknown {settings.name} model {settings.model!r}. Known models: {known}. "

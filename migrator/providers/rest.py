@@ -1,0 +1,110 @@
+"""A base for embedding APIs that take JSON and return JSON over HTTP: the request shape
+and the parsing differ per provider; sizes, limits, retries and validation do not."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import numpy as np
+
+from ..catalog import ModelSpec
+from ..errors import ConfigError, ProviderResponseError
+from ..settings import KEY_REQUIRED, ProviderSettings
+from ..tokens import estimate_total
+from .base import Embedding, InputKind, check_vectors
+from .http import HttpEndpoint, Sleep, extract_message, limiter_for
+
+
+class RestEmbedder:
+    """Subclasses set `default_base_url` and implement `url`, `body` and `parse`."""
+
+    default_base_url = ""
+    default_batch = 96
+
+    def __init__(self, spec: ModelSpec, settings: ProviderSettings, *, ask: int | None = None,
+                 client: httpx.AsyncClient | None = None, sleep: Sleep | None = None) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.label = f"{settings.name} ({settings.model})"
+        self.base_url = (settings.base_url or self.default_base_url).rstrip("/")
+        if not self.base_url:
+            raise ConfigError(f"Provider {settings.name!r} needs provider.base_url, the "
+                              "server's address.")
+        self.asked_dims = ask
+        self._dims: int | None = ask or (spec.dims or None)
+        self._batch_size = min(settings.batch_size or self.default_batch, spec.max_inputs)
+        extra = {"sleep": sleep} if sleep is not None else {}
+        self._http = HttpEndpoint(label=self.label, headers=self.headers(),
+                                  timeout=settings.timeout, max_retries=settings.max_retries,
+                                  client=client, limiter=limiter_for(settings), **extra)
+        self.metrics = self._http.metrics
+
+    @property
+    def dims(self) -> int | None:
+        return self._dims
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    def api_key(self) -> str | None:
+        key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
+        if key is None and self.settings.name in KEY_REQUIRED:
+            raise ConfigError(
+                f"No API key for provider {self.settings.name!r}: set the environment variable "
+                f"{self.settings.key_env} (or name another one with provider.api_key_env).")
+        return key
+
+    def headers(self) -> dict[str, str]:
+        key = self.api_key()
+        auth = {"Authorization": f"Bearer {key}"} if key else {}
+        return {"Content-Type": "application/json", **auth, **self.settings.headers}
+
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def body(self, texts: Sequence[str], kind: InputKind) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def parse(self, body: Any, headers: httpx.Headers, count: int
+              ) -> tuple[np.ndarray, int | None]:
+        """(vectors in input order, billed tokens or None)."""
+        raise NotImplementedError
+
+    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
+        if len(texts) > self._batch_size:
+            raise ValueError(f"{len(texts)} texts exceed the batch size {self._batch_size}")
+        estimated = estimate_total(texts)
+        payload = {**self.body(texts, kind), **self.settings.options}
+        reply = await self._http.post_json(self.url(), payload, tokens=estimated)
+        vectors, tokens = self.parse(reply.body, reply.headers, len(texts))
+        self._http.settle(estimated, tokens)
+        if self._dims is None:
+            self._dims = int(vectors.shape[1])
+        vectors = check_vectors(vectors, expected=len(texts), dims=self._dims,
+                                provider=self.label)
+        if tokens is None:
+            return Embedding(vectors, estimated, tokens_estimated=True, retries=reply.retries)
+        return Embedding(vectors, tokens, retries=reply.retries)
+
+    def matrix(self, rows: Any, count: int) -> np.ndarray:
+        """Rows of numbers as a float32 matrix, or a clear error."""
+        if not isinstance(rows, list) or len(rows) != count:
+            got = len(rows) if isinstance(rows, list) else "no"
+            raise ProviderResponseError(f"{self.label} returned {got} embeddings for {count} "
+                                        "inputs.", provider=self.label)
+        try:
+            return np.asarray(rows, dtype=np.float32).reshape(count, -1)
+        except (TypeError, ValueError) as exc:
+            raise ProviderResponseError(f"{self.label} returned embeddings that are not lists "
+                                        "of numbers of one length.", provider=self.label) from exc
+
+    def missing(self, body: Any, what: str) -> ProviderResponseError:
+        message = extract_message(body) or repr(body)[:200]
+        return ProviderResponseError(f"{self.label} answered without {what}: {message}.",
+                                     provider=self.label)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

@@ -1,0 +1,34 @@
+"""Hugging Face text-embeddings-inference, native `/embed`: `truncate: false`, normalised
+output, the token count in the `x-compute-tokens` header."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import numpy as np
+
+from .base import InputKind
+from .rest import RestEmbedder
+
+
+class TEIEmbedder(RestEmbedder):
+    default_base_url = "http://localhost:8080"
+    default_batch = 32  # TEI's --max-client-batch-size default
+
+    def url(self) -> str:
+        return f"{self.base_url}/embed"
+
+    def body(self, texts: Sequence[str], kind: InputKind) -> dict[str, Any]:
+        body: dict[str, Any] = {"inputs": list(texts), "truncate": False, "normalize": True}
+        if self.asked_dims is not None:
+            body["dimensions"] = self.asked_dims
+        return body
+
+    def parse(self, body: Any, headers: httpx.Headers, count: int
+              ) -> tuple[np.ndarray, int | None]:
+        if not isinstance(body, list):
+            raise self.missing(body, "a list of embeddings")
+        tokens = headers.get("x-compute-tokens")
+        return self.matrix(body, count), int(tokens) if tokens and tokens.isdigit() else None
