@@ -143,7 +143,7 @@ def test_probe_catches_a_server_that_ignores_dimensions(memory_store: QdrantStor
             migrate(settings(tmp_path, name="openai-compatible",
                              model="text-embedding-3-small", base_url=server.url,
                              dimensions=512), source_store=memory_store)
-        assert server.requests == 1
+        assert server.requests == 2  # asked once more, then refused
     assert memory_store.collection_names() == ["docs"]
 
 

@@ -302,7 +302,8 @@ def test_a_provider_failure_mid_run_says_what_was_left(memory_store: QdrantStore
                           name="openai-compatible", model="m", dimensions=None,
                           base_url=server.url, batch_size=16, concurrency=1)
         config.migration.page_size = 16
-        server.faults.extend([Fault(0), Fault(200, {"object": "list", "data": []})])
+        empty = Fault(200, {"object": "list", "data": []})
+        server.faults.extend([Fault(0), empty, empty])  # a bad answer is asked for again once
         with pytest.raises(ProviderResponseError) as caught:
             migrate(config, source_store=memory_store)
     message = str(caught.value)

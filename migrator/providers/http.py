@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -35,6 +35,7 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -255,3 +256,15 @@ def limiter_for(settings: Any) -> RateLimiter | None:
                             concurrency=tier.concurrency, window=settings.rate_window,
                             adaptive=settings.adaptive_pacing)
     return RateLimiter(limits) if limits.active else None
+
+
+async def validated(attempt: Callable[[], Awaitable[T]], label: str) -> T:
+    """Run `attempt` (a request and the checks on its answer); an answer that fails the
+    checks is asked for once more before the error stands. HTTP errors are not retried here
+    (`post_json` has already retried those that can be)."""
+    try:
+        return await attempt()
+    except ProviderResponseError as exc:
+        if exc.status is not None:
+            raise
+    return await attempt()

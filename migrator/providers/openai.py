@@ -15,7 +15,7 @@ from ..errors import ConfigError, ProviderResponseError
 from ..settings import KEY_REQUIRED, ProviderSettings
 from ..tokens import estimate_total
 from .base import Embedding, InputKind, check_vectors
-from .http import HttpEndpoint, Sleep, extract_message, limiter_for
+from .http import HttpEndpoint, Sleep, extract_message, limiter_for, validated
 
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
@@ -89,6 +89,9 @@ class OpenAIEmbedder:
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
         if len(texts) > self._batch_size:
             raise ValueError(f"{len(texts)} texts exceed the batch size {self._batch_size}")
+        return await validated(lambda: self._request(texts), self._label)
+
+    async def _request(self, texts: Sequence[str]) -> Embedding:
         estimated = estimate_total(texts)
         reply = await self._http.post_json(self._url, self.request_body(texts), tokens=estimated)
         vectors, tokens = self._parse(reply.body, len(texts))
@@ -98,8 +101,7 @@ class OpenAIEmbedder:
         vectors = check_vectors(vectors, expected=len(texts), dims=self._dims,
                                 provider=self._label)
         if tokens is None:
-            return Embedding(vectors, estimate_total(texts), tokens_estimated=True,
-                             retries=reply.retries)
+            return Embedding(vectors, estimated, tokens_estimated=True, retries=reply.retries)
         return Embedding(vectors, tokens, retries=reply.retries)
 
     def _model_field(self) -> str:

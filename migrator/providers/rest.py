@@ -14,7 +14,7 @@ from ..errors import ConfigError, ProviderResponseError
 from ..settings import KEY_REQUIRED, ProviderSettings
 from ..tokens import estimate_total
 from .base import Embedding, InputKind, check_vectors
-from .http import HttpEndpoint, Sleep, extract_message, limiter_for
+from .http import HttpEndpoint, Sleep, extract_message, limiter_for, validated
 
 
 class RestEmbedder:
@@ -76,6 +76,9 @@ class RestEmbedder:
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
         if len(texts) > self._batch_size:
             raise ValueError(f"{len(texts)} texts exceed the batch size {self._batch_size}")
+        return await validated(lambda: self._request(texts, kind), self.label)
+
+    async def _request(self, texts: Sequence[str], kind: InputKind) -> Embedding:
         estimated = estimate_total(texts)
         payload = {**self.body(texts, kind), **self.settings.options}
         reply = await self._http.post_json(self.url(), payload, tokens=estimated)
