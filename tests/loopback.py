@@ -36,6 +36,8 @@ class Fault:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None
+    stall: float = 0.0  # seconds to wait before answering (past a client's timeout)
+    reset: bool = False  # drop the connection without answering
 
 
 class LoopbackServer:
@@ -95,6 +97,10 @@ class LoopbackServer:
             self.bodies.append(body)
             fault = self.faults.popleft() if self.faults else None
             limited = self._admit(tokens)
+        if fault is not None and (fault.stall or fault.reset):
+            time.sleep(fault.stall)
+            if fault.reset:
+                raise ConnectionResetError("fault: reset")
         if fault is not None and fault.status:
             raw = fault.raw if fault.raw is not None else json.dumps(fault.body).encode()
             return fault.status, fault.headers, raw
@@ -187,7 +193,12 @@ class LoopbackServer:
                 elif not self.path.endswith("/embeddings"):
                     status, headers, raw = 404, {}, b'{"error": {"message": "no such route"}}'
                 else:
-                    status, headers, raw = server.respond(body)
+                    try:
+                        status, headers, raw = server.respond(body)
+                    except ConnectionResetError:
+                        self.close_connection = True
+                        self.connection.shutdown(2)  # socket.SHUT_RDWR: no answer at all
+                        return
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))

@@ -237,11 +237,10 @@ def _decode(response: httpx.Response, label: str) -> Any:
     try:
         return response.json()
     except (ValueError, json.JSONDecodeError) as exc:
-        raise ProviderResponseError(
+        raise ProviderResponseError(  # no status: a bad body is asked for again once
             f"{label} answered HTTP {response.status_code} with a body that is not JSON: "
             f"{response.text[:200]!r}.",
             provider=label,
-            status=response.status_code,
         ) from exc
 
 

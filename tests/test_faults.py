@@ -1,0 +1,119 @@
+"""Faults from the provider, injected by the loopback server: each migration either
+completes with every point correct, or stops with a clear message and nothing written wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from migrator import (
+    CollectionSettings,
+    MigrationSettings,
+    MigratorError,
+    ProviderSettings,
+    Settings,
+    migrate,
+)
+from migrator.settings import VerifySettings
+from migrator.store import QdrantStore
+
+from .conftest import make_collection
+from .loopback import Fault, LoopbackServer, vector_for
+
+OK = Fault(0)  # answer normally (lets the probe through)
+DIMS = 8
+
+
+def nan_body() -> bytes:
+    return (b'{"data": [' + b",".join(
+        b'{"index": %d, "embedding": [NaN, 0, 0, 0, 0, 0, 0, 0]}' % i for i in range(8))
+        + b'], "usage": {"prompt_tokens": 1}}')
+
+
+def wrong_size_body() -> dict[str, object]:
+    return {"data": [{"index": i, "embedding": [0.1] * 5} for i in range(8)]}
+
+
+def missing_index_body() -> dict[str, object]:
+    return {"data": [{"index": 0, "embedding": [0.1] * DIMS}] * 8}
+
+
+TRANSIENT = {  # the run completes: retried, or asked for once more
+    "503 burst": [Fault(503, {"error": {"message": "overloaded"}})] * 3,
+    "429 with headers": [Fault(429, {"error": {"message": "Rate limit reached",
+                                               "code": "rate_limit_exceeded"}},
+                               {"retry-after-ms": "20", "x-ratelimit-remaining-tokens": "0",
+                                "x-ratelimit-reset-tokens": "20ms"})] * 2,
+    "timeout": [Fault(0, stall=1.5)],
+    "connection reset": [Fault(0, reset=True)],
+    "malformed JSON once": [Fault(200, raw=b"{not json")],
+    "NaN once": [Fault(200, raw=nan_body())],
+}
+FATAL = {  # the run stops with a message naming the problem
+    "HTTP 200 with an error body": ([Fault(200, {"error": {"code": 502,
+                                                           "message": "upstream down"}})] * 2,
+                                    "upstream down"),
+    "wrong dimensions": ([Fault(200, wrong_size_body())] * 2, "5 values, expected 8"),
+    "NaN": ([Fault(200, raw=nan_body())] * 2, "NaN or infinite"),
+    "missing indices": ([Fault(200, missing_index_body())] * 2, "repeated or out-of-range"),
+    "400": ([Fault(400, {"error": {"message": "Invalid input"}})], "HTTP 400: Invalid input"),
+}
+
+
+def settings(tmp_path: Path, url: str) -> Settings:
+    return Settings(
+        provider=ProviderSettings(name="openai-compatible", model="faulty", base_url=url,
+                                  dimensions=DIMS, batch_size=8, concurrency=2, timeout=1.0,
+                                  max_retries=4),
+        collections=[CollectionSettings(name="docs", alias="live")],
+        migration=MigrationSettings(state_dir=tmp_path / "s", page_size=8, cache=False),
+        verify=VerifySettings(enabled=False),
+    )
+
+
+def written_correctly(store: QdrantStore, collection: str) -> int:
+    """Every point written has the vector of its own text; how many there are."""
+    if collection not in store.collection_names():
+        return 0
+    points, _ = store.client.scroll(collection, limit=10_000, with_vectors=True)
+    for point in points:
+        np.testing.assert_allclose(point.vector, vector_for(point.payload["text"], DIMS),
+                                   atol=1e-6)
+    return len(points)
+
+
+@pytest.mark.parametrize("name", sorted(TRANSIENT))
+def test_transient_faults_complete_with_every_point_right(name: str, memory_store: QdrantStore,
+                                                          tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=48)
+    with LoopbackServer(dims=DIMS) as server:
+        server.faults.extend([OK, *TRANSIENT[name]])
+        result = migrate(settings(tmp_path, server.url), source_store=memory_store)
+    target = result.collections[0].target
+    assert written_correctly(memory_store, target) == 48
+    assert memory_store.aliases() == {"live": target}
+
+
+@pytest.mark.parametrize("name", sorted(FATAL))
+def test_fatal_faults_stop_cleanly(name: str, memory_store: QdrantStore,
+                                   tmp_path: Path) -> None:
+    faults, message = FATAL[name]
+    make_collection(memory_store.client, "docs", n=48)
+    with LoopbackServer(dims=DIMS) as server:
+        server.faults.extend([OK, *faults])
+        with pytest.raises(MigratorError, match=message) as caught:
+            migrate(settings(tmp_path, server.url), source_store=memory_store)
+    assert "no alias was moved" in str(caught.value)
+    assert memory_store.aliases() == {}
+    assert written_correctly(memory_store, "docs__faulty-8") < 48
+
+
+def test_shuffled_indices_are_put_back_in_order(memory_store: QdrantStore,
+                                                tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=48)
+    with LoopbackServer(dims=DIMS, shuffle=True) as server:
+        result = migrate(settings(tmp_path, server.url), source_store=memory_store)
+    assert written_correctly(memory_store, result.collections[0].target) == 48
