@@ -16,10 +16,11 @@ from typing import Any
 from .cache import CachedEmbedder
 from .catalog import ModelSpec
 from .catchup import MergeJoinSource
-from .dims import probe
+from .dims import ProbeResult, probe
 from .errors import (
     ConfigError,
     DataError,
+    InputTooLong,
     MigratorError,
     MissingText,
     ProviderError,
@@ -28,7 +29,7 @@ from .errors import (
     VerificationFailed,
 )
 from .gate import drop_left, gate, verify_job
-from .pipeline import Backfill, Checkpoint, Progress, Stats
+from .pipeline import TOO_LONG, Backfill, Checkpoint, Progress, Stats
 from .providers import Embedder, build_embedder
 from .results import CollectionResult, Job, MigrationResult
 from .settings import CollectionSettings, Settings
@@ -36,6 +37,7 @@ from .sources import ScrollSource, StateSkipLog
 from .state import EmbeddingCache, MigrationRecord, State, migration_id
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource
+from .tokens import count_tokens
 from .verify import Reservoir
 
 ProgressCallback = Callable[[Progress], None]
@@ -175,9 +177,7 @@ class _Run:
         for config, schema in zip(collections, schemas, strict=True):
             schema.vector(config.vector)  # the vector to replace exists, before any request
         first = collections[0]
-        checked = await probe(self.model, _sample_texts(self.source, schemas[0], first),
-                              distance=first.distance or schemas[0].vector(first.vector).distance,
-                              cache=self.cache)
+        checked = await self._probe(schemas[0], first)
         dims = checked.target
         jobs = [self._job(c, s, dims, restart=restart)
                 for c, s in zip(collections, schemas, strict=True)]
@@ -217,9 +217,7 @@ class _Run:
         """Catch-up for collections whose target exists: no backfill, no alias move."""
         collections = self.settings.collections
         first = collections[0]
-        checked = await probe(self.model, _sample_texts(self.source, schemas[0], first),
-                              distance=first.distance or schemas[0].vector(first.vector).distance,
-                              cache=self.cache)
+        checked = await self._probe(schemas[0], first)
         results = []
         for config, schema in zip(collections, schemas, strict=True):
             job = self._job(config, schema, checked.target, restart=False)
@@ -238,6 +236,11 @@ class _Run:
                 "swapped", "complete") else "catching_up")
             results.append(result)
         return results
+
+    async def _probe(self, schema: CollectionSchema, first: CollectionSettings) -> ProbeResult:
+        texts = _sample_texts(self.source, schema, first, self.model.spec)
+        distance = first.distance or schema.vector(first.vector).distance
+        return await probe(self.model, texts, distance=distance, cache=self.cache)
 
     def _job(self, config: CollectionSettings, schema: CollectionSchema, dims: int, *,
              restart: bool) -> Job:
@@ -354,7 +357,8 @@ class _Run:
 
     def _pipeline_args(self, job: Job, skips: StateSkipLog, dims: int, *, total: int | None,
                        label: str | None = None) -> dict[str, Any]:
-        return {"embedder": self.embedder, "text": job.text, "vector": job.vector,
+        return {"embedder": self.embedder, "long_input": self.settings.provider.long_input,
+                "text": job.text, "vector": job.vector,
                 "dims": dims, "skip_log": skips, "collection": label or job.config.name,
                 "total": total, "concurrency": self.settings.provider.concurrency,
                 "queue_depth": self.settings.migration.queue_depth,
@@ -373,7 +377,9 @@ class _Run:
     def _count_check_inputs(self, job: Job, result: CollectionResult) -> None:
         skipped = self.state.skipped(job.record.id)
         result.skipped = len(skipped)
-        result.first_skipped = [point for point, _ in skipped[:10]]
+        result.too_long = [point for point, reason in skipped if reason.startswith(TOO_LONG)]
+        result.first_skipped = [point for point, reason in skipped
+                                if not reason.startswith(TOO_LONG)][:10]
         if skipped:
             path = Path(self.settings.migration.state_dir) / f"{job.target}.skipped.jsonl"
             with path.open("w", encoding="utf-8") as handle:
@@ -407,11 +413,13 @@ class _Run:
 
 
 def _sample_texts(source: QdrantStore, schema: CollectionSchema, config: CollectionSettings,
-                  limit: int = 256) -> list[str]:
-    """Real texts from the start of the source, for the preflight probe."""
+                  spec: ModelSpec, limit: int = 256) -> list[str]:
+    """Real texts from the start of the source for the preflight probe: only those within
+    the model's per-input limit (the long-input policy decides about the others)."""
     text = TextSource.from_settings(config.text_field, config.text_template)
     page = source.scroll(schema.name, limit=limit, vectors=False)
-    return [t for p in page.points if (t := text.extract(p.payload)[0])]
+    return [t for p in page.points if (t := text.extract(p.payload)[0])
+            and count_tokens(t, spec.model) <= spec.max_tokens_per_input]
 
 
 def _check_existing_target(existing: CollectionSchema, vector: str, dims: int,
@@ -465,12 +473,21 @@ def _stopped(exc: ProviderError | StoreError, result: CollectionResult,
 
 
 def _problem(job: Job, result: CollectionResult, settings: Settings) -> MigratorError | None:
-    if result.skipped and settings.migration.missing_text == "fail":
+    if result.too_long and settings.provider.long_input == "fail":
+        shown = ", ".join(repr(i) for i in result.too_long[:10])
+        limit = settings.provider.model
+        return InputTooLong(
+            f"{len(result.too_long)} point(s) of {job.config.name!r} have a text longer than "
+            f"{limit} accepts: {shown}; they were not sent. The list is in {result.skip_file}. "
+            "Set provider.long_input to truncate (keep the start) or chunk-mean (embed the "
+            "pieces and average them), or shorten those texts. No alias was moved.")
+    missing = result.skipped - len(result.too_long)
+    if missing and settings.migration.missing_text == "fail":
         shown = ", ".join(repr(i) for i in result.first_skipped)
-        more = (f" and {result.skipped - len(result.first_skipped)} more"
-                if result.skipped > len(result.first_skipped) else "")
+        more = (f" and {missing - len(result.first_skipped)} more"
+                if missing > len(result.first_skipped) else "")
         return MissingText(
-            f"{result.skipped} point(s) of {job.config.name!r} have no text in "
+            f"{missing} point(s) of {job.config.name!r} have no text in "
             f"{job.text.describe()}: {shown}{more}. The full list is in {result.skip_file}. "
             "Fix those payloads, point text_field/text_template at the text, or run again with "
             "--missing-text skip to migrate without them. No alias was moved.",

@@ -22,9 +22,10 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from .errors import ProviderResponseError
-from .providers.base import Embedder
+from .providers.base import Embedder, l2_normalize
 from .store import Page, Point, PointId
 from .texts import TextSource
+from .tokens import chunk_tokens, count_tokens, pack, truncate_tokens
 
 
 class PageSource(Protocol):
@@ -139,12 +140,16 @@ class SkipLog:
             self._file = None
 
 
+TOO_LONG = "text is over the model's limit"  # the start of such a point's listed reason
+
+
 @dataclass
 class _PageWork:
     seq: int
     points: list[Point]  # the points that will be written
-    text_index: list[int]  # for each point, its row in `unique_texts`
+    text_index: list[int | list[int]]  # each point's row in `unique_texts` (chunks: rows)
     unique_texts: list[str]
+    texts: list[str] = field(default_factory=list)  # each point's whole text
     vectors: np.ndarray | None = None
     pending: int = 0
     counts: dict[str, Any] = field(default_factory=dict)
@@ -200,6 +205,7 @@ class Backfill:
     stats: Stats = field(default_factory=Stats)
     on_checkpoint: Callable[[Checkpoint], None] | None = None
     sampler: Callable[[list[tuple[PointId, str]]], None] | None = None
+    long_input: str = "fail"  # texts over the model's per-input limit: fail|truncate|chunk-mean
     _in_flight: int = 0
     _ends: dict[int, Any] = field(default_factory=dict)  # seq -> offset after the page
     _done: dict[int, dict[str, Any]] = field(default_factory=dict)  # written, not committed
@@ -248,17 +254,17 @@ class Backfill:
 
     async def _prepare(self, pages: asyncio.Queue[Any], requests: asyncio.Queue[Any],
                        done: asyncio.Queue[Any]) -> None:
-        batch = self.embedder.batch_size
+        spec = self.embedder.spec
         while (item := await pages.get()) is not _DONE:
             seq, page = item
             work = self._page_work(seq, page.points)
             if not work.unique_texts:
                 await done.put(work)
                 continue
-            starts = range(0, len(work.unique_texts), batch)
-            work.pending = len(starts)
-            for start in starts:
-                stop = min(start + batch, len(work.unique_texts))
+            spans = pack(work.unique_texts, max_inputs=self.embedder.batch_size,
+                         max_tokens=spec.max_tokens_per_request)
+            work.pending = len(spans)
+            for start, stop in spans:
                 await requests.put(_Request(work, start, stop))
         for _ in range(self.concurrency):
             await requests.put(_DONE)
@@ -266,20 +272,38 @@ class Backfill:
     def _page_work(self, seq: int, points: list[Point]) -> _PageWork:
         self.stats.read += len(points)
         keep: list[Point] = []
-        text_index: list[int] = []
+        text_index: list[int | list[int]] = []
+        texts: list[str] = []
         unique: dict[str, int] = {}
         skipped = 0
         for point in points:
             text, reason = self.text.extract(point.payload)
-            if text is None:
-                self.skip_log.add(point.id, reason)
+            pieces = [text] if text is None else self._fit(text)
+            if text is None or not pieces:
+                self.skip_log.add(point.id, reason or f"{TOO_LONG} "
+                                  f"({self.embedder.spec.max_tokens_per_input} tokens)")
                 skipped += 1
                 continue
             keep.append(point)
-            text_index.append(unique.setdefault(text, len(unique)))
+            texts.append(text)
+            rows = [unique.setdefault(piece, len(unique)) for piece in pieces if piece]
+            text_index.append(rows[0] if len(rows) == 1 else rows)
         self.stats.skipped += skipped
-        return _PageWork(seq, keep, text_index, list(unique),
+        return _PageWork(seq, keep, text_index, list(unique), texts,
                          counts={"read": len(points), "skipped": skipped, "pages": 1})
+
+    def _fit(self, text: str) -> list[str]:
+        """The text as sent: whole when within the model's per-input limit; else cut,
+        chunked, or nothing (the `fail` policy lists the point and sends nothing)."""
+        spec = self.embedder.spec
+        limit = spec.max_tokens_per_input
+        if count_tokens(text, spec.model) <= limit:
+            return [text]
+        if self.long_input == "truncate":
+            return [truncate_tokens(text, limit, spec.model)]
+        if self.long_input == "chunk-mean":
+            return chunk_tokens(text, limit, spec.model)
+        return []
 
     async def _embed_worker(self, requests: asyncio.Queue[Any], done: asyncio.Queue[Any]) -> None:
         while (request := await requests.get()) is not _DONE:
@@ -312,8 +336,8 @@ class Backfill:
             if points:
                 await asyncio.to_thread(self.write, points)
                 if self.sampler is not None:
-                    self.sampler([(p.id, work.unique_texts[row])
-                                  for p, row in zip(work.points, work.text_index, strict=True)])
+                    self.sampler(list(zip((p.id for p in work.points), work.texts,
+                                          strict=True)))
             self.stats.written += len(points)
             self.stats.pages += 1
             work.count("written", len(points))
@@ -342,10 +366,13 @@ class Backfill:
         vectors = work.vectors
         if vectors is None:  # every text was embedded, so this cannot be None; be explicit
             raise RuntimeError("page has points but no vectors")
-        rows = vectors[np.asarray(work.text_index)]
         out = []
-        for point, row in zip(work.points, rows, strict=True):
-            point.vectors[self.vector] = row
+        for point, index in zip(work.points, work.text_index, strict=True):
+            if isinstance(index, list):  # chunk-mean: the mean of the pieces, renormalised
+                point.vectors[self.vector] = l2_normalize(
+                    vectors[index].mean(axis=0, keepdims=True))[0]
+            else:
+                point.vectors[self.vector] = vectors[index]
             out.append(point)
         return out
 

@@ -35,6 +35,7 @@ class CollectionResult:
     source_count: int = 0
     target_count: int = 0
     skipped: int = 0
+    too_long: list[Any] = field(default_factory=list)
     skip_file: str | None = None
     first_skipped: list[Any] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)

@@ -8,6 +8,7 @@ costs and packed requests err on the safe side.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 CHARS_PER_TOKEN = 3
 
@@ -19,3 +20,70 @@ def estimate_tokens(text: str) -> int:
 
 def estimate_total(texts: Iterable[str]) -> int:
     return sum(estimate_tokens(t) for t in texts)
+
+
+TYPICAL_CHARS_PER_TOKEN = 4  # for limits: flag what is really long, not what might be
+MAX_REQUEST_BYTES = 4_000_000  # payload caps seen: TEI 2 MB by default, Gemini 4 MB
+
+
+def count_tokens(text: str, model: str | None = None) -> int:
+    """Tokens of `text`: exact with tiktoken (when installed) for OpenAI's models, else the
+    typical ~4 characters a token."""
+    encoding = _tiktoken(model)
+    if encoding is not None:
+        return len(encoding.encode(text, disallowed_special=()))
+    return max(1, -(-len(text) // TYPICAL_CHARS_PER_TOKEN))
+
+
+def truncate_tokens(text: str, limit: int, model: str | None = None) -> str:
+    """The longest start of `text` within `limit` tokens, cut at a token (tiktoken) or a
+    word boundary."""
+    encoding = _tiktoken(model)
+    if encoding is not None:
+        return str(encoding.decode(encoding.encode(text, disallowed_special=())[:limit]))
+    cut = text[: limit * TYPICAL_CHARS_PER_TOKEN]
+    space = cut.rfind(" ")
+    return cut[:space] if space > len(cut) // 2 else cut
+
+
+def chunk_tokens(text: str, limit: int, model: str | None = None) -> list[str]:
+    """`text` in consecutive pieces of at most `limit` tokens."""
+    pieces = []
+    rest = text
+    while rest:
+        piece = truncate_tokens(rest, limit, model) or rest[: limit * TYPICAL_CHARS_PER_TOKEN]
+        pieces.append(piece)
+        rest = rest[len(piece):].lstrip()
+    return pieces
+
+
+def pack(texts: list[str], *, max_inputs: int, max_tokens: int | None,
+         max_bytes: int = MAX_REQUEST_BYTES) -> list[tuple[int, int]]:
+    """Split `texts` into consecutive requests within the provider's limits on inputs,
+    total tokens (estimated) and bytes; (start, stop) spans."""
+    spans: list[tuple[int, int]] = []
+    start, tokens, size = 0, 0, 0
+    for i, text in enumerate(texts):
+        t, b = estimate_tokens(text), len(text.encode("utf-8"))
+        full = (i - start >= max_inputs or (max_tokens is not None and tokens + t > max_tokens)
+                or size + b > max_bytes)
+        if full and i > start:
+            spans.append((start, i))
+            start, tokens, size = i, 0, 0
+        tokens, size = tokens + t, size + b
+    if start < len(texts):
+        spans.append((start, len(texts)))
+    return spans
+
+
+def _tiktoken(model: str | None) -> Any:
+    if model is None or not model.split("/")[-1].startswith("text-embedding"):
+        return None
+    try:
+        import tiktoken
+    except ImportError:
+        return None
+    try:
+        return tiktoken.encoding_for_model(model.split("/")[-1])
+    except KeyError:
+        return tiktoken.get_encoding("cl100k_base")

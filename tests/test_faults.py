@@ -52,13 +52,15 @@ TRANSIENT = {  # the run completes: retried, or asked for once more
     "malformed JSON once": [Fault(200, raw=b"{not json")],
     "NaN once": [Fault(200, raw=nan_body())],
 }
-FATAL = {  # the run stops with a message naming the problem
+# The run stops with a message naming the problem. Bad answers come four times: each of the
+# two requests in flight asks once more, and must meet the fault both times.
+FATAL = {
     "HTTP 200 with an error body": ([Fault(200, {"error": {"code": 502,
-                                                           "message": "upstream down"}})] * 2,
+                                                           "message": "upstream down"}})] * 4,
                                     "upstream down"),
-    "wrong dimensions": ([Fault(200, wrong_size_body())] * 2, "5 values, expected 8"),
-    "NaN": ([Fault(200, raw=nan_body())] * 2, "NaN or infinite"),
-    "missing indices": ([Fault(200, missing_index_body())] * 2, "repeated or out-of-range"),
+    "wrong dimensions": ([Fault(200, wrong_size_body())] * 4, "5 values, expected 8"),
+    "NaN": ([Fault(200, raw=nan_body())] * 4, "NaN or infinite"),
+    "missing indices": ([Fault(200, missing_index_body())] * 4, "repeated or out-of-range"),
     "400": ([Fault(400, {"error": {"message": "Invalid input"}})], "HTTP 400: Invalid input"),
 }
 
