@@ -102,6 +102,7 @@ class ProviderSettings(_Section):
     adaptive_pacing: bool = True
     headers: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
+    fallbacks: list[ProviderSettings] = Field(default_factory=list)  # same model, in order
 
     @property
     def key_env(self) -> str | None:
@@ -259,9 +260,9 @@ def load_settings(
 
 def _resolve_keys(settings: Settings, environ: Any) -> Settings:
     """Fill API keys from the environment variables the configuration names."""
-    provider = settings.provider
-    if provider.api_key is None and provider.key_env and environ.get(provider.key_env):
-        provider.api_key = SecretStr(environ[provider.key_env])
+    for provider in (settings.provider, *settings.provider.fallbacks):
+        if provider.api_key is None and provider.key_env and environ.get(provider.key_env):
+            provider.api_key = SecretStr(environ[provider.key_env])
     for store in (settings.source, settings.target):
         if store is not None and store.api_key is None and environ.get(store.api_key_env):
             store.api_key = SecretStr(environ[store.api_key_env])

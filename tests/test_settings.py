@@ -157,3 +157,12 @@ def test_alias_flag_needs_exactly_one_collection() -> None:
 def test_text_field_and_template_flags_exclude_each_other() -> None:
     with pytest.raises(ConfigError, match="--text-field or --text-template, not both"):
         with_collections(load_settings(), ["a"], text_field="x", text_template="{y}")
+
+
+def test_fallback_keys_come_from_their_own_variables(tmp_path: Path) -> None:
+    config = write(tmp_path, "provider:\n  name: openai\n  model: text-embedding-3-small\n"
+                             "  fallbacks:\n    - name: openrouter\n"
+                             "      model: openai/text-embedding-3-small\n")
+    settings = load_settings(config, environ={"OPENAI_API_KEY": "a", "OPENROUTER_API_KEY": "b"})
+    fallback = settings.provider.fallbacks[0]
+    assert fallback.api_key is not None and fallback.api_key.get_secret_value() == "b"

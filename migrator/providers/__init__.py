@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 
@@ -103,22 +104,35 @@ def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | No
     Raises:
         ConfigError: unknown provider or model, missing API key, impossible dimensions.
     """
-    from ..dims import AdaptedEmbedder, decide
+    from ..dims import AdaptedEmbedder
+
+    inner, decision = _build_endpoint(settings, client, distance)
+    if settings.fallbacks:
+        from .fallback import FallbackEmbedder, check_same_model
+
+        check_same_model(settings, settings.fallbacks)
+        inner = FallbackEmbedder([inner, *(_build_endpoint(f, client, distance)[0]
+                                           for f in settings.fallbacks)])
+    if decision.action in ("truncate", "pad"):
+        return AdaptedEmbedder(inner, decision)
+    return inner
+
+
+def _build_endpoint(settings: ProviderSettings, client: httpx.AsyncClient | None,
+                    distance: str) -> tuple[Embedder, Any]:
+    """One provider endpoint, asked for the decided size, and the size decision."""
+    from ..dims import decide
 
     factory = PROVIDERS.get(settings.name)
     if factory is None:  # settings validation normally catches this first
         raise ConfigError(f"Unknown provider {settings.name!r}; choose one of "
                           f"{', '.join(sorted(PROVIDERS))}.")
     spec = model_spec(settings)
-
     if settings.name in _SIZED_ON_LOAD:
         inner = factory(spec, settings, None, client)
-        decision = decide(inner.spec, settings.dimensions, policy=settings.dimension_policy,
-                          distance=distance, send_dimensions=False)
-    else:
-        decision = decide(spec, settings.dimensions, policy=settings.dimension_policy,
-                          distance=distance, send_dimensions=settings.send_dimensions)
-        inner = factory(spec, settings, decision.ask, client)
-    if decision.action in ("truncate", "pad"):
-        return AdaptedEmbedder(inner, decision)
-    return inner
+        return inner, decide(inner.spec, settings.dimensions,
+                             policy=settings.dimension_policy, distance=distance,
+                             send_dimensions=False)
+    decision = decide(spec, settings.dimensions, policy=settings.dimension_policy,
+                      distance=distance, send_dimensions=settings.send_dimensions)
+    return factory(spec, settings, decision.ask, client), decision

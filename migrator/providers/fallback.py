@@ -1,0 +1,102 @@
+"""Fallback endpoints that serve the *same* model (OpenAI, an Azure deployment of it,
+OpenRouter's `openai/...` of it), each behind a circuit breaker.
+
+Vectors of different models must never share a collection, so configuration that falls
+back to another model, or to another size, is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from ..errors import ConfigError, DimensionMismatch, ProviderError
+from ..settings import ProviderSettings
+from .base import Embedder, Embedding, InputKind
+
+FAILURES_TO_OPEN = 3  # consecutive failures that open an endpoint's circuit
+COOLDOWN = 30.0  # seconds an open circuit stays open before one request may try again
+
+
+def canonical_model(settings: ProviderSettings) -> str:
+    """The model an endpoint serves, whatever the provider calls it."""
+    return settings.model.split("/")[-1].lower()
+
+
+def check_same_model(primary: ProviderSettings, fallbacks: Sequence[ProviderSettings]) -> None:
+    for fallback in fallbacks:
+        if canonical_model(fallback) != canonical_model(primary) or (
+                fallback.dimensions != primary.dimensions):
+            raise ConfigError(
+                f"Fallback {fallback.name} {fallback.model!r} ({fallback.dimensions or 'native'}"
+                f" dims) does not serve the same model and size as {primary.name} "
+                f"{primary.model!r} ({primary.dimensions or 'native'} dims). Vectors of "
+                "different models must not share a collection: a fallback must serve the same "
+                "model at the same size.")
+
+
+class Breaker:
+    """Closed until FAILURES_TO_OPEN failures in a row; then open for COOLDOWN seconds."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._clock = clock
+
+    @property
+    def open(self) -> bool:
+        if self.opened_at is None:
+            return False
+        return self._clock() - self.opened_at < COOLDOWN  # after: half-open, one try
+
+    def success(self) -> None:
+        self.failures, self.opened_at = 0, None
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failures >= FAILURES_TO_OPEN:
+            self.opened_at = self._clock()
+
+
+class FallbackEmbedder:
+    """Tries each endpoint in order, skipping those whose circuit is open."""
+
+    def __init__(self, endpoints: Sequence[Embedder], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.endpoints = list(endpoints)
+        self.breakers = [Breaker(clock) for _ in self.endpoints]
+        self.inner = self.endpoints[0]  # size, limits and metrics are the primary's
+        self.spec = self.inner.spec
+        self.used: list[int] = [0] * len(self.endpoints)  # requests answered, per endpoint
+
+    @property
+    def dims(self) -> int | None:
+        return self.inner.dims
+
+    @property
+    def batch_size(self) -> int:
+        return min(e.batch_size for e in self.endpoints)
+
+    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
+        last: ProviderError | None = None
+        order = [i for i, b in enumerate(self.breakers) if not b.open] or list(
+            range(len(self.endpoints)))  # all open: try them anyway rather than give up
+        for i in order:
+            try:
+                result = await self.endpoints[i].embed(texts, kind=kind)
+            except DimensionMismatch:
+                raise  # another size is another model: never paper over it
+            except ProviderError as exc:
+                self.breakers[i].failure()
+                last = exc
+                continue
+            self.breakers[i].success()
+            self.used[i] += 1
+            return result
+        if last is None:  # cannot happen: `order` always holds an endpoint
+            raise RuntimeError("no endpoint to try")
+        raise last
+
+    async def aclose(self) -> None:
+        for endpoint in self.endpoints:
+            await endpoint.aclose()
