@@ -92,7 +92,7 @@ class ProviderSettings(_Section):
     concurrency: int = Field(default=4, ge=1, le=512)
     batch_size: int | None = Field(default=None, ge=1)
     timeout: float = Field(default=60.0, gt=0)
-    max_retries: int = Field(default=6, ge=0)
+    max_retries: int = Field(default=10, ge=0)
     encoding_format: Literal["base64", "float"] = "base64"
     long_input: Literal["fail", "truncate", "chunk-mean"] = "fail"
     tier: Literal["free", "tier1", "tier2", "tier3", "tier4", "tier5"] | None = None

@@ -86,4 +86,13 @@ def _tiktoken(model: str | None) -> Any:
     try:
         return tiktoken.encoding_for_model(model.split("/")[-1])
     except KeyError:
+        return _cl100k(tiktoken)
+    except Exception:  # tiktoken fetches its encodings on first use: offline, estimate
+        return None
+
+
+def _cl100k(tiktoken: Any) -> Any:
+    try:
         return tiktoken.get_encoding("cl100k_base")
+    except Exception:  # as above: no network, no encoding
+        return None
