@@ -10,142 +10,89 @@ from typing import Any
 import httpx
 import numpy as np
 
-from ..catalog import ModelSpec
 from ..errors import ConfigError, ProviderResponseError
 from ..settings import KEY_REQUIRED, ProviderSettings
-from ..tokens import estimate_total
-from .base import Embedding, InputKind, check_vectors
-from .http import HttpEndpoint, Sleep, extract_message, limiter_for, validated
+from .base import InputKind
+from .rest import RestEmbedder
 
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
     "openrouter": "https://openrouter.ai/api/v1",
 }
-DEFAULT_BATCH = 256  # well under OpenAI's 2048: small requests keep many in flight
+DEFAULT_BATCH = 256
 
 
-class OpenAIEmbedder:
-    """An OpenAI-style embeddings endpoint.
+class OpenAIEmbedder(RestEmbedder):
+    """An OpenAI-style embeddings endpoint (OpenAI, Azure, OpenRouter, compatible servers).
 
     Args:
         spec: the model's catalog entry (or a stub for a model the catalog lacks).
         settings: provider settings; `api_key` must already be resolved.
-        ask: the size to ask for with `dimensions` (None: the model's own size).
+        ask: the size to ask for with `dimensions` (None: the model's own).
         client: an `httpx.AsyncClient` to use (tests inject a MockTransport here).
     """
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        settings: ProviderSettings,
-        *,
-        ask: int | None = None,
-        client: httpx.AsyncClient | None = None,
-        sleep: Sleep | None = None,
-    ) -> None:
-        self.spec = spec
-        self._settings = settings
-        self._label = f"{settings.name} ({settings.model})"
-        self._url = _endpoint_url(settings)
-        self._send_dims = ask
-        self._dims: int | None = ask or (spec.dims or None)
-        self._batch_size = min(settings.batch_size or DEFAULT_BATCH, spec.max_inputs)
-        extra = {"sleep": sleep} if sleep is not None else {}
-        self._http = HttpEndpoint(
-            label=self._label,
-            headers=_headers(settings),
-            timeout=settings.timeout,
-            max_retries=settings.max_retries,
-            client=client,
-            limiter=limiter_for(settings),
-            **extra,
-        )
-        self.metrics = self._http.metrics
+    default_batch = DEFAULT_BATCH  # well under OpenAI's 2048: small requests keep many in flight
 
-    @property
-    def dims(self) -> int | None:
-        return self._dims
+    def endpoint(self) -> str:
+        return _endpoint_url(self.settings)
 
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
+    def headers(self) -> dict[str, str]:
+        return _headers(self.settings)
 
-    @property
-    def asked_dims(self) -> int | None:
-        """The size sent as `dimensions` (None: the model's own)."""
-        return self._send_dims
+    def url(self) -> str:
+        return self._url
+
+    def body(self, texts: Sequence[str], kind: InputKind) -> dict[str, Any]:
+        return self.request_body(texts)
 
     def request_body(self, texts: Sequence[str]) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self._model_field(),
             "input": list(texts),
-            "encoding_format": self._settings.encoding_format,
+            "encoding_format": self.settings.encoding_format,
         }
-        if self._send_dims is not None:
-            body["dimensions"] = self._send_dims
-        body.update(self._settings.options)
+        if self.asked_dims is not None:
+            body["dimensions"] = self.asked_dims
         return body
 
-    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
-        if len(texts) > self._batch_size:
-            raise ValueError(f"{len(texts)} texts exceed the batch size {self._batch_size}")
-        return await validated(lambda: self._request(texts), self._label)
-
-    async def _request(self, texts: Sequence[str]) -> Embedding:
-        estimated = estimate_total(texts)
-        reply = await self._http.post_json(self._url, self.request_body(texts), tokens=estimated)
-        vectors, tokens = self._parse(reply.body, len(texts))
-        self._http.settle(estimated, tokens)
-        if self._dims is None:  # a model the catalog lacks: the first answer sets the size
-            self._dims = int(vectors.shape[1])
-        vectors = check_vectors(vectors, expected=len(texts), dims=self._dims,
-                                provider=self._label)
-        if tokens is None:
-            return Embedding(vectors, estimated, tokens_estimated=True, retries=reply.retries)
-        return Embedding(vectors, tokens, retries=reply.retries)
-
     def _model_field(self) -> str:
-        if self._settings.name == "azure" and self._settings.deployment:
-            return self._settings.deployment
-        return self._settings.model
+        if self.settings.name == "azure" and self.settings.deployment:
+            return self.settings.deployment
+        return self.settings.model
 
-    def _parse(self, body: Any, expected: int) -> tuple[np.ndarray, int | None]:
+    def parse(self, body: Any, headers: httpx.Headers, count: int
+              ) -> tuple[np.ndarray, int | None]:
         if not isinstance(body, dict) or "data" not in body:
             # OpenRouter reports some errors with HTTP 200 and an `error` object
-            message = extract_message(body) or repr(body)[:200]
-            raise ProviderResponseError(
-                f"{self._label} answered without embeddings: {message}.", provider=self._label
-            )
+            raise self.missing(body, "embeddings")
         items = body["data"]
-        if not isinstance(items, list) or len(items) != expected:
+        if not isinstance(items, list) or len(items) != count:
             got = len(items) if isinstance(items, list) else "no"
             raise ProviderResponseError(
-                f"{self._label} returned {got} embeddings for {expected} inputs.",
-                provider=self._label,
+                f"{self.label} returned {got} embeddings for {count} inputs.",
+                provider=self.label,
             )
-        ordered: list[Any] = [None] * expected
+        ordered: list[Any] = [None] * count
         for position, item in enumerate(items):
             index = item.get("index", position)
-            if (not isinstance(index, int) or not 0 <= index < expected
+            if (not isinstance(index, int) or not 0 <= index < count
                     or ordered[index] is not None):
                 raise ProviderResponseError(
-                    f"{self._label} returned an embedding with a missing, repeated or "
+                    f"{self.label} returned an embedding with a missing, repeated or "
                     f"out-of-range index {index!r}.",
-                    provider=self._label,
+                    provider=self.label,
                 )
-            ordered[index] = _decode_vector(item.get("embedding"), self._label)
+            ordered[index] = _decode_vector(item.get("embedding"), self.label)
         lengths = {len(v) for v in ordered}
         if len(lengths) != 1:
             raise ProviderResponseError(
-                f"{self._label} returned vectors of different lengths {sorted(lengths)}.",
-                provider=self._label,
+                f"{self.label} returned vectors of different lengths {sorted(lengths)}.",
+                provider=self.label,
             )
         usage = body.get("usage") or {}
         tokens = usage.get("prompt_tokens", usage.get("total_tokens"))
         return np.vstack(ordered), int(tokens) if isinstance(tokens, (int, float)) else None
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 def _decode_vector(raw: Any, label: str) -> np.ndarray:

@@ -29,9 +29,7 @@ class RestEmbedder:
         self.settings = settings
         self.label = f"{settings.name} ({settings.model})"
         self.base_url = (settings.base_url or self.default_base_url).rstrip("/")
-        if not self.base_url:
-            raise ConfigError(f"Provider {settings.name!r} needs provider.base_url, the "
-                              "server's address.")
+        self._url = self.endpoint()
         self.asked_dims = ask
         self._dims: int | None = ask or (spec.dims or None)
         self._batch_size = min(settings.batch_size or self.default_batch, spec.max_inputs)
@@ -62,6 +60,13 @@ class RestEmbedder:
         auth = {"Authorization": f"Bearer {key}"} if key else {}
         return {"Content-Type": "application/json", **auth, **self.settings.headers}
 
+    def endpoint(self) -> str:
+        """The URL requests go to, checked once when the embedder is built."""
+        if not self.base_url:
+            raise ConfigError(f"Provider {self.settings.name!r} needs provider.base_url, the "
+                              "server's address.")
+        return self.url()
+
     def url(self) -> str:
         raise NotImplementedError
 
@@ -81,7 +86,7 @@ class RestEmbedder:
     async def _request(self, texts: Sequence[str], kind: InputKind) -> Embedding:
         estimated = estimate_total(texts)
         payload = {**self.body(texts, kind), **self.settings.options}
-        reply = await self._http.post_json(self.url(), payload, tokens=estimated)
+        reply = await self._http.post_json(self._url, payload, tokens=estimated)
         vectors, tokens = self.parse(reply.body, reply.headers, len(texts))
         self._http.settle(estimated, tokens)
         if self._dims is None:
