@@ -142,11 +142,13 @@ def naive_loop(source: QdrantClient, url: str, batch: int) -> None:
 
 
 @contextlib.contextmanager
-def loopback_process(latency: float):  # type: ignore[no-untyped-def]
+def loopback_process(latency: float, *, dims: int = DIMS, **limits: float):  # type: ignore[no-untyped-def]
     """tests/loopback.py in a process of its own, like a real provider: it must not compete
-    with the pipeline for this process's GIL."""
+    with the pipeline for this process's GIL. `limits`: rpm, tpm, window."""
+    flags = [f"--{name}={value}" for name, value in limits.items()]
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.loopback", "--dims", str(DIMS), "--latency", str(latency)],
+        [sys.executable, "-m", "tests.loopback", "--dims", str(dims), "--latency", str(latency),
+         *flags],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None and server.stdin is not None

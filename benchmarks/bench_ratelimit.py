@@ -14,15 +14,12 @@ Targets with pacing: >= 90% of the binding limit, <= 2% answered 429, zero point
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 from qdrant_client import QdrantClient
@@ -30,6 +27,9 @@ from qdrant_client import models as qm
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_migrate import loopback_process  # noqa: E402
 
 from migrator import (  # noqa: E402
     CollectionSettings,
@@ -43,20 +43,6 @@ from migrator.store import QdrantStore  # noqa: E402
 
 WORDS = ["tide", "bread", "credit", "guitar", "star", "garden", "network", "whale", "salt",
          "orbit", "pastry", "bond"]
-
-
-@contextlib.contextmanager
-def limited_server(rpm: int, tpm: int, window: float) -> Iterator[str]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.loopback_stats", "--dims", "16", "--latency", "0.02",
-         "--rpm", str(rpm), "--tpm", str(tpm), "--window", str(window)],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None and server.stdin is not None
-        yield server.stdout.readline().strip()
-    finally:
-        server.stdin.close()  # type: ignore[union-attr]
-        server.wait(timeout=10)
 
 
 def stats(url: str) -> dict[str, float]:
@@ -106,7 +92,8 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="Local mode is not recommended")
     client = source(args.points)
     for paced in (True, False):
-        with limited_server(args.rpm, args.tpm, args.window) as url:
+        with loopback_process(0.02, dims=16, rpm=args.rpm, tpm=args.tpm,
+                              window=args.window) as url:
             written, elapsed = run(client, url, paced=paced, rpm=args.rpm, tpm=args.tpm,
                                    window=args.window)
             seen = stats(url)

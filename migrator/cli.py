@@ -115,6 +115,8 @@ pipeline_options = _options(
     click.option("--cache/--no-cache", default=None,
                  help="Reuse embeddings already paid for (default on)."),
 )
+run_options = _options(config_option, store_options, target_store_options, provider_options,
+                       collection_options, pipeline_options)
 output_options = _options(
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
     click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
@@ -194,12 +196,7 @@ def cli() -> None:
 
 
 @cli.command()
-@config_option
-@store_options
-@target_store_options
-@provider_options
-@collection_options
-@pipeline_options
+@run_options
 @click.option("--restart", is_flag=True,
               help="Forget earlier progress and delete the targets it created, after asking.")
 @click.option("--force", is_flag=True,
@@ -239,12 +236,7 @@ def migrate(bars: _Bars, as_json: bool, quiet: bool, restart: bool, yes: bool, f
 
 
 @cli.command()
-@config_option
-@store_options
-@target_store_options
-@provider_options
-@collection_options
-@pipeline_options
+@run_options
 @output_options
 @_with_bars
 def sync(bars: _Bars, as_json: bool, quiet: bool, **options: Any) -> None:
@@ -399,12 +391,7 @@ def cache_clear_command(state_dir: Path | None, yes: bool) -> None:
 
 
 @cli.command()
-@config_option
-@store_options
-@target_store_options
-@provider_options
-@collection_options
-@pipeline_options
+@run_options
 @click.option("--sample", type=int, default=200, show_default=True,
               help="Points read per collection for text statistics.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
