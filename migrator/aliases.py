@@ -90,7 +90,7 @@ def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None
 
 
 def _check_swap(target: QdrantStore, alias: str, collection: str) -> str | None:
-    collections = target.collection_names()  # `exists` is true for aliases too
+    collections = target.collection_names()
     if alias in collections:
         raise ConfigError(f"{alias!r} is the name of a collection, and Qdrant cannot give an "
                           "alias a collection's name; nothing was changed.")

@@ -269,6 +269,11 @@ class _Run:
                 f"Vector {vector.name or '(unnamed)'!r} of collection {schema.name!r} is a "
                 "multivector; migrator re-embeds single dense vectors only.")
         distance = config.distance or vector.distance
+        if name in self.target.aliases():
+            raise ConfigError(
+                f"The target {name!r} of {config.name!r} is an alias, not a collection: "
+                "writing to it would write into the collection it serves. Give a new "
+                "collection name with --target.")
         exists = self.target.exists(name)
         if exists:
             _check_existing_target(self.target.describe(name), vector.name, dims, distance)

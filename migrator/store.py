@@ -158,8 +158,9 @@ class QdrantStore:
         )
 
     def exists(self, collection: str) -> bool:
-        with self._call("checking", collection):
-            return bool(self.client.collection_exists(collection))
+        """Whether a *collection* of this name exists. An alias of that name does not count:
+        local mode's `collection_exists` says yes for aliases, a server's says no."""
+        return collection in self.collection_names()
 
     def describe(self, name: str) -> CollectionSchema:
         """The schema of a collection (an alias is resolved first)."""

@@ -311,3 +311,14 @@ def test_a_provider_failure_mid_run_says_what_was_left(memory_store: QdrantStore
     assert re.search(r"stopped with \d+ of 60 points written; no alias was moved", message)
     assert "resumes from the last checkpoint" in message
     assert memory_store.aliases() == {}
+
+
+def test_an_alias_is_refused_as_the_target(memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=5)
+    make_collection(memory_store.client, "other", n=5)
+    memory_store.swap_alias("live", "other")
+    with pytest.raises(ConfigError, match="target 'live' of 'docs' is an alias"):
+        migrate(settings(tmp_path, CollectionSettings(name="docs", target="live")),
+                source_store=memory_store)
+    assert memory_store.count("other") == 5
+    assert memory_store.exists("other") and not memory_store.exists("live")
