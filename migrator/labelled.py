@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError, DataError
-from .ingestion import point_id
+from .ingestion import point_id, read_records
 from .providers.base import Embedder
 from .store import PointId, QdrantStore
 from .verify import Check, ndcg_at_k, recall_at_k
@@ -38,19 +38,15 @@ def load_queries(path: Path, limit: int) -> list[LabelledQuery]:
         raise ConfigError(f"verify.queries {path} does not exist; give a BEIR directory or a "
                           "JSONL file of {\"query\", \"relevant_ids\"}.")
     queries = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                gains = {point_id(i, 0): 1.0 for i in row["relevant_ids"]}
-                queries.append(LabelledQuery(str(row["query"]), gains))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DataError(f"{path}:{number} is not a JSON object with \"query\" and "
-                                f"\"relevant_ids\": {exc}.") from exc
-            if len(queries) >= limit:
-                break
+    for number, row in enumerate(read_records(path, "jsonl"), start=1):
+        try:
+            gains = {point_id(i, 0): 1.0 for i in row["relevant_ids"]}
+            queries.append(LabelledQuery(str(row["query"]), gains))
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{path}: record {number} is not a JSON object with \"query\" and "
+                            f"\"relevant_ids\" ({exc}).") from exc
+        if len(queries) >= limit:
+            break
     return queries
 
 

@@ -170,7 +170,7 @@ def ingest(result: Any) -> str:
 def demo(result: Any) -> str:
     lines = [
         f"Demo store: {result.directory}",
-        report_line(result.ingested),
+        ingest(result.ingested),
         result.new_model_note,
         "",
         migration(result.migration),
@@ -183,8 +183,6 @@ def demo(result: Any) -> str:
         lines.append(f"    after:  {'; '.join(search.after)}")
     return "\n".join(lines)
 
-
-report_line = ingest
 
 
 def validation(result: Any) -> str:
