@@ -13,12 +13,16 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from . import __version__, report
+from . import __version__, compare_report, datasets, report
 from .aliases import drop_old as run_drop_old
 from .aliases import rollback as run_rollback
 from .aliases import swap as run_swap
 from .cache import cache_clear, cache_stats
+from .candidates import Candidate, load_candidates
+from .candidates import finish as finish_candidates
+from .candidates import parse_flag as parse_candidate
 from .catalog import models_for
+from .compare import compare as run_compare
 from .demo import demo as run_demo
 from .errors import MigratorError, VerificationFailed
 from .ingestion import ingest as run_ingest
@@ -26,8 +30,10 @@ from .migration import migrate as run_migrate
 from .pipeline import Progress
 from .planning import plan as run_plan
 from .settings import Settings, load_settings, with_collections
+from .state import EmbeddingCache
 from .status import status as run_status
 from .syncing import sync as run_sync
+from .texts import TextSource
 from .validate import validate as run_validate
 from .verify import verify as run_verify
 
@@ -484,6 +490,133 @@ def ingest(bars: _Bars, path: Path, collection: str, fmt: str, text_field: str |
                         on_progress=bars)
     bars.close()
     _emit(result, as_json, report.ingest)
+
+
+class _CandidateBars:
+    """One tqdm bar per candidate (texts embedded), on stderr."""
+
+    def __init__(self, quiet: bool) -> None:
+        self._quiet = quiet
+        self._bars: dict[str, tqdm[Any]] = {}
+
+    def __call__(self, candidate: str, done: int, total: int) -> None:
+        bar = self._bars.get(candidate)
+        if bar is None:
+            bar = tqdm(total=total, unit="text", desc=candidate, file=sys.stderr,
+                       disable=True if self._quiet else None, dynamic_ncols=True)
+            self._bars[candidate] = bar
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+@cli.command("compare")
+@click.argument("dataset", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--candidates", "candidates_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML list of candidates (provider, model, dimensions, input_types, ...).")
+@click.option("--candidate", "candidate_flags", multiple=True, metavar="PROVIDER:MODEL[:DIMS]",
+              help="A candidate without a file; repeatable.")
+@click.option("--reference", help="Candidate that agreement@10 is measured against "
+              "(default: the first).")
+@click.option("--collection", help="Compare on a sample of this collection's payload text "
+              "instead of DATASET.")
+@click.option("--text-field", default="text", show_default=True,
+              help="Field (or payload path) holding the text.")
+@click.option("--id-field", help="Field holding a JSONL/CSV record's id (default 'id'/'_id').")
+@click.option("--split", default="test", show_default=True, help="BEIR qrels split.")
+@click.option("--sample", type=int, help="Documents drawn from a file or collection "
+              "(default: the whole file; 2000 from a collection).")
+@click.option("--queries", type=int, help="Queries scored (default: every labelled query; "
+              "200 self-retrieval queries without labels).")
+@click.option("--seed", type=int, default=13, show_default=True, help="Seed of every sample.")
+@click.option("--collection-size", type=int, help="Documents to extrapolate cost and time to.")
+@click.option("--size-of", help="Extrapolate to the size of this collection (or alias).")
+@click.option("--out", "-o", "outputs", multiple=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the report to FILE: .md, .html or .json by its suffix; repeatable.")
+@config_option
+@store_options
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the embedding cache lives (default .migrator).")
+@click.option("--cache/--no-cache", default=True, show_default=True,
+              help="Reuse embeddings already paid for; --no-cache measures every request.")
+@output_options
+def compare_command(dataset: Path | None, candidates_file: Path | None,
+                    candidate_flags: tuple[str, ...], reference: str | None,
+                    collection: str | None, text_field: str, id_field: str | None, split: str,
+                    sample: int | None, queries: int | None, seed: int,
+                    collection_size: int | None, size_of: str | None,
+                    outputs: tuple[Path, ...], state_dir: Path | None, cache: bool,
+                    as_json: bool, quiet: bool, **options: Any) -> None:
+    """Compare embedding models on your data: quality, latency, throughput, cost, storage.
+
+    DATASET is a BEIR directory (corpus.jsonl, queries.jsonl, qrels/), scored with nDCG@10,
+    recall@10/100 and MRR@10, or a JSONL/CSV file of texts, scored by self-retrieval and
+    agreement with a reference candidate. Exit 1 when a candidate failed (the report still
+    covers the others).
+
+    \b
+    Example:
+      migrator compare ./scifact --candidates configs/compare.yaml \\
+          --size-of docs -o report.html -o report.md
+      migrator compare notes.jsonl --candidate hashing:hash-words-v1 \\
+          --candidate local:all-MiniLM-L6-v2
+    """
+    candidates = _candidates(candidates_file, candidate_flags, reference)
+    settings = _settings(options)
+    data = _dataset(dataset, collection, settings, text_field=text_field, id_field=id_field,
+                    split=split, sample=sample, queries=queries, seed=seed)
+    label = size_of
+    if size_of is not None and collection_size is None:
+        collection_size = datasets.collection_size(settings.source, size_of)
+    bars = _CandidateBars(quiet)
+    store_cache = EmbeddingCache(state_dir or settings.migration.state_dir) if cache else None
+    try:
+        result = run_compare(data, candidates, cache=store_cache,
+                             collection_size=collection_size, collection_label=label,
+                             on_progress=bars, seed=seed)
+    finally:
+        bars.close()
+        if store_cache is not None:
+            store_cache.close()
+    for path in outputs:
+        compare_report.write(result, path)
+    _emit(result, as_json, compare_report.terminal)
+    if result.failed:
+        raise _Exit(f"{len(result.failed)} of {len(result.candidates)} candidates failed: "
+                    + ", ".join(c.name for c in result.failed) + "; the report covers the rest.",
+                    1)
+
+
+def _candidates(path: Path | None, flags: tuple[str, ...], reference: str | None
+                ) -> list[Candidate]:
+    if path is None and not flags:
+        raise _Exit("Name the models to compare: --candidates FILE or --candidate "
+                    "provider:model (repeatable).", 2)
+    found = load_candidates(path) if path is not None else []
+    for flag in flags:
+        found.extend(parse_candidate(flag))
+    file_reference = next((c.name for c in found if c.reference), None) if path else None
+    return finish_candidates(found, reference or file_reference)
+
+
+def _dataset(path: Path | None, collection: str | None, settings: Settings,
+             **options: Any) -> datasets.Dataset:
+    if (path is None) == (collection is None):
+        raise _Exit("Give a DATASET (BEIR directory or JSONL/CSV file) or --collection, "
+                    "not both and not neither.", 2)
+    seed, queries = options["seed"], options["queries"]
+    if collection is not None:
+        return datasets.sample_collection(
+            settings.source, collection, TextSource.from_settings(options["text_field"], None),
+            sample=options["sample"] or datasets.DEFAULT_SAMPLE,
+            queries=queries or datasets.DEFAULT_QUERIES, seed=seed)
+    assert path is not None
+    return datasets.load_dataset(path, split=options["split"], text_field=options["text_field"],
+                                 id_field=options["id_field"], sample=options["sample"],
+                                 queries=queries, seed=seed)
 
 
 @cli.command()

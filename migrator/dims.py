@@ -16,7 +16,7 @@ its vectors to reach the target size.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -148,6 +148,10 @@ class AdaptedEmbedder:
         self.spec = inner.spec
 
     @property
+    def truncates_itself(self) -> bool:
+        return bool(getattr(self.inner, "truncates_itself", False))
+
+    @property
     def dims(self) -> int:
         return self.decision.target
 
@@ -157,8 +161,7 @@ class AdaptedEmbedder:
 
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
         result = await self.inner.embed(texts, kind=kind)
-        return Embedding(self.decision.apply(result.vectors), result.tokens,
-                         result.tokens_estimated, result.retries)
+        return replace(result, vectors=self.decision.apply(result.vectors))
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -17,9 +17,10 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 from .ingestion import point_id, read_records
+from .metrics import ndcg_at_k, recall_at_k
 from .providers.base import Embedder
 from .store import PointId, QdrantStore
-from .verify import Check, ndcg_at_k, recall_at_k
+from .verify import Check
 
 NDCG_K = 10
 

@@ -25,7 +25,7 @@ from .errors import ProviderResponseError
 from .providers.base import Embedder, l2_normalize
 from .store import Page, Point, PointId
 from .texts import TextSource
-from .tokens import chunk_tokens, count_tokens, pack, truncate_tokens
+from .tokens import fit_text, pack
 
 
 class PageSource(Protocol):
@@ -293,17 +293,7 @@ class Backfill:
                          counts={"read": len(points), "skipped": skipped, "pages": 1})
 
     def _fit(self, text: str) -> list[str]:
-        """The text as sent: whole when within the model's per-input limit; else cut,
-        chunked, or nothing (the `fail` policy lists the point and sends nothing)."""
-        spec = self.embedder.spec
-        limit = spec.max_tokens_per_input
-        if count_tokens(text, spec.model) <= limit:
-            return [text]
-        if self.long_input == "truncate":
-            return [truncate_tokens(text, limit, spec.model)]
-        if self.long_input == "chunk-mean":
-            return chunk_tokens(text, limit, spec.model)
-        return []
+        return fit_text(text, self.embedder, self.long_input)
 
     async def _embed_worker(self, requests: asyncio.Queue[Any], done: asyncio.Queue[Any]) -> None:
         while (request := await requests.get()) is not _DONE:

@@ -144,7 +144,7 @@ class CollectionSettings(_Section):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise ConfigError(_describe_validation(exc, prefix=f"--collection {name}")) from exc
+            raise ConfigError(describe_validation(exc, prefix=f"--collection {name}")) from exc
 
 
 class MigrationSettings(_Section):
@@ -250,7 +250,7 @@ def load_settings(
     try:
         settings = Settings(**_drop_none(overrides or {}))
     except ValidationError as exc:
-        raise ConfigError(_describe_validation(exc, prefix=_origin(path))) from exc
+        raise ConfigError(describe_validation(exc, prefix=_origin(path))) from exc
     except (ValueError, yaml.YAMLError) as exc:  # unreadable YAML/TOML, or env JSON
         raise ConfigError(f"Could not read the configuration ({_origin(path)}): {exc}") from exc
     finally:
@@ -260,13 +260,18 @@ def load_settings(
 
 def _resolve_keys(settings: Settings, environ: Any) -> Settings:
     """Fill API keys from the environment variables the configuration names."""
-    for provider in (settings.provider, *settings.provider.fallbacks):
-        if provider.api_key is None and provider.key_env and environ.get(provider.key_env):
-            provider.api_key = SecretStr(environ[provider.key_env])
+    fill_api_key(settings.provider, environ)
     for store in (settings.source, settings.target):
         if store is not None and store.api_key is None and environ.get(store.api_key_env):
             store.api_key = SecretStr(environ[store.api_key_env])
     return settings
+
+
+def fill_api_key(provider: ProviderSettings, environ: Any) -> None:
+    """Read the provider's (and its fallbacks') API key from the variable it names."""
+    for each in (provider, *provider.fallbacks):
+        if each.api_key is None and each.key_env and environ.get(each.key_env):
+            each.api_key = SecretStr(environ[each.key_env])
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
@@ -286,7 +291,7 @@ def _origin(path: Path | None) -> str:
     return f"{path}, MIGRATOR_* variables and flags" if path else "MIGRATOR_* variables and flags"
 
 
-def _describe_validation(exc: ValidationError, *, prefix: str) -> str:
+def describe_validation(exc: ValidationError, *, prefix: str) -> str:
     problems = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
@@ -347,6 +352,6 @@ def with_collections(
             merged.append(CollectionSettings.model_validate(
                 {**collection.model_dump(), **updates}))
         except ValidationError as exc:
-            raise ConfigError(_describe_validation(exc, prefix="collection flags")) from exc
+            raise ConfigError(describe_validation(exc, prefix="collection flags")) from exc
     settings.collections = merged
     return settings

@@ -57,6 +57,26 @@ def chunk_tokens(text: str, limit: int, model: str | None = None) -> list[str]:
     return pieces
 
 
+def fit_text(text: str, embedder: Any, policy: str) -> list[str]:
+    """The text as sent: whole when within the model's per-input limit; else cut, chunked,
+    or nothing (the `fail` policy lists the text and sends nothing).
+
+    An embedder whose `truncates_itself` is true (sentence-transformers cuts at the model's
+    own token limit, exactly) is given the whole text under `truncate`.
+    """
+    spec = embedder.spec
+    limit = spec.max_tokens_per_input
+    if count_tokens(text, spec.model) <= limit:
+        return [text]
+    if policy == "truncate":
+        if getattr(embedder, "truncates_itself", False):
+            return [text]
+        return [truncate_tokens(text, limit, spec.model)]
+    if policy == "chunk-mean":
+        return chunk_tokens(text, limit, spec.model)
+    return []
+
+
 def pack(texts: list[str], *, max_inputs: int, max_tokens: int | None,
          max_bytes: int = MAX_REQUEST_BYTES) -> list[tuple[int, int]]:
     """Split `texts` into consecutive requests within the provider's limits on inputs,

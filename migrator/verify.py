@@ -14,50 +14,20 @@ Checks on a seeded sample of points:
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .metrics import overlap_at_k
 from .providers.base import Embedder
 from .settings import VerifySettings
 from .store import PointId, QdrantStore
 from .texts import TextSource
 
-# ---- metrics ---------------------------------------------------------------------------
-
-
-def recall_at_k(retrieved: Sequence[Any], relevant: Iterable[Any], k: int) -> float:
-    """Share of the relevant items found in the first k retrieved (0 when none relevant)."""
-    wanted = set(relevant)
-    if not wanted:
-        return 0.0
-    return len(wanted & set(retrieved[:k])) / len(wanted)
-
-
-def ndcg_at_k(retrieved: Sequence[Any], gains: dict[Any, float], k: int) -> float:
-    """nDCG@k with graded gains (BEIR/trec_eval style: gain / log2(rank + 1))."""
-    dcg = sum(gains.get(item, 0.0) / math.log2(rank + 2)
-              for rank, item in enumerate(retrieved[:k]))
-    ideal = sorted((g for g in gains.values() if g > 0), reverse=True)[:k]
-    idcg = sum(g / math.log2(rank + 2) for rank, g in enumerate(ideal))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def mrr_at_k(retrieved: Sequence[Any], relevant: Iterable[Any], k: int) -> float:
-    wanted = set(relevant)
-    for rank, item in enumerate(retrieved[:k]):
-        if item in wanted:
-            return 1.0 / (rank + 1)
-    return 0.0
-
-
-def overlap_at_k(a: Sequence[Any], b: Sequence[Any], k: int) -> float:
-    """|top-k(a) ∩ top-k(b)| / k."""
-    return len(set(a[:k]) & set(b[:k])) / k if k else 0.0
+# ---- sampling ---------------------------------------------------------------------------
 
 
 class Reservoir:

@@ -58,6 +58,8 @@ def _quiet_transformers() -> None:
 class LocalEmbedder:
     """A sentence-transformers model on the CPU (or whatever device torch picks)."""
 
+    truncates_itself = True  # the model cuts every input at its max_seq_length tokens
+
     def __init__(self, spec: ModelSpec, *, batch_size: int | None = None,
                  device: str | None = None) -> None:
         try:

@@ -1,0 +1,131 @@
+"""The models `compare` measures: a YAML list of candidates, or `provider:model[:dims]` flags.
+
+```yaml
+reference: minilm              # optional: what agreement@10 is measured against
+candidates:
+  - name: minilm               # optional; default "provider/model" (+ "@dims")
+    provider: local
+    model: all-MiniLM-L6-v2
+  - provider: openai
+    model: text-embedding-3-small
+    dimensions: [1536, 512, 256]   # one candidate per size: a truncation sweep
+    input_types: false             # embed queries as documents (default: as queries)
+```
+
+Every other key is a `provider:` setting (base_url, api_key_env, concurrency, batch_size,
+dimension_policy, ...). `long_input` defaults to `truncate` here: a comparison measures
+each model as it would be used, cut at its own input limit, and says how many were cut.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import ConfigError
+from .settings import ProviderSettings, describe_validation, fill_api_key
+
+_OWN_KEYS = {"name", "provider", "dimensions", "input_types"}
+
+
+@dataclass
+class Candidate:
+    name: str
+    provider: ProviderSettings
+    input_types: bool = True  # queries embedded with the model's query input type
+    reference: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "provider": self.provider.name, "model": self.provider.model,
+                "dimensions": self.provider.dimensions, "input_types": self.input_types,
+                "reference": self.reference}
+
+
+def load_candidates(path: Path, *, environ: dict[str, str] | None = None) -> list[Candidate]:
+    """Candidates from a YAML file: a list, or a mapping with `candidates` (and `reference`)."""
+    if not path.is_file():
+        raise ConfigError(f"Candidates file {path} does not exist; check the --candidates path.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Could not read the candidates file {path}: {exc}") from exc
+    reference = None
+    if isinstance(data, dict):
+        unknown = set(data) - {"candidates", "reference"}
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; the file "
+                              "holds `candidates:` and an optional `reference:`.")
+        reference, data = data.get("reference"), data.get("candidates")
+    if not isinstance(data, list) or not data:
+        raise ConfigError(f"{path} lists no candidates; give a list of {{provider, model}} "
+                          "entries under `candidates:`.")
+    candidates = []
+    for number, entry in enumerate(data, start=1):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: candidate {number} is not a mapping of settings.")
+        candidates.extend(expand(entry, origin=f"{path}: candidate {number}", environ=environ))
+    return finish(candidates, reference)
+
+
+def parse_flag(flag: str, *, environ: dict[str, str] | None = None) -> list[Candidate]:
+    """`provider:model` or `provider:model:dims` from the command line."""
+    parts = flag.split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ConfigError(f"--candidate {flag!r}: write provider:model or provider:model:dims, "
+                          "e.g. local:all-MiniLM-L6-v2 or openai:text-embedding-3-small:512.")
+    entry: dict[str, Any] = {"provider": parts[0], "model": parts[1]}
+    if len(parts) == 3:
+        if not parts[2].isdigit():
+            raise ConfigError(f"--candidate {flag!r}: the size {parts[2]!r} is not a number.")
+        entry["dimensions"] = int(parts[2])
+    return expand(entry, origin=f"--candidate {flag}", environ=environ)
+
+
+def expand(entry: dict[str, Any], *, origin: str, environ: dict[str, str] | None = None
+           ) -> list[Candidate]:
+    """One entry of the list: a candidate per size when `dimensions` lists several."""
+    if "provider" not in entry or "model" not in entry:
+        raise ConfigError(f"{origin}: needs `provider` and `model`.")
+    sizes = entry.get("dimensions")
+    sizes_list = sizes if isinstance(sizes, list) else [sizes]
+    settings = {k: v for k, v in entry.items() if k not in _OWN_KEYS}
+    settings.setdefault("long_input", "truncate")
+    out = []
+    for size in sizes_list:
+        try:
+            provider = ProviderSettings.model_validate(
+                {**settings, "name": entry["provider"], "model": entry["model"],
+                 "dimensions": size})
+        except ValidationError as exc:
+            raise ConfigError(describe_validation(exc, prefix=origin)) from exc
+        fill_api_key(provider, os.environ if environ is None else environ)
+        default = f"{provider.name}/{provider.model}" + (f"@{size}" if size else "")
+        name = str(entry["name"]) if entry.get("name") else default
+        if len(sizes_list) > 1 and entry.get("name"):
+            name = f"{name}@{size}"
+        out.append(Candidate(name, provider, bool(entry.get("input_types", True))))
+    return out
+
+
+def finish(candidates: list[Candidate], reference: str | None) -> list[Candidate]:
+    """Check names are unique and mark the reference (default: the first candidate)."""
+    seen: set[str] = set()
+    for candidate in candidates:
+        if candidate.name in seen:
+            raise ConfigError(f"Two candidates are named {candidate.name!r}; give each a "
+                              "distinct `name:`.")
+        seen.add(candidate.name)
+    if not candidates:
+        raise ConfigError("No candidates to compare; give --candidates FILE or --candidate "
+                          "provider:model.")
+    if reference is not None and reference not in seen:
+        raise ConfigError(f"The reference {reference!r} is not a candidate; choose one of "
+                          f"{', '.join(sorted(seen))}.")
+    for candidate in candidates:
+        candidate.reference = candidate.name == (reference or candidates[0].name)
+    return candidates

@@ -1,0 +1,459 @@
+"""`compare()`: which model to move to, measured on your own data before paying for it.
+
+Each candidate embeds the dataset's documents and queries (through the embedding cache, so
+a second report costs nothing), one candidate at a time so that none slows another down.
+Scoring is exact search in numpy, so the numbers measure the model and not an index.
+
+Every figure carries how it was obtained:
+- measured: seen in this run (latency, throughput, provider-reported tokens, quality);
+- catalog: a catalog list price applied to measured tokens;
+- estimated: derived with an assumption (tokens counted by characters, costs and times
+  extrapolated from this dataset's mean document);
+- computed: exact arithmetic on measured facts (bytes of a vector of a given size).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+
+from .cache import CachedEmbedder
+from .candidates import Candidate
+from .datasets import Dataset
+from .dims import AdaptedEmbedder
+from .errors import InputTooLong, MigratorError
+from .metrics import mrr_at_k, ndcg_at_k, normalized, overlap_at_k, recall_at_k, top_k
+from .providers import build_embedder
+from .providers.base import Embedder, InputKind, l2_normalize
+from .providers.http import EndpointMetrics
+from .state import EmbeddingCache
+from .tokens import count_tokens, fit_text
+
+SCHEMA = "migrator.compare/1"
+DEPTH = 100  # ranked documents kept per query: enough for recall@100
+MILLION = 1_000_000
+Method = Literal["measured", "estimated", "catalog", "computed"]
+ProgressCallback = Callable[[str, int, int], None]  # candidate, texts done, texts in all
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A number and how it was obtained. `value` None: not available, `note` says why."""
+
+    value: float | None
+    method: Method
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "method": self.method, "note": self.note}
+
+
+@dataclass
+class CandidateResult:
+    candidate: Candidate
+    status: Literal["ok", "failed"] = "ok"
+    error: str | None = None
+    dims: int | None = None
+    quality: dict[str, Figure] = field(default_factory=dict)
+    latency_ms: dict[str, Figure] = field(default_factory=dict)
+    throughput: dict[str, Figure] = field(default_factory=dict)
+    tokens: dict[str, Figure] = field(default_factory=dict)
+    cost: dict[str, Figure] = field(default_factory=dict)
+    storage: dict[str, Figure] = field(default_factory=dict)
+    texts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list, repr=False)  # seconds, per request
+    ranked: np.ndarray | None = field(default=None, repr=False)  # document rows per query
+
+    @property
+    def name(self) -> str:
+        return self.candidate.name
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        def figures(group: dict[str, Figure]) -> dict[str, Any]:
+            return {key: fig.to_dict() for key, fig in group.items()}
+
+        return {**self.candidate.describe(), "status": self.status, "error": self.error,
+                "dims": self.dims, "quality": figures(self.quality),
+                "latency_ms": figures(self.latency_ms), "throughput": figures(self.throughput),
+                "tokens": figures(self.tokens), "cost": figures(self.cost),
+                "storage_per_1m_vectors": figures(self.storage), "texts": dict(self.texts),
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class CompareResult:
+    dataset: Dataset
+    candidates: list[CandidateResult]
+    reference: str
+    collection_size: int | None
+    collection_label: str | None
+    environment: dict[str, Any]
+
+    @property
+    def failed(self) -> list[CandidateResult]:
+        return [c for c in self.candidates if not c.ok]
+
+    @property
+    def quality_keys(self) -> list[str]:
+        if self.dataset.labelled:
+            return ["ndcg@10", "recall@10", "recall@100", "mrr@10"]
+        return ["self_recall@10", "agreement@10"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "dataset": self.dataset.to_dict(), "reference": self.reference,
+                "collection_size": self.collection_size,
+                "collection_label": self.collection_label, "environment": self.environment,
+                "candidates": [c.to_dict() for c in self.candidates]}
+
+
+def compare(dataset: Dataset, candidates: Sequence[Candidate], **options: Any) -> CompareResult:
+    """Measure every candidate on `dataset`; see `acompare` for the options."""
+    return asyncio.run(acompare(dataset, candidates, **options))
+
+
+async def acompare(dataset: Dataset, candidates: Sequence[Candidate], *,
+                   cache: EmbeddingCache | None = None, collection_size: int | None = None,
+                   collection_label: str | None = None, client: httpx.AsyncClient | None = None,
+                   on_progress: ProgressCallback | None = None, seed: int | None = None
+                   ) -> CompareResult:
+    """Embed and score `dataset` with each candidate in turn.
+
+    A candidate that cannot be built or fails while embedding (a bad key, a refused size,
+    inputs over its limit under `long_input: fail`) is reported as failed with the reason;
+    the others are measured all the same.
+
+    Args:
+        cache: the embedding cache to read and fill (None: embed everything).
+        collection_size: documents to extrapolate cost and time to (default: the size of the
+            collection the dataset was drawn from, if any).
+        collection_label: what that size is, for the report (a collection's name).
+        client: an httpx client for every HTTP provider (tests inject transports).
+    """
+    size = collection_size if collection_size is not None else dataset.population
+    started = datetime.now(timezone.utc)
+    results = []
+    for candidate in candidates:
+        results.append(await _measure(candidate, dataset, cache=cache, size=size,
+                                      label=collection_label or dataset.name, client=client,
+                                      on_progress=on_progress))
+    reference = next(c for c in candidates if c.reference).name
+    _score_agreement(results, dataset, reference)
+    return CompareResult(dataset, results, reference, size, collection_label or (
+        dataset.name if dataset.population is not None else None),
+        _environment(started, cache is not None, seed))
+
+
+# ---- one candidate ---------------------------------------------------------------------
+
+
+@dataclass
+class _Embedded:
+    vectors: np.ndarray
+    tokens_paid: int = 0
+    tokens_cached: int = 0
+    estimated: bool = False
+    cached: int = 0
+    over_limit: int = 0  # texts cut or chunked (by us or by the model itself)
+    call_latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_paid + self.tokens_cached
+
+
+async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCache | None,
+                   size: int | None, label: str, client: httpx.AsyncClient | None,
+                   on_progress: ProgressCallback | None) -> CandidateResult:
+    result = CandidateResult(candidate)
+    started = time.perf_counter()
+    try:
+        model = build_embedder(candidate.provider, client=client)
+    except MigratorError as exc:
+        return _failed(result, exc, started)
+    embedder = _with_cache(model, cache)
+    total = len(dataset.doc_texts) + len(dataset.queries)
+    progress = _Progress(candidate.name, total, on_progress)
+    try:
+        docs = await _embed_all(embedder, dataset.doc_texts, "document", candidate, progress)
+        kind: InputKind = "query" if candidate.input_types else "document"
+        queries = await _embed_all(embedder, [q.text for q in dataset.queries], kind,
+                                   candidate, progress)
+    except MigratorError as exc:
+        return _failed(result, exc, started)
+    finally:
+        if isinstance(embedder, CachedEmbedder):
+            await embedder.release()
+        elif isinstance(embedder, AdaptedEmbedder) and isinstance(embedder.inner, CachedEmbedder):
+            await embedder.inner.release()
+        await model.aclose()
+    result.dims = int(docs.vectors.shape[1])
+    result.ranked = top_k(normalized(queries.vectors), normalized(docs.vectors), DEPTH + 1)
+    result.quality = _quality(dataset, result.ranked)
+    metrics = _endpoint_metrics(model)
+    result.latencies = list(metrics.latencies) if metrics is not None else (
+        docs.call_latencies + queries.call_latencies)
+    result.latency_ms = _latency(result.latencies, metrics is not None,
+                                 docs.cached + queries.cached)
+    result.throughput = _throughput(docs, len(dataset.doc_texts))
+    result.tokens = _tokens(docs, queries)
+    result.cost = _cost(embedder.spec.price_per_mtok, docs, queries, len(dataset.doc_texts),
+                        size, label)
+    if size is not None and result.throughput["texts_per_s"].value:
+        seconds = size / float(result.throughput["texts_per_s"].value)
+        result.throughput["time_for_collection_s"] = Figure(
+            round(seconds, 1), "estimated",
+            f"{size:,} documents of {label} at the measured rate, concurrency "
+            f"{candidate.provider.concurrency}")
+    result.storage = _storage(result.dims)
+    result.texts = {"documents": len(dataset.doc_texts), "queries": len(dataset.queries),
+                    "over_limit": docs.over_limit + queries.over_limit,
+                    "from_cache": docs.cached + queries.cached}
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _failed(result: CandidateResult, exc: MigratorError, started: float) -> CandidateResult:
+    result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _with_cache(model: Embedder, cache: EmbeddingCache | None) -> Embedder:
+    """The cache sits under any truncation or padding, so the sizes of a truncation sweep
+    share the provider's vectors: the second size costs nothing."""
+    if cache is None:
+        return model
+    if isinstance(model, AdaptedEmbedder):
+        return AdaptedEmbedder(CachedEmbedder(model.inner, cache), model.decision)
+    return CachedEmbedder(model, cache)
+
+
+class _Progress:
+    def __init__(self, name: str, total: int, callback: ProgressCallback | None) -> None:
+        self.name, self.total, self.done, self.callback = name, total, 0, callback
+
+    def advance(self, texts: int) -> None:
+        self.done += texts
+        if self.callback is not None:
+            self.callback(self.name, self.done, self.total)
+
+
+async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
+                     candidate: Candidate, progress: _Progress) -> _Embedded:
+    """Vectors for `texts` in order, sent in the embedder's batches with the candidate's
+    concurrency; long texts handled by its `long_input` policy."""
+    policy = candidate.provider.long_input
+    pieces = [fit_text(t, embedder, policy) for t in texts]
+    too_long = sum(1 for p in pieces if not p)
+    if too_long:
+        raise InputTooLong(
+            f"{too_long} of {len(texts)} {kind} texts are over {candidate.name}'s limit of "
+            f"{embedder.spec.max_tokens_per_input} tokens; set long_input: truncate or "
+            "chunk-mean for this candidate.")
+    unique: dict[str, int] = {}
+    rows = [[unique.setdefault(p, len(unique)) for p in ps] for ps in pieces]
+    order = list(unique)
+    limit, model_name = embedder.spec.max_tokens_per_input, embedder.spec.model
+    out = _Embedded(np.empty((0, 0), dtype=np.float32),
+                    over_limit=sum(1 for t in texts if count_tokens(t, model_name) > limit))
+    gate = asyncio.Semaphore(candidate.provider.concurrency)
+    step = embedder.batch_size
+
+    async def one(start: int) -> np.ndarray:
+        batch = order[start:start + step]
+        async with gate:
+            began = time.perf_counter()
+            result = await embedder.embed(batch, kind=kind)
+            if result.cached == 0:
+                out.call_latencies.append(time.perf_counter() - began)
+        out.tokens_paid += result.tokens
+        out.tokens_cached += result.tokens_saved
+        out.estimated |= result.tokens_estimated
+        out.cached += result.cached
+        progress.advance(len(batch))
+        return result.vectors
+
+    began = time.perf_counter()
+    parts = await asyncio.gather(*(one(s) for s in range(0, len(order), step)))
+    out.seconds = time.perf_counter() - began
+    if not parts:
+        return out
+    vectors = np.concatenate(parts)
+    out.vectors = np.stack([vectors[r[0]] if len(r) == 1 else
+                            l2_normalize(vectors[r].mean(axis=0, keepdims=True))[0]
+                            for r in rows])
+    return out
+
+
+def _endpoint_metrics(embedder: Any) -> EndpointMetrics | None:
+    """The HTTP endpoint's own request timings, when the model is behind one."""
+    while embedder is not None:
+        metrics = getattr(embedder, "metrics", None)
+        if isinstance(metrics, EndpointMetrics):
+            return metrics
+        embedder = getattr(embedder, "inner", None)
+    return None
+
+
+# ---- figures -----------------------------------------------------------------------------
+
+
+def _quality(dataset: Dataset, ranked: np.ndarray) -> dict[str, Figure]:
+    ids = dataset.doc_ids
+    lists = [[ids[r] for r in row] for row in ranked]
+    n = len(dataset.queries)
+    if dataset.labelled:
+        def mean(values: list[float]) -> float:
+            return round(float(np.mean(values)), 4)
+
+        scored = [(q, hits[:DEPTH]) for q, hits in zip(dataset.queries, lists, strict=True)]
+        note = f"exact search, mean over {n} labelled queries"
+        return {
+            "ndcg@10": Figure(mean([ndcg_at_k(h, q.gains, 10) for q, h in scored]),
+                              "measured", note),
+            "recall@10": Figure(mean([recall_at_k(h, q.gains, 10) for q, h in scored]),
+                                "measured", note),
+            "recall@100": Figure(mean([recall_at_k(h, q.gains, 100) for q, h in scored]),
+                                 "measured", note),
+            "mrr@10": Figure(mean([mrr_at_k(h, q.gains, 10) for q, h in scored]),
+                             "measured", note),
+        }
+    by_text: dict[str, set[str]] = {}
+    for doc_id, text in zip(ids, dataset.doc_texts, strict=True):
+        by_text.setdefault(text, set()).add(doc_id)
+    found = [bool(by_text.get(q.text, {q.document}) & set(hits[:10]))
+             for q, hits in zip(dataset.queries, lists, strict=True)]
+    return {"self_recall@10": Figure(
+        round(float(np.mean(found)), 4), "measured",
+        f"share of {n} sampled documents, embedded as queries, found in their own top 10 "
+        "(or a document with the same text)")}
+
+
+def _score_agreement(results: list[CandidateResult], dataset: Dataset, reference: str) -> None:
+    """agreement@10: how much of each candidate's top 10 the reference's top 10 shares,
+    per query; a query's own document (self-retrieval) is left out of both lists."""
+    ref = next((r for r in results if r.name == reference and r.ok), None)
+    for result in results:
+        if not result.ok:
+            continue
+        if ref is None or ref.ranked is None or result.ranked is None:
+            result.quality["agreement@10"] = Figure(
+                None, "measured", f"the reference {reference} failed; nothing to agree with")
+            continue
+        values = [overlap_at_k(_neighbours(dataset, q, mine), _neighbours(dataset, q, theirs), 10)
+                  for q, mine, theirs in zip(dataset.queries, result.ranked, ref.ranked,
+                                             strict=True)]
+        note = ("the reference itself" if result is ref else
+                f"mean share of top 10 in common with {reference} over "
+                f"{len(values)} queries")
+        result.quality["agreement@10"] = Figure(round(float(np.mean(values)), 4),
+                                                "measured", note)
+
+
+def _neighbours(dataset: Dataset, query: Any, ranked: np.ndarray) -> list[str]:
+    ids = [dataset.doc_ids[r] for r in ranked]
+    return [i for i in ids if i != query.document][:10]
+
+
+def _latency(latencies: list[float], per_request: bool, cached: int) -> dict[str, Figure]:
+    what = "HTTP request" if per_request else "embedding call (in-process model)"
+    if not latencies:
+        note = (f"all {cached} texts came from the embedding cache; run with --no-cache to "
+                "measure" if cached else "no request was made")
+        return {q: Figure(None, "measured", note) for q in ("p50", "p95", "p99")}
+    note = f"{len(latencies)} {what} latencies"
+    if cached:
+        note += f"; {cached} texts came from the cache and are not in them"
+    return {f"p{q}": Figure(round(float(np.percentile(latencies, q)) * 1000, 1), "measured",
+                            note) for q in (50, 95, 99)}
+
+
+def _throughput(docs: _Embedded, count: int) -> dict[str, Figure]:
+    if docs.cached >= count or docs.seconds <= 0:
+        note = "every document came from the cache; run with --no-cache to measure"
+        return {"texts_per_s": Figure(None, "measured", note),
+                "tokens_per_s": Figure(None, "measured", note)}
+    note = "documents embedded / wall time of the document phase"
+    if docs.cached:
+        note += f" ({docs.cached} of {count} answered by the cache, which flatters it)"
+    method: Method = "estimated" if docs.estimated else "measured"
+    return {"texts_per_s": Figure(round(count / docs.seconds, 1), "measured", note),
+            "tokens_per_s": Figure(round(docs.tokens / docs.seconds, 1), method, note)}
+
+
+def _tokens(docs: _Embedded, queries: _Embedded) -> dict[str, Figure]:
+    def figure(part: _Embedded) -> Figure:
+        how = ("counted by characters: the provider reports none" if part.estimated
+               else "as the provider or the model's tokenizer reported them")
+        note = how + (f"; {part.tokens_cached:,} of them from the cache" if part.tokens_cached
+                      else "")
+        return Figure(part.tokens, "estimated" if part.estimated else "measured", note)
+
+    return {"documents": figure(docs), "queries": figure(queries)}
+
+
+def _cost(price: float | None, docs: _Embedded, queries: _Embedded, count: int,
+          size: int | None, label: str) -> dict[str, Figure]:
+    if price is None:
+        unknown = Figure(None, "catalog", "no price in the catalog for this model")
+        return {"run": unknown, "per_1m_documents": unknown, "collection": unknown}
+    paid = docs.tokens_paid + queries.tokens_paid
+    price_note = f"${price:g} per 1M tokens (catalog list price)" if price else (
+        "runs on this machine: no per-token price, compute not counted")
+    # a free model costs nothing however its tokens were counted
+    run_method: Method = ("estimated" if price and (docs.estimated or queries.estimated)
+                          else "catalog")
+    per_doc = docs.tokens / max(count, 1)
+    costs = {
+        "run": Figure(round(paid * price / MILLION, 6), run_method,
+                      f"{paid:,} tokens sent in this run x {price_note}"),
+        "per_1m_documents": Figure(round(per_doc * price, 4), "estimated" if price else "catalog",
+                                   f"{per_doc:.0f} tokens per document on average here x "
+                                   f"{price_note}"),
+    }
+    if size is not None:
+        costs["collection"] = Figure(round(per_doc * size * price / MILLION, 4),
+                                     "estimated" if price else "catalog",
+                                     f"{size:,} documents of {label} at {per_doc:.0f} tokens "
+                                     "each")
+    return costs
+
+
+def _storage(dims: int) -> dict[str, Figure]:
+    note = ("vector data only: the HNSW graph and payloads come on top, and quantized "
+            "collections keep the float32 originals on disk for rescoring")
+    return {"float32": Figure(dims * 4 * MILLION, "computed", note),
+            "int8": Figure(dims * MILLION, "computed", note),
+            "binary": Figure(math.ceil(dims / 8) * MILLION, "computed", note)}
+
+
+def _environment(started: datetime, cache: bool, seed: int | None) -> dict[str, Any]:
+    from . import __version__
+
+    packages = {}
+    for name in ("numpy", "httpx", "qdrant-client", "sentence-transformers", "torch",
+                 "matplotlib"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"migrator": __version__, "python": sys.version.split()[0],
+            "platform": platform.platform(), "packages": packages,
+            "date": started.isoformat(timespec="seconds"), "cache": cache, "seed": seed}

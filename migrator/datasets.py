@@ -1,0 +1,221 @@
+"""What `compare` measures models on: documents, queries and (when known) relevance labels.
+
+Three kinds of input:
+- a BEIR directory (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`): documents are
+  `title + " " + text` as BEIR and MTEB embed them; only queries with a relevant document
+  in the split are scored, as BEIR does;
+- a JSONL or CSV file of texts: no labels, so queries are a seeded sample of the documents
+  themselves (self-retrieval) and models are compared by agreement;
+- a sample of a Qdrant collection's payload text, the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError, DataError
+from .ingestion import detect_format, read_records
+from .settings import StoreSettings
+from .store import QdrantStore, opened
+from .texts import TextSource
+
+DatasetKind = Literal["beir", "texts", "collection"]
+DEFAULT_QUERIES = 200  # self-retrieval queries drawn from an unlabelled corpus
+DEFAULT_SEED = 13
+DEFAULT_SAMPLE = 2000  # documents drawn from a collection
+
+
+@dataclass
+class Query:
+    id: str
+    text: str
+    gains: dict[str, float] = field(default_factory=dict)  # document id -> graded relevance
+    document: str | None = None  # the document this query was drawn from (self-retrieval)
+
+
+@dataclass
+class Dataset:
+    name: str
+    kind: DatasetKind
+    doc_ids: list[str]
+    doc_texts: list[str]
+    queries: list[Query]
+    population: int | None = None  # documents in the whole source, when sampled from one
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def labelled(self) -> bool:
+        return any(q.gains for q in self.queries)
+
+    def fingerprint(self) -> str:
+        """sha256 over documents and queries as embedded: two reports with the same value
+        measured the same texts."""
+        digest = hashlib.sha256()
+        for doc_id, text in zip(self.doc_ids, self.doc_texts, strict=True):
+            digest.update(f"d\0{doc_id}\0{text}\0".encode())
+        for query in self.queries:
+            labels = json.dumps(query.gains, sort_keys=True)
+            digest.update(f"q\0{query.id}\0{query.text}\0{labels}\0".encode())
+        return digest.hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "documents": len(self.doc_ids),
+                "queries": len(self.queries), "labelled": self.labelled,
+                "population": self.population, "sha256": self.fingerprint(),
+                "notes": list(self.notes)}
+
+
+def load_beir(directory: Path, *, split: str = "test", max_queries: int | None = None
+              ) -> Dataset:
+    """A BEIR dataset: every document, and the queries of `split` that have a relevant one."""
+    corpus, queries_file = directory / "corpus.jsonl", directory / "queries.jsonl"
+    qrels_file = directory / "qrels" / f"{split}.tsv"
+    missing = [p.name if p.parent == directory else f"qrels/{p.name}"
+               for p in (corpus, queries_file, qrels_file) if not p.is_file()]
+    if missing:
+        raise ConfigError(f"{directory} is not a BEIR dataset: {', '.join(missing)} missing. "
+                          "A BEIR directory holds corpus.jsonl, queries.jsonl and "
+                          f"qrels/{split}.tsv (choose another split with --split).")
+    doc_ids, doc_texts = [], []
+    for number, row in enumerate(read_records(corpus, "jsonl"), start=1):
+        text = f"{row.get('title') or ''} {row.get('text') or ''}".strip()
+        if "_id" not in row or not text:
+            raise DataError(f"{corpus}: record {number} needs an \"_id\" and a title or text.")
+        doc_ids.append(str(row["_id"]))
+        doc_texts.append(text)
+    gains = _qrels(qrels_file)
+    known = set(doc_ids)
+    unknown = {d for labels in gains.values() for d in labels} - known
+    if unknown:
+        raise DataError(f"{qrels_file} names {len(unknown)} document(s) missing from "
+                        f"corpus.jsonl, e.g. {sorted(unknown)[:3]}.")
+    queries = []
+    for row in read_records(queries_file, "jsonl"):
+        query_id = str(row.get("_id"))
+        if gains.get(query_id):
+            queries.append(Query(query_id, str(row.get("text") or ""), gains[query_id]))
+    notes = [f"documents embedded as title + \" \" + text; {len(queries)} queries of split "
+             f"{split!r} with at least one relevant document"]
+    if max_queries is not None and len(queries) > max_queries:
+        notes.append(f"first {max_queries} of {len(queries)} labelled queries scored")
+        queries = queries[:max_queries]
+    if not queries:
+        raise DataError(f"No query in {queries_file} has a relevant document in {qrels_file}.")
+    return Dataset(directory.name, "beir", doc_ids, doc_texts, queries, notes=notes)
+
+
+def _qrels(path: Path) -> dict[str, dict[str, float]]:
+    gains: dict[str, dict[str, float]] = {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        needed = {"query-id", "corpus-id", "score"}
+        if not needed <= set(reader.fieldnames or ()):
+            raise DataError(f"{path} needs the header 'query-id<TAB>corpus-id<TAB>score'.")
+        for number, row in enumerate(reader, start=2):
+            try:
+                score = float(row["score"])
+            except (TypeError, ValueError) as exc:
+                raise DataError(f"{path}:{number}: score {row['score']!r} is not a "
+                                "number.") from exc
+            if score > 0:
+                gains.setdefault(row["query-id"], {})[row["corpus-id"]] = score
+    return gains
+
+
+def load_texts(path: Path, *, text_field: str = "text", id_field: str | None = None,
+               sample: int | None = None, queries: int = DEFAULT_QUERIES,
+               seed: int = DEFAULT_SEED) -> Dataset:
+    """A JSONL or CSV file of texts; records without text are left out and counted."""
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory; `compare` reads a BEIR directory (with "
+                          "corpus.jsonl) or a JSONL/CSV file of texts.")
+    if not path.is_file():
+        raise ConfigError(f"Dataset {path} does not exist; give a BEIR directory, a JSONL/CSV "
+                          "file of texts, or --collection.")
+    fmt = detect_format(path)
+    ids, texts, without = [], [], 0
+    for number, record in enumerate(read_records(path, fmt), start=1):
+        value = record.get(text_field)
+        if not isinstance(value, str) or not value.strip():
+            without += 1
+            continue
+        ident = record.get(id_field) if id_field else record.get("id", record.get("_id"))
+        ids.append(str(ident if ident is not None else number))
+        texts.append(value)
+    if not texts:
+        raise DataError(f"{path} has no record with text in field {text_field!r}; name the "
+                        "field with --text-field.")
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{path}: document ids repeat; name a unique id field with "
+                        "--id-field (or leave ids out to number the records).")
+    notes = [f"{without} record(s) without text in {text_field!r} left out"] if without else []
+    return _unlabelled(path.name, "texts", ids, texts, sample=sample, queries=queries,
+                       seed=seed, population=len(texts), notes=notes)
+
+
+def load_collection(store: QdrantStore, collection: str, text: TextSource, *,
+                    sample: int, queries: int = DEFAULT_QUERIES, seed: int = DEFAULT_SEED
+                    ) -> Dataset:
+    """A seeded sample of a collection's payload texts (one payload-only pass)."""
+    from .verify import draw_sample
+
+    collection = store.resolve(collection)  # an alias samples the collection it names
+    population = store.count(collection)
+    drawn, without = draw_sample(store, collection, text, sample, seed)
+    if not drawn:
+        raise DataError(f"Collection {collection!r} has no point with text in its "
+                        f"{text.describe()}; name the field with --text-field.")
+    drawn.sort(key=lambda item: str(item[0]))
+    notes = [f"{without} point(s) without text left out"] if without else []
+    return _unlabelled(collection, "collection", [str(i) for i, _ in drawn],
+                       [t for _, t in drawn], sample=None, queries=queries, seed=seed,
+                       population=population, notes=notes)
+
+
+def _unlabelled(name: str, kind: DatasetKind, ids: list[str], texts: list[str], *,
+                sample: int | None, queries: int, seed: int, population: int,
+                notes: list[str]) -> Dataset:
+    rng = random.Random(seed)
+    if sample is not None and sample < len(ids):
+        keep = sorted(rng.sample(range(len(ids)), sample))  # file order, seeded choice
+        ids, texts = [ids[i] for i in keep], [texts[i] for i in keep]
+        notes.append(f"seeded sample (seed {seed}) of {sample} of {population} documents")
+    picked = sorted(rng.sample(range(len(ids)), min(queries, len(ids))))
+    drawn = [Query(f"self:{ids[i]}", texts[i], document=ids[i]) for i in picked]
+    notes.append(f"no relevance labels: {len(drawn)} documents drawn (seed {seed}) as "
+                 "self-retrieval queries; models compared by agreement with a reference")
+    return Dataset(name, kind, ids, texts, drawn, population=population, notes=notes)
+
+
+def load_dataset(path: Path, *, split: str = "test", text_field: str = "text",
+                 id_field: str | None = None, sample: int | None = None,
+                 queries: int | None = None, seed: int = DEFAULT_SEED) -> Dataset:
+    """A BEIR directory or a JSONL/CSV file, by what `path` is."""
+    if path.is_dir() and (path / "corpus.jsonl").is_file():
+        if sample is not None:
+            raise ConfigError("--sample does not apply to a BEIR dataset: its labels are scored "
+                              "against the whole corpus. Limit the queries instead.")
+        return load_beir(path, split=split, max_queries=queries)
+    return load_texts(path, text_field=text_field, id_field=id_field, sample=sample,
+                      queries=DEFAULT_QUERIES if queries is None else queries, seed=seed)
+
+
+def sample_collection(store: StoreSettings, collection: str, text: TextSource, *,
+                      sample: int, queries: int = DEFAULT_QUERIES, seed: int = DEFAULT_SEED
+                      ) -> Dataset:
+    """`load_collection` on the store the settings describe (opened and closed here)."""
+    with opened(store, None) as (source, _):
+        return load_collection(source, collection, text, sample=sample, queries=queries,
+                               seed=seed)
+
+
+def collection_size(store: StoreSettings, collection: str) -> int:
+    """Points in a collection (or the collection an alias names): what to extrapolate to."""
+    with opened(store, None) as (source, _):
+        return source.count(source.resolve(collection))
