@@ -124,6 +124,10 @@ def finish(candidates: list[Candidate], reference: str | None) -> list[Candidate
         raise ConfigError("No candidates to compare; give --candidates FILE or --candidate "
                           "provider:model.")
     if reference is not None and reference not in seen:
+        # the name of an entry with several sizes means its first size
+        reference = next((c.name for c in candidates if c.name.startswith(f"{reference}@")),
+                         reference)
+    if reference is not None and reference not in seen:
         raise ConfigError(f"The reference {reference!r} is not a candidate; choose one of "
                           f"{', '.join(sorted(seen))}.")
     for candidate in candidates:

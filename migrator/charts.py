@@ -80,7 +80,7 @@ def _latency(result: CompareResult, figure_cls: Any) -> tuple[str, Any] | None:
         return None
     fig = figure_cls(figsize=(7, 0.6 * len(measured) + 1.4))
     ax = fig.subplots()
-    ax.boxplot([m[1] for m in measured], vert=False, whis=(5, 95), showfliers=True)
+    ax.boxplot([m[1] for m in measured], orientation="horizontal", whis=(5, 95), showfliers=True)
     ax.set_yticks(range(1, len(measured) + 1), [m[0] for m in measured])
     ax.invert_yaxis()
     ax.set_xlabel("request latency, ms (box: quartiles, whiskers: p5-p95)")

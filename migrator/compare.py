@@ -291,7 +291,15 @@ async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
         return result.vectors
 
     began = time.perf_counter()
-    parts = await asyncio.gather(*(one(s) for s in range(0, len(order), step)))
+    tasks = [asyncio.ensure_future(one(s)) for s in range(0, len(order), step)]
+    try:
+        parts = await asyncio.gather(*tasks)
+    except BaseException:
+        # one request failed for good: stop the others before the client is closed
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     out.seconds = time.perf_counter() - began
     if not parts:
         return out
@@ -422,14 +430,14 @@ def _cost(price: float | None, docs: _Embedded, queries: _Embedded, count: int,
                           else "catalog")
     per_doc = docs.tokens / max(count, 1)
     costs = {
-        "run": Figure(round(paid * price / MILLION, 6), run_method,
+        "run": Figure(paid * price / MILLION, run_method,
                       f"{paid:,} tokens sent in this run x {price_note}"),
-        "per_1m_documents": Figure(round(per_doc * price, 4), "estimated" if price else "catalog",
+        "per_1m_documents": Figure(per_doc * price, "estimated" if price else "catalog",
                                    f"{per_doc:.0f} tokens per document on average here x "
                                    f"{price_note}"),
     }
     if size is not None:
-        costs["collection"] = Figure(round(per_doc * size * price / MILLION, 4),
+        costs["collection"] = Figure(per_doc * size * price / MILLION,
                                      "estimated" if price else "catalog",
                                      f"{size:,} documents of {label} at {per_doc:.0f} tokens "
                                      "each")

@@ -58,3 +58,12 @@ def test_readme_setup_commands() -> None:
     assert "pip install -e . && migrator demo" in README
     assert "pip install -e '.[test]' && python -m pytest" in README
     assert "python -m pytest" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "compare").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_example_candidate_files_load(path: Path) -> None:
+    from migrator.candidates import load_candidates
+
+    found = load_candidates(path, environ={})
+    assert found and sum(c.reference for c in found) == 1

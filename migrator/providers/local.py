@@ -113,7 +113,8 @@ class LocalEmbedder:
     def _count_tokens(self, texts: Sequence[str]) -> int:
         if self._tokenizer is None:
             return sum(len(t.split()) for t in texts)
-        encoded = self._tokenizer(list(texts), add_special_tokens=True, truncation=False)
+        encoded = self._tokenizer(list(texts), add_special_tokens=True, truncation=False,
+                                  verbose=False)  # counting, not encoding: no warning
         return sum(len(ids) for ids in encoded["input_ids"])
 
     async def aclose(self) -> None:
