@@ -142,6 +142,10 @@ def lookup(provider: str, model: str) -> ModelSpec | None:
     Azure and OpenAI-compatible servers that serve an OpenAI model name get OpenAI's spec.
     """
     spec = _INDEX.get((provider, model))
+    if spec is None and provider == "local" and "/" not in model:  # the hub's short name
+        spec = _INDEX.get((provider, f"sentence-transformers/{model}"))
+        if spec is not None:
+            spec = ModelSpec(**{**spec.to_dict(), "model": model})
     if spec is None and provider in _OPENAI_ALIASES:
         base = _INDEX.get((_OPENAI_ALIASES[provider], model))
         if base is not None:

@@ -147,11 +147,13 @@ async def acompare(dataset: Dataset, candidates: Sequence[Candidate], *,
     """
     size = collection_size if collection_size is not None else dataset.population
     started = datetime.now(timezone.utc)
-    results = []
+    results: list[CandidateResult] = []
     for candidate in candidates:
-        results.append(await _measure(candidate, dataset, cache=cache, size=size,
-                                      label=collection_label or dataset.name, client=client,
-                                      on_progress=on_progress))
+        result = await _measure(candidate, dataset, cache=cache, size=size,
+                                label=collection_label or dataset.name, client=client,
+                                on_progress=on_progress)
+        _share_timings(result, results)
+        results.append(result)
     reference = next(c for c in candidates if c.reference).name
     _score_agreement(results, dataset, reference)
     return CompareResult(dataset, results, reference, size, collection_label or (
@@ -227,6 +229,35 @@ async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCa
                     "from_cache": docs.cached + queries.cached}
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _share_timings(result: CandidateResult, earlier: list[CandidateResult]) -> None:
+    """A size of a truncation sweep cut client-side makes no request of its own: every
+    vector is the cached one of the same model at its own size. Its latency and throughput
+    are those requests', so they are taken from the candidate that made them."""
+    if not result.ok or result.latencies or result.texts.get("from_cache", 0) < (
+            result.texts.get("documents", 0) + result.texts.get("queries", 0)):
+        return
+    mine = _request_shape(result.candidate)
+    source = next((e for e in earlier if e.ok and e.latencies
+                   and _request_shape(e.candidate) == mine), None)
+    if source is None:
+        return
+    note = f"as measured for {source.name}: the same requests, vectors cut client-side"
+    result.latencies = source.latencies
+    result.latency_ms = {k: Figure(f.value, f.method, note) for k, f in source.latency_ms.items()}
+    for key in ("texts_per_s", "tokens_per_s", "time_for_collection_s"):
+        if key in source.throughput:
+            figure = source.throughput[key]
+            result.throughput[key] = Figure(figure.value, figure.method, note)
+
+
+def _request_shape(candidate: Candidate) -> dict[str, Any]:
+    """What decides the requests a candidate sends, apart from its size (only compared
+    for a candidate whose every vector came from the cache)."""
+    sizing = {"dimensions", "dimension_policy", "send_dimensions", "api_key"}
+    return {**candidate.provider.model_dump(exclude=sizing),
+            "input_types": candidate.input_types}
 
 
 def _failed(result: CandidateResult, exc: MigratorError, started: float) -> CandidateResult:

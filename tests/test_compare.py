@@ -286,6 +286,26 @@ def test_a_second_run_is_answered_by_the_cache_and_a_sweep_shares_it(tmp_path: P
     assert truncated.ok and truncated.dims == 256 and truncated.texts["from_cache"] == 26
 
 
+def test_a_size_cut_client_side_reports_the_timings_of_the_requests_it_reused(
+        tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "state")
+    model = {"model": "text-embedding-3-small"}
+    try:
+        with LoopbackServer(dims=1536, latency=0.01) as server:
+            found = loopback_candidates(tmp_path / "c.yaml", ("full", server), full=model)
+            found += loopback_candidates(tmp_path / "s.yaml", ("cut", server), cut={
+                **model, "dimensions": 64, "dimension_policy": "truncate",
+                "send_dimensions": False})
+            full, cut = compare(load_dataset(TINY), found, cache=cache).candidates
+    finally:
+        cache.close()
+    assert cut.texts["from_cache"] == 26 and cut.dims == 64
+    assert cut.latency_ms["p50"].value == full.latency_ms["p50"].value
+    assert cut.latency_ms["p50"].note.startswith("as measured for full")
+    assert cut.throughput["texts_per_s"].value == full.throughput["texts_per_s"].value
+    assert cut.cost["per_1m_documents"] == full.cost["per_1m_documents"]
+
+
 def test_without_labels_self_retrieval_and_agreement(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     path.write_text("\n".join(json.dumps({"text": t}) for t in texts(60)))
