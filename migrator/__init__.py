@@ -10,7 +10,10 @@ __version__ = "0.1.0"
 
 from .aliases import AliasMove, drop_old, rollback, swap
 from .cache import cache_clear, cache_stats
+from .candidates import Candidate, load_candidates
 from .catalog import ModelSpec, lookup
+from .comparison import CandidateResult, CompareResult, acompare, compare
+from .datasets import Dataset, load_dataset
 from .demo import DemoResult, demo
 from .errors import (
     CollectionExists,
@@ -53,12 +56,16 @@ from .verify import VerificationReport, VerifyResult, verify
 
 __all__ = [
     "AliasMove",
+    "Candidate",
+    "CandidateResult",
     "CollectionExists",
     "CollectionNotFound",
     "CollectionResult",
     "CollectionSettings",
+    "CompareResult",
     "ConfigError",
     "DataError",
+    "Dataset",
     "DemoResult",
     "DimensionMismatch",
     "Embedder",
@@ -91,13 +98,17 @@ __all__ = [
     "VerificationReport",
     "VerifyResult",
     "__version__",
+    "acompare",
     "amigrate",
     "build_embedder",
     "cache_clear",
     "cache_stats",
+    "compare",
     "demo",
     "drop_old",
     "ingest",
+    "load_candidates",
+    "load_dataset",
     "load_settings",
     "lookup",
     "migrate",

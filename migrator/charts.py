@@ -7,7 +7,7 @@ import io
 from collections import defaultdict
 from typing import Any
 
-from .compare import CompareResult
+from .comparison import CompareResult
 
 
 class ChartsUnavailable(Exception):

@@ -22,7 +22,7 @@ from .candidates import Candidate, load_candidates
 from .candidates import finish as finish_candidates
 from .candidates import parse_flag as parse_candidate
 from .catalog import models_for
-from .compare import compare as run_compare
+from .comparison import compare as run_compare
 from .demo import demo as run_demo
 from .errors import MigratorError, VerificationFailed
 from .ingestion import ingest as run_ingest

@@ -11,7 +11,7 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-from .compare import CandidateResult, CompareResult, Figure
+from .comparison import CandidateResult, CompareResult, Figure
 from .report import money, table
 
 MARKS = {"measured": "", "computed": "", "estimated": "~", "catalog": "*"}

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from migrator import compare_report
 from migrator.candidates import finish, load_candidates, parse_flag
 from migrator.cli import cli
-from migrator.compare import SCHEMA, CompareResult, compare
+from migrator.comparison import SCHEMA, CompareResult, compare
 from migrator.datasets import load_beir, load_collection, load_dataset, load_texts
 from migrator.errors import ConfigError, DataError
 from migrator.metrics import mrr_at_k, ndcg_at_k, normalized, recall_at_k, top_k
