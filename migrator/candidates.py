@@ -106,7 +106,7 @@ def expand(entry: dict[str, Any], *, origin: str, environ: dict[str, str] | None
         fill_api_key(provider, os.environ if environ is None else environ)
         default = f"{provider.name}/{provider.model}" + (f"@{size}" if size else "")
         name = str(entry["name"]) if entry.get("name") else default
-        if len(sizes_list) > 1 and entry.get("name"):
+        if len(sizes_list) > 1 and entry.get("name") and size is not None:
             name = f"{name}@{size}"
         out.append(Candidate(name, provider, bool(entry.get("input_types", True))))
     return out

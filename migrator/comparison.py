@@ -32,13 +32,13 @@ from .cache import CachedEmbedder
 from .candidates import Candidate
 from .datasets import Dataset
 from .dims import AdaptedEmbedder
-from .errors import InputTooLong, MigratorError
+from .errors import ConfigError, InputTooLong, MigratorError
 from .metrics import mrr_at_k, ndcg_at_k, normalized, overlap_at_k, recall_at_k, top_k
 from .providers import build_embedder
 from .providers.base import Embedder, InputKind, l2_normalize
 from .providers.http import EndpointMetrics
 from .state import EmbeddingCache
-from .tokens import count_tokens, fit_text
+from .tokens import fit_text, token_counter
 
 SCHEMA = "migrator.compare/1"
 DEPTH = 100  # ranked documents kept per query: enough for recall@100
@@ -145,6 +145,8 @@ async def acompare(dataset: Dataset, candidates: Sequence[Candidate], *,
         collection_label: what that size is, for the report (a collection's name).
         client: an httpx client for every HTTP provider (tests inject transports).
     """
+    if not candidates:
+        raise ConfigError("No candidates to compare; give at least one provider and model.")
     size = collection_size if collection_size is not None else dataset.population
     started = datetime.now(timezone.utc)
     results: list[CandidateResult] = []
@@ -154,7 +156,7 @@ async def acompare(dataset: Dataset, candidates: Sequence[Candidate], *,
                                 on_progress=on_progress)
         _share_timings(result, results)
         results.append(result)
-    reference = next(c for c in candidates if c.reference).name
+    reference = next((c for c in candidates if c.reference), candidates[0]).name
     _score_agreement(results, dataset, reference)
     return CompareResult(dataset, results, reference, size, collection_label or (
         dataset.name if dataset.population is not None else None),
@@ -291,7 +293,10 @@ async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
     """Vectors for `texts` in order, sent in the embedder's batches with the candidate's
     concurrency; long texts handled by its `long_input` policy."""
     policy = candidate.provider.long_input
-    pieces = [fit_text(t, embedder, policy) for t in texts]
+    limit, count = embedder.spec.max_tokens_per_input, token_counter(embedder)
+    over = [count(t) > limit for t in texts]
+    pieces = [fit_text(t, embedder, policy) if long else [t]
+              for t, long in zip(texts, over, strict=True)]
     too_long = sum(1 for p in pieces if not p)
     if too_long:
         raise InputTooLong(
@@ -301,9 +306,7 @@ async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
     unique: dict[str, int] = {}
     rows = [[unique.setdefault(p, len(unique)) for p in ps] for ps in pieces]
     order = list(unique)
-    limit, model_name = embedder.spec.max_tokens_per_input, embedder.spec.model
-    out = _Embedded(np.empty((0, 0), dtype=np.float32),
-                    over_limit=sum(1 for t in texts if count_tokens(t, model_name) > limit))
+    out = _Embedded(np.empty((0, 0), dtype=np.float32), over_limit=sum(over))
     gate = asyncio.Semaphore(candidate.provider.concurrency)
     step = embedder.batch_size
 

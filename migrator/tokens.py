@@ -7,7 +7,7 @@ costs and packed requests err on the safe side.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 CHARS_PER_TOKEN = 3
@@ -57,6 +57,19 @@ def chunk_tokens(text: str, limit: int, model: str | None = None) -> list[str]:
     return pieces
 
 
+def token_counter(embedder: Any) -> Callable[[str], int]:
+    """How to count a text's tokens for `embedder`: its model's own tokenizer when it has
+    one (`count_tokens`, e.g. a local model), else `count_tokens` for its model name."""
+    inner = embedder
+    while inner is not None:
+        exact = getattr(inner, "count_tokens", None)
+        if callable(exact):
+            return exact  # type: ignore[no-any-return]
+        inner = getattr(inner, "inner", None)
+    model = embedder.spec.model
+    return lambda text: count_tokens(text, model)
+
+
 def fit_text(text: str, embedder: Any, policy: str) -> list[str]:
     """The text as sent: whole when within the model's per-input limit; else cut, chunked,
     or nothing (the `fail` policy lists the text and sends nothing).
@@ -66,7 +79,7 @@ def fit_text(text: str, embedder: Any, policy: str) -> list[str]:
     """
     spec = embedder.spec
     limit = spec.max_tokens_per_input
-    if count_tokens(text, spec.model) <= limit:
+    if token_counter(embedder)(text) <= limit:
         return [text]
     if policy == "truncate":
         if getattr(embedder, "truncates_itself", False):

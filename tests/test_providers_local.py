@@ -49,3 +49,32 @@ def test_other_dimensions_are_refused() -> None:
 def test_missing_model_directory_is_a_config_error(tmp_path: object) -> None:
     with pytest.raises(ConfigError, match="Could not load the local model"):
         build_embedder(ProviderSettings(name="local", model=str(tmp_path) + "/nothing-here"))
+
+
+@needs_weights
+def test_compare_scores_minilm_above_hashing_and_a_sweep_reuses_its_vectors(
+        tmp_path: object) -> None:
+    from pathlib import Path
+
+    from migrator.candidates import expand, finish
+    from migrator.comparison import compare
+    from migrator.datasets import load_dataset
+    from migrator.state import EmbeddingCache
+
+    entries = [{"name": "minilm", "provider": "local", "model": "all-MiniLM-L6-v2",
+                "dimensions": [None, 64], "dimension_policy": "truncate", "concurrency": 1},
+               {"provider": "hashing", "model": "hash-words-v1"}]
+    found = finish([c for e in entries for c in expand(e, origin="test")], None)
+    cache = EmbeddingCache(Path(str(tmp_path)) / "state")
+    try:
+        result = compare(load_dataset(Path(__file__).parent / "data" / "tinybeir"), found,
+                         cache=cache)
+    finally:
+        cache.close()
+    full, cut, words = result.candidates
+    assert [c.name for c in result.candidates] == ["minilm", "minilm@64", "hashing/hash-words-v1"]
+    assert [c.dims for c in result.candidates] == [384, 64, 256]
+    assert full.quality["ndcg@10"].value > words.quality["ndcg@10"].value  # type: ignore[operator]
+    assert full.cost["run"].value == 0.0  # runs on this machine
+    assert cut.texts["from_cache"] == 26 and cut.latency_ms["p50"].note.startswith(
+        "as measured for minilm")

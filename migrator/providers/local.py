@@ -110,6 +110,10 @@ class LocalEmbedder:
             dtype=np.float32,
         )
 
+    def count_tokens(self, text: str) -> int:
+        """The tokens the model sees in `text` before it cuts at max_seq_length."""
+        return self._count_tokens([text])
+
     def _count_tokens(self, texts: Sequence[str]) -> int:
         if self._tokenizer is None:
             return sum(len(t.split()) for t in texts)
