@@ -67,6 +67,8 @@ def _quality_vs_cost(result: CompareResult, figure_cls: Any) -> tuple[str, Any] 
     for name, cost, quality in points:
         ax.scatter([cost], [quality], s=36)
         ax.annotate(name, (cost, quality), textcoords="offset points", xytext=(5, 4))
+    highest = max(cost for _, cost, _ in points)
+    ax.set_xlim(-0.05 * (highest or 1), 1.2 * highest if highest else 1)  # no negative costs
     ax.set_xlabel("estimated $ per 1M documents (catalog price)")
     ax.set_ylabel(key)
     ax.grid(alpha=0.3)
@@ -103,7 +105,10 @@ def _quality_vs_dims(result: CompareResult, figure_cls: Any) -> tuple[str, Any] 
     ax = fig.subplots()
     for model, points in sweeps.items():
         ax.plot([d for d, _ in points], [q for _, q in points], marker="o", label=model)
+    sizes = sorted({d for points in sweeps.values() for d, _ in points})
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sizes, [str(d) for d in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("dimensions")
     ax.set_ylabel(key)
     ax.grid(alpha=0.3)
