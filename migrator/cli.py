@@ -526,12 +526,15 @@ class _CandidateBars:
               help="Field (or payload path) holding the text.")
 @click.option("--id-field", help="Field holding a JSONL/CSV record's id (default 'id'/'_id').")
 @click.option("--split", default="test", show_default=True, help="BEIR qrels split.")
-@click.option("--sample", type=int, help="Documents drawn from a file or collection "
-              "(default: the whole file; 2000 from a collection).")
-@click.option("--queries", type=int, help="Queries scored (default: every labelled query; "
-              "200 self-retrieval queries without labels).")
+@click.option("--sample", type=click.IntRange(min=1),
+              help="Documents drawn from a file or collection (default: the whole file; 2000 "
+              "from a collection).")
+@click.option("--queries", type=click.IntRange(min=1),
+              help="Queries scored (default: every labelled query; 200 self-retrieval queries "
+              "without labels).")
 @click.option("--seed", type=int, default=13, show_default=True, help="Seed of every sample.")
-@click.option("--collection-size", type=int, help="Documents to extrapolate cost and time to.")
+@click.option("--collection-size", type=click.IntRange(min=1),
+              help="Documents to extrapolate cost and time to.")
 @click.option("--size-of", help="Extrapolate to the size of this collection (or alias).")
 @click.option("--out", "-o", "outputs", multiple=True,
               type=click.Path(dir_okay=False, path_type=Path),

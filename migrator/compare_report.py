@@ -114,7 +114,7 @@ def _header_lines(result: CompareResult) -> list[str]:
     what = "labelled queries" if d.labelled else "self-retrieval queries"
     lines = [f"dataset: {d.name} ({d.kind}), {len(d.doc_ids):,} documents, "
              f"{len(d.queries):,} {what}; sha256 {d.fingerprint()[:16]}"]
-    if d.population is not None:
+    if d.population is not None and d.population > len(d.doc_ids):
         lines.append(f"sampled from {d.population:,} documents")
     lines += [f"note: {n}" for n in d.notes]
     lines.append(f"reference for agreement@10: {result.reference}")

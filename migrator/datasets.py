@@ -99,7 +99,11 @@ def load_beir(directory: Path, *, split: str = "test", max_queries: int | None =
     for row in read_records(queries_file, "jsonl"):
         query_id = str(row.get("_id"))
         if gains.get(query_id):
-            queries.append(Query(query_id, str(row.get("text") or ""), gains[query_id]))
+            text = str(row.get("text") or "").strip()
+            if not text:
+                raise DataError(f"{queries_file}: query {query_id!r} has relevance labels "
+                                "but no text.")
+            queries.append(Query(query_id, text, gains[query_id]))
     notes = [f"documents embedded as title + \" \" + text; {len(queries)} queries of split "
              f"{split!r} with at least one relevant document"]
     if max_queries is not None and len(queries) > max_queries:
@@ -181,6 +185,8 @@ def load_collection(store: QdrantStore, collection: str, text: TextSource, *,
 def _unlabelled(name: str, kind: DatasetKind, ids: list[str], texts: list[str], *,
                 sample: int | None, queries: int, seed: int, population: int,
                 notes: list[str]) -> Dataset:
+    if queries < 1 or (sample is not None and sample < 1):
+        raise ConfigError("Draw at least one document and one query (--sample, --queries).")
     rng = random.Random(seed)
     if sample is not None and sample < len(ids):
         keep = sorted(rng.sample(range(len(ids)), sample))  # file order, seeded choice

@@ -109,6 +109,10 @@ def test_a_broken_beir_directory_says_what_is_missing(tmp_path: Path) -> None:
         load_beir(tmp_path)
     with pytest.raises(ConfigError, match="--sample does not apply to a BEIR"):
         load_dataset(tmp_path, sample=5)
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\t1\t1\n")
+    (tmp_path / "queries.jsonl").write_text('{"_id": "q", "text": " "}\n')
+    with pytest.raises(DataError, match="query 'q' has relevance labels but no text"):
+        load_beir(tmp_path)
 
 
 def test_texts_file_leaves_out_records_without_text_and_samples_by_seed(tmp_path: Path) -> None:
@@ -464,6 +468,9 @@ def test_cli_on_a_collection_extrapolates_to_its_size(tmp_path: Path, path_store
     ([str(TINY)], "Name the models to compare"),
     (["--candidate", "hashing:hash-words-v1"], "Give a DATASET"),
     ([str(TINY), "--candidate", "hashing:nope"], "Unknown hashing model 'nope'"),
+    ([str(TINY), "--candidate", "hashing:hash-words-v1", "--queries", "0"],
+     "0 is not in the range x>=1"),
+    ([str(TINY), "--candidate", "hashing", "-q"], "write provider:model"),
 ])
 def test_cli_usage_errors(args: list[str], message: str) -> None:
     result = CliRunner().invoke(cli, ["compare", *args])
