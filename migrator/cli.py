@@ -522,8 +522,9 @@ class _CandidateBars:
               "(default: the first).")
 @click.option("--collection", help="Compare on a sample of this collection's payload text "
               "instead of DATASET.")
-@click.option("--text-field", default="text", show_default=True,
-              help="Field (or payload path) holding the text.")
+@click.option("--text-field", help="Field (or payload path) holding the text (default 'text').")
+@click.option("--text-template", help="Template over each record or payload instead, e.g. "
+              "'{title} {body}'.")
 @click.option("--id-field", help="Field holding a JSONL/CSV record's id (default 'id'/'_id').")
 @click.option("--split", default="test", show_default=True, help="BEIR qrels split.")
 @click.option("--sample", type=click.IntRange(min=1),
@@ -548,7 +549,8 @@ class _CandidateBars:
 @output_options
 def compare_command(dataset: Path | None, candidates_file: Path | None,
                     candidate_flags: tuple[str, ...], reference: str | None,
-                    collection: str | None, text_field: str, id_field: str | None, split: str,
+                    collection: str | None, text_field: str | None,
+                    text_template: str | None, id_field: str | None, split: str,
                     sample: int | None, queries: int | None, seed: int,
                     collection_size: int | None, size_of: str | None,
                     outputs: tuple[Path, ...], state_dir: Path | None, cache: bool,
@@ -569,7 +571,8 @@ def compare_command(dataset: Path | None, candidates_file: Path | None,
     """
     candidates = _candidates(candidates_file, candidate_flags, reference)
     settings = _settings(options)
-    data = _dataset(dataset, collection, settings, text_field=text_field, id_field=id_field,
+    text = TextSource.from_settings(text_field, text_template)
+    data = _dataset(dataset, collection, settings, text=text, id_field=id_field,
                     split=split, sample=sample, queries=queries, seed=seed)
     label = size_of
     if size_of is not None and collection_size is None:
@@ -613,11 +616,11 @@ def _dataset(path: Path | None, collection: str | None, settings: Settings,
     seed, queries = options["seed"], options["queries"]
     if collection is not None:
         return datasets.sample_collection(
-            settings.source, collection, TextSource.from_settings(options["text_field"], None),
+            settings.source, collection, options["text"],
             sample=options["sample"] or datasets.DEFAULT_SAMPLE,
             queries=queries or datasets.DEFAULT_QUERIES, seed=seed)
     assert path is not None
-    return datasets.load_dataset(path, split=options["split"], text_field=options["text_field"],
+    return datasets.load_dataset(path, split=options["split"], text=options["text"],
                                  id_field=options["id_field"], sample=options["sample"],
                                  queries=queries, seed=seed)
 

@@ -81,6 +81,7 @@ def sections(result: CompareResult) -> list[tuple[str, list[Column]]]:
         ("p95 ms", lambda c: _number(c.latency_ms.get("p95"))),
         ("p99 ms", lambda c: _number(c.latency_ms.get("p99"))),
         ("texts/s", lambda c: _number(c.throughput.get("texts_per_s"), "{:,.0f}")),
+        ("429s", lambda c: _number(c.requests.get("throttled"), "{:,.0f}")),
         ("tokens/s", lambda c: _number(c.throughput.get("tokens_per_s"), "{:,.0f}")),
         ("$ this run", lambda c: _money(c.cost.get("run"))),
         ("$ per 1M docs", lambda c: _money(c.cost.get("per_1m_documents"))),
@@ -151,7 +152,8 @@ def _details(candidate: CandidateResult) -> list[tuple[str, str, str, str]]:
     out = []
     groups = [("quality", candidate.quality), ("latency ms", candidate.latency_ms),
               ("throughput", candidate.throughput), ("tokens", candidate.tokens),
-              ("cost $", candidate.cost), ("storage per 1M vectors", candidate.storage)]
+              ("cost $", candidate.cost), ("storage per 1M vectors", candidate.storage),
+              ("requests", candidate.requests)]
     for group, figures in groups:
         for key, fig in figures.items():
             value = "n/a" if fig.value is None else (

@@ -71,6 +71,7 @@ class CandidateResult:
     tokens: dict[str, Figure] = field(default_factory=dict)
     cost: dict[str, Figure] = field(default_factory=dict)
     storage: dict[str, Figure] = field(default_factory=dict)
+    requests: dict[str, Figure] = field(default_factory=dict)
     texts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list, repr=False)  # seconds, per request
@@ -92,7 +93,8 @@ class CandidateResult:
                 "dims": self.dims, "quality": figures(self.quality),
                 "latency_ms": figures(self.latency_ms), "throughput": figures(self.throughput),
                 "tokens": figures(self.tokens), "cost": figures(self.cost),
-                "storage_per_1m_vectors": figures(self.storage), "texts": dict(self.texts),
+                "storage_per_1m_vectors": figures(self.storage),
+                "requests": figures(self.requests), "texts": dict(self.texts),
                 "seconds": round(self.seconds, 3)}
 
 
@@ -216,6 +218,7 @@ async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCa
     result.latency_ms = _latency(result.latencies, metrics is not None,
                                  docs.cached + queries.cached)
     result.throughput = _throughput(docs, len(dataset.doc_texts))
+    result.requests = _requests(metrics, len(docs.call_latencies) + len(queries.call_latencies))
     result.tokens = _tokens(docs, queries)
     result.cost = _cost(embedder.spec.price_per_mtok, docs, queries, len(dataset.doc_texts),
                         size, label)
@@ -438,6 +441,22 @@ def _throughput(docs: _Embedded, count: int) -> dict[str, Figure]:
     method: Method = "estimated" if docs.estimated else "measured"
     return {"texts_per_s": Figure(round(count / docs.seconds, 1), "measured", note),
             "tokens_per_s": Figure(round(docs.tokens / docs.seconds, 1), method, note)}
+
+
+def _requests(metrics: EndpointMetrics | None, calls: int) -> dict[str, Figure]:
+    """How the requests went: 429s, retries and time waiting for rate-limit budget say
+    whether the throughput above was the provider's speed or the account's limits."""
+    if metrics is None:
+        return {"sent": Figure(calls, "measured", "embedding calls to an in-process model")}
+    retried = sum(metrics.retries.values())
+    causes = ", ".join(f"{n} {cause}" for cause, n in sorted(metrics.retries.items()))
+    return {
+        "sent": Figure(metrics.requests, "measured", "HTTP requests, retries included"),
+        "throttled": Figure(metrics.throttled, "measured", "answered 429 (rate limited)"),
+        "retries": Figure(retried, "measured", f"by cause: {causes}" if causes else ""),
+        "limiter_wait_s": Figure(round(metrics.limiter_wait, 3), "measured",
+                                 "time spent waiting for the configured rate limits"),
+    }
 
 
 def _tokens(docs: _Embedded, queries: _Embedded) -> dict[str, Figure]:

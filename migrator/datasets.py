@@ -132,10 +132,11 @@ def _qrels(path: Path) -> dict[str, dict[str, float]]:
     return gains
 
 
-def load_texts(path: Path, *, text_field: str = "text", id_field: str | None = None,
+def load_texts(path: Path, *, text: TextSource | None = None, id_field: str | None = None,
                sample: int | None = None, queries: int = DEFAULT_QUERIES,
                seed: int = DEFAULT_SEED) -> Dataset:
-    """A JSONL or CSV file of texts; records without text are left out and counted."""
+    """A JSONL or CSV file of texts (a field, a dotted path or a template over each record,
+    default the field `text`); records without text are left out and counted."""
     if path.is_dir():
         raise ConfigError(f"{path} is a directory; `compare` reads a BEIR directory (with "
                           "corpus.jsonl) or a JSONL/CSV file of texts.")
@@ -143,22 +144,24 @@ def load_texts(path: Path, *, text_field: str = "text", id_field: str | None = N
         raise ConfigError(f"Dataset {path} does not exist; give a BEIR directory, a JSONL/CSV "
                           "file of texts, or --collection.")
     fmt = detect_format(path)
+    source = text or TextSource.from_settings(None, None)
     ids, texts, without = [], [], 0
     for number, record in enumerate(read_records(path, fmt), start=1):
-        value = record.get(text_field)
-        if not isinstance(value, str) or not value.strip():
+        value, _ = source.extract(record)
+        if value is None:
             without += 1
             continue
         ident = record.get(id_field) if id_field else record.get("id", record.get("_id"))
         ids.append(str(ident if ident is not None else number))
         texts.append(value)
     if not texts:
-        raise DataError(f"{path} has no record with text in field {text_field!r}; name the "
-                        "field with --text-field.")
+        raise DataError(f"{path} has no record with text in its {source.describe()}; name it "
+                        "with --text-field or --text-template.")
     if len(set(ids)) != len(ids):
         raise DataError(f"{path}: document ids repeat; name a unique id field with "
                         "--id-field (or leave ids out to number the records).")
-    notes = [f"{without} record(s) without text in {text_field!r} left out"] if without else []
+    notes = [f"{without} record(s) without text in the {source.describe()} left out"
+             ] if without else []
     return _unlabelled(path.name, "texts", ids, texts, sample=sample, queries=queries,
                        seed=seed, population=len(texts), notes=notes)
 
@@ -199,7 +202,7 @@ def _unlabelled(name: str, kind: DatasetKind, ids: list[str], texts: list[str], 
     return Dataset(name, kind, ids, texts, drawn, population=population, notes=notes)
 
 
-def load_dataset(path: Path, *, split: str = "test", text_field: str = "text",
+def load_dataset(path: Path, *, split: str = "test", text: TextSource | None = None,
                  id_field: str | None = None, sample: int | None = None,
                  queries: int | None = None, seed: int = DEFAULT_SEED) -> Dataset:
     """A BEIR directory or a JSONL/CSV file, by what `path` is."""
@@ -208,7 +211,7 @@ def load_dataset(path: Path, *, split: str = "test", text_field: str = "text",
             raise ConfigError("--sample does not apply to a BEIR dataset: its labels are scored "
                               "against the whole corpus. Limit the queries instead.")
         return load_beir(path, split=split, max_queries=queries)
-    return load_texts(path, text_field=text_field, id_field=id_field, sample=sample,
+    return load_texts(path, text=text, id_field=id_field, sample=sample,
                       queries=DEFAULT_QUERIES if queries is None else queries, seed=seed)
 
 

@@ -23,7 +23,7 @@ from migrator.state import EmbeddingCache
 from migrator.texts import TextSource
 
 from .conftest import make_collection, texts
-from .loopback import LoopbackServer
+from .loopback import Fault, LoopbackServer
 
 TINY = Path(__file__).parent / "data" / "tinybeir"
 
@@ -119,15 +119,18 @@ def test_texts_file_leaves_out_records_without_text_and_samples_by_seed(tmp_path
     path = tmp_path / "notes.jsonl"
     rows = [{"id": i, "body": t} for i, t in enumerate(texts(50))] + [{"id": 99, "body": ""}]
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    dataset = load_texts(path, text_field="body", sample=20, queries=5, seed=3)
+    body = TextSource.from_settings("body", None)
+    dataset = load_texts(path, text=body, sample=20, queries=5, seed=3)
     assert len(dataset.doc_ids) == 20 and len(dataset.queries) == 5
     assert dataset.population == 50 and not dataset.labelled
     assert any("1 record(s) without text" in n for n in dataset.notes)
-    again = load_texts(path, text_field="body", sample=20, queries=5, seed=3)
+    again = load_texts(path, text=body, sample=20, queries=5, seed=3)
     assert again.fingerprint() == dataset.fingerprint()
-    assert load_texts(path, text_field="body", sample=20, seed=4).doc_ids != dataset.doc_ids
-    with pytest.raises(DataError, match="no record with text in field 'text'"):
+    assert load_texts(path, text=body, sample=20, seed=4).doc_ids != dataset.doc_ids
+    with pytest.raises(DataError, match="no record with text in its field 'text'"):
         load_texts(path)
+    titled = load_texts(path, text=TextSource.from_settings(None, "{id}: {body}"), queries=1)
+    assert titled.doc_texts[0] == "0: " + texts(1)[0]
 
 
 def test_texts_csv_and_repeated_ids(tmp_path: Path) -> None:
@@ -229,6 +232,20 @@ def test_the_faster_provider_is_reported_faster(tmp_path: Path) -> None:
     # the same deterministic vectors: identical quality, full agreement
     assert fast_r.quality == {**slow_r.quality, "agreement@10": fast_r.quality["agreement@10"]}
     assert fast_r.quality["agreement@10"].value == 1.0
+
+
+def test_rate_limiting_is_reported_beside_the_throughput(tmp_path: Path) -> None:
+    with LoopbackServer(dims=16) as server:
+        server.faults.extend([Fault(429, {"error": {"message": "slow down"}},
+                                    headers={"retry-after-ms": "10"})] * 2)
+        found = loopback_candidates(tmp_path / "c.yaml", ("limited", server),
+                                    limited={"max_retries": 3})
+        (limited,) = compare(load_dataset(TINY), found).candidates
+    assert limited.ok
+    assert limited.requests["throttled"].value == 2 and limited.requests["retries"].value == 2
+    assert limited.requests["sent"].value == 9  # 7 answered + 2 throttled
+    assert "429s" in compare_report.terminal(compare(load_dataset(TINY), candidates(
+        "hashing:hash-words-v1")))
 
 
 def test_a_candidate_with_a_bad_key_fails_and_the_others_are_measured(tmp_path: Path) -> None:
@@ -412,9 +429,10 @@ def test_json_schema_is_stable(sweep_result: CompareResult, tmp_path: Path) -> N
     ok = data["candidates"][0]
     assert set(ok) == {"name", "provider", "model", "dimensions", "input_types", "reference",
                        "status", "error", "dims", "quality", "latency_ms", "throughput",
-                       "tokens", "cost", "storage_per_1m_vectors", "texts", "seconds"}
+                       "tokens", "cost", "storage_per_1m_vectors", "requests", "texts",
+                       "seconds"}
     for group in ("quality", "latency_ms", "throughput", "tokens", "cost",
-                  "storage_per_1m_vectors"):
+                  "storage_per_1m_vectors", "requests"):
         for figure in ok[group].values():
             assert set(figure) == {"value", "method", "note"}
             assert figure["method"] in {"measured", "estimated", "catalog", "computed"}
