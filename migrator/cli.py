@@ -169,7 +169,10 @@ class _Bars:
                        disable=True if self._quiet else None, dynamic_ncols=True)
             self._bars[event.collection] = bar
         bar.update(event.written + event.skipped - bar.n)  # done, not merely read
-        bar.set_postfix(skipped=event.skipped, tokens=event.tokens, refresh=False)
+        shown: dict[str, int] = {"skipped": event.skipped, "tokens": event.tokens}
+        if event.throttled or event.retries:  # the provider is pushing back: say so
+            shown.update({"429s": event.throttled, "retries": event.retries})
+        bar.set_postfix(shown, refresh=False)
 
     def close(self) -> None:
         for bar in self._bars.values():

@@ -36,7 +36,7 @@ from .errors import ConfigError, InputTooLong, MigratorError
 from .metrics import mrr_at_k, ndcg_at_k, normalized, overlap_at_k, recall_at_k, top_k
 from .providers import build_embedder
 from .providers.base import Embedder, InputKind, l2_normalize
-from .providers.http import EndpointMetrics
+from .providers.http import EndpointMetrics, endpoint_metrics
 from .state import EmbeddingCache
 from .tokens import fit_text, token_counter
 
@@ -212,7 +212,7 @@ async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCa
     result.dims = int(docs.vectors.shape[1])
     result.ranked = top_k(normalized(queries.vectors), normalized(docs.vectors), DEPTH + 1)
     result.quality = _quality(dataset, result.ranked)
-    metrics = _endpoint_metrics(model)
+    metrics = endpoint_metrics(model)
     result.latencies = list(metrics.latencies) if metrics is not None else (
         docs.call_latencies + queries.call_latencies)
     result.latency_ms = _latency(result.latencies, metrics is not None,
@@ -345,16 +345,6 @@ async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
                             l2_normalize(vectors[r].mean(axis=0, keepdims=True))[0]
                             for r in rows])
     return out
-
-
-def _endpoint_metrics(embedder: Any) -> EndpointMetrics | None:
-    """The HTTP endpoint's own request timings, when the model is behind one."""
-    while embedder is not None:
-        metrics = getattr(embedder, "metrics", None)
-        if isinstance(metrics, EndpointMetrics):
-            return metrics
-        embedder = getattr(embedder, "inner", None)
-    return None
 
 
 # ---- figures -----------------------------------------------------------------------------

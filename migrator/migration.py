@@ -31,6 +31,7 @@ from .errors import (
 from .gate import drop_left, gate, verify_job
 from .pipeline import TOO_LONG, Backfill, Checkpoint, Progress, Stats
 from .providers import Embedder, build_embedder
+from .providers.http import endpoint_metrics
 from .results import CollectionResult, Job, MigrationResult
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource, StateSkipLog
@@ -522,10 +523,7 @@ def _raise_problems(problems: list[MigratorError]) -> None:
 
 
 def provider_metrics(embedder: Embedder) -> dict[str, Any] | None:
-    """The HTTP metrics of the endpoint behind `embedder` (through cache and size wrappers),
-    or None for providers that do not speak HTTP."""
-    current: Any = embedder
-    while current is not None and not hasattr(current, "metrics"):
-        current = getattr(current, "inner", None)
-    metrics = getattr(current, "metrics", None)
+    """The HTTP metrics of the endpoint behind `embedder`, or None for providers that do not
+    speak HTTP."""
+    metrics = endpoint_metrics(embedder)
     return metrics.to_dict() if metrics is not None else None

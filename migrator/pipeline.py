@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import ProviderResponseError
 from .providers.base import Embedder, l2_normalize
+from .providers.http import endpoint_metrics
 from .store import Page, Point, PointId
 from .texts import TextSource
 from .tokens import fit_text, pack
@@ -46,6 +47,8 @@ class Progress:
     written: int
     skipped: int
     tokens: int
+    throttled: int = 0  # provider answers 429 so far (HTTP providers)
+    retries: int = 0  # requests sent again so far, for any cause
 
 
 @dataclass
@@ -334,9 +337,12 @@ class Backfill:
             self._in_flight -= work.counts["read"]
             self._page_done(work)
             if self.on_progress is not None:
-                self.on_progress(Progress(self.collection, self.total, self.stats.read,
-                                          self.stats.written, self.stats.skipped,
-                                          self.stats.tokens))
+                metrics = endpoint_metrics(self.embedder)
+                self.on_progress(Progress(
+                    self.collection, self.total, self.stats.read, self.stats.written,
+                    self.stats.skipped, self.stats.tokens,
+                    throttled=metrics.throttled if metrics else 0,
+                    retries=sum(metrics.retries.values()) if metrics else 0))
 
     def _page_done(self, work: _PageWork) -> None:
         """Advance the low-water mark over the pages written so far, in order."""

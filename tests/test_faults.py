@@ -13,6 +13,7 @@ from migrator import (
     CollectionSettings,
     MigrationSettings,
     MigratorError,
+    Progress,
     ProviderSettings,
     Settings,
     migrate,
@@ -97,6 +98,20 @@ def test_transient_faults_complete_with_every_point_right(name: str, memory_stor
     target = result.collections[0].target
     assert written_correctly(memory_store, target) == 48
     assert memory_store.aliases() == {"live": target}
+
+
+def test_progress_events_count_429s_and_retries(memory_store: QdrantStore,
+                                                tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=48)
+    events: list[Progress] = []
+    with LoopbackServer(dims=DIMS) as server:
+        server.faults.extend([OK, *TRANSIENT["429 with headers"],
+                              *TRANSIENT["503 burst"][:1]])
+        migrate(settings(tmp_path, server.url), source_store=memory_store,
+                on_progress=events.append)
+    last = [e for e in events if e.collection == "docs"][-1]  # the backfill, not catch-up
+    assert last.written == 48
+    assert last.throttled == 2 and last.retries == 3  # two 429s and one 503, each retried
 
 
 @pytest.mark.parametrize("name", sorted(FATAL))

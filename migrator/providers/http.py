@@ -68,6 +68,17 @@ class EndpointMetrics:
                 "latency_p99_ms": _ms(self.percentile(99))}
 
 
+def endpoint_metrics(embedder: Any) -> EndpointMetrics | None:
+    """The metrics of the HTTP endpoint behind `embedder`, found through cache, size and
+    other wrappers (`.inner`); None for a model that does not speak HTTP."""
+    while embedder is not None:
+        metrics = getattr(embedder, "metrics", None)
+        if isinstance(metrics, EndpointMetrics):
+            return metrics
+        embedder = getattr(embedder, "inner", None)
+    return None
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
