@@ -187,6 +187,8 @@ def test_bad_candidates_files_name_the_problem(tmp_path: Path, text: str, messag
 def test_candidate_flags() -> None:
     (flag,) = parse_flag("openai:text-embedding-3-small:512")
     assert flag.name == "openai/text-embedding-3-small@512" and flag.provider.dimensions == 512
+    assert parse_flag("local:all-MiniLM-L6-v2")[0].provider.concurrency == 1
+    assert flag.provider.concurrency == 4  # the provider default
     for bad in ("openai", "openai:m:x", ":m"):
         with pytest.raises(ConfigError, match="--candidate"):
             parse_flag(bad)
