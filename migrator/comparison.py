@@ -149,7 +149,10 @@ async def acompare(dataset: Dataset, candidates: Sequence[Candidate], *,
     """
     if not candidates:
         raise ConfigError("No candidates to compare; give at least one provider and model.")
-    size = collection_size if collection_size is not None else dataset.population
+    size = collection_size
+    if size is None and dataset.population is not None and (
+            dataset.kind == "collection" or dataset.population > len(dataset.doc_ids)):
+        size = dataset.population  # a sample: extrapolate to what it was drawn from
     started = datetime.now(timezone.utc)
     results: list[CandidateResult] = []
     for candidate in candidates:
@@ -161,7 +164,7 @@ async def acompare(dataset: Dataset, candidates: Sequence[Candidate], *,
     reference = next((c for c in candidates if c.reference), candidates[0]).name
     _score_agreement(results, dataset, reference)
     return CompareResult(dataset, results, reference, size, collection_label or (
-        dataset.name if dataset.population is not None else None),
+        dataset.name if size is not None else None),
         _environment(started, cache is not None, seed))
 
 
@@ -274,11 +277,17 @@ def _failed(result: CandidateResult, exc: MigratorError, started: float) -> Cand
 def _with_cache(model: Embedder, cache: EmbeddingCache | None) -> Embedder:
     """The cache sits under any truncation or padding, so the sizes of a truncation sweep
     share the provider's vectors: the second size costs nothing."""
-    if cache is None:
+    if cache is None or not getattr(_innermost(model), "worth_caching", True):
         return model
     if isinstance(model, AdaptedEmbedder):
         return AdaptedEmbedder(CachedEmbedder(model.inner, cache), model.decision)
     return CachedEmbedder(model, cache)
+
+
+def _innermost(embedder: Any) -> Any:
+    while getattr(embedder, "inner", None) is not None:
+        embedder = embedder.inner
+    return embedder
 
 
 class _Progress:

@@ -341,6 +341,28 @@ def test_without_labels_self_retrieval_and_agreement(tmp_path: Path) -> None:
     assert 0.0 <= words.quality["agreement@10"].value < 1.0  # type: ignore[operator]
 
 
+def test_extrapolation_defaults_to_what_a_sample_was_drawn_from(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps({"text": t}) for t in texts(60)))
+    words = candidates("hashing:hash-words-v1")
+    assert compare(load_texts(path, queries=5), words).collection_size is None  # all of it
+    sampled = compare(load_texts(path, sample=30, queries=5), words)
+    assert sampled.collection_size == 60 and sampled.collection_label == "t.jsonl"
+    assert "collection" in sampled.candidates[0].cost
+
+
+def test_hashing_is_not_cached_computing_it_is_cheaper(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "state")
+    try:
+        for _ in range(2):
+            (words,) = compare(load_dataset(TINY), candidates("hashing:hash-words-v1"),
+                               cache=cache).candidates
+            assert words.texts["from_cache"] == 0 and words.latencies
+        assert cache.stats().entries == 0
+    finally:
+        cache.close()
+
+
 def test_long_inputs_follow_the_candidate_policy(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl"
     long_text = "word " * 40_000

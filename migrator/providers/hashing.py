@@ -41,6 +41,8 @@ _SEEDS = {"hash-words-v1": 0x5EED0001, "hash-ngrams-v1": 0x5EED0002}
 class HashingEmbedder:
     """Feature-hashing embedder; see the module docstring."""
 
+    worth_caching = False  # computing a vector is cheaper than storing and reading it
+
     def __init__(self, spec: ModelSpec, *, dims: int | None = None, batch_size: int = 1024) -> None:
         if spec.model not in _SEEDS:
             known = ", ".join(sorted(_SEEDS))
