@@ -162,17 +162,27 @@ class _Bars:
         self._quiet = quiet
         self._bars: dict[str, tqdm[Any]] = {}
 
-    def __call__(self, event: Progress) -> None:
-        bar = self._bars.get(event.collection)
+    def bar(self, name: str, total: int | None, unit: str) -> tqdm[Any]:
+        """The bar named `name`, drawn on first use."""
+        bar = self._bars.get(name)
         if bar is None:
-            bar = tqdm(total=event.total, unit="pt", desc=event.collection, file=sys.stderr,
+            bar = tqdm(total=total, unit=unit, desc=name, file=sys.stderr,
                        disable=True if self._quiet else None, dynamic_ncols=True)
-            self._bars[event.collection] = bar
+            self._bars[name] = bar
+        return bar
+
+    def __call__(self, event: Progress) -> None:
+        bar = self.bar(event.collection, event.total, "pt")
         bar.update(event.written + event.skipped - bar.n)  # done, not merely read
         shown: dict[str, int] = {"skipped": event.skipped, "tokens": event.tokens}
         if event.throttled or event.retries:  # the provider is pushing back: say so
             shown.update({"429s": event.throttled, "retries": event.retries})
         bar.set_postfix(shown, refresh=False)
+
+    def texts(self, name: str, done: int, total: int) -> None:
+        """Progress of texts embedded (`compare`'s candidates)."""
+        bar = self.bar(name, total, "text")
+        bar.update(done - bar.n)
 
     def close(self) -> None:
         for bar in self._bars.values():
@@ -495,26 +505,6 @@ def ingest(bars: _Bars, path: Path, collection: str, fmt: str, text_field: str |
     _emit(result, as_json, report.ingest)
 
 
-class _CandidateBars:
-    """One tqdm bar per candidate (texts embedded), on stderr."""
-
-    def __init__(self, quiet: bool) -> None:
-        self._quiet = quiet
-        self._bars: dict[str, tqdm[Any]] = {}
-
-    def __call__(self, candidate: str, done: int, total: int) -> None:
-        bar = self._bars.get(candidate)
-        if bar is None:
-            bar = tqdm(total=total, unit="text", desc=candidate, file=sys.stderr,
-                       disable=True if self._quiet else None, dynamic_ncols=True)
-            self._bars[candidate] = bar
-        bar.update(done - bar.n)
-
-    def close(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
-
-
 @cli.command("compare")
 @click.argument("dataset", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option("--candidates", "candidates_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -580,12 +570,12 @@ def compare_command(dataset: Path | None, candidates_file: Path | None,
     label = size_of
     if size_of is not None and collection_size is None:
         collection_size = datasets.collection_size(settings.source, size_of)
-    bars = _CandidateBars(quiet)
+    bars = _Bars(quiet)
     store_cache = EmbeddingCache(state_dir or settings.migration.state_dir) if cache else None
     try:
         result = run_compare(data, candidates, cache=store_cache,
                              collection_size=collection_size, collection_label=label,
-                             on_progress=bars, seed=seed)
+                             on_progress=bars.texts, seed=seed)
     finally:
         bars.close()
         if store_cache is not None:

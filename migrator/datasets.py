@@ -89,7 +89,7 @@ def load_beir(directory: Path, *, split: str = "test", max_queries: int | None =
             raise DataError(f"{corpus}: record {number} needs an \"_id\" and a title or text.")
         doc_ids.append(str(row["_id"]))
         doc_texts.append(text)
-    gains = _qrels(qrels_file)
+    gains = read_qrels(qrels_file)
     known = set(doc_ids)
     unknown = {d for labels in gains.values() for d in labels} - known
     if unknown:
@@ -114,7 +114,9 @@ def load_beir(directory: Path, *, split: str = "test", max_queries: int | None =
     return Dataset(directory.name, "beir", doc_ids, doc_texts, queries, notes=notes)
 
 
-def _qrels(path: Path) -> dict[str, dict[str, float]]:
+def read_qrels(path: Path) -> dict[str, dict[str, float]]:
+    """BEIR qrels (`query-id<TAB>corpus-id<TAB>score`): query -> document -> gain, positive
+    scores only."""
     gains: dict[str, dict[str, float]] = {}
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")

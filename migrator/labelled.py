@@ -8,13 +8,13 @@ ingest` derives from them (integers and UUIDs kept, other strings hashed to a UU
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .datasets import read_qrels
 from .errors import ConfigError, DataError
 from .ingestion import point_id, read_records
 from .metrics import ndcg_at_k, recall_at_k
@@ -57,12 +57,8 @@ def _beir(directory: Path, limit: int) -> list[LabelledQuery]:
     if not (directory / "queries.jsonl").is_file() or qrels_path is None:
         raise ConfigError(f"{directory} is not a BEIR directory: it needs queries.jsonl and "
                           "qrels/test.tsv.")
-    gains: dict[str, dict[PointId, float]] = {}
-    with qrels_path.open(encoding="utf-8") as handle:
-        for row in csv.DictReader(handle, delimiter="\t"):
-            score = float(row["score"])
-            if score > 0:
-                gains.setdefault(row["query-id"], {})[point_id(row["corpus-id"], 0)] = score
+    gains = {query: {point_id(doc, 0): score for doc, score in labels.items()}
+             for query, labels in read_qrels(qrels_path).items()}
     queries = []
     with (directory / "queries.jsonl").open(encoding="utf-8") as handle:
         for line in handle:
