@@ -61,10 +61,6 @@ class CachedEmbedder:
         return self.inner.dims
 
     @property
-    def truncates_itself(self) -> bool:
-        return bool(getattr(self.inner, "truncates_itself", False))
-
-    @property
     def batch_size(self) -> int:
         return self.inner.batch_size
 

@@ -35,7 +35,7 @@ from .dims import AdaptedEmbedder
 from .errors import ConfigError, InputTooLong, MigratorError
 from .metrics import mrr_at_k, ndcg_at_k, normalized, overlap_at_k, recall_at_k, top_k
 from .providers import build_embedder
-from .providers.base import Embedder, InputKind, l2_normalize
+from .providers.base import Embedder, InputKind, innermost, l2_normalize
 from .providers.http import EndpointMetrics, endpoint_metrics
 from .state import EmbeddingCache
 from .tokens import fit_text, token_counter
@@ -277,17 +277,11 @@ def _failed(result: CandidateResult, exc: MigratorError, started: float) -> Cand
 def _with_cache(model: Embedder, cache: EmbeddingCache | None) -> Embedder:
     """The cache sits under any truncation or padding, so the sizes of a truncation sweep
     share the provider's vectors: the second size costs nothing."""
-    if cache is None or not getattr(_innermost(model), "worth_caching", True):
+    if cache is None or not getattr(innermost(model), "worth_caching", True):
         return model
     if isinstance(model, AdaptedEmbedder):
         return AdaptedEmbedder(CachedEmbedder(model.inner, cache), model.decision)
     return CachedEmbedder(model, cache)
-
-
-def _innermost(embedder: Any) -> Any:
-    while getattr(embedder, "inner", None) is not None:
-        embedder = embedder.inner
-    return embedder
 
 
 class _Progress:

@@ -148,10 +148,6 @@ class AdaptedEmbedder:
         self.spec = inner.spec
 
     @property
-    def truncates_itself(self) -> bool:
-        return bool(getattr(self.inner, "truncates_itself", False))
-
-    @property
     def dims(self) -> int:
         return self.decision.target
 

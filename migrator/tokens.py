@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .providers.base import innermost
+
 CHARS_PER_TOKEN = 3
 
 
@@ -60,12 +62,9 @@ def chunk_tokens(text: str, limit: int, model: str | None = None) -> list[str]:
 def token_counter(embedder: Any) -> Callable[[str], int]:
     """How to count a text's tokens for `embedder`: its model's own tokenizer when it has
     one (`count_tokens`, e.g. a local model), else `count_tokens` for its model name."""
-    inner = embedder
-    while inner is not None:
-        exact = getattr(inner, "count_tokens", None)
-        if callable(exact):
-            return exact  # type: ignore[no-any-return]
-        inner = getattr(inner, "inner", None)
+    exact = getattr(innermost(embedder), "count_tokens", None)
+    if callable(exact):
+        return exact  # type: ignore[no-any-return]
     model = embedder.spec.model
     return lambda text: count_tokens(text, model)
 
@@ -82,7 +81,7 @@ def fit_text(text: str, embedder: Any, policy: str) -> list[str]:
     if token_counter(embedder)(text) <= limit:
         return [text]
     if policy == "truncate":
-        if getattr(embedder, "truncates_itself", False):
+        if getattr(innermost(embedder), "truncates_itself", False):
             return [text]
         return [truncate_tokens(text, limit, spec.model)]
     if policy == "chunk-mean":

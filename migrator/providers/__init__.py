@@ -91,7 +91,8 @@ def model_spec(settings: ProviderSettings) -> ModelSpec:
         max_inputs=settings.batch_size or 256,
         max_tokens_per_input=8192,
         price_per_mtok=0.0 if settings.name == "local" else None,  # runs on this machine
-        notes="not in migrator's catalog: size probed, no price known",
+        notes="not in migrator's catalog: size probed" + (
+            "" if settings.name == "local" else ", no price known"),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -54,6 +54,14 @@ class Embedder(Protocol):
     async def aclose(self) -> None:
         """Release connections and models."""
         ...
+
+
+def innermost(embedder: Any) -> Any:
+    """The provider under any wrappers (cache, size adapter) that keep it as `.inner`: what
+    knows the model's tokenizer, its HTTP metrics and whether it is worth caching."""
+    while getattr(embedder, "inner", None) is not None:
+        embedder = embedder.inner
+    return embedder
 
 
 def check_vectors(vectors: np.ndarray, *, expected: int, dims: int, provider: str) -> np.ndarray:

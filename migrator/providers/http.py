@@ -28,6 +28,7 @@ from ..errors import (
     ProviderResponseError,
 )
 from ..limits import RateLimiter, RateLimits
+from .base import innermost
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_SERVER_WAIT = 120.0  # never wait longer than this on a server's say-so
@@ -69,14 +70,10 @@ class EndpointMetrics:
 
 
 def endpoint_metrics(embedder: Any) -> EndpointMetrics | None:
-    """The metrics of the HTTP endpoint behind `embedder`, found through cache, size and
-    other wrappers (`.inner`); None for a model that does not speak HTTP."""
-    while embedder is not None:
-        metrics = getattr(embedder, "metrics", None)
-        if isinstance(metrics, EndpointMetrics):
-            return metrics
-        embedder = getattr(embedder, "inner", None)
-    return None
+    """The metrics of the HTTP endpoint behind `embedder` and its wrappers; None for a
+    model that does not speak HTTP."""
+    metrics = getattr(innermost(embedder), "metrics", None)
+    return metrics if isinstance(metrics, EndpointMetrics) else None
 
 
 def _ms(seconds: float | None) -> float | None:
