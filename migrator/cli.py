@@ -520,6 +520,9 @@ def ingest(bars: _Bars, path: Path, collection: str, fmt: str, text_field: str |
               "'{title} {body}'.")
 @click.option("--id-field", help="Field holding a JSONL/CSV record's id (default 'id'/'_id').")
 @click.option("--split", default="test", show_default=True, help="BEIR qrels split.")
+@click.option("--labels", "labels_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Your own labelled queries for a file or collection: JSONL of "
+              "{\"query\", \"relevant_ids\"}.")
 @click.option("--sample", type=click.IntRange(min=1),
               help="Documents drawn from a file or collection (default: the whole file; 2000 "
               "from a collection).")
@@ -544,6 +547,7 @@ def compare_command(dataset: Path | None, candidates_file: Path | None,
                     candidate_flags: tuple[str, ...], reference: str | None,
                     collection: str | None, text_field: str | None,
                     text_template: str | None, id_field: str | None, split: str,
+                    labels_file: Path | None,
                     sample: int | None, queries: int | None, seed: int,
                     collection_size: int | None, size_of: str | None,
                     outputs: tuple[Path, ...], state_dir: Path | None, cache: bool,
@@ -565,8 +569,15 @@ def compare_command(dataset: Path | None, candidates_file: Path | None,
     candidates = _candidates(candidates_file, candidate_flags, reference)
     settings = _settings(options)
     text = TextSource.from_settings(text_field, text_template)
+    labels = datasets.read_labels(labels_file, limit=queries) if labels_file else []
     data = _dataset(dataset, collection, settings, text=text, id_field=id_field,
-                    split=split, sample=sample, queries=queries, seed=seed)
+                    split=split, sample=sample, queries=queries, seed=seed,
+                    keep={doc for q in labels for doc in q.gains})
+    if labels:
+        if data.kind == "beir":
+            raise _Exit("A BEIR dataset brings its own labels (qrels); --labels is for a "
+                        "JSONL/CSV file or a collection.", 2)
+        data = datasets.label(data, labels, str(labels_file))
     label = size_of
     if size_of is not None and collection_size is None:
         collection_size = datasets.collection_size(settings.source, size_of)
@@ -611,11 +622,11 @@ def _dataset(path: Path | None, collection: str | None, settings: Settings,
         return datasets.sample_collection(
             settings.source, collection, options["text"],
             sample=options["sample"] or datasets.DEFAULT_SAMPLE,
-            queries=queries or datasets.DEFAULT_QUERIES, seed=seed)
+            queries=queries or datasets.DEFAULT_QUERIES, seed=seed, keep=options["keep"])
     assert path is not None
     return datasets.load_dataset(path, split=options["split"], text=options["text"],
                                  id_field=options["id_field"], sample=options["sample"],
-                                 queries=queries, seed=seed)
+                                 queries=queries, seed=seed, keep=options["keep"])
 
 
 @cli.command()

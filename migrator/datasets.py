@@ -15,12 +15,13 @@ import csv
 import hashlib
 import json
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError, DataError
-from .ingestion import detect_format, read_records
+from .ingestion import detect_format, point_id, read_records
 from .settings import StoreSettings
 from .store import QdrantStore, opened
 from .texts import TextSource
@@ -136,9 +137,10 @@ def read_qrels(path: Path) -> dict[str, dict[str, float]]:
 
 def load_texts(path: Path, *, text: TextSource | None = None, id_field: str | None = None,
                sample: int | None = None, queries: int = DEFAULT_QUERIES,
-               seed: int = DEFAULT_SEED) -> Dataset:
+               seed: int = DEFAULT_SEED, keep: Collection[str] = ()) -> Dataset:
     """A JSONL or CSV file of texts (a field, a dotted path or a template over each record,
-    default the field `text`); records without text are left out and counted."""
+    default the field `text`); records without text are left out and counted. Documents
+    whose ids are in `keep` (the relevant ones of labelled queries) are always sampled."""
     if path.is_dir():
         raise ConfigError(f"{path} is a directory; `compare` reads a BEIR directory (with "
                           "corpus.jsonl) or a JSONL/CSV file of texts.")
@@ -165,13 +167,14 @@ def load_texts(path: Path, *, text: TextSource | None = None, id_field: str | No
     notes = [f"{without} record(s) without text in the {source.describe()} left out"
              ] if without else []
     return _unlabelled(path.name, "texts", ids, texts, sample=sample, queries=queries,
-                       seed=seed, population=len(texts), notes=notes)
+                       seed=seed, population=len(texts), notes=notes, keep=set(keep))
 
 
 def load_collection(store: QdrantStore, collection: str, text: TextSource, *,
-                    sample: int, queries: int = DEFAULT_QUERIES, seed: int = DEFAULT_SEED
-                    ) -> Dataset:
-    """A seeded sample of a collection's payload texts (one payload-only pass)."""
+                    sample: int, queries: int = DEFAULT_QUERIES, seed: int = DEFAULT_SEED,
+                    keep: Collection[str] = ()) -> Dataset:
+    """A seeded sample of a collection's payload texts (one payload-only pass), plus the
+    points whose ids are in `keep` (the relevant ones of labelled queries)."""
     from .verify import draw_sample
 
     collection = store.resolve(collection)  # an alias samples the collection it names
@@ -180,6 +183,8 @@ def load_collection(store: QdrantStore, collection: str, text: TextSource, *,
     if not drawn:
         raise DataError(f"Collection {collection!r} has no point with text in its "
                         f"{text.describe()}; name the field with --text-field.")
+    wanted = {str(point_id(k, 0)) for k in keep}
+    drawn += _fetch(store, collection, text, wanted - {str(i) for i, _ in drawn})
     drawn.sort(key=lambda item: str(item[0]))
     notes = [f"{without} point(s) without text left out"] if without else []
     return _unlabelled(collection, "collection", [str(i) for i, _ in drawn],
@@ -187,16 +192,34 @@ def load_collection(store: QdrantStore, collection: str, text: TextSource, *,
                        population=population, notes=notes)
 
 
+def _fetch(store: QdrantStore, collection: str, text: TextSource, wanted: set[str]
+           ) -> list[tuple[Any, str]]:
+    """(id, text) of the points with these ids; a missing point or one without text is an
+    error: a relevant document that cannot be retrieved would make every model look worse."""
+    if not wanted:
+        return []
+    points = store.retrieve(collection, [point_id(i, 0) for i in sorted(wanted)], vectors=False)
+    found = [(p.id, text.extract(p.payload)[0]) for p in points]
+    missing = wanted - {str(i) for i, t in found if t is not None}
+    if missing:
+        raise DataError(f"{len(missing)} relevant id(s) are not points with text in "
+                        f"{collection!r}, e.g. {sorted(missing)[:3]}.")
+    return [(i, t) for i, t in found if t is not None]
+
+
 def _unlabelled(name: str, kind: DatasetKind, ids: list[str], texts: list[str], *,
                 sample: int | None, queries: int, seed: int, population: int,
-                notes: list[str]) -> Dataset:
+                notes: list[str], keep: set[str] | None = None) -> Dataset:
     if queries < 1 or (sample is not None and sample < 1):
         raise ConfigError("Draw at least one document and one query (--sample, --queries).")
     rng = random.Random(seed)
     if sample is not None and sample < len(ids):
-        keep = sorted(rng.sample(range(len(ids)), sample))  # file order, seeded choice
-        ids, texts = [ids[i] for i in keep], [texts[i] for i in keep]
-        notes.append(f"seeded sample (seed {seed}) of {sample} of {population} documents")
+        kept = [i for i, doc in enumerate(ids) if doc in (keep or ())]
+        rest = [i for i, doc in enumerate(ids) if doc not in (keep or ())]
+        chosen = sorted(kept + rng.sample(rest, max(0, min(len(rest), sample - len(kept)))))
+        ids, texts = [ids[i] for i in chosen], [texts[i] for i in chosen]
+        notes.append(f"seeded sample (seed {seed}) of {len(ids)} of {population} documents"
+                     + (f", the {len(kept)} relevant ones included" if kept else ""))
     picked = sorted(rng.sample(range(len(ids)), min(queries, len(ids))))
     drawn = [Query(f"self:{ids[i]}", texts[i], document=ids[i]) for i in picked]
     notes.append(f"no relevance labels: {len(drawn)} documents drawn (seed {seed}) as "
@@ -204,9 +227,50 @@ def _unlabelled(name: str, kind: DatasetKind, ids: list[str], texts: list[str], 
     return Dataset(name, kind, ids, texts, drawn, population=population, notes=notes)
 
 
+def read_labels(path: Path, *, limit: int | None = None) -> list[Query]:
+    """Labelled queries from JSONL: {"query": text, "relevant_ids": [ids]} (each gain 1),
+    or {"query": text, "relevant": {id: gain}}; an optional "id" names the query."""
+    if not path.is_file():
+        raise ConfigError(f"Labels file {path} does not exist; give JSONL of "
+                          "{\"query\", \"relevant_ids\"}.")
+    queries = []
+    for number, row in enumerate(read_records(path, "jsonl"), start=1):
+        relevant = row.get("relevant")
+        if not isinstance(relevant, dict):
+            ids = row.get("relevant_ids")
+            relevant = {i: 1.0 for i in ids} if isinstance(ids, list) else None
+        text = row.get("query")
+        if not isinstance(text, str) or not text.strip() or not relevant:
+            raise DataError(f"{path}: record {number} needs a \"query\" and a non-empty "
+                            "\"relevant_ids\" list (or a \"relevant\" map of id to gain).")
+        gains = {str(doc): float(gain) for doc, gain in relevant.items() if float(gain) > 0}
+        queries.append(Query(str(row.get("id", number)), text, gains))
+        if limit is not None and len(queries) >= limit:
+            break
+    if not queries:
+        raise DataError(f"{path} holds no labelled query.")
+    return queries
+
+
+def label(dataset: Dataset, queries: list[Query], source: str) -> Dataset:
+    """`dataset` scored with these labelled queries instead of self-retrieval."""
+    if dataset.kind == "collection":  # ids as the store spells them (ingest's derived UUIDs)
+        queries = [Query(q.id, q.text, {str(point_id(d, 0)): g for d, g in q.gains.items()})
+                   for q in queries]
+    unknown = {d for q in queries for d in q.gains} - set(dataset.doc_ids)
+    if unknown:
+        raise DataError(f"{len(unknown)} relevant id(s) in {source} are not documents of "
+                        f"{dataset.name}, e.g. {sorted(unknown)[:3]}.")
+    notes = [n for n in dataset.notes if not n.startswith("no relevance labels")]
+    notes.append(f"{len(queries)} labelled queries from {source}")
+    return Dataset(dataset.name, dataset.kind, dataset.doc_ids, dataset.doc_texts, queries,
+                   population=dataset.population, notes=notes)
+
+
 def load_dataset(path: Path, *, split: str = "test", text: TextSource | None = None,
                  id_field: str | None = None, sample: int | None = None,
-                 queries: int | None = None, seed: int = DEFAULT_SEED) -> Dataset:
+                 queries: int | None = None, seed: int = DEFAULT_SEED,
+                 keep: Collection[str] = ()) -> Dataset:
     """A BEIR directory or a JSONL/CSV file, by what `path` is."""
     if path.is_dir() and (path / "corpus.jsonl").is_file():
         if sample is not None:
@@ -214,16 +278,17 @@ def load_dataset(path: Path, *, split: str = "test", text: TextSource | None = N
                               "against the whole corpus. Limit the queries instead.")
         return load_beir(path, split=split, max_queries=queries)
     return load_texts(path, text=text, id_field=id_field, sample=sample,
-                      queries=DEFAULT_QUERIES if queries is None else queries, seed=seed)
+                      queries=DEFAULT_QUERIES if queries is None else queries, seed=seed,
+                      keep=keep)
 
 
 def sample_collection(store: StoreSettings, collection: str, text: TextSource, *,
-                      sample: int, queries: int = DEFAULT_QUERIES, seed: int = DEFAULT_SEED
-                      ) -> Dataset:
+                      sample: int, queries: int = DEFAULT_QUERIES, seed: int = DEFAULT_SEED,
+                      keep: Collection[str] = ()) -> Dataset:
     """`load_collection` on the store the settings describe (opened and closed here)."""
     with opened(store, None) as (source, _):
         return load_collection(source, collection, text, sample=sample, queries=queries,
-                               seed=seed)
+                               seed=seed, keep=keep)
 
 
 def collection_size(store: StoreSettings, collection: str) -> int:

@@ -16,7 +16,15 @@ from migrator import compare_report
 from migrator.candidates import finish, load_candidates, parse_flag
 from migrator.cli import cli
 from migrator.comparison import SCHEMA, CompareResult, compare
-from migrator.datasets import load_beir, load_collection, load_dataset, load_texts
+from migrator.datasets import (
+    Query,
+    label,
+    load_beir,
+    load_collection,
+    load_dataset,
+    load_texts,
+    read_labels,
+)
 from migrator.errors import ConfigError, DataError
 from migrator.metrics import mrr_at_k, ndcg_at_k, normalized, recall_at_k, top_k
 from migrator.state import EmbeddingCache
@@ -148,6 +156,55 @@ def test_a_collection_sample(memory_store: Any) -> None:
                               sample=10, queries=4, seed=1)
     assert dataset.kind == "collection" and dataset.population == 30
     assert len(dataset.doc_ids) == 10 and len(dataset.queries) == 4
+
+
+def test_own_labels_score_a_texts_file_and_stay_in_its_sample(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps({"id": f"n{i}", "text": t})
+                              for i, t in enumerate(texts(80))))
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(json.dumps({"query": "ocean tides", "relevant_ids": ["n0", "n75"]}) + "\n"
+                      + json.dumps({"query": "guitar chords", "relevant": {"n3": 2}}) + "\n")
+    queries = read_labels(labels)
+    keep = {d for q in queries for d in q.gains}
+    dataset = label(load_texts(path, sample=10, seed=2, keep=keep), queries, "labels.jsonl")
+    assert {"n0", "n75", "n3"} <= set(dataset.doc_ids) and len(dataset.doc_ids) == 10
+    assert dataset.labelled and dataset.queries[1].gains == {"n3": 2.0}
+    assert any("the 3 relevant ones included" in n for n in dataset.notes)
+    result = compare(dataset, candidates("hashing:hash-words-v1"))
+    assert set(result.candidates[0].quality) >= {"ndcg@10", "recall@100", "mrr@10"}
+    with pytest.raises(DataError, match="1 relevant id.* not documents of t.jsonl"):
+        label(load_texts(path), [Query("q", "x", {"nope": 1.0})], "labels.jsonl")
+    labels.write_text('{"query": "no ids"}\n')
+    with pytest.raises(DataError, match="record 1 needs a \"query\" and a non-empty"):
+        read_labels(labels)
+
+
+def test_own_labels_fetch_relevant_points_a_collection_sample_missed(
+        tmp_path: Path, path_store: Any) -> None:
+    make_collection(path_store.client, "docs", n=60)
+    path_store.close()
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(json.dumps({"query": "credit cards", "relevant_ids": [3, 58]}) + "\n")
+    runner = CliRunner()
+    result = runner.invoke(cli, [
+        "compare", "--collection", "docs", "--qdrant-path", str(tmp_path / "qdrant"),
+        "--candidate", "hashing:hash-words-v1", "--sample", "5", "--labels", str(labels),
+        "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["dataset"]["labelled"] and data["dataset"]["queries"] == 1
+    assert data["dataset"]["documents"] == 7  # 5 drawn + the 2 relevant points fetched
+    assert "ndcg@10" in data["candidates"][0]["quality"]
+    labels.write_text(json.dumps({"query": "x", "relevant_ids": [999]}) + "\n")
+    missing = runner.invoke(cli, [
+        "compare", "--collection", "docs", "--qdrant-path", str(tmp_path / "qdrant"),
+        "--candidate", "hashing:hash-words-v1", "--labels", str(labels)])
+    assert missing.exit_code == 1 and "1 relevant id(s) are not points with text" in (
+        missing.output)
+    beir = runner.invoke(cli, ["compare", str(TINY), "--candidate", "hashing:hash-words-v1",
+                               "--labels", str(labels)])
+    assert beir.exit_code == 2 and "brings its own labels" in beir.output
 
 
 # ---- candidates ------------------------------------------------------------------------------
