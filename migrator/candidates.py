@@ -21,6 +21,7 @@ A `local` model defaults to `concurrency: 1`.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,20 @@ def expand(entry: dict[str, Any], *, origin: str, environ: dict[str, str] | None
             name = f"{name}@{size}"
         out.append(Candidate(name, provider, bool(entry.get("input_types", True))))
     return out
+
+
+def gather(path: Path | None = None, flags: Sequence[str] = (), reference: str | None = None,
+           *, environ: dict[str, str] | None = None) -> list[Candidate]:
+    """Candidates from a file and `provider:model[:dims]` flags, in that order; `reference`
+    overrides the file's."""
+    if path is None and not flags:
+        raise ConfigError("Name the models to compare: --candidates FILE or --candidate "
+                          "provider:model (repeatable).")
+    found = load_candidates(path, environ=environ) if path is not None else []
+    file_reference = next((c.name for c in found if c.reference), None)
+    for flag in flags:
+        found.extend(parse_flag(flag, environ=environ))
+    return finish(found, reference or file_reference)
 
 
 def finish(candidates: list[Candidate], reference: str | None) -> list[Candidate]:

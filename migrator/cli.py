@@ -18,9 +18,7 @@ from .aliases import drop_old as run_drop_old
 from .aliases import rollback as run_rollback
 from .aliases import swap as run_swap
 from .cache import cache_clear, cache_stats
-from .candidates import Candidate, load_candidates
-from .candidates import finish as finish_candidates
-from .candidates import parse_flag as parse_candidate
+from .candidates import gather as gather_candidates
 from .catalog import models_for
 from .comparison import compare as run_compare
 from .demo import demo as run_demo
@@ -566,18 +564,12 @@ def compare_command(dataset: Path | None, candidates_file: Path | None,
       migrator compare notes.jsonl --candidate hashing:hash-words-v1 \\
           --candidate local:all-MiniLM-L6-v2
     """
-    candidates = _candidates(candidates_file, candidate_flags, reference)
+    candidates = gather_candidates(candidates_file, candidate_flags, reference)
     settings = _settings(options)
-    text = TextSource.from_settings(text_field, text_template)
-    labels = datasets.read_labels(labels_file, limit=queries) if labels_file else []
-    data = _dataset(dataset, collection, settings, text=text, id_field=id_field,
-                    split=split, sample=sample, queries=queries, seed=seed,
-                    keep={doc for q in labels for doc in q.gains})
-    if labels:
-        if data.kind == "beir":
-            raise _Exit("A BEIR dataset brings its own labels (qrels); --labels is for a "
-                        "JSONL/CSV file or a collection.", 2)
-        data = datasets.label(data, labels, str(labels_file))
+    data = datasets.open_dataset(
+        dataset, collection=collection, store=settings.source,
+        text=TextSource.from_settings(text_field, text_template), labels=labels_file,
+        split=split, id_field=id_field, sample=sample, queries=queries, seed=seed)
     label = size_of
     if size_of is not None and collection_size is None:
         collection_size = datasets.collection_size(settings.source, size_of)
@@ -598,35 +590,6 @@ def compare_command(dataset: Path | None, candidates_file: Path | None,
         raise _Exit(f"{len(result.failed)} of {len(result.candidates)} candidates failed: "
                     + ", ".join(c.name for c in result.failed) + "; the report covers the rest.",
                     1)
-
-
-def _candidates(path: Path | None, flags: tuple[str, ...], reference: str | None
-                ) -> list[Candidate]:
-    if path is None and not flags:
-        raise _Exit("Name the models to compare: --candidates FILE or --candidate "
-                    "provider:model (repeatable).", 2)
-    found = load_candidates(path) if path is not None else []
-    for flag in flags:
-        found.extend(parse_candidate(flag))
-    file_reference = next((c.name for c in found if c.reference), None) if path else None
-    return finish_candidates(found, reference or file_reference)
-
-
-def _dataset(path: Path | None, collection: str | None, settings: Settings,
-             **options: Any) -> datasets.Dataset:
-    if (path is None) == (collection is None):
-        raise _Exit("Give a DATASET (BEIR directory or JSONL/CSV file) or --collection, "
-                    "not both and not neither.", 2)
-    seed, queries = options["seed"], options["queries"]
-    if collection is not None:
-        return datasets.sample_collection(
-            settings.source, collection, options["text"],
-            sample=options["sample"] or datasets.DEFAULT_SAMPLE,
-            queries=queries or datasets.DEFAULT_QUERIES, seed=seed, keep=options["keep"])
-    assert path is not None
-    return datasets.load_dataset(path, split=options["split"], text=options["text"],
-                                 id_field=options["id_field"], sample=options["sample"],
-                                 queries=queries, seed=seed, keep=options["keep"])
 
 
 @cli.command()

@@ -295,3 +295,37 @@ def collection_size(store: StoreSettings, collection: str) -> int:
     """Points in a collection (or the collection an alias names): what to extrapolate to."""
     with opened(store, None) as (source, _):
         return source.count(source.resolve(collection))
+
+
+def open_dataset(path: Path | None = None, *, collection: str | None = None,
+                 store: StoreSettings | None = None, text: TextSource | None = None,
+                 labels: Path | None = None, split: str = "test", id_field: str | None = None,
+                 sample: int | None = None, queries: int | None = None,
+                 seed: int = DEFAULT_SEED) -> Dataset:
+    """What `compare` measures on: a BEIR directory or JSONL/CSV file at `path`, or a sample
+    of `collection` in `store`; scored with `labels` (JSONL) when given.
+
+    Raises:
+        ConfigError: neither or both of `path` and `collection`; labels for a BEIR set.
+        DataError: unreadable records, relevant ids that are not documents.
+    """
+    if (path is None) == (collection is None):
+        raise ConfigError("Give a dataset (a BEIR directory or a JSONL/CSV file) or a "
+                          "collection to sample, not both and not neither.")
+    labelled = read_labels(labels, limit=queries) if labels is not None else []
+    keep = {doc for query in labelled for doc in query.gains}
+    if collection is not None:
+        dataset = sample_collection(store or StoreSettings(), collection,
+                                    text or TextSource.from_settings(None, None),
+                                    sample=sample or DEFAULT_SAMPLE,
+                                    queries=queries or DEFAULT_QUERIES, seed=seed, keep=keep)
+    else:
+        assert path is not None
+        dataset = load_dataset(path, split=split, text=text, id_field=id_field, sample=sample,
+                               queries=queries, seed=seed, keep=keep)
+    if not labelled:
+        return dataset
+    if dataset.kind == "beir":
+        raise ConfigError("A BEIR dataset brings its own labels (qrels); --labels is for a "
+                          "JSONL/CSV file or a collection.")
+    return label(dataset, labelled, str(labels))

@@ -565,7 +565,7 @@ def test_cli_on_a_collection_extrapolates_to_its_size(tmp_path: Path, path_store
 
 @pytest.mark.parametrize(("args", "message"), [
     ([str(TINY)], "Name the models to compare"),
-    (["--candidate", "hashing:hash-words-v1"], "Give a DATASET"),
+    (["--candidate", "hashing:hash-words-v1"], "Give a dataset"),
     ([str(TINY), "--candidate", "hashing:nope"], "Unknown hashing model 'nope'"),
     ([str(TINY), "--candidate", "hashing:hash-words-v1", "--queries", "0"],
      "0 is not in the range x>=1"),
