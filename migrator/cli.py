@@ -55,6 +55,11 @@ class MigratorGroup(click.Group):
                 raise
             code = 3 if isinstance(exc, VerificationFailed) else exc.exit_code
             raise _Exit(str(exc), code) from exc
+        except KeyboardInterrupt as exc:  # Ctrl-C outside a run's own signal handling
+            if os.environ.get("MIGRATOR_DEBUG"):
+                raise
+            raise _Exit("Interrupted (Ctrl-C); nothing more was done. Run the same command "
+                        "again to resume.", 130) from exc
 
 
 def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:

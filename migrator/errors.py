@@ -91,6 +91,16 @@ class StateError(MigratorError):
     """The state database is unreadable, corrupt or from a newer migrator."""
 
 
+class Interrupted(MigratorError):
+    """The run was stopped by a signal; its checkpoint is saved. Exit 128 + the signal's
+    number: 130 for SIGINT (Ctrl-C), 143 for SIGTERM."""
+
+    def __init__(self, message: str, *, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
 class VerificationFailed(MigratorError):
     """Verification ran and a check is below its threshold; carries the report."""
 

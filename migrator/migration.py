@@ -29,6 +29,7 @@ from .errors import (
     VerificationFailed,
 )
 from .gate import drop_left, gate, verify_job
+from .interrupts import Stop, stoppable
 from .pipeline import TOO_LONG, Backfill, Checkpoint, Progress, Stats
 from .providers import Embedder, build_embedder
 from .providers.http import endpoint_metrics
@@ -119,8 +120,8 @@ async def amigrate(
             "No collection to migrate: give --collection NAME or a `collections:` list in the "
             "configuration file."
         )
-    async with running(settings, source_store, target_store, embedder,
-                       on_progress) as (run, schemas):
+    async with stoppable() as stop, running(settings, source_store, target_store, embedder,
+                                            on_progress, stop) as (run, schemas):
         run.drop_old = drop_old
         return await run.go(schemas, restart=restart, force=force)
 
@@ -128,10 +129,11 @@ async def amigrate(
 @contextlib.asynccontextmanager
 async def running(settings: Settings, source_store: QdrantStore | None,
                   target_store: QdrantStore | None, embedder: Embedder | None,
-                  on_progress: ProgressCallback | None
+                  on_progress: ProgressCallback | None, stop: Stop | None = None
                   ) -> AsyncIterator[tuple[_Run, list[CollectionSchema]]]:
     """A run with everything it needs open (state, cache, stores, the embedder), and the
-    schemas of the configured sources; all of it closed again afterwards."""
+    schemas of the configured sources; all of it closed again afterwards. `stop` (from
+    `stoppable()`) makes a signal end the backfill and catch-up gracefully."""
     state_dir = Path(settings.migration.state_dir)
     state = State(state_dir)
     cache = EmbeddingCache(state_dir) if settings.migration.cache else None
@@ -143,6 +145,7 @@ async def running(settings: Settings, source_store: QdrantStore | None,
             distance = first.distance or schemas[0].vector(first.vector).distance
             model = embedder or build_embedder(settings.provider, distance=distance)
             run = _Run(settings, state, cache, source, target, model, on_progress)
+            run.stop = stop
             try:
                 yield run, schemas
             finally:
@@ -165,6 +168,7 @@ class _Run:
         self.source, self.target, self.model = source, target, model
         self.on_progress = on_progress
         self.drop_old = False
+        self.stop: Stop | None = None
         self.embedder: Embedder = CachedEmbedder(model, cache) if cache is not None else model
 
     async def release(self) -> None:
@@ -368,7 +372,7 @@ class _Run:
                 "dims": dims, "skip_log": skips, "collection": label or job.config.name,
                 "total": total, "concurrency": self.settings.provider.concurrency,
                 "queue_depth": self.settings.migration.queue_depth,
-                "on_progress": self.on_progress}
+                "on_progress": self.on_progress, "stop": self.stop}
 
     async def _run_stage(self, stage: Backfill, skips: StateSkipLog,
                          result: CollectionResult) -> None:
@@ -379,6 +383,12 @@ class _Run:
             self.state.update(result.migration_id, phase="failed", error=str(exc))
             raise _stopped(exc, result, stage.stats) from exc
         skips.flush()
+        if self.stop is not None and self.stop.requested:
+            self.state.update(result.migration_id, error="interrupted")
+            raise self.stop.error(
+                f"{stage.stats.written:,} of {result.source_count:,} points of "
+                f"{result.source!r} are written into {result.target!r} and checkpointed; no "
+                "alias was moved. Run the same command again to resume from there.")
 
     def _count_check_inputs(self, job: Job, result: CollectionResult) -> None:
         skipped = self.state.skipped(job.record.id)

@@ -12,6 +12,7 @@ a page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from .errors import ProviderResponseError
+from .interrupts import Stop, finish_in_thread
 from .providers.base import Embedder, l2_normalize
 from .providers.http import endpoint_metrics
 from .store import Page, Point, PointId
@@ -191,6 +193,9 @@ class Backfill:
             offset is written. Pages finish out of order; a resume from the offset redoes at
             most the pages that were in flight.
         sampler: given (id, text) of every point written, for the verification sample.
+        stop: once its event is set, no page is read and no request sent any more; the
+            requests in flight are answered, the pages they complete written and
+            checkpointed, and `run` returns (the caller reports the interruption).
     """
 
     source: PageSource
@@ -209,6 +214,7 @@ class Backfill:
     on_checkpoint: Callable[[Checkpoint], None] | None = None
     sampler: Callable[[list[tuple[PointId, str]]], None] | None = None
     long_input: str = "fail"  # texts over the model's per-input limit: fail|truncate|chunk-mean
+    stop: Stop | None = None
     _in_flight: int = 0
     _ends: dict[int, Any] = field(default_factory=dict)  # seq -> offset after the page
     _done: dict[int, dict[str, Any]] = field(default_factory=dict)  # written, not committed
@@ -231,18 +237,22 @@ class Backfill:
             await _gather_or_cancel(*workers)
             await done.put(_DONE)
 
-        await _gather_or_cancel(
-            self._read(pages),
-            self._prepare(pages, requests, done),
-            embed_stage(),
-            self._write(done),
-        )
+        with self.stop.draining() if self.stop else contextlib.nullcontext():
+            await _gather_or_cancel(
+                self._read(pages),
+                self._prepare(pages, requests, done),
+                embed_stage(),
+                self._write(done),
+            )
         return self.stats
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.requested
 
     async def _read(self, pages: asyncio.Queue[Any]) -> None:
         seq = 0
-        while True:
-            page = await asyncio.to_thread(self.source.next_page)
+        while not self._stopping():
+            page = await finish_in_thread(self.source.next_page)
             if page is None:
                 break
             self._in_flight += len(page.points)
@@ -259,6 +269,8 @@ class Backfill:
                        done: asyncio.Queue[Any]) -> None:
         spec = self.embedder.spec
         while (item := await pages.get()) is not _DONE:
+            if self._stopping():
+                continue  # read, never sent: the checkpoint stays before it
             seq, page = item
             work = self._page_work(seq, page.points)
             if not work.unique_texts:
@@ -300,6 +312,8 @@ class Backfill:
 
     async def _embed_worker(self, requests: asyncio.Queue[Any], done: asyncio.Queue[Any]) -> None:
         while (request := await requests.get()) is not _DONE:
+            if self._stopping():
+                continue  # not sent; its page is redone on resume
             work: _PageWork = request.page
             texts = work.unique_texts[request.start : request.stop]
             started = time.perf_counter()
@@ -327,7 +341,7 @@ class Backfill:
         while (work := await done.get()) is not _DONE:
             points = self._target_points(work)
             if points:
-                await asyncio.to_thread(self.write, points)
+                await finish_in_thread(self.write, points)
                 if self.sampler is not None:
                     self.sampler(list(zip((p.id for p in work.points), work.texts,
                                           strict=True)))

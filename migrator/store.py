@@ -356,7 +356,9 @@ class QdrantStore:
             time.sleep(1.0)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
+        # under the lock: closing local mode while another thread is inside a call of it
+        # crashes the interpreter (SIGSEGV)
+        with self._lock, contextlib.suppress(Exception):
             self.client.close()
 
     # ---- error mapping ---------------------------------------------------------------

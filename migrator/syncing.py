@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .interrupts import stoppable
 from .migration import ProgressCallback, running
 from .providers import Embedder
 from .results import CollectionResult
@@ -47,6 +48,6 @@ def sync(
 async def _sync(settings: Settings, source_store: QdrantStore | None,
                 target_store: QdrantStore | None, embedder: Embedder | None,
                 on_progress: ProgressCallback | None) -> SyncResult:
-    async with running(settings, source_store, target_store, embedder,
-                       on_progress) as (run, schemas):
+    async with stoppable() as stop, running(settings, source_store, target_store, embedder,
+                                            on_progress, stop) as (run, schemas):
         return SyncResult(await run.sync_only(schemas))

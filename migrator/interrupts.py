@@ -1,0 +1,109 @@
+"""Ctrl-C and SIGTERM: the first asks a run to stop gracefully, the second aborts it.
+
+A graceful stop takes no new work: the reader reads no further page, no new request is
+sent, the requests in flight are answered (and cached), the pages they complete are
+written and checkpointed, and the run ends with `Interrupted` (exit 130 for SIGINT, 143
+for SIGTERM, what Kubernetes sends). A second signal cancels what is left at once; even
+then a write already inside Qdrant is let finish (see `finish_in_thread`), so the store is
+never closed under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+from .errors import Interrupted
+
+T = TypeVar("T")
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Stop:
+    """What a run knows of the signals it received.
+
+    `event` is set by the first signal. Stages that can wind down on their own (the
+    backfill) say so with `draining()`; when none is running, the first signal cancels the
+    run's task instead, since nothing else would notice it.
+    """
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signum: int | None = None
+        self._draining = 0
+        self._task: asyncio.Task[Any] | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @contextlib.contextmanager
+    def draining(self) -> Iterator[None]:
+        self._draining += 1
+        try:
+            yield
+        finally:
+            self._draining -= 1
+
+    def receive(self, signum: int) -> None:
+        """A signal arrived: stop gracefully the first time, abort the second."""
+        first = self.signum is None
+        if first:
+            self.signum = signum
+            self.event.set()
+        if (not first or not self._draining) and self._task is not None:
+            self._task.cancel()
+
+    def error(self, what: str) -> Interrupted:
+        """The `Interrupted` to raise: `what` says what was done and left."""
+        name = signal.Signals(self.signum or signal.SIGINT).name
+        return Interrupted(f"Stopped by {name}: {what}", signum=self.signum or signal.SIGINT)
+
+
+@contextlib.asynccontextmanager
+async def stoppable() -> AsyncIterator[Stop]:
+    """Catch SIGINT and SIGTERM for the running task while the block runs.
+
+    Signal handlers can only be installed by the main thread; elsewhere (a library call
+    from a worker thread) the block runs without them, as before.
+    """
+    stop = Stop()
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    if threading.current_thread() is threading.main_thread():
+        stop._task = asyncio.current_task()
+        for signum in _SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, stop.receive, signum)
+                installed.append(signum)
+    try:
+        yield stop
+    except asyncio.CancelledError:
+        if not stop.requested:
+            raise
+        raise stop.error("the run was cancelled before it finished. Nothing was swapped; "
+                         "run the same command again to resume.") from None
+    finally:
+        for signum in installed:  # SIGINT goes back to raising KeyboardInterrupt
+            loop.remove_signal_handler(signum)
+
+
+async def finish_in_thread(func: Callable[..., T], *args: Any) -> T:
+    """`await asyncio.to_thread(func, *args)`, except that a cancellation waits for the
+    call to end before it goes on: the thread cannot be stopped, and whatever the
+    cancellation leads to (closing the store) must not happen under it."""
+    future = asyncio.ensure_future(asyncio.to_thread(func, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({future})
+        if not future.cancelled() and future.exception() is not None:
+            pass  # retrieved: the cancellation, not this error, is what goes on
+        raise
