@@ -74,7 +74,7 @@ async def stoppable() -> AsyncIterator[Stop]:
     """
     stop = Stop()
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
     if threading.current_thread() is threading.main_thread():
         stop._task = asyncio.current_task()
         for signum in _SIGNALS:
@@ -104,6 +104,6 @@ async def finish_in_thread(func: Callable[..., T], *args: Any) -> T:
         while not future.done():
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait({future})
-        if not future.cancelled() and future.exception() is not None:
-            pass  # retrieved: the cancellation, not this error, is what goes on
+        if not future.cancelled():
+            future.exception()  # retrieved: the cancellation, not this error, goes on
         raise
