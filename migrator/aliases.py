@@ -36,6 +36,8 @@ def swap(settings: Settings, alias: str, collection: str, *,
     """
     with opened(settings.target_store, None, source_store=store) as (target, _):
         current = _check_swap(target, alias, collection)
+        if current == collection:  # a no-op changes nothing and records nothing
+            return AliasMove(alias, current, collection)
         previous = target.swap_alias(alias, collection)
     _record(settings, alias, previous or current, collection)
     return AliasMove(alias, previous, collection)
@@ -51,7 +53,7 @@ def rollback(settings: Settings, alias: str, *, store: QdrantStore | None = None
     history = _history(settings, alias)
     with opened(settings.target_store, None, source_store=store) as (target, _):
         current = target.aliases().get(alias)
-        last = next((h for h in reversed(history) if h["to"] == current), None)
+        last = _last_move(history, current)
         if last is None or not last["from"]:
             raise ConfigError(
                 f"There is no recorded move of alias {alias!r} to {current!r} to roll back "
@@ -75,18 +77,31 @@ def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None
     history = _history(settings, alias)
     with opened(settings.target_store, None, source_store=store) as (target, _):
         current = target.aliases().get(alias)
-        last = next((h for h in reversed(history) if h["to"] == current), None)
+        last = _last_move(history, current)
         old = last["from"] if last else None
         if not old:
             raise ConfigError(f"There is no previous collection of alias {alias!r} recorded; "
                               "nothing was deleted.")
-        users = [a for a, c in target.aliases().items() if c == old]
-        if users or old == current:
-            raise ConfigError(f"Collection {old!r} is still served by alias(es) "
-                              f"{', '.join(users) or alias}; nothing was deleted.")
+        refuse_if_served(target, old, "`drop-old` would delete it")
         if old in target.collection_names():
             target.delete_collection(old)
     return str(old)
+
+
+def refuse_if_served(store: QdrantStore, collection: str, why: str) -> None:
+    """Raise ConfigError when any alias serves `collection`: nothing migrator deletes may
+    be served. `why` says what was about to happen, e.g. "--restart would delete it".
+
+    Raises:
+        ConfigError: naming the aliases and what to run instead.
+    """
+    served = sorted(a for a, c in store.aliases().items() if c == collection)
+    if served:
+        first = served[0]
+        raise ConfigError(
+            f"Collection {collection!r} is served by alias {', '.join(served)}, and {why}. "
+            f"Point the alias elsewhere first (`migrator rollback {first}` or `migrator swap "
+            f"{first} OTHER`); nothing was deleted.")
 
 
 def _check_swap(target: QdrantStore, alias: str, collection: str) -> str | None:
@@ -110,6 +125,13 @@ def _check_swap(target: QdrantStore, alias: str, collection: str) -> str | None:
                 f"{collection!r} does not have; queries through the alias would break. "
                 "Nothing was changed.")
     return current
+
+
+def _last_move(history: list[dict[str, Any]], current: str | None) -> dict[str, Any] | None:
+    """The last recorded move of an alias to `current` from another collection (no-op moves
+    recorded by older versions are passed over)."""
+    return next((h for h in reversed(history)
+                 if h["to"] == current and h["from"] != current), None)
 
 
 def _history(settings: Settings, alias: str) -> list[dict[str, Any]]:

@@ -124,6 +124,10 @@ pipeline_options = _options(
     click.option("--cache/--no-cache", default=None,
                  help="Reuse embeddings already paid for (default on)."),
 )
+adopt_option = click.option(
+    "--adopt-target", is_flag=True,
+    help="Write into an existing --target this migration did not create (refused while "
+    "another alias serves it).")
 run_options = _options(config_option, store_options, target_store_options, provider_options,
                        collection_options, pipeline_options)
 output_options = _options(
@@ -192,6 +196,12 @@ class _Bars:
             bar.close()
 
 
+def _confirm_restart(collections: list[str]) -> bool:
+    return click.confirm(
+        f"--restart deletes {', '.join(repr(c) for c in collections)} (created by these "
+        "migrations) and forgets their progress. Continue?", abort=True, err=True)
+
+
 def _emit(result: Any, as_json: bool, render: Callable[[Any], str]) -> None:
     click.echo(report.to_json(result.to_dict()) if as_json else render(result))
 
@@ -227,10 +237,11 @@ def cli() -> None:
 @click.option("--drop-old", is_flag=True,
               help="After a verified alias move, delete the collection the alias left.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --restart.")
+@adopt_option
 @output_options
 @_with_bars
 def migrate(bars: _Bars, as_json: bool, quiet: bool, restart: bool, yes: bool, force: bool,
-            no_verify: bool, drop_old: bool, **options: Any) -> None:
+            no_verify: bool, drop_old: bool, adopt_target: bool, **options: Any) -> None:
     """Re-embed collections into new ones and move their aliases.
 
     Resumable: run the same command again after an interruption and it continues from the
@@ -248,20 +259,19 @@ def migrate(bars: _Bars, as_json: bool, quiet: bool, restart: bool, yes: bool, f
     settings = _settings(options)
     if no_verify:
         settings.verify.enabled = False
-    if restart and not yes:
-        click.confirm("--restart forgets the progress of these migrations and deletes the "
-                      "target collections they created. Continue?", abort=True, err=True)
     result = run_migrate(settings, on_progress=bars, restart=restart, force=force,
-                         drop_old=drop_old)
+                         drop_old=drop_old, adopt_target=adopt_target,
+                         confirm=None if yes else _confirm_restart)
     bars.close()
     _emit(result, as_json, report.migration)
 
 
 @cli.command()
 @run_options
+@adopt_option
 @output_options
 @_with_bars
-def sync(bars: _Bars, as_json: bool, quiet: bool, **options: Any) -> None:
+def sync(bars: _Bars, as_json: bool, quiet: bool, adopt_target: bool, **options: Any) -> None:
     """Catch a target up with its source: embed new and changed points, delete removed ones.
 
     Same flags as `migrate`; the target is found the way `migrate` names it. `migrate` runs
@@ -272,7 +282,7 @@ def sync(bars: _Bars, as_json: bool, quiet: bool, **options: Any) -> None:
       migrator sync --collection docs --provider openai \\
           --model text-embedding-3-small --dimensions 512
     """
-    result = run_sync(_settings(options), on_progress=bars)
+    result = run_sync(_settings(options), on_progress=bars, adopt_target=adopt_target)
     bars.close()
     _emit(result, as_json, report.sync)
 

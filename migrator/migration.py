@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from .aliases import refuse_if_served
 from .cache import CachedEmbedder
 from .catalog import ModelSpec
 from .catchup import MergeJoinSource
@@ -43,6 +44,7 @@ from .tokens import count_tokens
 from .verify import Reservoir
 
 ProgressCallback = Callable[[Progress], None]
+Confirm = Callable[[list[str]], bool]  # asked with the collections --restart would delete
 
 
 def target_name(source: str, spec: ModelSpec, dims: int) -> str:
@@ -64,6 +66,8 @@ def migrate(
     restart: bool = False,
     force: bool = False,
     drop_old: bool = False,
+    adopt_target: bool = False,
+    confirm: Confirm | None = None,
 ) -> MigrationResult:
     """Re-embed every configured collection into a new one and move its alias.
 
@@ -71,7 +75,8 @@ def migrate(
     """
     return asyncio.run(amigrate(settings, source_store=source_store, target_store=target_store,
                                 embedder=embedder, on_progress=on_progress, restart=restart,
-                                force=force, drop_old=drop_old))
+                                force=force, drop_old=drop_old, adopt_target=adopt_target,
+                                confirm=confirm))
 
 
 async def amigrate(
@@ -84,6 +89,8 @@ async def amigrate(
     restart: bool = False,
     force: bool = False,
     drop_old: bool = False,
+    adopt_target: bool = False,
+    confirm: Confirm | None = None,
 ) -> MigrationResult:
     """Re-embed every configured collection into a new one and move its alias.
 
@@ -100,10 +107,15 @@ async def amigrate(
             from `settings.target`).
         embedder: the target model (default: built from `settings.provider`).
         on_progress: called after each written page.
-        restart: forget earlier progress and delete targets this migration created.
+        restart: forget earlier progress and delete targets this migration created (never
+            one an alias serves).
         force: move aliases even when verification fails (recorded as forced).
         drop_old: after a verified (not forced) alias move, delete the collection the alias
             pointed to before, unless another alias still serves it.
+        adopt_target: allow writing into an existing target this migration did not create
+            (refused while another alias serves it); without it such a target is refused.
+        confirm: with `restart`, called with the collections that would be deleted; False
+            stops the run with nothing deleted. None: no question.
 
     Raises:
         ConfigError: bad configuration, found before anything was written.
@@ -122,8 +134,8 @@ async def amigrate(
         )
     async with stoppable() as stop, running(settings, source_store, target_store, embedder,
                                             on_progress, stop) as (run, schemas):
-        run.drop_old = drop_old
-        return await run.go(schemas, restart=restart, force=force)
+        run.drop_old, run.adopt_target = drop_old, adopt_target
+        return await run.go(schemas, restart=restart, force=force, confirm=confirm)
 
 
 @contextlib.asynccontextmanager
@@ -168,6 +180,7 @@ class _Run:
         self.source, self.target, self.model = source, target, model
         self.on_progress = on_progress
         self.drop_old = False
+        self.adopt_target = False
         self.stop: Stop | None = None
         self.embedder: Embedder = CachedEmbedder(model, cache) if cache is not None else model
 
@@ -176,7 +189,7 @@ class _Run:
             await self.embedder.release()
 
     async def go(self, schemas: list[CollectionSchema], *, restart: bool,
-                 force: bool = False) -> MigrationResult:
+                 force: bool = False, confirm: Confirm | None = None) -> MigrationResult:
         started = time.perf_counter()
         collections = self.settings.collections
         for config, schema in zip(collections, schemas, strict=True):
@@ -184,8 +197,9 @@ class _Run:
         first = collections[0]
         checked = await self._probe(schemas[0], first)
         dims = checked.target
-        jobs = [self._job(c, s, dims, restart=restart)
-                for c, s in zip(collections, schemas, strict=True)]
+        if restart:
+            self._restart(schemas, dims, confirm)
+        jobs = [self._job(c, s, dims) for c, s in zip(collections, schemas, strict=True)]
         _check_aliases(jobs, self.target)
 
         results = [await self._migrate_one(job, dims) for job in jobs]
@@ -225,7 +239,7 @@ class _Run:
         checked = await self._probe(schemas[0], first)
         results = []
         for config, schema in zip(collections, schemas, strict=True):
-            job = self._job(config, schema, checked.target, restart=False)
+            job = self._job(config, schema, checked.target)
             if not job.target_exists:
                 raise StoreError(
                     f"Target {job.target!r} of {config.name!r} does not exist in "
@@ -247,20 +261,50 @@ class _Run:
         distance = first.distance or schema.vector(first.vector).distance
         return await probe(self.model, texts, distance=distance, cache=self.cache)
 
-    def _job(self, config: CollectionSettings, schema: CollectionSchema, dims: int, *,
-             restart: bool) -> Job:
+    def _identify(self, config: CollectionSettings, schema: CollectionSchema,
+                  dims: int) -> tuple[str, TextSource, str]:
+        """The target name, the text and the migration id of one collection. The id takes in
+        both stores' identities, so the same names on another store are another migration."""
         spec = self.model.spec
         name = config.target or target_name(config.name, spec, dims)
         text = TextSource.from_settings(config.text_field, config.text_template)
         vector = schema.vector(config.vector)
-        identity = migration_id(config.name, name, vector.name, spec.provider, spec.model, dims,
-                                text.describe())
-        record = self.state.get(identity)
-        if record is not None and restart:
-            if record.created_target and self.target.exists(name):
-                self.target.delete_collection(name)
+        identity = migration_id(self.source.identity, config.name, self.target.identity, name,
+                                vector.name, spec.provider, spec.model, dims, text.describe())
+        return name, text, identity
+
+    def _restart(self, schemas: list[CollectionSchema], dims: int,
+                 confirm: Confirm | None) -> None:
+        """Forget these migrations' progress and delete the targets they created: never one
+        an alias serves, and only after `confirm` agreed to the list."""
+        forget: list[str] = []
+        doomed: list[str] = []
+        for config, schema in zip(self.settings.collections, schemas, strict=True):
+            name, _, identity = self._identify(config, schema, dims)
+            record = self.state.get(identity)
+            if record is not None:
+                forget.append(identity)
+            created = record.created_target if record is not None else None
+            if self.target.exists(name) and (
+                    created or (created is None and self._provenance_says(name, identity))):
+                doomed.append(name)
+        for name in doomed:
+            refuse_if_served(self.target, name, "--restart would delete it")
+        if doomed and confirm is not None and not confirm(doomed):
+            raise MigratorError("--restart was not confirmed; nothing was deleted.")
+        for name in doomed:
+            self.target.delete_collection(name)
+        for identity in forget:
             self.state.delete(identity)
-            record = None
+
+    def _provenance_says(self, name: str, identity: str) -> bool:
+        return self.target.provenance(name).get("migration") == identity
+
+    def _job(self, config: CollectionSettings, schema: CollectionSchema, dims: int) -> Job:
+        spec = self.model.spec
+        name, text, identity = self._identify(config, schema, dims)
+        vector = schema.vector(config.vector)
+        record = self.state.get(identity)
         if record is not None and record.source_collection != schema.name:
             # e.g. the alias that was migrated now points at the target: keep the original
             schema = self.source.describe(record.source_collection)
@@ -279,18 +323,53 @@ class _Run:
                 f"The target {name!r} of {config.name!r} is an alias, not a collection: "
                 "writing to it would write into the collection it serves. Give a new "
                 "collection name with --target.")
-        exists = self.target.exists(name)
-        if exists:
-            _check_existing_target(self.target.describe(name), vector.name, dims, distance)
         if record is None:
             record = MigrationRecord(
                 id=identity, source=config.name, source_collection=schema.name, target=name,
                 vector=vector.name, provider=spec.provider, model=spec.model, dims=dims,
-                text=text.describe(), alias=config.alias, phase="planned")
+                text=text.describe(), alias=config.alias, phase="planned",
+                store=self.target.identity)
+        exists = self.target.exists(name)
+        if exists:
+            _check_existing_target(self.target.describe(name), vector.name, dims, distance)
+            self._claim(config, name, record)
         keep = [n for n in schema.vectors if n != vector.name] + schema.sparse_vectors
         verify = self.settings.verify
         return Job(config, schema, vector.name, text, name, exists, distance, keep, record,
-                    Reservoir(verify.sample, verify.seed))
+                   Reservoir(verify.sample, verify.seed))
+
+    def _claim(self, config: CollectionSettings, name: str, record: MigrationRecord) -> None:
+        """Make sure this migration may write into the existing collection `name`: it
+        created it (by the state, or by the provenance in the collection's own metadata when
+        the state was lost), or the user adopts it now and no other alias serves it."""
+        if record.owns_target():
+            return
+        provenance = self.target.provenance(name)
+        if provenance.get("migration") == record.id:
+            record.created_target = True
+            if self.state.get(record.id) is not None:
+                self.state.update(record.id, created_target=1)
+            return
+        if not self.adopt_target:
+            origin = (f"by migrator's migration of {provenance.get('source')!r}"
+                      if provenance else "outside this migration")
+            raise ConfigError(
+                f"Target {name!r} already exists in {self.target.location} and was created "
+                f"{origin}. migrator writes only into a collection its own migration created: "
+                "the catch-up deletes every point the source lacks. Give another --target (or "
+                f"none, for the default name), or --adopt-target if {name!r} really is meant "
+                f"to become a copy of {config.name!r}. Nothing was changed.")
+        served = sorted(a for a, c in self.target.aliases().items()
+                        if c == name and a != config.alias)
+        if served:
+            raise ConfigError(
+                f"--adopt-target refused: {name!r} is served by alias {', '.join(served)}, "
+                "and adopting it would rewrite what that alias serves. Give another --target, "
+                f"or first point the alias elsewhere (`migrator rollback {served[0]}` or "
+                f"`migrator swap {served[0]} OTHER`). Nothing was changed.")
+        record.adopted = True
+        if self.state.get(record.id) is not None:
+            self.state.update(record.id, adopted=1)
 
     async def _migrate_one(self, job: Job, dims: int) -> CollectionResult:
         record = job.record
@@ -302,7 +381,7 @@ class _Run:
         if self.state.get(record.id) is None:
             if not job.target_exists:
                 self.target.create_like(job.schema, job.target, vector=job.vector, size=dims,
-                                        distance=job.distance)
+                                        distance=job.distance, provenance=_provenance(record))
                 record.created_target = result.created = True
             self.state.create(record)
         elif not job.target_exists:
@@ -426,6 +505,13 @@ class _Run:
                 result.dropped = drop_left(self.target, result.previous_alias_target, job.target)
         self.state.update(job.record.id, phase="swapped" if alias else "complete", error=None,
                           counters=result.stats.counters())
+
+
+def _provenance(record: MigrationRecord) -> dict[str, Any]:
+    """What a target's own metadata says of the migration that created it."""
+    return {"migration": record.id, "source": record.source_collection,
+            "provider": record.provider, "model": record.model, "dims": record.dims,
+            "vector": record.vector, "text": record.text, "created_at": time.time()}
 
 
 def _sample_texts(source: QdrantStore, schema: CollectionSchema, config: CollectionSettings,

@@ -66,6 +66,15 @@ class StoreSettings(_Section):
         return self
 
     @property
+    def identity(self) -> str:
+        """Which store this is, for keying migrations and ownership: the server's URL
+        without credentials, or the embedded store's absolute path."""
+        if self.url:
+            return "url:" + _redact_url(self.url).rstrip("/")
+        path = str(self.path or DEFAULT_STORE_PATH)
+        return "memory" if path == ":memory:" else f"path:{Path(path).resolve()}"
+
+    @property
     def location(self) -> str:
         """A printable description with no secret in it."""
         if self.url:

@@ -71,6 +71,10 @@ STATE_SCHEMA: list[tuple[int, str, str]] = [
     (2, "last verification of each migration", """
         ALTER TABLE migrations ADD COLUMN verification TEXT;
     """),
+    (3, "the target store, and targets adopted rather than created", """
+        ALTER TABLE migrations ADD COLUMN store TEXT;
+        ALTER TABLE migrations ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
+    """),
 ]
 CACHE_SCHEMA: list[tuple[int, str, str]] = [
     # a rowid table: rows of whole vectors make a WITHOUT ROWID b-tree split pages on
@@ -158,6 +162,12 @@ class MigrationRecord:
     created_at: float = 0.0
     updated_at: float = 0.0
     verification: dict[str, Any] | None = None
+    store: str | None = None  # the target store's identity (StoreSettings.identity)
+    adopted: bool = False  # the target existed and the user adopted it (--adopt-target)
+
+    def owns_target(self) -> bool:
+        """Whether this migration may write into, catch up and delete from its target."""
+        return self.created_target or self.adopted
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -250,6 +260,7 @@ def _values(record: MigrationRecord) -> tuple[Any, ...]:
     data["verification"] = json.dumps(data["verification"])
     data["finished"] = int(data["finished"])
     data["created_target"] = int(data["created_target"])
+    data["adopted"] = int(data["adopted"])
     return tuple(data[c] for c in _COLUMNS)
 
 
@@ -260,6 +271,7 @@ def _record(row: Sequence[Any]) -> MigrationRecord:
     data["verification"] = json.loads(data["verification"]) if data["verification"] else None
     data["finished"] = bool(data["finished"])
     data["created_target"] = bool(data["created_target"])
+    data["adopted"] = bool(data["adopted"])
     return MigrationRecord(**data)
 
 

@@ -27,6 +27,7 @@ PointId = int | str | uuid.UUID
 UNNAMED = ""  # key of the unnamed (default) dense vector in our vector dicts
 
 _DISTANCES = {d.value: d for d in qm.Distance}
+PROVENANCE_KEY = "migrator"  # the key of migrator's entry in a collection's metadata
 
 
 @dataclass(frozen=True)
@@ -120,10 +121,12 @@ class Page:
 class QdrantStore:
     """Operations on one Qdrant instance. Hand it a `QdrantClient`; see `open_store`."""
 
-    def __init__(self, client: QdrantClient, *, location: str, local: bool) -> None:
+    def __init__(self, client: QdrantClient, *, location: str, local: bool,
+                 identity: str | None = None) -> None:
         self.client = client
         self.location = location
         self.local = local
+        self.identity = identity or location  # see StoreSettings.identity
         # Local mode keeps plain dicts in memory and is not safe across threads; the pipeline
         # runs store calls in worker threads, so serialise them. A server needs no lock.
         self._lock: contextlib.AbstractContextManager[Any] = (
@@ -181,15 +184,18 @@ class QdrantStore:
         vector: str,
         size: int,
         distance: str | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> None:
         """Create `name` like `source`, with only `vector`'s size (and distance) changed.
 
         Other dense vectors, sparse vectors, HNSW, quantization, sharding, replication and
         payload indexes are copied. Payload indexes are skipped on the embedded store, where
-        Qdrant ignores them.
+        Qdrant ignores them. `provenance` is kept in the collection's own metadata where the
+        store has it (see `provenance`).
         """
         params = source._info.config.params
         vectors = _resized_vectors(params.vectors, vector, size, distance)
+        metadata = self._metadata(provenance)
         with self._call("creating", name):
             if self.client.collection_exists(name):
                 raise CollectionExists(f"Collection {name!r} already exists in {self.location}.")
@@ -203,6 +209,7 @@ class QdrantStore:
                 on_disk_payload=params.on_disk_payload,
                 hnsw_config=_diff(qm.HnswConfigDiff, source._info.config.hnsw_config),
                 quantization_config=source._info.config.quantization_config,
+                **metadata,
             )
             if not self.local:
                 for field_name, index in source._info.payload_schema.items():
@@ -222,6 +229,28 @@ class QdrantStore:
             self.client.create_collection(
                 name, vectors_config=params if vector == UNNAMED else {vector: params}
             )
+
+    def provenance(self, collection: str) -> dict[str, Any]:
+        """What migrator recorded in a collection's metadata when it created it (empty when
+        nothing was, or the store keeps no metadata)."""
+        with self._call("describing", collection):
+            info = self.client.get_collection(collection)
+        metadata = getattr(info.config, "metadata", None) or {}
+        found = metadata.get(PROVENANCE_KEY)
+        return dict(found) if isinstance(found, dict) else {}
+
+    def _metadata(self, provenance: dict[str, Any] | None) -> dict[str, Any]:
+        """`metadata=` for create_collection: local mode and servers >= 1.16 keep it."""
+        if not provenance or not self._keeps_metadata():
+            return {}
+        return {"metadata": {PROVENANCE_KEY: provenance}}
+
+    def _keeps_metadata(self) -> bool:
+        if self.local:
+            return True
+        with self._call("asking the version of", None):
+            version = self.client.info().version
+        return version_at_least(version, (1, 16))
 
     def delete_collection(self, collection: str) -> None:
         with self._call("deleting", collection):
@@ -411,7 +440,8 @@ def open_store(settings: StoreSettings) -> QdrantStore:
             # connection problems surface as StoreError on the first call instead
             check_compatibility=False,
         )
-        return QdrantStore(client, location=settings.location, local=False)
+        return QdrantStore(client, location=settings.location, local=False,
+                           identity=settings.identity)
     path = str(settings.path or DEFAULT_STORE_PATH)
     try:
         client = QdrantClient(":memory:") if path == ":memory:" else QdrantClient(path=path)
@@ -420,7 +450,8 @@ def open_store(settings: StoreSettings) -> QdrantStore:
             f"Could not open the embedded store at {path}: {exc}. Another migrator or Qdrant "
             "client may be using it; stop it, or point source.path elsewhere."
         ) from exc
-    return QdrantStore(client, location=settings.location, local=True)
+    return QdrantStore(client, location=settings.location, local=True,
+                       identity=settings.identity)
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ def sync(
     target_store: QdrantStore | None = None,
     embedder: Embedder | None = None,
     on_progress: ProgressCallback | None = None,
+    adopt_target: bool = False,
 ) -> SyncResult:
     """Embed points added or changed in each source since its target was filled, and delete
     points removed from it. Targets are found as `migrate` names them (or `target`).
@@ -42,12 +43,14 @@ def sync(
     if not settings.collections:
         raise ConfigError("No collection to sync: give --collection NAME or a `collections:` "
                           "list in the configuration file.")
-    return asyncio.run(_sync(settings, source_store, target_store, embedder, on_progress))
+    return asyncio.run(_sync(settings, source_store, target_store, embedder, on_progress,
+                             adopt_target))
 
 
 async def _sync(settings: Settings, source_store: QdrantStore | None,
                 target_store: QdrantStore | None, embedder: Embedder | None,
-                on_progress: ProgressCallback | None) -> SyncResult:
+                on_progress: ProgressCallback | None, adopt_target: bool) -> SyncResult:
     async with stoppable() as stop, running(settings, source_store, target_store, embedder,
                                             on_progress, stop) as (run, schemas):
+        run.adopt_target = adopt_target
         return SyncResult(await run.sync_only(schemas))

@@ -206,13 +206,18 @@ def test_demo_offline_with_hashing(tmp_path: Path) -> None:
     assert refused.exit_code == 2 and "was not made by `migrator demo`" in refused.stderr
 
 
-def test_restart_asks_first(store_path: Path, tmp_path: Path) -> None:
-    args = ["migrate", *base(store_path, tmp_path), "--collection", "docs", "--restart"]
-    refused = CliRunner().invoke(cli, args, input="n\n")
-    assert refused.exit_code == 1 and "forgets the progress" in refused.stderr
-    assert not (tmp_path / "state" / "state.db").exists()
-    accepted = CliRunner().invoke(cli, args, input="y\n")
+def test_restart_asks_first_naming_what_it_deletes(store_path: Path, tmp_path: Path) -> None:
+    args = ["migrate", *base(store_path, tmp_path), "--collection", "docs"]
+    assert run(*args).exit_code == 0
+    refused = CliRunner().invoke(cli, [*args, "--restart"], input="n\n")
+    assert refused.exit_code == 1
+    assert "--restart deletes 'docs__hash-words-v1-48'" in refused.stderr
+    client = QdrantClient(path=str(store_path))
+    assert client.collection_exists("docs__hash-words-v1-48")
+    client.close()
+    accepted = CliRunner().invoke(cli, [*args, "--restart"], input="y\n")
     assert accepted.exit_code == 0, accepted.stderr
+    assert "resumed" not in accepted.stdout
 
 
 def test_status_sync_and_cache_commands(store_path: Path, tmp_path: Path) -> None:

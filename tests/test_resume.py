@@ -20,6 +20,7 @@ from migrator import (
     status,
 )
 from migrator.cache import cache_clear, cache_stats
+from migrator.errors import ConfigError
 from migrator.settings import VerifySettings
 from migrator.state import State
 from migrator.store import QdrantStore
@@ -28,11 +29,12 @@ from .conftest import make_collection
 from .loopback import Fault, LoopbackServer, vector_for
 
 
-def config(tmp_path: Path, url: str, **migration: object) -> Settings:
+def config(tmp_path: Path, url: str, alias: str | None = "live",
+           **migration: object) -> Settings:
     return Settings(
         provider=ProviderSettings(name="openai-compatible", model="loop", base_url=url,
                                   batch_size=10, concurrency=2),
-        collections=[CollectionSettings(name="docs", alias="live")],
+        collections=[CollectionSettings(name="docs", alias=alias)],
         migration=MigrationSettings(**{"state_dir": tmp_path / "state", "page_size": 10,
                                        **migration}),  # type: ignore[arg-type]
         verify=VerifySettings(enabled=False),  # these tests count what the provider sees
@@ -92,9 +94,9 @@ def test_a_second_run_pays_for_nothing(memory_store: QdrantStore, tmp_path: Path
 def test_no_cache_pays_again(memory_store: QdrantStore, tmp_path: Path) -> None:
     make_collection(memory_store.client, "docs", n=30)
     with LoopbackServer(dims=8) as server:
-        migrate(config(tmp_path, server.url, cache=False), source_store=memory_store)
+        migrate(config(tmp_path, server.url, None, cache=False), source_store=memory_store)
         before = server.texts
-        migrate(config(tmp_path, server.url, cache=False), source_store=memory_store,
+        migrate(config(tmp_path, server.url, None, cache=False), source_store=memory_store,
                 restart=True)
         assert server.texts - before >= 30
     assert not (tmp_path / "state" / "cache.db").exists()
@@ -104,11 +106,28 @@ def test_restart_deletes_the_target_it_created(memory_store: QdrantStore,
                                                tmp_path: Path) -> None:
     make_collection(memory_store.client, "docs", n=20)
     with LoopbackServer(dims=8) as server:
-        first = migrate(config(tmp_path, server.url), source_store=memory_store)
+        first = migrate(config(tmp_path, server.url, None), source_store=memory_store)
         target = first.collections[0].target
         memory_store.client.upsert(target, points=[qm.PointStruct(id=999, vector=[0.1] * 8)])
-        again = migrate(config(tmp_path, server.url), source_store=memory_store, restart=True)
+        asked: list[list[str]] = []
+        again = migrate(config(tmp_path, server.url, None), source_store=memory_store,
+                        restart=True, confirm=lambda names: asked.append(names) or True)
+    assert asked == [[target]]
     assert again.collections[0].created and again.collections[0].target_count == 20
+
+
+def test_restart_refuses_to_delete_a_served_target(memory_store: QdrantStore,
+                                                   tmp_path: Path) -> None:
+    """Issue 11.2: `--restart --yes` deleted the collection a live alias served, and the
+    alias with it."""
+    make_collection(memory_store.client, "docs", n=20)
+    with LoopbackServer(dims=8) as server:
+        first = migrate(config(tmp_path, server.url), source_store=memory_store)
+        target = first.collections[0].target
+        with pytest.raises(ConfigError, match=r"served by alias live.*migrator rollback live"):
+            migrate(config(tmp_path, server.url), source_store=memory_store, restart=True)
+    assert memory_store.aliases() == {"live": target}
+    assert memory_store.count(target) == 20
 
 
 def test_a_complete_migration_run_again_only_catches_up(memory_store: QdrantStore,

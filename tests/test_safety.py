@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from migrator.cli import cli
+from migrator.state import State
 
 from .conftest import make_collection
 from .loopback import Fault, LoopbackServer
@@ -153,3 +158,135 @@ def test_second_ctrl_c_aborts_at_once_without_corrupting(store: Path, gap: float
         assert returncode == 130, err
         assert "Traceback" not in err and "Stopped by SIGINT" in err
         finish_and_count(store, server)
+
+
+# ---- ownership: migrator writes into and deletes only what it created -------------------
+
+def hashing_args(store: Path, state: Path, *extra: str) -> list[str]:
+    return ["--qdrant-path", str(store), "--state-dir", str(state), "--provider", "hashing",
+            "--model", "hash-words-v1", "--dimensions", "48", *extra]
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture
+def two_sources(tmp_path: Path) -> Path:
+    path = tmp_path / "two"
+    client = QdrantClient(path=str(path))
+    make_collection(client, "a", n=120)
+    make_collection(client, "b", n=30)
+    client.close()
+    return path
+
+
+def count(store: Path, collection: str) -> int:
+    client = QdrantClient(path=str(store))
+    try:
+        return int(client.count(collection, exact=True).count)
+    finally:
+        client.close()
+
+
+def aliases(store: Path) -> dict[str, str]:
+    client = QdrantClient(path=str(store))
+    try:
+        return {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
+    finally:
+        client.close()
+
+
+def test_a_wrong_target_never_rewrites_another_migrations_collection(
+        two_sources: Path, tmp_path: Path) -> None:
+    """Issue 11.1: `migrate b --target <a's target>` deleted a's 120 points (exit 0) and
+    a_live then served b's 30."""
+    state = tmp_path / "state"
+    first = invoke("migrate", *hashing_args(two_sources, state, "--collection", "a",
+                                            "--alias", "a_live"))
+    assert first.exit_code == 0, first.stderr
+    a_target = aliases(two_sources)["a_live"]
+    wrong = invoke("migrate", *hashing_args(two_sources, state, "--collection", "b",
+                                            "--target", a_target))
+    assert wrong.exit_code == 2
+    assert f"{a_target!r} already exists" in wrong.stderr and "'a'" in wrong.stderr
+    assert "--adopt-target" in wrong.stderr and "Traceback" not in wrong.stderr
+    adopted = invoke("migrate", *hashing_args(two_sources, state, "--collection", "b",
+                                              "--target", a_target, "--adopt-target"))
+    assert adopted.exit_code == 2 and "served by alias a_live" in adopted.stderr
+    assert count(two_sources, a_target) == 120
+    assert aliases(two_sources) == {"a_live": a_target}
+
+
+def test_ownership_survives_a_lost_state_directory(two_sources: Path, tmp_path: Path) -> None:
+    """The target's own metadata says which migration created it."""
+    args = hashing_args(two_sources, tmp_path / "state", "--collection", "a")
+    assert invoke("migrate", *args).exit_code == 0
+    shutil.rmtree(tmp_path / "state")
+    again = invoke("migrate", *args, "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["collections"][0]["target_count"] == 120
+    restarted = invoke("migrate", *args, "--restart", "--yes", "--json")
+    assert restarted.exit_code == 0, restarted.stderr
+    assert json.loads(restarted.stdout)["collections"][0]["created"] is True
+
+
+def test_adopting_an_existing_collection_is_explicit(two_sources: Path, tmp_path: Path) -> None:
+    client = QdrantClient(path=str(two_sources))
+    client.create_collection("mine", vectors_config=qm.VectorParams(
+        size=48, distance=qm.Distance.COSINE))
+    client.close()
+    args = hashing_args(two_sources, tmp_path / "state", "--collection", "b",
+                        "--target", "mine")
+    refused = invoke("migrate", *args)
+    assert refused.exit_code == 2 and "created outside this migration" in refused.stderr
+    adopted = invoke("migrate", *args, "--adopt-target")
+    assert adopted.exit_code == 0, adopted.stderr
+    assert count(two_sources, "mine") == 30
+    assert invoke("migrate", *args).exit_code == 0  # adopted once, recorded in the state
+    # --restart forgets an adopted target's progress but never deletes it
+    assert invoke("migrate", *args, "--restart", "--yes", "--adopt-target").exit_code == 0
+    assert count(two_sources, "mine") == 30
+
+
+def test_a_no_op_swap_records_nothing_and_rollback_still_works(
+        two_sources: Path, tmp_path: Path) -> None:
+    """Issue 11.3: one swap to the collection the alias already served broke rollback."""
+    store = ["--qdrant-path", str(two_sources), "--state-dir", str(tmp_path / "state")]
+    assert invoke("swap", "live", "a", *store).exit_code == 0
+    assert invoke("swap", "live", "b", *store).exit_code == 0
+    assert invoke("swap", "live", "b", *store).exit_code == 0  # no-op
+    back = invoke("rollback", "live", *store)
+    assert back.exit_code == 0, back.stderr
+    assert aliases(two_sources) == {"live": "a"}
+
+
+def test_an_old_no_op_record_does_not_block_rollback(two_sources: Path, tmp_path: Path) -> None:
+    state = State(tmp_path / "state")
+    state.record_alias("live", None, "a")
+    state.record_alias("live", "a", "b")
+    state.record_alias("live", "b", "b")  # what a no-op swap recorded before
+    state.close()
+    client = QdrantClient(path=str(two_sources))
+    client.update_collection_aliases(change_aliases_operations=[qm.CreateAliasOperation(
+        create_alias=qm.CreateAlias(collection_name="b", alias_name="live"))])
+    client.close()
+    back = invoke("rollback", "live", "--qdrant-path", str(two_sources),
+                  "--state-dir", str(tmp_path / "state"))
+    assert back.exit_code == 0, back.stderr
+    assert aliases(two_sources) == {"live": "a"}
+
+
+def test_migrations_are_keyed_by_store(tmp_path: Path) -> None:
+    """Issue 11.4: the same names on a second store were told to --restart an
+    "interrupted migration"."""
+    stores = [tmp_path / "one", tmp_path / "two"]
+    for path in stores:
+        client = QdrantClient(path=str(path))
+        make_collection(client, "a", n=20)
+        client.close()
+    for path in stores:
+        result = invoke("migrate", *hashing_args(path, tmp_path / "state", "--collection", "a",
+                                                 "--json"))
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["collections"][0]["created"] is True

@@ -249,7 +249,7 @@ def test_rollback_needs_a_recorded_move_and_drop_old_keeps_served_collections(
         rollback(settings, "live", store=memory_store)
     swap(settings, "live", "v2", store=memory_store)
     memory_store.swap_alias("other", "v1")
-    with pytest.raises(ConfigError, match="still served by alias\\(es\\) other"):
+    with pytest.raises(ConfigError, match="served by alias other.*migrator swap other"):
         drop_old(settings, "live", store=memory_store)
     assert memory_store.collection_names() == ["v1", "v2"]
 
