@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .catalog import ModelSpec
-from .errors import ConfigError, DimensionMismatch
+from .errors import ConfigError, DimensionMismatch, ProviderError, ProviderResponseError
 from .providers.base import Embedder, Embedding, InputKind, l2_normalize
 
 DimsPolicy = Literal["error", "truncate", "pad"]
@@ -41,6 +41,7 @@ class DimsDecision:
     target: int  # 0 until probed, for a model the catalog lacks and no configured size
     renormalize: bool = False
     matryoshka: bool = False
+    policy: DimsPolicy = "error"  # a probed model's: how `settle` reaches `target`
 
     @property
     def output(self) -> int:
@@ -109,12 +110,15 @@ def decide(spec: ModelSpec, configured: int | None, *, policy: DimsPolicy = "err
         ConfigError: the size cannot be reached under `policy`.
     """
     renorm = distance in ("Cosine", "Dot")
-    if not spec.dims:  # unknown model: only a server that is told to can shorten it
-        if configured is not None and send_dimensions is not False:
+    if not spec.dims:  # unknown model: its size is learnt from the probe
+        if configured is None:
+            return DimsDecision("probed", 0, None, 0)
+        # truncate/pad: learn the native size without `dimensions`, then cut or pad here;
+        # error: ask the server for the size (unless told not to), and hold it to it
+        asks = send_dimensions is True or (policy == "error" and send_dimensions is None)
+        if asks:
             return DimsDecision("requested", 0, configured, configured)
-        if configured is not None:
-            return DimsDecision("probed", 0, None, configured)
-        return DimsDecision("probed", 0, None, 0)
+        return DimsDecision("probed", 0, None, configured, renormalize=renorm, policy=policy)
     if configured is None or configured == spec.dims:
         return DimsDecision("native", spec.dims, None, spec.dims, matryoshka=spec.matryoshka)
     if send_dimensions is not False and (spec.accepts_dims(configured) or send_dimensions):
@@ -139,13 +143,40 @@ def decide(spec: ModelSpec, configured: int | None, *, policy: DimsPolicy = "err
     )
 
 
+def settle(decision: DimsDecision, output: int, model: str = "the model") -> DimsDecision:
+    """A probed decision made final once the provider's own size `output` is known.
+
+    Raises:
+        DimensionMismatch: the configured size cannot be reached from `output` under the
+            configured policy.
+    """
+    if decision.action != "probed" or not decision.target:
+        return decision
+    target, policy = decision.target, decision.policy
+    if output == target:
+        return DimsDecision("native", output, None, target)
+    if policy == "truncate" and target < output:
+        return DimsDecision("truncate", output, None, target, renormalize=decision.renormalize)
+    if policy == "pad" and target > output:
+        return DimsDecision("pad", output, None, target)
+    fix = "truncate" if target < output else "pad"
+    raise DimensionMismatch(
+        f"Preflight probe: {model} returned {output}-dimensional vectors; the configuration "
+        f"says {target} (dimension_policy: {policy}). Set provider.dimensions to {output}, "
+        f"or provider.dimension_policy: {fix}. Nothing was created.")
+
+
 class AdaptedEmbedder:
-    """An embedder whose vectors are truncated or padded to the decided size."""
+    """An embedder whose vectors are truncated or padded to the decided size. A probed
+    decision (a model the catalog lacks) is settled by the first answer, or the probe."""
 
     def __init__(self, inner: Embedder, decision: DimsDecision) -> None:
         self.inner = inner
         self.decision = decision
         self.spec = inner.spec
+
+    def settle(self, output: int) -> None:
+        self.decision = settle(self.decision, output, self.spec.model)
 
     @property
     def dims(self) -> int:
@@ -157,6 +188,12 @@ class AdaptedEmbedder:
 
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
         result = await self.inner.embed(texts, kind=kind)
+        self.settle(int(result.vectors.shape[1]))
+        if result.vectors.shape[1] != self.decision.output:
+            raise ProviderResponseError(
+                f"{self.spec.provider} ({self.spec.model}) returned vectors of "
+                f"{result.vectors.shape[1]} values, expected {self.decision.output}; nothing "
+                "was written or cached.", provider=self.spec.provider)
         return replace(result, vectors=self.decision.apply(result.vectors))
 
     async def aclose(self) -> None:
@@ -235,8 +272,8 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str,
     Raises:
         DimensionMismatch: the length or the norm is not what the model promises.
     """
-    decision = embedder.decision if isinstance(embedder, AdaptedEmbedder) else None
-    inner = embedder.inner if isinstance(embedder, AdaptedEmbedder) else embedder
+    adapted = embedder if isinstance(embedder, AdaptedEmbedder) else None
+    inner = adapted.inner if adapted is not None else embedder
     spec = inner.spec
     batch = list(texts[: inner.batch_size]) or ["dimension probe"]
     try:
@@ -244,17 +281,24 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str,
     except DimensionMismatch as exc:
         raise DimensionMismatch(f"Preflight probe: {exc} {_CUTTING_HINT} Nothing was created.",
                                 provider=exc.provider) from exc
+    except ProviderError as exc:
+        if exc.status in (400, 422) and getattr(inner, "asked_dims", None) and not spec.dims:
+            raise _refused_dimensions(exc, spec, inner.asked_dims) from exc
+        raise
     output = int(raw.shape[1])
-    if decision is None:
+    if adapted is not None:
+        adapted.settle(output)
+        decision = adapted.decision
+    else:
         action: DimsAction = ("probed" if not spec.dims else
                               "native" if output == spec.dims else "requested")
         decision = DimsDecision(action, spec.dims, output if action == "requested" else None,
                                 output, matryoshka=spec.matryoshka)
+    expect_width(inner, output)
     norms = np.linalg.norm(raw, axis=1)
     result = ProbeResult(decision, output, float(norms.min()), float(norms.max()), len(batch),
                          tokens)
     _check_norms(result, spec, distance)
-    _check_probed_size(result, embedder)
     if decision.action == "truncate":
         result.fidelity = round(truncation_fidelity(raw, decision.target), 4)
         if not spec.matryoshka:
@@ -276,17 +320,45 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str,
 
 async def _raw_vectors(inner: Embedder, texts: list[str], cache: Any
                        ) -> tuple[np.ndarray, int]:
-    if cache is None:
-        result = await inner.embed(texts, kind="document")
-        return result.vectors, result.tokens
-    from .cache import CachedEmbedder  # the cache module builds on this one
+    """The provider's own vectors for `texts`, in two requests that must agree on the size:
+    one short answer must not decide the size of a collection."""
+    halves = [texts[: (len(texts) + 1) // 2], texts[(len(texts) + 1) // 2:]]
+    halves = [h for h in halves if h]
+    model = inner
+    if cache is not None:
+        from .cache import CachedEmbedder  # the cache module builds on this one
 
-    cached = CachedEmbedder(inner, cache)
+        model = CachedEmbedder(inner, cache)
     try:
-        result = await cached.embed(texts, kind="document")
-        return result.vectors, result.tokens
+        results = [await model.embed(h, kind="document") for h in halves]
     finally:
-        await cached.release()
+        if model is not inner:
+            await model.release()  # type: ignore[attr-defined]
+    widths = sorted({int(r.vectors.shape[1]) for r in results})
+    if len(widths) > 1:
+        raise DimensionMismatch(
+            f"{inner.spec.provider} ({inner.spec.model}) answered the probe with vectors of "
+            f"different sizes ({', '.join(map(str, widths))}) for texts of the same "
+            "collection.", provider=inner.spec.provider)
+    return np.vstack([r.vectors for r in results]), sum(r.tokens for r in results)
+
+
+def expect_width(embedder: Embedder, width: int) -> None:
+    """Fix the size every later answer of `embedder` must have, from the probe: a model the
+    catalog lacks otherwise learns it from its first live answer, which may be wrong."""
+    provider = embedder
+    while getattr(provider, "inner", None) is not None:
+        provider = provider.inner  # type: ignore[attr-defined]
+    if hasattr(provider, "expect_dims"):
+        provider.expect_dims(width)
+
+
+def _refused_dimensions(exc: ProviderError, spec: ModelSpec, asked: int) -> ConfigError:
+    return ConfigError(
+        f"Preflight probe: {spec.provider} ({spec.model}) refused the request for {asked} "
+        f"dimensions ({exc}). This server cannot shorten the model's vectors itself: set "
+        "provider.dimension_policy: truncate (or pad, for a larger size) to let migrator cut "
+        "or pad the model's own vectors, or remove provider.dimensions. Nothing was created.")
 
 
 _CUTTING_HINT = ("The server may be shortening vectors silently (Ollama and TEI do when sent "
@@ -301,14 +373,3 @@ def _check_norms(result: ProbeResult, spec: ModelSpec, distance: str) -> None:
             f"Preflight probe: {spec.provider} {spec.model} returned vectors of norm "
             f"{result.norm_min:.3f}-{result.norm_max:.3f}, but the model's vectors are unit "
             f"length. {_CUTTING_HINT} Nothing was created.", provider=spec.provider)
-
-
-def _check_probed_size(result: ProbeResult, embedder: Embedder) -> None:
-    decision = result.decision
-    if decision.action == "probed" and decision.target and result.output != decision.target:
-        raise DimensionMismatch(
-            f"Preflight probe: {embedder.spec.provider} {embedder.spec.model} returned "
-            f"{result.output}-dimensional vectors; the configuration says {decision.target}. "
-            "Set provider.dimensions to the model's size, or let migrator ask the server for "
-            "the size (provider.send_dimensions: true). Nothing was created.",
-            provider=embedder.spec.provider)

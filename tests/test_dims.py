@@ -19,7 +19,7 @@ from migrator import (
     migrate,
 )
 from migrator.catalog import lookup
-from migrator.dims import AdaptedEmbedder, DimsDecision, decide, truncation_fidelity
+from migrator.dims import AdaptedEmbedder, DimsDecision, decide, settle, truncation_fidelity
 from migrator.providers import build_embedder
 from migrator.store import QdrantStore
 
@@ -83,7 +83,16 @@ def test_models_the_catalog_lacks() -> None:
     stub = ModelSpec("openai-compatible", "bge", 0, 256, 8192)
     assert decide(stub, None).action == "probed"
     assert decide(stub, 256).ask == 256
-    assert decide(stub, 256, send_dimensions=False) == DimsDecision("probed", 0, None, 256)
+    assert decide(stub, 256, send_dimensions=False) == DimsDecision(
+        "probed", 0, None, 256, renormalize=True)
+    # issue 11.7: truncate/pad learn the native size without sending `dimensions`
+    cut = decide(stub, 256, policy="truncate")
+    assert cut.action == "probed" and cut.ask is None and cut.policy == "truncate"
+    assert settle(cut, 384).action == "truncate" and settle(cut, 384).output == 384
+    assert settle(decide(stub, 512, policy="pad"), 384).action == "pad"
+    assert settle(cut, 256).action == "native"
+    with pytest.raises(DimensionMismatch, match="dimension_policy: pad"):
+        settle(cut, 128)
 
 
 def test_consequences_state_bytes() -> None:

@@ -24,7 +24,8 @@ from migrator.store import QdrantStore
 from .conftest import make_collection
 from .loopback import Fault, LoopbackServer, vector_for
 
-OK = Fault(0)  # answer normally (lets the probe through)
+OK = Fault(0)  # answer normally
+PROBE = [OK, OK]  # the preflight probe sends its texts in two requests
 DIMS = 8
 
 
@@ -93,7 +94,7 @@ def test_transient_faults_complete_with_every_point_right(name: str, memory_stor
                                                           tmp_path: Path) -> None:
     make_collection(memory_store.client, "docs", n=48)
     with LoopbackServer(dims=DIMS) as server:
-        server.faults.extend([OK, *TRANSIENT[name]])
+        server.faults.extend([*PROBE, *TRANSIENT[name]])
         result = migrate(settings(tmp_path, server.url), source_store=memory_store)
     target = result.collections[0].target
     assert written_correctly(memory_store, target) == 48
@@ -105,7 +106,7 @@ def test_progress_events_count_429s_and_retries(memory_store: QdrantStore,
     make_collection(memory_store.client, "docs", n=48)
     events: list[Progress] = []
     with LoopbackServer(dims=DIMS) as server:
-        server.faults.extend([OK, *TRANSIENT["429 with headers"],
+        server.faults.extend([*PROBE, *TRANSIENT["429 with headers"],
                               *TRANSIENT["503 burst"][:1]])
         migrate(settings(tmp_path, server.url), source_store=memory_store,
                 on_progress=events.append)
@@ -120,7 +121,7 @@ def test_fatal_faults_stop_cleanly(name: str, memory_store: QdrantStore,
     faults, message = FATAL[name]
     make_collection(memory_store.client, "docs", n=48)
     with LoopbackServer(dims=DIMS) as server:
-        server.faults.extend([OK, *faults])
+        server.faults.extend([*PROBE, *faults])
         with pytest.raises(MigratorError, match=message) as caught:
             migrate(settings(tmp_path, server.url), source_store=memory_store)
     assert "no alias was moved" in str(caught.value)

@@ -115,8 +115,9 @@ def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | No
         check_same_model(settings, settings.fallbacks)
         inner = FallbackEmbedder([inner, *(_build_endpoint(f, client, distance)[0]
                                            for f in settings.fallbacks)])
-    if decision.action in ("truncate", "pad"):
-        return AdaptedEmbedder(inner, decision)
+    if decision.action in ("truncate", "pad") or (decision.action == "probed"
+                                                  and decision.target):
+        return AdaptedEmbedder(inner, decision)  # a probed one settles on the first answer
     return inner
 
 

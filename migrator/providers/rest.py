@@ -47,6 +47,12 @@ class RestEmbedder:
     def batch_size(self) -> int:
         return self._batch_size
 
+    def expect_dims(self, dims: int) -> None:
+        """The size the preflight probe saw, for a model the catalog lacks (a size asked
+        for or known from the catalog is never replaced)."""
+        if self._dims is None:
+            self._dims = dims
+
     def api_key(self) -> str | None:
         key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
         if key is None and self.settings.name in KEY_REQUIRED:
