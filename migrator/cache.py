@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .dims import AdaptedEmbedder
+from .errors import ProviderResponseError
 from .providers.base import Embedder, Embedding, InputKind
 from .state import CacheStats, EmbeddingCache
 from .tokens import estimate_tokens
@@ -72,11 +73,12 @@ class CachedEmbedder:
         hits: dict[int, tuple[np.ndarray, int]] = {}
         waits: dict[int, asyncio.Future[tuple[np.ndarray, int]]] = {}
         mine: list[int] = []
+        width = self.inner.dims
         for i, key in enumerate(keys):
             if key in self._recent:
                 hits[i] = self._recent[key]
-            elif key in stored:
-                hits[i] = stored[key]
+            elif key in stored and _sound(stored[key][0], width):
+                hits[i] = stored[key]  # a row that fails the writer's checks is a miss
             elif key in self._inflight:  # another request (or this one) is embedding it
                 waits[i] = self._inflight[key]
             else:
@@ -107,6 +109,7 @@ class CachedEmbedder:
         claimed = [self._inflight[keys[i]] for i in mine]
         try:
             result = await self.inner.embed([texts[i] for i in mine], kind=kind)
+            _check_answer(result.vectors, self.inner.dims, self.spec.provider)
         except BaseException as exc:
             for i, future in zip(mine, claimed, strict=True):
                 del self._inflight[keys[i]]
@@ -163,6 +166,20 @@ class CachedEmbedder:
     async def aclose(self) -> None:
         await self.release()
         await self.inner.aclose()
+
+
+def _sound(vector: np.ndarray, width: int | None) -> bool:
+    return (width is None or vector.shape[0] == width) and bool(np.isfinite(vector).all())
+
+
+def _check_answer(vectors: np.ndarray, width: int | None, provider: str) -> None:
+    """The writer's checks, before anything enters the cache: the width the size decision
+    fixed, and finite values."""
+    if (width is not None and vectors.shape[1] != width) or not np.isfinite(vectors).all():
+        raise ProviderResponseError(
+            f"{provider} returned vectors of {vectors.shape[1]} values (expected {width}) or "
+            "with NaN/infinite values; they were neither cached nor written.",
+            provider=provider)
 
 
 def _token_shares(texts: Sequence[str], total: int) -> list[int]:

@@ -330,7 +330,13 @@ async def _raw_vectors(inner: Embedder, texts: list[str], cache: Any
 
         model = CachedEmbedder(inner, cache)
     try:
-        results = [await model.embed(h, kind="document") for h in halves]
+        results = []
+        for half in halves:
+            # a width nobody knows yet is learnt from a live answer, never from the cache
+            live = inner.dims is None
+            results.append(await (inner if live else model).embed(half, kind="document"))
+            if live:
+                expect_width(inner, int(results[-1].vectors.shape[1]))
     finally:
         if model is not inner:
             await model.release()  # type: ignore[attr-defined]

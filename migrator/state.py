@@ -323,7 +323,7 @@ class EmbeddingCache:
         rows = [(key, dims, matrix[i].tobytes(), tokens[i], now) for i, key in enumerate(keys)]
         with self._lock, _transaction(self._db):
             self._db.executemany(
-                "INSERT OR IGNORE INTO embeddings (key, dims, vector, tokens, created_at) "
+                "INSERT OR REPLACE INTO embeddings (key, dims, vector, tokens, created_at) "
                 "VALUES (?, ?, ?, ?, ?)", rows)
 
     def stats(self) -> CacheStats:

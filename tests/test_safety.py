@@ -8,22 +8,35 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from migrator import (
+    CollectionSettings,
+    DimensionMismatch,
+    MigrationSettings,
+    ProviderResponseError,
+    ProviderSettings,
+    Settings,
+    StoreSettings,
+    migrate,
+)
 from migrator.cli import cli
+from migrator.settings import VerifySettings
 from migrator.state import State
 
 from .conftest import make_collection
-from .loopback import Fault, LoopbackServer
+from .loopback import Fault, LoopbackServer, vector_for
 
 ROOT = Path(__file__).resolve().parent.parent
 POINTS = 3000
@@ -290,3 +303,137 @@ def test_migrations_are_keyed_by_store(tmp_path: Path) -> None:
                                                  "--json"))
         assert result.exit_code == 0, result.stderr
         assert json.loads(result.stdout)["collections"][0]["created"] is True
+
+
+# ---- vectors are right or not written -------------------------------------------------
+
+def unknown_model(tmp_path: Path, url: str, **provider: Any) -> Settings:
+    """A model the catalog lacks, on an OpenAI-compatible server (the loopback)."""
+    return Settings(
+        source=StoreSettings(path=tmp_path / "small"),
+        provider=ProviderSettings(**{"name": "openai-compatible", "model": "served",
+                                     "base_url": url, "batch_size": 16, "concurrency": 2,
+                                     **provider}),
+        collections=[CollectionSettings(name="docs")],
+        migration=MigrationSettings(state_dir=tmp_path / "state", page_size=16),
+        verify=VerifySettings(enabled=False),
+    )
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Path:
+    path = tmp_path / "small"
+    client = QdrantClient(path=str(path))
+    make_collection(client, "docs", n=40)
+    client.close()
+    return path
+
+
+def stored(store: Path, collection: str) -> dict[Any, Any]:
+    client = QdrantClient(path=str(store))
+    try:
+        if not client.collection_exists(collection):
+            return {}
+        points, _ = client.scroll(collection, limit=10_000, with_vectors=True)
+        return {p.id: p for p in points}
+    finally:
+        client.close()
+
+
+def test_truncate_for_a_model_the_catalog_lacks(small: Path, tmp_path: Path) -> None:
+    """Issue 11.7: the policy was ignored and `dimensions` always sent (the server answered
+    400); now the native size is learnt from the probe and the vectors are cut here."""
+    with LoopbackServer(dims=8) as server:
+        result = migrate(unknown_model(tmp_path, server.url, dimensions=4,
+                                       dimension_policy="truncate"))
+        assert all("dimensions" not in body for body in server.bodies)
+    assert result.dims == 4 and result.dims_decision.action == "truncate"
+    points = stored(small, result.collections[0].target)
+    assert len(points) == 40
+    for point in points.values():
+        full = vector_for(point.payload["text"], 8)[:4]
+        np.testing.assert_allclose(point.vector, full / np.linalg.norm(full), atol=1e-5)
+
+
+def test_pad_for_a_model_the_catalog_lacks(small: Path, tmp_path: Path) -> None:
+    with LoopbackServer(dims=8) as server:
+        result = migrate(unknown_model(tmp_path, server.url, dimensions=12,
+                                       dimension_policy="pad"))
+    point = next(iter(stored(small, result.collections[0].target).values()))
+    assert len(point.vector) == 12 and not any(point.vector[8:])
+
+
+def test_a_configured_size_is_never_dropped_silently(small: Path, tmp_path: Path) -> None:
+    """Issue 11.7: with send_dimensions: false a 256-d target was built for a configured
+    size the server never produced, exit 0."""
+    with LoopbackServer(dims=8) as server, pytest.raises(DimensionMismatch,
+                                                         match="dimension_policy: truncate"):
+        migrate(unknown_model(tmp_path, server.url, dimensions=4, send_dimensions=False))
+    assert stored(small, "docs__served-4") == {} and stored(small, "docs__served-8") == {}
+
+
+def test_a_server_that_refuses_dimensions_is_exit_2_naming_the_policy(
+        small: Path, tmp_path: Path) -> None:
+    with LoopbackServer(dims=8) as server:
+        server.faults.append(Fault(400, error("This model does not support 'dimensions'")))
+        code, _, err = run_cli(["migrate", "--qdrant-path", str(small), "--collection", "docs",
+                                "--provider", "openai-compatible", "--base-url", server.url,
+                                "--model", "served", "--dimensions", "4",
+                                "--state-dir", str(tmp_path / "state")])
+    assert code == 2, err
+    assert "dimension_policy: truncate" in err and "Nothing was created" in err
+    assert "Traceback" not in err
+    assert set(stored(small, "docs__served-4")) == set()
+
+
+def short_answer(count: int, width: int) -> Fault:
+    return Fault(200, {"data": [{"index": i, "embedding": [0.5] * width}
+                                for i in range(count)]})
+
+
+def test_one_short_answer_to_the_probe_creates_nothing(small: Path, tmp_path: Path) -> None:
+    """Issue 11.8: one short answer sized the collection (7-d here) and wrote wrong
+    vectors; the probe's requests must agree first."""
+    with LoopbackServer(dims=8) as server:
+        server.faults.append(short_answer(8, 7))
+        with pytest.raises(DimensionMismatch, match="Nothing was created"):
+            migrate(unknown_model(tmp_path, server.url))
+        assert stored(small, "docs__served-7") == {}
+        result = migrate(unknown_model(tmp_path, server.url))  # the retry is not blocked
+    assert result.dims == 8 and result.collections[0].target_count == 40
+
+
+def test_a_wrong_answer_after_a_cached_probe_never_poisons_the_cache(
+        small: Path, tmp_path: Path) -> None:
+    """Issue 11.9: with the probe answered from the cache, the expected width came from the
+    first live answer; a wrong one was cached and every later run failed."""
+    with LoopbackServer(dims=8) as server:
+        migrate(unknown_model(tmp_path, server.url))
+        client = QdrantClient(path=str(small))
+        client.upsert("docs", points=[qm.PointStruct(id=1000 + i, vector=[1.0] * 8,
+                                                     payload={"text": f"new text {i}"})
+                                      for i in range(10)])
+        client.close()
+        server.faults.extend([short_answer(10, 5)] * 2)  # the request and its one retry
+        with pytest.raises(ProviderResponseError):
+            migrate(unknown_model(tmp_path, server.url))
+        result = migrate(unknown_model(tmp_path, server.url))
+    assert result.collections[0].target_count == 50
+    for point in stored(small, result.collections[0].target).values():
+        np.testing.assert_allclose(point.vector, vector_for(point.payload["text"], 8),
+                                   atol=1e-5)
+
+
+def test_a_bad_cached_row_is_a_miss_and_is_replaced(small: Path, tmp_path: Path) -> None:
+    with LoopbackServer(dims=8) as server:
+        migrate(unknown_model(tmp_path, server.url))
+        cache = sqlite3.connect(tmp_path / "state" / "cache.db")
+        cache.execute("UPDATE embeddings SET vector = ?, dims = 5",
+                      (np.zeros(5, dtype="<f4").tobytes(),))
+        cache.commit()
+        cache.close()
+        result = migrate(unknown_model(tmp_path, server.url), restart=True)
+    assert result.collections[0].target_count == 40
+    for point in stored(small, result.collections[0].target).values():
+        np.testing.assert_allclose(point.vector, vector_for(point.payload["text"], 8),
+                                   atol=1e-5)
