@@ -282,8 +282,9 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str,
         raise DimensionMismatch(f"Preflight probe: {exc} {_CUTTING_HINT} Nothing was created.",
                                 provider=exc.provider) from exc
     except ProviderError as exc:
-        if exc.status in (400, 422) and getattr(inner, "asked_dims", None) and not spec.dims:
-            raise _refused_dimensions(exc, spec, inner.asked_dims) from exc
+        asked = getattr(inner, "asked_dims", None)
+        if exc.status in (400, 422) and asked and not spec.dims:
+            raise _refused_dimensions(exc, spec, asked) from exc
         raise
     output = int(raw.shape[1])
     if adapted is not None:
