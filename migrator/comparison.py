@@ -35,10 +35,10 @@ from .dims import AdaptedEmbedder
 from .errors import ConfigError, InputTooLong, MigratorError
 from .metrics import mrr_at_k, ndcg_at_k, normalized, overlap_at_k, recall_at_k, top_k
 from .providers import build_embedder
-from .providers.base import Embedder, InputKind, innermost, l2_normalize
+from .providers.base import Embedder, InputKind, innermost
 from .providers.http import EndpointMetrics, endpoint_metrics
 from .state import EmbeddingCache
-from .tokens import fit_text, token_counter
+from .tokens import combine, fit_all, token_counter
 
 SCHEMA = "migrator.compare/1"
 DEPTH = 100  # ranked documents kept per query: enough for recall@100
@@ -301,17 +301,14 @@ async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
     policy = candidate.provider.long_input
     limit, count = embedder.spec.max_tokens_per_input, token_counter(embedder)
     over = [count(t) > limit for t in texts]
-    pieces = [fit_text(t, embedder, policy) if long else [t]
-              for t, long in zip(texts, over, strict=True)]
-    too_long = sum(1 for p in pieces if not p)
+    fitted = fit_all(texts, embedder, policy)
+    too_long = fitted.too_long
     if too_long:
         raise InputTooLong(
             f"{too_long} of {len(texts)} {kind} texts are over {candidate.name}'s limit of "
             f"{embedder.spec.max_tokens_per_input} tokens; set long_input: truncate or "
             "chunk-mean for this candidate.")
-    unique: dict[str, int] = {}
-    rows = [[unique.setdefault(p, len(unique)) for p in ps] for ps in pieces]
-    order = list(unique)
+    order = fitted.unique
     out = _Embedded(np.empty((0, 0), dtype=np.float32), over_limit=sum(over))
     gate = asyncio.Semaphore(candidate.provider.concurrency)
     step = embedder.batch_size
@@ -343,10 +340,7 @@ async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
     out.seconds = time.perf_counter() - began
     if not parts:
         return out
-    vectors = np.concatenate(parts)
-    out.vectors = np.stack([vectors[r[0]] if len(r) == 1 else
-                            l2_normalize(vectors[r].mean(axis=0, keepdims=True))[0]
-                            for r in rows])
+    out.vectors = combine(np.concatenate(parts), fitted.rows)
     return out
 
 

@@ -27,7 +27,8 @@ async def verify_job(job: Job, result: CollectionResult, settings: Settings,
         sample, _ = draw_sample(source, job.schema.name, job.text, verify.sample, verify.seed)
     pair = Pair(source, job.schema.name, job.vector, target, job.target, job.vector,
                 expected_count=result.source_count - result.skipped, text=job.text)
-    report = await run_checks(pair, sample, embedder, verify)
+    report = await run_checks(pair, sample, embedder, verify,
+                              long_input=settings.provider.long_input)
     report.readiness = readiness
     if verify.queries is not None:
         report.checks.append(await _labelled(job, settings, source, target, embedder))

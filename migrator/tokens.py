@@ -8,9 +8,12 @@ costs and packed requests err on the safe side.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from .providers.base import innermost
+import numpy as np
+
+from .providers.base import innermost, l2_normalize
 
 CHARS_PER_TOKEN = 3
 
@@ -87,6 +90,35 @@ def fit_text(text: str, embedder: Any, policy: str) -> list[str]:
     if policy == "chunk-mean":
         return chunk_tokens(text, limit, spec.model)
     return []
+
+
+@dataclass
+class Fitted:
+    """Texts as they are sent: `unique` once each, and each input's rows in it (several
+    for chunk-mean; none when the `fail` policy sends nothing for it)."""
+
+    unique: list[str]
+    rows: list[list[int]]
+
+    @property
+    def too_long(self) -> int:
+        return sum(1 for r in self.rows if not r)
+
+
+def fit_all(texts: Iterable[str], embedder: Any, policy: str) -> Fitted:
+    """`fit_text` over many texts, each distinct piece once: the one prepare step of every
+    path that embeds text (backfill, verification, compare)."""
+    unique: dict[str, int] = {}
+    rows = [[unique.setdefault(piece, len(unique)) for piece in fit_text(text, embedder, policy)
+             if piece] for text in texts]
+    return Fitted(list(unique), rows)
+
+
+def combine(vectors: np.ndarray, rows: list[list[int]]) -> np.ndarray:
+    """Each input's vector from the vectors of `Fitted.unique`: its one row, or the mean of
+    its chunks, renormalised."""
+    return np.stack([vectors[r[0]] if len(r) == 1 else
+                     l2_normalize(vectors[r].mean(axis=0, keepdims=True))[0] for r in rows])
 
 
 def pack(texts: list[str], *, max_inputs: int, max_tokens: int | None,

@@ -26,6 +26,7 @@ from .providers.base import Embedder
 from .settings import VerifySettings
 from .store import PointId, QdrantStore
 from .texts import TextSource
+from .tokens import combine, fit_all
 
 # ---- sampling ---------------------------------------------------------------------------
 
@@ -132,8 +133,10 @@ class Pair:
 
 async def run_checks(pair: Pair, sample: list[tuple[PointId, str]], embedder: Embedder,
                      settings: VerifySettings,
-                     on_progress: Callable[[str], None] | None = None) -> VerificationReport:
-    """Run every check on `sample` ((id, text) pairs drawn from the source)."""
+                     on_progress: Callable[[str], None] | None = None, *,
+                     long_input: str = "fail") -> VerificationReport:
+    """Run every check on `sample` ((id, text) pairs drawn from the source); texts over the
+    model's limit are prepared under `long_input`, as the backfill prepared them."""
     k = settings.k
     ids = [point_id for point_id, _ in sample]
     src = {p.id: p for p in pair.source_store.retrieve(pair.source, ids,
@@ -142,7 +145,8 @@ async def run_checks(pair: Pair, sample: list[tuple[PointId, str]], embedder: Em
                                                         vectors=[pair.target_vector])}
     checks = [_integrity(pair, sample, src, dst)]
     present = [(i, t) for i, t in sample if i in dst]
-    checks.append(await _self_retrieval(pair, present, embedder, k, settings.min_self_recall))
+    checks.append(await _self_retrieval(pair, present, embedder, k, settings.min_self_recall,
+                                        long_input))
     checks.append(_ann_recall(pair, present, dst, k, settings.min_ann_recall))
     checks.append(_overlap(pair, present, src, dst, k, settings.min_overlap))
     return VerificationReport(pair.source, pair.target, len(sample), k, checks)
@@ -179,10 +183,10 @@ def _sound(vector: Any) -> bool:
 
 
 async def _self_retrieval(pair: Pair, sample: list[tuple[PointId, str]], embedder: Embedder,
-                          k: int, threshold: float | None) -> Check:
+                          k: int, threshold: float | None, long_input: str) -> Check:
     if not sample:
         return Check(f"self-retrieval recall@{k}", 0.0, threshold, "no sampled point to test")
-    queries = await _embed_queries(embedder, [text for _, text in sample])
+    queries = await _embed_queries(embedder, [text for _, text in sample], long_input)
     found, misses = 0, []
     for (point_id, text), query in zip(sample, queries, strict=True):
         hits = pair.target_store.search(pair.target, query, vector=pair.target_vector,
@@ -208,12 +212,15 @@ def _duplicate_found(pair: Pair, query: np.ndarray, text: str, k: int) -> bool:
     return any(pair.text.extract(payload)[0] == text for _, _, payload in hits)
 
 
-async def _embed_queries(embedder: Embedder, texts: list[str]) -> np.ndarray:
-    rows = []
-    for start in range(0, len(texts), embedder.batch_size):
-        result = await embedder.embed(texts[start:start + embedder.batch_size], kind="query")
-        rows.append(result.vectors)
-    return np.vstack(rows)
+async def _embed_queries(embedder: Embedder, texts: list[str], long_input: str) -> np.ndarray:
+    """Query vectors, the texts prepared as the backfill prepared them (a query over the
+    model's limit is cut at it where the backfill would have refused it)."""
+    fitted = fit_all(texts, embedder, "truncate" if long_input == "fail" else long_input)
+    parts = []
+    for start in range(0, len(fitted.unique), embedder.batch_size):
+        batch = fitted.unique[start:start + embedder.batch_size]
+        parts.append((await embedder.embed(batch, kind="query")).vectors)
+    return combine(np.vstack(parts), fitted.rows)
 
 
 def _ann_recall(pair: Pair, sample: list[tuple[PointId, str]], dst: dict[Any, Any], k: int,
@@ -351,7 +358,8 @@ async def _verify_one(settings: Any, config: Any, source: QdrantStore, target: Q
                                        verify_settings.seed)
     pair = Pair(source, schema.name, vector.name, target, target_schema.name, vector.name,
                 expected_count=source.count(schema.name) - without_text, text=text)
-    report = await run_checks(pair, sample, embedder, verify_settings)
+    report = await run_checks(pair, sample, embedder, verify_settings,
+                              long_input=settings.provider.long_input)
     report.readiness = readiness
     return report
 

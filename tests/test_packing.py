@@ -94,3 +94,20 @@ def test_chunk_mean_averages_the_pieces(memory_store: QdrantStore, tmp_path: Pat
     expected = np.mean([vector_for(p, 8) for p in pieces], axis=0)
     expected /= np.linalg.norm(expected)
     np.testing.assert_allclose(point.vector, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["truncate", "chunk-mean"])
+def test_verification_prepares_texts_as_the_backfill_did(memory_store: QdrantStore,
+                                                         tmp_path: Path, policy: str) -> None:
+    """Issue 11.10: the fix the error message advises failed at verification, where the
+    sampled texts were sent whole as queries (HTTP 400 after the backfill was paid)."""
+    make_collection(memory_store.client, "docs", n=12, payload=_long_second)
+    config = settings(tmp_path, "", policy)
+    config.verify = VerifySettings(enabled=True)
+    with LoopbackServer(dims=1536) as server:
+        config.provider.base_url = server.url
+        result = migrate(config, source_store=memory_store)
+        assert LONG not in server.seen
+    verification = result.collections[0].verification
+    assert verification is not None and verification.passed
+    assert memory_store.aliases() == {"live": result.collections[0].target}
