@@ -19,7 +19,7 @@ import numpy as np
 from .dims import AdaptedEmbedder
 from .errors import ProviderResponseError
 from .providers.base import Embedder, Embedding, InputKind
-from .state import CacheStats, EmbeddingCache
+from .state import CACHE_FILE, CacheStats, EmbeddingCache
 from .tokens import estimate_tokens
 
 CACHE_FORMAT = "v1"
@@ -195,7 +195,11 @@ def _token_shares(texts: Sequence[str], total: int) -> list[int]:
 
 
 def cache_stats(state_dir: str | Path) -> CacheStats:
-    """Entries and bytes of the embedding cache in `state_dir`."""
+    """Entries and bytes of the embedding cache in `state_dir` (none, when it has no cache:
+    a mistyped path creates nothing)."""
+    path = Path(state_dir) / CACHE_FILE
+    if not path.exists():
+        return CacheStats(0, 0, str(path))
     cache = EmbeddingCache(state_dir)
     try:
         return cache.stats()
@@ -205,6 +209,8 @@ def cache_stats(state_dir: str | Path) -> CacheStats:
 
 def cache_clear(state_dir: str | Path) -> int:
     """Empty the embedding cache in `state_dir`; return how many vectors were removed."""
+    if not (Path(state_dir) / CACHE_FILE).exists():
+        return 0
     cache = EmbeddingCache(state_dir)
     try:
         return cache.clear()

@@ -331,17 +331,14 @@ async def _raw_vectors(inner: Embedder, texts: list[str], cache: Any
 
         model = CachedEmbedder(inner, cache)
     try:
-        results = []
-        for half in halves:
-            # a width nobody knows yet is learnt from a live answer, never from the cache
-            live = inner.dims is None
-            results.append(await (inner if live else model).embed(half, kind="document"))
-            if live:
-                expect_width(inner, int(results[-1].vectors.shape[1]))
+        results = [await model.embed(half, kind="document") for half in halves]
     finally:
         if model is not inner:
             await model.release()  # type: ignore[attr-defined]
     widths = sorted({int(r.vectors.shape[1]) for r in results})
+    if len(widths) > 1 and model is not inner:  # a bad row may be cached: ask the provider
+        results = [await inner.embed(half, kind="document") for half in halves]
+        widths = sorted({int(r.vectors.shape[1]) for r in results})
     if len(widths) > 1:
         raise DimensionMismatch(
             f"{inner.spec.provider} ({inner.spec.model}) answered the probe with vectors of "

@@ -426,14 +426,24 @@ def test_a_wrong_answer_after_a_cached_probe_never_poisons_the_cache(
 
 def test_a_bad_cached_row_is_a_miss_and_is_replaced(small: Path, tmp_path: Path) -> None:
     with LoopbackServer(dims=8) as server:
-        migrate(unknown_model(tmp_path, server.url))
+        migrate(unknown_model(tmp_path, server.url))  # the probe fixes the width at 8
         cache = sqlite3.connect(tmp_path / "state" / "cache.db")
         cache.execute("UPDATE embeddings SET vector = ?, dims = 5",
                       (np.zeros(5, dtype="<f4").tobytes(),))
         cache.commit()
         cache.close()
-        result = migrate(unknown_model(tmp_path, server.url), restart=True)
+        # a size asked for is the width every row must have, cached or not
+        config = unknown_model(tmp_path, server.url, dimensions=8)
+        result = migrate(config)
     assert result.collections[0].target_count == 40
     for point in stored(small, result.collections[0].target).values():
         np.testing.assert_allclose(point.vector, vector_for(point.payload["text"], 8),
                                    atol=1e-5)
+
+
+def test_cache_commands_create_nothing_at_a_mistyped_path(tmp_path: Path) -> None:
+    """Issue 11.17 (part): `cache stats` created an empty cache at a mistyped path."""
+    stats = invoke("cache", "stats", "--state-dir", str(tmp_path / "typo"), "--json")
+    assert stats.exit_code == 0 and json.loads(stats.stdout)["entries"] == 0
+    assert invoke("cache", "clear", "--yes", "--state-dir", str(tmp_path / "typo")).exit_code == 0
+    assert not (tmp_path / "typo").exists()
