@@ -39,7 +39,7 @@ from .settings import CollectionSettings, Settings
 from .sources import ScrollSource, StateSkipLog
 from .state import EmbeddingCache, MigrationRecord, State, migration_id
 from .store import CollectionSchema, QdrantStore, opened
-from .texts import TextSource
+from .texts import TextSource, payload_keys
 from .tokens import count_tokens
 from .verify import Reservoir
 
@@ -194,6 +194,8 @@ class _Run:
         collections = self.settings.collections
         for config, schema in zip(collections, schemas, strict=True):
             schema.vector(config.vector)  # the vector to replace exists, before any request
+        for config, schema in zip(collections[1:], schemas[1:], strict=True):
+            _sample_texts(self.source, schema, config, self.model.spec)  # each has text
         first = collections[0]
         checked = await self._probe(schemas[0], first)
         dims = checked.target
@@ -238,6 +240,7 @@ class _Run:
         first = collections[0]
         checked = await self._probe(schemas[0], first)
         results = []
+        problems: list[MigratorError] = []
         for config, schema in zip(collections, schemas, strict=True):
             job = self._job(config, schema, checked.target)
             if not job.target_exists:
@@ -251,9 +254,13 @@ class _Run:
                 vector=job.vector, text=job.text.describe(), migration_id=job.record.id)
             await self._catch_up(job, result, checked.target)
             self._count_check_inputs(job, result)
+            problem = _problem(job, result, self.settings)
+            if isinstance(problem, DataError):  # points without text under `fail`
+                problems.append(problem)
             self.state.update(job.record.id, phase=job.record.phase if job.record.phase in (
                 "swapped", "complete") else "catching_up")
             results.append(result)
+        _raise_problems(problems)
         return results
 
     async def _probe(self, schema: CollectionSchema, first: CollectionSettings) -> ProbeResult:
@@ -517,11 +524,23 @@ def _provenance(record: MigrationRecord) -> dict[str, Any]:
 def _sample_texts(source: QdrantStore, schema: CollectionSchema, config: CollectionSettings,
                   spec: ModelSpec, limit: int = 256) -> list[str]:
     """Real texts from the start of the source for the preflight probe: only those within
-    the model's per-input limit (the long-input policy decides about the others)."""
+    the model's per-input limit (the long-input policy decides about the others).
+
+    Raises:
+        ConfigError: none of the sampled points has text where the configuration looks:
+            a mistyped text field or template, found before anything is created.
+    """
     text = TextSource.from_settings(config.text_field, config.text_template)
     page = source.scroll(schema.name, limit=limit, vectors=False)
-    return [t for p in page.points if (t := text.extract(p.payload)[0])
-            and count_tokens(t, spec.model) <= spec.max_tokens_per_input]
+    texts = [t for p in page.points if (t := text.extract(p.payload)[0])]
+    if page.points and not texts:
+        keys = ", ".join(payload_keys(p.payload for p in page.points)) or "none"
+        reason = text.extract(page.points[0].payload)[1]
+        raise ConfigError(
+            f"None of the first {len(page.points)} points of {config.name!r} has text in "
+            f"{text.describe()} (the first: {reason}). Their payloads have the keys: {keys}. "
+            "Point --text-field or --text-template at the text. Nothing was created.")
+    return [t for t in texts if count_tokens(t, spec.model) <= spec.max_tokens_per_input]
 
 
 def _check_existing_target(existing: CollectionSchema, vector: str, dims: int,

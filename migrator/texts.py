@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,14 @@ class TextSource:
         if not value.strip():
             return None, f"payload field {field!r} is empty"
         return value, ""
+
+
+def payload_keys(payloads: Iterable[dict[str, Any]], limit: int = 20) -> list[str]:
+    """The top-level keys found in `payloads`, for messages about a missing text field."""
+    seen: dict[str, None] = {}
+    for payload in payloads:
+        seen.update(dict.fromkeys(payload))
+    return sorted(seen)[:limit]
 
 
 def lookup(payload: Any, path: str) -> Any:

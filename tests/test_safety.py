@@ -447,3 +447,34 @@ def test_cache_commands_create_nothing_at_a_mistyped_path(tmp_path: Path) -> Non
     assert stats.exit_code == 0 and json.loads(stats.stdout)["entries"] == 0
     assert invoke("cache", "clear", "--yes", "--state-dir", str(tmp_path / "typo")).exit_code == 0
     assert not (tmp_path / "typo").exists()
+
+
+# ---- failures leave nothing in the way ---------------------------------------------------
+
+@pytest.mark.parametrize("text", [["--text-field", "body"], ["--text-template", "{body}"]])
+def test_no_text_anywhere_is_found_by_the_preflight(two_sources: Path, tmp_path: Path,
+                                                    text: list[str]) -> None:
+    """Issue 11.11: a mistyped text field created an empty target and a failed row."""
+    state = tmp_path / "state"
+    result = invoke("migrate", *hashing_args(two_sources, state, "--collection", "a", *text))
+    assert result.exit_code == 2, result.stderr
+    assert "None of the first 120 points of 'a' has text" in result.stderr
+    assert "n, tags, text" in result.stderr and "Nothing was created" in result.stderr
+    client = QdrantClient(path=str(two_sources))
+    assert sorted(c.name for c in client.get_collections().collections) == ["a", "b"]
+    client.close()
+    shown = invoke("status", "--qdrant-path", str(two_sources), "--state-dir", str(state),
+                   "--json")
+    assert json.loads(shown.stdout)["migrations"] == []
+
+
+def test_sync_fails_when_points_have_no_text(two_sources: Path, tmp_path: Path) -> None:
+    """Issue 11.17: sync under the default missing-text policy exited 0."""
+    args = hashing_args(two_sources, tmp_path / "state", "--collection", "a")
+    assert invoke("migrate", *args).exit_code == 0
+    client = QdrantClient(path=str(two_sources))
+    client.upsert("a", points=[qm.PointStruct(id=5000, vector=[1.0] * 8, payload={"n": 1})])
+    client.close()
+    synced = invoke("sync", *args)
+    assert synced.exit_code == 1 and "1 point(s) of 'a' have no text" in synced.stderr
+    assert invoke("sync", *args, "--missing-text", "skip").exit_code == 0
