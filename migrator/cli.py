@@ -95,6 +95,9 @@ provider_options = _options(
     click.option("--dimension-policy", type=click.Choice(["error", "truncate", "pad"]),
                  help="When the model cannot produce --dimensions itself: refuse (default), "
                  "keep the first values, or zero-pad."),
+    click.option("--long-input", type=click.Choice(["fail", "truncate", "chunk-mean"]),
+                 help="Texts over the model's token limit: list them and stop (default), "
+                 "keep the start, or average the embeddings of the pieces."),
     click.option("--base-url", help="API base URL (OpenAI-compatible servers, Azure)."),
     click.option("--api-key-env", help="Environment variable holding the API key."),
     click.option("--concurrency", type=int, help="Embedding requests in flight (default 4)."),
@@ -149,7 +152,7 @@ def _settings(options: dict[str, Any]) -> Settings:
             "name": o.get("provider"), "model": o.get("model"), "dimensions": o.get("dimensions"),
             "base_url": o.get("base_url"), "api_key_env": o.get("api_key_env"),
             "concurrency": o.get("concurrency"), "batch_size": o.get("batch_size"),
-            "dimension_policy": o.get("dimension_policy"),
+            "dimension_policy": o.get("dimension_policy"), "long_input": o.get("long_input"),
         },
         "migration": {"page_size": o.get("page_size"), "missing_text": o.get("missing_text"),
                       "state_dir": o.get("state_dir"), "cache": o.get("cache")},

@@ -83,6 +83,11 @@ class MissingText(DataError):
         self.skip_file = skip_file
 
 
+class BadInput(ConfigErrorMixin, DataError):
+    """An input file or a text cannot be used as given (encoding, ids, a missing field):
+    fixed by the user before anything is written, so exit 2."""
+
+
 class InputTooLong(DataError):
     """A text is longer than the model accepts."""
 

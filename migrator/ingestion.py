@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError, DataError
+from .aliases import refuse_if_served
+from .errors import BadInput, ConfigError, DataError, InputTooLong
+from .interrupts import Stop, stoppable
 from .pipeline import Backfill, Progress, SkipLog, Stats
 from .providers import Embedder, build_embedder
 from .settings import Distance, Settings
 from .store import UNNAMED, Page, Point, PointId, QdrantStore, opened
-from .texts import TextSource
+from .texts import NOT_UNICODE, TextSource
+from .tokens import token_counter
 
 InputFormat = Literal["auto", "jsonl", "csv", "beir"]
 BEIR_TEMPLATE = "{title} {text}"  # how BEIR/MTEB embed documents: title, a space, the text
@@ -57,31 +60,59 @@ def detect_format(path: Path) -> Literal["jsonl", "csv", "beir"]:
 
 
 def read_records(path: Path, fmt: Literal["jsonl", "csv", "beir"]) -> Iterator[dict[str, Any]]:
-    """The records of a JSONL file, a CSV file or a BEIR corpus, one dict each."""
+    """The records of a JSONL file, a CSV file or a BEIR corpus, one dict each.
+
+    Raises:
+        BadInput: a line is not UTF-8.
+        DataError: a JSONL line is not a JSON object.
+    """
     if fmt == "beir":
         path = path / "corpus.jsonl"
     if fmt == "csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
-            yield from csv.DictReader(handle, dialect=dialect)
+        dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
+        yield from csv.DictReader((line for _, line in _lines(path)), dialect=dialect)
         return
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number} is not valid JSON: {exc.msg}.") from exc
+        if not isinstance(record, dict):
+            raise DataError(f"{path}:{number} is not a JSON object.")
+        yield record
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file; a byte that is not UTF-8 is named exactly."""
+    offset = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number} is not valid JSON: {exc.msg}.") from exc
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{number} is not a JSON object.")
-            yield record
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadInput(
+                    f"{path}:{number} is not UTF-8: byte 0x{raw[exc.start]:02x} at byte "
+                    f"{offset + exc.start:,} of the file. Convert the file to UTF-8 (e.g. "
+                    "`iconv -f latin1 -t utf-8`).") from exc
+            offset += len(raw)
 
 
 def point_id(value: Any, row: int) -> PointId:
-    """A Qdrant id for a record: its integer or UUID id, else a stable UUID of its id."""
+    """A Qdrant id for a record: its integer or UUID id, else a stable UUID of its id.
+
+    Raises:
+        BadInput: the id is a boolean, a number with a fraction, or a structure.
+    """
     if value is None:
         return row
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer() or (
+            isinstance(value, (dict, list))):
+        raise BadInput(f"Record {row + 1} has the id {value!r}, which cannot be a point id: "
+                       "use an integer, a UUID or a string.")
+    if isinstance(value, float):
+        value = int(value)
     if isinstance(value, int) and value >= 0:
         return value
     text = str(value)
@@ -164,24 +195,83 @@ async def _ingest(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: 
                   distance: Distance, store: QdrantStore | None, embedder: Embedder | None,
                   on_progress: Callable[[Progress], None] | None) -> IngestResult:
     started = time.perf_counter()
-    with opened(settings.source, None, source_store=store) as (target, _):
-        model = embedder or build_embedder(settings.provider)
-        try:
-            dims = await _embed_file(path, fmt, collection, settings, text, id_field, vector,
-                                     distance, target, model, on_progress)
-        finally:
-            if embedder is None:
-                await model.aclose()
+    async with stoppable() as stop:
+        with opened(settings.source, None, source_store=store) as (target, _):
+            model = embedder or build_embedder(settings.provider)
+            try:
+                check_records(path, fmt, text, id_field, model, settings.provider.long_input)
+                dims = await _embed_file(path, fmt, collection, settings, text, id_field,
+                                         vector, distance, target, model, on_progress, stop)
+            finally:
+                if embedder is None:
+                    await model.aclose()
     return IngestResult(collection, str(path), fmt, dims[0], model.spec.model,
                         model.spec.provider, time.perf_counter() - started, dims[1])
+
+
+def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSource,
+                  id_field: str | None, model: Embedder, long_input: str) -> None:
+    """Read the whole input once before anything is created: every record gets a point of
+    its own, with text, within the model's limit unless the long-input policy handles it.
+
+    Raises:
+        BadInput: ids repeated or unusable, no record with text, a text not valid Unicode.
+        InputTooLong: texts over the model's limit under `long_input: fail`.
+    """
+    limit, count = model.spec.max_tokens_per_input, token_counter(model)
+    seen: set[Any] = set()
+    repeated: list[Any] = []
+    too_long: list[Any] = []
+    keys: dict[str, None] = {}
+    records = with_text = 0
+    for row, record in enumerate(read_records(path, fmt)):
+        records += 1
+        keys.update(dict.fromkeys(record))
+        pid = point_id(record.get(id_field) if id_field else None, row)
+        if pid in seen:
+            repeated.append(pid)
+        seen.add(pid)
+        body, reason = text.extract(record)
+        if reason.startswith(NOT_UNICODE):
+            raise BadInput(f"Record {pid!r} of {path}: {reason}. Fix that text in the file.")
+        if body is None:
+            continue
+        with_text += 1
+        if long_input == "fail" and len(body.encode("utf-8")) > limit and count(body) > limit:
+            too_long.append(pid)  # a token is at least one byte: short texts need no count
+    if repeated:
+        shown = ", ".join(repr(i) for i in repeated[:10])
+        raise BadInput(
+            f"{len(repeated)} record(s) of {path} repeat an id of an earlier one ({shown}): "
+            "each id is one point, so all but one of each would be lost. Give --id-field a "
+            "field that is unique, or remove the repeats. Nothing was created.")
+    if records and not with_text:
+        raise BadInput(
+            f"None of the {records} records of {path} has text in {text.describe()}; its "
+            f"{'columns' if fmt == 'csv' else 'keys'} are: {', '.join(sorted(keys)[:20])}. "
+            "Give --text-field or --text-template. Nothing was created.")
+    if too_long:
+        shown = ", ".join(repr(i) for i in too_long[:10])
+        raise InputTooLong(
+            f"{len(too_long)} record(s) of {path} are longer than {model.spec.model} accepts "
+            f"({limit} tokens): {shown}. Set provider.long_input (--long-input) to truncate "
+            "or chunk-mean, or shorten those texts. Nothing was created.")
 
 
 async def _embed_file(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: str,
                       settings: Settings, text: TextSource, id_field: str | None, vector: str,
                       distance: Distance, target: QdrantStore, model: Embedder,
-                      on_progress: Callable[[Progress], None] | None) -> tuple[int, Stats]:
+                      on_progress: Callable[[Progress], None] | None,
+                      stop: Stop) -> tuple[int, Stats]:
     dims = model.dims or int((await model.embed(["dimension probe"])).vectors.shape[1])
-    target.create(collection, vector=vector, size=dims, distance=distance)
+    made = {"ingest": str(path.resolve()), "provider": model.spec.provider,
+            "model": model.spec.model, "dims": dims}
+    if target.exists(collection) and _same_ingest(target.provenance(collection), made):
+        # what an earlier run of this same command created (and maybe did not finish)
+        refuse_if_served(target, collection, "ingesting again would replace it")
+        target.delete_collection(collection)
+    target.create(collection, vector=vector, size=dims, distance=distance,
+                  provenance={**made, "created_at": time.time()})
     skip_log = SkipLog(Path(settings.migration.state_dir) / f"{collection}.skipped.jsonl",
                        collection=collection)
     backfill = Backfill(
@@ -191,8 +281,18 @@ async def _embed_file(path: Path, fmt: Literal["jsonl", "csv", "beir"], collecti
         embedder=model, text=text, vector=vector, dims=dims, skip_log=skip_log,
         collection=collection, concurrency=settings.provider.concurrency,
         queue_depth=settings.migration.queue_depth, on_progress=on_progress,
+        long_input=settings.provider.long_input, stop=stop,
     )
     try:
-        return dims, await backfill.run()
+        stats = await backfill.run()
     finally:
         skip_log.close()
+    if stop.requested:
+        raise stop.error(
+            f"{stats.written:,} records of {path} are in {collection!r}. Run the same command "
+            "again: it replaces what this run wrote.")
+    return dims, stats
+
+
+def _same_ingest(found: dict[str, Any], made: dict[str, Any]) -> bool:
+    return bool(found) and all(found.get(key) == value for key, value in made.items())

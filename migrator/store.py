@@ -217,9 +217,11 @@ class QdrantStore:
                         name, field_name, field_schema=index.params or index.data_type, wait=True
                     )
 
-    def create(self, name: str, *, vector: str, size: int, distance: str) -> None:
+    def create(self, name: str, *, vector: str, size: int, distance: str,
+               provenance: dict[str, Any] | None = None) -> None:
         """Create a collection with one dense vector (`UNNAMED` for an unnamed one)."""
         params = qm.VectorParams(size=size, distance=_DISTANCES[distance])
+        metadata = self._metadata(provenance)
         with self._call("creating", name):
             if self.client.collection_exists(name):
                 raise CollectionExists(
@@ -227,7 +229,8 @@ class QdrantStore:
                     "name, or delete it first."
                 )
             self.client.create_collection(
-                name, vectors_config=params if vector == UNNAMED else {vector: params}
+                name, vectors_config=params if vector == UNNAMED else {vector: params},
+                **metadata,
             )
 
     def provenance(self, collection: str) -> dict[str, Any]:

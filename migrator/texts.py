@@ -10,6 +10,7 @@ from typing import Any
 from .errors import ConfigError
 
 DEFAULT_TEXT_FIELD = "text"
+NOT_UNICODE = "text is not valid Unicode"  # the start of such a text's reason
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _MISSING = object()
 
@@ -42,6 +43,16 @@ class TextSource:
 
     def extract(self, payload: dict[str, Any]) -> tuple[str | None, str]:
         """(text, "") when there is text to embed, else (None, the reason)."""
+        text, reason = self._extract(payload)
+        if text is not None and not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return None, (f"{NOT_UNICODE} (a lone surrogate {text[exc.start]!r} at "
+                              f"character {exc.start})")
+        return text, reason
+
+    def _extract(self, payload: dict[str, Any]) -> tuple[str | None, str]:
         if self.template is not None:
             text = _PLACEHOLDER.sub(lambda m: _render(lookup(payload, m.group(1))), self.template)
             if not text.strip():

@@ -171,8 +171,13 @@ def test_ingest_then_migrate(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["stats"]["written"] == 30
     again = run("ingest", str(data), "--collection", "notes", "--text-field", "body",
-                "--qdrant-path", path)
-    assert again.exit_code == 1 and "'notes' already exists" in again.stderr
+                "--qdrant-path", path, "--json")  # the same command replaces its own
+    assert again.exit_code == 0 and json.loads(again.stdout)["stats"]["written"] == 30
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"id": 1, "body": "another file"}) + "\n")
+    refused = run("ingest", str(other), "--collection", "notes", "--text-field", "body",
+                  "--qdrant-path", path)
+    assert refused.exit_code == 1 and "'notes' already exists" in refused.stderr
 
 
 def test_models_lists_the_catalog() -> None:

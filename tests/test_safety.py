@@ -478,3 +478,107 @@ def test_sync_fails_when_points_have_no_text(two_sources: Path, tmp_path: Path) 
     synced = invoke("sync", *args)
     assert synced.exit_code == 1 and "1 point(s) of 'a' have no text" in synced.stderr
     assert invoke("sync", *args, "--missing-text", "skip").exit_code == 0
+
+
+def ingest_args(data: Path, store: Path, *extra: str) -> list[str]:
+    return ["ingest", str(data), "--collection", "notes", "--qdrant-path", str(store),
+            "--provider", "hashing", "--model", "hash-words-v1", *extra]
+
+
+def collections(store: Path) -> list[str]:
+    client = QdrantClient(path=str(store))
+    try:
+        return sorted(c.name for c in client.get_collections().collections)
+    finally:
+        client.close()
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_an_interrupted_ingest_is_replaced_by_the_same_command(tmp_path: Path) -> None:
+    """Issue 11.12: a failed ingest left a collection that blocked the retry."""
+    data = write_jsonl(tmp_path / "notes.jsonl",
+                       [{"id": i, "text": f"note {i} on tides"} for i in range(2000)])
+    store = tmp_path / "q"
+    with LoopbackServer(dims=8, latency=0.05) as server:
+        args = [*ingest_args(data, store, "-q"), "--provider", "openai-compatible",
+                "--model", "m", "--base-url", server.url, "--batch-size", "32"]
+        process = child(args)
+        deadline = time.monotonic() + 60
+        while server.requests < 6 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGINT)
+        code, _, err = ended(process, 60)
+        assert code == 130 and "Run the same command again" in err, err
+        assert 0 < count(store, "notes") < 2000
+        again = invoke(*args, "--json")
+        assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["stats"]["written"] == 2000
+    assert count(store, "notes") == 2000
+
+
+def test_ingest_loses_nothing_silently(tmp_path: Path) -> None:
+    """Issue 11.13: over-long texts were dropped as "without text", repeated ids collapsed
+    into one point, and a missing text field gave an empty collection, all with exit 0."""
+    store = tmp_path / "q"
+    repeated = write_jsonl(tmp_path / "rep.jsonl", [{"id": 7, "text": f"t{i}"} for i in range(10)])
+    result = invoke(*ingest_args(repeated, store))
+    assert result.exit_code == 2 and "repeat an id" in result.stderr and "7" in result.stderr
+    missing = write_jsonl(tmp_path / "miss.jsonl", [{"id": i, "body": "x"} for i in range(5)])
+    result = invoke(*ingest_args(missing, store, "--text-field", "content"))
+    assert result.exit_code == 2 and "keys are: body, id" in result.stderr
+    csv_file = tmp_path / "rows.csv"
+    csv_file.write_text("id,title\n1,a\n2,b\n", encoding="utf-8")
+    result = invoke(*ingest_args(csv_file, store))
+    assert result.exit_code == 2 and "columns are: id, title" in result.stderr
+    long = write_jsonl(tmp_path / "long.jsonl", [
+        {"id": 1, "text": "short"}, {"id": 2, "text": " ".join(["word"] * 20_000)}])
+    result = invoke(*ingest_args(long, store, "--provider", "openai-compatible",
+                                 "--model", "text-embedding-3-small",
+                                 "--base-url", "http://127.0.0.1:9"))
+    assert result.exit_code == 1 and "longer than text-embedding-3-small" in result.stderr
+    assert "--long-input" in result.stderr
+    assert collections(store) == []
+    truncated = invoke(*ingest_args(long, store, "--long-input", "truncate", "--json"))
+    assert truncated.exit_code == 0 and json.loads(truncated.stdout)["stats"]["written"] == 2
+
+
+@pytest.mark.parametrize(("content", "said"), [
+    (b'{"id": 1, "text": "caf\xe9"}\n', "not UTF-8: byte 0xe9 at byte 22"),
+    (b'{"id": 1, "text": "ok"}\n{"id": 2, "text": "\\ud83d"}\n', "lone surrogate"),
+    (b'{"id": true, "text": "ok"}\n', "has the id True"),
+    (b'{"id": 1.5, "text": "ok"}\n', "has the id 1.5"),
+])
+def test_bad_input_files_are_exit_2_with_a_sentence(tmp_path: Path, content: bytes,
+                                                    said: str) -> None:
+    """Issue 11.15: tracebacks for non-UTF-8 input, a lone surrogate and odd ids."""
+    data = tmp_path / "bad.jsonl"
+    data.write_bytes(content)
+    result = invoke(*ingest_args(data, tmp_path / "q"))
+    assert result.exit_code == 2, result.output
+    assert said in result.stderr and "Traceback" not in result.stderr
+    assert collections(tmp_path / "q") == []
+
+
+def test_a_non_utf8_csv_names_the_line(tmp_path: Path) -> None:
+    data = tmp_path / "bad.csv"
+    data.write_bytes(b"id,text\n1,fine\n2,caf\xe9\n")
+    result = invoke(*ingest_args(data, tmp_path / "q"))
+    assert result.exit_code == 2 and "bad.csv:3 is not UTF-8" in result.stderr
+
+
+def test_a_lone_surrogate_in_a_source_point_is_listed_not_a_crash(
+        two_sources: Path, tmp_path: Path) -> None:
+    client = QdrantClient(path=str(two_sources))
+    client.upsert("b", points=[qm.PointStruct(id=999, vector=[1.0] * 8,
+                                              payload={"text": "bad \ud83d text"})])
+    client.close()
+    args = hashing_args(two_sources, tmp_path / "state", "--collection", "b")
+    result = invoke("migrate", *args)
+    assert result.exit_code == 1 and "999" in result.stderr and "Traceback" not in result.stderr
+    skipped = (tmp_path / "state" / "b__hash-words-v1-48.skipped.jsonl").read_text()
+    assert "lone surrogate" in skipped
+    assert invoke("migrate", *args, "--missing-text", "skip").exit_code == 0
