@@ -35,6 +35,11 @@ class ProviderQuotaError(ProviderError):
     """The account is out of credit or quota; retrying cannot help."""
 
 
+class ProviderUnreachable(ProviderError):
+    """No connection could be made to an endpoint that has never answered (connection
+    refused, an unknown host): a wrong base_url, not a transient fault, so not retried."""
+
+
 class ProviderRateLimited(ProviderError):
     """The provider kept answering 429 after every retry."""
 

@@ -12,9 +12,18 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -59,6 +68,11 @@ class StoreSettings(_Section):
     prefer_grpc: bool = False
     timeout: float = Field(default=60.0, gt=0)
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return check_url(value, "a Qdrant server URL such as http://localhost:6333")
+
     @model_validator(mode="after")
     def _one_location(self) -> StoreSettings:
         if self.path is not None and self.url is not None:
@@ -97,6 +111,11 @@ class ProviderSettings(_Section):
     api_key: SecretStr | None = None
     api_key_env: str | None = None
     api_version: str | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return check_url(value, "an API root such as http://localhost:8000/v1")
     deployment: str | None = None
     concurrency: int = Field(default=4, ge=1, le=512)
     batch_size: int | None = Field(default=None, ge=1)
@@ -304,11 +323,13 @@ def describe_validation(exc: ValidationError, *, prefix: str) -> str:
     problems = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key; check its spelling against the configuration reference"
         value = error.get("input")
-        shown = "" if error["type"] == "extra_forbidden" or _looks_secret(key) else (
+        # our own checks quote the value themselves (a URL with its credentials masked)
+        quiet = error["type"] in ("extra_forbidden", "value_error")
+        shown = "" if quiet or _looks_secret(key) else (
             f" (got {value!r})" if not isinstance(value, dict) else ""
         )
         problems.append(f"{key}: {message}{shown}")
@@ -320,6 +341,24 @@ def _looks_secret(key: str) -> bool:
 
 
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@]+@")
+
+
+def check_url(value: str | None, example: str) -> str | None:
+    """`value` when it is an http(s) URL with a host and a valid port; else ValueError
+    (reported by the settings loader as a bad value of the key, exit 2)."""
+    if value is None:
+        return None
+    try:
+        parsed = urlsplit(value)
+        port = parsed.port  # ValueError when out of range or not a number
+    except ValueError as exc:
+        raise ValueError(f"{_redact_url(value)!r} is not a usable URL ({exc}); give "
+                         f"{example}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{_redact_url(value)!r} is not an http(s) URL with a host; give "
+                         f"{example}")
+    del port
+    return value
 
 
 def _redact_url(url: str) -> str:

@@ -22,6 +22,7 @@ from migrator import (
     ProviderSettings,
 )
 from migrator.dims import decide
+from migrator.errors import ProviderUnreachable
 from migrator.providers import build_embedder, model_spec
 from migrator.providers.openai import OpenAIEmbedder
 
@@ -273,3 +274,25 @@ def test_bad_responses_are_rejected_at_the_boundary(response: httpx.Response,
                                                     message: str) -> None:
     with pytest.raises(ProviderResponseError, match=message):
         embed(embedder(App(response), dimensions=2), ["a", "b"])
+
+
+def test_no_server_at_the_base_url_fails_at_once_naming_it() -> None:
+    """Issue 11.16: connection refused was retried 10 times (78 s). An endpoint that has
+    never answered is a wrong base_url, not a transient fault."""
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("All connection attempts failed", request=request)
+
+    e = embedder(App(refuse), base_url="http://127.0.0.1:9/v1")
+    with pytest.raises(ProviderUnreachable, match="could not connect to http://127.0.0.1:9/v1"):
+        embed(e, ["a"])
+    assert _no_sleep.waits == []  # type: ignore[attr-defined]
+
+
+def test_a_dropped_connection_after_the_first_answer_is_retried() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    e = embedder(App(ok([[0.6, 0.8]]), refuse, ok([[0.6, 0.8]])), dimensions=2)
+    embed(e, ["a"])
+    assert embed(e, ["b"]).vectors.shape == (1, 2)
+    assert len(_no_sleep.waits) == 1  # type: ignore[attr-defined]

@@ -582,3 +582,29 @@ def test_a_lone_surrogate_in_a_source_point_is_listed_not_a_crash(
     skipped = (tmp_path / "state" / "b__hash-words-v1-48.skipped.jsonl").read_text()
     assert "lone surrogate" in skipped
     assert invoke("migrate", *args, "--missing-text", "skip").exit_code == 0
+
+
+@pytest.mark.parametrize(("flag", "value", "said"), [
+    ("--qdrant-url", "not a url", "'not a url' is not an http(s) URL"),
+    ("--qdrant-url", "ftp://user:secret@host/x", "'ftp://***@host/x' is not an http(s) URL"),
+    ("--qdrant-url", "http://localhost:99999", "Port out of range"),
+    ("--base-url", "not a url", "provider.base_url: 'not a url' is not an http(s) URL"),
+])
+def test_a_malformed_url_is_exit_2_at_once(tmp_path: Path, flag: str, value: str,
+                                           said: str) -> None:
+    """Issues 11.15/11.16: tracebacks, and 141 s of retries for a base URL that is not a
+    URL."""
+    result = invoke("migrate", "--collection", "docs", "--provider", "openai-compatible",
+                    "--model", "m", "--state-dir", str(tmp_path / "s"), flag, value)
+    assert result.exit_code == 2, result.output
+    assert said in result.stderr and "secret" not in result.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_no_server_at_the_base_url_names_it(small: Path, tmp_path: Path) -> None:
+    code, _, err = run_cli(["migrate", "--qdrant-path", str(small), "--collection", "docs",
+                            "--provider", "openai-compatible", "--model", "m",
+                            "--base-url", "http://127.0.0.1:9/v1",
+                            "--state-dir", str(tmp_path / "s")])
+    assert code == 1 and "could not connect to http://127.0.0.1:9/v1" in err
+    assert "Traceback" not in err and collections(small) == ["docs"]

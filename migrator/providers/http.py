@@ -26,6 +26,7 @@ from ..errors import (
     ProviderQuotaError,
     ProviderRateLimited,
     ProviderResponseError,
+    ProviderUnreachable,
 )
 from ..limits import RateLimiter, RateLimits
 from .base import innermost
@@ -108,6 +109,7 @@ class HttpEndpoint:
             timeout=timeout, limits=httpx.Limits(max_connections=512, max_keepalive_connections=64)
         )
         self._sleep = sleep
+        self._answered = False
 
     async def post_json(self, url: str, payload: Mapping[str, Any], *,
                         tokens: int = 0) -> Reply:
@@ -120,6 +122,11 @@ class HttpEndpoint:
             try:
                 response = await self._attempt(url, payload, tokens)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if isinstance(exc, httpx.ConnectError) and not self._answered:
+                    raise ProviderUnreachable(
+                        f"{self.label}: could not connect to {url} ({exc}). Check "
+                        "provider.base_url and that the server is running.",
+                        provider=self.label) from exc
                 if retries >= self.max_retries:
                     raise ProviderResponseError(
                         f"{self.label}: request failed after {retries} retries: "
@@ -165,6 +172,7 @@ class HttpEndpoint:
             if self.limiter is not None:
                 self.limiter.release()
         self.metrics.requests += 1
+        self._answered = True  # a server is there: connection errors are transient now
         if response.status_code == 429:
             self.metrics.throttled += 1
         elif response.status_code < 400:
