@@ -346,7 +346,7 @@ _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@]+@")
 def check_url(value: str | None, example: str) -> str | None:
     """`value` when it is an http(s) URL with a host and a valid port; else ValueError
     (reported by the settings loader as a bad value of the key, exit 2)."""
-    if value is None:
+    if not value:  # unset (an empty variable counts as unset)
         return None
     try:
         parsed = urlsplit(value)
