@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .dims import AdaptedEmbedder
-from .errors import ProviderResponseError
+from .errors import CorruptState, ProviderResponseError
 from .providers.base import Embedder, Embedding, InputKind
 from .state import CACHE_FILE, CacheStats, EmbeddingCache
 from .tokens import estimate_tokens
@@ -209,9 +209,15 @@ def cache_stats(state_dir: str | Path) -> CacheStats:
 
 def cache_clear(state_dir: str | Path) -> int:
     """Empty the embedding cache in `state_dir`; return how many vectors were removed."""
-    if not (Path(state_dir) / CACHE_FILE).exists():
+    path = Path(state_dir) / CACHE_FILE
+    if not path.exists():
         return 0
-    cache = EmbeddingCache(state_dir)
+    try:
+        cache = EmbeddingCache(state_dir)
+    except CorruptState:  # nothing in it can be read: remove the files themselves
+        for leftover in path.parent.glob(CACHE_FILE + "*"):
+            leftover.unlink()
+        return 0
     try:
         return cache.clear()
     finally:

@@ -111,6 +111,11 @@ class Interrupted(MigratorError):
         self.exit_code = 128 + signum
 
 
+class CorruptState(StateError):
+    """A state or cache file is not a readable database of ours (as opposed to one the
+    user may not read or write)."""
+
+
 class VerificationFailed(MigratorError):
     """Verification ran and a check is below its threshold; carries the report."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StateError
+from .errors import CorruptState, StateError
 
 STATE_FILE = "state.db"
 CACHE_FILE = "cache.db"
@@ -95,10 +96,12 @@ def open_db(path: Path, schema: list[tuple[int, str, str]]) -> sqlite3.Connectio
     """Open (or create) a state file and bring its schema up to date.
 
     Raises:
-        StateError: the file is not a readable database of ours.
+        StateError: the file or its directory cannot be read or written (permissions).
+        CorruptState: the file is not a readable database of ours.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_access(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -106,12 +109,12 @@ def open_db(path: Path, schema: list[tuple[int, str, str]]) -> sqlite3.Connectio
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
             raise sqlite3.DatabaseError("integrity check failed")
+    except (sqlite3.OperationalError, PermissionError) as exc:
+        if isinstance(exc, PermissionError) or _access_problem(exc):
+            raise _denied(path, exc) from exc
+        raise _corrupt(path, exc) from exc
     except sqlite3.DatabaseError as exc:
-        raise StateError(
-            f"The state file {path} is corrupt or truncated ({exc}). migrator will not replace "
-            "it: move it aside (the run then starts from scratch, and a separate cache.db "
-            "still saves repeat charges) or restore it from a backup."
-        ) from exc
+        raise _corrupt(path, exc) from exc
     latest = schema[-1][0]
     if version > latest:
         raise StateError(f"The state file {path} has schema version {version}, newer than "
@@ -120,6 +123,39 @@ def open_db(path: Path, schema: list[tuple[int, str, str]]) -> sqlite3.Connectio
         if number > version:  # the schema change and its version number commit together
             db.executescript(f"BEGIN; {sql} PRAGMA user_version = {number}; COMMIT;")
     return db
+
+
+def _check_access(path: Path) -> None:
+    """Permission problems are told apart from corruption before SQLite reports either as
+    "unable to open database file"."""
+    for target, mode in ((path, os.R_OK | os.W_OK), (path.parent, os.W_OK | os.X_OK)):
+        if target.exists() and not os.access(target, mode):
+            raise _denied(path, PermissionError(f"permission denied on {target}"))
+
+
+def _access_problem(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return any(s in message for s in ("unable to open", "readonly", "read-only",
+                                      "permission", "access"))
+
+
+def _denied(path: Path, exc: BaseException) -> StateError:
+    return StateError(
+        f"migrator cannot read and write {path} ({exc}). The file is not corrupt: run as the "
+        "user who owns it, or fix the permissions of the file and its directory (`ls -l`), "
+        "or choose another --state-dir.")
+
+
+def _corrupt(path: Path, exc: BaseException) -> CorruptState:
+    if path.name == CACHE_FILE:
+        return CorruptState(
+            f"The embedding cache {path} is corrupt or truncated ({exc}). It holds only "
+            "embeddings: `migrator cache clear` removes it (the next run pays for what it "
+            "embeds again); the progress in state.db is untouched.")
+    return CorruptState(
+        f"The state file {path} is corrupt or truncated ({exc}). migrator will not replace "
+        "it: restore it from a backup, or move it aside (the run then starts from scratch and "
+        "rollback loses the alias history; a separate cache.db still saves repeat charges).")
 
 
 @contextmanager

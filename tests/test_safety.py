@@ -608,3 +608,34 @@ def test_no_server_at_the_base_url_names_it(small: Path, tmp_path: Path) -> None
                             "--state-dir", str(tmp_path / "s")])
     assert code == 1 and "could not connect to http://127.0.0.1:9/v1" in err
     assert "Traceback" not in err and collections(small) == ["docs"]
+
+
+def test_a_corrupt_cache_says_so_and_cache_clear_clears_it(small: Path, tmp_path: Path) -> None:
+    """Issue 11.14: a corrupt cache.db had state.db's message (move it aside), and `cache
+    clear` could not clear it."""
+    args = hashing_args(small, tmp_path / "state", "--collection", "docs")
+    assert invoke("migrate", *args).exit_code == 0
+    (tmp_path / "state" / "cache.db").write_bytes(b"this is not a database" * 100)
+    for leftover in (tmp_path / "state").glob("cache.db-*"):
+        leftover.unlink()
+    broken = invoke("migrate", *args)
+    assert broken.exit_code == 1 and "embedding cache" in broken.stderr
+    assert "migrator cache clear" in broken.stderr and "move it aside" not in broken.stderr
+    assert invoke("cache", "clear", "--yes", "--state-dir", str(tmp_path / "state")).exit_code == 0
+    assert invoke("migrate", *args).exit_code == 0
+
+
+def test_permission_problems_are_not_called_corruption(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11.14: a state.db the user may not write was reported as corrupt, with the
+    advice to move it aside (which discards the alias history rollback needs)."""
+    state = tmp_path / "state"
+    State(state).close()
+    real = os.access
+    # the tests run as root, whom no permission bit stops: play a user who may not write
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p).name != "state.db"
+                        and real(p, mode))
+    result = invoke("status", "--state-dir", str(state), "--qdrant-path", ":memory:")
+    assert result.exit_code == 1, result.output
+    assert "cannot read and write" in result.stderr and "not corrupt" in result.stderr
+    assert "move it aside" not in result.stderr
