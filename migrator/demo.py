@@ -101,7 +101,7 @@ def demo(directory: Path | str = "migrator-demo", *, prefer_local: bool = True,
         source=StoreSettings(path=root / "qdrant"),
         migration=MigrationSettings(state_dir=root / ".migrator", missing_text="fail"),
     )
-    store = open_store(base.source)
+    store = open_store(base.source, create=True)
     try:
         old_settings = base.model_copy(update={"provider": OLD_MODEL})
         ingested = ingest(corpus_path(), OLD_COLLECTION, old_settings, store=store,

@@ -196,7 +196,7 @@ async def _ingest(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: 
                   on_progress: Callable[[Progress], None] | None) -> IngestResult:
     started = time.perf_counter()
     async with stoppable() as stop:
-        with opened(settings.source, None, source_store=store) as (target, _):
+        with opened(settings.source, None, source_store=store, create=True) as (target, _):
             model = embedder or build_embedder(settings.provider)
             try:
                 check_records(path, fmt, text, id_field, model, settings.provider.long_input)

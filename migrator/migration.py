@@ -151,7 +151,8 @@ async def running(settings: Settings, source_store: QdrantStore | None,
     cache = EmbeddingCache(state_dir) if settings.migration.cache else None
     try:
         with opened(settings.source, settings.target, source_store=source_store,
-                    target_store=target_store) as (source, target):
+                    target_store=target_store, create=settings.target is not None
+                    ) as (source, target):
             schemas = [source.describe(c.name) for c in settings.collections]
             first = settings.collections[0]
             distance = first.distance or schemas[0].vector(first.vector).distance

@@ -9,6 +9,7 @@ to know which one it talks to.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 import uuid
@@ -425,12 +426,15 @@ class QdrantStore:
                 raise
 
 
-def open_store(settings: StoreSettings) -> QdrantStore:
+def open_store(settings: StoreSettings, *, create: bool = False) -> QdrantStore:
     """Connect to the Qdrant that `settings` describe: a server by URL, else a local path.
 
-    `path=":memory:"` gives an in-memory store (tests and benchmarks).
+    `path=":memory:"` gives an in-memory store (tests and benchmarks). An embedded store is
+    created only with `create` (a store to write into): a mistyped path to read from is an
+    error, not a new empty store.
 
     Raises:
+        ConfigError: no embedded store at the path, and `create` is false.
         StoreError: the local directory is locked by another process or unusable.
     """
     if settings.url:
@@ -446,6 +450,11 @@ def open_store(settings: StoreSettings) -> QdrantStore:
         return QdrantStore(client, location=settings.location, local=False,
                            identity=settings.identity)
     path = str(settings.path or DEFAULT_STORE_PATH)
+    if not create and path != ":memory:" and not os.path.isdir(path):
+        raise ConfigError(
+            f"There is no embedded Qdrant store at {path} (no such directory). Check "
+            "--qdrant-path (or source.path), or give --qdrant-url for a server; nothing was "
+            "created.")
     try:
         client = QdrantClient(":memory:") if path == ":memory:" else QdrantClient(path=path)
     except (RuntimeError, OSError) as exc:
@@ -464,18 +473,21 @@ def opened(
     *,
     source_store: QdrantStore | None = None,
     target_store: QdrantStore | None = None,
+    create: bool = False,
 ) -> Iterator[tuple[QdrantStore, QdrantStore]]:
     """The (source, target) stores: the ones given, else opened from settings and closed
-    afterwards. With no separate target settings, the target is the source store."""
+    afterwards. With no separate target settings, the target is the source store. `create`:
+    a separate embedded target store (or, without one, the source store: ingest's) may be
+    created."""
     owned: list[QdrantStore] = []
     try:
-        src = source_store or _own(owned, open_store(source))
+        src = source_store or _own(owned, open_store(source, create=create and target is None))
         if target_store is not None:
             dst = target_store
         elif target is None:
             dst = src
         else:
-            dst = _own(owned, open_store(target))
+            dst = _own(owned, open_store(target, create=create))
         yield src, dst
     finally:
         for store in owned:

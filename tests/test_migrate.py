@@ -248,7 +248,7 @@ def test_persisted_store_keeps_the_result(tmp_path: Path) -> None:
     from migrator.settings import StoreSettings
 
     where = StoreSettings(path=tmp_path / "q")
-    store = open_store(where)
+    store = open_store(where, create=True)
     make_collection(store.client, "docs", n=20)
     store.close()
     config = settings(tmp_path, CollectionSettings(name="docs", alias="live"))

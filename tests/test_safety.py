@@ -639,3 +639,16 @@ def test_permission_problems_are_not_called_corruption(
     assert result.exit_code == 1, result.output
     assert "cannot read and write" in result.stderr and "not corrupt" in result.stderr
     assert "move it aside" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["plan", "--collection", "docs"], ["status"], ["verify", "--collection", "docs"],
+    ["migrate", "--collection", "docs"], ["swap", "live", "docs"],
+])
+def test_a_mistyped_store_path_creates_nothing(tmp_path: Path, command: list[str]) -> None:
+    """Issue 11.17: plan and status created an empty store at a mistyped path."""
+    result = invoke(*command, "--qdrant-path", str(tmp_path / "typo"),
+                    "--state-dir", str(tmp_path / "state"))
+    assert result.exit_code == 2, result.output
+    assert "There is no embedded Qdrant store at" in result.stderr
+    assert not (tmp_path / "typo").exists()
