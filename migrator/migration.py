@@ -47,7 +47,7 @@ ProgressCallback = Callable[[Progress], None]
 Confirm = Callable[[list[str]], bool]  # asked with the collections --restart would delete
 
 
-def target_name(source: str, spec: ModelSpec, dims: int) -> str:
+def target_name(source: str, spec: ModelSpec, dims: int | str) -> str:
     """The default target name, stable so that a re-run finds it.
 
     For example `docs__text-embedding-3-small-512`.

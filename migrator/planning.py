@@ -152,7 +152,8 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     embeddable = schema.points_count * (len(texts) / max(len(page.points), 1))
     tokens = int(round(per_text * embeddable))
     dims = settings.provider.dimensions or spec.dims or None
-    name = config.target or target_name(config.name, spec, dims or 0)
+    # a model the catalog lacks is sized by migrate's probe, and its default target with it
+    name = config.target or target_name(config.name, spec, dims or "<size found by the probe>")
     batch = min(settings.provider.batch_size or 256, spec.max_inputs)
     requests = -(-int(embeddable) // batch) if embeddable else 0
     remote = spec.provider not in ("hashing", "local")
@@ -165,7 +166,8 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
         estimated_cost=spec.cost(tokens), estimated_requests=requests,
         estimated_seconds=(requests * ASSUMED_REQUEST_SECONDS / settings.provider.concurrency
                            if remote else None),
-        target=name, target_exists=target.exists(name), target_size=dims,
+        target=name, target_exists=bool(dims or config.target) and target.exists(name),
+        target_size=dims,
         target_distance=config.distance or vector.distance, alias=config.alias,
     )
     plan.warnings = _collection_warnings(plan, settings, target, spec)

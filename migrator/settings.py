@@ -8,10 +8,11 @@ environment themselves; the only environment reads are here, in `load_settings`.
 from __future__ import annotations
 
 import contextvars
+import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -104,7 +105,7 @@ class ProviderSettings(_Section):
 
     name: ProviderName = "hashing"
     model: str = "hash-ngrams-v1"
-    dimensions: int | None = Field(default=None, gt=0)
+    dimensions: int | None = Field(default=None, gt=0, le=65536)  # Qdrant's largest size
     dimension_policy: Literal["error", "truncate", "pad"] = "error"
     send_dimensions: bool | None = None
     base_url: str | None = None
@@ -274,6 +275,12 @@ def load_settings(
     path = Path(config) if config is not None else None
     if path is not None and not path.is_file():
         raise ConfigError(f"Config file {path} does not exist; check the --config path.")
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise ConfigError(
+            "Unknown MIGRATOR_* variable(s) in the environment: " + "; ".join(unknown) + ". "
+            "A setting is MIGRATOR_ + its key path joined by __ (e.g. MIGRATOR_PROVIDER__MODEL);"
+            " fix the name or unset the variable.")
     token = _CONFIG_FILE.set(path)
     try:
         settings = Settings(**_drop_none(overrides or {}))
@@ -284,6 +291,40 @@ def load_settings(
     finally:
         _CONFIG_FILE.reset(token)
     return _resolve_keys(settings, os.environ if environ is None else environ)
+
+
+ENV_NOT_SETTINGS = {"MIGRATOR_DEBUG", "MIGRATOR_TEST_QDRANT_URL"}  # read elsewhere
+
+
+def unknown_variables(environ: Any) -> list[str]:
+    """MIGRATOR_* variables that name no setting, each with what is wrong (pydantic-settings
+    would ignore them silently)."""
+    found = []
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith("MIGRATOR_") or upper in ENV_NOT_SETTINGS:
+            continue
+        model: type[BaseModel] | None = Settings
+        for part in upper.removeprefix("MIGRATOR_").lower().split("__"):
+            fields = model.model_fields if model is not None else {}
+            if part not in fields:
+                close = difflib.get_close_matches(part, list(fields), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else (
+                    f" (keys here: {', '.join(fields)})" if fields else "")
+                found.append(f"{name}: no key {part!r}{hint}")
+                break
+            model = _section_type(fields[part].annotation)
+    return found
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    """The settings section an annotation holds (through `X | None`), or None for a value."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
 
 
 def _resolve_keys(settings: Settings, environ: Any) -> Settings:

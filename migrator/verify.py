@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import SchemaMismatch
 from .metrics import overlap_at_k
 from .providers.base import Embedder
 from .settings import VerifySettings
@@ -187,6 +188,7 @@ async def _self_retrieval(pair: Pair, sample: list[tuple[PointId, str]], embedde
     if not sample:
         return Check(f"self-retrieval recall@{k}", 0.0, threshold, "no sampled point to test")
     queries = await _embed_queries(embedder, [text for _, text in sample], long_input)
+    _check_size(pair, queries.shape[1], embedder)
     found, misses = 0, []
     for (point_id, text), query in zip(sample, queries, strict=True):
         hits = pair.target_store.search(pair.target, query, vector=pair.target_vector,
@@ -200,6 +202,17 @@ async def _self_retrieval(pair: Pair, sample: list[tuple[PointId, str]], embedde
     return Check(f"self-retrieval recall@{k}", round(value, 4), threshold,
                  f"{found} of {len(sample)} sampled texts, embedded as queries, found their own "
                  f"point in the top {k}", {"misses": misses[:100]})
+
+
+def _check_size(pair: Pair, size: int, embedder: Embedder) -> None:
+    """The model must produce vectors of the target's size, or no search can be run."""
+    have = pair.target_store.describe(pair.target).vectors.get(pair.target_vector)
+    if have is not None and have.size != size:
+        label = pair.target_vector or "(unnamed)"
+        raise SchemaMismatch(
+            f"{embedder.spec.provider} {embedder.spec.model} produces {size}-dimensional "
+            f"vectors, but vector {label!r} of {pair.target!r} has size {have.size}: verify "
+            "with the model and size the target was built with (--model, --dimensions).")
 
 
 def _duplicate_found(pair: Pair, query: np.ndarray, text: str, k: int) -> bool:

@@ -652,3 +652,40 @@ def test_a_mistyped_store_path_creates_nothing(tmp_path: Path, command: list[str
     assert result.exit_code == 2, result.output
     assert "There is no embedded Qdrant store at" in result.stderr
     assert not (tmp_path / "typo").exists()
+
+
+def test_unknown_migrator_variables_are_errors(tmp_path: Path) -> None:
+    """Issue 11.17: MIGRATOR_FOO and a mistyped section were ignored silently."""
+    result = CliRunner().invoke(cli, ["status", "--state-dir", str(tmp_path)],
+                                env={"MIGRATOR_FOO": "1", "MIGRATOR_PROVIDRE__MODEL": "m"})
+    assert result.exit_code == 2
+    assert "MIGRATOR_FOO: no key 'foo'" in result.stderr
+    assert "MIGRATOR_PROVIDRE__MODEL: no key 'providre' (did you mean 'provider'?)" in (
+        result.stderr)
+
+
+def test_a_size_over_qdrants_limit_is_refused_by_the_preflight(tmp_path: Path) -> None:
+    result = invoke("plan", "--collection", "docs", "--dimensions", "100000",
+                    "--dimension-policy", "pad")
+    assert result.exit_code == 2 and "less than or equal to 65536" in result.stderr
+
+
+def test_plan_does_not_name_a_size_it_does_not_know(small: Path) -> None:
+    """Issue 11.17: plan named the target of a model the catalog lacks `docs__served-0`."""
+    result = invoke("plan", "--qdrant-path", str(small), "--collection", "docs",
+                    "--provider", "openai-compatible", "--model", "served",
+                    "--base-url", "http://127.0.0.1:9/v1", "--json")
+    assert result.exit_code == 0, result.output
+    target = json.loads(result.stdout)["collections"][0]["target"]
+    assert target == "docs__served-<size found by the probe>"
+
+
+def test_verify_with_a_model_of_another_size_says_so(small: Path, tmp_path: Path) -> None:
+    """Issue 11.17: `verify` with a model of the wrong size showed a numpy error."""
+    state = tmp_path / "state"
+    assert invoke("migrate", *hashing_args(small, state, "--collection", "docs")).exit_code == 0
+    result = invoke("verify", "--qdrant-path", str(small), "--state-dir", str(state),
+                    "--collection", "docs", "--target", "docs__hash-words-v1-48",
+                    "--provider", "hashing", "--model", "hash-words-v1", "--dimensions", "32")
+    assert result.exit_code == 1, result.output
+    assert "produces 32-dimensional vectors" in result.stderr and "size 48" in result.stderr
