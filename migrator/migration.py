@@ -40,7 +40,7 @@ from .sources import ScrollSource, StateSkipLog
 from .state import EmbeddingCache, MigrationRecord, State, migration_id
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource, payload_keys
-from .tokens import count_tokens
+from .tokens import fit_all
 from .verify import Reservoir
 
 ProgressCallback = Callable[[Progress], None]
@@ -196,7 +196,7 @@ class _Run:
         for config, schema in zip(collections, schemas, strict=True):
             schema.vector(config.vector)  # the vector to replace exists, before any request
         for config, schema in zip(collections[1:], schemas[1:], strict=True):
-            _sample_texts(self.source, schema, config, self.model.spec)  # each has text
+            _sample_texts(self.source, schema, config, self.model, self.settings)  # has text
         first = collections[0]
         checked = await self._probe(schemas[0], first)
         dims = checked.target
@@ -265,7 +265,7 @@ class _Run:
         return results
 
     async def _probe(self, schema: CollectionSchema, first: CollectionSettings) -> ProbeResult:
-        texts = _sample_texts(self.source, schema, first, self.model.spec)
+        texts = _sample_texts(self.source, schema, first, self.model, self.settings)
         distance = first.distance or schema.vector(first.vector).distance
         return await probe(self.model, texts, distance=distance, cache=self.cache)
 
@@ -523,9 +523,10 @@ def _provenance(record: MigrationRecord) -> dict[str, Any]:
 
 
 def _sample_texts(source: QdrantStore, schema: CollectionSchema, config: CollectionSettings,
-                  spec: ModelSpec, limit: int = 256) -> list[str]:
-    """Real texts from the start of the source for the preflight probe: only those within
-    the model's per-input limit (the long-input policy decides about the others).
+                  model: Embedder, settings: Settings, limit: int = 256) -> list[str]:
+    """Real texts from the start of the source for the preflight probe, prepared as the
+    backfill prepares them (cut or chunked under the long-input policy; under `fail` those
+    over the limit are left out), so the probe's answers are the backfill's too.
 
     Raises:
         ConfigError: none of the sampled points has text where the configuration looks:
@@ -541,7 +542,7 @@ def _sample_texts(source: QdrantStore, schema: CollectionSchema, config: Collect
             f"None of the first {len(page.points)} points of {config.name!r} has text in "
             f"{text.describe()} (the first: {reason}). Their payloads have the keys: {keys}. "
             "Point --text-field or --text-template at the text. Nothing was created.")
-    return [t for t in texts if count_tokens(t, spec.model) <= spec.max_tokens_per_input]
+    return fit_all(texts, model, settings.provider.long_input).unique
 
 
 def _check_existing_target(existing: CollectionSchema, vector: str, dims: int,

@@ -28,7 +28,7 @@ from .providers.base import Embedder, l2_normalize
 from .providers.http import endpoint_metrics
 from .store import Page, Point, PointId
 from .texts import TextSource
-from .tokens import fit_text, pack
+from .tokens import fit_all, pack
 
 
 class PageSource(Protocol):
@@ -286,29 +286,31 @@ class Backfill:
 
     def _page_work(self, seq: int, points: list[Point]) -> _PageWork:
         self.stats.read += len(points)
-        keep: list[Point] = []
-        text_index: list[int | list[int]] = []
-        texts: list[str] = []
-        unique: dict[str, int] = {}
+        with_text: list[tuple[Point, str]] = []
         skipped = 0
         for point in points:
             text, reason = self.text.extract(point.payload)
-            pieces = [text] if text is None else self._fit(text)
-            if text is None or not pieces:
-                self.skip_log.add(point.id, reason or f"{TOO_LONG} "
+            if text is None:
+                self.skip_log.add(point.id, reason)
+                skipped += 1
+            else:
+                with_text.append((point, text))
+        fitted = fit_all([text for _, text in with_text], self.embedder, self.long_input)
+        keep: list[Point] = []
+        texts: list[str] = []
+        text_index: list[int | list[int]] = []
+        for (point, text), rows in zip(with_text, fitted.rows, strict=True):
+            if not rows:  # over the model's limit under `long_input: fail`
+                self.skip_log.add(point.id, f"{TOO_LONG} "
                                   f"({self.embedder.spec.max_tokens_per_input} tokens)")
                 skipped += 1
                 continue
             keep.append(point)
             texts.append(text)
-            rows = [unique.setdefault(piece, len(unique)) for piece in pieces if piece]
             text_index.append(rows[0] if len(rows) == 1 else rows)
         self.stats.skipped += skipped
-        return _PageWork(seq, keep, text_index, list(unique), texts,
+        return _PageWork(seq, keep, text_index, fitted.unique, texts,
                          counts={"read": len(points), "skipped": skipped, "pages": 1})
-
-    def _fit(self, text: str) -> list[str]:
-        return fit_text(text, self.embedder, self.long_input)
 
     async def _embed_worker(self, requests: asyncio.Queue[Any], done: asyncio.Queue[Any]) -> None:
         while (request := await requests.get()) is not _DONE:
