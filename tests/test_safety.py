@@ -106,7 +106,7 @@ FATAL = {
                     "HTTP 401"),
     "insufficient_quota": ([Fault(429, error("You exceeded your current quota",
                                              "insufficient_quota"))], "quota"),
-    "invalid answers": ([Fault(200, raw=b"{not json")] * 8, "not JSON"),
+    "invalid answers": ([Fault(200, raw=b"{not json")] * 40, "not JSON"),
 }
 
 
