@@ -147,8 +147,9 @@ def test_first_signal_stops_gracefully_and_the_rerun_resumes(
         assert "Traceback" not in err
         assert "Stopped by " + signal.Signals(signum).name in err
         assert "again to resume" in err
-        # only what was in flight (4 requests) may still have been sent
-        assert server.requests - sent_before <= 4 + 1
+        # only what was in flight (4 requests, and as many dispatched while the signal
+        # travelled) may still have been answered: not the ~90 the rest of the run needs
+        assert server.requests - sent_before <= 2 * 4 + 1
         result = finish_and_count(store, server)
         if "checkpointed" in err:  # stopped in the backfill: its pages were kept
             written = int(err.split(" of ")[0].split()[-1].replace(",", ""))
@@ -163,13 +164,16 @@ def test_second_ctrl_c_aborts_at_once_without_corrupting(store: Path, gap: float
         deadline = time.monotonic() + 60
         while server.requests < 6 and time.monotonic() < deadline:
             time.sleep(0.002)
-        process.send_signal(signal.SIGINT)
-        time.sleep(gap)
+        server.latency = 8.0  # from now on a graceful stop would wait this long
+        time.sleep(0.3)  # every request in flight is one of those
         started = time.monotonic()
         process.send_signal(signal.SIGINT)
+        time.sleep(gap)
+        process.send_signal(signal.SIGINT)
         returncode, _, err = ended(process, 60)
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 6, "the second Ctrl-C waited for the provider"
         assert returncode == 130, err
+        server.latency = 0.0
         assert "Traceback" not in err and "Stopped by SIGINT" in err
         finish_and_count(store, server)
 
