@@ -56,6 +56,8 @@ def test_migrate_on_a_server_copies_indexes_and_swaps(server: tuple[QdrantStore,
     assert schema.name == target and schema.vectors["dense"].size == 64
     assert schema.payload_indexes == {"n": "integer"}
     assert store.count(target) == 300
+    # ownership survives a lost state directory: the server keeps the provenance
+    assert store.provenance(target)["migration"] == result.collections[0].migration_id
 
 
 def test_missing_collection_on_a_server(server: tuple[QdrantStore, str]) -> None:
