@@ -250,11 +250,7 @@ class QdrantStore:
         return {"metadata": {PROVENANCE_KEY: provenance}}
 
     def _keeps_metadata(self) -> bool:
-        if self.local:
-            return True
-        with self._call("asking the version of", None):
-            version = self.client.info().version
-        return version_at_least(version, (1, 16))
+        return self._supports((1, 16))
 
     def delete_collection(self, collection: str) -> None:
         with self._call("deleting", collection):
@@ -334,11 +330,15 @@ class QdrantStore:
 
     def conditional_writes(self) -> bool:
         """Whether insert-only writes are supported: local mode, or a server >= 1.17."""
+        return self._supports((1, 17))
+
+    def _supports(self, since: tuple[int, int]) -> bool:
+        """Whether a feature of Qdrant `since` is there: local mode has every one."""
         if self.local:
             return True
         with self._call("asking the version of", None):
             version = self.client.info().version
-        return version_at_least(version, (1, 17))
+        return version_at_least(version, since)
 
     def search(
         self, collection: str, query: Iterable[float], *, vector: str = UNNAMED, limit: int = 5,

@@ -53,6 +53,15 @@ def loopback() -> Iterator[LoopbackServer]:
         yield server
 
 
+def embedded_store(path: Path, collections: dict[str, int]) -> Path:
+    """An embedded store at `path` holding `make_collection`s of the given sizes."""
+    client = QdrantClient(path=str(path))
+    for name, n in collections.items():
+        make_collection(client, name, n=n)
+    client.close()
+    return path
+
+
 def texts(n: int) -> list[str]:
     topics = ["ocean tides", "bread dough", "credit cards", "guitar chords", "star birth"]
     return [f"note {i} about {topics[i % len(topics)]} number {i * 7 % 13}" for i in range(n)]

@@ -11,17 +11,13 @@ from qdrant_client import QdrantClient
 
 from migrator.cli import cli
 
-from .conftest import make_collection
+from .conftest import embedded_store, make_collection
 from .loopback import LoopbackServer
 
 
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
-    path = tmp_path / "qdrant"
-    client = QdrantClient(path=str(path))
-    make_collection(client, "docs", n=40)
-    client.close()
-    return path
+    return embedded_store(tmp_path / "qdrant", {"docs": 40})
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> object:

@@ -35,7 +35,7 @@ from migrator.cli import cli
 from migrator.settings import VerifySettings
 from migrator.state import State
 
-from .conftest import make_collection
+from .conftest import embedded_store
 from .loopback import Fault, LoopbackServer, vector_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,11 +45,7 @@ POINTS = 3000
 @pytest.fixture(scope="module")
 def big_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An embedded store with `docs` of 3,000 points, built once and copied per test."""
-    path = tmp_path_factory.mktemp("source") / "q"
-    client = QdrantClient(path=str(path))
-    make_collection(client, "docs", n=POINTS)
-    client.close()
-    return path
+    return embedded_store(tmp_path_factory.mktemp("source") / "q", {"docs": POINTS})
 
 
 @pytest.fixture
@@ -191,12 +187,7 @@ def invoke(*args: str) -> Any:
 
 @pytest.fixture
 def two_sources(tmp_path: Path) -> Path:
-    path = tmp_path / "two"
-    client = QdrantClient(path=str(path))
-    make_collection(client, "a", n=120)
-    make_collection(client, "b", n=30)
-    client.close()
-    return path
+    return embedded_store(tmp_path / "two", {"a": 120, "b": 30})
 
 
 def count(store: Path, collection: str) -> int:
@@ -298,11 +289,7 @@ def test_an_old_no_op_record_does_not_block_rollback(two_sources: Path, tmp_path
 def test_migrations_are_keyed_by_store(tmp_path: Path) -> None:
     """Issue 11.4: the same names on a second store were told to --restart an
     "interrupted migration"."""
-    stores = [tmp_path / "one", tmp_path / "two"]
-    for path in stores:
-        client = QdrantClient(path=str(path))
-        make_collection(client, "a", n=20)
-        client.close()
+    stores = [embedded_store(tmp_path / name, {"a": 20}) for name in ("one", "two")]
     for path in stores:
         result = invoke("migrate", *hashing_args(path, tmp_path / "state", "--collection", "a",
                                                  "--json"))
@@ -327,11 +314,7 @@ def unknown_model(tmp_path: Path, url: str, **provider: Any) -> Settings:
 
 @pytest.fixture
 def small(tmp_path: Path) -> Path:
-    path = tmp_path / "small"
-    client = QdrantClient(path=str(path))
-    make_collection(client, "docs", n=40)
-    client.close()
-    return path
+    return embedded_store(tmp_path / "small", {"docs": 40})
 
 
 def stored(store: Path, collection: str) -> dict[Any, Any]:
