@@ -22,6 +22,7 @@ from .errors import Interrupted
 T = TypeVar("T")
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_DEFAULTS = (signal.default_int_handler, signal.SIG_DFL)
 
 
 class Stop:
@@ -65,6 +66,15 @@ class Stop:
         return Interrupted(f"Stopped by {name}: {what}", signum=self.signum or signal.SIGINT)
 
 
+def _unclaimed(handler: Any) -> bool:
+    """Whether a signal's handler is Python's default, or asyncio.run's own for SIGINT."""
+    if handler in _DEFAULTS:
+        return True
+    handler = getattr(handler, "func", handler)  # asyncio.run's is a functools.partial
+    runner = getattr(asyncio, "Runner", None)  # Python >= 3.11
+    return runner is not None and isinstance(getattr(handler, "__self__", None), runner)
+
+
 @contextlib.asynccontextmanager
 async def stoppable() -> AsyncIterator[Stop]:
     """Catch SIGINT and SIGTERM for the running task while the block runs.
@@ -78,6 +88,8 @@ async def stoppable() -> AsyncIterator[Stop]:
     if threading.current_thread() is threading.main_thread():
         stop._task = asyncio.current_task()
         for signum in _SIGNALS:
+            if not _unclaimed(signal.getsignal(signum)):
+                continue  # the application handles it: leave it be
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, stop.receive, signum)
                 installed.append(signum)

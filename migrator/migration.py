@@ -430,7 +430,7 @@ class _Run:
             sampler=job.sample.offer if job.sample is not None else None,
             **self._pipeline_args(job, skips, dims, total=result.source_count),
         )
-        await self._run_stage(backfill, skips, result)
+        await self._run_stage(backfill, skips, result, catch_up=False)
 
     async def _catch_up(self, job: Job, result: CollectionResult, dims: int) -> None:
         record = job.record
@@ -446,7 +446,7 @@ class _Run:
             **self._pipeline_args(job, skips, dims, total=None,
                                   label=f"{job.config.name} (catch-up)"),
         )
-        await self._run_stage(stage, skips, result)
+        await self._run_stage(stage, skips, result, catch_up=True)
         result.sync = join.stats
         result.stats.add({k: v for k, v in stage.stats.counters().items()
                           if k in ("embedded", "tokens", "requests", "retries", "cached",
@@ -462,7 +462,7 @@ class _Run:
                 "on_progress": self.on_progress, "stop": self.stop}
 
     async def _run_stage(self, stage: Backfill, skips: StateSkipLog,
-                         result: CollectionResult) -> None:
+                         result: CollectionResult, *, catch_up: bool) -> None:
         try:
             await stage.run()
         except (ProviderError, StoreError) as exc:
@@ -472,10 +472,13 @@ class _Run:
         skips.flush()
         if self.stop is not None and self.stop.requested:
             self.state.update(result.migration_id, error="interrupted")
-            raise self.stop.error(
-                f"{stage.stats.written:,} of {result.source_count:,} points of "
-                f"{result.source!r} are written into {result.target!r} and checkpointed; no "
-                "alias was moved. Run the same command again to resume from there.")
+            done = (f"the catch-up of {result.source!r} into {result.target!r} stopped after "
+                    f"{stage.stats.written:,} changed points (the backfill is complete; the "
+                    "next run catches up again)" if catch_up else
+                    f"{stage.stats.written:,} of {result.source_count:,} points of "
+                    f"{result.source!r} are written into {result.target!r} and checkpointed")
+            raise self.stop.error(f"{done}; no alias was moved. Run the same command again "
+                                  "to resume from there.")
 
     def _count_check_inputs(self, job: Job, result: CollectionResult) -> None:
         skipped = self.state.skipped(job.record.id)

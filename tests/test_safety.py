@@ -4,6 +4,7 @@ and what it leaves resumes to exactly the source."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from migrator import (
     migrate,
 )
 from migrator.cli import cli
+from migrator.interrupts import stoppable
 from migrator.settings import VerifySettings
 from migrator.state import State
 
@@ -677,3 +679,22 @@ def test_verify_with_a_model_of_another_size_says_so(small: Path, tmp_path: Path
                     "--provider", "hashing", "--model", "hash-words-v1", "--dimensions", "32")
     assert result.exit_code == 1, result.output
     assert "produces 32-dimensional vectors" in result.stderr and "size 48" in result.stderr
+
+
+def test_an_applications_own_signal_handler_is_left_alone() -> None:
+    """migrate() as a library call inside an application that handles SIGTERM itself."""
+    def mine(signum: int, frame: Any) -> None:
+        return None
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        async def body() -> None:
+            async with stoppable():
+                assert signal.getsignal(signal.SIGTERM) is mine
+                assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+
+        asyncio.run(body())
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
