@@ -47,7 +47,8 @@ async def _labelled(job: Job, settings: Settings, source: QdrantStore, target: Q
         return await labelled_check(
             queries, k=verify.k, max_drop=verify.max_ndcg_drop,
             source=(source, job.schema.name, job.vector, old),
-            target=(target, job.target, job.vector, embedder))
+            target=(target, job.target, job.vector, embedder),
+            long_input=settings.provider.long_input)
     finally:
         await old.aclose()
 

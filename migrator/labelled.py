@@ -20,7 +20,7 @@ from .ingestion import point_id, read_records
 from .metrics import ndcg_at_k, recall_at_k
 from .providers.base import Embedder
 from .store import PointId, QdrantStore
-from .verify import Check
+from .verify import Check, embed_queries
 
 NDCG_K = 10
 
@@ -73,11 +73,12 @@ def _beir(directory: Path, limit: int) -> list[LabelledQuery]:
 
 async def labelled_check(queries: list[LabelledQuery], *, k: int, max_drop: float,
                          source: tuple[QdrantStore, str, str, Embedder],
-                         target: tuple[QdrantStore, str, str, Embedder]) -> Check:
+                         target: tuple[QdrantStore, str, str, Embedder],
+                         long_input: str = "truncate") -> Check:
     """Score both sides; the check fails when the target's nDCG@10 is more than `max_drop`
-    below the source's."""
-    src = await _score(queries, k, *source)
-    dst = await _score(queries, k, *target)
+    below the source's. Queries are prepared as verification prepares its own."""
+    src = await _score(queries, k, *source, long_input)
+    dst = await _score(queries, k, *target, long_input)
     drop = src["ndcg"] - dst["ndcg"]
     return Check(
         "labelled nDCG@10", round(dst["ndcg"], 4), round(src["ndcg"] - max_drop, 4),
@@ -88,16 +89,13 @@ async def labelled_check(queries: list[LabelledQuery], *, k: int, max_drop: floa
 
 
 async def _score(queries: list[LabelledQuery], k: int, store: QdrantStore, collection: str,
-                 vector: str, embedder: Embedder) -> dict[str, float]:
+                 vector: str, embedder: Embedder, long_input: str) -> dict[str, float]:
     ndcgs, recalls = [], []
-    texts = [q.text for q in queries]
-    for start in range(0, len(texts), embedder.batch_size):
-        chunk = texts[start:start + embedder.batch_size]
-        vectors = (await embedder.embed(chunk, kind="query")).vectors
-        for query, vec in zip(queries[start:start + len(chunk)], vectors, strict=True):
-            hits = [h[0] for h in store.search(collection, vec, vector=vector,
-                                               limit=max(k, NDCG_K), with_payload=False)]
-            ndcgs.append(ndcg_at_k(hits, query.gains, NDCG_K))
-            recalls.append(recall_at_k(hits, query.gains, k))
+    vectors = await embed_queries(embedder, [q.text for q in queries], long_input)
+    for query, vec in zip(queries, vectors, strict=True):
+        hits = [h[0] for h in store.search(collection, vec, vector=vector,
+                                           limit=max(k, NDCG_K), with_payload=False)]
+        ndcgs.append(ndcg_at_k(hits, query.gains, NDCG_K))
+        recalls.append(recall_at_k(hits, query.gains, k))
     return {"ndcg": float(np.mean(ndcgs)) if ndcgs else 0.0,
             "recall": float(np.mean(recalls)) if recalls else 0.0}

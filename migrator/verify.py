@@ -187,7 +187,7 @@ async def _self_retrieval(pair: Pair, sample: list[tuple[PointId, str]], embedde
                           k: int, threshold: float | None, long_input: str) -> Check:
     if not sample:
         return Check(f"self-retrieval recall@{k}", 0.0, threshold, "no sampled point to test")
-    queries = await _embed_queries(embedder, [text for _, text in sample], long_input)
+    queries = await embed_queries(embedder, [text for _, text in sample], long_input)
     _check_size(pair, queries.shape[1], embedder)
     found, misses = 0, []
     for (point_id, text), query in zip(sample, queries, strict=True):
@@ -225,10 +225,12 @@ def _duplicate_found(pair: Pair, query: np.ndarray, text: str, k: int) -> bool:
     return any(pair.text.extract(payload)[0] == text for _, _, payload in hits)
 
 
-async def _embed_queries(embedder: Embedder, texts: list[str], long_input: str) -> np.ndarray:
+async def embed_queries(embedder: Embedder, texts: list[str], long_input: str) -> np.ndarray:
     """Query vectors, the texts prepared as the backfill prepared them (a query over the
     model's limit is cut at it where the backfill would have refused it)."""
     fitted = fit_all(texts, embedder, "truncate" if long_input == "fail" else long_input)
+    if not fitted.unique:
+        return np.empty((0, embedder.dims or 0), dtype=np.float32)
     parts = []
     for start in range(0, len(fitted.unique), embedder.batch_size):
         batch = fitted.unique[start:start + embedder.batch_size]
