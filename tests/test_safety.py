@@ -698,3 +698,16 @@ def test_an_applications_own_signal_handler_is_left_alone() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_size_asked_for_must_come_back_exactly(small: Path, tmp_path: Path) -> None:
+    """Issue 11.7: a server that ignores `dimensions` (as Ollama does) is caught by the
+    probe, exit 2, nothing created."""
+    with LoopbackServer(dims=8, honour_dimensions=False) as server:
+        code, _, err = run_cli(["migrate", "--qdrant-path", str(small), "--collection", "docs",
+                                "--provider", "openai-compatible", "--base-url", server.url,
+                                "--model", "served", "--dimensions", "4",
+                                "--state-dir", str(tmp_path / "state")])
+        assert all(body.get("dimensions") == 4 for body in server.bodies)
+    assert code == 2 and "returned vectors of 8 values, expected 4" in err, err
+    assert collections(small) == ["docs"]
