@@ -6,7 +6,12 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("migrator")
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 from .aliases import AliasMove, drop_old, rollback, swap
 from .cache import cache_clear, cache_stats

@@ -493,15 +493,14 @@ def _storage(dims: int) -> dict[str, Figure]:
 
 
 def _environment(started: datetime, cache: bool, seed: int | None) -> dict[str, Any]:
-    from . import __version__
-
     packages = {}
-    for name in ("numpy", "httpx", "qdrant-client", "sentence-transformers", "torch",
+    for name in ("migrator", "numpy", "httpx", "qdrant-client", "sentence-transformers", "torch",
                  "matplotlib"):
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    return {"migrator": __version__, "python": sys.version.split()[0],
+    return {"migrator": packages.pop("migrator", "0+unknown"),
+            "python": sys.version.split()[0],
             "platform": platform.platform(), "packages": packages,
             "date": started.isoformat(timespec="seconds"), "cache": cache, "seed": seed}

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError, DataError
 from .ingestion import detect_format, point_id, read_records
+from .sampling import draw_sample
 from .settings import StoreSettings
 from .store import QdrantStore, opened
 from .texts import TextSource
@@ -175,7 +176,6 @@ def load_collection(store: QdrantStore, collection: str, text: TextSource, *,
                     keep: Collection[str] = ()) -> Dataset:
     """A seeded sample of a collection's payload texts (one payload-only pass), plus the
     points whose ids are in `keep` (the relevant ones of labelled queries)."""
-    from .verify import draw_sample
 
     collection = store.resolve(collection)  # an alias samples the collection it names
     population = store.count(collection)

@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import ConfigError, VerificationFailed
+from .jobs import Job
 from .labelled import labelled_check, load_queries
 from .providers import Embedder, build_embedder
-from .results import CollectionResult, Job
+from .results import CollectionResult
+from .sampling import draw_sample
 from .settings import Settings
 from .state import State
 from .store import QdrantStore
-from .verify import Check, Pair, VerificationReport, draw_sample, run_checks
+from .verify import Check, Pair, VerificationReport, run_checks
 
 
 async def verify_job(job: Job, result: CollectionResult, settings: Settings,

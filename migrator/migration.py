@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,9 +14,7 @@ from typing import Any
 
 from .aliases import refuse_if_served
 from .cache import CachedEmbedder
-from .catalog import ModelSpec
 from .catchup import MergeJoinSource
-from .dims import ProbeResult, probe
 from .errors import (
     ConfigError,
     DataError,
@@ -25,35 +22,27 @@ from .errors import (
     MigratorError,
     MissingText,
     ProviderError,
-    SchemaMismatch,
     StoreError,
     VerificationFailed,
 )
 from .gate import drop_left, gate, verify_job
 from .interrupts import Stop, stoppable
+from .jobs import Job, check_aliases, check_existing_target, target_name
 from .pipeline import TOO_LONG, Backfill, Checkpoint, Progress, Stats
 from .providers import Embedder, build_embedder
 from .providers.http import endpoint_metrics
-from .results import CollectionResult, Job, MigrationResult
+from .results import CollectionResult, MigrationResult
+from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource, StateSkipLog
 from .state import EmbeddingCache, MigrationRecord, State, migration_id
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource, payload_keys
 from .tokens import fit_all
-from .verify import Reservoir
+from .validate import ProbeResult, probe
 
 ProgressCallback = Callable[[Progress], None]
 Confirm = Callable[[list[str]], bool]  # asked with the collections --restart would delete
-
-
-def target_name(source: str, spec: ModelSpec, dims: int | str) -> str:
-    """The default target name, stable so that a re-run finds it.
-
-    For example `docs__text-embedding-3-small-512`.
-    """
-    slug = re.sub(r"[^a-z0-9._-]+", "-", spec.model.lower().split("/")[-1]).strip("-")
-    return f"{source}__{slug}-{dims}"
 
 
 def migrate(
@@ -203,7 +192,7 @@ class _Run:
         if restart:
             self._restart(schemas, dims, confirm)
         jobs = [self._job(c, s, dims) for c, s in zip(collections, schemas, strict=True)]
-        _check_aliases(jobs, self.target)
+        check_aliases(jobs, self.target)
 
         results = [await self._migrate_one(job, dims) for job in jobs]
         problems = [_problem(job, result, self.settings)
@@ -339,7 +328,7 @@ class _Run:
                 store=self.target.identity)
         exists = self.target.exists(name)
         if exists:
-            _check_existing_target(self.target.describe(name), vector.name, dims, distance)
+            check_existing_target(self.target.describe(name), vector.name, dims, distance)
             self._claim(config, name, record)
         keep = [n for n in schema.vectors if n != vector.name] + schema.sparse_vectors
         verify = self.settings.verify
@@ -546,42 +535,6 @@ def _sample_texts(source: QdrantStore, schema: CollectionSchema, config: Collect
             f"{text.describe()} (the first: {reason}). Their payloads have the keys: {keys}. "
             "Point --text-field or --text-template at the text. Nothing was created.")
     return fit_all(texts, model, settings.provider.long_input).unique
-
-
-def _check_existing_target(existing: CollectionSchema, vector: str, dims: int,
-                           distance: str) -> None:
-    label = vector or "(unnamed)"
-    have = existing.vectors.get(vector)
-    if have is None or have.size != dims or have.distance != distance:
-        found = f"size {have.size}, {have.distance}" if have else "no such vector"
-        raise SchemaMismatch(
-            f"Target collection {existing.name!r} already exists, and its vector {label!r} "
-            f"({found}) does not fit this migration (size {dims}, {distance}). Give another "
-            "--target, or delete that collection if it is a leftover."
-        )
-
-
-def _check_aliases(jobs: list[Job], target: QdrantStore) -> None:
-    collections = set(target.collection_names())
-    seen_targets: set[str] = set()
-    seen_aliases: set[str] = set()
-    for job in jobs:
-        if job.target in seen_targets:
-            raise ConfigError(f"Two collections in this run write to the same target "
-                              f"{job.target!r}; give each its own target.")
-        seen_targets.add(job.target)
-        alias = job.config.alias
-        if alias is None:
-            continue
-        if alias in collections or alias == job.target:
-            raise ConfigError(
-                f"Alias {alias!r} is the name of an existing collection, and Qdrant cannot "
-                "give an alias a collection's name. Choose another alias name (nothing was "
-                "changed)."
-            )
-        if alias in seen_aliases:
-            raise ConfigError(f"Alias {alias!r} is given to two collections in this run.")
-        seen_aliases.add(alias)
 
 
 def _stopped(exc: ProviderError | StoreError, result: CollectionResult,

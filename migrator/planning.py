@@ -10,7 +10,7 @@ import numpy as np
 from .catalog import ModelSpec
 from .dims import DimsDecision, decide
 from .errors import ConfigError
-from .migration import target_name
+from .jobs import target_name
 from .providers import model_spec
 from .settings import KEY_REQUIRED, CollectionSettings, Settings
 from .store import CollectionSchema, QdrantStore, opened

@@ -8,11 +8,7 @@ from typing import Any
 from .catchup import SyncStats
 from .dims import DimsDecision
 from .pipeline import Stats
-from .settings import CollectionSettings
-from .state import MigrationRecord
-from .store import CollectionSchema
-from .texts import TextSource
-from .verify import Reservoir, VerificationReport
+from .verify import VerificationReport
 
 
 @dataclass
@@ -106,23 +102,3 @@ class MigrationResult:
             "retries": sum(c.stats.retries for c in self.collections),
             "collections": [c.to_dict() for c in self.collections],
         }
-
-
-
-
-@dataclass
-class Job:
-    """One collection of a migration run, as planned before anything is written."""
-
-    config: CollectionSettings
-    schema: CollectionSchema  # the source collection
-    vector: str
-    text: TextSource
-    target: str
-    target_exists: bool
-    distance: str
-    keep_vectors: list[str]
-    record: MigrationRecord
-    sample: Reservoir | None = None
-
-

@@ -9,6 +9,9 @@ Checks, each pass / fail / info / skip:
   vector, points without text; with norm statistics;
 - truncation fidelity: for candidate sizes, recall@10 of search on the first d values
   against search on the full vectors, so the cost of a smaller size is known beforehand.
+
+The same probe is `migrate`'s preflight: one real batch from the source, before anything
+is created.
 """
 
 from __future__ import annotations
@@ -20,12 +23,163 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .dims import NORM_TOLERANCE, decide, probe, truncation_fidelity
-from .errors import DimensionMismatch, MigratorError
+from .cache import CachedEmbedder
+from .catalog import ModelSpec
+from .dims import AdaptedEmbedder, DimsAction, DimsDecision, decide, truncation_fidelity
+from .errors import ConfigError, DimensionMismatch, MigratorError, ProviderError
 from .providers import Embedder, build_embedder, model_spec
 from .settings import CollectionSettings, Settings
 from .store import CollectionSchema, Point, QdrantStore, opened
 from .texts import TextSource
+
+# ---- the preflight probe (migrate and validate) ------------------------------------
+
+
+@dataclass
+class ProbeResult:
+    """What one real request to the provider showed, before anything was created."""
+
+    decision: DimsDecision
+    output: int  # the length the provider returned
+    norm_min: float
+    norm_max: float
+    texts: int
+    tokens: int = 0  # what the probe request cost (0 when it came from the cache)
+    fidelity: float | None = None  # recall@10 after truncation, non-Matryoshka models only
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def target(self) -> int:
+        return self.decision.target or self.output
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "target": self.target, "texts": self.texts,
+                "norm_min": round(self.norm_min, 4), "norm_max": round(self.norm_max, 4),
+                "truncation_recall_at_10": self.fidelity, "warnings": self.warnings,
+                "dims": self.decision.consequences()}
+
+
+NORM_TOLERANCE = 0.01
+
+
+async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str,
+                cache: Any = None) -> ProbeResult:
+    """Embed `texts` (real ones from the source) with the provider itself and check the
+    vectors against the catalog and the configuration.
+
+    With an `EmbeddingCache`, the provider's raw vectors for these texts come from (and go
+    to) the cache: a re-run checks the same vectors again without a request.
+
+    Raises:
+        DimensionMismatch: the length or the norm is not what the model promises.
+    """
+    adapted = embedder if isinstance(embedder, AdaptedEmbedder) else None
+    inner = adapted.inner if adapted is not None else embedder
+    spec = inner.spec
+    batch = list(texts[: inner.batch_size]) or ["dimension probe"]
+    try:
+        raw, tokens = await _raw_vectors(inner, batch, cache)
+    except DimensionMismatch as exc:
+        raise DimensionMismatch(f"Preflight probe: {exc} {_CUTTING_HINT} Nothing was created.",
+                                provider=exc.provider) from exc
+    except ProviderError as exc:
+        asked = getattr(inner, "asked_dims", None)
+        if exc.status in (400, 422) and asked and not spec.dims:
+            raise _refused_dimensions(exc, spec, asked) from exc
+        raise
+    output = int(raw.shape[1])
+    if adapted is not None:
+        adapted.settle(output)
+        decision = adapted.decision
+    else:
+        action: DimsAction = ("probed" if not spec.dims else
+                              "native" if output == spec.dims else "requested")
+        decision = DimsDecision(action, spec.dims, output if action == "requested" else None,
+                                output, matryoshka=spec.matryoshka)
+    expect_width(inner, output)
+    norms = np.linalg.norm(raw, axis=1)
+    result = ProbeResult(decision, output, float(norms.min()), float(norms.max()), len(batch),
+                         tokens)
+    _check_norms(result, spec, distance)
+    if decision.action == "truncate":
+        result.fidelity = round(truncation_fidelity(raw, decision.target), 4)
+        if not spec.matryoshka:
+            result.warnings.append(
+                f"{spec.model} is not known to be trained for truncation (Matryoshka); cut "
+                f"from {output} to {decision.target} it keeps recall@10 = {result.fidelity:.2f} "
+                f"of its full-size neighbours on {len(batch)} sampled texts. Run `migrator "
+                "validate --dims` to compare sizes.")
+    if decision.action == "pad":
+        wasted = decision.wasted_bytes_per_vector
+        result.warnings.append(
+            f"Zero-padding from {output} to {decision.target} wastes {wasted} bytes per vector "
+            f"({wasted:,} MB per million points); scores are unchanged.")
+    if not spec.normalized and distance == "Dot" and spec.dims:
+        result.warnings.append(f"{spec.model} does not return unit-length vectors and the "
+                               "distance is Dot: scores will mix length with similarity.")
+    return result
+
+
+async def _raw_vectors(inner: Embedder, texts: list[str], cache: Any
+                       ) -> tuple[np.ndarray, int]:
+    """The provider's own vectors for `texts`, in two requests that must agree on the size:
+    one short answer must not decide the size of a collection."""
+    halves = [texts[: (len(texts) + 1) // 2], texts[(len(texts) + 1) // 2:]]
+    halves = [h for h in halves if h]
+    model = inner
+    if cache is not None:
+        model = CachedEmbedder(inner, cache)
+    try:
+        results = [await model.embed(half, kind="document") for half in halves]
+    finally:
+        if model is not inner:
+            await model.release()  # type: ignore[attr-defined]
+    widths = sorted({int(r.vectors.shape[1]) for r in results})
+    if len(widths) > 1 and model is not inner:  # a bad row may be cached: ask the provider
+        results = [await inner.embed(half, kind="document") for half in halves]
+        widths = sorted({int(r.vectors.shape[1]) for r in results})
+    if len(widths) > 1:
+        raise DimensionMismatch(
+            f"{inner.spec.provider} ({inner.spec.model}) answered the probe with vectors of "
+            f"different sizes ({', '.join(map(str, widths))}) for texts of the same "
+            "collection.", provider=inner.spec.provider)
+    return np.vstack([r.vectors for r in results]), sum(r.tokens for r in results)
+
+
+def expect_width(embedder: Embedder, width: int) -> None:
+    """Fix the size every later answer of `embedder` must have, from the probe: a model the
+    catalog lacks otherwise learns it from its first live answer, which may be wrong."""
+    provider = embedder
+    while getattr(provider, "inner", None) is not None:
+        provider = provider.inner  # type: ignore[attr-defined]
+    if hasattr(provider, "expect_dims"):
+        provider.expect_dims(width)
+
+
+def _refused_dimensions(exc: ProviderError, spec: ModelSpec, asked: int) -> ConfigError:
+    return ConfigError(
+        f"Preflight probe: {spec.provider} ({spec.model}) refused the request for {asked} "
+        f"dimensions ({exc}). This server cannot shorten the model's vectors itself: set "
+        "provider.dimension_policy: truncate (or pad, for a larger size) to let migrator cut "
+        "or pad the model's own vectors, or remove provider.dimensions. Nothing was created.")
+
+
+_CUTTING_HINT = ("The server may be shortening vectors silently (Ollama and TEI do when sent "
+                 "`dimensions`), or serving another model than configured.")
+
+
+def _check_norms(result: ProbeResult, spec: ModelSpec, distance: str) -> None:
+    unit = abs(result.norm_min - 1) <= NORM_TOLERANCE and abs(result.norm_max - 1) <= (
+        NORM_TOLERANCE)
+    if spec.dims and spec.normalized and not unit and result.decision.action != "pad":
+        raise DimensionMismatch(
+            f"Preflight probe: {spec.provider} {spec.model} returned vectors of norm "
+            f"{result.norm_min:.3f}-{result.norm_max:.3f}, but the model's vectors are unit "
+            f"length. {_CUTTING_HINT} Nothing was created.", provider=spec.provider)
+
+
+# ---- validate() ---------------------------------------------------------------------
+
 
 Status = Literal["pass", "fail", "info", "skip"]
 DEFAULT_CANDIDATES = (64, 128, 256, 384, 512, 768, 1024, 1536, 2048)
@@ -97,7 +251,6 @@ def validate(
         ConfigError, CollectionNotFound, ProviderError: the checks could not run.
     """
     if not settings.collections:
-        from .errors import ConfigError
 
         raise ConfigError("No collection to validate: give --collection NAME or a "
                           "`collections:` list in the configuration file.")

@@ -14,43 +14,21 @@ Checks on a seeded sample of points:
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .errors import SchemaMismatch
+from .jobs import target_name
 from .metrics import overlap_at_k
 from .providers.base import Embedder
+from .sampling import draw_sample
 from .settings import VerifySettings
 from .store import PointId, QdrantStore
 from .texts import TextSource
 from .tokens import combine, fit_all
-
-# ---- sampling ---------------------------------------------------------------------------
-
-
-class Reservoir:
-    """A seeded uniform sample of a stream (Algorithm R): no extra pass, bounded memory."""
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size = size
-        self.items: list[tuple[PointId, str]] = []
-        self.seen = 0
-        self._rng = random.Random(seed)
-
-    def offer(self, items: Iterable[tuple[PointId, str]]) -> None:
-        for item in items:
-            self.seen += 1
-            if len(self.items) < self.size:
-                self.items.append(item)
-            else:
-                slot = self._rng.randrange(self.seen)
-                if slot < self.size:
-                    self.items[slot] = item
-
 
 # ---- report ------------------------------------------------------------------------------
 
@@ -279,24 +257,6 @@ def _overlap(pair: Pair, sample: list[tuple[PointId, str]], src: dict[Any, Any],
                                                        " (informational)"))
 
 
-def draw_sample(store: QdrantStore, collection: str, text: TextSource, size: int,
-                seed: int, *, page_size: int = 512) -> tuple[list[tuple[PointId, str]], int]:
-    """A seeded sample of (id, text) by one pass over the payloads (no vectors), and how
-    many points have no text: used by `verify` on its own, and when a resumed backfill saw
-    too few points to sample from."""
-    reservoir = Reservoir(size, seed)
-    without_text = 0
-    offset: Any = None
-    while True:
-        page = store.scroll(collection, limit=page_size, offset=offset, vectors=False)
-        texts = [(p.id, text.extract(p.payload)[0]) for p in page.points]
-        without_text += sum(1 for _, t in texts if t is None)
-        reservoir.offer((i, t) for i, t in texts if t is not None)
-        offset = page.next_offset
-        if offset is None:
-            return reservoir.items, without_text
-
-
 @dataclass
 class VerifyResult:
     reports: list[VerificationReport]
@@ -396,7 +356,6 @@ def _find_target(settings: Any, config: Any, embedder: Embedder) -> str:
             state.close()
         if done:
             return done[-1].target
-    from .migration import target_name
 
     dims = embedder.dims
     if not dims:

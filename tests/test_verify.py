@@ -27,9 +27,9 @@ from migrator import (
     verify,
 )
 from migrator.metrics import mrr_at_k, ndcg_at_k, overlap_at_k, recall_at_k
+from migrator.sampling import Reservoir
 from migrator.settings import VerifySettings
 from migrator.store import QdrantStore
-from migrator.verify import Reservoir
 
 from .conftest import make_collection
 from .loopback import LoopbackServer

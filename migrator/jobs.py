@@ -1,0 +1,78 @@
+"""The plan of a run, made before anything is written: each collection's `Job`, the
+default target name, and the checks a target must pass to be written into."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .catalog import ModelSpec
+from .errors import ConfigError, SchemaMismatch
+from .sampling import Reservoir
+from .settings import CollectionSettings
+from .state import MigrationRecord
+from .store import CollectionSchema, QdrantStore
+from .texts import TextSource
+
+__all__ = ["Job", "check_aliases", "check_existing_target", "target_name"]
+
+
+def target_name(source: str, spec: ModelSpec, dims: int | str) -> str:
+    """The default target name, stable so that a re-run finds it.
+
+    For example `docs__text-embedding-3-small-512`.
+    """
+    slug = re.sub(r"[^a-z0-9._-]+", "-", spec.model.lower().split("/")[-1]).strip("-")
+    return f"{source}__{slug}-{dims}"
+
+
+@dataclass
+class Job:
+    """One collection of a migration run, as planned before anything is written."""
+
+    config: CollectionSettings
+    schema: CollectionSchema  # the source collection
+    vector: str
+    text: TextSource
+    target: str
+    target_exists: bool
+    distance: str
+    keep_vectors: list[str]
+    record: MigrationRecord
+    sample: Reservoir | None = None
+
+
+def check_existing_target(existing: CollectionSchema, vector: str, dims: int,
+                           distance: str) -> None:
+    label = vector or "(unnamed)"
+    have = existing.vectors.get(vector)
+    if have is None or have.size != dims or have.distance != distance:
+        found = f"size {have.size}, {have.distance}" if have else "no such vector"
+        raise SchemaMismatch(
+            f"Target collection {existing.name!r} already exists, and its vector {label!r} "
+            f"({found}) does not fit this migration (size {dims}, {distance}). Give another "
+            "--target, or delete that collection if it is a leftover."
+        )
+
+
+def check_aliases(jobs: list[Job], target: QdrantStore) -> None:
+    collections = set(target.collection_names())
+    seen_targets: set[str] = set()
+    seen_aliases: set[str] = set()
+    for job in jobs:
+        if job.target in seen_targets:
+            raise ConfigError(f"Two collections in this run write to the same target "
+                              f"{job.target!r}; give each its own target.")
+        seen_targets.add(job.target)
+        alias = job.config.alias
+        if alias is None:
+            continue
+        if alias in collections or alias == job.target:
+            raise ConfigError(
+                f"Alias {alias!r} is the name of an existing collection, and Qdrant cannot "
+                "give an alias a collection's name. Choose another alias name (nothing was "
+                "changed)."
+            )
+        if alias in seen_aliases:
+            raise ConfigError(f"Alias {alias!r} is given to two collections in this run.")
+        seen_aliases.add(alias)
