@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from migrator import CollectionSettings, MigrationSettings, ProviderSettings, Settings, migrate  # noqa: E402
 from migrator.catalog import ModelSpec  # noqa: E402
-from migrator.providers.base import Embedding, InputKind  # noqa: E402
+from migrator.embedding.base import Embedding, InputKind  # noqa: E402
 from migrator.store import QdrantStore  # noqa: E402
 
 DIMS = 128

@@ -14,12 +14,13 @@ except _metadata.PackageNotFoundError:  # run from a source tree that was never 
     __version__ = "0+unknown"
 
 from .aliases import AliasMove, drop_old, rollback, swap
-from .cache import cache_clear, cache_stats
 from .candidates import Candidate, load_candidates
 from .catalog import ModelSpec, lookup
 from .comparison import CandidateResult, CompareResult, acompare, compare
 from .datasets import Dataset, load_dataset
 from .demo import DemoResult, demo
+from .embedding import Embedder, Embedding, build_embedder
+from .embedding.cache import cache_clear, cache_stats
 from .errors import (
     CollectionExists,
     CollectionNotFound,
@@ -43,7 +44,6 @@ from .ingestion import IngestResult, ingest
 from .migration import amigrate, migrate
 from .pipeline import Progress
 from .planning import PlanResult, plan
-from .providers import Embedder, Embedding, build_embedder
 from .results import CollectionResult, MigrationResult
 from .settings import (
     CollectionSettings,

@@ -20,7 +20,6 @@ A `local` model defaults to `concurrency: 1`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +108,7 @@ def expand(entry: dict[str, Any], *, origin: str, environ: dict[str, str] | None
                  "dimensions": size})
         except ValidationError as exc:
             raise ConfigError(describe_validation(exc, prefix=origin)) from exc
-        fill_api_key(provider, os.environ if environ is None else environ)
+        fill_api_key(provider, environ)
         default = f"{provider.name}/{provider.model}" + (f"@{size}" if size else "")
         name = str(entry["name"]) if entry.get("name") else default
         if len(sizes_list) > 1 and entry.get("name") and size is not None:

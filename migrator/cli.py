@@ -4,7 +4,6 @@ render its result, map errors to exit codes (0 ok, 1 failure, 2 usage, 3 verific
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,17 +16,17 @@ from . import __version__, compare_report, datasets, report
 from .aliases import drop_old as run_drop_old
 from .aliases import rollback as run_rollback
 from .aliases import swap as run_swap
-from .cache import cache_clear, cache_stats
 from .candidates import gather as gather_candidates
 from .catalog import models_for
 from .comparison import compare as run_compare
 from .demo import demo as run_demo
+from .embedding.cache import cache_clear, cache_stats
 from .errors import MigratorError, VerificationFailed
 from .ingestion import ingest as run_ingest
 from .migration import migrate as run_migrate
 from .pipeline import Progress
 from .planning import plan as run_plan
-from .settings import Settings, load_settings, with_collections
+from .settings import Settings, debugging, load_settings, with_collections
 from .state import EmbeddingCache
 from .status import status as run_status
 from .syncing import sync as run_sync
@@ -51,12 +50,12 @@ class MigratorGroup(click.Group):
         try:
             return super().invoke(ctx)
         except MigratorError as exc:
-            if os.environ.get("MIGRATOR_DEBUG"):
+            if debugging():
                 raise
             code = 3 if isinstance(exc, VerificationFailed) else exc.exit_code
             raise _Exit(str(exc), code) from exc
         except KeyboardInterrupt as exc:  # Ctrl-C outside a run's own signal handling
-            if os.environ.get("MIGRATOR_DEBUG"):
+            if debugging():
                 raise
             raise _Exit("Interrupted (Ctrl-C); nothing more was done. Run the same command "
                         "again to resume.", 130) from exc

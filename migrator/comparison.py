@@ -25,20 +25,19 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Literal
 
-import httpx
 import numpy as np
 
-from .cache import CachedEmbedder
 from .candidates import Candidate
 from .datasets import Dataset
-from .dims import AdaptedEmbedder
+from .embedding import build_embedder
+from .embedding.base import Embedder, InputKind, innermost
+from .embedding.cache import CachedEmbedder
+from .embedding.http import EndpointMetrics, HttpClient, endpoint_metrics
+from .embedding.sizing import AdaptedEmbedder
+from .embedding.tokens import combine, fit_all, token_counter
 from .errors import ConfigError, InputTooLong, MigratorError
 from .metrics import mrr_at_k, ndcg_at_k, normalized, overlap_at_k, recall_at_k, top_k
-from .providers import build_embedder
-from .providers.base import Embedder, InputKind, innermost
-from .providers.http import EndpointMetrics, endpoint_metrics
 from .state import EmbeddingCache
-from .tokens import combine, fit_all, token_counter
 
 SCHEMA = "migrator.compare/1"
 DEPTH = 100  # ranked documents kept per query: enough for recall@100
@@ -131,7 +130,7 @@ def compare(dataset: Dataset, candidates: Sequence[Candidate], **options: Any) -
 
 async def acompare(dataset: Dataset, candidates: Sequence[Candidate], *,
                    cache: EmbeddingCache | None = None, collection_size: int | None = None,
-                   collection_label: str | None = None, client: httpx.AsyncClient | None = None,
+                   collection_label: str | None = None, client: HttpClient | None = None,
                    on_progress: ProgressCallback | None = None, seed: int | None = None
                    ) -> CompareResult:
     """Embed and score `dataset` with each candidate in turn.
@@ -188,7 +187,7 @@ class _Embedded:
 
 
 async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCache | None,
-                   size: int | None, label: str, client: httpx.AsyncClient | None,
+                   size: int | None, label: str, client: HttpClient | None,
                    on_progress: ProgressCallback | None) -> CandidateResult:
     result = CandidateResult(candidate)
     started = time.perf_counter()

@@ -17,12 +17,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .embedding import Embedder, build_embedder
+from .embedding import local as local_provider
 from .errors import ConfigError
 from .ingestion import IngestResult, ingest
 from .migration import migrate
 from .pipeline import Progress
-from .providers import Embedder, build_embedder
-from .providers import local as local_provider
 from .results import MigrationResult
 from .settings import (
     CollectionSettings,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .embedding import Embedder, build_embedder
 from .errors import ConfigError, VerificationFailed
 from .jobs import Job
 from .labelled import labelled_check, load_queries
-from .providers import Embedder, build_embedder
 from .results import CollectionResult
 from .sampling import draw_sample
 from .settings import Settings

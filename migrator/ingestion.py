@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .aliases import refuse_if_served
+from .embedding import Embedder, build_embedder
+from .embedding.tokens import token_counter
 from .errors import BadInput, ConfigError, DataError, InputTooLong
 from .interrupts import Stop, stoppable
 from .pipeline import Backfill, Progress, SkipLog, Stats
-from .providers import Embedder, build_embedder
 from .settings import Distance, Settings
 from .store import UNNAMED, Page, Point, PointId, QdrantStore, opened
 from .texts import NOT_UNICODE, TextSource
-from .tokens import token_counter
 
 InputFormat = Literal["auto", "jsonl", "csv", "beir"]
 BEIR_TEMPLATE = "{title} {text}"  # how BEIR/MTEB embed documents: title, a space, the text

@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from .aliases import refuse_if_served
-from .cache import CachedEmbedder
 from .catchup import MergeJoinSource
+from .embedding import Embedder, build_embedder
+from .embedding.cache import CachedEmbedder
+from .embedding.http import endpoint_metrics
+from .embedding.tokens import fit_all
 from .errors import (
     ConfigError,
     DataError,
@@ -29,8 +32,6 @@ from .gate import drop_left, gate, verify_job
 from .interrupts import Stop, stoppable
 from .jobs import Job, check_aliases, check_existing_target, target_name
 from .pipeline import TOO_LONG, Backfill, Checkpoint, Progress, Stats
-from .providers import Embedder, build_embedder
-from .providers.http import endpoint_metrics
 from .results import CollectionResult, MigrationResult
 from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
@@ -38,7 +39,6 @@ from .sources import ScrollSource, StateSkipLog
 from .state import EmbeddingCache, MigrationRecord, State, migration_id
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource, payload_keys
-from .tokens import fit_all
 from .validate import ProbeResult, probe
 
 ProgressCallback = Callable[[Progress], None]

@@ -22,13 +22,13 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from .embedding.base import Embedder, l2_normalize
+from .embedding.http import endpoint_metrics
+from .embedding.tokens import fit_all, pack
 from .errors import ProviderResponseError
 from .interrupts import Stop, finish_in_thread
-from .providers.base import Embedder, l2_normalize
-from .providers.http import endpoint_metrics
 from .store import Page, Point, PointId
 from .texts import TextSource
-from .tokens import fit_all, pack
 
 
 class PageSource(Protocol):

@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 
 from .catalog import ModelSpec
-from .dims import DimsDecision, decide
+from .embedding import model_spec
+from .embedding.sizing import DimsDecision, decide
+from .embedding.tokens import estimate_tokens
 from .errors import ConfigError
 from .jobs import target_name
-from .providers import model_spec
 from .settings import KEY_REQUIRED, CollectionSettings, Settings
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource
-from .tokens import estimate_tokens
 
 LOCAL_MODE_LIMIT = 20_000  # qdrant-client warns above this many points in local mode
 ASSUMED_REQUEST_SECONDS = 0.5  # a typical remote embedding request of a few hundred texts

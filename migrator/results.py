@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catchup import SyncStats
-from .dims import DimsDecision
+from .embedding.sizing import DimsDecision
 from .pipeline import Stats
 from .verify import VerificationReport
 

@@ -296,6 +296,11 @@ def load_settings(
 ENV_NOT_SETTINGS = {"MIGRATOR_DEBUG", "MIGRATOR_TEST_QDRANT_URL"}  # read elsewhere
 
 
+def debugging() -> bool:
+    """MIGRATOR_DEBUG=1: errors show their traceback."""
+    return bool(os.environ.get("MIGRATOR_DEBUG"))
+
+
 def unknown_variables(environ: Any) -> list[str]:
     """MIGRATOR_* variables that name no setting, each with what is wrong (pydantic-settings
     would ignore them silently)."""
@@ -336,8 +341,10 @@ def _resolve_keys(settings: Settings, environ: Any) -> Settings:
     return settings
 
 
-def fill_api_key(provider: ProviderSettings, environ: Any) -> None:
-    """Read the provider's (and its fallbacks') API key from the variable it names."""
+def fill_api_key(provider: ProviderSettings, environ: Any = None) -> None:
+    """Read the provider's (and its fallbacks') API key from the variable it names, in
+    `environ` (default: the process environment)."""
+    environ = os.environ if environ is None else environ
     for each in (provider, *provider.fallbacks):
         if each.api_key is None and each.key_env and environ.get(each.key_env):
             each.api_key = SecretStr(environ[each.key_env])

@@ -6,10 +6,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from .embedding import Embedder
 from .errors import ConfigError
 from .interrupts import stoppable
 from .migration import ProgressCallback, running
-from .providers import Embedder
 from .results import CollectionResult
 from .settings import Settings
 from .store import QdrantStore

@@ -23,11 +23,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .cache import CachedEmbedder
 from .catalog import ModelSpec
-from .dims import AdaptedEmbedder, DimsAction, DimsDecision, decide, truncation_fidelity
+from .embedding import Embedder, build_embedder, model_spec
+from .embedding.cache import CachedEmbedder
+from .embedding.sizing import AdaptedEmbedder, DimsAction, DimsDecision, decide, truncation_fidelity
 from .errors import ConfigError, DimensionMismatch, MigratorError, ProviderError
-from .providers import Embedder, build_embedder, model_spec
 from .settings import CollectionSettings, Settings
 from .store import CollectionSchema, Point, QdrantStore, opened
 from .texts import TextSource

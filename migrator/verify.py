@@ -20,15 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from .embedding.base import Embedder
+from .embedding.tokens import combine, fit_all
 from .errors import SchemaMismatch
 from .jobs import target_name
 from .metrics import overlap_at_k
-from .providers.base import Embedder
 from .sampling import draw_sample
 from .settings import VerifySettings
 from .store import PointId, QdrantStore
 from .texts import TextSource
-from .tokens import combine, fit_all
 
 # ---- report ------------------------------------------------------------------------------
 
@@ -296,8 +296,8 @@ async def _verify(settings: Any, source_store: QdrantStore | None,
                   ) -> VerifyResult:
     from pathlib import Path
 
-    from .cache import CachedEmbedder
-    from .providers import build_embedder
+    from .embedding import build_embedder
+    from .embedding.cache import CachedEmbedder
     from .state import EmbeddingCache
     from .store import opened
 

@@ -19,8 +19,14 @@ from migrator import (
     migrate,
 )
 from migrator.catalog import lookup
-from migrator.dims import AdaptedEmbedder, DimsDecision, decide, settle, truncation_fidelity
-from migrator.providers import build_embedder
+from migrator.embedding import build_embedder
+from migrator.embedding.sizing import (
+    AdaptedEmbedder,
+    DimsDecision,
+    decide,
+    settle,
+    truncation_fidelity,
+)
 from migrator.store import QdrantStore
 
 from .conftest import make_collection

@@ -10,8 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from migrator import ConfigError, ProviderResponseError, ProviderSettings
-from migrator.providers import build_embedder
-from migrator.providers.fallback import COOLDOWN, FAILURES_TO_OPEN, FallbackEmbedder
+from migrator.embedding import build_embedder
+from migrator.embedding.fallback import COOLDOWN, FAILURES_TO_OPEN, FallbackEmbedder
 
 
 class Router:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from migrator import CollectionSettings, MigrationSettings, ProviderSettings, Settings, migrate
-from migrator.limits import RateLimiter, RateLimits, TokenBucket, parse_duration
+from migrator.embedding.limits import RateLimiter, RateLimits, TokenBucket, parse_duration
 from migrator.settings import VerifySettings
 from migrator.store import QdrantStore
 

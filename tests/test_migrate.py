@@ -20,7 +20,7 @@ from migrator import (
     Settings,
     migrate,
 )
-from migrator.providers import build_embedder
+from migrator.embedding import build_embedder
 from migrator.store import QdrantStore
 
 from .conftest import make_collection

@@ -16,9 +16,9 @@ from migrator import (
     Settings,
     migrate,
 )
+from migrator.embedding.tokens import chunk_tokens, count_tokens, pack, truncate_tokens
 from migrator.settings import VerifySettings
 from migrator.store import QdrantStore
-from migrator.tokens import chunk_tokens, count_tokens, pack, truncate_tokens
 
 from .conftest import make_collection
 from .loopback import LoopbackServer, vector_for

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from migrator.catalog import ModelSpec
+from migrator.embedding.base import Embedding, InputKind
 from migrator.errors import ProviderResponseError
 from migrator.pipeline import Backfill, SkipLog
-from migrator.providers.base import Embedding, InputKind
 from migrator.store import Page, Point
 from migrator.texts import TextSource
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from migrator import ConfigError, ProviderSettings
-from migrator.providers import build_embedder
+from migrator.embedding import build_embedder
 
 
 def embedder(model: str = "hash-ngrams-v1", dims: int | None = None):  # type: ignore[no-untyped-def]
@@ -25,7 +25,7 @@ def test_unit_length_any_dimension_and_deterministic() -> None:
 
 
 def test_stable_across_processes() -> None:
-    code = ("from migrator.providers import build_embedder; from migrator import ProviderSettings;"
+    code = ("from migrator.embedding import build_embedder; from migrator import ProviderSettings;"
             "e = build_embedder(ProviderSettings(name='hashing', model='hash-words-v1'));"
             "print(e.embed_sync(['salt in the sea'])[0][:4].tolist())")
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

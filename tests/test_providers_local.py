@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from migrator import ConfigError, ProviderSettings
-from migrator.providers import build_embedder, local
+from migrator.embedding import build_embedder, local
 
 pytestmark = pytest.mark.skipif(
     not local.available(), reason="the 'local' extra (sentence-transformers) is not installed")

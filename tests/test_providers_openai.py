@@ -21,10 +21,10 @@ from migrator import (
     ProviderResponseError,
     ProviderSettings,
 )
-from migrator.dims import decide
+from migrator.embedding import build_embedder, model_spec
+from migrator.embedding.openai import OpenAIEmbedder
+from migrator.embedding.sizing import decide
 from migrator.errors import ProviderUnreachable
-from migrator.providers import build_embedder, model_spec
-from migrator.providers.openai import OpenAIEmbedder
 
 KEY = "sk-test-not-a-real-key-0123456789"
 

@@ -19,8 +19,8 @@ from migrator import (
     ProviderResponseError,
     ProviderSettings,
 )
-from migrator.dims import decide
-from migrator.providers import PROVIDERS, model_spec
+from migrator.embedding import PROVIDERS, model_spec
+from migrator.embedding.sizing import decide
 
 KEY = "test-key-not-real"
 

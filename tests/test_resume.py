@@ -19,7 +19,7 @@ from migrator import (
     migrate,
     status,
 )
-from migrator.cache import cache_clear, cache_stats
+from migrator.embedding.cache import cache_clear, cache_stats
 from migrator.errors import ConfigError
 from migrator.settings import VerifySettings
 from migrator.state import State

@@ -106,7 +106,7 @@ def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | No
     Raises:
         ConfigError: unknown provider or model, missing API key, impossible dimensions.
     """
-    from ..dims import AdaptedEmbedder
+    from .sizing import AdaptedEmbedder
 
     inner, decision = _build_endpoint(settings, client, distance)
     if settings.fallbacks:
@@ -124,7 +124,7 @@ def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | No
 def _build_endpoint(settings: ProviderSettings, client: httpx.AsyncClient | None,
                     distance: str) -> tuple[Embedder, Any]:
     """One provider endpoint, asked for the decided size, and the size decision."""
-    from ..dims import decide
+    from .sizing import decide
 
     factory = PROVIDERS.get(settings.name)
     if factory is None:  # settings validation normally catches this first

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .providers.base import innermost, l2_normalize
+from .base import innermost, l2_normalize
 
 CHARS_PER_TOKEN = 3
 

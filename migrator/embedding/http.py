@@ -28,9 +28,10 @@ from ..errors import (
     ProviderResponseError,
     ProviderUnreachable,
 )
-from ..limits import RateLimiter, RateLimits
 from .base import innermost
+from .limits import RateLimiter, RateLimits
 
+HttpClient = httpx.AsyncClient  # for modules outside embedding/, which never import httpx
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_SERVER_WAIT = 120.0  # never wait longer than this on a server's say-so
 BACKOFF_BASE = 0.5

@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .catalog import ModelSpec
-from .errors import ConfigError, DimensionMismatch, ProviderResponseError
-from .providers.base import Embedder, Embedding, InputKind, l2_normalize
+from ..catalog import ModelSpec
+from ..errors import ConfigError, DimensionMismatch, ProviderResponseError
+from .base import Embedder, Embedding, InputKind, l2_normalize
 
 DimsPolicy = Literal["error", "truncate", "pad"]
 DimsAction = Literal["native", "requested", "truncate", "pad", "probed"]

@@ -12,9 +12,9 @@ import numpy as np
 from ..catalog import ModelSpec
 from ..errors import ConfigError, ProviderResponseError
 from ..settings import KEY_REQUIRED, ProviderSettings
-from ..tokens import estimate_total
 from .base import Embedding, InputKind, check_vectors
 from .http import HttpEndpoint, Sleep, extract_message, limiter_for, validated
+from .tokens import estimate_total
 
 
 class RestEmbedder:

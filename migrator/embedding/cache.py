@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .dims import AdaptedEmbedder
-from .errors import CorruptState, ProviderResponseError
-from .providers.base import Embedder, Embedding, InputKind
-from .state import CACHE_FILE, CacheStats, EmbeddingCache
+from ..errors import CorruptState, ProviderResponseError
+from ..state import CACHE_FILE, CacheStats, EmbeddingCache
+from .base import Embedder, Embedding, InputKind
+from .sizing import AdaptedEmbedder
 from .tokens import estimate_tokens
 
 CACHE_FORMAT = "v1"

@@ -23,8 +23,8 @@ import numpy as np
 
 from ..catalog import ModelSpec
 from ..errors import ConfigError
-from ..tokens import estimate_tokens
 from .base import Embedding, InputKind, l2_normalize
+from .tokens import estimate_tokens
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Function words carry no topic; as whole-word features they would dominate short texts.

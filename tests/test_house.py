@@ -1,0 +1,124 @@
+"""The house rules, read from the source with `ast`: no import cycle (imports inside
+functions included: they run too), the third-party boundaries, and a module map that
+matches the tree."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "migrator"
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def imported(name: str, path: Path) -> Iterator[str]:
+    """Every module `name` imports, at the top or inside a function, by absolute name."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            yield target
+            yield from (f"{target}.{alias.name}" for alias in node.names)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports. Importing `a.b.c` runs `a/b/__init__.py`
+    too, so a module outside a subpackage that imports one of its modules depends on the
+    subpackage's `__init__` as well."""
+    known = modules()
+    graph: dict[str, set[str]] = {name: set() for name in known}
+    for name, path in known.items():
+        for target in imported(name, path):
+            if target not in known or target == name:
+                continue
+            graph[name].add(target)
+            parent = target.rsplit(".", 1)[0]
+            if parent in known and parent != name and not name.startswith(parent + "."):
+                graph[name].add(parent)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle() -> None:
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_finder_finds_one() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
+def importers(prefix: str) -> set[str]:
+    return {name for name, path in modules().items()
+            if any(t == prefix or t.startswith(prefix + ".") for t in imported(name, path))}
+
+
+def test_third_parties_stay_behind_their_boundaries() -> None:
+    assert importers("qdrant_client") == {"migrator.store"}
+    assert importers("click") | importers("tqdm") == {"migrator.cli"}
+    assert {m for m in importers("httpx") if not m.startswith("migrator.embedding")} == set()
+
+
+def test_only_settings_reads_the_environment() -> None:
+    readers = {name for name, path in modules().items()
+               if re.search(r"\bos\.(environ|getenv)\b", path.read_text(encoding="utf-8"))}
+    assert readers == {"migrator.settings"}
+
+
+def test_the_module_map_matches_the_tree() -> None:
+    """docs/architecture.md lists every module, and every module it lists exists."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    listed = {m.replace("/", ".").removesuffix(".py")
+              for m in re.findall(r"`(migrator/[\w/]+\.py)`", text)}
+    on_disk = {str(p.relative_to(ROOT).with_suffix("")).replace("/", ".")
+               for p in PACKAGE.rglob("*.py")}
+    assert listed - on_disk == set(), "listed but gone"
+    assert on_disk - listed == set(), "in the tree but not on the map"
