@@ -56,8 +56,8 @@ from .settings import (
 from .status import StatusReport, status
 from .store import QdrantStore, open_store
 from .syncing import SyncResult, sync
-from .validate import ValidationReport, validate
-from .verify import VerificationReport, VerifyResult, verify
+from .verification import VerificationReport, VerifyResult, verify
+from .verification.dimensions import ValidationReport, validate
 
 __all__ = [
     "AliasMove",

@@ -31,8 +31,8 @@ from .state import EmbeddingCache
 from .status import status as run_status
 from .syncing import sync as run_sync
 from .texts import TextSource
-from .validate import validate as run_validate
-from .verify import verify as run_verify
+from .verification import verify as run_verify
+from .verification.dimensions import validate as run_validate
 
 
 class _Exit(click.ClickException):

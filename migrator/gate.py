@@ -3,56 +3,30 @@ is below its threshold, and delete the collection an alias left when asked to.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from .embedding import Embedder, build_embedder
-from .errors import ConfigError, VerificationFailed
+from .embedding import Embedder
+from .errors import VerificationFailed
 from .jobs import Job
-from .labelled import labelled_check, load_queries
 from .results import CollectionResult
 from .sampling import draw_sample
 from .settings import Settings
 from .state import State
 from .store import QdrantStore
-from .verify import Check, Pair, VerificationReport, run_checks
+from .verification import check_target
+from .verification.checks import Pair, VerificationReport
 
 
 async def verify_job(job: Job, result: CollectionResult, settings: Settings,
                      source: QdrantStore, target: QdrantStore,
                      embedder: Embedder) -> VerificationReport:
-    """Wait for the target to be ready, then run every check on the job's sample (drawn
-    again by one pass over the source when a resumed backfill saw too few points)."""
+    """Every check of `migrator verify` on the job's sample (drawn again by one pass over
+    the source when a resumed backfill saw too few points)."""
     verify = settings.verify
-    readiness = target.wait_ready(job.target, timeout=verify.readiness_timeout)
     sample = job.sample.items if job.sample is not None else []
     if len(sample) < min(verify.sample, result.target_count):
         sample, _ = draw_sample(source, job.schema.name, job.text, verify.sample, verify.seed)
     pair = Pair(source, job.schema.name, job.vector, target, job.target, job.vector,
                 expected_count=result.source_count - result.skipped, text=job.text)
-    report = await run_checks(pair, sample, embedder, verify,
-                              long_input=settings.provider.long_input)
-    report.readiness = readiness
-    if verify.queries is not None:
-        report.checks.append(await _labelled(job, settings, source, target, embedder))
-    return report
-
-
-async def _labelled(job: Job, settings: Settings, source: QdrantStore, target: QdrantStore,
-                    embedder: Embedder) -> Check:
-    verify = settings.verify
-    if verify.source_provider is None:
-        raise ConfigError("verify.queries needs verify.source_provider: the provider and "
-                          "model the source collection was built with.")
-    queries = load_queries(Path(verify.queries or "."), verify.max_queries)
-    old = build_embedder(verify.source_provider)
-    try:
-        return await labelled_check(
-            queries, k=verify.k, max_drop=verify.max_ndcg_drop,
-            source=(source, job.schema.name, job.vector, old),
-            target=(target, job.target, job.vector, embedder),
-            long_input=settings.provider.long_input)
-    finally:
-        await old.aclose()
+    return await check_target(pair, sample, embedder, settings)
 
 
 def gate(jobs: list[Job], results: list[CollectionResult], state: State, *,

@@ -39,7 +39,7 @@ from .sources import ScrollSource, StateSkipLog
 from .state import EmbeddingCache, MigrationRecord, State, migration_id
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource, payload_keys
-from .validate import ProbeResult, probe
+from .verification.dimensions import ProbeResult, probe
 
 ProgressCallback = Callable[[Progress], None]
 Confirm = Callable[[list[str]], bool]  # asked with the collections --restart would delete

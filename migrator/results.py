@@ -8,7 +8,7 @@ from typing import Any
 from .catchup import SyncStats
 from .embedding.sizing import DimsDecision
 from .pipeline import Stats
-from .verify import VerificationReport
+from .verification.checks import VerificationReport
 
 
 @dataclass

@@ -16,7 +16,7 @@ from migrator import CollectionSettings, ProviderSettings, Settings, validate
 from migrator.cli import cli
 from migrator.store import Point, QdrantStore
 from migrator.texts import TextSource
-from migrator.validate import scan_points
+from migrator.verification.dimensions import scan_points
 
 from .conftest import make_collection
 from .loopback import LoopbackServer

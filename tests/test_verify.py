@@ -287,6 +287,12 @@ def test_labelled_queries_side_by_side(memory_store: QdrantStore, tmp_path: Path
     assert check.name == "labelled nDCG@10" and check.passed
     assert check.data["source"]["ndcg"] == pytest.approx(1.0)
     assert check.data["queries"] == 20 and check.data["drop"] <= 0.02
+    # one verification flow: `migrator verify` runs the checks the gate ran, labelled too
+    gated = result.collections[0].verification
+    alone = verify(settings, source_store=memory_store).reports[0]
+    assert gated is not None
+    assert [c.name for c in alone.checks] == [c.name for c in gated.checks]
+    assert [c.value for c in alone.checks] == [c.value for c in gated.checks]
 
     settings.provider = ProviderSettings(name="hashing", model="hash-ngrams-v1", dimensions=1,
                                          dimension_policy="truncate")  # collapses

@@ -20,15 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from .embedding.base import Embedder
-from .embedding.tokens import combine, fit_all
-from .errors import SchemaMismatch
-from .jobs import target_name
-from .metrics import overlap_at_k
-from .sampling import draw_sample
-from .settings import VerifySettings
-from .store import PointId, QdrantStore
-from .texts import TextSource
+from ..embedding.base import Embedder
+from ..embedding.tokens import combine, fit_all
+from ..errors import SchemaMismatch
+from ..metrics import overlap_at_k
+from ..settings import VerifySettings
+from ..store import PointId, QdrantStore
+from ..texts import TextSource
 
 # ---- report ------------------------------------------------------------------------------
 
@@ -255,111 +253,3 @@ def _overlap(pair: Pair, sample: list[tuple[PointId, str]], src: dict[Any, Any],
                  f"top {k} neighbours shared between source and target, over "
                  f"{len(overlaps)} sampled points" + ("" if threshold is not None else
                                                        " (informational)"))
-
-
-@dataclass
-class VerifyResult:
-    reports: list[VerificationReport]
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.reports)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "reports": [r.to_dict() for r in self.reports]}
-
-
-def verify(settings: Any, *, source_store: QdrantStore | None = None,
-           target_store: QdrantStore | None = None,
-           embedder: Embedder | None = None) -> VerifyResult:
-    """Verify each configured source against its target, as `migrate` does before a swap.
-
-    The target is the collection's `target`, else the one a migration in the state
-    directory wrote, else the name `migrate` would give it. Query embeddings go through the
-    cache. Returns the reports; `result.passed` is False when a check is below its threshold.
-
-    Raises:
-        ConfigError: nothing to verify. CollectionNotFound: a collection does not exist.
-    """
-    import asyncio
-
-    from .errors import ConfigError
-
-    if not settings.collections:
-        raise ConfigError("No collection to verify: give --collection NAME (and --target) or "
-                          "a `collections:` list in the configuration file.")
-    return asyncio.run(_verify(settings, source_store, target_store, embedder))
-
-
-async def _verify(settings: Any, source_store: QdrantStore | None,
-                  target_store: QdrantStore | None, embedder: Embedder | None
-                  ) -> VerifyResult:
-    from pathlib import Path
-
-    from .embedding import build_embedder
-    from .embedding.cache import CachedEmbedder
-    from .state import EmbeddingCache
-    from .store import opened
-
-    state_dir = Path(settings.migration.state_dir)
-    with opened(settings.source, settings.target, source_store=source_store,
-                target_store=target_store) as (source, target):
-        model = embedder or build_embedder(settings.provider)
-        cache = EmbeddingCache(state_dir) if settings.migration.cache else None
-        queries: Embedder = CachedEmbedder(model, cache) if cache is not None else model
-        try:
-            reports = [await _verify_one(settings, config, source, target, queries)
-                       for config in settings.collections]
-        finally:
-            if isinstance(queries, CachedEmbedder):
-                await queries.release()
-            if cache is not None:
-                cache.close()
-            if embedder is None:
-                await model.aclose()
-    return VerifyResult(reports)
-
-
-async def _verify_one(settings: Any, config: Any, source: QdrantStore, target: QdrantStore,
-                      embedder: Embedder) -> VerificationReport:
-    schema = source.describe(config.name)
-    vector = schema.vector(config.vector)
-    text = TextSource.from_settings(config.text_field, config.text_template)
-    target_name = _find_target(settings, config, embedder)
-    target_schema = target.describe(target_name)
-    verify_settings = settings.verify
-    readiness = target.wait_ready(target_schema.name, timeout=verify_settings.readiness_timeout)
-    sample, without_text = draw_sample(source, schema.name, text, verify_settings.sample,
-                                       verify_settings.seed)
-    pair = Pair(source, schema.name, vector.name, target, target_schema.name, vector.name,
-                expected_count=source.count(schema.name) - without_text, text=text)
-    report = await run_checks(pair, sample, embedder, verify_settings,
-                              long_input=settings.provider.long_input)
-    report.readiness = readiness
-    return report
-
-
-def _find_target(settings: Any, config: Any, embedder: Embedder) -> str:
-    from pathlib import Path
-
-    from .state import State
-
-    if config.target:
-        return str(config.target)
-    state_dir = Path(settings.migration.state_dir)
-    if (state_dir / "state.db").exists():
-        state = State(state_dir)
-        try:
-            done = [m for m in state.all() if m.source == config.name
-                    and m.model == embedder.spec.model]
-        finally:
-            state.close()
-        if done:
-            return done[-1].target
-
-    dims = embedder.dims
-    if not dims:
-        from .errors import ConfigError
-
-        raise ConfigError(f"Cannot tell the target of {config.name!r}: give --target.")
-    return target_name(config.name, embedder.spec, dims)

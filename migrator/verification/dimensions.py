@@ -23,14 +23,20 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .catalog import ModelSpec
-from .embedding import Embedder, build_embedder, model_spec
-from .embedding.cache import CachedEmbedder
-from .embedding.sizing import AdaptedEmbedder, DimsAction, DimsDecision, decide, truncation_fidelity
-from .errors import ConfigError, DimensionMismatch, MigratorError, ProviderError
-from .settings import CollectionSettings, Settings
-from .store import CollectionSchema, Point, QdrantStore, opened
-from .texts import TextSource
+from ..catalog import ModelSpec
+from ..embedding import Embedder, build_embedder, model_spec
+from ..embedding.cache import CachedEmbedder
+from ..embedding.sizing import (
+    AdaptedEmbedder,
+    DimsAction,
+    DimsDecision,
+    decide,
+    truncation_fidelity,
+)
+from ..errors import ConfigError, DimensionMismatch, MigratorError, ProviderError
+from ..settings import CollectionSettings, Settings
+from ..store import CollectionSchema, Point, QdrantStore, opened
+from ..texts import TextSource
 
 # ---- the preflight probe (migrate and validate) ------------------------------------
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import read_qrels
-from .embedding.base import Embedder
-from .errors import ConfigError, DataError
-from .ingestion import point_id, read_records
-from .metrics import ndcg_at_k, recall_at_k
-from .store import PointId, QdrantStore
-from .verify import Check, embed_queries
+from ..datasets import read_qrels
+from ..embedding.base import Embedder
+from ..errors import ConfigError, DataError
+from ..ingestion import point_id, read_records
+from ..metrics import ndcg_at_k, recall_at_k
+from ..store import PointId, QdrantStore
+from .checks import Check, embed_queries
 
 NDCG_K = 10
 

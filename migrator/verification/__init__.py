@@ -1,0 +1,142 @@
+"""Verification: does the new collection find what it should, before an alias moves?
+
+`check_target()` is the one flow: `migrate`'s swap gate and `migrator verify` both call it,
+so both run every check (self-retrieval, ANN recall, overlap, integrity, and labelled
+quality when configured). The checks live in `checks.py`, labelled quality in
+`labelled.py`, dimension validation and the preflight probe in `dimensions.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..embedding import Embedder, build_embedder
+from ..embedding.cache import CachedEmbedder
+from ..errors import ConfigError
+from ..jobs import target_name
+from ..sampling import draw_sample
+from ..settings import CollectionSettings, Settings
+from ..state import EmbeddingCache, State
+from ..store import PointId, QdrantStore, opened
+from ..texts import TextSource
+from .checks import Check, Pair, VerificationReport, run_checks
+from .labelled import labelled_check, load_queries
+
+__all__ = ["VerificationReport", "VerifyResult", "check_target", "verify"]
+
+
+async def check_target(pair: Pair, sample: list[tuple[PointId, str]], embedder: Embedder,
+                       settings: Settings) -> VerificationReport:
+    """Wait for the target to be ready, then run every check on `sample`: the gate's and
+    `migrator verify`'s one flow."""
+    verify = settings.verify
+    readiness = pair.target_store.wait_ready(pair.target, timeout=verify.readiness_timeout)
+    report = await run_checks(pair, sample, embedder, verify,
+                              long_input=settings.provider.long_input)
+    report.readiness = readiness
+    if verify.queries is not None:
+        report.checks.append(await _labelled(pair, settings, embedder))
+    return report
+
+
+async def _labelled(pair: Pair, settings: Settings, embedder: Embedder) -> Check:
+    verify = settings.verify
+    if verify.source_provider is None:
+        raise ConfigError("verify.queries needs verify.source_provider: the provider and "
+                          "model the source collection was built with.")
+    queries = load_queries(Path(verify.queries or "."), verify.max_queries)
+    old = build_embedder(verify.source_provider)
+    try:
+        return await labelled_check(
+            queries, k=verify.k, max_drop=verify.max_ndcg_drop,
+            source=(pair.source_store, pair.source, pair.source_vector, old),
+            target=(pair.target_store, pair.target, pair.target_vector, embedder),
+            long_input=settings.provider.long_input)
+    finally:
+        await old.aclose()
+
+
+@dataclass
+class VerifyResult:
+    reports: list[VerificationReport]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.reports)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "reports": [r.to_dict() for r in self.reports]}
+
+
+def verify(settings: Settings, *, source_store: QdrantStore | None = None,
+           target_store: QdrantStore | None = None,
+           embedder: Embedder | None = None) -> VerifyResult:
+    """Verify each configured source against its target, as `migrate` does before a swap.
+
+    The target is the collection's `target`, else the one a migration in the state
+    directory wrote, else the name `migrate` would give it. Query embeddings go through the
+    cache. Returns the reports; `result.passed` is False when a check is below its threshold.
+
+    Raises:
+        ConfigError: nothing to verify. CollectionNotFound: a collection does not exist.
+    """
+    if not settings.collections:
+        raise ConfigError("No collection to verify: give --collection NAME (and --target) or "
+                          "a `collections:` list in the configuration file.")
+    return asyncio.run(_verify(settings, source_store, target_store, embedder))
+
+
+async def _verify(settings: Settings, source_store: QdrantStore | None,
+                  target_store: QdrantStore | None, embedder: Embedder | None
+                  ) -> VerifyResult:
+    state_dir = Path(settings.migration.state_dir)
+    with opened(settings.source, settings.target, source_store=source_store,
+                target_store=target_store) as (source, target):
+        model = embedder or build_embedder(settings.provider)
+        cache = EmbeddingCache(state_dir) if settings.migration.cache else None
+        queries: Embedder = CachedEmbedder(model, cache) if cache is not None else model
+        try:
+            reports = [await _verify_one(settings, config, source, target, queries)
+                       for config in settings.collections]
+        finally:
+            if isinstance(queries, CachedEmbedder):
+                await queries.release()
+            if cache is not None:
+                cache.close()
+            if embedder is None:
+                await model.aclose()
+    return VerifyResult(reports)
+
+
+async def _verify_one(settings: Settings, config: CollectionSettings, source: QdrantStore,
+                      target: QdrantStore, embedder: Embedder) -> VerificationReport:
+    schema = source.describe(config.name)
+    vector = schema.vector(config.vector)
+    text = TextSource.from_settings(config.text_field, config.text_template)
+    target_schema = target.describe(_find_target(settings, config, embedder))
+    verify = settings.verify
+    sample, without_text = draw_sample(source, schema.name, text, verify.sample, verify.seed)
+    pair = Pair(source, schema.name, vector.name, target, target_schema.name, vector.name,
+                expected_count=source.count(schema.name) - without_text, text=text)
+    return await check_target(pair, sample, embedder, settings)
+
+
+def _find_target(settings: Settings, config: CollectionSettings, embedder: Embedder) -> str:
+    if config.target:
+        return str(config.target)
+    state_dir = Path(settings.migration.state_dir)
+    if (state_dir / "state.db").exists():
+        state = State(state_dir)
+        try:
+            done = [m for m in state.all() if m.source == config.name
+                    and m.model == embedder.spec.model]
+        finally:
+            state.close()
+        if done:
+            return done[-1].target
+    if not embedder.dims:
+        raise ConfigError(f"Cannot tell the target of {config.name!r}: give --target.")
+    return target_name(config.name, embedder.spec, embedder.dims)
