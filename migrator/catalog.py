@@ -10,6 +10,35 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+
+@dataclass(frozen=True)
+class Provider:
+    """One provider in the registry: all migrator needs to know of it besides its models.
+    Adding a provider is its module in `migrator/embedding/` plus one line in `REGISTRY`."""
+
+    name: str
+    embedder: str  # "module:Class" in migrator.embedding; the class has `from_settings`
+    key_env: str | None = None  # the variable holding the API key, unless configured
+    key_required: bool = False  # False: self-hosted servers often have no key
+    catalog_only: bool = False  # a model the catalog lacks is refused (a closed list)
+    sized_on_load: bool = False  # the size is known once the model is loaded (local)
+
+
+REGISTRY: dict[str, Provider] = {p.name: p for p in (
+    Provider("hashing", "hashing:HashingEmbedder", catalog_only=True),
+    Provider("openai", "openai:OpenAIEmbedder", "OPENAI_API_KEY", True, catalog_only=True),
+    Provider("azure", "openai:OpenAIEmbedder", "AZURE_OPENAI_API_KEY", True),
+    Provider("openrouter", "openai:OpenAIEmbedder", "OPENROUTER_API_KEY", True),
+    Provider("openai-compatible", "openai:OpenAIEmbedder", "OPENAI_COMPATIBLE_API_KEY"),
+    Provider("local", "local:LocalEmbedder", sized_on_load=True),
+    Provider("cohere", "cohere:CohereEmbedder", "CO_API_KEY", True, catalog_only=True),
+    Provider("voyage", "voyage:VoyageEmbedder", "VOYAGE_API_KEY", True, catalog_only=True),
+    Provider("mistral", "mistral:MistralEmbedder", "MISTRAL_API_KEY", True, catalog_only=True),
+    Provider("gemini", "gemini:GeminiEmbedder", "GEMINI_API_KEY", True, catalog_only=True),
+    Provider("ollama", "ollama:OllamaEmbedder", "OLLAMA_API_KEY"),
+    Provider("tei", "tei:TEIEmbedder", "TEI_API_KEY"),
+)}
+
 # Providers that serve OpenAI's models under the same names; they share OpenAI's specs.
 _OPENAI_ALIASES = {"azure": "openai", "openai-compatible": "openai"}
 

@@ -17,7 +17,7 @@ from .aliases import drop_old as run_drop_old
 from .aliases import rollback as run_rollback
 from .aliases import swap as run_swap
 from .candidates import gather as gather_candidates
-from .catalog import models_for
+from .catalog import REGISTRY, models_for
 from .comparison import compare as run_compare
 from .demo import demo as run_demo
 from .embedding.cache import cache_clear, cache_stats
@@ -85,10 +85,8 @@ target_store_options = _options(
     click.option("--target-qdrant-url", help="Write the target to another Qdrant server."),
 )
 provider_options = _options(
-    click.option("--provider", "-p", type=click.Choice(
-        ["hashing", "openai", "azure", "openrouter", "openai-compatible", "local", "cohere",
-         "voyage", "mistral", "gemini", "ollama", "tei"]),
-        help="Embedding provider of the new model."),
+    click.option("--provider", "-p", type=click.Choice(list(REGISTRY)),
+                 help="Embedding provider of the new model."),
     click.option("--model", "-m", help="Model name (see `migrator models`)."),
     click.option("--dimensions", "-d", type=int, help="Vector size of the new collection."),
     click.option("--dimension-policy", type=click.Choice(["error", "truncate", "pad"]),

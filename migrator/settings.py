@@ -33,26 +33,15 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from .catalog import REGISTRY
 from .errors import ConfigError
 
-ProviderName = Literal["hashing", "openai", "azure", "openrouter", "openai-compatible", "local",
-                       "cohere", "voyage", "mistral", "gemini", "ollama", "tei"]
 Distance = Literal["Cosine", "Dot", "Euclid", "Manhattan"]
 
-DEFAULT_API_KEY_ENV: dict[str, str] = {
-    "openai": "OPENAI_API_KEY",
-    "azure": "AZURE_OPENAI_API_KEY",
-    "openrouter": "OPENROUTER_API_KEY",
-    "openai-compatible": "OPENAI_COMPATIBLE_API_KEY",
-    "cohere": "CO_API_KEY",
-    "voyage": "VOYAGE_API_KEY",
-    "mistral": "MISTRAL_API_KEY",
-    "gemini": "GEMINI_API_KEY",
-    "ollama": "OLLAMA_API_KEY",
-    "tei": "TEI_API_KEY",
-}
+DEFAULT_API_KEY_ENV: dict[str, str] = {p.name: p.key_env for p in REGISTRY.values()
+                                       if p.key_env}
 # Providers that cannot work without a key (self-hosted servers often have none).
-KEY_REQUIRED = {"openai", "azure", "openrouter", "cohere", "voyage", "mistral", "gemini"}
+KEY_REQUIRED = {p.name for p in REGISTRY.values() if p.key_required}
 
 
 class _Section(BaseModel):
@@ -103,7 +92,7 @@ DEFAULT_STORE_PATH = Path("qdrant_data")
 class ProviderSettings(_Section):
     """The embedding provider and model that the target collection is built with."""
 
-    name: ProviderName = "hashing"
+    name: str = "hashing"
     model: str = "hash-ngrams-v1"
     dimensions: int | None = Field(default=None, gt=0, le=65536)  # Qdrant's largest size
     dimension_policy: Literal["error", "truncate", "pad"] = "error"
@@ -112,6 +101,14 @@ class ProviderSettings(_Section):
     api_key: SecretStr | None = None
     api_key_env: str | None = None
     api_version: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in REGISTRY:
+            raise ValueError(f"unknown provider {value!r}; choose one of "
+                             f"{', '.join(REGISTRY)}")
+        return value
 
     @field_validator("base_url")
     @classmethod

@@ -122,3 +122,23 @@ def test_the_module_map_matches_the_tree() -> None:
                for p in PACKAGE.rglob("*.py")}
     assert listed - on_disk == set(), "listed but gone"
     assert on_disk - listed == set(), "in the tree but not on the map"
+
+
+def test_one_provider_registry() -> None:
+    """Settings, key variables and the CLI's choices all come from `catalog.REGISTRY`;
+    each entry names a class that the registry's one constructor can build."""
+    import importlib
+
+    from migrator.catalog import REGISTRY
+    from migrator.cli import migrate
+    from migrator.settings import DEFAULT_API_KEY_ENV, KEY_REQUIRED, ProviderSettings
+
+    for provider in REGISTRY.values():
+        module, _, name = provider.embedder.partition(":")
+        cls = getattr(importlib.import_module(f"migrator.embedding.{module}"), name)
+        assert callable(cls.from_settings)
+        assert ProviderSettings(name=provider.name, model="m").name == provider.name
+        assert DEFAULT_API_KEY_ENV.get(provider.name) == provider.key_env
+        assert (provider.name in KEY_REQUIRED) == provider.key_required
+    choice = next(p for p in migrate.params if p.name == "provider")
+    assert list(choice.type.choices) == list(REGISTRY)  # type: ignore[attr-defined]

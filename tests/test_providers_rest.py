@@ -19,7 +19,7 @@ from migrator import (
     ProviderResponseError,
     ProviderSettings,
 )
-from migrator.embedding import PROVIDERS, model_spec
+from migrator.embedding import construct, model_spec
 from migrator.embedding.sizing import decide
 
 KEY = "test-key-not-real"
@@ -31,7 +31,7 @@ def build(name: str, model: str, handler: Any, **settings: Any) -> Any:
     spec = model_spec(config)
     ask = decide(spec, config.dimensions).ask
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return PROVIDERS[name](spec, config, ask, client)
+    return construct(spec, config, ask, client)
 
 
 class Recorder:
@@ -175,4 +175,4 @@ def test_keys_are_required(name: str) -> None:
              "gemini": "gemini-embedding-001"}[name]
     with pytest.raises(ConfigError, match="No API key"):
         config = ProviderSettings(name=name, model=model)  # type: ignore[arg-type]
-        PROVIDERS[name](model_spec(config), config, None, None)
+        construct(model_spec(config), config, None, None)

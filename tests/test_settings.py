@@ -67,7 +67,8 @@ def test_collections_from_env_json(monkeypatch: pytest.MonkeyPatch) -> None:
         ("sourse:\n  path: x\n", "sourse: unknown key"),
         ("provider:\n  dimensions: lots\n", "provider.dimensions: Input should be a valid "
                                             "integer.*got 'lots'"),
-        ("provider:\n  name: acme\n", "provider.name: Input should be 'hashing'"),
+        ("provider:\n  name: acme\n", "provider.name: unknown provider 'acme'; choose one "
+                                        "of hashing"),
         ("migration:\n  missing_text: ignore\n", "migration.missing_text"),
         ("collections:\n  - name: docs\n    text_field: a\n    text_template: '{b}'\n",
          "set text_field or text_template, not both"),

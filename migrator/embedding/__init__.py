@@ -2,72 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from typing import Any
 
 import httpx
 
-from ..catalog import ModelSpec, lookup, models_for
+from ..catalog import REGISTRY, ModelSpec, lookup, models_for
 from ..errors import ConfigError
 from ..settings import ProviderSettings
 from .base import Embedder, Embedding, InputKind
+from .fallback import FallbackEmbedder, check_same_model
+from .sizing import AdaptedEmbedder, decide
 
-__all__ = ["Embedder", "Embedding", "InputKind", "PROVIDERS", "build_embedder", "model_spec"]
-
-# (spec, settings, size to ask the provider for, injected HTTP client) -> embedder
-Factory = Callable[[ModelSpec, ProviderSettings, "int | None", "httpx.AsyncClient | None"],
-                   Embedder]
+__all__ = ["Embedder", "Embedding", "InputKind", "build_embedder", "construct", "model_spec"]
 
 
-def _hashing(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
-             client: httpx.AsyncClient | None) -> Embedder:
-    from .hashing import HashingEmbedder
-
-    return HashingEmbedder(spec, dims=ask, batch_size=settings.batch_size or spec.max_inputs)
-
-
-def _openai(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
-            client: httpx.AsyncClient | None) -> Embedder:
-    from .openai import OpenAIEmbedder
-
-    return OpenAIEmbedder(spec, settings, ask=ask, client=client)
-
-
-def _local(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
-           client: httpx.AsyncClient | None) -> Embedder:
-    from .local import LocalEmbedder
-
-    return LocalEmbedder(spec, batch_size=settings.batch_size)
-
-
-def _rest(module: str, name: str) -> Factory:
-    """A factory for a `RestEmbedder` subclass, imported when first used."""
-    def build(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
+def construct(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
               client: httpx.AsyncClient | None) -> Embedder:
-        import importlib
-
-        cls = getattr(importlib.import_module(f".{module}", __name__), name)
-        embedder: Embedder = cls(spec, settings, ask=ask, client=client)
-        return embedder
-    return build
-
-
-PROVIDERS: dict[str, Factory] = {
-    "cohere": _rest("cohere", "CohereEmbedder"),
-    "voyage": _rest("voyage", "VoyageEmbedder"),
-    "mistral": _rest("mistral", "MistralEmbedder"),
-    "gemini": _rest("gemini", "GeminiEmbedder"),
-    "ollama": _rest("ollama", "OllamaEmbedder"),
-    "tei": _rest("tei", "TEIEmbedder"),
-    "hashing": _hashing,
-    "openai": _openai,
-    "azure": _openai,
-    "openrouter": _openai,
-    "openai-compatible": _openai,
-    "local": _local,
-}
-# Providers whose size is known only once the model is loaded: decide after building.
-_SIZED_ON_LOAD = {"local"}
+    """The provider's embedder class (from the registry, imported when first used: `local`
+    needs the optional torch) built for `spec`, asked for the size `ask`."""
+    provider = REGISTRY.get(settings.name)
+    if provider is None:  # settings validation normally catches this first
+        raise ConfigError(f"Unknown provider {settings.name!r}; choose one of "
+                          f"{', '.join(REGISTRY)}.")
+    module, _, name = provider.embedder.partition(":")
+    cls = getattr(importlib.import_module(f".{module}", __name__), name)
+    embedder: Embedder = cls.from_settings(spec, settings, ask, client)
+    return embedder
 
 
 def model_spec(settings: ProviderSettings) -> ModelSpec:
@@ -78,7 +39,7 @@ def model_spec(settings: ProviderSettings) -> ModelSpec:
     spec = lookup(settings.name, settings.model)
     if spec is not None:
         return spec
-    if settings.name in ("openai", "hashing", "cohere", "voyage", "mistral", "gemini"):
+    if REGISTRY[settings.name].catalog_only:
         known = ", ".join(s.model for s in models_for([settings.name]))
         raise ConfigError(
             f"Unknown {settings.name} model {settings.model!r}. Known models: {known}. "
@@ -106,12 +67,8 @@ def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | No
     Raises:
         ConfigError: unknown provider or model, missing API key, impossible dimensions.
     """
-    from .sizing import AdaptedEmbedder
-
     inner, decision = _build_endpoint(settings, client, distance)
     if settings.fallbacks:
-        from .fallback import FallbackEmbedder, check_same_model
-
         check_same_model(settings, settings.fallbacks)
         inner = FallbackEmbedder([inner, *(_build_endpoint(f, client, distance)[0]
                                            for f in settings.fallbacks)])
@@ -124,18 +81,12 @@ def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | No
 def _build_endpoint(settings: ProviderSettings, client: httpx.AsyncClient | None,
                     distance: str) -> tuple[Embedder, Any]:
     """One provider endpoint, asked for the decided size, and the size decision."""
-    from .sizing import decide
-
-    factory = PROVIDERS.get(settings.name)
-    if factory is None:  # settings validation normally catches this first
-        raise ConfigError(f"Unknown provider {settings.name!r}; choose one of "
-                          f"{', '.join(sorted(PROVIDERS))}.")
     spec = model_spec(settings)
-    if settings.name in _SIZED_ON_LOAD:
-        inner = factory(spec, settings, None, client)
+    if REGISTRY[settings.name].sized_on_load:
+        inner = construct(spec, settings, None, client)
         return inner, decide(inner.spec, settings.dimensions,
                              policy=settings.dimension_policy, distance=distance,
                              send_dimensions=False)
     decision = decide(spec, settings.dimensions, policy=settings.dimension_policy,
                       distance=distance, send_dimensions=settings.send_dimensions)
-    return factory(spec, settings, decision.ask, client), decision
+    return construct(spec, settings, decision.ask, client), decision

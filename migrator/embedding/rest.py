@@ -4,7 +4,7 @@ and the parsing differ per provider; sizes, limits, retries and validation do no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -15,6 +15,8 @@ from ..settings import KEY_REQUIRED, ProviderSettings
 from .base import Embedding, InputKind, check_vectors
 from .http import HttpEndpoint, Sleep, extract_message, limiter_for, validated
 from .tokens import estimate_total
+
+R = TypeVar("R", bound="RestEmbedder")
 
 
 class RestEmbedder:
@@ -38,6 +40,12 @@ class RestEmbedder:
                                   timeout=settings.timeout, max_retries=settings.max_retries,
                                   client=client, limiter=limiter_for(settings), **extra)
         self.metrics = self._http.metrics
+
+    @classmethod
+    def from_settings(cls: type[R], spec: ModelSpec, settings: ProviderSettings,
+                      ask: int | None, client: httpx.AsyncClient | None = None) -> R:
+        """The registry's constructor (`migrator.embedding.construct`)."""
+        return cls(spec, settings, ask=ask, client=client)
 
     @property
     def dims(self) -> int | None:
