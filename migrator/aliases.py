@@ -138,16 +138,10 @@ def _history(settings: Settings, alias: str) -> list[dict[str, Any]]:
     state_dir = Path(settings.migration.state_dir)
     if not (state_dir / "state.db").exists():
         return []
-    state = State(state_dir)
-    try:
+    with State(state_dir) as state:
         return state.alias_history(alias)
-    finally:
-        state.close()
 
 
 def _record(settings: Settings, alias: str, previous: str | None, collection: str) -> None:
-    state = State(Path(settings.migration.state_dir))
-    try:
+    with State(Path(settings.migration.state_dir)) as state:
         state.record_alias(alias, previous, collection)
-    finally:
-        state.close()

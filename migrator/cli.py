@@ -27,7 +27,7 @@ from .migration import migrate as run_migrate
 from .pipeline import Progress
 from .planning import plan as run_plan
 from .settings import Settings, debugging, load_settings, with_collections
-from .state import EmbeddingCache
+from .state import open_cache
 from .status import status as run_status
 from .syncing import sync as run_sync
 from .texts import TextSource
@@ -589,15 +589,13 @@ def compare_command(dataset: Path | None, candidates_file: Path | None,
     if size_of is not None and collection_size is None:
         collection_size = datasets.collection_size(settings.source, size_of)
     bars = _Bars(quiet)
-    store_cache = EmbeddingCache(state_dir or settings.migration.state_dir) if cache else None
     try:
-        result = run_compare(data, candidates, cache=store_cache,
-                             collection_size=collection_size, collection_label=label,
-                             on_progress=bars.texts, seed=seed)
+        with open_cache(state_dir or settings.migration.state_dir, cache) as store_cache:
+            result = run_compare(data, candidates, cache=store_cache,
+                                 collection_size=collection_size, collection_label=label,
+                                 on_progress=bars.texts, seed=seed)
     finally:
         bars.close()
-        if store_cache is not None:
-            store_cache.close()
     for path in outputs:
         compare_report.write(result, path)
     _emit(result, as_json, compare_report.terminal)

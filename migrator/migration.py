@@ -36,7 +36,7 @@ from .results import CollectionResult, MigrationResult
 from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource, StateSkipLog
-from .state import EmbeddingCache, MigrationRecord, State, migration_id
+from .state import EmbeddingCache, MigrationRecord, State, migration_id, open_cache
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource, payload_keys
 from .verification.dimensions import ProbeResult, probe
@@ -136,28 +136,22 @@ async def running(settings: Settings, source_store: QdrantStore | None,
     schemas of the configured sources; all of it closed again afterwards. `stop` (from
     `stoppable()`) makes a signal end the backfill and catch-up gracefully."""
     state_dir = Path(settings.migration.state_dir)
-    state = State(state_dir)
-    cache = EmbeddingCache(state_dir) if settings.migration.cache else None
-    try:
-        with opened(settings.source, settings.target, source_store=source_store,
-                    target_store=target_store, create=settings.target is not None
-                    ) as (source, target):
-            schemas = [source.describe(c.name) for c in settings.collections]
-            first = settings.collections[0]
-            distance = first.distance or schemas[0].vector(first.vector).distance
-            model = embedder or build_embedder(settings.provider, distance=distance)
-            run = _Run(settings, state, cache, source, target, model, on_progress)
-            run.stop = stop
-            try:
-                yield run, schemas
-            finally:
-                await run.release()
-                if embedder is None:
-                    await model.aclose()
-    finally:
-        state.close()
-        if cache is not None:
-            cache.close()
+    with State(state_dir) as state, open_cache(state_dir, settings.migration.cache) as cache, \
+            opened(settings.source, settings.target, source_store=source_store,
+                   target_store=target_store, create=settings.target is not None
+                   ) as (source, target):
+        schemas = [source.describe(c.name) for c in settings.collections]
+        first = settings.collections[0]
+        distance = first.distance or schemas[0].vector(first.vector).distance
+        model = embedder or build_embedder(settings.provider, distance=distance)
+        run = _Run(settings, state, cache, source, target, model, on_progress)
+        run.stop = stop
+        try:
+            yield run, schemas
+        finally:
+            await run.release()
+            if embedder is None:
+                await model.aclose()
 
 
 class _Run:

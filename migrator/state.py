@@ -9,6 +9,7 @@ reported, never replaced.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -224,6 +225,12 @@ class State:
     def close(self) -> None:
         self._db.close()
 
+    def __enter__(self) -> State:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def get(self, migration: str) -> MigrationRecord | None:
         row = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM migrations WHERE id = ?",
                                (migration,)).fetchone()
@@ -321,6 +328,13 @@ class CacheStats:
         return {"entries": self.entries, "bytes": self.bytes, "path": self.path}
 
 
+def open_cache(directory: Path | str, enabled: bool = True
+               ) -> contextlib.AbstractContextManager[EmbeddingCache | None]:
+    """`with open_cache(state_dir, settings.migration.cache) as cache:` the cache, or None
+    when caching is off."""
+    return EmbeddingCache(directory) if enabled else contextlib.nullcontext()
+
+
 class EmbeddingCache:
     """Vectors by (provider, model, size decision, input kind, text): a re-run, a resume or
     a comparison never pays twice for the same text."""
@@ -376,3 +390,9 @@ class EmbeddingCache:
     def close(self) -> None:
         self._reader.close()
         self._db.close()
+
+    def __enter__(self) -> EmbeddingCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

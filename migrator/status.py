@@ -37,11 +37,8 @@ def status(settings: Settings, *, store: QdrantStore | None = None) -> StatusRep
     migrations: list[MigrationRecord] = []
     history: list[dict[str, Any]] = []
     if (state_dir / "state.db").exists():
-        state = State(state_dir)
-        try:
+        with State(state_dir) as state:
             migrations, history = state.all(), state.alias_history()
-        finally:
-            state.close()
     with opened(settings.target_store, None, source_store=store) as (target, _):
         return StatusReport(target.location, target.aliases(), migrations, history)
 

@@ -200,11 +200,8 @@ def cache_stats(state_dir: str | Path) -> CacheStats:
     path = Path(state_dir) / CACHE_FILE
     if not path.exists():
         return CacheStats(0, 0, str(path))
-    cache = EmbeddingCache(state_dir)
-    try:
+    with EmbeddingCache(state_dir) as cache:
         return cache.stats()
-    finally:
-        cache.close()
 
 
 def cache_clear(state_dir: str | Path) -> int:
@@ -218,7 +215,5 @@ def cache_clear(state_dir: str | Path) -> int:
         for leftover in path.parent.glob(CACHE_FILE + "*"):
             leftover.unlink()
         return 0
-    try:
+    with cache:
         return cache.clear()
-    finally:
-        cache.close()

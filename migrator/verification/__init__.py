@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..jobs import target_name
 from ..sampling import draw_sample
 from ..settings import CollectionSettings, Settings
-from ..state import EmbeddingCache, State
+from ..state import State, open_cache
 from ..store import PointId, QdrantStore, opened
 from ..texts import TextSource
 from .checks import Check, Pair, VerificationReport, run_checks
@@ -94,9 +94,9 @@ async def _verify(settings: Settings, source_store: QdrantStore | None,
                   ) -> VerifyResult:
     state_dir = Path(settings.migration.state_dir)
     with opened(settings.source, settings.target, source_store=source_store,
-                target_store=target_store) as (source, target):
+                target_store=target_store) as (source, target), \
+            open_cache(state_dir, settings.migration.cache) as cache:
         model = embedder or build_embedder(settings.provider)
-        cache = EmbeddingCache(state_dir) if settings.migration.cache else None
         queries: Embedder = CachedEmbedder(model, cache) if cache is not None else model
         try:
             reports = [await _verify_one(settings, config, source, target, queries)
@@ -104,8 +104,6 @@ async def _verify(settings: Settings, source_store: QdrantStore | None,
         finally:
             if isinstance(queries, CachedEmbedder):
                 await queries.release()
-            if cache is not None:
-                cache.close()
             if embedder is None:
                 await model.aclose()
     return VerifyResult(reports)
@@ -129,12 +127,9 @@ def _find_target(settings: Settings, config: CollectionSettings, embedder: Embed
         return str(config.target)
     state_dir = Path(settings.migration.state_dir)
     if (state_dir / "state.db").exists():
-        state = State(state_dir)
-        try:
+        with State(state_dir) as state:
             done = [m for m in state.all() if m.source == config.name
                     and m.model == embedder.spec.model]
-        finally:
-            state.close()
         if done:
             return done[-1].target
     if not embedder.dims:
