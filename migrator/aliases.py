@@ -12,6 +12,8 @@ from .settings import Settings
 from .state import State
 from .store import QdrantStore, opened
 
+__all__ = ["AliasMove", "drop_old", "refuse_if_served", "rollback", "swap"]
+
 
 @dataclass
 class AliasMove:

@@ -31,6 +31,8 @@ from pydantic import ValidationError
 from .errors import ConfigError
 from .settings import ProviderSettings, describe_validation, fill_api_key
 
+__all__ = ["Candidate", "expand", "finish", "gather", "load_candidates", "parse_flag"]
+
 _OWN_KEYS = {"name", "provider", "dimensions", "input_types"}
 
 

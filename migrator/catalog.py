@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+__all__ = ["lookup", "MODELS", "models_for", "ModelSpec", "Provider", "REGISTRY"]
+
 
 @dataclass(frozen=True)
 class Provider:

@@ -18,6 +18,8 @@ from typing import Any
 from .store import Page, Point, PointId, QdrantStore, id_order
 from .texts import TextSource
 
+__all__ = ["MergeJoinSource", "SyncStats"]
+
 _MORE = "more"  # next_offset while the join is not exhausted (the pipeline only tests None)
 
 

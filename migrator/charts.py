@@ -9,6 +9,8 @@ from typing import Any
 
 from .comparison import CompareResult
 
+__all__ = ["ChartsUnavailable", "primary_quality", "render_charts"]
+
 
 class ChartsUnavailable(Exception):
     """matplotlib is not installed: the report has tables only."""

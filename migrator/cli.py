@@ -34,6 +34,12 @@ from .texts import TextSource
 from .verification import verify as run_verify
 from .verification.dimensions import validate as run_validate
 
+__all__ = ["adopt_option", "alias_options", "cache", "cache_clear_command", "cache_stats_command",
+    "cli", "collection_options", "compare_command", "config_option", "demo", "drop_old_command",
+    "ingest", "main", "migrate", "MigratorGroup", "models", "output_options", "pipeline_options",
+    "plan", "provider_options", "rollback", "run_options", "state_option", "status",
+    "store_options", "swap_command", "sync", "target_store_options", "validate", "verify"]
+
 
 class _Exit(click.ClickException):
     """A ClickException whose exit code is the error's own (1, 2 or 3)."""

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from .charts import ChartsUnavailable, render_charts
 from .comparison import CandidateResult, CompareResult, Figure
-from .report import money, table
+from .errors import ConfigError
+from .report import duration, money, table, to_json
+
+__all__ = ["Column", "html_report", "LEGEND", "markdown", "MARKS", "QUALITY_LABELS", "rows",
+    "sections", "size", "terminal", "write"]
 
 MARKS = {"measured": "", "computed": "", "estimated": "~", "catalog": "*"}
 LEGEND = ("unmarked: measured in this run (storage: exact arithmetic on the measured size); "
@@ -54,8 +60,6 @@ def _size(fig: Figure | None) -> str:
 
 
 def _seconds(fig: Figure | None) -> str:
-    from .report import duration
-
     return _mark(fig, duration(fig.value) if fig else "")
 
 
@@ -220,8 +224,6 @@ def _html_table(headers: list[str], body: list[list[str]]) -> str:
 def html_report(result: CompareResult) -> str:
     """One self-contained HTML file: tables, and charts as inline SVG when matplotlib is
     installed (the `charts` extra); without it, the tables and a line saying why."""
-    from .charts import ChartsUnavailable, render_charts
-
     body = ["<h1>Embedding model comparison</h1>", "<ul>"]
     body += [f"<li>{html.escape(line)}</li>" for line in _header_lines(result)]
     body.append("</ul>")
@@ -254,11 +256,6 @@ def html_report(result: CompareResult) -> str:
 
 def write(result: CompareResult, path: Any) -> str:
     """Write the report in the format `path`'s suffix names (.md, .html, .json); return it."""
-    from pathlib import Path
-
-    from .errors import ConfigError
-    from .report import to_json
-
     target = Path(path)
     renderers: dict[str, Callable[[CompareResult], str]] = {
         ".md": markdown, ".markdown": markdown, ".html": html_report, ".htm": html_report,

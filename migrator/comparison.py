@@ -39,6 +39,9 @@ from .errors import ConfigError, InputTooLong, MigratorError
 from .metrics import mrr_at_k, ndcg_at_k, normalized, overlap_at_k, recall_at_k, top_k
 from .state import EmbeddingCache
 
+__all__ = ["acompare", "CandidateResult", "compare", "CompareResult", "DEPTH", "Figure", "Method",
+    "MILLION", "ProgressCallback", "SCHEMA"]
+
 SCHEMA = "migrator.compare/1"
 DEPTH = 100  # ranked documents kept per query: enough for recall@100
 MILLION = 1_000_000

@@ -27,6 +27,10 @@ from .settings import StoreSettings
 from .store import QdrantStore, opened
 from .texts import TextSource
 
+__all__ = ["collection_size", "Dataset", "DatasetKind", "DEFAULT_QUERIES", "DEFAULT_SAMPLE",
+    "DEFAULT_SEED", "label", "load_beir", "load_collection", "load_dataset", "load_texts",
+    "open_dataset", "Query", "read_labels", "read_qrels", "sample_collection"]
+
 DatasetKind = Literal["beir", "texts", "collection"]
 DEFAULT_QUERIES = 200  # self-retrieval queries drawn from an unlabelled corpus
 DEFAULT_SEED = 13
@@ -314,15 +318,14 @@ def open_dataset(path: Path | None = None, *, collection: str | None = None,
                           "collection to sample, not both and not neither.")
     labelled = read_labels(labels, limit=queries) if labels is not None else []
     keep = {doc for query in labelled for doc in query.gains}
-    if collection is not None:
+    if path is not None:
+        dataset = load_dataset(path, split=split, text=text, id_field=id_field, sample=sample,
+                               queries=queries, seed=seed, keep=keep)
+    elif collection is not None:  # one of the two, as checked above
         dataset = sample_collection(store or StoreSettings(), collection,
                                     text or TextSource.from_settings(None, None),
                                     sample=sample or DEFAULT_SAMPLE,
                                     queries=queries or DEFAULT_QUERIES, seed=seed, keep=keep)
-    else:
-        assert path is not None
-        dataset = load_dataset(path, split=split, text=text, id_field=id_field, sample=sample,
-                               queries=queries, seed=seed, keep=keep)
     if not labelled:
         return dataset
     if dataset.kind == "beir":

@@ -33,6 +33,9 @@ from .settings import (
 )
 from .store import QdrantStore, open_store
 
+__all__ = ["ALIAS", "choose_new_model", "corpus_path", "demo", "DemoResult", "DemoSearch",
+    "FALLBACK_MODEL", "LOCAL_MODEL", "MARKER", "OLD_COLLECTION", "OLD_MODEL", "QUERIES"]
+
 ALIAS = "articles"
 OLD_COLLECTION = "articles_v1"
 MARKER = ".migrator-demo"

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["BadInput", "CollectionExists", "CollectionNotFound", "ConfigError", "ConfigErrorMixin",
+    "CorruptState", "DataError", "DimensionMismatch", "InputTooLong", "Interrupted",
+    "MigratorError", "MissingText", "ProviderAuthError", "ProviderError", "ProviderQuotaError",
+    "ProviderRateLimited", "ProviderResponseError", "ProviderUnreachable", "SchemaMismatch",
+    "StateError", "StoreError", "VerificationFailed"]
+
 
 class MigratorError(Exception):
     """Base class of every error migrator raises on purpose."""

@@ -14,6 +14,8 @@ from .store import QdrantStore
 from .verification import check_target
 from .verification.checks import Pair, VerificationReport
 
+__all__ = ["drop_left", "gate", "verify_job"]
+
 
 async def verify_job(job: Job, result: CollectionResult, settings: Settings,
                      source: QdrantStore, target: QdrantStore,

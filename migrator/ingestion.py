@@ -22,6 +22,9 @@ from .settings import Distance, Settings
 from .store import UNNAMED, Page, Point, PointId, QdrantStore, opened
 from .texts import NOT_UNICODE, TextSource
 
+__all__ = ["BEIR_TEMPLATE", "check_records", "detect_format", "ingest", "IngestResult",
+    "InputFormat", "point_id", "read_records", "RecordSource"]
+
 InputFormat = Literal["auto", "jsonl", "csv", "beir"]
 BEIR_TEMPLATE = "{title} {text}"  # how BEIR/MTEB embed documents: title, a space, the text
 

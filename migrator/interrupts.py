@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 from .errors import Interrupted
 
+__all__ = ["finish_in_thread", "Stop", "stoppable", "T"]
+
 T = TypeVar("T")
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)

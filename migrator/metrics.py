@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["mrr_at_k", "ndcg_at_k", "normalized", "overlap_at_k", "recall_at_k", "top_k"]
+
 
 def recall_at_k(retrieved: Sequence[Any], relevant: Iterable[Any], k: int) -> float:
     """Share of the relevant items found in the first k retrieved (0 when none relevant)."""

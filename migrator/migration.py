@@ -41,6 +41,8 @@ from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource, payload_keys
 from .verification.dimensions import ProbeResult, probe
 
+__all__ = ["amigrate", "Confirm", "migrate", "ProgressCallback", "provider_metrics", "running"]
+
 ProgressCallback = Callable[[Progress], None]
 Confirm = Callable[[list[str]], bool]  # asked with the collections --restart would delete
 

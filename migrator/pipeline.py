@@ -30,6 +30,9 @@ from .interrupts import Stop, finish_in_thread
 from .store import Page, Point, PointId
 from .texts import TextSource
 
+__all__ = ["Backfill", "Checkpoint", "in_flight_bound", "PageSource", "Progress", "SkipLog",
+    "SkipSink", "Stats", "TOO_LONG"]
+
 
 class PageSource(Protocol):
     """Where points come from: Qdrant's scroll, or rows of a file. Called in a thread."""

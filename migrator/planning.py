@@ -17,6 +17,8 @@ from .settings import KEY_REQUIRED, CollectionSettings, Settings
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource
 
+__all__ = ["ASSUMED_REQUEST_SECONDS", "CollectionPlan", "LOCAL_MODE_LIMIT", "plan", "PlanResult"]
+
 LOCAL_MODE_LIMIT = 20_000  # qdrant-client warns above this many points in local mode
 ASSUMED_REQUEST_SECONDS = 0.5  # a typical remote embedding request of a few hundred texts
 

@@ -8,6 +8,10 @@ from typing import Any
 
 from .catalog import ModelSpec
 
+__all__ = ["alias_move", "cache", "demo", "dims_line", "duration", "ingest", "migration", "models",
+    "money", "plan", "status", "sync", "sync_counts", "table", "to_json", "validation",
+    "verification", "verify", "verify_markdown"]
+
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str)

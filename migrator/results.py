@@ -10,6 +10,8 @@ from .embedding.sizing import DimsDecision
 from .pipeline import Stats
 from .verification.checks import VerificationReport
 
+__all__ = ["CollectionResult", "MigrationResult"]
+
 
 @dataclass
 class CollectionResult:

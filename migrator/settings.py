@@ -36,6 +36,11 @@ from pydantic_settings import (
 from .catalog import REGISTRY
 from .errors import ConfigError
 
+__all__ = ["check_url", "CollectionSettings", "debugging", "DEFAULT_API_KEY_ENV",
+    "DEFAULT_STORE_PATH", "describe_validation", "Distance", "ENV_NOT_SETTINGS", "fill_api_key",
+    "KEY_REQUIRED", "load_settings", "MigrationSettings", "ProviderSettings", "Settings",
+    "StoreSettings", "unknown_variables", "VerifySettings", "with_collections"]
+
 Distance = Literal["Cosine", "Dot", "Euclid", "Manhattan"]
 
 DEFAULT_API_KEY_ENV: dict[str, str] = {p.name: p.key_env for p in REGISTRY.values()

@@ -8,6 +8,8 @@ from typing import Any
 from .state import State
 from .store import Page, PointId, QdrantStore
 
+__all__ = ["ScrollSource", "StateSkipLog"]
+
 
 class ScrollSource:
     """Pages of a Qdrant collection in id order, from `start` (a `PageSource`)."""

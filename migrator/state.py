@@ -26,6 +26,9 @@ import numpy as np
 
 from .errors import CorruptState, StateError
 
+__all__ = ["CACHE_FILE", "CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "migration_id",
+    "MigrationRecord", "open_cache", "open_db", "State", "STATE_FILE", "STATE_SCHEMA"]
+
 STATE_FILE = "state.db"
 CACHE_FILE = "cache.db"
 

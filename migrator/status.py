@@ -10,6 +10,8 @@ from .settings import Settings
 from .state import MigrationRecord, State
 from .store import QdrantStore, opened
 
+__all__ = ["status", "StatusReport"]
+
 
 @dataclass
 class StatusReport:

@@ -24,6 +24,9 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from .errors import CollectionExists, CollectionNotFound, ConfigError, StoreError
 from .settings import DEFAULT_STORE_PATH, StoreSettings
 
+__all__ = ["CollectionSchema", "id_order", "open_store", "opened", "Page", "Point", "PointId",
+    "PROVENANCE_KEY", "QdrantStore", "UNNAMED", "VectorSpec", "version_at_least"]
+
 PointId = int | str | uuid.UUID
 UNNAMED = ""  # key of the unnamed (default) dense vector in our vector dicts
 

@@ -14,6 +14,8 @@ from .results import CollectionResult
 from .settings import Settings
 from .store import QdrantStore
 
+__all__ = ["sync", "SyncResult"]
+
 
 @dataclass
 class SyncResult:

@@ -9,6 +9,8 @@ from typing import Any
 
 from .errors import ConfigError
 
+__all__ = ["DEFAULT_TEXT_FIELD", "lookup", "NOT_UNICODE", "payload_keys", "TextSource"]
+
 DEFAULT_TEXT_FIELD = "text"
 NOT_UNICODE = "text is not valid Unicode"  # the start of such a text's reason
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")

@@ -142,3 +142,28 @@ def test_one_provider_registry() -> None:
         assert (provider.name in KEY_REQUIRED) == provider.key_required
     choice = next(p for p in migrate.params if p.name == "provider")
     assert list(choice.type.choices) == list(REGISTRY)  # type: ignore[attr-defined]
+
+
+OPTIONAL = {"matplotlib", "tiktoken", "sentence_transformers", "torch"}
+
+
+def test_habits() -> None:
+    """Every module says what it exports; the library never `assert`s (python -O drops
+    them); an import inside a function is only for an optional dependency."""
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if path.name != "__main__.py":
+            assert any(isinstance(n, ast.Assign) and any(
+                getattr(t, "id", "") == "__all__" for t in n.targets) for n in tree.body), name
+        assert not any(isinstance(n, ast.Assert) for n in ast.walk(tree)), name
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import):
+                    roots = {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom):
+                    roots = {"." if node.level else (node.module or "").split(".")[0]}
+                else:
+                    continue
+                assert roots <= OPTIONAL, f"{name}: {ast.unparse(node)} inside a function"

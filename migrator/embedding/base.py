@@ -11,6 +11,8 @@ import numpy as np
 from ..catalog import ModelSpec
 from ..errors import DimensionMismatch, ProviderResponseError
 
+__all__ = ["check_vectors", "Embedder", "Embedding", "innermost", "InputKind", "l2_normalize"]
+
 InputKind = Literal["document", "query"]
 
 

@@ -22,6 +22,9 @@ from .base import Embedder, Embedding, InputKind
 from .sizing import AdaptedEmbedder
 from .tokens import estimate_tokens
 
+__all__ = ["cache_clear", "CACHE_FORMAT", "cache_stats", "CachedEmbedder", "MAX_PENDING_WRITES",
+    "namespace", "WRITE_BATCH"]
+
 CACHE_FORMAT = "v1"
 WRITE_BATCH = 512  # rows per cache transaction
 MAX_PENDING_WRITES = 4  # transactions queued before a request waits for them

@@ -12,6 +12,8 @@ import numpy as np
 from .base import InputKind
 from .rest import RestEmbedder
 
+__all__ = ["CohereEmbedder", "INPUT_TYPES"]
+
 INPUT_TYPES = {"document": "search_document", "query": "search_query"}
 
 

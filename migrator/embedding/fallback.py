@@ -14,6 +14,9 @@ from ..errors import ConfigError, DimensionMismatch, ProviderError
 from ..settings import ProviderSettings
 from .base import Embedder, Embedding, InputKind
 
+__all__ = ["Breaker", "canonical_model", "check_same_model", "COOLDOWN", "FAILURES_TO_OPEN",
+    "FallbackEmbedder"]
+
 FAILURES_TO_OPEN = 3  # consecutive failures that open an endpoint's circuit
 COOLDOWN = 30.0  # seconds an open circuit stays open before one request may try again
 

@@ -13,6 +13,8 @@ import numpy as np
 from .base import InputKind, l2_normalize
 from .rest import RestEmbedder
 
+__all__ = ["GeminiEmbedder", "NORMALISED_SIZE", "TASK_TYPES"]
+
 TASK_TYPES = {"document": "RETRIEVAL_DOCUMENT", "query": "RETRIEVAL_QUERY"}
 NORMALISED_SIZE = 3072
 

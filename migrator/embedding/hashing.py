@@ -28,6 +28,8 @@ from ..settings import ProviderSettings
 from .base import Embedding, InputKind, l2_normalize
 from .tokens import estimate_tokens
 
+__all__ = ["HashingEmbedder", "STOPWORDS"]
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Function words carry no topic; as whole-word features they would dominate short texts.
 STOPWORDS = frozenset({

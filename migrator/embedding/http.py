@@ -31,6 +31,10 @@ from ..errors import (
 from .base import innermost
 from .limits import RateLimiter, RateLimits
 
+__all__ = ["backoff", "BACKOFF_BASE", "BACKOFF_CAP", "endpoint_metrics", "EndpointMetrics",
+    "error_message", "extract_message", "HttpClient", "HttpEndpoint", "limiter_for",
+    "MAX_SERVER_WAIT", "Reply", "retry_delay", "RETRY_STATUSES", "Sleep", "T", "validated"]
+
 HttpClient = httpx.AsyncClient  # for modules outside embedding/, which never import httpx
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_SERVER_WAIT = 120.0  # never wait longer than this on a server's say-so

@@ -18,6 +18,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+__all__ = ["Clock", "HEADROOM_BURST", "LEARNING_RATE", "parse_duration", "RateLimiter",
+    "RateLimits", "RECHECK", "Sleep", "Tier", "TIERS", "TokenBucket"]
+
 Tier = Literal["free", "tier1", "tier2", "tier3", "tier4", "tier5"]
 
 # usage tiers: (max requests in flight, requests per minute); tokens/min depend on the model

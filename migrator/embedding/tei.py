@@ -12,6 +12,8 @@ import numpy as np
 from .base import InputKind
 from .rest import RestEmbedder
 
+__all__ = ["TEIEmbedder"]
+
 
 class TEIEmbedder(RestEmbedder):
     default_base_url = "http://localhost:8080"

@@ -15,6 +15,10 @@ import numpy as np
 
 from .base import innermost, l2_normalize
 
+__all__ = ["CHARS_PER_TOKEN", "chunk_tokens", "combine", "count_tokens", "estimate_tokens",
+    "estimate_total", "fit_all", "fit_text", "Fitted", "MAX_REQUEST_BYTES", "pack",
+    "token_counter", "truncate_tokens", "TYPICAL_CHARS_PER_TOKEN"]
+
 CHARS_PER_TOKEN = 3
 
 

@@ -11,6 +11,8 @@ import numpy as np
 from .base import InputKind
 from .rest import RestEmbedder
 
+__all__ = ["openai_style", "VoyageEmbedder"]
+
 
 def openai_style(embedder: RestEmbedder, body: Any, count: int) -> np.ndarray:
     """`{"data": [{"index": i, "embedding": [...]}]}` in input order, each index once."""

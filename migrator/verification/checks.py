@@ -28,6 +28,8 @@ from ..settings import VerifySettings
 from ..store import PointId, QdrantStore
 from ..texts import TextSource
 
+__all__ = ["Check", "embed_queries", "Pair", "run_checks", "VerificationReport"]
+
 # ---- report ------------------------------------------------------------------------------
 
 

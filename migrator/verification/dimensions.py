@@ -38,6 +38,10 @@ from ..settings import CollectionSettings, Settings
 from ..store import CollectionSchema, Point, QdrantStore, opened
 from ..texts import TextSource
 
+__all__ = ["Check", "DEFAULT_CANDIDATES", "expect_width", "FIDELITY_POINTS", "FIDELITY_QUERIES",
+    "INFORMATIONAL", "NORM_TOLERANCE", "probe", "ProbeResult", "scan_points", "SHOWN_IDS",
+    "Status", "validate", "ValidationReport"]
+
 # ---- the preflight probe (migrate and validate) ------------------------------------
 
 

@@ -22,6 +22,8 @@ from ..metrics import ndcg_at_k, recall_at_k
 from ..store import PointId, QdrantStore
 from .checks import Check, embed_queries
 
+__all__ = ["labelled_check", "LabelledQuery", "load_queries", "NDCG_K"]
+
 NDCG_K = 10
 
 
