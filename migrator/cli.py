@@ -409,22 +409,35 @@ def cache() -> None:
 
 
 @cache.command("stats")
+@config_option
 @state_option
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def cache_stats_command(state_dir: Path | None, as_json: bool) -> None:
-    """How many embeddings the cache holds, and its size on disk."""
-    stats = cache_stats(state_dir or Path(".migrator"))
+def cache_stats_command(as_json: bool, **options: Any) -> None:
+    """How many embeddings the cache holds, and its size on disk.
+
+    \b
+    Example:
+      migrator cache stats --state-dir .migrator --json
+    """
+    stats = cache_stats(_settings(options).migration.state_dir)
     _emit(stats, as_json, report.cache)
 
 
 @cache.command("clear")
+@config_option
 @state_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
-def cache_clear_command(state_dir: Path | None, yes: bool) -> None:
-    """Delete every cached embedding (the next run pays for its embeddings again)."""
+def cache_clear_command(yes: bool, **options: Any) -> None:
+    """Delete every cached embedding (the next run pays for its embeddings again).
+
+    \b
+    Example:
+      migrator cache clear --yes
+    """
+    state_dir = _settings(options).migration.state_dir
     if not yes:
         click.confirm("Delete every cached embedding?", abort=True, err=True)
-    removed = cache_clear(state_dir or Path(".migrator"))
+    removed = cache_clear(state_dir)
     click.echo(f"Removed {removed:,} cached embeddings.")
 
 

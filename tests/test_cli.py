@@ -258,3 +258,17 @@ def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -
                                        "forced": False}
     assert run("rollback", "nothing", *where).exit_code == 2
     assert run("drop-old", "live", *where, "--yes").stdout == "Deleted 'docs_v2'.\n"
+
+
+def test_cache_commands_read_the_state_dir_from_config_and_environment(
+        store_path: Path, tmp_path: Path) -> None:
+    assert run("migrate", *base(store_path, tmp_path), "--collection", "docs").exit_code == 0
+    state = tmp_path / "state"
+    by_env = run("cache", "stats", "--json", env={"MIGRATOR_MIGRATION__STATE_DIR": str(state)})
+    assert json.loads(by_env.stdout)["entries"] > 0
+    config = tmp_path / "m.yaml"
+    config.write_text(f"migration:\n  state_dir: {state}\n")
+    by_file = run("cache", "stats", "--json", "-c", str(config))
+    assert json.loads(by_file.stdout)["entries"] > 0
+    assert run("cache", "clear", "--yes", "-c", str(config)).exit_code == 0
+    assert json.loads(run("cache", "stats", "--json", "-c", str(config)).stdout)["entries"] == 0
