@@ -17,7 +17,7 @@ from .embedding import Embedder, build_embedder
 from .embedding.tokens import token_counter
 from .errors import BadInput, ConfigError, DataError, InputTooLong
 from .interrupts import Stop, stoppable
-from .pipeline import Backfill, Progress, SkipLog, Stats
+from .pipeline import Pipeline, Progress, SkipLog, Stats
 from .settings import Distance, Settings
 from .store import UNNAMED, Page, Point, PointId, QdrantStore, opened
 from .texts import NOT_UNICODE, TextSource
@@ -277,7 +277,7 @@ async def _embed_file(path: Path, fmt: Literal["jsonl", "csv", "beir"], collecti
                   provenance={**made, "created_at": time.time()})
     skip_log = SkipLog(Path(settings.migration.state_dir) / f"{collection}.skipped.jsonl",
                        collection=collection)
-    backfill = Backfill(
+    backfill = Pipeline(
         source=RecordSource(read_records(path, fmt), page_size=settings.migration.page_size,
                             id_field=id_field),
         write=lambda points: target.upsert(collection, points),

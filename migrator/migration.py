@@ -31,7 +31,7 @@ from .errors import (
 from .gate import drop_left, gate, verify_job
 from .interrupts import Stop, stoppable
 from .jobs import Job, check_aliases, check_existing_target, target_name
-from .pipeline import TOO_LONG, Backfill, Checkpoint, Progress, Stats
+from .pipeline import TOO_LONG, Checkpoint, Pipeline, Progress, Stats
 from .results import CollectionResult, MigrationResult
 from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
@@ -404,7 +404,7 @@ class _Run:
             self.state.update(record.id, checkpoint=cp.offset, finished=int(cp.finished),
                               counters=cp.counters)
 
-        backfill = Backfill(
+        backfill = Pipeline(
             source=ScrollSource(self.source, job.schema.name,
                                 page_size=self.settings.migration.page_size,
                                 vectors=job.keep_vectors, start=record.checkpoint),
@@ -425,7 +425,7 @@ class _Run:
         join = MergeJoinSource(self.source, job.schema.name, self.target, job.target,
                                vector=job.vector, keep_vectors=job.keep_vectors, text=job.text,
                                page_size=self.settings.migration.page_size)
-        stage = Backfill(
+        stage = Pipeline(
             source=join,
             write=lambda points: self.target.upsert(job.target, points),
             **self._pipeline_args(job, skips, dims, total=None,
@@ -446,7 +446,7 @@ class _Run:
                 "queue_depth": self.settings.migration.queue_depth,
                 "on_progress": self.on_progress, "stop": self.stop}
 
-    async def _run_stage(self, stage: Backfill, skips: StateSkipLog,
+    async def _run_stage(self, stage: Pipeline, skips: StateSkipLog,
                          result: CollectionResult, *, catch_up: bool) -> None:
         try:
             await stage.run()

@@ -30,7 +30,7 @@ from .interrupts import Stop, finish_in_thread
 from .store import Page, Point, PointId
 from .texts import TextSource
 
-__all__ = ["Backfill", "Checkpoint", "in_flight_bound", "PageSource", "Progress", "SkipLog",
+__all__ = ["Checkpoint", "in_flight_bound", "PageSource", "Pipeline", "Progress", "SkipLog",
     "SkipSink", "Stats", "TOO_LONG"]
 
 
@@ -177,7 +177,7 @@ _DONE: Any = object()
 
 
 @dataclass
-class Backfill:
+class Pipeline:
     """One re-embedding run from a `PageSource` into a writer.
 
     Args:

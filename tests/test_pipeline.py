@@ -12,7 +12,7 @@ import pytest
 from migrator.catalog import ModelSpec
 from migrator.embedding.base import Embedding, InputKind
 from migrator.errors import ProviderResponseError
-from migrator.pipeline import Backfill, SkipLog
+from migrator.pipeline import Pipeline, SkipLog
 from migrator.store import Page, Point
 from migrator.texts import TextSource
 
@@ -71,12 +71,12 @@ class ListSource:
 
 
 def backfill(source: ListSource, embedder: FakeEmbedder, written: list[list[Point]], *,
-             concurrency: int = 4, queue_depth: int = 2, write_delay: float = 0.0) -> Backfill:
+             concurrency: int = 4, queue_depth: int = 2, write_delay: float = 0.0) -> Pipeline:
     def write(points: list[Point]) -> None:
         time.sleep(write_delay)
         written.append(points)
 
-    return Backfill(source=source, write=write, embedder=embedder,  # type: ignore[arg-type]
+    return Pipeline(source=source, write=write, embedder=embedder,  # type: ignore[arg-type]
                     text=TextSource("text"), vector="", dims=4,
                     skip_log=SkipLog(None, collection="c"), concurrency=concurrency,
                     queue_depth=queue_depth)
