@@ -9,7 +9,7 @@ from .jobs import Job
 from .results import CollectionResult
 from .sampling import draw_sample
 from .settings import Settings
-from .state import State
+from .state import Phase, State
 from .store import QdrantStore
 from .verification import check_target
 from .verification.checks import Pair, VerificationReport
@@ -41,7 +41,7 @@ def gate(jobs: list[Job], results: list[CollectionResult], state: State, *,
         return
     for job, result in failed:
         summary = result.verification.summary() if result.verification else ""
-        state.update(job.record.id, phase="failed", error=f"verification failed: {summary}")
+        state.update(job.record.id, phase=Phase.FAILED, error=f"verification failed: {summary}")
     message = " ".join(f"Verification of {r.target!r} failed: {r.verification.summary()}."
                        for _, r in failed if r.verification is not None)
     raise VerificationFailed(

@@ -36,7 +36,7 @@ from .results import CollectionResult, MigrationResult
 from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource, StateSkipLog
-from .state import EmbeddingCache, MigrationRecord, State, migration_id, open_cache
+from .state import EmbeddingCache, MigrationRecord, Phase, State, migration_id, open_cache
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource, payload_keys
 from .verification.dimensions import ProbeResult, probe
@@ -195,7 +195,7 @@ class _Run:
                     for job, result in zip(jobs, results, strict=True)]
         for job, problem in zip(jobs, problems, strict=True):
             if problem is not None:
-                self.state.update(job.record.id, phase="failed", error=str(problem))
+                self.state.update(job.record.id, phase=Phase.FAILED, error=str(problem))
         _raise_problems([p for p in problems if p is not None])
         if self.settings.verify.enabled:
             for job, result in zip(jobs, results, strict=True):
@@ -244,7 +244,7 @@ class _Run:
             if isinstance(problem, DataError):  # points without text under `fail`
                 problems.append(problem)
             self.state.update(job.record.id, phase=job.record.phase if job.record.phase in (
-                "swapped", "complete") else "catching_up")
+                Phase.SWAPPED, Phase.COMPLETE) else Phase.CATCHING_UP)
             results.append(result)
         _raise_problems(problems)
         return results
@@ -320,7 +320,7 @@ class _Run:
             record = MigrationRecord(
                 id=identity, source=config.name, source_collection=schema.name, target=name,
                 vector=vector.name, provider=spec.provider, model=spec.model, dims=dims,
-                text=text.describe(), alias=config.alias, phase="planned",
+                text=text.describe(), alias=config.alias, phase=Phase.PLANNED,
                 store=self.target.identity)
         exists = self.target.exists(name)
         if exists:
@@ -381,7 +381,7 @@ class _Run:
             raise StoreError(
                 f"Target collection {job.target!r} of an interrupted migration is gone from "
                 f"{self.target.location}. Run again with --restart to start over.")
-        result.resumed = record.phase != "planned"
+        result.resumed = record.phase != Phase.PLANNED
         result.stats.add(record.counters)
         result.resumed_written = result.stats.written
         if not record.finished:
@@ -395,7 +395,7 @@ class _Run:
         record = job.record
         insert_only = self.target.conditional_writes()
         result.write_mode = "insert-only" if insert_only else "upsert"
-        self.state.update(record.id, phase="backfilling", write_mode=result.write_mode,
+        self.state.update(record.id, phase=Phase.BACKFILLING, write_mode=result.write_mode,
                           total=result.source_count)
         skips = StateSkipLog(self.state, record.id)
 
@@ -419,7 +419,7 @@ class _Run:
 
     async def _catch_up(self, job: Job, result: CollectionResult, dims: int) -> None:
         record = job.record
-        self.state.update(record.id, phase="catching_up")
+        self.state.update(record.id, phase=Phase.CATCHING_UP)
         self.state.clear_skipped(record.id)  # the join meets every source point again
         skips = StateSkipLog(self.state, record.id)
         join = MergeJoinSource(self.source, job.schema.name, self.target, job.target,
@@ -452,7 +452,7 @@ class _Run:
             await stage.run()
         except (ProviderError, StoreError) as exc:
             skips.flush()
-            self.state.update(result.migration_id, phase="failed", error=str(exc))
+            self.state.update(result.migration_id, phase=Phase.FAILED, error=str(exc))
             raise _stopped(exc, result, stage.stats) from exc
         skips.flush()
         if self.stop is not None and self.stop.requested:
@@ -482,7 +482,7 @@ class _Run:
         result.target_count = self.target.count(job.target)
 
     async def _verify(self, job: Job, result: CollectionResult) -> None:
-        self.state.update(job.record.id, phase="verifying")
+        self.state.update(job.record.id, phase=Phase.VERIFYING)
         result.verification = await verify_job(job, result, self.settings, self.source,
                                                self.target, self.embedder)
         self.state.update(job.record.id, verification=result.verification.to_dict())
@@ -499,7 +499,7 @@ class _Run:
                                         forced=forced, metrics=metrics)
             if self.drop_old and not forced:
                 result.dropped = drop_left(self.target, result.previous_alias_target, job.target)
-        self.state.update(job.record.id, phase="swapped" if alias else "complete", error=None,
+        self.state.update(job.record.id, phase=Phase.SWAPPED if alias else "complete", error=None,
                           counters=result.stats.counters())
 
 

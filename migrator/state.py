@@ -10,6 +10,7 @@ reported, never replaced.
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ import numpy as np
 from .errors import CorruptState, StateError
 
 __all__ = ["CACHE_FILE", "CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "migration_id",
-    "MigrationRecord", "open_cache", "open_db", "State", "STATE_FILE", "STATE_SCHEMA"]
+    "MigrationRecord", "open_cache", "open_db", "Phase", "State", "STATE_FILE", "STATE_SCHEMA"]
 
 STATE_FILE = "state.db"
 CACHE_FILE = "cache.db"
@@ -174,6 +175,24 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     db.execute("COMMIT")
 
 
+class Phase(str, enum.Enum):
+    """Where a migration stands, as `status` shows it."""
+
+    PLANNED = "planned"
+    BACKFILLING = "backfilling"
+    CATCHING_UP = "catching_up"
+    VERIFYING = "verifying"
+    SWAPPED = "swapped"
+    COMPLETE = "complete"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return self.value.__format__(spec)
+
+
 def migration_id(*parts: Any) -> str:
     """A stable id from what identifies a migration."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -191,7 +210,7 @@ class MigrationRecord:
     dims: int
     text: str
     alias: str | None
-    phase: str
+    phase: Phase
     checkpoint: Any = None
     finished: bool = False
     counters: dict[str, Any] = field(default_factory=dict)
@@ -318,6 +337,7 @@ def _record(row: Sequence[Any]) -> MigrationRecord:
     data["finished"] = bool(data["finished"])
     data["created_target"] = bool(data["created_target"])
     data["adopted"] = bool(data["adopted"])
+    data["phase"] = Phase(data["phase"])
     return MigrationRecord(**data)
 
 
