@@ -12,7 +12,8 @@ from .settings import Settings
 from .state import State
 from .store import QdrantStore, opened
 
-__all__ = ["AliasMove", "drop_old", "refuse_if_served", "rollback", "swap"]
+__all__ = ["AliasMove", "drop_left", "drop_old", "refuse_if_served", "rollback", "served_by",
+           "swap"]
 
 
 @dataclass
@@ -90,6 +91,20 @@ def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None
     return str(old)
 
 
+def served_by(store: QdrantStore, collection: str) -> list[str]:
+    """The aliases that point at `collection` now."""
+    return sorted(a for a, c in store.aliases().items() if c == collection)
+
+
+def drop_left(store: QdrantStore, old: str | None, new: str) -> str | None:
+    """After a verified move to `new`: delete `old`, the collection the alias left, unless an
+    alias still serves it (then it stays: the move itself succeeded). Its name, if deleted."""
+    if old is None or old == new or not store.exists(old) or served_by(store, old):
+        return None
+    store.delete_collection(old)
+    return old
+
+
 def refuse_if_served(store: QdrantStore, collection: str, why: str) -> None:
     """Raise ConfigError when any alias serves `collection`: nothing migrator deletes may
     be served. `why` says what was about to happen, e.g. "--restart would delete it".
@@ -97,7 +112,7 @@ def refuse_if_served(store: QdrantStore, collection: str, why: str) -> None:
     Raises:
         ConfigError: naming the aliases and what to run instead.
     """
-    served = sorted(a for a, c in store.aliases().items() if c == collection)
+    served = served_by(store, collection)
     if served:
         first = served[0]
         raise ConfigError(

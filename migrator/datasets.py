@@ -101,6 +101,20 @@ def load_beir(directory: Path, *, split: str = "test", max_queries: int | None =
     if unknown:
         raise DataError(f"{qrels_file} names {len(unknown)} document(s) missing from "
                         f"corpus.jsonl, e.g. {sorted(unknown)[:3]}.")
+    queries = read_beir_queries(queries_file, gains)
+    notes = [f"documents embedded as title + \" \" + text; {len(queries)} queries of split "
+             f"{split!r} with at least one relevant document"]
+    if max_queries is not None and len(queries) > max_queries:
+        notes.append(f"first {max_queries} of {len(queries)} labelled queries scored")
+        queries = queries[:max_queries]
+    if not queries:
+        raise DataError(f"No query in {queries_file} has a relevant document in {qrels_file}.")
+    return Dataset(directory.name, "beir", doc_ids, doc_texts, queries, notes=notes)
+
+
+def read_beir_queries(queries_file: Path, gains: dict[str, dict[str, float]]) -> list[Query]:
+    """The queries of a BEIR set that have a relevant document (`gains`, from `read_qrels`),
+    in file order: what `compare` scores and what verification's labelled check uses."""
     queries = []
     for row in read_records(queries_file, "jsonl"):
         query_id = str(row.get("_id"))
@@ -110,14 +124,7 @@ def load_beir(directory: Path, *, split: str = "test", max_queries: int | None =
                 raise DataError(f"{queries_file}: query {query_id!r} has relevance labels "
                                 "but no text.")
             queries.append(Query(query_id, text, gains[query_id]))
-    notes = [f"documents embedded as title + \" \" + text; {len(queries)} queries of split "
-             f"{split!r} with at least one relevant document"]
-    if max_queries is not None and len(queries) > max_queries:
-        notes.append(f"first {max_queries} of {len(queries)} labelled queries scored")
-        queries = queries[:max_queries]
-    if not queries:
-        raise DataError(f"No query in {queries_file} has a relevant document in {qrels_file}.")
-    return Dataset(directory.name, "beir", doc_ids, doc_texts, queries, notes=notes)
+    return queries
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, float]]:

@@ -14,7 +14,7 @@ from .store import QdrantStore
 from .verification import check_target
 from .verification.checks import Pair, VerificationReport
 
-__all__ = ["drop_left", "gate", "verify_job"]
+__all__ = ["gate", "verify_job"]
 
 
 async def verify_job(job: Job, result: CollectionResult, settings: Settings,
@@ -48,13 +48,3 @@ def gate(jobs: list[Job], results: list[CollectionResult], state: State, *,
         f"{message} No alias was moved. Inspect with `migrator verify`, or move the alias "
         "anyway with --force (recorded as forced).",
         report=[r.verification.to_dict() for _, r in failed if r.verification])
-
-
-def drop_left(target: QdrantStore, old: str | None, new: str) -> str | None:
-    """Delete the collection an alias left, if nothing serves it any more; its name."""
-    if old is None or old == new or old not in target.collection_names():
-        return None
-    if old in target.aliases().values():
-        return None  # another alias still serves it
-    target.delete_collection(old)
-    return old

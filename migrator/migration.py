@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from .aliases import refuse_if_served
+from .aliases import drop_left, refuse_if_served
 from .catchup import MergeJoinSource
 from .embedding import Embedder, build_embedder
 from .embedding.cache import CachedEmbedder
@@ -28,7 +28,7 @@ from .errors import (
     StoreError,
     VerificationFailed,
 )
-from .gate import drop_left, gate, verify_job
+from .gate import gate, verify_job
 from .interrupts import Stop, stoppable
 from .jobs import Job, check_aliases, check_existing_target, target_name
 from .pipeline import TOO_LONG, Checkpoint, Pipeline, Progress, Stats

@@ -334,3 +334,16 @@ def test_status_sees_every_phase(memory_store: QdrantStore, tmp_path: Path,
     make_collection(memory_store.client, "docs", n=20)
     migrate(config(tmp_path), source_store=memory_store)
     assert phases == ["planned", "backfilling", "catching_up", "verifying", "swapped"]
+
+
+def test_one_labelled_query_reader_for_verify_and_compare(tmp_path: Path) -> None:
+    """verify.queries reads both dialects `compare --labels` reads (it read only one)."""
+    from migrator.datasets import read_labels
+    from migrator.verification.labelled import load_queries
+
+    ids = tmp_path / "ids.jsonl"
+    ids.write_text('{"query": "tides", "relevant_ids": [3, "7"]}\n')
+    gains = tmp_path / "gains.jsonl"
+    gains.write_text('{"query": "tides", "relevant": {"3": 1, "7": 1}}\n')
+    assert load_queries(ids, 10) == load_queries(gains, 10) == read_labels(gains)
+    assert load_queries(gains, 10)[0].gains == {"3": 1.0, "7": 1.0}
