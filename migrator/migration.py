@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from .aliases import drop_left, refuse_if_served
+from .aliases import drop_left
 from .catchup import MergeJoinSource
 from .embedding import Embedder, build_embedder
 from .embedding.cache import CachedEmbedder
@@ -21,18 +21,16 @@ from .embedding.tokens import fit_all
 from .errors import (
     ConfigError,
     DataError,
-    InputTooLong,
     MigratorError,
-    MissingText,
     ProviderError,
     StoreError,
-    VerificationFailed,
 )
 from .gate import gate, verify_job
 from .interrupts import Stop, stoppable
 from .jobs import Job, check_aliases, check_existing_target, target_name
+from .ownership import Confirm, claim, provenance, restart
 from .pipeline import TOO_LONG, Checkpoint, Pipeline, Progress, Stats
-from .results import CollectionResult, MigrationResult
+from .results import CollectionResult, MigrationResult, problem_of, raise_problems
 from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource, StateSkipLog
@@ -44,7 +42,6 @@ from .verification.dimensions import ProbeResult, probe
 __all__ = ["amigrate", "Confirm", "migrate", "ProgressCallback", "provider_metrics", "running"]
 
 ProgressCallback = Callable[[Progress], None]
-Confirm = Callable[[list[str]], bool]  # asked with the collections --restart would delete
 
 
 def migrate(
@@ -191,12 +188,12 @@ class _Run:
         check_aliases(jobs, self.target)
 
         results = [await self._migrate_one(job, dims) for job in jobs]
-        problems = [_problem(job, result, self.settings)
+        problems = [problem_of(job, result, self.settings)
                     for job, result in zip(jobs, results, strict=True)]
         for job, problem in zip(jobs, problems, strict=True):
             if problem is not None:
                 self.state.update(job.record.id, phase=Phase.FAILED, error=str(problem))
-        _raise_problems([p for p in problems if p is not None])
+        raise_problems([p for p in problems if p is not None])
         if self.settings.verify.enabled:
             for job, result in zip(jobs, results, strict=True):
                 await self._verify(job, result)
@@ -240,13 +237,13 @@ class _Run:
                 vector=job.vector, text=job.text.describe(), migration_id=job.record.id)
             await self._catch_up(job, result, checked.target)
             self._count_check_inputs(job, result)
-            problem = _problem(job, result, self.settings)
+            problem = problem_of(job, result, self.settings)
             if isinstance(problem, DataError):  # points without text under `fail`
                 problems.append(problem)
             self.state.update(job.record.id, phase=job.record.phase if job.record.phase in (
                 Phase.SWAPPED, Phase.COMPLETE) else Phase.CATCHING_UP)
             results.append(result)
-        _raise_problems(problems)
+        raise_problems(problems)
         return results
 
     async def _probe(self, schema: CollectionSchema, first: CollectionSettings) -> ProbeResult:
@@ -268,30 +265,10 @@ class _Run:
 
     def _restart(self, schemas: list[CollectionSchema], dims: int,
                  confirm: Confirm | None) -> None:
-        """Forget these migrations' progress and delete the targets they created: never one
-        an alias serves, and only after `confirm` agreed to the list."""
-        forget: list[str] = []
-        doomed: list[str] = []
-        for config, schema in zip(self.settings.collections, schemas, strict=True):
-            name, _, identity = self._identify(config, schema, dims)
-            record = self.state.get(identity)
-            if record is not None:
-                forget.append(identity)
-            created = record.created_target if record is not None else None
-            if self.target.exists(name) and (
-                    created or (created is None and self._provenance_says(name, identity))):
-                doomed.append(name)
-        for name in doomed:
-            refuse_if_served(self.target, name, "--restart would delete it")
-        if doomed and confirm is not None and not confirm(doomed):
-            raise MigratorError("--restart was not confirmed; nothing was deleted.")
-        for name in doomed:
-            self.target.delete_collection(name)
-        for identity in forget:
-            self.state.delete(identity)
-
-    def _provenance_says(self, name: str, identity: str) -> bool:
-        return self.target.provenance(name).get("migration") == identity
+        planned = [self._identify(c, s, dims) for c, s in
+                   zip(self.settings.collections, schemas, strict=True)]
+        restart(self.target, self.state, [(name, identity) for name, _, identity in planned],
+                confirm)
 
     def _job(self, config: CollectionSettings, schema: CollectionSchema, dims: int) -> Job:
         spec = self.model.spec
@@ -325,44 +302,11 @@ class _Run:
         exists = self.target.exists(name)
         if exists:
             check_existing_target(self.target.describe(name), vector.name, dims, distance)
-            self._claim(config, name, record)
+            claim(self.target, self.state, config, name, record, adopt=self.adopt_target)
         keep = [n for n in schema.vectors if n != vector.name] + schema.sparse_vectors
         verify = self.settings.verify
         return Job(config, schema, vector.name, text, name, exists, distance, keep, record,
                    Reservoir(verify.sample, verify.seed))
-
-    def _claim(self, config: CollectionSettings, name: str, record: MigrationRecord) -> None:
-        """Make sure this migration may write into the existing collection `name`: it
-        created it (by the state, or by the provenance in the collection's own metadata when
-        the state was lost), or the user adopts it now and no other alias serves it."""
-        if record.owns_target():
-            return
-        provenance = self.target.provenance(name)
-        if provenance.get("migration") == record.id:
-            record.created_target = True
-            if self.state.get(record.id) is not None:
-                self.state.update(record.id, created_target=1)
-            return
-        if not self.adopt_target:
-            origin = (f"by migrator's migration of {provenance.get('source')!r}"
-                      if provenance else "outside this migration")
-            raise ConfigError(
-                f"Target {name!r} already exists in {self.target.location} and was created "
-                f"{origin}. migrator writes only into a collection its own migration created: "
-                "the catch-up deletes every point the source lacks. Give another --target (or "
-                f"none, for the default name), or --adopt-target if {name!r} really is meant "
-                f"to become a copy of {config.name!r}. Nothing was changed.")
-        served = sorted(a for a, c in self.target.aliases().items()
-                        if c == name and a != config.alias)
-        if served:
-            raise ConfigError(
-                f"--adopt-target refused: {name!r} is served by alias {', '.join(served)}, "
-                "and adopting it would rewrite what that alias serves. Give another --target, "
-                f"or first point the alias elsewhere (`migrator rollback {served[0]}` or "
-                f"`migrator swap {served[0]} OTHER`). Nothing was changed.")
-        record.adopted = True
-        if self.state.get(record.id) is not None:
-            self.state.update(record.id, adopted=1)
 
     async def _migrate_one(self, job: Job, dims: int) -> CollectionResult:
         record = job.record
@@ -374,7 +318,7 @@ class _Run:
         if self.state.get(record.id) is None:
             if not job.target_exists:
                 self.target.create_like(job.schema, job.target, vector=job.vector, size=dims,
-                                        distance=job.distance, provenance=_provenance(record))
+                                        distance=job.distance, provenance=provenance(record))
                 record.created_target = result.created = True
             self.state.create(record)
         elif not job.target_exists:
@@ -503,13 +447,6 @@ class _Run:
                           counters=result.stats.counters())
 
 
-def _provenance(record: MigrationRecord) -> dict[str, Any]:
-    """What a target's own metadata says of the migration that created it."""
-    return {"migration": record.id, "source": record.source_collection,
-            "provider": record.provider, "model": record.model, "dims": record.dims,
-            "vector": record.vector, "text": record.text, "created_at": time.time()}
-
-
 def _sample_texts(source: QdrantStore, schema: CollectionSchema, config: CollectionSettings,
                   model: Embedder, settings: Settings, limit: int = 256) -> list[str]:
     """Real texts from the start of the source for the preflight probe, prepared as the
@@ -545,50 +482,6 @@ def _stopped(exc: ProviderError | StoreError, result: CollectionResult,
     if isinstance(exc, ProviderError):
         return type(exc)(message, provider=exc.provider, status=exc.status)
     return type(exc)(message)
-
-
-def _problem(job: Job, result: CollectionResult, settings: Settings) -> MigratorError | None:
-    if result.too_long and settings.provider.long_input == "fail":
-        shown = ", ".join(repr(i) for i in result.too_long[:10])
-        limit = settings.provider.model
-        return InputTooLong(
-            f"{len(result.too_long)} point(s) of {job.config.name!r} have a text longer than "
-            f"{limit} accepts: {shown}; they were not sent. The list is in {result.skip_file}. "
-            "Set provider.long_input to truncate (keep the start) or chunk-mean (embed the "
-            "pieces and average them), or shorten those texts. No alias was moved.")
-    missing = result.skipped - len(result.too_long)
-    if missing and settings.migration.missing_text == "fail":
-        shown = ", ".join(repr(i) for i in result.first_skipped)
-        more = (f" and {missing - len(result.first_skipped)} more"
-                if missing > len(result.first_skipped) else "")
-        return MissingText(
-            f"{missing} point(s) of {job.config.name!r} have no text in "
-            f"{job.text.describe()}: {shown}{more}. The full list is in {result.skip_file}. "
-            "Fix those payloads, point text_field/text_template at the text, or run again with "
-            "--missing-text skip to migrate without them. No alias was moved.",
-            point_ids=list(result.first_skipped),
-            skip_file=result.skip_file,
-        )
-    expected = result.source_count - result.skipped
-    if result.target_count != expected:
-        return VerificationFailed(
-            f"Target {job.target!r} holds {result.target_count} points, but {expected} were "
-            f"expected ({result.source_count} in {job.schema.name!r}, {result.skipped} without "
-            "text). The source may be changing right now: run `migrator sync`, or the same "
-            "command again. No alias was moved."
-        )
-    return None
-
-
-def _raise_problems(problems: list[MigratorError]) -> None:
-    if not problems:
-        return
-    if len(problems) == 1:
-        raise problems[0]
-    kind = VerificationFailed if all(isinstance(p, VerificationFailed) for p in problems) \
-        else DataError
-    raise kind(" ".join(str(p) for p in problems))
-
 
 
 def provider_metrics(embedder: Embedder) -> dict[str, Any] | None:

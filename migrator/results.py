@@ -7,10 +7,13 @@ from typing import Any
 
 from .catchup import SyncStats
 from .embedding.sizing import DimsDecision
+from .errors import DataError, InputTooLong, MigratorError, MissingText, VerificationFailed
+from .jobs import Job
 from .pipeline import Stats
+from .settings import Settings
 from .verification.checks import VerificationReport
 
-__all__ = ["CollectionResult", "MigrationResult"]
+__all__ = ["CollectionResult", "MigrationResult", "problem_of", "raise_problems"]
 
 
 @dataclass
@@ -104,3 +107,50 @@ class MigrationResult:
             "retries": sum(c.stats.retries for c in self.collections),
             "collections": [c.to_dict() for c in self.collections],
         }
+
+
+def problem_of(job: Job, result: CollectionResult, settings: Settings) -> MigratorError | None:
+    """What stops a collection before any alias moves: texts over the limit under
+    `long_input: fail`, points without text under `missing_text: fail`, or counts that do
+    not add up; None when it may go on."""
+    if result.too_long and settings.provider.long_input == "fail":
+        shown = ", ".join(repr(i) for i in result.too_long[:10])
+        limit = settings.provider.model
+        return InputTooLong(
+            f"{len(result.too_long)} point(s) of {job.config.name!r} have a text longer than "
+            f"{limit} accepts: {shown}; they were not sent. The list is in {result.skip_file}. "
+            "Set provider.long_input to truncate (keep the start) or chunk-mean (embed the "
+            "pieces and average them), or shorten those texts. No alias was moved.")
+    missing = result.skipped - len(result.too_long)
+    if missing and settings.migration.missing_text == "fail":
+        shown = ", ".join(repr(i) for i in result.first_skipped)
+        more = (f" and {missing - len(result.first_skipped)} more"
+                if missing > len(result.first_skipped) else "")
+        return MissingText(
+            f"{missing} point(s) of {job.config.name!r} have no text in "
+            f"{job.text.describe()}: {shown}{more}. The full list is in {result.skip_file}. "
+            "Fix those payloads, point text_field/text_template at the text, or run again with "
+            "--missing-text skip to migrate without them. No alias was moved.",
+            point_ids=list(result.first_skipped),
+            skip_file=result.skip_file,
+        )
+    expected = result.source_count - result.skipped
+    if result.target_count != expected:
+        return VerificationFailed(
+            f"Target {job.target!r} holds {result.target_count} points, but {expected} were "
+            f"expected ({result.source_count} in {job.schema.name!r}, {result.skipped} without "
+            "text). The source may be changing right now: run `migrator sync`, or the same "
+            "command again. No alias was moved."
+        )
+    return None
+
+
+def raise_problems(problems: list[MigratorError]) -> None:
+    """Raise the one problem, or one error that holds them all."""
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise problems[0]
+    kind = VerificationFailed if all(isinstance(p, VerificationFailed) for p in problems) \
+        else DataError
+    raise kind(" ".join(str(p) for p in problems))

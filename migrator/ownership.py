@@ -1,0 +1,104 @@
+"""Ownership: which collections a migration may write into, catch up and delete.
+
+A migration owns its target when it created it (recorded in the state, keyed by the
+store's identity, and in the collection's own metadata where the store keeps it, so the
+ownership survives a lost state directory) or when the user adopted it (`--adopt-target`,
+refused while another alias serves it). `--restart` deletes only what the migration
+created, never a collection an alias serves, and only after the user agreed to the list.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .aliases import refuse_if_served
+from .errors import ConfigError, MigratorError
+from .settings import CollectionSettings
+from .state import MigrationRecord, State
+from .store import QdrantStore
+
+__all__ = ["claim", "Confirm", "provenance", "restart"]
+
+Confirm = Callable[[list[str]], bool]  # asked with the collections --restart would delete
+
+
+def provenance(record: MigrationRecord) -> dict[str, Any]:
+    """What a target's own metadata says of the migration that created it."""
+    return {"migration": record.id, "source": record.source_collection,
+            "provider": record.provider, "model": record.model, "dims": record.dims,
+            "vector": record.vector, "text": record.text, "created_at": time.time()}
+
+
+def _created_here(target: QdrantStore, name: str, identity: str) -> bool:
+    return target.provenance(name).get("migration") == identity
+
+
+def restart(target: QdrantStore, state: State, planned: list[tuple[str, str]],
+            confirm: Confirm | None) -> None:
+    """Forget the progress of the `planned` (target name, migration id) pairs and delete
+    the targets they created: never one an alias serves, and only after `confirm` agreed
+    to the list (None: no question).
+
+    Raises:
+        ConfigError: an alias serves a collection that would be deleted.
+        MigratorError: `confirm` said no; nothing was deleted.
+    """
+    forget: list[str] = []
+    doomed: list[str] = []
+    for name, identity in planned:
+        record = state.get(identity)
+        if record is not None:
+            forget.append(identity)
+        created = record.created_target if record is not None else None
+        if target.exists(name) and (
+                created or (created is None and _created_here(target, name, identity))):
+            doomed.append(name)
+    for name in doomed:
+        refuse_if_served(target, name, "--restart would delete it")
+    if doomed and confirm is not None and not confirm(doomed):
+        raise MigratorError("--restart was not confirmed; nothing was deleted.")
+    for name in doomed:
+        target.delete_collection(name)
+    for identity in forget:
+        state.delete(identity)
+
+
+def claim(target: QdrantStore, state: State, config: CollectionSettings, name: str,
+          record: MigrationRecord, *, adopt: bool) -> None:
+    """Make sure the migration of `record` may write into the existing collection `name`:
+    it created it (by the state, or by the provenance in the collection's own metadata when
+    the state was lost), or the user adopts it now and no other alias serves it.
+
+    Raises:
+        ConfigError: `name` is someone else's collection, or adopting it would rewrite what
+            another alias serves.
+    """
+    if record.owns_target():
+        return
+    found = target.provenance(name)
+    if found.get("migration") == record.id:
+        record.created_target = True
+        if state.get(record.id) is not None:
+            state.update(record.id, created_target=1)
+        return
+    if not adopt:
+        origin = (f"by migrator's migration of {found.get('source')!r}"
+                  if found else "outside this migration")
+        raise ConfigError(
+            f"Target {name!r} already exists in {target.location} and was created "
+            f"{origin}. migrator writes only into a collection its own migration created: "
+            "the catch-up deletes every point the source lacks. Give another --target (or "
+            f"none, for the default name), or --adopt-target if {name!r} really is meant "
+            f"to become a copy of {config.name!r}. Nothing was changed.")
+    served = sorted(a for a, c in target.aliases().items() if c == name and a != config.alias)
+    if served:
+        raise ConfigError(
+            f"--adopt-target refused: {name!r} is served by alias {', '.join(served)}, "
+            "and adopting it would rewrite what that alias serves. Give another --target, "
+            f"or first point the alias elsewhere (`migrator rollback {served[0]}` or "
+            f"`migrator swap {served[0]} OTHER`). Nothing was changed.")
+    record.adopted = True
+    if state.get(record.id) is not None:
+        state.update(record.id, adopted=1)
