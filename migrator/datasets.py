@@ -11,7 +11,6 @@ Three kinds of input:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import random
@@ -21,7 +20,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError, DataError
-from .ingestion import detect_format, point_id, read_records
+from .records import (
+    Query,
+    detect_format,
+    point_id,
+    read_beir_queries,
+    read_labels,
+    read_qrels,
+    read_records,
+)
 from .sampling import draw_sample
 from .settings import StoreSettings
 from .store import QdrantStore, opened
@@ -29,20 +36,12 @@ from .texts import TextSource
 
 __all__ = ["collection_size", "Dataset", "DatasetKind", "DEFAULT_QUERIES", "DEFAULT_SAMPLE",
     "DEFAULT_SEED", "label", "load_beir", "load_collection", "load_dataset", "load_texts",
-    "open_dataset", "Query", "read_labels", "read_qrels", "sample_collection"]
+    "open_dataset", "sample_collection"]
 
 DatasetKind = Literal["beir", "texts", "collection"]
 DEFAULT_QUERIES = 200  # self-retrieval queries drawn from an unlabelled corpus
 DEFAULT_SEED = 13
 DEFAULT_SAMPLE = 2000  # documents drawn from a collection
-
-
-@dataclass
-class Query:
-    id: str
-    text: str
-    gains: dict[str, float] = field(default_factory=dict)  # document id -> graded relevance
-    document: str | None = None  # the document this query was drawn from (self-retrieval)
 
 
 @dataclass
@@ -110,41 +109,6 @@ def load_beir(directory: Path, *, split: str = "test", max_queries: int | None =
     if not queries:
         raise DataError(f"No query in {queries_file} has a relevant document in {qrels_file}.")
     return Dataset(directory.name, "beir", doc_ids, doc_texts, queries, notes=notes)
-
-
-def read_beir_queries(queries_file: Path, gains: dict[str, dict[str, float]]) -> list[Query]:
-    """The queries of a BEIR set that have a relevant document (`gains`, from `read_qrels`),
-    in file order: what `compare` scores and what verification's labelled check uses."""
-    queries = []
-    for row in read_records(queries_file, "jsonl"):
-        query_id = str(row.get("_id"))
-        if gains.get(query_id):
-            text = str(row.get("text") or "").strip()
-            if not text:
-                raise DataError(f"{queries_file}: query {query_id!r} has relevance labels "
-                                "but no text.")
-            queries.append(Query(query_id, text, gains[query_id]))
-    return queries
-
-
-def read_qrels(path: Path) -> dict[str, dict[str, float]]:
-    """BEIR qrels (`query-id<TAB>corpus-id<TAB>score`): query -> document -> gain, positive
-    scores only."""
-    gains: dict[str, dict[str, float]] = {}
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        needed = {"query-id", "corpus-id", "score"}
-        if not needed <= set(reader.fieldnames or ()):
-            raise DataError(f"{path} needs the header 'query-id<TAB>corpus-id<TAB>score'.")
-        for number, row in enumerate(reader, start=2):
-            try:
-                score = float(row["score"])
-            except (TypeError, ValueError) as exc:
-                raise DataError(f"{path}:{number}: score {row['score']!r} is not a "
-                                "number.") from exc
-            if score > 0:
-                gains.setdefault(row["query-id"], {})[row["corpus-id"]] = score
-    return gains
 
 
 def load_texts(path: Path, *, text: TextSource | None = None, id_field: str | None = None,
@@ -236,31 +200,6 @@ def _unlabelled(name: str, kind: DatasetKind, ids: list[str], texts: list[str], 
     notes.append(f"no relevance labels: {len(drawn)} documents drawn (seed {seed}) as "
                  "self-retrieval queries; models compared by agreement with a reference")
     return Dataset(name, kind, ids, texts, drawn, population=population, notes=notes)
-
-
-def read_labels(path: Path, *, limit: int | None = None) -> list[Query]:
-    """Labelled queries from JSONL: {"query": text, "relevant_ids": [ids]} (each gain 1),
-    or {"query": text, "relevant": {id: gain}}; an optional "id" names the query."""
-    if not path.is_file():
-        raise ConfigError(f"Labels file {path} does not exist; give JSONL of "
-                          "{\"query\", \"relevant_ids\"}.")
-    queries = []
-    for number, row in enumerate(read_records(path, "jsonl"), start=1):
-        relevant = row.get("relevant")
-        if not isinstance(relevant, dict):
-            ids = row.get("relevant_ids")
-            relevant = {i: 1.0 for i in ids} if isinstance(ids, list) else None
-        text = row.get("query")
-        if not isinstance(text, str) or not text.strip() or not relevant:
-            raise DataError(f"{path}: record {number} needs a \"query\" and a non-empty "
-                            "\"relevant_ids\" list (or a \"relevant\" map of id to gain).")
-        gains = {str(doc): float(gain) for doc, gain in relevant.items() if float(gain) > 0}
-        queries.append(Query(str(row.get("id", number)), text, gains))
-        if limit is not None and len(queries) >= limit:
-            break
-    if not queries:
-        raise DataError(f"{path} holds no labelled query.")
-    return queries
 
 
 def label(dataset: Dataset, queries: list[Query], source: str) -> Dataset:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +12,12 @@ from typing import Any, Literal
 from .aliases import refuse_if_served
 from .embedding import Embedder, build_embedder
 from .embedding.tokens import token_counter
-from .errors import BadInput, ConfigError, DataError, InputTooLong
+from .errors import BadInput, ConfigError, InputTooLong
 from .interrupts import Stop, stoppable
 from .pipeline import Pipeline, Progress, SkipLog, Stats
+from .records import detect_format, point_id, read_records
 from .settings import Distance, Settings
-from .store import UNNAMED, Page, Point, PointId, QdrantStore, opened
+from .store import UNNAMED, Page, Point, QdrantStore, opened
 from .texts import NOT_UNICODE, TextSource
 
 __all__ = ["BEIR_TEMPLATE", "check_records", "detect_format", "ingest", "IngestResult",
@@ -46,85 +44,6 @@ class IngestResult:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "stats"}
         data["stats"] = self.stats.to_dict()
         return data
-
-
-def detect_format(path: Path) -> Literal["jsonl", "csv", "beir"]:
-    if path.is_dir():
-        if (path / "corpus.jsonl").is_file():
-            return "beir"
-        raise ConfigError(f"{path} is a directory without corpus.jsonl; a BEIR corpus "
-                          "directory holds corpus.jsonl (and queries.jsonl, qrels/).")
-    suffix = path.suffix.lower()
-    if suffix in {".jsonl", ".ndjson", ".json"}:
-        return "jsonl"
-    if suffix in {".csv", ".tsv"}:
-        return "csv"
-    raise ConfigError(f"Cannot tell the format of {path}; give --format jsonl, csv or beir.")
-
-
-def read_records(path: Path, fmt: Literal["jsonl", "csv", "beir"]) -> Iterator[dict[str, Any]]:
-    """The records of a JSONL file, a CSV file or a BEIR corpus, one dict each.
-
-    Raises:
-        BadInput: a line is not UTF-8.
-        DataError: a JSONL line is not a JSON object.
-    """
-    if fmt == "beir":
-        path = path / "corpus.jsonl"
-    if fmt == "csv":
-        dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
-        yield from csv.DictReader((line for _, line in _lines(path)), dialect=dialect)
-        return
-    for number, line in _lines(path):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number} is not valid JSON: {exc.msg}.") from exc
-        if not isinstance(record, dict):
-            raise DataError(f"{path}:{number} is not a JSON object.")
-        yield record
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a UTF-8 file; a byte that is not UTF-8 is named exactly."""
-    offset = 0
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield number, raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise BadInput(
-                    f"{path}:{number} is not UTF-8: byte 0x{raw[exc.start]:02x} at byte "
-                    f"{offset + exc.start:,} of the file. Convert the file to UTF-8 (e.g. "
-                    "`iconv -f latin1 -t utf-8`).") from exc
-            offset += len(raw)
-
-
-def point_id(value: Any, row: int) -> PointId:
-    """A Qdrant id for a record: its integer or UUID id, else a stable UUID of its id.
-
-    Raises:
-        BadInput: the id is a boolean, a number with a fraction, or a structure.
-    """
-    if value is None:
-        return row
-    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer() or (
-            isinstance(value, (dict, list))):
-        raise BadInput(f"Record {row + 1} has the id {value!r}, which cannot be a point id: "
-                       "use an integer, a UUID or a string.")
-    if isinstance(value, float):
-        value = int(value)
-    if isinstance(value, int) and value >= 0:
-        return value
-    text = str(value)
-    if text.isdigit():
-        return int(text)
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, text))
 
 
 class RecordSource:

@@ -16,17 +16,10 @@ from migrator import compare_report
 from migrator.candidates import finish, load_candidates, parse_flag
 from migrator.cli import cli
 from migrator.comparison import SCHEMA, CompareResult, compare
-from migrator.datasets import (
-    Query,
-    label,
-    load_beir,
-    load_collection,
-    load_dataset,
-    load_texts,
-    read_labels,
-)
+from migrator.datasets import label, load_beir, load_collection, load_dataset, load_texts
 from migrator.errors import ConfigError, DataError
 from migrator.metrics import mrr_at_k, ndcg_at_k, normalized, recall_at_k, top_k
+from migrator.records import Query, read_labels
 from migrator.state import EmbeddingCache
 from migrator.texts import TextSource
 

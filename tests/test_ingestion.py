@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from migrator import ConfigError, DataError, MigrationSettings, ProviderSettings, Settings, ingest
-from migrator.ingestion import point_id
+from migrator.records import point_id
 from migrator.store import QdrantStore
 
 

@@ -338,7 +338,7 @@ def test_status_sees_every_phase(memory_store: QdrantStore, tmp_path: Path,
 
 def test_one_labelled_query_reader_for_verify_and_compare(tmp_path: Path) -> None:
     """verify.queries reads both dialects `compare --labels` reads (it read only one)."""
-    from migrator.datasets import read_labels
+    from migrator.records import read_labels
     from migrator.verification.labelled import load_queries
 
     ids = tmp_path / "ids.jsonl"

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import Query, read_beir_queries, read_labels, read_qrels
 from ..embedding.base import Embedder
 from ..errors import ConfigError
-from ..ingestion import point_id
 from ..metrics import ndcg_at_k, recall_at_k
+from ..records import Query, point_id, read_beir_queries, read_labels, read_qrels
 from ..store import QdrantStore
 from .checks import Check, embed_queries
 
