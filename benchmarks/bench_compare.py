@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_migrate import loopback_process  # noqa: E402
-from migrator.candidates import expand, finish  # noqa: E402
 from migrator.comparison import compare  # noqa: E402
-from migrator.datasets import Dataset  # noqa: E402
+from migrator.comparison.candidates import expand, finish  # noqa: E402
+from migrator.comparison.datasets import Dataset  # noqa: E402
 from migrator.metrics import normalized, top_k  # noqa: E402
 from migrator.records import Query  # noqa: E402
 

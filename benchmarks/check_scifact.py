@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from migrator import compare, load_dataset  # noqa: E402
-from migrator.candidates import expand, finish  # noqa: E402
+from migrator.comparison.candidates import expand, finish  # noqa: E402
 from migrator.state import EmbeddingCache  # noqa: E402
 
 PUBLISHED = 0.6451  # MTEB leaderboard, SciFact nDCG@10, sentence-transformers/all-MiniLM-L6-v2

@@ -14,10 +14,10 @@ except _metadata.PackageNotFoundError:  # run from a source tree that was never 
     __version__ = "0+unknown"
 
 from .aliases import AliasMove, drop_old, rollback, swap
-from .candidates import Candidate, load_candidates
 from .catalog import ModelSpec, lookup
 from .comparison import CandidateResult, CompareResult, acompare, compare
-from .datasets import Dataset, load_dataset
+from .comparison.candidates import Candidate, load_candidates
+from .comparison.datasets import Dataset, load_dataset
 from .demo import DemoResult, demo
 from .embedding import Embedder, Embedding, build_embedder
 from .embedding.cache import cache_clear, cache_stats

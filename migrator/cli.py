@@ -12,13 +12,15 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from . import __version__, compare_report, datasets, report
+from . import __version__, report
 from .aliases import drop_old as run_drop_old
 from .aliases import rollback as run_rollback
 from .aliases import swap as run_swap
-from .candidates import gather as gather_candidates
 from .catalog import REGISTRY, models_for
 from .comparison import compare as run_compare
+from .comparison import datasets
+from .comparison import report as compare_report
+from .comparison.candidates import gather as gather_candidates
 from .demo import demo as run_demo
 from .embedding.cache import cache_clear, cache_stats
 from .errors import MigratorError, VerificationFailed

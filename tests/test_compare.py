@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from migrator import compare_report
-from migrator.candidates import finish, load_candidates, parse_flag
 from migrator.cli import cli
-from migrator.comparison import SCHEMA, CompareResult, compare
-from migrator.datasets import label, load_beir, load_collection, load_dataset, load_texts
+from migrator.comparison import CompareResult, compare
+from migrator.comparison import report as compare_report
+from migrator.comparison.candidates import finish, load_candidates, parse_flag
+from migrator.comparison.datasets import label, load_beir, load_collection, load_dataset, load_texts
+from migrator.comparison.results import SCHEMA
 from migrator.errors import ConfigError, DataError
 from migrator.metrics import mrr_at_k, ndcg_at_k, normalized, recall_at_k, top_k
 from migrator.records import Query, read_labels

@@ -63,7 +63,7 @@ def test_readme_setup_commands() -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "compare").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_example_candidate_files_load(path: Path) -> None:
-    from migrator.candidates import load_candidates
+    from migrator.comparison.candidates import load_candidates
 
     found = load_candidates(path, environ={})
     assert found and sum(c.reference for c in found) == 1

@@ -56,9 +56,9 @@ def test_compare_scores_minilm_above_hashing_and_a_sweep_reuses_its_vectors(
         tmp_path: object) -> None:
     from pathlib import Path
 
-    from migrator.candidates import expand, finish
     from migrator.comparison import compare
-    from migrator.datasets import load_dataset
+    from migrator.comparison.candidates import expand, finish
+    from migrator.comparison.datasets import load_dataset
     from migrator.state import EmbeddingCache
 
     entries = [{"name": "minilm", "provider": "local", "model": "all-MiniLM-L6-v2",

@@ -28,8 +28,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .errors import ConfigError
-from .settings import ProviderSettings, describe_validation, fill_api_key
+from ..errors import ConfigError
+from ..settings import ProviderSettings, describe_validation, fill_api_key
 
 __all__ = ["Candidate", "expand", "finish", "gather", "load_candidates", "parse_flag"]
 

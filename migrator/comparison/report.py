@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+from ..report import duration, money, table, to_json
 from .charts import ChartsUnavailable, render_charts
-from .comparison import CandidateResult, CompareResult, Figure
-from .errors import ConfigError
-from .report import duration, money, table, to_json
+from .results import CandidateResult, CompareResult, Figure
 
 __all__ = ["Column", "html_report", "LEGEND", "markdown", "MARKS", "QUALITY_LABELS", "rows",
     "sections", "size", "terminal", "write"]

@@ -7,7 +7,7 @@ import io
 from collections import defaultdict
 from typing import Any
 
-from .comparison import CompareResult
+from .results import CompareResult
 
 __all__ = ["ChartsUnavailable", "primary_quality", "render_charts"]
 

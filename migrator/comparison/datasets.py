@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError, DataError
-from .records import (
+from ..errors import ConfigError, DataError
+from ..records import (
     Query,
     detect_format,
     point_id,
@@ -29,10 +29,10 @@ from .records import (
     read_qrels,
     read_records,
 )
-from .sampling import draw_sample
-from .settings import StoreSettings
-from .store import QdrantStore, opened
-from .texts import TextSource
+from ..sampling import draw_sample
+from ..settings import StoreSettings
+from ..store import QdrantStore, opened
+from ..texts import TextSource
 
 __all__ = ["collection_size", "Dataset", "DatasetKind", "DEFAULT_QUERIES", "DEFAULT_SAMPLE",
     "DEFAULT_SEED", "label", "load_beir", "load_collection", "load_dataset", "load_texts",

@@ -1,0 +1,254 @@
+"""`compare()`: which model to move to, measured on your own data before paying for it.
+
+Each candidate embeds the dataset's documents and queries (through the embedding cache, so
+a second report costs nothing), one candidate at a time so that none slows another down.
+Scoring is exact search in numpy, so the numbers measure the model and not an index.
+
+Every figure carries how it was obtained:
+- measured: seen in this run (latency, throughput, provider-reported tokens, quality);
+- catalog: a catalog list price applied to measured tokens;
+- estimated: derived with an assumption (tokens counted by characters, costs and times
+  extrapolated from this dataset's mean document);
+- computed: exact arithmetic on measured facts (bytes of a vector of a given size).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from ..embedding import build_embedder
+from ..embedding.base import Embedder, InputKind, innermost
+from ..embedding.cache import CachedEmbedder
+from ..embedding.http import HttpClient, endpoint_metrics
+from ..embedding.sizing import AdaptedEmbedder
+from ..embedding.tokens import combine, fit_all, token_counter
+from ..errors import ConfigError, InputTooLong, MigratorError
+from ..metrics import normalized, top_k
+from ..state import EmbeddingCache
+from . import figures
+from .candidates import Candidate
+from .datasets import Dataset
+from .results import (
+    DEPTH,
+    CandidateResult,
+    CompareResult,
+    Embedded,
+    Figure,
+    ProgressCallback,
+)
+
+__all__ = ["acompare", "CandidateResult", "compare", "CompareResult", "Figure",
+           "ProgressCallback"]
+
+
+def compare(dataset: Dataset, candidates: Sequence[Candidate], **options: Any) -> CompareResult:
+    """Measure every candidate on `dataset`; see `acompare` for the options."""
+    return asyncio.run(acompare(dataset, candidates, **options))
+
+
+async def acompare(dataset: Dataset, candidates: Sequence[Candidate], *,
+                   cache: EmbeddingCache | None = None, collection_size: int | None = None,
+                   collection_label: str | None = None, client: HttpClient | None = None,
+                   on_progress: ProgressCallback | None = None, seed: int | None = None
+                   ) -> CompareResult:
+    """Embed and score `dataset` with each candidate in turn.
+
+    A candidate that cannot be built or fails while embedding (a bad key, a refused size,
+    inputs over its limit under `long_input: fail`) is reported as failed with the reason;
+    the others are measured all the same.
+
+    Args:
+        cache: the embedding cache to read and fill (None: embed everything).
+        collection_size: documents to extrapolate cost and time to (default: the size of the
+            collection the dataset was drawn from, if any).
+        collection_label: what that size is, for the report (a collection's name).
+        client: an httpx client for every HTTP provider (tests inject transports).
+    """
+    if not candidates:
+        raise ConfigError("No candidates to compare; give at least one provider and model.")
+    size = collection_size
+    if size is None and dataset.population is not None and (
+            dataset.kind == "collection" or dataset.population > len(dataset.doc_ids)):
+        size = dataset.population  # a sample: extrapolate to what it was drawn from
+    started = datetime.now(timezone.utc)
+    results: list[CandidateResult] = []
+    for candidate in candidates:
+        result = await _measure(candidate, dataset, cache=cache, size=size,
+                                label=collection_label or dataset.name, client=client,
+                                on_progress=on_progress)
+        _share_timings(result, results)
+        results.append(result)
+    reference = next((c for c in candidates if c.reference), candidates[0]).name
+    figures.score_agreement(results, dataset, reference)
+    return CompareResult(dataset, results, reference, size, collection_label or (
+        dataset.name if size is not None else None),
+        figures.environment(started, cache is not None, seed))
+
+
+# ---- one candidate ---------------------------------------------------------------------
+
+
+async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCache | None,
+                   size: int | None, label: str, client: HttpClient | None,
+                   on_progress: ProgressCallback | None) -> CandidateResult:
+    result = CandidateResult(candidate)
+    started = time.perf_counter()
+    try:
+        model = build_embedder(candidate.provider, client=client)
+    except MigratorError as exc:
+        return _failed(result, exc, started)
+    embedder = _with_cache(model, cache)
+    total = len(dataset.doc_texts) + len(dataset.queries)
+    progress = _Progress(candidate.name, total, on_progress)
+    try:
+        docs = await _embed_all(embedder, dataset.doc_texts, "document", candidate, progress)
+        kind: InputKind = "query" if candidate.input_types else "document"
+        queries = await _embed_all(embedder, [q.text for q in dataset.queries], kind,
+                                   candidate, progress)
+    except MigratorError as exc:
+        return _failed(result, exc, started)
+    finally:
+        if isinstance(embedder, CachedEmbedder):
+            await embedder.release()
+        elif isinstance(embedder, AdaptedEmbedder) and isinstance(embedder.inner, CachedEmbedder):
+            await embedder.inner.release()
+        await model.aclose()
+    result.dims = int(docs.vectors.shape[1])
+    result.ranked = top_k(normalized(queries.vectors), normalized(docs.vectors), DEPTH + 1)
+    result.quality = figures.quality(dataset, result.ranked)
+    metrics = endpoint_metrics(model)
+    result.latencies = list(metrics.latencies) if metrics is not None else (
+        docs.call_latencies + queries.call_latencies)
+    result.latency_ms = figures.latency(result.latencies, metrics is not None,
+                                 docs.cached + queries.cached)
+    result.throughput = figures.throughput(docs, len(dataset.doc_texts))
+    result.requests = figures.requests(
+        metrics, len(docs.call_latencies) + len(queries.call_latencies))
+    result.tokens = figures.tokens(docs, queries)
+    result.cost = figures.cost(embedder.spec.price_per_mtok, docs, queries, len(dataset.doc_texts),
+                        size, label)
+    if size is not None and result.throughput["texts_per_s"].value:
+        seconds = size / float(result.throughput["texts_per_s"].value)
+        result.throughput["time_for_collection_s"] = Figure(
+            round(seconds, 1), "estimated",
+            f"{size:,} documents of {label} at the measured rate, concurrency "
+            f"{candidate.provider.concurrency}")
+    result.storage = figures.storage(result.dims)
+    result.texts = {"documents": len(dataset.doc_texts), "queries": len(dataset.queries),
+                    "over_limit": docs.over_limit + queries.over_limit,
+                    "from_cache": docs.cached + queries.cached}
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _share_timings(result: CandidateResult, earlier: list[CandidateResult]) -> None:
+    """A size of a truncation sweep cut client-side makes no request of its own: every
+    vector is the cached one of the same model at its own size. Its latency and throughput
+    are those requests', so they are taken from the candidate that made them."""
+    if not result.ok or result.latencies or result.texts.get("from_cache", 0) < (
+            result.texts.get("documents", 0) + result.texts.get("queries", 0)):
+        return
+    mine = _request_shape(result.candidate)
+    source = next((e for e in earlier if e.ok and e.latencies
+                   and _request_shape(e.candidate) == mine), None)
+    if source is None:
+        return
+    note = f"as measured for {source.name}: the same requests, vectors cut client-side"
+    result.latencies = source.latencies
+    result.latency_ms = {k: Figure(f.value, f.method, note) for k, f in source.latency_ms.items()}
+    for key in ("texts_per_s", "tokens_per_s", "time_for_collection_s"):
+        if key in source.throughput:
+            figure = source.throughput[key]
+            result.throughput[key] = Figure(figure.value, figure.method, note)
+
+
+def _request_shape(candidate: Candidate) -> dict[str, Any]:
+    """What decides the requests a candidate sends, apart from its size (only compared
+    for a candidate whose every vector came from the cache)."""
+    sizing = {"dimensions", "dimension_policy", "send_dimensions", "api_key"}
+    return {**candidate.provider.model_dump(exclude=sizing),
+            "input_types": candidate.input_types}
+
+
+def _failed(result: CandidateResult, exc: MigratorError, started: float) -> CandidateResult:
+    result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _with_cache(model: Embedder, cache: EmbeddingCache | None) -> Embedder:
+    """The cache sits under any truncation or padding, so the sizes of a truncation sweep
+    share the provider's vectors: the second size costs nothing."""
+    if cache is None or not getattr(innermost(model), "worth_caching", True):
+        return model
+    if isinstance(model, AdaptedEmbedder):
+        return AdaptedEmbedder(CachedEmbedder(model.inner, cache), model.decision)
+    return CachedEmbedder(model, cache)
+
+
+class _Progress:
+    def __init__(self, name: str, total: int, callback: ProgressCallback | None) -> None:
+        self.name, self.total, self.done, self.callback = name, total, 0, callback
+
+    def advance(self, texts: int) -> None:
+        self.done += texts
+        if self.callback is not None:
+            self.callback(self.name, self.done, self.total)
+
+
+async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
+                     candidate: Candidate, progress: _Progress) -> Embedded:
+    """Vectors for `texts` in order, sent in the embedder's batches with the candidate's
+    concurrency; long texts handled by its `long_input` policy."""
+    policy = candidate.provider.long_input
+    limit, count = embedder.spec.max_tokens_per_input, token_counter(embedder)
+    over = [count(t) > limit for t in texts]
+    fitted = fit_all(texts, embedder, policy)
+    too_long = fitted.too_long
+    if too_long:
+        raise InputTooLong(
+            f"{too_long} of {len(texts)} {kind} texts are over {candidate.name}'s limit of "
+            f"{embedder.spec.max_tokens_per_input} tokens; set long_input: truncate or "
+            "chunk-mean for this candidate.")
+    order = fitted.unique
+    out = Embedded(np.empty((0, 0), dtype=np.float32), over_limit=sum(over))
+    gate = asyncio.Semaphore(candidate.provider.concurrency)
+    step = embedder.batch_size
+
+    async def one(start: int) -> np.ndarray:
+        batch = order[start:start + step]
+        async with gate:
+            began = time.perf_counter()
+            result = await embedder.embed(batch, kind=kind)
+            if result.cached == 0:
+                out.call_latencies.append(time.perf_counter() - began)
+        out.tokens_paid += result.tokens
+        out.tokens_cached += result.tokens_saved
+        out.estimated |= result.tokens_estimated
+        out.cached += result.cached
+        progress.advance(len(batch))
+        return result.vectors
+
+    began = time.perf_counter()
+    tasks = [asyncio.ensure_future(one(s)) for s in range(0, len(order), step)]
+    try:
+        parts = await asyncio.gather(*tasks)
+    except BaseException:
+        # one request failed for good: stop the others before the client is closed
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    out.seconds = time.perf_counter() - began
+    if not parts:
+        return out
+    out.vectors = combine(np.concatenate(parts), fitted.rows)
+    return out
+
+
