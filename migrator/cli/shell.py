@@ -1,0 +1,221 @@
+"""The shell of the `migrator` command line: the group, the options commands share, how
+flags become settings, the progress bars, and how errors become exit codes (0 ok, 1
+failure, 2 usage, 3 verification, 130/143 interrupted)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from .. import __version__, report
+from ..catalog import REGISTRY
+from ..errors import MigratorError, VerificationFailed
+from ..pipeline import Progress
+from ..settings import Settings, debugging, load_settings, with_collections
+
+__all__ = ["adopt_option", "alias_options", "Bars", "cli", "collection_options", "combine_options",
+           "config_option", "confirm_restart", "emit", "Exit", "main", "MigratorGroup",
+           "output_options", "pipeline_options", "provider_options", "run_options",
+           "settings_from", "state_option", "store_options", "target_store_options", "with_bars"]
+
+
+class Exit(click.ClickException):
+    """A ClickException whose exit code is the error's own (1, 2 or 3)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
+
+
+class MigratorGroup(click.Group):
+    """Turns MigratorError into a clean message and its exit code (MIGRATOR_DEBUG=1: raise)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MigratorError as exc:
+            if debugging():
+                raise
+            code = 3 if isinstance(exc, VerificationFailed) else exc.exit_code
+            raise Exit(str(exc), code) from exc
+        except KeyboardInterrupt as exc:  # Ctrl-C outside a run's own signal handling
+            if debugging():
+                raise
+            raise Exit("Interrupted (Ctrl-C); nothing more was done. Run the same command "
+                        "again to resume.", 130) from exc
+
+
+def combine_options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def apply(func: Any) -> Any:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+    return apply
+
+
+config_option = click.option(
+    "--config", "-c", type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML or TOML configuration file (flags > MIGRATOR_* env > file).")
+store_options = combine_options(
+    click.option("--qdrant-path", type=click.Path(path_type=Path),
+                 help="Embedded store directory (default ./qdrant_data)."),
+    click.option("--qdrant-url", help="Qdrant server URL, e.g. http://localhost:6333; its "
+                 "API key is read from QDRANT_API_KEY."),
+    click.option("--grpc/--no-grpc", default=None, help="Talk to the server over gRPC."),
+)
+target_store_options = combine_options(
+    click.option("--target-qdrant-path", type=click.Path(path_type=Path),
+                 help="Write the target to another embedded store."),
+    click.option("--target-qdrant-url", help="Write the target to another Qdrant server."),
+)
+provider_options = combine_options(
+    click.option("--provider", "-p", type=click.Choice(list(REGISTRY)),
+                 help="Embedding provider of the new model."),
+    click.option("--model", "-m", help="Model name (see `migrator models`)."),
+    click.option("--dimensions", "-d", type=int, help="Vector size of the new collection."),
+    click.option("--dimension-policy", type=click.Choice(["error", "truncate", "pad"]),
+                 help="When the model cannot produce --dimensions itself: refuse (default), "
+                 "keep the first values, or zero-pad."),
+    click.option("--long-input", type=click.Choice(["fail", "truncate", "chunk-mean"]),
+                 help="Texts over the model's token limit: list them and stop (default), "
+                 "keep the start, or average the embeddings of the pieces."),
+    click.option("--base-url", help="API base URL (OpenAI-compatible servers, Azure)."),
+    click.option("--api-key-env", help="Environment variable holding the API key."),
+    click.option("--concurrency", type=int, help="Embedding requests in flight (default 4)."),
+    click.option("--batch-size", type=int, help="Texts per embedding request."),
+)
+collection_options = combine_options(
+    click.option("--collection", "collections", multiple=True, metavar="SPEC",
+                 help="Source collection or alias; repeat for several. Per-collection settings "
+                 "as 'docs,text_field=body,alias=docs_live'."),
+    click.option("--text-field", help="Payload path of the text, e.g. metadata.content."),
+    click.option("--text-template", help="Template over the payload, e.g. '{title}\\n\\n{text}'."),
+    click.option("--vector", help="Named vector to migrate (default: the only dense one)."),
+    click.option("--target", help="Target collection name (default: derived)."),
+    click.option("--alias", help="Alias to move to the target once it is complete."),
+    click.option("--distance", type=click.Choice(["Cosine", "Dot", "Euclid", "Manhattan"]),
+                 help="Distance of the new vector (default: the source's)."),
+)
+state_option = click.option(
+    "--state-dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Where progress, the embedding cache and skip lists live (default .migrator).")
+alias_options = combine_options(config_option, store_options, target_store_options, state_option)
+pipeline_options = combine_options(
+    click.option("--page-size", type=int, help="Points per scroll page (default 256)."),
+    click.option("--missing-text", type=click.Choice(["fail", "skip"]),
+                 help="Points without text: fail before any swap (default), or skip and list."),
+    state_option,
+    click.option("--cache/--no-cache", default=None,
+                 help="Reuse embeddings already paid for (default on)."),
+)
+adopt_option = click.option(
+    "--adopt-target", is_flag=True,
+    help="Write into an existing --target this migration did not create (refused while "
+    "another alias serves it).")
+run_options = combine_options(config_option, store_options, target_store_options, provider_options,
+                       collection_options, pipeline_options)
+output_options = combine_options(
+    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+)
+
+
+def settings_from(options: dict[str, Any]) -> Settings:
+    """Settings from --config, the environment and the flags in `options`."""
+    o = options
+    source = {"path": o.get("qdrant_path"), "url": o.get("qdrant_url"),
+              "prefer_grpc": o.get("grpc")}
+    target = {"path": o.get("target_qdrant_path"), "url": o.get("target_qdrant_url")}
+    overrides: dict[str, Any] = {
+        "source": source,
+        "target": target,
+        "provider": {
+            "name": o.get("provider"), "model": o.get("model"), "dimensions": o.get("dimensions"),
+            "base_url": o.get("base_url"), "api_key_env": o.get("api_key_env"),
+            "concurrency": o.get("concurrency"), "batch_size": o.get("batch_size"),
+            "dimension_policy": o.get("dimension_policy"), "long_input": o.get("long_input"),
+        },
+        "migration": {"page_size": o.get("page_size"), "missing_text": o.get("missing_text"),
+                      "state_dir": o.get("state_dir"), "cache": o.get("cache")},
+    }
+    settings = load_settings(o.get("config"), overrides)
+    return with_collections(
+        settings, o.get("collections") or (),
+        **{k: o.get(k) for k in ("text_field", "text_template", "vector", "target", "alias",
+                                 "distance")},
+    )
+
+
+class Bars:
+    """tqdm bars on stderr, one per collection, fed by the library's progress events."""
+
+    def __init__(self, quiet: bool) -> None:
+        self._quiet = quiet
+        self._bars: dict[str, tqdm[Any]] = {}
+
+    def bar(self, name: str, total: int | None, unit: str) -> tqdm[Any]:
+        """The bar named `name`, drawn on first use."""
+        bar = self._bars.get(name)
+        if bar is None:
+            bar = tqdm(total=total, unit=unit, desc=name, file=sys.stderr,
+                       disable=True if self._quiet else None, dynamic_ncols=True)
+            self._bars[name] = bar
+        return bar
+
+    def __call__(self, event: Progress) -> None:
+        bar = self.bar(event.collection, event.total, "pt")
+        bar.update(event.written + event.skipped - bar.n)  # done, not merely read
+        shown: dict[str, int] = {"skipped": event.skipped, "tokens": event.tokens}
+        if event.throttled or event.retries:  # the provider is pushing back: say so
+            shown.update({"429s": event.throttled, "retries": event.retries})
+        bar.set_postfix(shown, refresh=False)
+
+    def texts(self, name: str, done: int, total: int) -> None:
+        """Progress of texts embedded (`compare`'s candidates)."""
+        bar = self.bar(name, total, "text")
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+def confirm_restart(collections: list[str]) -> bool:
+    return click.confirm(
+        f"--restart deletes {', '.join(repr(c) for c in collections)} (created by these "
+        "migrations) and forgets their progress. Continue?", abort=True, err=True)
+
+
+def emit(result: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    click.echo(report.to_json(result.to_dict()) if as_json else render(result))
+
+
+def with_bars(func: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bars = Bars(kwargs.get("quiet", False))
+        try:
+            return func(*args, bars=bars, **kwargs)
+        finally:
+            bars.close()
+    return wrapper
+
+
+@click.group(cls=MigratorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="migrator")
+def cli() -> None:
+    """Move Qdrant collections from one embedding model to another.
+
+    Re-embeds each point's payload text with a new provider and model, writes a new
+    collection of the right size, checks it, and moves the alias to it.
+    """
+
+
+def main() -> None:
+    cli(prog_name="migrator")
