@@ -1,5 +1,5 @@
-"""QdrantStore: every call migrator makes to Qdrant, and the only module that imports
-qdrant_client.
+"""QdrantStore: every call migrator makes to Qdrant. Only this package (with `convert.py`)
+imports qdrant_client.
 
 Local mode (`path=`) and a server (`url=`) behave the same from the outside: the errors
 both raise are mapped to `StoreError` subclasses here, so nothing above this module needs
@@ -12,114 +12,39 @@ import contextlib
 import os
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from .errors import CollectionExists, CollectionNotFound, ConfigError, StoreError
-from .settings import DEFAULT_STORE_PATH, StoreSettings
+from ..errors import CollectionExists, CollectionNotFound, ConfigError, StoreError
+from ..settings import DEFAULT_STORE_PATH, StoreSettings
+from .convert import (
+    DISTANCES,
+    diff_of,
+    error_from_response,
+    point_of,
+    resized_vectors,
+    schema_of,
+    vector_struct,
+)
+from .types import (
+    UNNAMED,
+    CollectionSchema,
+    Page,
+    Point,
+    PointId,
+    VectorSpec,
+    id_order,
+    version_at_least,
+)
 
 __all__ = ["CollectionSchema", "id_order", "open_store", "opened", "Page", "Point", "PointId",
-    "PROVENANCE_KEY", "QdrantStore", "UNNAMED", "VectorSpec", "version_at_least"]
+           "PROVENANCE_KEY", "QdrantStore", "UNNAMED", "VectorSpec", "version_at_least"]
 
-PointId = int | str | uuid.UUID
-UNNAMED = ""  # key of the unnamed (default) dense vector in our vector dicts
-
-_DISTANCES = {d.value: d for d in qm.Distance}
 PROVENANCE_KEY = "migrator"  # the key of migrator's entry in a collection's metadata
-
-
-@dataclass(frozen=True)
-class VectorSpec:
-    """One dense vector of a collection."""
-
-    name: str  # UNNAMED for the collection's single unnamed vector
-    size: int
-    distance: str
-    on_disk: bool | None = None
-    multivector: bool = False
-
-
-@dataclass
-class CollectionSchema:
-    """What a collection looks like: enough to describe it and to create one like it."""
-
-    name: str
-    vectors: dict[str, VectorSpec]
-    sparse_vectors: list[str]
-    points_count: int
-    shard_number: int | None
-    replication_factor: int | None
-    write_consistency_factor: int | None
-    on_disk_payload: bool | None
-    hnsw: dict[str, Any] | None
-    quantization: dict[str, Any] | None
-    payload_indexes: dict[str, str]
-    status: str
-    _info: Any = field(default=None, repr=False, compare=False)
-
-    @property
-    def unnamed(self) -> bool:
-        return UNNAMED in self.vectors
-
-    def vector(self, name: str | None) -> VectorSpec:
-        """The dense vector a migration replaces: `name`, or the only one when name is None."""
-        if name is None:
-            if len(self.vectors) == 1:
-                return next(iter(self.vectors.values()))
-            names = ", ".join(sorted(self.vectors))
-            raise ConfigError(
-                f"Collection {self.name!r} has several named vectors ({names}); "
-                "say which one to migrate with `vector` in the collection's configuration "
-                "(or --vector)."
-            )
-        if name not in self.vectors:
-            names = ", ".join(repr(n) for n in sorted(self.vectors)) or "none"
-            raise ConfigError(
-                f"Collection {self.name!r} has no dense vector named {name!r} "
-                f"(it has {names}); fix `vector` in the configuration."
-            )
-        return self.vectors[name]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "points_count": self.points_count,
-            "status": self.status,
-            "vectors": {
-                (n or "(unnamed)"): {"size": v.size, "distance": v.distance, "on_disk": v.on_disk}
-                for n, v in self.vectors.items()
-            },
-            "sparse_vectors": self.sparse_vectors,
-            "shard_number": self.shard_number,
-            "replication_factor": self.replication_factor,
-            "write_consistency_factor": self.write_consistency_factor,
-            "on_disk_payload": self.on_disk_payload,
-            "hnsw": self.hnsw,
-            "quantization": self.quantization,
-            "payload_indexes": self.payload_indexes,
-        }
-
-
-@dataclass(slots=True)
-class Point:
-    """A point as migrator moves it. `vectors` maps vector name (UNNAMED for the default
-    vector) to a dense list/array or a sparse vector, exactly as read from the source."""
-
-    id: PointId
-    payload: dict[str, Any]
-    vectors: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Page:
-    points: list[Point]
-    next_offset: PointId | None
 
 
 class QdrantStore:
@@ -174,7 +99,7 @@ class QdrantStore:
         collection = self.resolve(name)
         with self._call("describing", collection):
             info = self.client.get_collection(collection)
-        return _schema(collection, info)
+        return schema_of(collection, info)
 
     def count(self, collection: str) -> int:
         with self._call("counting", collection):
@@ -198,7 +123,7 @@ class QdrantStore:
         store has it (see `provenance`).
         """
         params = source._info.config.params
-        vectors = _resized_vectors(params.vectors, vector, size, distance)
+        vectors = resized_vectors(params.vectors, vector, size, distance)
         metadata = self._metadata(provenance)
         with self._call("creating", name):
             if self.client.collection_exists(name):
@@ -211,7 +136,7 @@ class QdrantStore:
                 replication_factor=params.replication_factor,
                 write_consistency_factor=params.write_consistency_factor,
                 on_disk_payload=params.on_disk_payload,
-                hnsw_config=_diff(qm.HnswConfigDiff, source._info.config.hnsw_config),
+                hnsw_config=diff_of(qm.HnswConfigDiff, source._info.config.hnsw_config),
                 quantization_config=source._info.config.quantization_config,
                 **metadata,
             )
@@ -224,7 +149,7 @@ class QdrantStore:
     def create(self, name: str, *, vector: str, size: int, distance: str,
                provenance: dict[str, Any] | None = None) -> None:
         """Create a collection with one dense vector (`UNNAMED` for an unnamed one)."""
-        params = qm.VectorParams(size=size, distance=_DISTANCES[distance])
+        params = qm.VectorParams(size=size, distance=DISTANCES[distance])
         metadata = self._metadata(provenance)
         with self._call("creating", name):
             if self.client.collection_exists(name):
@@ -296,7 +221,7 @@ class QdrantStore:
                 with_payload=True,
                 with_vectors=with_vectors,
             )
-        return Page([_point(r) for r in records], next_offset)
+        return Page([point_of(r) for r in records], next_offset)
 
     def upsert(self, collection: str, points: Sequence[Point], *,
                insert_only: bool = False) -> None:
@@ -307,7 +232,7 @@ class QdrantStore:
         overwritten by an older copy.
         """
         structs = [
-            qm.PointStruct(id=p.id, payload=p.payload, vector=_vector_struct(p.vectors))
+            qm.PointStruct(id=p.id, payload=p.payload, vector=vector_struct(p.vectors))
             for p in points
         ]
         mode = qm.UpdateMode.INSERT_ONLY if insert_only else None
@@ -324,7 +249,7 @@ class QdrantStore:
         with self._call("reading", collection):
             records = self.client.retrieve(collection, ids=list(ids), with_payload=True,
                                            with_vectors=with_vectors)
-        return [_point(r) for r in records]
+        return [point_of(r) for r in records]
 
     def delete(self, collection: str, ids: Sequence[PointId]) -> None:
         with self._call("deleting from", collection):
@@ -408,7 +333,7 @@ class QdrantStore:
             except (CollectionExists, CollectionNotFound):
                 raise
             except UnexpectedResponse as exc:
-                raise _from_response(exc, action, what, self.location) from exc
+                raise error_from_response(exc, action, what, self.location) from exc
             except ResponseHandlingException as exc:
                 raise StoreError(
                     f"Could not reach Qdrant at {self.location} while {action} {what}: "
@@ -500,115 +425,3 @@ def opened(
 def _own(owned: list[QdrantStore], store: QdrantStore) -> QdrantStore:
     owned.append(store)
     return store
-
-
-def version_at_least(version: str, minimum: tuple[int, int]) -> bool:
-    parts = []
-    for piece in version.lstrip("v").split(".")[:2]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts) >= minimum
-
-
-def id_order(point_id: PointId) -> tuple[int, int, str]:
-    """Qdrant's scroll order: integer ids first, ascending, then UUIDs in byte order."""
-    if isinstance(point_id, int):
-        return (0, point_id, "")
-    return (1, 0, str(point_id).lower())
-
-
-def _from_response(exc: UnexpectedResponse, action: str, what: str, location: str) -> StoreError:
-    body = exc.content[:200].decode("utf-8", "replace") if exc.content else exc.reason_phrase
-    if exc.status_code == 404:
-        return CollectionNotFound(f"{what.capitalize()} does not exist in {location}: {body}")
-    if exc.status_code == 409:
-        return CollectionExists(f"{what.capitalize()} already exists in {location}: {body}")
-    if exc.status_code in (401, 403):
-        return StoreError(
-            f"Qdrant at {location} refused the API key while {action} {what} "
-            f"(HTTP {exc.status_code}). Set QDRANT_API_KEY or source.api_key_env."
-        )
-    return StoreError(
-        f"Qdrant at {location} failed {action} {what} (HTTP {exc.status_code}): {body}"
-    )
-
-
-def _schema(name: str, info: Any) -> CollectionSchema:
-    params = info.config.params
-    vectors: dict[str, VectorSpec] = {}
-    raw = params.vectors
-    if isinstance(raw, qm.VectorParams):
-        vectors[UNNAMED] = _vector_spec(UNNAMED, raw)
-    elif isinstance(raw, Mapping):
-        for vector_name, vp in raw.items():
-            vectors[vector_name] = _vector_spec(vector_name, vp)
-    return CollectionSchema(
-        name=name,
-        vectors=vectors,
-        sparse_vectors=sorted((params.sparse_vectors or {}).keys()),
-        points_count=int(info.points_count or 0),
-        shard_number=params.shard_number,
-        replication_factor=params.replication_factor,
-        write_consistency_factor=params.write_consistency_factor,
-        on_disk_payload=params.on_disk_payload,
-        hnsw=info.config.hnsw_config.model_dump(exclude_none=True)
-        if info.config.hnsw_config
-        else None,
-        quantization=info.config.quantization_config.model_dump(exclude_none=True)
-        if info.config.quantization_config
-        else None,
-        payload_indexes={k: str(v.data_type.value) for k, v in info.payload_schema.items()},
-        status=str(info.status.value),
-        _info=info,
-    )
-
-
-def _vector_spec(name: str, vp: qm.VectorParams) -> VectorSpec:
-    return VectorSpec(
-        name=name,
-        size=vp.size,
-        distance=vp.distance.value,
-        on_disk=vp.on_disk,
-        multivector=vp.multivector_config is not None,
-    )
-
-
-def _resized_vectors(
-    raw: Any, vector: str, size: int, distance: str | None
-) -> qm.VectorParams | dict[str, qm.VectorParams]:
-    def resize(vp: qm.VectorParams) -> qm.VectorParams:
-        update: dict[str, Any] = {"size": size}
-        if distance is not None:
-            update["distance"] = _DISTANCES[distance]
-        return vp.model_copy(update=update)
-
-    if isinstance(raw, qm.VectorParams):
-        return resize(raw)
-    return {name: resize(vp) if name == vector else vp for name, vp in raw.items()}
-
-
-def _diff(diff_cls: Any, config: Any) -> Any:
-    if config is None:
-        return None
-    return diff_cls(**config.model_dump(exclude_none=True))
-
-
-def _point(record: Any) -> Point:
-    raw = record.vector
-    if raw is None:
-        vectors: dict[str, Any] = {}
-    elif isinstance(raw, dict):
-        vectors = dict(raw)
-    else:
-        vectors = {UNNAMED: raw}
-    return Point(id=record.id, payload=dict(record.payload or {}), vectors=vectors)
-
-
-def _vector_struct(vectors: dict[str, Any]) -> Any:
-    if set(vectors) == {UNNAMED}:
-        return _plain(vectors[UNNAMED])
-    return {name: _plain(v) for name, v in vectors.items()}
-
-
-def _plain(vector: Any) -> Any:
-    return vector.tolist() if hasattr(vector, "tolist") else vector
