@@ -443,8 +443,8 @@ class _Run:
                                         forced=forced, metrics=metrics)
             if self.drop_old and not forced:
                 result.dropped = drop_left(self.target, result.previous_alias_target, job.target)
-        self.state.update(job.record.id, phase=Phase.SWAPPED if alias else "complete", error=None,
-                          counters=result.stats.counters())
+        self.state.update(job.record.id, phase=Phase.SWAPPED if alias else Phase.COMPLETE,
+                          error=None, counters=result.stats.counters())
 
 
 def _sample_texts(source: QdrantStore, schema: CollectionSchema, config: CollectionSettings,

@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from typing_extensions import TypedDict, Unpack
 
 from .errors import CorruptState, StateError
 
 __all__ = ["CACHE_FILE", "CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "migration_id",
-    "MigrationRecord", "open_cache", "open_db", "Phase", "State", "STATE_FILE", "STATE_SCHEMA"]
+           "MigrationRecord", "open_cache", "open_db", "Phase", "RecordUpdate", "State",
+           "STATE_FILE", "STATE_SCHEMA"]
 
 STATE_FILE = "state.db"
 CACHE_FILE = "cache.db"
@@ -235,6 +237,21 @@ class MigrationRecord:
 _COLUMNS = list(MigrationRecord.__dataclass_fields__)
 
 
+class RecordUpdate(TypedDict, total=False):
+    """The fields of a migration's row that change as it runs (`State.update`)."""
+
+    phase: Phase
+    checkpoint: Any
+    finished: int
+    counters: dict[str, Any]
+    total: int
+    created_target: int
+    adopted: int
+    write_mode: str
+    error: str | None
+    verification: dict[str, Any]
+
+
 class State:
     """The state database of one state directory."""
 
@@ -272,8 +289,9 @@ class State:
                              f"({', '.join('?' for _ in _COLUMNS)})", values)
         return record
 
-    def update(self, migration: str, **fields: Any) -> None:
-        fields["updated_at"] = time.time()
+    def update(self, migration: str, **changes: Unpack[RecordUpdate]) -> None:
+        """Change some fields of a migration's row (and its `updated_at`)."""
+        fields: dict[str, Any] = {**changes, "updated_at": time.time()}
         for key in ("checkpoint", "counters", "verification"):
             if key in fields:
                 fields[key] = json.dumps(fields[key])
