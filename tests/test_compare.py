@@ -569,3 +569,26 @@ def test_cli_usage_errors(args: list[str], message: str) -> None:
     result = CliRunner().invoke(cli, ["compare", *args])
     assert result.exit_code in (1, 2)
     assert message in result.output
+
+
+def test_the_compare_command_is_one_library_call(tmp_path: Path) -> None:
+    """comparison.run: extrapolation to a collection's size, the cache in the state
+    directory, and the reports written, as `migrator compare` does them."""
+    from qdrant_client import QdrantClient
+
+    from migrator import MigrationSettings, Settings, StoreSettings
+    from migrator.comparison import run
+
+    from .conftest import make_collection
+
+    client = QdrantClient(path=str(tmp_path / "q"))
+    make_collection(client, "docs", n=25)
+    client.close()
+    settings = Settings(source=StoreSettings(path=tmp_path / "q"),
+                        migration=MigrationSettings(state_dir=tmp_path / "state"))
+    outputs = [tmp_path / "r.md", tmp_path / "r.json"]
+    result = run(settings, load_dataset(TINY), candidates("hashing:hash-words-v1"),
+                 outputs=outputs, size_of="docs")
+    assert result.collection_size == 25 and result.collection_label == "docs"
+    assert all(path.stat().st_size > 0 for path in outputs)
+    assert json.loads(outputs[1].read_text())["collection_size"] == 25

@@ -13,16 +13,15 @@ from ..aliases import drop_old as run_drop_old
 from ..aliases import rollback as run_rollback
 from ..aliases import swap as run_swap
 from ..catalog import models_for
-from ..comparison import compare as run_compare
 from ..comparison import datasets
 from ..comparison import report as compare_report
+from ..comparison import run as run_comparison
 from ..comparison.candidates import gather as gather_candidates
 from ..demo import demo as run_demo
 from ..embedding.cache import cache_clear, cache_stats
 from ..ingestion import ingest as run_ingest
 from ..migration import migrate as run_migrate
 from ..planning import plan as run_plan
-from ..state import open_cache
 from ..status import status as run_status
 from ..syncing import sync as run_sync
 from ..texts import TextSource
@@ -419,24 +418,18 @@ def compare_command(dataset: Path | None, candidates_file: Path | None,
           --candidate local:all-MiniLM-L6-v2
     """
     candidates = gather_candidates(candidates_file, candidate_flags, reference)
-    settings = settings_from(options)
+    settings = settings_from({**options, "state_dir": state_dir})
     data = datasets.open_dataset(
         dataset, collection=collection, store=settings.source,
         text=TextSource.from_settings(text_field, text_template), labels=labels_file,
         split=split, id_field=id_field, sample=sample, queries=queries, seed=seed)
-    label = size_of
-    if size_of is not None and collection_size is None:
-        collection_size = datasets.collection_size(settings.source, size_of)
     bars = Bars(quiet)
     try:
-        with open_cache(state_dir or settings.migration.state_dir, cache) as store_cache:
-            result = run_compare(data, candidates, cache=store_cache,
-                                 collection_size=collection_size, collection_label=label,
-                                 on_progress=bars.texts, seed=seed)
+        result = run_comparison(settings, data, candidates, outputs=outputs, size_of=size_of,
+                                collection_size=collection_size, cache=cache,
+                                on_progress=bars.texts, seed=seed)
     finally:
         bars.close()
-    for path in outputs:
-        compare_report.write(result, path)
     emit(result, as_json, compare_report.terminal)
     if result.failed:
         raise Exit(f"{len(result.failed)} of {len(result.candidates)} candidates failed: "

@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,9 @@ from ..embedding.sizing import AdaptedEmbedder
 from ..embedding.tokens import combine, fit_all, token_counter
 from ..errors import ConfigError, InputTooLong, MigratorError
 from ..metrics import normalized, top_k
-from ..state import EmbeddingCache
-from . import figures
+from ..settings import Settings
+from ..state import EmbeddingCache, open_cache
+from . import datasets, figures, report
 from .candidates import Candidate
 from .datasets import Dataset
 from .results import (
@@ -44,7 +46,7 @@ from .results import (
 )
 
 __all__ = ["acompare", "CandidateResult", "compare", "CompareResult", "Figure",
-           "ProgressCallback"]
+           "ProgressCallback", "run"]
 
 
 def compare(dataset: Dataset, candidates: Sequence[Candidate], **options: Any) -> CompareResult:
@@ -89,6 +91,30 @@ async def acompare(dataset: Dataset, candidates: Sequence[Candidate], *,
     return CompareResult(dataset, results, reference, size, collection_label or (
         dataset.name if size is not None else None),
         figures.environment(started, cache is not None, seed))
+
+
+def run(settings: Settings, dataset: Dataset, candidates: Sequence[Candidate], *,
+        outputs: Sequence[Path | str] = (), size_of: str | None = None,
+        collection_size: int | None = None, cache: bool = True,
+        on_progress: ProgressCallback | None = None, seed: int | None = None
+        ) -> CompareResult:
+    """What `migrator compare` does once its inputs are read: extrapolate to the size of
+    `size_of` (a collection of `settings.source`) unless `collection_size` is given, measure
+    every candidate through the cache in `settings.migration.state_dir` (unless `cache` is
+    false), and write the report to each of `outputs` (.md, .html, .json).
+
+    Raises:
+        ConfigError: no candidates, or an output of an unknown format.
+        CollectionNotFound: `size_of` does not exist.
+    """
+    if size_of is not None and collection_size is None:
+        collection_size = datasets.collection_size(settings.source, size_of)
+    with open_cache(settings.migration.state_dir, cache) as store:
+        result = compare(dataset, candidates, cache=store, collection_size=collection_size,
+                         collection_label=size_of, on_progress=on_progress, seed=seed)
+    for path in outputs:
+        report.write(result, path)
+    return result
 
 
 # ---- one candidate ---------------------------------------------------------------------
