@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 
 from .errors import Interrupted
 
-__all__ = ["finish_in_thread", "Stop", "stoppable", "T"]
+__all__ = ["finish_in_thread", "Stop", "stoppable"]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _DEFAULTS = (signal.default_int_handler, signal.SIG_DFL)
@@ -30,13 +30,12 @@ _DEFAULTS = (signal.default_int_handler, signal.SIG_DFL)
 class Stop:
     """What a run knows of the signals it received.
 
-    `event` is set by the first signal. Stages that can wind down on their own (the
-    backfill) say so with `draining()`; when none is running, the first signal cancels the
-    run's task instead, since nothing else would notice it.
+    `requested` turns true with the first signal. Stages that can wind down on their own
+    (the pipeline) say so with `draining()`; when none is running, the first signal cancels
+    the run's task instead, since nothing else would notice it.
     """
 
     def __init__(self) -> None:
-        self.event = asyncio.Event()
         self.signum: int | None = None
         self._draining = 0
         self._task: asyncio.Task[Any] | None = None
@@ -58,7 +57,6 @@ class Stop:
         first = self.signum is None
         if first:
             self.signum = signum
-            self.event.set()
         if (not first or not self._draining) and self._task is not None:
             self._task.cancel()
 
@@ -107,7 +105,7 @@ async def stoppable() -> AsyncIterator[Stop]:
             loop.remove_signal_handler(signum)
 
 
-async def finish_in_thread(func: Callable[..., T], *args: Any) -> T:
+async def finish_in_thread(func: Callable[..., _T], *args: Any) -> _T:
     """`await asyncio.to_thread(func, *args)`, except that a cancellation waits for the
     call to end before it goes on: the thread cannot be stopped, and whatever the
     cancellation leads to (closing the store) must not happen under it."""

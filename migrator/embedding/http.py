@@ -33,7 +33,7 @@ from .limits import RateLimiter, RateLimits
 
 __all__ = ["backoff", "BACKOFF_BASE", "BACKOFF_CAP", "endpoint_metrics", "EndpointMetrics",
     "error_message", "extract_message", "HttpClient", "HttpEndpoint", "limiter_for",
-    "MAX_SERVER_WAIT", "Reply", "retry_delay", "RETRY_STATUSES", "Sleep", "T", "validated"]
+    "MAX_SERVER_WAIT", "Reply", "retry_delay", "RETRY_STATUSES", "Sleep", "validated"]
 
 HttpClient = httpx.AsyncClient  # for modules outside embedding/, which never import httpx
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})

@@ -16,9 +16,9 @@ from .base import Embedding, InputKind, check_vectors
 from .http import HttpEndpoint, Sleep, extract_message, limiter_for, validated
 from .tokens import estimate_total
 
-__all__ = ["R", "RestEmbedder"]
+__all__ = ["RestEmbedder"]
 
-R = TypeVar("R", bound="RestEmbedder")
+_R = TypeVar("_R", bound="RestEmbedder")
 
 
 class RestEmbedder:
@@ -44,8 +44,8 @@ class RestEmbedder:
         self.metrics = self._http.metrics
 
     @classmethod
-    def from_settings(cls: type[R], spec: ModelSpec, settings: ProviderSettings,
-                      ask: int | None, client: httpx.AsyncClient | None = None) -> R:
+    def from_settings(cls: type[_R], spec: ModelSpec, settings: ProviderSettings,
+                      ask: int | None, client: httpx.AsyncClient | None = None) -> _R:
         """The registry's constructor (`migrator.embedding.construct`)."""
         return cls(spec, settings, ask=ask, client=client)
 
