@@ -88,7 +88,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--texts", type=int, default=8_000)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, one repeat: what CI runs so the script cannot rot")
     args = parser.parse_args()
+    if args.quick:
+        args.docs, args.queries, args.texts = 2_000, 50, 1_000
     bench_scoring(args.docs, args.queries, 384, 101)
     bench_embedding(args.texts, args.latency, batch=64, concurrency=8)
 

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from migrator import CollectionSettings, MigrationSettings, ProviderSettings, Settings, migrate  # noqa: E402
 from migrator.catalog import ModelSpec  # noqa: E402
 from migrator.embedding.base import Embedding, InputKind  # noqa: E402
+from migrator.settings import VerifySettings  # noqa: E402
 from migrator.store import QdrantStore  # noqa: E402
 
 DIMS = 128
@@ -91,6 +92,8 @@ def settings(*, catch_up: bool = True, **provider: object) -> Settings:
         collections=[CollectionSettings(name=COLLECTION, target="bench_new")],
         migration=MigrationSettings(page_size=256, queue_depth=4, catch_up=catch_up,
                                     state_dir=Path(tempfile.mkdtemp(prefix="bench-"))),
+        # throughput only: the instant provider is no model a self-retrieval check could pass
+        verify=VerifySettings(enabled=False),
     )
 
 
@@ -181,7 +184,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, one repeat: what CI runs so the script cannot rot")
     args = parser.parse_args()
+    if args.quick:
+        args.points, args.loopback_points, args.repeats = 2_000, 1_000, 1
     warnings.filterwarnings("ignore", message="Local mode is not recommended")
 
     ours, whole, raw = bench_raw_copy(args.points, args.repeats)

@@ -88,7 +88,11 @@ def main() -> None:
     parser.add_argument("--rpm", type=int, default=60, help="requests per window")
     parser.add_argument("--tpm", type=int, default=3000, help="tokens per window (binding)")
     parser.add_argument("--window", type=float, default=1.0, help="seconds")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few hundred points: what CI runs so the script cannot rot")
     args = parser.parse_args()
+    if args.quick:
+        args.points = 400
     warnings.filterwarnings("ignore", message="Local mode is not recommended")
     client = source(args.points)
     for paced in (True, False):

@@ -115,7 +115,11 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--loopback-points", type=int, default=5_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, one repeat: what CI runs so the script cannot rot")
     args = parser.parse_args()
+    if args.quick:
+        args.points, args.loopback_points, args.repeats = 2_000, 500, 1
     warnings.filterwarnings("ignore", message="Local mode is not recommended")
 
     compare("(a) instant in-process provider (worst case)", source_client(args.points),
