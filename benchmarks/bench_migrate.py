@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from migrator import CollectionSettings, MigrationSettings, ProviderSettings, Settings, migrate  # noqa: E402
 from migrator.catalog import ModelSpec  # noqa: E402
-from migrator.embedding.base import Embedding, InputKind  # noqa: E402
+from migrator.embedding.base import Embedder, Embedding, InputKind  # noqa: E402
 from migrator.settings import VerifySettings  # noqa: E402
 from migrator.store import QdrantStore  # noqa: E402
 
@@ -43,7 +43,7 @@ DIMS = 128
 COLLECTION = "bench"
 
 
-class InstantEmbedder:
+class InstantEmbedder(Embedder):
     """Answers at once with precomputed vectors: measures everything but the model."""
 
     spec = ModelSpec("instant", "instant", DIMS, max_inputs=256, max_tokens_per_input=10_000,

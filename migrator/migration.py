@@ -14,9 +14,7 @@ from typing import Any
 
 from .aliases import drop_left
 from .catchup import MergeJoinSource
-from .embedding import Embedder, build_embedder
-from .embedding.cache import CachedEmbedder
-from .embedding.http import endpoint_metrics
+from .embedding import Embedder, Usage, build_embedder, compose
 from .embedding.tokens import fit_all
 from .errors import (
     ConfigError,
@@ -30,16 +28,16 @@ from .interrupts import Stop, stoppable
 from .jobs import Job, check_aliases, check_existing_target, target_name
 from .ownership import Confirm, claim, provenance, restart
 from .pipeline import TOO_LONG, Checkpoint, Pipeline, Progress, Stats
-from .results import CollectionResult, MigrationResult, problem_of, raise_problems
+from .results import Bill, CollectionResult, MigrationResult, problem_of, raise_problems
 from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource, StateSkipLog
-from .state import EmbeddingCache, MigrationRecord, Phase, State, migration_id, open_cache
+from .state import MigrationRecord, Phase, State, migration_id, open_cache
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource, payload_keys
 from .verification.dimensions import ProbeResult, probe
 
-__all__ = ["amigrate", "Confirm", "migrate", "ProgressCallback", "provider_metrics", "running"]
+__all__ = ["amigrate", "Confirm", "migrate", "ProgressCallback", "running"]
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -142,34 +140,31 @@ async def running(settings: Settings, source_store: QdrantStore | None,
         schemas = [source.describe(c.name) for c in settings.collections]
         first = settings.collections[0]
         distance = first.distance or schemas[0].vector(first.vector).distance
-        model = embedder or build_embedder(settings.provider, distance=distance)
-        run = _Run(settings, state, cache, source, target, model, on_progress)
+        model = (build_embedder(settings.provider, distance=distance, cache=cache)
+                 if embedder is None else compose(embedder, cache))
+        run = _Run(settings, state, source, target, model, on_progress)
         run.stop = stop
         try:
             yield run, schemas
         finally:
-            await run.release()
             if embedder is None:
                 await model.aclose()
+            else:
+                await model.release()  # the caller's embedder stays open
 
 
 class _Run:
     """One call of `amigrate`: the steps, in order, sharing what they need."""
 
-    def __init__(self, settings: Settings, state: State, cache: EmbeddingCache | None,
-                 source: QdrantStore, target: QdrantStore, model: Embedder,
+    def __init__(self, settings: Settings, state: State, source: QdrantStore,
+                 target: QdrantStore, embedder: Embedder,
                  on_progress: ProgressCallback | None) -> None:
-        self.settings, self.state, self.cache = settings, state, cache
-        self.source, self.target, self.model = source, target, model
+        self.settings, self.state = settings, state
+        self.source, self.target, self.embedder = source, target, embedder
         self.on_progress = on_progress
         self.drop_old = False
         self.adopt_target = False
         self.stop: Stop | None = None
-        self.embedder: Embedder = CachedEmbedder(model, cache) if cache is not None else model
-
-    async def release(self) -> None:
-        if isinstance(self.embedder, CachedEmbedder):
-            await self.embedder.release()
 
     async def go(self, schemas: list[CollectionSchema], *, restart: bool,
                  force: bool = False, confirm: Confirm | None = None) -> MigrationResult:
@@ -178,9 +173,10 @@ class _Run:
         for config, schema in zip(collections, schemas, strict=True):
             schema.vector(config.vector)  # the vector to replace exists, before any request
         for config, schema in zip(collections[1:], schemas[1:], strict=True):
-            _sample_texts(self.source, schema, config, self.model, self.settings)  # has text
+            _sample_texts(self.source, schema, config, self.embedder, self.settings)  # has text
         first = collections[0]
-        checked = await self._probe(schemas[0], first)
+        with self._phase("probe"):
+            checked = await self._probe(schemas[0], first)
         dims = checked.target
         if restart:
             self._restart(schemas, dims, confirm)
@@ -201,7 +197,6 @@ class _Run:
         for job, result in zip(jobs, results, strict=True):
             self._finish(job, result, forced=force and result.verification is not None
                          and not result.verification.passed)
-        spec = self.model.spec
         return MigrationResult(
             provider=self.settings.provider.name,
             model=self.settings.provider.model,
@@ -210,18 +205,26 @@ class _Run:
             warnings=checked.warnings,
             collections=results,
             seconds=time.perf_counter() - started,
-            probe_tokens=checked.tokens,
-            provider_metrics=provider_metrics(self.model),
-            cost=spec.cost(checked.tokens + sum(r.stats.tokens for r in results)),
-            price_known=spec.price_per_mtok is not None,
-            cost_saved=spec.cost(sum(r.stats.tokens_saved for r in results)),
+            bill=self.bill(),
         )
+
+    def bill(self) -> Bill:
+        """This run's bill, per phase, as the meter on the provider counted it."""
+        spec = self.embedder.spec
+        metrics = self.embedder.metrics
+        return Bill(self.embedder.usage or Usage(), spec.price_per_mtok,
+                    metrics.to_dict() if metrics is not None else None)
+
+    def _phase(self, phase: str) -> contextlib.AbstractContextManager[Any]:
+        usage = self.embedder.usage
+        return usage.during(phase) if usage is not None else contextlib.nullcontext()
 
     async def sync_only(self, schemas: list[CollectionSchema]) -> list[CollectionResult]:
         """Catch-up for collections whose target exists: no backfill, no alias move."""
         collections = self.settings.collections
         first = collections[0]
-        checked = await self._probe(schemas[0], first)
+        with self._phase("probe"):
+            checked = await self._probe(schemas[0], first)
         results = []
         problems: list[MigratorError] = []
         for config, schema in zip(collections, schemas, strict=True):
@@ -235,7 +238,8 @@ class _Run:
             result = CollectionResult(
                 source=config.name, source_collection=job.schema.name, target=job.target,
                 vector=job.vector, text=job.text.describe(), migration_id=job.record.id)
-            await self._catch_up(job, result, checked.target)
+            with self._phase("catch-up"):
+                await self._catch_up(job, result, checked.target)
             self._count_check_inputs(job, result)
             problem = problem_of(job, result, self.settings)
             if isinstance(problem, DataError):  # points without text under `fail`
@@ -247,15 +251,15 @@ class _Run:
         return results
 
     async def _probe(self, schema: CollectionSchema, first: CollectionSettings) -> ProbeResult:
-        texts = _sample_texts(self.source, schema, first, self.model, self.settings)
+        texts = _sample_texts(self.source, schema, first, self.embedder, self.settings)
         distance = first.distance or schema.vector(first.vector).distance
-        return await probe(self.model, texts, distance=distance, cache=self.cache)
+        return await probe(self.embedder, texts, distance=distance)
 
     def _identify(self, config: CollectionSettings, schema: CollectionSchema,
                   dims: int) -> tuple[str, TextSource, str]:
         """The target name, the text and the migration id of one collection. The id takes in
         both stores' identities, so the same names on another store are another migration."""
-        spec = self.model.spec
+        spec = self.embedder.spec
         name = config.target or target_name(config.name, spec, dims)
         text = TextSource.from_settings(config.text_field, config.text_template)
         vector = schema.vector(config.vector)
@@ -271,7 +275,7 @@ class _Run:
                 confirm)
 
     def _job(self, config: CollectionSettings, schema: CollectionSchema, dims: int) -> Job:
-        spec = self.model.spec
+        spec = self.embedder.spec
         name, text, identity = self._identify(config, schema, dims)
         vector = schema.vector(config.vector)
         record = self.state.get(identity)
@@ -326,12 +330,15 @@ class _Run:
                 f"Target collection {job.target!r} of an interrupted migration is gone from "
                 f"{self.target.location}. Run again with --restart to start over.")
         result.resumed = record.phase != Phase.PLANNED
+        result.write_mode = record.write_mode
         result.stats.add(record.counters)
         result.resumed_written = result.stats.written
         if not record.finished:
-            await self._backfill(job, result, dims)
+            with self._phase("backfill"):
+                await self._backfill(job, result, dims)
         if self.settings.migration.catch_up:
-            await self._catch_up(job, result, dims)
+            with self._phase("catch-up"):
+                await self._catch_up(job, result, dims)
         self._count_check_inputs(job, result)
         return result
 
@@ -427,8 +434,9 @@ class _Run:
 
     async def _verify(self, job: Job, result: CollectionResult) -> None:
         self.state.update(job.record.id, phase=Phase.VERIFYING)
-        result.verification = await verify_job(job, result, self.settings, self.source,
-                                               self.target, self.embedder)
+        with self._phase("verification"):
+            result.verification = await verify_job(job, result, self.settings, self.source,
+                                                   self.target, self.embedder)
         self.state.update(job.record.id, verification=result.verification.to_dict())
 
     def _finish(self, job: Job, result: CollectionResult, *, forced: bool = False) -> None:
@@ -482,10 +490,3 @@ def _stopped(exc: ProviderError | StoreError, result: CollectionResult,
     if isinstance(exc, ProviderError):
         return type(exc)(message, provider=exc.provider, status=exc.status)
     return type(exc)(message)
-
-
-def provider_metrics(embedder: Embedder) -> dict[str, Any] | None:
-    """The HTTP metrics of the endpoint behind `embedder`, or None for providers that do not
-    speak HTTP."""
-    metrics = endpoint_metrics(embedder)
-    return metrics.to_dict() if metrics is not None else None

@@ -22,9 +22,9 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from .embedding.base import Embedder, l2_normalize
-from .embedding.http import endpoint_metrics
+from .embedding.base import Embedder
 from .embedding.tokens import fit_all, pack
+from .embedding.vectors import l2_normalize
 from .errors import ProviderResponseError
 from .interrupts import Stop, finish_in_thread
 from .store import Page, Point, PointId
@@ -356,7 +356,7 @@ class Pipeline:
             self._in_flight -= work.counts["read"]
             self._page_done(work)
             if self.on_progress is not None:
-                metrics = endpoint_metrics(self.embedder)
+                metrics = self.embedder.metrics
                 self.on_progress(Progress(
                     self.collection, self.total, self.stats.read, self.stats.written,
                     self.stats.skipped, self.stats.tokens,

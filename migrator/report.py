@@ -8,8 +8,8 @@ from typing import Any
 
 from .catalog import ModelSpec
 
-__all__ = ["alias_move", "cache", "demo", "dims_line", "duration", "ingest", "migration", "models",
-    "money", "plan", "status", "sync", "sync_counts", "table", "to_json", "validation",
+__all__ = ["alias_move", "bill", "cache", "demo", "dims_line", "duration", "ingest", "migration",
+    "models", "money", "plan", "status", "sync", "sync_counts", "table", "to_json", "validation",
     "verification", "verify", "verify_markdown"]
 
 
@@ -70,42 +70,35 @@ def migration(result: Any) -> str:
     rows = []
     for c in result.collections:
         stats = c.stats
-        rows.append((c.source, c.target, stats.read, stats.embedded, stats.written, stats.skipped,
-                     c.target_count, f"{c.alias} -> {c.target}" if c.swapped else "-"))
-    lines.append(table(["source", "target", "read", "embedded", "written", "skipped",
-                        "target count", "alias"], rows))
+        rows.append((c.source, c.target, stats.read, stats.embedded, stats.cached,
+                     stats.written, stats.skipped, c.target_count,
+                     f"{c.alias} -> {c.target}" if c.swapped else "-"))
+    lines.append(table(["source", "target", "read", "sent", "from cache", "written",
+                        "skipped", "target count", "alias"], rows))
+    lines.append("(the backfill's counts for the whole migration, earlier runs included)")
     if result.dims_decision is not None:
         lines += ["", dims_line(result.dims_decision)]
-    estimated = " (estimated)" if data["tokens_estimated"] else ""
-    lines += [
-        "",
-        f"Tokens: {result.tokens:,}{estimated}   Cost: {money(result.cost)}   "
-        f"Requests: {data['requests']:,}   Retries: {data['retries']:,}",
-        f"Cache: {data['cache_hits']:,} texts from the cache, {data['tokens_saved']:,} tokens "
-        f"({money(result.cost_saved)}) not paid again",
-    ]
-    metrics = result.provider_metrics
-    if metrics:
-        lines.append(
-            f"Provider: {metrics['requests']:,} HTTP requests, {metrics['throttled']:,} answered "
-            f"429, retries {metrics['retries'] or 'none'}, {metrics['limiter_wait_s']:.1f} s "
-            f"paced by the limiter, latency p50/p95/p99 {metrics['latency_p50_ms']}/"
-            f"{metrics['latency_p95_ms']}/{metrics['latency_p99_ms']} ms")
+    lines += ["", bill(result.bill)]
     for c in result.collections:
         if c.resumed:
             lines.append(f"{c.source!r} resumed: {c.resumed_written:,} points were already "
                          "written by an earlier run.")
-        lines.append(f"Backfill writes of {c.source!r}: {c.write_mode}"
-                     + (" (Qdrant's conditional writes: a newer point is never overwritten)"
-                        if c.write_mode == "insert-only" else
-                        " (this Qdrant is older than 1.17: no conditional writes)") + ".")
+        if c.write_mode is not None:
+            lines.append(f"Backfill writes of {c.source!r}: {c.write_mode}"
+                         + (" (Qdrant's conditional writes: a newer point is never "
+                            "overwritten)" if c.write_mode == "insert-only" else
+                            " (this Qdrant is older than 1.17: no conditional writes)") + ".")
         if c.sync is not None:
             lines.append(f"Catch-up of {c.source!r}: {sync_counts(c.sync)}.")
         if c.skip_file:
             lines.append(f"Skipped points of {c.source!r} are listed in {c.skip_file}.")
-        if c.swapped and c.previous_alias_target:
+        if c.swapped and c.previous_alias_target == c.target:
+            lines.append(f"Alias {c.alias!r} already served {c.target!r}; nothing moved.")
+        elif c.swapped and c.previous_alias_target:
             lines.append(f"Alias {c.alias!r} moved from {c.previous_alias_target!r} to "
                          f"{c.target!r}; the old collection is kept.")
+        elif c.swapped:
+            lines.append(f"Alias {c.alias!r} created, serving {c.target!r}.")
     for c in result.collections:
         if c.verification is not None:
             lines += ["", verification(c.verification)]
@@ -116,6 +109,37 @@ def migration(result: Any) -> str:
             lines.append(f"Deleted the collection the alias left: {c.dropped!r} (--drop-old).")
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
+
+
+def bill(bill: Any) -> str:
+    """What a run asked of the provider, per phase: the figures equal the provider's bill
+    (tokens marked `~` are estimates: the provider did not report them)."""
+    data = bill.to_dict()
+    rows = []
+    for phase, usage in [*data["phases"].items(), ("total", data["total"])]:
+        tokens = f"{'~' if usage['tokens_estimated'] else ''}{usage['tokens']:,}"
+        rows.append((phase, usage["requests"], usage["texts"], usage["from_cache"], tokens,
+                     money(usage["cost_usd"])))
+    lines = ["This run's bill:",
+             table(["phase", "requests", "texts sent", "from cache", "tokens", "cost"], rows)]
+    if data["total"]["from_cache"]:
+        lines.append(f"The cache saved {data['total']['tokens_saved']:,} tokens "
+                     f"({money(data['total']['cost_saved_usd'])}).")
+    if any(u["tokens_estimated"] for u in data["phases"].values()):
+        lines.append("~ estimated: the provider did not report the tokens it billed.")
+    metrics = data["http"]
+    if metrics:
+        retries = ", ".join(f"{n} {cause}" for cause, n in metrics["retries"].items())
+        lines.append(
+            f"HTTP: {metrics['requests']:,} attempts, {metrics['throttled']:,} answered 429, "
+            f"retries: {retries or 'none'}, {metrics['limiter_wait_s']:.1f} s paced by the "
+            f"limiter, latency p50/p95/p99 {_ms(metrics['latency_p50_ms'])}/"
+            f"{_ms(metrics['latency_p95_ms'])}/{_ms(metrics['latency_p99_ms'])} ms")
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 def dims_line(decision: Any) -> str:
@@ -208,7 +232,7 @@ def sync(result: Any) -> str:
         lines.append(f"{c.source!r} -> {c.target!r}: {sync_counts(c.sync)}; target holds "
                      f"{c.target_count:,} of {c.source_count:,} source points "
                      f"({c.skipped:,} without text).")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", bill(result.bill)])
 
 
 def status(result: Any) -> str:
@@ -258,7 +282,10 @@ def verification(report: Any) -> str:
 
 
 def verify(result: Any) -> str:
-    return "\n\n".join(verification(r) for r in result.reports)
+    usage = result.to_dict()["usage"]
+    paid = (f"Query embeddings: {usage['requests']:,} requests, {usage['texts']:,} texts sent, "
+            f"{usage['from_cache']:,} from the cache, {money(usage['cost_usd'])}.")
+    return "\n\n".join([*(verification(r) for r in result.reports), paid])
 
 
 def verify_markdown(result: Any) -> str:

@@ -7,13 +7,14 @@ from typing import Any
 
 from .catchup import SyncStats
 from .embedding.sizing import DimsDecision
+from .embedding.usage import PhaseUsage, Usage, cost
 from .errors import DataError, InputTooLong, MigratorError, MissingText, VerificationFailed
 from .jobs import Job
 from .pipeline import Stats
 from .settings import Settings
 from .verification.checks import VerificationReport
 
-__all__ = ["CollectionResult", "MigrationResult", "problem_of", "raise_problems"]
+__all__ = ["Bill", "CollectionResult", "MigrationResult", "problem_of", "raise_problems"]
 
 
 @dataclass
@@ -32,7 +33,7 @@ class CollectionResult:
     resumed: bool = False
     resumed_written: int = 0
     swapped: bool = False
-    write_mode: str = "upsert"
+    write_mode: str | None = None  # the backfill's; None when none ran in this migration
     source_count: int = 0
     target_count: int = 0
     skipped: int = 0
@@ -45,6 +46,14 @@ class CollectionResult:
     forced: bool = False
     dropped: str | None = None
 
+    @property
+    def written_now(self) -> int:
+        """Points this run wrote: the backfill's beyond the checkpoint it resumed from, and
+        the catch-up's."""
+        sync = self.sync
+        caught_up = sync.new + sync.changed + sync.updated if sync is not None else 0
+        return self.stats.written - self.resumed_written + caught_up
+
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__
                 if k not in ("stats", "sync", "verification")}
@@ -56,26 +65,51 @@ class CollectionResult:
 
 
 @dataclass
+class Bill:
+    """What one run asked of the provider, per phase (probe, backfill, catch-up,
+    verification), as the meter on the provider counted it: requests answered, texts in
+    them, tokens, cost; the texts the cache answered instead. `http` is the endpoint's own
+    figures (attempts, 429s, retries by cause, latency), None for a provider without HTTP."""
+
+    usage: Usage = field(default_factory=Usage)
+    price_per_mtok: float | None = None
+    http: dict[str, Any] | None = None
+
+    @property
+    def total(self) -> PhaseUsage:
+        return self.usage.total
+
+    @property
+    def cost(self) -> float | None:
+        return cost(self.total.tokens, self.price_per_mtok)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.usage.to_dict(self.price_per_mtok), "http": self.http}
+
+
+@dataclass
 class MigrationResult:
-    """The outcome of `migrate()`: per-collection counts plus run totals."""
+    """The outcome of `migrate()`: per-collection counts (for the whole migration, across
+    resumes) and this run's bill."""
 
     provider: str
     model: str
     dims: int
     collections: list[CollectionResult]
     seconds: float
-    cost: float | None
-    price_known: bool
+    bill: Bill = field(default_factory=Bill)
     dims_decision: DimsDecision | None = None
     warnings: list[str] = field(default_factory=list)
-    cost_saved: float | None = None
-    probe_tokens: int = 0
-    provider_metrics: dict[str, Any] | None = None  # requests, 429s, waits, latency
 
     @property
     def tokens(self) -> int:
-        """Tokens paid for in this run: the probe's and every collection's."""
-        return self.probe_tokens + sum(c.stats.tokens for c in self.collections)
+        """Tokens paid for in this run, every phase."""
+        return self.bill.total.tokens
+
+    @property
+    def cost(self) -> float | None:
+        """What this run cost; None when the model's price is unknown."""
+        return self.bill.cost
 
     @property
     def written(self) -> int:
@@ -83,7 +117,8 @@ class MigrationResult:
 
     @property
     def points_per_second(self) -> float:
-        done = sum(c.stats.written - c.resumed_written for c in self.collections)
+        """Points this run wrote (backfill and catch-up) over this run's time."""
+        done = sum(c.written_now for c in self.collections)
         return done / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,15 +131,9 @@ class MigrationResult:
             "seconds": round(self.seconds, 3),
             "points_per_second": round(self.points_per_second, 1),
             "tokens": self.tokens,
-            "probe_tokens": self.probe_tokens,
-            "tokens_estimated": any(c.stats.tokens_estimated for c in self.collections),
+            "tokens_estimated": self.bill.total.tokens_estimated,
             "cost_usd": self.cost,
-            "cache_hits": sum(c.stats.cached for c in self.collections),
-            "tokens_saved": sum(c.stats.tokens_saved for c in self.collections),
-            "cost_saved_usd": self.cost_saved,
-            "provider_metrics": self.provider_metrics,
-            "requests": sum(c.stats.requests for c in self.collections),
-            "retries": sum(c.stats.retries for c in self.collections),
+            "bill": self.bill.to_dict(),
             "collections": [c.to_dict() for c in self.collections],
         }
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .embedding import Embedder
 from .errors import ConfigError
 from .interrupts import stoppable
 from .migration import ProgressCallback, running
-from .results import CollectionResult
+from .results import Bill, CollectionResult
 from .settings import Settings
 from .store import QdrantStore
 
@@ -20,9 +20,11 @@ __all__ = ["sync", "SyncResult"]
 @dataclass
 class SyncResult:
     collections: list[CollectionResult]
+    bill: Bill = field(default_factory=Bill)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"collections": [c.to_dict() for c in self.collections]}
+        return {"collections": [c.to_dict() for c in self.collections],
+                "bill": self.bill.to_dict()}
 
 
 def sync(
@@ -55,4 +57,5 @@ async def _sync(settings: Settings, source_store: QdrantStore | None,
     async with stoppable() as stop, running(settings, source_store, target_store, embedder,
                                             on_progress, stop) as (run, schemas):
         run.adopt_target = adopt_target
-        return SyncResult(await run.sync_only(schemas))
+        collections = await run.sync_only(schemas)
+        return SyncResult(collections, run.bill())

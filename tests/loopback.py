@@ -57,9 +57,13 @@ class LoopbackServer:
         self.shuffle = shuffle
         self.api_key = api_key
         self.faults: deque[Fault] = deque()
-        self.requests = 0
+        self.requests = 0  # every request, answered or not
         self.texts = 0
         self.seen: Counter[str] = Counter()  # how often each text was embedded
+        # the bill: requests answered 200, the tokens they report, texts by `input_type`
+        self.answered = 0
+        self.billed_tokens = 0
+        self.kinds: Counter[tuple[str, str]] = Counter()
         # rate-limit windows (fixed, from the first request), OpenAI-style 429s and headers
         self.limits = {"requests": rpm, "tokens": tpm}
         self.window = window
@@ -112,6 +116,9 @@ class LoopbackServer:
         with self._lock:
             self.texts += len(texts)
             self.seen.update(texts)
+            self.answered += 1
+            self.billed_tokens += tokens
+            self.kinds.update((body.get("input_type", "-"), t) for t in texts)
         asked = body.get("dimensions") if self.honour_dimensions else None
         dims = int(asked or self.dims)
         items = []

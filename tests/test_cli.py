@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from qdrant_client import QdrantClient
 
 from migrator.cli import cli
+from migrator.state import EmbeddingCache
 
 from .conftest import embedded_store, make_collection
 from .loopback import LoopbackServer
@@ -232,9 +234,12 @@ def test_status_sync_and_cache_commands(store_path: Path, tmp_path: Path) -> Non
     assert synced.exit_code == 0, synced.stderr
     assert json.loads(synced.stdout)["collections"][0]["sync"]["unchanged"] == 40
     stats = run("cache", "stats", *state, "--json")
-    assert json.loads(stats.stdout)["entries"] == 80  # 40 documents, 40 verification queries
+    assert json.loads(stats.stdout)["entries"] == 0  # hashing is cheaper to compute than store
+    with EmbeddingCache(tmp_path / "state") as cache:
+        cache.put_many([b"a" * 32, b"b" * 32], np.ones((2, 4), dtype=np.float32), [1, 1])
+    assert json.loads(run("cache", "stats", *state, "--json").stdout)["entries"] == 2
     cleared = run("cache", "clear", *state, "--yes")
-    assert cleared.stdout == "Removed 80 cached embeddings.\n"
+    assert cleared.stdout == "Removed 2 cached embeddings.\n"
 
 
 def test_a_corrupt_state_file_exits_1(store_path: Path, tmp_path: Path) -> None:
@@ -262,8 +267,10 @@ def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -
 
 def test_cache_commands_read_the_state_dir_from_config_and_environment(
         store_path: Path, tmp_path: Path) -> None:
-    assert run("migrate", *base(store_path, tmp_path), "--collection", "docs").exit_code == 0
     state = tmp_path / "state"
+    state.mkdir()
+    with EmbeddingCache(state) as cache:
+        cache.put_many([b"a" * 32], np.ones((1, 4), dtype=np.float32), [1])
     by_env = run("cache", "stats", "--json", env={"MIGRATOR_MIGRATION__STATE_DIR": str(state)})
     assert json.loads(by_env.stdout)["entries"] > 0
     config = tmp_path / "m.yaml"

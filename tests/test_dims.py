@@ -20,8 +20,8 @@ from migrator import (
 )
 from migrator.catalog import lookup
 from migrator.embedding import build_embedder
+from migrator.embedding.adapter import AdaptedEmbedder
 from migrator.embedding.sizing import (
-    AdaptedEmbedder,
     DimsDecision,
     decide,
     settle,

@@ -40,8 +40,9 @@ def settings(**primary: Any) -> ProviderSettings:
 
 
 def embedder(router: Router, **primary: Any) -> Any:
+    """The fallback layer of the stack `build_embedder` builds (under its meter)."""
     client = httpx.AsyncClient(transport=httpx.MockTransport(router))
-    return build_embedder(settings(**primary), client=client)
+    return build_embedder(settings(**primary), client=client).inner
 
 
 def test_falls_back_and_opens_the_circuit() -> None:
@@ -101,4 +102,4 @@ def test_openrouter_serves_the_same_openai_model() -> None:
     config = settings(fallbacks=[ProviderSettings(
         name="openrouter", model="openai/text-embedding-3-small", dimensions=512,
         api_key=SecretStr("k"))])
-    assert isinstance(build_embedder(config), FallbackEmbedder)
+    assert isinstance(build_embedder(config).inner, FallbackEmbedder)

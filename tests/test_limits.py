@@ -109,7 +109,7 @@ def test_the_report_carries_the_provider_metrics(memory_store: QdrantStore,
             verify=VerifySettings(enabled=False),
         )
         result = migrate(settings, source_store=memory_store)
-    metrics = result.provider_metrics
+    metrics = result.bill.http
     assert metrics is not None
     assert metrics["throttled"] == 1 and metrics["retries"] == {"HTTP 429": 1}
     assert metrics["latency_p50_ms"] is not None

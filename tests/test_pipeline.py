@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from migrator.catalog import ModelSpec
-from migrator.embedding.base import Embedding, InputKind
+from migrator.embedding.base import Embedder, Embedding, InputKind
 from migrator.errors import ProviderResponseError
 from migrator.pipeline import Pipeline, SkipLog
 from migrator.store import Page, Point
@@ -19,7 +19,7 @@ from migrator.texts import TextSource
 SPEC = ModelSpec("fake", "fake", 4, max_inputs=8, max_tokens_per_input=100)
 
 
-class FakeEmbedder:
+class FakeEmbedder(Embedder):
     """Counts batches and tracks how many calls overlap."""
 
     spec = SPEC

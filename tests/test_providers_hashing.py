@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from migrator import ConfigError, ProviderSettings
-from migrator.embedding import build_embedder
+from migrator.embedding import construct, model_spec
 
 
 def embedder(model: str = "hash-ngrams-v1", dims: int | None = None):  # type: ignore[no-untyped-def]
-    return build_embedder(ProviderSettings(name="hashing", model=model, dimensions=dims))
+    """The provider itself, without the layers `build_embedder` puts on it."""
+    settings = ProviderSettings(name="hashing", model=model, dimensions=dims)
+    return construct(model_spec(settings), settings, dims, None)
 
 
 def test_unit_length_any_dimension_and_deterministic() -> None:
@@ -25,8 +27,10 @@ def test_unit_length_any_dimension_and_deterministic() -> None:
 
 
 def test_stable_across_processes() -> None:
-    code = ("from migrator.embedding import build_embedder; from migrator import ProviderSettings;"
-            "e = build_embedder(ProviderSettings(name='hashing', model='hash-words-v1'));"
+    code = ("from migrator.embedding import construct, model_spec;"
+            "from migrator import ProviderSettings;"
+            "s = ProviderSettings(name='hashing', model='hash-words-v1');"
+            "e = construct(model_spec(s), s, None, None);"
             "print(e.embed_sync(['salt in the sea'])[0][:4].tolist())")
     outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True, env={"PYTHONHASHSEED": seed}).stdout

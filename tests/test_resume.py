@@ -88,7 +88,7 @@ def test_a_second_run_pays_for_nothing(memory_store: QdrantStore, tmp_path: Path
     stats = second.collections[0].stats
     assert (stats.cached, stats.requests, stats.tokens) == (60, 0, 0)
     assert stats.tokens_saved == first.tokens
-    assert second.to_dict()["cache_hits"] == 60
+    assert second.to_dict()["bill"]["phases"]["backfill"]["from_cache"] == 60
 
 
 def test_no_cache_pays_again(memory_store: QdrantStore, tmp_path: Path) -> None:

@@ -24,10 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..embedding import build_embedder
-from ..embedding.base import Embedder, InputKind, innermost
-from ..embedding.cache import CachedEmbedder
-from ..embedding.http import HttpClient, endpoint_metrics
-from ..embedding.sizing import AdaptedEmbedder
+from ..embedding.base import Embedder, InputKind
+from ..embedding.http import HttpClient
 from ..embedding.tokens import combine, fit_all, token_counter
 from ..errors import ConfigError, InputTooLong, MigratorError
 from ..metrics import normalized, top_k
@@ -126,10 +124,9 @@ async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCa
     result = CandidateResult(candidate)
     started = time.perf_counter()
     try:
-        model = build_embedder(candidate.provider, client=client)
+        embedder = build_embedder(candidate.provider, client=client, cache=cache)
     except MigratorError as exc:
         return _failed(result, exc, started)
-    embedder = _with_cache(model, cache)
     total = len(dataset.doc_texts) + len(dataset.queries)
     progress = _Progress(candidate.name, total, on_progress)
     try:
@@ -140,15 +137,11 @@ async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCa
     except MigratorError as exc:
         return _failed(result, exc, started)
     finally:
-        if isinstance(embedder, CachedEmbedder):
-            await embedder.release()
-        elif isinstance(embedder, AdaptedEmbedder) and isinstance(embedder.inner, CachedEmbedder):
-            await embedder.inner.release()
-        await model.aclose()
+        await embedder.aclose()
     result.dims = int(docs.vectors.shape[1])
     result.ranked = top_k(normalized(queries.vectors), normalized(docs.vectors), DEPTH + 1)
     result.quality = figures.quality(dataset, result.ranked)
-    metrics = endpoint_metrics(model)
+    metrics = embedder.metrics
     result.latencies = list(metrics.latencies) if metrics is not None else (
         docs.call_latencies + queries.call_latencies)
     result.latency_ms = figures.latency(result.latencies, metrics is not None,
@@ -206,16 +199,6 @@ def _failed(result: CandidateResult, exc: MigratorError, started: float) -> Cand
     result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _with_cache(model: Embedder, cache: EmbeddingCache | None) -> Embedder:
-    """The cache sits under any truncation or padding, so the sizes of a truncation sweep
-    share the provider's vectors: the second size costs nothing."""
-    if cache is None or not getattr(innermost(model), "worth_caching", True):
-        return model
-    if isinstance(model, AdaptedEmbedder):
-        return AdaptedEmbedder(CachedEmbedder(model.inner, cache), model.decision)
-    return CachedEmbedder(model, cache)
 
 
 class _Progress:

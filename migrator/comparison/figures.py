@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..embedding.http import EndpointMetrics
+from ..embedding.usage import EndpointMetrics
 from ..metrics import mrr_at_k, ndcg_at_k, overlap_at_k, recall_at_k
 from .datasets import Dataset
 from .results import DEPTH, MILLION, CandidateResult, Embedded, Figure, Method

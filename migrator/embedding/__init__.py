@@ -1,4 +1,5 @@
-"""Embedding providers behind one async protocol, and the registry that builds them."""
+"""Embedding providers behind one async protocol, the registry that builds them, and the
+one stack every caller gets: provider endpoint(s) -> fallback -> meter -> cache -> sizing."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ import httpx
 from ..catalog import REGISTRY, ModelSpec, lookup, models_for
 from ..errors import ConfigError
 from ..settings import ProviderSettings
+from ..state import EmbeddingCache
+from .adapter import AdaptedEmbedder
 from .base import Embedder, Embedding, InputKind
+from .cache import CachedEmbedder
 from .fallback import FallbackEmbedder, check_same_model
-from .sizing import AdaptedEmbedder, decide
+from .meter import Metered
+from .sizing import decide
+from .usage import Usage
 
-__all__ = ["Embedder", "Embedding", "InputKind", "build_embedder", "construct", "model_spec"]
+__all__ = ["build_embedder", "compose", "construct", "Embedder", "Embedding", "InputKind",
+    "model_spec", "Usage"]
 
 
 def construct(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
@@ -58,11 +65,14 @@ def model_spec(settings: ProviderSettings) -> ModelSpec:
 
 
 def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | None = None,
-                   distance: str = "Cosine") -> Embedder:
-    """Build the embedder the settings describe, at the size the settings ask for.
+                   distance: str = "Cosine", cache: EmbeddingCache | None = None) -> Embedder:
+    """The embedder the settings describe, at the size they ask for, as one stack: the
+    provider endpoint (and its fallbacks), a meter of what it answers, the cache, and the
+    truncation or padding on top. The cache sits below sizing, so the probe, the backfill,
+    verification and every size of a truncation sweep share the model's own vectors.
 
-    The size is decided by `migrator.dims.decide`: asked of the model when it can produce
-    it, else truncated or padded under `provider.dimension_policy`, else refused.
+    The size is decided by `sizing.decide`: asked of the model when it can produce it, else
+    truncated or padded under `provider.dimension_policy`, else refused.
 
     Raises:
         ConfigError: unknown provider or model, missing API key, impossible dimensions.
@@ -72,10 +82,22 @@ def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | No
         check_same_model(settings, settings.fallbacks)
         inner = FallbackEmbedder([inner, *(_build_endpoint(f, client, distance)[0]
                                            for f in settings.fallbacks)])
+    stack = compose(inner, cache)
     if decision.action in ("truncate", "pad") or (decision.action == "probed"
                                                   and decision.target):
-        return AdaptedEmbedder(inner, decision)  # a probed one settles on the first answer
-    return inner
+        return AdaptedEmbedder(stack, decision)  # a probed one settles on the first answer
+    return stack
+
+
+def compose(embedder: Embedder, cache: EmbeddingCache | None) -> Embedder:
+    """`embedder` with the layers a run needs: a meter (unless it has one) and the cache
+    (unless caching it is not worth it). For an embedder a caller built itself; close the
+    result with `release()` to leave the caller's embedder open."""
+    if embedder.usage is None:
+        embedder = Metered(embedder)
+    if cache is None or not embedder.worth_caching:
+        return embedder
+    return CachedEmbedder(embedder, cache)
 
 
 def _build_endpoint(settings: ProviderSettings, client: httpx.AsyncClient | None,

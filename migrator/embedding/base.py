@@ -1,17 +1,25 @@
-"""The Embedder protocol every provider implements, and the result it returns."""
+"""The Embedder protocol every provider implements, and the result it returns.
+
+Besides `embed`, an embedder declares what the layers around it need to know: the size it
+asks its model for, whether queries and documents get different vectors, whether it cuts
+long inputs itself, its tokenizer, its HTTP figures and the bill of the run. Providers
+subclass `Embedder` to take the defaults; the layers `build_embedder` stacks on a provider
+(`Wrapper`s: fallback, meter, cache, sizing) pass every question down to the provider.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol
 
 import numpy as np
 
 from ..catalog import ModelSpec
-from ..errors import DimensionMismatch, ProviderResponseError
+from .sizing import DimsDecision
+from .usage import EndpointMetrics, Usage
 
-__all__ = ["check_vectors", "Embedder", "Embedding", "innermost", "InputKind", "l2_normalize"]
+__all__ = ["Embedder", "Embedding", "InputKind", "Wrapper"]
 
 InputKind = Literal["document", "query"]
 
@@ -32,9 +40,12 @@ class Embedding:
     tokens_saved: int = 0  # what the cached texts cost when they were first embedded
 
 
-@runtime_checkable
 class Embedder(Protocol):
-    """An embedding model behind some API. Implementations are async and batch-aware."""
+    """An embedding model behind some API. Implementations are async and batch-aware.
+
+    `spec`, `dims`, `batch_size`, `embed` and `aclose` are what a provider must implement;
+    everything else has a default here.
+    """
 
     spec: ModelSpec
 
@@ -57,46 +68,125 @@ class Embedder(Protocol):
         """Release connections and models."""
         ...
 
+    # ---- capabilities, with the defaults of a plain provider ---------------------------
 
-def innermost(embedder: Any) -> Any:
-    """The provider under any wrappers (cache, size adapter) that keep it as `.inner`: what
-    knows the model's tokenizer, its HTTP metrics and whether it is worth caching."""
-    while getattr(embedder, "inner", None) is not None:
-        embedder = embedder.inner
-    return embedder
+    @property
+    def asked_dims(self) -> int | None:
+        """The size the model is asked for (None: its own size)."""
+        return None
+
+    @property
+    def kinds_differ(self) -> bool:
+        """Queries and documents get different vectors (an `input_type` in the request)."""
+        return False
+
+    @property
+    def truncates_itself(self) -> bool:
+        """The model cuts an input at its own token limit, exactly (sentence-transformers)."""
+        return False
+
+    @property
+    def worth_caching(self) -> bool:
+        """Storing a vector is cheaper than computing it again."""
+        return True
+
+    @property
+    def tokenizer(self) -> Callable[[str], int] | None:
+        """The model's exact token count of a text, when it has one here."""
+        return None
+
+    @property
+    def metrics(self) -> EndpointMetrics | None:
+        """The HTTP endpoint's own figures; None for a model that does not speak HTTP."""
+        return None
+
+    @property
+    def usage(self) -> Usage | None:
+        """The run's bill, per phase; kept by the meter `build_embedder` puts on a provider."""
+        return None
+
+    @property
+    def sizing(self) -> DimsDecision | None:
+        """The truncation or padding applied to the model's vectors; None when none is."""
+        return None
+
+    def expect_dims(self, dims: int) -> None:
+        """The size the preflight probe saw, for a model the catalog lacks."""
+
+    async def embed_unsized(self, texts: Sequence[str], *, kind: InputKind = "document",
+                            fresh: bool = False) -> Embedding:
+        """The model's own vectors, before any truncation or padding. `fresh`: asked of the
+        provider even when the cache holds them (and the cache's rows replaced)."""
+        return await self.embed(texts, kind=kind)
+
+    async def release(self) -> None:
+        """Finish this stack's own work (cache writes) and leave the provider open."""
 
 
-def check_vectors(vectors: np.ndarray, *, expected: int, dims: int, provider: str) -> np.ndarray:
-    """Validate a response at the boundary: one finite vector of `dims` values per input.
+class Wrapper(Embedder):
+    """A layer on an embedder: every question it does not answer itself goes to `inner`."""
 
-    Raises:
-        ProviderResponseError: a count, a length or a value is wrong.
-    """
-    if vectors.ndim != 2 or vectors.shape[0] != expected:
-        raise ProviderResponseError(
-            f"{provider} returned {vectors.shape[0] if vectors.ndim else 0} vectors for "
-            f"{expected} inputs.",
-            provider=provider,
-        )
-    if vectors.shape[1] != dims:
-        raise DimensionMismatch(
-            f"{provider} returned vectors of {vectors.shape[1]} values, expected {dims}. "
-            "Check the model and `dimensions` settings against what the server serves.",
-            provider=provider,
-        )
-    if not np.isfinite(vectors).all():
-        bad = int((~np.isfinite(vectors)).any(axis=1).sum())
-        raise ProviderResponseError(
-            f"{provider} returned {bad} vector(s) containing NaN or infinite values.",
-            provider=provider,
-        )
-    checked: np.ndarray = vectors.astype(np.float32, copy=False)
-    return checked
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.spec = inner.spec
 
+    @property
+    def dims(self) -> int | None:
+        return self.inner.dims
 
-def l2_normalize(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    normalized: np.ndarray = (vectors / norms).astype(np.float32, copy=False)
-    return normalized
+    @property
+    def batch_size(self) -> int:
+        return self.inner.batch_size
 
+    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
+        return await self.inner.embed(texts, kind=kind)
+
+    async def embed_unsized(self, texts: Sequence[str], *, kind: InputKind = "document",
+                            fresh: bool = False) -> Embedding:
+        return await self.inner.embed_unsized(texts, kind=kind, fresh=fresh)
+
+    async def aclose(self) -> None:
+        await self.finish()
+        await self.inner.aclose()
+
+    async def release(self) -> None:
+        await self.finish()
+        await self.inner.release()
+
+    async def finish(self) -> None:
+        """This layer's own work, done before the layers below are released or closed."""
+
+    @property
+    def asked_dims(self) -> int | None:
+        return self.inner.asked_dims
+
+    @property
+    def kinds_differ(self) -> bool:
+        return self.inner.kinds_differ
+
+    @property
+    def truncates_itself(self) -> bool:
+        return self.inner.truncates_itself
+
+    @property
+    def worth_caching(self) -> bool:
+        return self.inner.worth_caching
+
+    @property
+    def tokenizer(self) -> Callable[[str], int] | None:
+        return self.inner.tokenizer
+
+    @property
+    def metrics(self) -> EndpointMetrics | None:
+        return self.inner.metrics
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.inner.usage
+
+    @property
+    def sizing(self) -> DimsDecision | None:
+        return self.inner.sizing
+
+    def expect_dims(self, dims: int) -> None:
+        self.inner.expect_dims(dims)

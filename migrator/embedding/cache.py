@@ -1,15 +1,19 @@
 """`CachedEmbedder`: any embedder in front of the embedding cache.
 
 Texts found in the cache are not sent; the rest are embedded, stored and merged back in
-order. The cache key holds everything that changes a vector: provider, model, the size
-decision (asked size, target size, truncation or padding, renormalisation), the input kind
-and the text itself.
+order. The cache key holds everything that changes a vector: provider, model, the size the
+model is asked for, any truncation or padding done above the provider (none in the stack
+`build_embedder` builds: the cache sits below sizing, so every size cut from a model's
+vectors shares them), the input kind where the model tells queries from documents, and the
+text itself.
+
+Each answer is committed before its vectors go on: a crash, even `kill -9`, loses only the
+answers still in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,69 +22,50 @@ import numpy as np
 
 from ..errors import CorruptState, ProviderResponseError
 from ..state import CACHE_FILE, CacheStats, EmbeddingCache
-from .base import Embedder, Embedding, InputKind
-from .sizing import AdaptedEmbedder
+from .base import Embedder, Embedding, InputKind, Wrapper
 from .tokens import estimate_tokens
 
-__all__ = ["cache_clear", "CACHE_FORMAT", "cache_stats", "CachedEmbedder", "MAX_PENDING_WRITES",
-    "namespace", "WRITE_BATCH"]
+__all__ = ["cache_clear", "CACHE_FORMAT", "cache_stats", "CachedEmbedder", "namespace"]
 
 CACHE_FORMAT = "v1"
-WRITE_BATCH = 512  # rows per cache transaction
-MAX_PENDING_WRITES = 4  # transactions queued before a request waits for them
 
 
 def namespace(embedder: Embedder, kind: InputKind) -> str:
-    """What, besides the text, decides the vector `embedder` returns."""
+    """What, besides the text, decides the vector `embedder` returns. A model that embeds
+    queries and documents alike shares one vector between them: verifying a migration
+    reuses the vectors its backfill paid for."""
     spec = embedder.spec
-    if isinstance(embedder, AdaptedEmbedder):
-        d = embedder.decision
-        shape = f"{d.action}:{d.output}->{d.target}:renorm={d.renormalize}"
-    else:  # the size asked for, not the size seen: a probed model's size is known late
-        shape = f"dims={getattr(embedder, 'asked_dims', embedder.dims) or 'native'}"
-    return "\0".join([CACHE_FORMAT, spec.provider, spec.model, shape, kind])
+    shape = f"dims={embedder.asked_dims or 'native'}"
+    sizing = embedder.sizing
+    if sizing is not None:  # a cache above sizing holds sized vectors
+        shape += f":{sizing.action}:{sizing.output}->{sizing.target}:renorm={sizing.renormalize}"
+    return "\0".join([CACHE_FORMAT, spec.provider, spec.model, shape,
+                      kind if embedder.kinds_differ else "document"])
 
 
-class CachedEmbedder:
+class CachedEmbedder(Wrapper):
     """Embeds through `inner`, answering repeated texts from `cache`."""
 
     def __init__(self, inner: Embedder, cache: EmbeddingCache) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.cache = cache
-        self.spec = inner.spec
         # One thread of its own: cache I/O must not queue behind (or hold up) the store's
         # reads and writes in the default executor, and SQLite serialises writes anyway.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrator-cache")
-        # writes are gathered into transactions of WRITE_BATCH rows (one per request costs
-        # twice as much) and run behind the requests, in order, on that thread
-        self._writes: list[asyncio.Future[None]] = []
-        self._buffer: list[tuple[bytes, np.ndarray, int]] = []
-        # embedded in this run but maybe not yet in the database, and being embedded now:
-        # a text is sent once per run however its repeats are spread over requests
-        self._recent: dict[bytes, tuple[np.ndarray, int]] = {}
+        # being embedded now: a text is sent once however its repeats are spread over
+        # concurrent requests
         self._inflight: dict[bytes, asyncio.Future[tuple[np.ndarray, int]]] = {}
 
-    @property
-    def dims(self) -> int | None:
-        return self.inner.dims
-
-    @property
-    def batch_size(self) -> int:
-        return self.inner.batch_size
-
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
-        space = namespace(self.inner, kind)
-        keys = [EmbeddingCache.key(space, t) for t in texts]
-        unknown = [k for k in keys if k not in self._recent and k not in self._inflight]
+        keys = [EmbeddingCache.key(namespace(self.inner, kind), t) for t in texts]
+        unknown = [k for k in keys if k not in self._inflight]
         stored = self.cache.get_many(unknown) if unknown else {}
         hits: dict[int, tuple[np.ndarray, int]] = {}
         waits: dict[int, asyncio.Future[tuple[np.ndarray, int]]] = {}
         mine: list[int] = []
         width = self.inner.dims
         for i, key in enumerate(keys):
-            if key in self._recent:
-                hits[i] = self._recent[key]
-            elif key in stored and _sound(stored[key][0], width):
+            if key in stored and _sound(stored[key][0], width):
                 hits[i] = stored[key]  # a row that fails the writer's checks is a miss
             elif key in self._inflight:  # another request (or this one) is embedding it
                 waits[i] = self._inflight[key]
@@ -97,22 +82,39 @@ class CachedEmbedder:
             vectors[mine] = result.vectors
         for i, (vector, _) in hits.items():
             vectors[i] = vector
+        saved = sum(tokens for _, tokens in hits.values())
+        usage = self.usage
+        if usage is not None and hits:
+            usage.from_cache(len(hits), saved)
         return Embedding(
             vectors,
             tokens=result.tokens if result else 0,
             tokens_estimated=result.tokens_estimated if result else False,
             retries=result.retries if result else 0,
             cached=len(hits),
-            tokens_saved=sum(tokens for _, tokens in hits.values()),
+            tokens_saved=saved,
         )
+
+    async def embed_unsized(self, texts: Sequence[str], *, kind: InputKind = "document",
+                            fresh: bool = False) -> Embedding:
+        if self.inner.sizing is not None:  # this cache holds sized vectors: go below it
+            return await self.inner.embed_unsized(texts, kind=kind, fresh=fresh)
+        if not fresh:
+            return await self.embed(texts, kind=kind)
+        keys = [EmbeddingCache.key(namespace(self.inner, kind), t) for t in texts]
+        result = await self.inner.embed(texts, kind=kind)
+        await self._store(keys, list(texts), result)
+        return result
 
     async def _embed_mine(self, texts: Sequence[str], keys: list[bytes], mine: list[int],
                           kind: InputKind) -> Embedding:
-        """Embed the texts this call claimed; hand each result to anyone waiting for it."""
+        """Embed the texts this call claimed, commit them, then hand each result to anyone
+        waiting for it."""
         claimed = [self._inflight[keys[i]] for i in mine]
         try:
             result = await self.inner.embed([texts[i] for i in mine], kind=kind)
-            _check_answer(result.vectors, self.inner.dims, self.spec.provider)
+            shares = await self._store([keys[i] for i in mine], [texts[i] for i in mine],
+                                       result)
         except BaseException as exc:
             for i, future in zip(mine, claimed, strict=True):
                 del self._inflight[keys[i]]
@@ -120,55 +122,24 @@ class CachedEmbedder:
                     future.set_exception(exc)
                     future.exception()  # the caller sees exc itself; waiters may not exist
             raise
-        shares = _token_shares([texts[i] for i in mine], result.tokens)
         for row, (i, future) in enumerate(zip(mine, claimed, strict=True)):
-            entry = (result.vectors[row], shares[row])
-            self._recent[keys[i]] = entry
             del self._inflight[keys[i]]
-            future.set_result(entry)
-            self._buffer.append((keys[i], *entry))
-        if len(self._buffer) >= WRITE_BATCH:
-            self._submit()
-        if len(self._writes) >= MAX_PENDING_WRITES:
-            await self._wait()
+            future.set_result((result.vectors[row], shares[row]))
         return result
 
-    def _submit(self) -> None:
-        if not self._buffer:
-            return
-        keys = [key for key, _, _ in self._buffer]
-        vectors = np.vstack([vector for _, vector, _ in self._buffer])
-        tokens = [count for _, _, count in self._buffer]
-        self._buffer = []
+    async def _store(self, keys: list[bytes], texts: list[str], result: Embedding
+                     ) -> list[int]:
+        """Check an answer as the writer would and commit it, one transaction per answer;
+        return each text's share of its tokens."""
+        _check_answer(result.vectors, self.inner.dims, self.spec.provider)
+        shares = _token_shares(texts, result.tokens)
         loop = asyncio.get_running_loop()
-        write = loop.run_in_executor(self._io, self.cache.put_many, keys, vectors, tokens)
-        write.add_done_callback(functools.partial(self._forget, keys))
-        self._writes.append(write)
+        await loop.run_in_executor(self._io, self.cache.put_many, keys, result.vectors, shares)
+        return shares
 
-    def _forget(self, keys: list[bytes], _write: object) -> None:
-        """Written to the database: no need to hold them in memory any longer."""
-        for key in keys:
-            self._recent.pop(key, None)
-
-    async def _wait(self) -> None:
-        writes, self._writes = self._writes, []
-        await asyncio.gather(*writes)
-
-    async def flush(self) -> None:
-        """Write everything embedded so far to the cache (and raise if a write failed)."""
-        self._submit()
-        await self._wait()
-
-    async def release(self) -> None:
-        """Finish the cache writes and stop the cache thread; the inner embedder stays open."""
-        try:
-            await self.flush()
-        finally:
-            self._io.shutdown(wait=True)
-
-    async def aclose(self) -> None:
-        await self.release()
-        await self.inner.aclose()
+    async def finish(self) -> None:
+        """Stop the cache thread (every answer is committed already)."""
+        self._io.shutdown(wait=True)
 
 
 def _sound(vector: np.ndarray, width: int | None) -> bool:

@@ -18,6 +18,7 @@ INPUT_TYPES = {"document": "search_document", "query": "search_query"}
 
 
 class CohereEmbedder(RestEmbedder):
+    kinds_differ = True  # `input_type`: queries and documents get different vectors
     default_base_url = "https://api.cohere.com"
     default_batch = 96
 

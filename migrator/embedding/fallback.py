@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from ..errors import ConfigError, DimensionMismatch, ProviderError
 from ..settings import ProviderSettings
-from .base import Embedder, Embedding, InputKind
+from .base import Embedder, Embedding, InputKind, Wrapper
 
 __all__ = ["Breaker", "canonical_model", "check_same_model", "COOLDOWN", "FAILURES_TO_OPEN",
     "FallbackEmbedder"]
@@ -61,20 +61,16 @@ class Breaker:
             self.opened_at = self._clock()
 
 
-class FallbackEmbedder:
-    """Tries each endpoint in order, skipping those whose circuit is open."""
+class FallbackEmbedder(Wrapper):
+    """Tries each endpoint in order, skipping those whose circuit is open. Size, limits
+    and metrics are the primary's (`inner`)."""
 
     def __init__(self, endpoints: Sequence[Embedder], *,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(endpoints[0])
         self.endpoints = list(endpoints)
         self.breakers = [Breaker(clock) for _ in self.endpoints]
-        self.inner = self.endpoints[0]  # size, limits and metrics are the primary's
-        self.spec = self.inner.spec
         self.used: list[int] = [0] * len(self.endpoints)  # requests answered, per endpoint
-
-    @property
-    def dims(self) -> int | None:
-        return self.inner.dims
 
     @property
     def batch_size(self) -> int:
@@ -99,6 +95,14 @@ class FallbackEmbedder:
         if last is None:  # cannot happen: `order` always holds an endpoint
             raise RuntimeError("no endpoint to try")
         raise last
+
+    async def embed_unsized(self, texts: Sequence[str], *, kind: InputKind = "document",
+                            fresh: bool = False) -> Embedding:
+        return await self.embed(texts, kind=kind)  # endpoints are providers: nothing sized
+
+    async def release(self) -> None:
+        for endpoint in self.endpoints:
+            await endpoint.release()
 
     async def aclose(self) -> None:
         for endpoint in self.endpoints:

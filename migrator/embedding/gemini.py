@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from .base import InputKind, l2_normalize
+from .base import InputKind
 from .rest import RestEmbedder
+from .vectors import l2_normalize
 
 __all__ = ["GeminiEmbedder", "NORMALISED_SIZE", "TASK_TYPES"]
 
@@ -20,6 +21,7 @@ NORMALISED_SIZE = 3072
 
 
 class GeminiEmbedder(RestEmbedder):
+    kinds_differ = True  # `input_type`: queries and documents get different vectors
     default_base_url = "https://generativelanguage.googleapis.com"
     default_batch = 100
 

@@ -25,8 +25,9 @@ import numpy as np
 from ..catalog import ModelSpec
 from ..errors import ConfigError
 from ..settings import ProviderSettings
-from .base import Embedding, InputKind, l2_normalize
+from .base import Embedder, Embedding, InputKind
 from .tokens import estimate_tokens
+from .vectors import l2_normalize
 
 __all__ = ["HashingEmbedder", "STOPWORDS"]
 
@@ -42,7 +43,7 @@ _WEIGHTS = {"word": 1.0, "bigram": 0.6, "char": 0.25}
 _SEEDS = {"hash-words-v1": 0x5EED0001, "hash-ngrams-v1": 0x5EED0002}
 
 
-class HashingEmbedder:
+class HashingEmbedder(Embedder):
     """Feature-hashing embedder; see the module docstring."""
 
     worth_caching = False  # computing a vector is cheaper than storing and reading it

@@ -12,13 +12,11 @@ import asyncio
 import json
 import random
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-import numpy as np
 
 from ..errors import (
     ProviderAuthError,
@@ -28,12 +26,12 @@ from ..errors import (
     ProviderResponseError,
     ProviderUnreachable,
 )
-from .base import innermost
 from .limits import RateLimiter, RateLimits
+from .usage import EndpointMetrics
 
-__all__ = ["backoff", "BACKOFF_BASE", "BACKOFF_CAP", "endpoint_metrics", "EndpointMetrics",
-    "error_message", "extract_message", "HttpClient", "HttpEndpoint", "limiter_for",
-    "MAX_SERVER_WAIT", "Reply", "retry_delay", "RETRY_STATUSES", "Sleep", "validated"]
+__all__ = ["backoff", "BACKOFF_BASE", "BACKOFF_CAP", "error_message", "extract_message",
+    "HttpClient", "HttpEndpoint", "limiter_for", "MAX_SERVER_WAIT", "Reply", "retry_delay",
+    "RETRY_STATUSES", "Sleep", "validated"]
 
 HttpClient = httpx.AsyncClient  # for modules outside embedding/, which never import httpx
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -50,40 +48,6 @@ class Reply:
     body: Any
     headers: httpx.Headers
     retries: int
-
-
-@dataclass
-class EndpointMetrics:
-    """What one endpoint saw: for the progress bar and the run report."""
-
-    requests: int = 0
-    throttled: int = 0  # answers 429
-    retries: Counter[str] = field(default_factory=Counter)  # by cause
-    latencies: list[float] = field(default_factory=list)  # seconds, successful requests
-    limiter_wait: float = 0.0
-
-    def percentile(self, q: float) -> float | None:
-        if not self.latencies:
-            return None
-        return float(np.percentile(self.latencies, q))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "throttled": self.throttled,
-                "retries": dict(self.retries), "limiter_wait_s": round(self.limiter_wait, 3),
-                "latency_p50_ms": _ms(self.percentile(50)),
-                "latency_p95_ms": _ms(self.percentile(95)),
-                "latency_p99_ms": _ms(self.percentile(99))}
-
-
-def endpoint_metrics(embedder: Any) -> EndpointMetrics | None:
-    """The metrics of the HTTP endpoint behind `embedder` and its wrappers; None for a
-    model that does not speak HTTP."""
-    metrics = getattr(innermost(embedder), "metrics", None)
-    return metrics if isinstance(metrics, EndpointMetrics) else None
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 1)
 
 
 class HttpEndpoint:

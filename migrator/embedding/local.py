@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ import numpy as np
 from ..catalog import ModelSpec
 from ..errors import ConfigError
 from ..settings import ProviderSettings
-from .base import Embedding, InputKind, check_vectors
+from .base import Embedder, Embedding, InputKind
+from .vectors import check_vectors
 
 __all__ = ["available", "LocalEmbedder", "resolve_model_path"]
 
@@ -58,7 +59,7 @@ def _quiet_transformers() -> None:
     logging_utils.disable_progress_bar()
 
 
-class LocalEmbedder:
+class LocalEmbedder(Embedder):
     """A sentence-transformers model on the CPU (or whatever device torch picks)."""
 
     truncates_itself = True  # the model cuts every input at its max_seq_length tokens
@@ -120,9 +121,10 @@ class LocalEmbedder:
             dtype=np.float32,
         )
 
-    def count_tokens(self, text: str) -> int:
-        """The tokens the model sees in `text` before it cuts at max_seq_length."""
-        return self._count_tokens([text])
+    @property
+    def tokenizer(self) -> Callable[[str], int]:
+        """The tokens the model sees in a text before it cuts at max_seq_length."""
+        return lambda text: self._count_tokens([text])
 
     def _count_tokens(self, texts: Sequence[str]) -> int:
         if self._tokenizer is None:

@@ -12,16 +12,18 @@ import numpy as np
 from ..catalog import ModelSpec
 from ..errors import ConfigError, ProviderResponseError
 from ..settings import KEY_REQUIRED, ProviderSettings
-from .base import Embedding, InputKind, check_vectors
+from .base import Embedder, Embedding, InputKind
 from .http import HttpEndpoint, Sleep, extract_message, limiter_for, validated
 from .tokens import estimate_total
+from .usage import EndpointMetrics
+from .vectors import check_vectors
 
 __all__ = ["RestEmbedder"]
 
 _R = TypeVar("_R", bound="RestEmbedder")
 
 
-class RestEmbedder:
+class RestEmbedder(Embedder):
     """Subclasses set `default_base_url` and implement `url`, `body` and `parse`."""
 
     default_base_url = ""
@@ -34,14 +36,13 @@ class RestEmbedder:
         self.label = f"{settings.name} ({settings.model})"
         self.base_url = (settings.base_url or self.default_base_url).rstrip("/")
         self._url = self.endpoint()
-        self.asked_dims = ask
+        self._asked = ask
         self._dims: int | None = ask or (spec.dims or None)
         self._batch_size = min(settings.batch_size or self.default_batch, spec.max_inputs)
         extra = {"sleep": sleep} if sleep is not None else {}
         self._http = HttpEndpoint(label=self.label, headers=self.headers(),
                                   timeout=settings.timeout, max_retries=settings.max_retries,
                                   client=client, limiter=limiter_for(settings), **extra)
-        self.metrics = self._http.metrics
 
     @classmethod
     def from_settings(cls: type[_R], spec: ModelSpec, settings: ProviderSettings,
@@ -56,6 +57,14 @@ class RestEmbedder:
     @property
     def batch_size(self) -> int:
         return self._batch_size
+
+    @property
+    def asked_dims(self) -> int | None:
+        return self._asked
+
+    @property
+    def metrics(self) -> EndpointMetrics:
+        return self._http.metrics
 
     def expect_dims(self, dims: int) -> None:
         """The size the preflight probe saw, for a model the catalog lacks (a size asked

@@ -15,17 +15,16 @@ its vectors to reach the target size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from ..catalog import ModelSpec
-from ..errors import ConfigError, DimensionMismatch, ProviderResponseError
-from .base import Embedder, Embedding, InputKind, l2_normalize
+from ..errors import ConfigError, DimensionMismatch
+from .vectors import l2_normalize
 
-__all__ = ["AdaptedEmbedder", "BYTES_PER_FLOAT", "decide", "DimsAction", "DimsDecision",
+__all__ = ["BYTES_PER_FLOAT", "decide", "DimsAction", "DimsDecision",
     "DimsPolicy", "settle", "truncation_fidelity"]
 
 DimsPolicy = Literal["error", "truncate", "pad"]
@@ -167,40 +166,6 @@ def settle(decision: DimsDecision, output: int, model: str = "the model") -> Dim
         f"Preflight probe: {model} returned {output}-dimensional vectors; the configuration "
         f"says {target} (dimension_policy: {policy}). Set provider.dimensions to {output}, "
         f"or provider.dimension_policy: {fix}. Nothing was created.")
-
-
-class AdaptedEmbedder:
-    """An embedder whose vectors are truncated or padded to the decided size. A probed
-    decision (a model the catalog lacks) is settled by the first answer, or the probe."""
-
-    def __init__(self, inner: Embedder, decision: DimsDecision) -> None:
-        self.inner = inner
-        self.decision = decision
-        self.spec = inner.spec
-
-    def settle(self, output: int) -> None:
-        self.decision = settle(self.decision, output, self.spec.model)
-
-    @property
-    def dims(self) -> int:
-        return self.decision.target
-
-    @property
-    def batch_size(self) -> int:
-        return self.inner.batch_size
-
-    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
-        result = await self.inner.embed(texts, kind=kind)
-        self.settle(int(result.vectors.shape[1]))
-        if result.vectors.shape[1] != self.decision.output:
-            raise ProviderResponseError(
-                f"{self.spec.provider} ({self.spec.model}) returned vectors of "
-                f"{result.vectors.shape[1]} values, expected {self.decision.output}; nothing "
-                "was written or cached.", provider=self.spec.provider)
-        return replace(result, vectors=self.decision.apply(result.vectors))
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def truncation_fidelity(vectors: np.ndarray, dims: int, *, k: int = 10,

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import innermost, l2_normalize
+from .base import Embedder
+from .vectors import l2_normalize
 
 __all__ = ["CHARS_PER_TOKEN", "chunk_tokens", "combine", "count_tokens", "estimate_tokens",
     "estimate_total", "fit_all", "fit_text", "Fitted", "MAX_REQUEST_BYTES", "pack",
@@ -66,17 +67,16 @@ def chunk_tokens(text: str, limit: int, model: str | None = None) -> list[str]:
     return pieces
 
 
-def token_counter(embedder: Any) -> Callable[[str], int]:
+def token_counter(embedder: Embedder) -> Callable[[str], int]:
     """How to count a text's tokens for `embedder`: its model's own tokenizer when it has
-    one (`count_tokens`, e.g. a local model), else `count_tokens` for its model name."""
-    exact = getattr(innermost(embedder), "count_tokens", None)
-    if callable(exact):
-        return exact  # type: ignore[no-any-return]
+    one (a local model), else `count_tokens` for its model name."""
+    if embedder.tokenizer is not None:
+        return embedder.tokenizer
     model = embedder.spec.model
     return lambda text: count_tokens(text, model)
 
 
-def fit_text(text: str, embedder: Any, policy: str) -> list[str]:
+def fit_text(text: str, embedder: Embedder, policy: str) -> list[str]:
     """The text as sent: whole when within the model's per-input limit; else cut, chunked,
     or nothing (the `fail` policy lists the text and sends nothing).
 
@@ -88,7 +88,7 @@ def fit_text(text: str, embedder: Any, policy: str) -> list[str]:
     if token_counter(embedder)(text) <= limit:
         return [text]
     if policy == "truncate":
-        if getattr(innermost(embedder), "truncates_itself", False):
+        if embedder.truncates_itself:
             return [text]
         return [truncate_tokens(text, limit, spec.model)]
     if policy == "chunk-mean":
@@ -109,7 +109,7 @@ class Fitted:
         return sum(1 for r in self.rows if not r)
 
 
-def fit_all(texts: Iterable[str], embedder: Any, policy: str) -> Fitted:
+def fit_all(texts: Iterable[str], embedder: Embedder, policy: str) -> Fitted:
     """`fit_text` over many texts, each distinct piece once: the one prepare step of every
     path that embeds text (backfill, verification, compare)."""
     unique: dict[str, int] = {}

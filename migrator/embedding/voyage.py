@@ -31,6 +31,7 @@ def openai_style(embedder: RestEmbedder, body: Any, count: int) -> np.ndarray:
 
 
 class VoyageEmbedder(RestEmbedder):
+    kinds_differ = True  # `input_type`: queries and documents get different vectors
     default_base_url = "https://api.voyageai.com"
     default_batch = 128
 

@@ -9,12 +9,13 @@ quality when configured). The checks live in `checks.py`, labelled quality in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..embedding import Embedder, build_embedder
-from ..embedding.cache import CachedEmbedder
+from ..embedding import Embedder, build_embedder, compose
+from ..embedding.usage import PhaseUsage
 from ..errors import ConfigError
 from ..jobs import target_name
 from ..sampling import draw_sample
@@ -62,13 +63,17 @@ async def _labelled(pair: Pair, settings: Settings, embedder: Embedder) -> Check
 @dataclass
 class VerifyResult:
     reports: list[VerificationReport]
+    usage: PhaseUsage | None = None  # what the query embeddings cost (None: nothing sent)
+    price_per_mtok: float | None = None
 
     @property
     def passed(self) -> bool:
         return all(r.passed for r in self.reports)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "reports": [r.to_dict() for r in self.reports]}
+        usage = (self.usage or PhaseUsage()).to_dict(self.price_per_mtok)
+        return {"passed": self.passed, "reports": [r.to_dict() for r in self.reports],
+                "usage": usage}
 
 
 def verify(settings: Settings, *, source_store: QdrantStore | None = None,
@@ -96,17 +101,20 @@ async def _verify(settings: Settings, source_store: QdrantStore | None,
     with opened(settings.source, settings.target, source_store=source_store,
                 target_store=target_store) as (source, target), \
             open_cache(state_dir, settings.migration.cache) as cache:
-        model = embedder or build_embedder(settings.provider)
-        queries: Embedder = CachedEmbedder(model, cache) if cache is not None else model
+        model = (build_embedder(settings.provider, cache=cache) if embedder is None
+                 else compose(embedder, cache))
+        usage = model.usage
         try:
-            reports = [await _verify_one(settings, config, source, target, queries)
-                       for config in settings.collections]
+            with usage.during("verification") if usage else contextlib.nullcontext():
+                reports = [await _verify_one(settings, config, source, target, model)
+                           for config in settings.collections]
         finally:
-            if isinstance(queries, CachedEmbedder):
-                await queries.release()
             if embedder is None:
                 await model.aclose()
-    return VerifyResult(reports)
+            else:
+                await model.release()  # the caller's embedder stays open
+    return VerifyResult(reports, usage.phases.get("verification") if usage else None,
+                        model.spec.price_per_mtok)
 
 
 async def _verify_one(settings: Settings, config: CollectionSettings, source: QdrantStore,

@@ -25,9 +25,7 @@ import numpy as np
 
 from ..catalog import ModelSpec
 from ..embedding import Embedder, build_embedder, model_spec
-from ..embedding.cache import CachedEmbedder
 from ..embedding.sizing import (
-    AdaptedEmbedder,
     DimsAction,
     DimsDecision,
     decide,
@@ -38,7 +36,7 @@ from ..settings import CollectionSettings, Settings
 from ..store import CollectionSchema, Point, QdrantStore, opened
 from ..texts import TextSource
 
-__all__ = ["Check", "DEFAULT_CANDIDATES", "expect_width", "FIDELITY_POINTS", "FIDELITY_QUERIES",
+__all__ = ["Check", "DEFAULT_CANDIDATES", "FIDELITY_POINTS", "FIDELITY_QUERIES",
     "INFORMATIONAL", "NORM_TOLERANCE", "probe", "ProbeResult", "scan_points", "SHOWN_IDS",
     "Status", "validate", "ValidationReport"]
 
@@ -72,41 +70,37 @@ class ProbeResult:
 NORM_TOLERANCE = 0.01
 
 
-async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str,
-                cache: Any = None) -> ProbeResult:
+async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str) -> ProbeResult:
     """Embed `texts` (real ones from the source) with the provider itself and check the
     vectors against the catalog and the configuration.
 
-    With an `EmbeddingCache`, the provider's raw vectors for these texts come from (and go
-    to) the cache: a re-run checks the same vectors again without a request.
+    The model's own vectors come through the stack's cache like every other request: a
+    re-run checks the same vectors again without a request, and the backfill never pays
+    for the probe's texts a second time.
 
     Raises:
         DimensionMismatch: the length or the norm is not what the model promises.
     """
-    adapted = embedder if isinstance(embedder, AdaptedEmbedder) else None
-    inner = adapted.inner if adapted is not None else embedder
-    spec = inner.spec
-    batch = list(texts[: inner.batch_size]) or ["dimension probe"]
+    spec = embedder.spec
+    batch = list(texts[: embedder.batch_size]) or ["dimension probe"]
     try:
-        raw, tokens = await _raw_vectors(inner, batch, cache)
+        raw, tokens = await _raw_vectors(embedder, batch)
     except DimensionMismatch as exc:
         raise DimensionMismatch(f"Preflight probe: {exc} {_CUTTING_HINT} Nothing was created.",
                                 provider=exc.provider) from exc
     except ProviderError as exc:
-        asked = getattr(inner, "asked_dims", None)
+        asked = embedder.asked_dims
         if exc.status in (400, 422) and asked and not spec.dims:
             raise _refused_dimensions(exc, spec, asked) from exc
         raise
     output = int(raw.shape[1])
-    if adapted is not None:
-        adapted.settle(output)
-        decision = adapted.decision
-    else:
+    decision = embedder.sizing  # settled by the answers above
+    if decision is None:
         action: DimsAction = ("probed" if not spec.dims else
                               "native" if output == spec.dims else "requested")
         decision = DimsDecision(action, spec.dims, output if action == "requested" else None,
                                 output, matryoshka=spec.matryoshka)
-    expect_width(inner, output)
+    embedder.expect_dims(output)
     norms = np.linalg.norm(raw, axis=1)
     result = ProbeResult(decision, output, float(norms.min()), float(norms.max()), len(batch),
                          tokens)
@@ -130,40 +124,24 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str,
     return result
 
 
-async def _raw_vectors(inner: Embedder, texts: list[str], cache: Any
-                       ) -> tuple[np.ndarray, int]:
-    """The provider's own vectors for `texts`, in two requests that must agree on the size:
-    one short answer must not decide the size of a collection."""
+async def _raw_vectors(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, int]:
+    """The model's own vectors for `texts`, in two requests that must agree on the size:
+    one short answer must not decide the size of a collection. Answers from the cache that
+    disagree are asked of the provider again (and the cache's rows replaced)."""
     halves = [texts[: (len(texts) + 1) // 2], texts[(len(texts) + 1) // 2:]]
     halves = [h for h in halves if h]
-    model = inner
-    if cache is not None:
-        model = CachedEmbedder(inner, cache)
-    try:
-        results = [await model.embed(half, kind="document") for half in halves]
-    finally:
-        if model is not inner:
-            await model.release()  # type: ignore[attr-defined]
+    results = [await embedder.embed_unsized(half) for half in halves]
     widths = sorted({int(r.vectors.shape[1]) for r in results})
-    if len(widths) > 1 and model is not inner:  # a bad row may be cached: ask the provider
-        results = [await inner.embed(half, kind="document") for half in halves]
+    if len(widths) > 1 and any(r.cached for r in results):
+        results = [await embedder.embed_unsized(half, fresh=True) for half in halves]
         widths = sorted({int(r.vectors.shape[1]) for r in results})
     if len(widths) > 1:
+        spec = embedder.spec
         raise DimensionMismatch(
-            f"{inner.spec.provider} ({inner.spec.model}) answered the probe with vectors of "
-            f"different sizes ({', '.join(map(str, widths))}) for texts of the same "
-            "collection.", provider=inner.spec.provider)
+            f"{spec.provider} ({spec.model}) answered the probe with vectors of different "
+            f"sizes ({', '.join(map(str, widths))}) for texts of the same collection.",
+            provider=spec.provider)
     return np.vstack([r.vectors for r in results]), sum(r.tokens for r in results)
-
-
-def expect_width(embedder: Embedder, width: int) -> None:
-    """Fix the size every later answer of `embedder` must have, from the probe: a model the
-    catalog lacks otherwise learns it from its first live answer, which may be wrong."""
-    provider = embedder
-    while getattr(provider, "inner", None) is not None:
-        provider = provider.inner  # type: ignore[attr-defined]
-    if hasattr(provider, "expect_dims"):
-        provider.expect_dims(width)
 
 
 def _refused_dimensions(exc: ProviderError, spec: ModelSpec, asked: int) -> ConfigError:

@@ -1,0 +1,122 @@
+"""What a run asked of its provider: the HTTP endpoint's own figures (attempts, 429s,
+retries, latency) and, per phase of a run, what was billed and what the cache saved."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["cost", "EndpointMetrics", "PHASES", "PhaseUsage", "Usage"]
+
+# The phases of a migration, in order; compare and verify use some of them.
+PHASES = ("probe", "backfill", "catch-up", "verification")
+
+
+@dataclass
+class EndpointMetrics:
+    """What one HTTP endpoint saw: for the progress bar and the run report."""
+
+    requests: int = 0  # attempts, answered or not
+    throttled: int = 0  # answers 429
+    retries: Counter[str] = field(default_factory=Counter)  # by cause
+    latencies: list[float] = field(default_factory=list)  # seconds, successful requests
+    limiter_wait: float = 0.0
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies:
+            return None
+        return float(np.percentile(self.latencies, q))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "throttled": self.throttled,
+                "retries": dict(self.retries), "limiter_wait_s": round(self.limiter_wait, 3),
+                "latency_p50_ms": _ms(self.percentile(50)),
+                "latency_p95_ms": _ms(self.percentile(95)),
+                "latency_p99_ms": _ms(self.percentile(99))}
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+@dataclass
+class PhaseUsage:
+    """One phase's bill: requests the provider answered, the texts in them and their
+    tokens; and the texts the cache answered instead."""
+
+    requests: int = 0
+    texts: int = 0
+    tokens: int = 0
+    tokens_estimated: bool = False  # some tokens were estimated: the provider did not say
+    cached: int = 0
+    tokens_saved: int = 0  # what the cached texts cost when they were first embedded
+
+    def add(self, other: PhaseUsage) -> None:
+        self.requests += other.requests
+        self.texts += other.texts
+        self.tokens += other.tokens
+        self.tokens_estimated |= other.tokens_estimated
+        self.cached += other.cached
+        self.tokens_saved += other.tokens_saved
+
+    def to_dict(self, price_per_mtok: float | None = None) -> dict[str, Any]:
+        return {"requests": self.requests, "texts": self.texts, "from_cache": self.cached,
+                "tokens": self.tokens, "tokens_estimated": self.tokens_estimated,
+                "cost_usd": cost(self.tokens, price_per_mtok),
+                "tokens_saved": self.tokens_saved,
+                "cost_saved_usd": cost(self.tokens_saved, price_per_mtok)}
+
+
+def cost(tokens: int, price_per_mtok: float | None) -> float | None:
+    return None if price_per_mtok is None else tokens / 1_000_000 * price_per_mtok
+
+
+class Usage:
+    """The bill of one run, per phase: `with usage.during("probe"): ...`. Phases run one
+    after another, so the phase is simply the one set last."""
+
+    def __init__(self) -> None:
+        self.phase = "backfill"
+        self.phases: dict[str, PhaseUsage] = {}
+
+    @contextlib.contextmanager
+    def during(self, phase: str) -> Iterator[PhaseUsage]:
+        before, self.phase = self.phase, phase
+        try:
+            yield self.current
+        finally:
+            self.phase = before
+
+    @property
+    def current(self) -> PhaseUsage:
+        return self.phases.setdefault(self.phase, PhaseUsage())
+
+    def answered(self, texts: int, tokens: int, estimated: bool) -> None:
+        """One request the provider answered (and bills)."""
+        usage = self.current
+        usage.requests += 1
+        usage.texts += texts
+        usage.tokens += tokens
+        usage.tokens_estimated |= estimated
+
+    def from_cache(self, texts: int, tokens_saved: int) -> None:
+        usage = self.current
+        usage.cached += texts
+        usage.tokens_saved += tokens_saved
+
+    @property
+    def total(self) -> PhaseUsage:
+        total = PhaseUsage()
+        for usage in self.phases.values():
+            total.add(usage)
+        return total
+
+    def to_dict(self, price_per_mtok: float | None = None) -> dict[str, Any]:
+        ordered = sorted(self.phases, key=lambda p: PHASES.index(p) if p in PHASES else 99)
+        return {"phases": {p: self.phases[p].to_dict(price_per_mtok) for p in ordered},
+                "total": self.total.to_dict(price_per_mtok)}

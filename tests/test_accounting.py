@@ -1,0 +1,150 @@
+"""Issue 13: nothing is paid twice, and the run report says exactly what was paid. Every
+figure here is checked against what the loopback server billed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from migrator import (
+    CollectionSettings,
+    MigrationSettings,
+    ProviderSettings,
+    Settings,
+    migrate,
+    report,
+    verify,
+)
+from migrator.settings import VerifySettings
+from migrator.store import QdrantStore
+
+from .conftest import make_collection
+from .loopback import LoopbackServer
+
+N = 120
+
+
+def settings(tmp_path: Path, provider: ProviderSettings, *, sample: int = 50,
+             verify_on: bool = True) -> Settings:
+    return Settings(
+        provider=provider,
+        collections=[CollectionSettings(name="docs", alias="live")],
+        migration=MigrationSettings(state_dir=tmp_path / "state", page_size=16),
+        verify=VerifySettings(enabled=verify_on, sample=sample),
+    )
+
+
+def compatible(url: str, **extra: Any) -> ProviderSettings:
+    """An OpenAI-compatible server: no query/document distinction."""
+    return ProviderSettings(**{"name": "openai-compatible", "model": "served", "base_url": url,
+                               "batch_size": 16, "concurrency": 2, **extra})
+
+
+def voyage(url: str) -> ProviderSettings:
+    """A provider whose queries and documents get different vectors (`input_type`)."""
+    return ProviderSettings(name="voyage", model="voyage-3.5-lite", api_key=SecretStr("k"),
+                            base_url=url.removesuffix("/v1"), batch_size=16, concurrency=2)
+
+
+def assert_bill_matches(bill: Any, server: LoopbackServer) -> None:
+    total = bill.total
+    assert (total.requests, total.texts, total.tokens) == (
+        server.answered, server.texts, server.billed_tokens)
+    assert not total.tokens_estimated  # the server reports its tokens
+
+
+def test_a_verified_run_pays_each_text_once(memory_store: QdrantStore,
+                                             tmp_path: Path) -> None:
+    """The sampled texts were embedded again as queries: 50 of 120 paid twice."""
+    make_collection(memory_store.client, "docs", n=N)
+    with LoopbackServer(dims=8) as server:
+        result = migrate(settings(tmp_path, compatible(server.url)),
+                         source_store=memory_store)
+        assert result.collections[0].verification is not None
+        assert server.texts == N and max(server.seen.values()) == 1
+        assert_bill_matches(result.bill, server)
+        phases = result.bill.usage.phases
+        assert phases["verification"].texts == 0 and phases["verification"].cached == 50
+        assert phases["probe"].texts > 0  # the probe paid for its texts once ...
+        assert phases["backfill"].texts + phases["probe"].texts == N  # ... the backfill not
+
+        again = verify(settings(tmp_path, compatible(server.url)), source_store=memory_store)
+        assert again.passed and server.texts == N  # verifying again is free
+        assert again.to_dict()["usage"]["from_cache"] == 50
+
+
+def test_a_model_with_input_types_caches_its_queries_too(memory_store: QdrantStore,
+                                                          tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=N)
+    with LoopbackServer(dims=1024) as server:
+        config = settings(tmp_path, voyage(server.url))
+        result = migrate(config, source_store=memory_store)
+        kinds = {kind for kind, _ in server.kinds}
+        assert kinds == {"document", "query"}
+        assert max(server.kinds.values()) == 1  # each text once per input type
+        assert result.bill.usage.phases["verification"].texts == 50
+        assert_bill_matches(result.bill, server)
+        paid = server.texts
+        assert verify(config, source_store=memory_store).passed
+        assert server.texts == paid  # the queries came from the cache
+
+
+def test_truncation_never_pays_the_probe_twice(memory_store: QdrantStore,
+                                               tmp_path: Path) -> None:
+    """The probe cached the model's own vectors and the backfill looked up sized ones."""
+    make_collection(memory_store.client, "docs", n=N)
+    with LoopbackServer(dims=16) as server:
+        provider = compatible(server.url, dimensions=8, dimension_policy="truncate")
+        result = migrate(settings(tmp_path, provider), source_store=memory_store)
+        assert result.dims == 8
+        assert server.texts == N and max(server.seen.values()) == 1
+        assert_bill_matches(result.bill, server)
+
+
+def test_the_report_prints_the_bill(memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=N)
+    with LoopbackServer(dims=8) as server:
+        result = migrate(settings(tmp_path, compatible(server.url)),
+                         source_store=memory_store)
+        text = report.migration(result)
+        totals = next(line for line in text.splitlines() if line.startswith("total"))
+        phases = result.bill.usage.phases  # the backfill finds the probe's texts cached
+        cached = phases["probe"].texts + 50
+        assert result.bill.total.cached == cached
+        assert totals.split()[1:4] == [str(server.answered), str(server.texts), str(cached)]
+        assert f"{server.billed_tokens:,}" in totals
+        json_bill = result.to_dict()["bill"]
+        assert json_bill["total"]["texts"] == server.texts
+        assert list(json_bill["phases"]) == ["probe", "backfill", "catch-up", "verification"]
+        assert "older than 1.17" not in text  # the embedded store has conditional writes
+
+        rerun = migrate(settings(tmp_path, compatible(server.url)), source_store=memory_store)
+        text = report.migration(rerun)
+    assert "moved from" not in text and "already served" in text
+    assert rerun.bill.total.texts == 0 and server.texts == N
+    assert rerun.collections[0].written_now == 0
+
+
+@pytest.mark.parametrize("resume_from", [40, 80])
+def test_counters_after_a_resume_add_up(memory_store: QdrantStore, tmp_path: Path,
+                                        resume_from: int) -> None:
+    """After a resume the report showed the first run's counters and 0 points/s."""
+    from migrator.errors import ProviderResponseError
+    from tests.loopback import Fault
+
+    make_collection(memory_store.client, "docs", n=N)
+    with LoopbackServer(dims=8) as server:
+        config = settings(tmp_path, compatible(server.url, max_retries=0, concurrency=1),
+                          verify_on=False)
+        config.provider.batch_size = 16
+        server.faults.extend([None] * (resume_from // 16) + [Fault(500)])  # type: ignore[list-item]
+        with pytest.raises(ProviderResponseError):
+            migrate(config, source_store=memory_store)
+        result = migrate(config, source_store=memory_store)
+    outcome = result.collections[0]
+    assert outcome.stats.written == outcome.target_count == N
+    assert 0 < outcome.written_now < N and result.points_per_second > 0
+    assert outcome.stats.embedded + outcome.stats.cached >= N - 16  # both runs' work
