@@ -22,6 +22,7 @@ from .demo import DemoResult, demo
 from .embedding import Embedder, Embedding, build_embedder
 from .embedding.cache import cache_clear, cache_stats
 from .errors import (
+    BudgetExceeded,
     CollectionExists,
     CollectionNotFound,
     ConfigError,
@@ -61,6 +62,7 @@ from .verification.dimensions import ValidationReport, validate
 
 __all__ = [
     "AliasMove",
+    "BudgetExceeded",
     "Candidate",
     "CandidateResult",
     "CollectionExists",

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BadInput", "CollectionExists", "CollectionNotFound", "ConfigError", "ConfigErrorMixin",
-    "CorruptState", "DataError", "DimensionMismatch", "InputTooLong", "Interrupted",
-    "MigratorError", "MissingText", "ProviderAuthError", "ProviderError", "ProviderQuotaError",
-    "ProviderRateLimited", "ProviderResponseError", "ProviderUnreachable", "SchemaMismatch",
-    "StateError", "StoreError", "VerificationFailed"]
+__all__ = ["BadInput", "BudgetExceeded", "CollectionExists", "CollectionNotFound", "ConfigError",
+    "ConfigErrorMixin", "CorruptState", "DataError", "DimensionMismatch", "InputTooLong",
+    "Interrupted", "MigratorError", "MissingText", "ProviderAuthError", "ProviderError",
+    "ProviderQuotaError", "ProviderRateLimited", "ProviderResponseError", "ProviderUnreachable",
+    "SchemaMismatch", "StateError", "StoreError", "VerificationFailed"]
 
 
 class MigratorError(Exception):
@@ -115,6 +115,15 @@ class Interrupted(MigratorError):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class BudgetExceeded(MigratorError):
+    """The next request would take the run's spend past `migration.max_cost`: the run
+    stopped before sending it, with its checkpoint saved. `spent` is what it paid (USD)."""
+
+    def __init__(self, message: str, *, spent: float) -> None:
+        super().__init__(message)
+        self.spent = spent
 
 
 class CorruptState(StateError):

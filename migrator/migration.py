@@ -14,9 +14,9 @@ from typing import Any
 
 from .aliases import drop_left
 from .catchup import MergeJoinSource
-from .embedding import Embedder, Usage, build_embedder, compose
-from .embedding.tokens import fit_all
+from .embedding import Embedder, build_embedder, compose
 from .errors import (
+    BudgetExceeded,
     ConfigError,
     DataError,
     MigratorError,
@@ -32,10 +32,11 @@ from .results import Bill, CollectionResult, MigrationResult, problem_of, raise_
 from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource, StateSkipLog
+from .spending import bill_of, budget_for, refuse_over_budget
 from .state import MigrationRecord, Phase, State, migration_id, open_cache
 from .store import CollectionSchema, QdrantStore, opened
-from .texts import TextSource, payload_keys
-from .verification.dimensions import ProbeResult, probe
+from .texts import TextSource
+from .verification.dimensions import ProbeResult, probe, probe_texts
 
 __all__ = ["amigrate", "Confirm", "migrate", "ProgressCallback", "running"]
 
@@ -165,6 +166,7 @@ class _Run:
         self.drop_old = False
         self.adopt_target = False
         self.stop: Stop | None = None
+        self.budget = budget_for(settings, embedder)
 
     async def go(self, schemas: list[CollectionSchema], *, restart: bool,
                  force: bool = False, confirm: Confirm | None = None) -> MigrationResult:
@@ -173,7 +175,11 @@ class _Run:
         for config, schema in zip(collections, schemas, strict=True):
             schema.vector(config.vector)  # the vector to replace exists, before any request
         for config, schema in zip(collections[1:], schemas[1:], strict=True):
-            _sample_texts(self.source, schema, config, self.embedder, self.settings)  # has text
+            probe_texts(self.source, schema, config, self.embedder,
+                        self.settings.provider.long_input)  # has text
+        if self.budget is not None:
+            refuse_over_budget(self.budget, self.settings, self.source, self.target,
+                               self.state, schemas)
         first = collections[0]
         with self._phase("probe"):
             checked = await self._probe(schemas[0], first)
@@ -210,10 +216,7 @@ class _Run:
 
     def bill(self) -> Bill:
         """This run's bill, per phase, as the meter on the provider counted it."""
-        spec = self.embedder.spec
-        metrics = self.embedder.metrics
-        return Bill(self.embedder.usage or Usage(), spec.price_per_mtok,
-                    metrics.to_dict() if metrics is not None else None)
+        return bill_of(self.embedder)
 
     def _phase(self, phase: str) -> contextlib.AbstractContextManager[Any]:
         usage = self.embedder.usage
@@ -251,7 +254,8 @@ class _Run:
         return results
 
     async def _probe(self, schema: CollectionSchema, first: CollectionSettings) -> ProbeResult:
-        texts = _sample_texts(self.source, schema, first, self.embedder, self.settings)
+        texts = probe_texts(self.source, schema, first, self.embedder,
+                            self.settings.provider.long_input)
         distance = first.distance or schema.vector(first.vector).distance
         return await probe(self.embedder, texts, distance=distance)
 
@@ -346,7 +350,8 @@ class _Run:
         record = job.record
         insert_only = self.target.conditional_writes()
         result.write_mode = "insert-only" if insert_only else "upsert"
-        self.state.update(record.id, phase=Phase.BACKFILLING, write_mode=result.write_mode,
+        self.state.update(record.id, phase=Phase.BACKFILLING, error=None,
+                          write_mode=result.write_mode,
                           total=result.source_count)
         skips = StateSkipLog(self.state, record.id)
 
@@ -370,7 +375,7 @@ class _Run:
 
     async def _catch_up(self, job: Job, result: CollectionResult, dims: int) -> None:
         record = job.record
-        self.state.update(record.id, phase=Phase.CATCHING_UP)
+        self.state.update(record.id, phase=Phase.CATCHING_UP, error=None)
         self.state.clear_skipped(record.id)  # the join meets every source point again
         skips = StateSkipLog(self.state, record.id)
         join = MergeJoinSource(self.source, job.schema.name, self.target, job.target,
@@ -395,7 +400,7 @@ class _Run:
                 "dims": dims, "skip_log": skips, "collection": label or job.config.name,
                 "total": total, "concurrency": self.settings.provider.concurrency,
                 "queue_depth": self.settings.migration.queue_depth,
-                "on_progress": self.on_progress, "stop": self.stop}
+                "on_progress": self.on_progress, "stop": self.stop, "budget": self.budget}
 
     async def _run_stage(self, stage: Pipeline, skips: StateSkipLog,
                          result: CollectionResult, *, catch_up: bool) -> None:
@@ -406,6 +411,17 @@ class _Run:
             self.state.update(result.migration_id, phase=Phase.FAILED, error=str(exc))
             raise _stopped(exc, result, stage.stats) from exc
         skips.flush()
+        budget = self.budget
+        if budget is not None and budget.exceeded:
+            self.state.update(result.migration_id, error="stopped at --max-cost")
+            where = ("the catch-up stopped (the backfill is complete)" if catch_up else
+                     f"{stage.stats.written:,} of {result.source_count:,} points of "
+                     f"{result.source!r} are written into {result.target!r} and checkpointed")
+            raise BudgetExceeded(
+                f"Stopped before the next request would take this run past --max-cost "
+                f"${budget.limit:,.2f}: it spent ${budget.spent:,.4f}; {where}; no alias was "
+                "moved. Run again with a higher --max-cost (or none) to resume from there; "
+                "nothing paid for is paid again.", spent=budget.spent)
         if self.stop is not None and self.stop.requested:
             self.state.update(result.migration_id, error="interrupted")
             done = (f"the catch-up of {result.source!r} into {result.target!r} stopped after "
@@ -433,10 +449,14 @@ class _Run:
         result.target_count = self.target.count(job.target)
 
     async def _verify(self, job: Job, result: CollectionResult) -> None:
-        self.state.update(job.record.id, phase=Phase.VERIFYING)
-        with self._phase("verification"):
-            result.verification = await verify_job(job, result, self.settings, self.source,
-                                                   self.target, self.embedder)
+        self.state.update(job.record.id, phase=Phase.VERIFYING, error=None)
+        try:
+            with self._phase("verification"):
+                result.verification = await verify_job(job, result, self.settings, self.source,
+                                                       self.target, self.embedder)
+        except MigratorError as exc:  # a provider or store failure, not a failed check
+            self.state.update(job.record.id, phase=Phase.FAILED, error=str(exc))
+            raise
         self.state.update(job.record.id, verification=result.verification.to_dict())
 
     def _finish(self, job: Job, result: CollectionResult, *, forced: bool = False) -> None:
@@ -453,29 +473,6 @@ class _Run:
                 result.dropped = drop_left(self.target, result.previous_alias_target, job.target)
         self.state.update(job.record.id, phase=Phase.SWAPPED if alias else Phase.COMPLETE,
                           error=None, counters=result.stats.counters())
-
-
-def _sample_texts(source: QdrantStore, schema: CollectionSchema, config: CollectionSettings,
-                  model: Embedder, settings: Settings, limit: int = 256) -> list[str]:
-    """Real texts from the start of the source for the preflight probe, prepared as the
-    backfill prepares them (cut or chunked under the long-input policy; under `fail` those
-    over the limit are left out), so the probe's answers are the backfill's too.
-
-    Raises:
-        ConfigError: none of the sampled points has text where the configuration looks:
-            a mistyped text field or template, found before anything is created.
-    """
-    text = TextSource.from_settings(config.text_field, config.text_template)
-    page = source.scroll(schema.name, limit=limit, vectors=False)
-    texts = [t for p in page.points if (t := text.extract(p.payload)[0])]
-    if page.points and not texts:
-        keys = ", ".join(payload_keys(p.payload for p in page.points)) or "none"
-        reason = text.extract(page.points[0].payload)[1]
-        raise ConfigError(
-            f"None of the first {len(page.points)} points of {config.name!r} has text in "
-            f"{text.describe()} (the first: {reason}). Their payloads have the keys: {keys}. "
-            "Point --text-field or --text-template at the text. Nothing was created.")
-    return fit_all(texts, model, settings.provider.long_input).unique
 
 
 def _stopped(exc: ProviderError | StoreError, result: CollectionResult,

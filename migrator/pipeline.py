@@ -23,7 +23,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from .embedding.base import Embedder
-from .embedding.tokens import fit_all, pack
+from .embedding.tokens import estimate_total, fit_all, pack
+from .embedding.usage import Budget
 from .embedding.vectors import l2_normalize
 from .errors import ProviderResponseError
 from .interrupts import Stop, finish_in_thread
@@ -199,6 +200,8 @@ class Pipeline:
         stop: once its event is set, no page is read and no request sent any more; the
             requests in flight are answered, the pages they complete written and
             checkpointed, and `run` returns (the caller reports the interruption).
+        budget: what the run may spend; a request it refuses is not sent, and the run
+            winds down as after a stop (the caller reports it).
     """
 
     source: PageSource
@@ -218,6 +221,7 @@ class Pipeline:
     sampler: Callable[[list[tuple[PointId, str]]], None] | None = None
     long_input: str = "fail"  # texts over the model's per-input limit: fail|truncate|chunk-mean
     stop: Stop | None = None
+    budget: Budget | None = None
     _in_flight: int = 0
     _ends: dict[int, Any] = field(default_factory=dict)  # seq -> offset after the page
     _done: dict[int, dict[str, Any]] = field(default_factory=dict)  # written, not committed
@@ -250,7 +254,8 @@ class Pipeline:
         return self.stats
 
     def _stopping(self) -> bool:
-        return self.stop is not None and self.stop.requested
+        return (self.stop is not None and self.stop.requested) or (
+            self.budget is not None and self.budget.exceeded)
 
     async def _read(self, pages: asyncio.Queue[Any]) -> None:
         seq = 0
@@ -321,8 +326,15 @@ class Pipeline:
                 continue  # not sent; its page is redone on resume
             work: _PageWork = request.page
             texts = work.unique_texts[request.start : request.stop]
+            reserved = estimate_total(texts) if self.budget is not None else 0
+            if self.budget is not None and not self.budget.admit(reserved):
+                continue  # over budget: not sent; its page is redone on resume
             started = time.perf_counter()
-            result = await self.embedder.embed(texts, kind="document")
+            try:
+                result = await self.embedder.embed(texts, kind="document")
+            finally:
+                if self.budget is not None:
+                    self.budget.settle(reserved)
             self.stats.embed_seconds += time.perf_counter() - started
             sent = len(texts) - result.cached
             counts = {"requests": 1 if sent else 0, "retries": result.retries,

@@ -59,6 +59,7 @@ class PlanResult:
     dims: DimsDecision
     collections: list[CollectionPlan]
     warnings: list[str]
+    max_cost: float | None = None  # migration.max_cost, the estimate's limit
 
     @property
     def estimated_tokens(self) -> int:
@@ -69,6 +70,12 @@ class PlanResult:
         costs = [c.estimated_cost for c in self.collections]
         return None if any(c is None for c in costs) else sum(c or 0.0 for c in costs)
 
+    @property
+    def within_max_cost(self) -> bool | None:
+        """Whether `migrate` would start under --max-cost; None without a limit or a price."""
+        cost = self.estimated_cost
+        return None if self.max_cost is None or cost is None else cost <= self.max_cost
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "provider": self.provider,
@@ -78,6 +85,8 @@ class PlanResult:
             "price_per_mtok": self.spec.price_per_mtok,
             "estimated_tokens": self.estimated_tokens,
             "estimated_cost_usd": self.estimated_cost,
+            "max_cost_usd": self.max_cost,
+            "within_max_cost": self.within_max_cost,
             "warnings": self.warnings,
             "collections": [c.to_dict() for c in self.collections],
         }
@@ -110,7 +119,7 @@ def plan(settings: Settings, *, source_store: QdrantStore | None = None,
                       distance=first.target_distance,
                       send_dimensions=settings.provider.send_dimensions)
     return PlanResult(settings.provider.name, settings.provider.model, spec, decision, plans,
-                      _run_warnings(settings, spec, decision))
+                      _run_warnings(settings, spec, decision), settings.migration.max_cost)
 
 
 def _run_warnings(settings: Settings, spec: ModelSpec, decision: DimsDecision) -> list[str]:

@@ -181,6 +181,11 @@ def plan(result: Any) -> str:
     lines.append(dims_line(result.dims))
     lines.append(f"Total: {result.estimated_tokens:,} tokens (estimated), "
                  f"{money(result.estimated_cost)}.")
+    if result.max_cost is not None:
+        verdict = {True: "within it", False: "over it: migrate would refuse to start",
+                   None: "no price is known, so migrate would refuse the limit"}
+        lines.append(f"--max-cost {money(result.max_cost)}: the estimate is "
+                     f"{verdict[result.within_max_cost]}.")
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
 
@@ -245,20 +250,31 @@ def status(result: Any) -> str:
         return "\n".join(lines)
     rows = []
     for m in result.migrations:
-        written = m.counters.get("written", 0)
+        counters = m.counters
+        written = counters.get("written", 0)
         progress = f"{written:,}/{m.total:,}" if m.total else f"{written:,}"
         verified = "-" if not m.verification else (
             "passed" if m.verification.get("passed") else "failed")
-        rows.append((m.source, m.target, m.phase, progress, m.counters.get("tokens", 0),
-                     "end" if m.finished else json.dumps(m.checkpoint), verified,
+        rows.append((m.source, m.target, str(m.phase), progress,
+                     f"{counters.get('tokens', 0):,}", f"{counters.get('cached', 0):,}",
+                     "end" if m.finished else _checkpoint(m.checkpoint), verified,
                      (m.error or "")[:60]))
-    lines.append(table(["source", "target", "phase", "written", "tokens", "checkpoint",
-                        "verified", "error"], rows))
+    lines.append(table(["source", "target", "phase", "written", "tokens paid", "from cache",
+                        "checkpoint", "verified", "error"], rows))
+    if result.history:
+        lines += ["", "Earlier runs, superseded by the rows above:"]
+        lines.append(table(["source", "target", "model", "phase", "error"], [
+            (m.source, m.target, f"{m.model} ({m.dims})", str(m.phase), (m.error or "")[:60])
+            for m in result.history]))
     if result.alias_history:
         lines += ["", "Alias moves:"]
-        lines += [f"  {h['alias']}: {h['from']} -> {h['to']}"
+        lines += [f"  {h['alias']}: {h['from'] or '(new)'} -> {h['to']}"
                   + (" (forced)" if h["forced"] else "") for h in result.alias_history]
     return "\n".join(lines)
+
+
+def _checkpoint(offset: Any) -> str:
+    return "-" if offset is None else json.dumps(offset)
 
 
 def cache(stats: Any) -> str:
@@ -307,4 +323,5 @@ def verify_markdown(result: Any) -> str:
 
 
 def alias_move(move: Any) -> str:
-    return f"Alias {move.alias!r} now points to {move.current!r} (before: {move.previous!r})."
+    before = f"before: {move.previous!r}" if move.previous else "a new alias"
+    return f"Alias {move.alias!r} now points to {move.current!r} ({before})."

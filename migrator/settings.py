@@ -187,6 +187,7 @@ class MigrationSettings(_Section):
     state_dir: Path = Path(".migrator")
     cache: bool = True
     catch_up: bool = True
+    max_cost: float | None = Field(default=None, gt=0)  # USD one run may spend
 
 
 class VerifySettings(_Section):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,21 +10,28 @@ from .settings import Settings
 from .state import MigrationRecord, State
 from .store import QdrantStore, opened
 
-__all__ = ["status", "StatusReport"]
+__all__ = ["current_and_history", "status", "StatusReport"]
 
 
 @dataclass
 class StatusReport:
+    """`migrations` holds the current row of each migration: the latest run for a source
+    and what it moves to (its alias, else its target) on one store; `history` the rows
+    later runs superseded (a failed attempt before a success, a restart with other
+    settings)."""
+
     location: str
     aliases: dict[str, str]
     migrations: list[MigrationRecord]
     alias_history: list[dict[str, Any]]
+    history: list[MigrationRecord] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "location": self.location,
             "aliases": self.aliases,
             "migrations": [_migration(m) for m in self.migrations],
+            "history": [_migration(m) for m in self.history],
             "alias_history": self.alias_history,
         }
 
@@ -41,8 +48,19 @@ def status(settings: Settings, *, store: QdrantStore | None = None) -> StatusRep
     if (state_dir / "state.db").exists():
         with State(state_dir) as state:
             migrations, history = state.all(), state.alias_history()
+    current, superseded = current_and_history(migrations)
     with opened(settings.target_store, None, source_store=store) as (target, _):
-        return StatusReport(target.location, target.aliases(), migrations, history)
+        return StatusReport(target.location, target.aliases(), current, history, superseded)
+
+
+def current_and_history(records: list[MigrationRecord]
+                        ) -> tuple[list[MigrationRecord], list[MigrationRecord]]:
+    """The latest row per (store, source, alias or target), and every earlier one."""
+    latest: dict[tuple[str | None, str, str], MigrationRecord] = {}
+    for record in sorted(records, key=lambda r: r.updated_at):
+        latest[(record.store, record.source, record.alias or record.target)] = record
+    current = [r for r in records if r in latest.values()]
+    return current, [r for r in records if r not in current]
 
 
 def _migration(record: MigrationRecord) -> dict[str, Any]:

@@ -212,7 +212,10 @@ class LoopbackServer:
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(raw)
+                try:
+                    self.wfile.write(raw)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client went away (killed): fine
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None

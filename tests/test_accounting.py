@@ -3,11 +3,14 @@ figure here is checked against what the loopback server billed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from pydantic import SecretStr
+from qdrant_client import QdrantClient
 
 from migrator import (
     CollectionSettings,
@@ -18,11 +21,13 @@ from migrator import (
     report,
     verify,
 )
+from migrator.cli import cli as cli_group
 from migrator.settings import VerifySettings
+from migrator.state import State
 from migrator.store import QdrantStore
 
 from .conftest import make_collection
-from .loopback import LoopbackServer
+from .loopback import Fault, LoopbackServer
 
 N = 120
 
@@ -87,9 +92,12 @@ def test_a_model_with_input_types_caches_its_queries_too(memory_store: QdrantSto
         assert max(server.kinds.values()) == 1  # each text once per input type
         assert result.bill.usage.phases["verification"].texts == 50
         assert_bill_matches(result.bill, server)
+        # `verify` draws its own sample: it pays for the queries migrate's did not hold,
+        # once; verifying again is free
+        assert verify(config, source_store=memory_store).passed
         paid = server.texts
         assert verify(config, source_store=memory_store).passed
-        assert server.texts == paid  # the queries came from the cache
+        assert server.texts == paid
 
 
 def test_truncation_never_pays_the_probe_twice(memory_store: QdrantStore,
@@ -133,7 +141,6 @@ def test_counters_after_a_resume_add_up(memory_store: QdrantStore, tmp_path: Pat
                                         resume_from: int) -> None:
     """After a resume the report showed the first run's counters and 0 points/s."""
     from migrator.errors import ProviderResponseError
-    from tests.loopback import Fault
 
     make_collection(memory_store.client, "docs", n=N)
     with LoopbackServer(dims=8) as server:
@@ -148,3 +155,98 @@ def test_counters_after_a_resume_add_up(memory_store: QdrantStore, tmp_path: Pat
     assert outcome.stats.written == outcome.target_count == N
     assert 0 < outcome.written_now < N and result.points_per_second > 0
     assert outcome.stats.embedded + outcome.stats.cached >= N - 16  # both runs' work
+
+
+# ---- --max-cost -----------------------------------------------------------------------
+
+PRICED = 300  # points: 200 short texts (all that `plan` samples), then 100 long ones
+
+
+def priced_collection(store: Path) -> None:
+    client = QdrantClient(path=str(store))
+
+    def payload(i: int, text: str) -> dict[str, str]:
+        if i < 200:
+            return {"text": f"note {i}"}
+        return {"text": " ".join(f"w{i}x{j}" for j in range(60))}
+
+    make_collection(client, "docs", n=PRICED, payload=payload)
+    client.close()
+
+
+def priced_args(store: Path, tmp_path: Path, url: str) -> list[str]:
+    return ["--qdrant-path", str(store), "--state-dir", str(tmp_path / "state"),
+            "--provider", "openai", "--model", "text-embedding-3-small", "--base-url", url,
+            "--batch-size", "16", "--concurrency", "2", "--page-size", "16",
+            "--collection", "docs", "--alias", "live"]
+
+
+def cli(*args: str) -> Any:
+    return CliRunner().invoke(cli_group, list(args), env={"OPENAI_API_KEY": "k"},
+                              catch_exceptions=False)
+
+
+def test_max_cost_refuses_a_run_whose_estimate_is_over_it(tmp_path: Path) -> None:
+    store = tmp_path / "q"
+    priced_collection(store)
+    with LoopbackServer(dims=1536) as server:
+        args = priced_args(store, tmp_path, server.url)
+        planned = json.loads(cli("plan", *args, "--max-cost", "0.000001", "--json").stdout)
+        assert planned["within_max_cost"] is False
+        refused = cli("migrate", *args, "--max-cost", "0.000001", "--no-verify")
+        assert refused.exit_code == 2, refused.stderr
+        assert "exceeds --max-cost $0.00" in refused.stderr and "Nothing was sent" in (
+            refused.stderr)
+        assert server.requests == 0
+        assert cli("migrate", *args, "--max-cost", "1", "--no-verify").exit_code == 0
+
+
+def test_max_cost_stops_a_run_before_its_spend_passes_it(tmp_path: Path) -> None:
+    """The estimate (from the short texts `plan` samples) is within the limit; the long
+    texts after them are not: the run stops before the request that would pass it."""
+    store = tmp_path / "q"
+    priced_collection(store)
+    limit = 0.00006  # 3,000 tokens at $0.02 per million
+    with LoopbackServer(dims=1536) as server:
+        args = priced_args(store, tmp_path, server.url)
+        stopped = cli("migrate", *args, "--max-cost", str(limit), "--no-verify", "--json")
+        assert stopped.exit_code == 1, stopped.stderr
+        assert "spent $0.0000" in stopped.stderr and "resume" in stopped.stderr
+        spent = server.billed_tokens * 0.02 / 1e6
+        assert 0 < spent <= limit  # the bill stayed within the limit
+        with State(tmp_path / "state") as state:
+            (record,) = state.all()
+        assert record.checkpoint is not None and record.counters["written"] > 0
+        assert record.error == "stopped at --max-cost"
+
+        done = cli("migrate", *args, "--max-cost", "1", "--no-verify", "--json")
+        assert done.exit_code == 0, done.stderr
+        assert json.loads(done.stdout)["collections"][0]["target_count"] == PRICED
+    assert server.texts == PRICED and max(server.seen.values()) == 1  # nothing paid twice
+
+
+def test_status_shows_the_current_row_and_the_history_apart(tmp_path: Path) -> None:
+    """A failed attempt stayed beside the later success as if both were current, and the
+    human output showed `None -> live` and `null` checkpoints."""
+    store = tmp_path / "q"
+    client = QdrantClient(path=str(store))
+    make_collection(client, "docs", n=40)
+    client.close()
+    with LoopbackServer(dims=16) as server:
+        args = ["--qdrant-path", str(store), "--state-dir", str(tmp_path / "state"),
+                "--provider", "openai-compatible", "--model", "served", "--base-url",
+                server.url, "--collection", "docs", "--alias", "live", "--page-size", "8",
+                "--batch-size", "8"]
+        server.faults.extend([None] * 3 + [Fault(401, {"error": {"message": "bad key"}})])  # type: ignore[list-item]
+        failed = cli("migrate", *args, "--dimensions", "8")
+        assert failed.exit_code == 1, failed.stderr
+        assert cli("migrate", *args, "--dimensions", "16").exit_code == 0
+    where = ["--qdrant-path", str(store), "--state-dir", str(tmp_path / "state")]
+    shown = json.loads(cli("status", *where, "--json").stdout)
+    (current,) = shown["migrations"]
+    (earlier,) = shown["history"]
+    assert current["phase"] == "swapped" and current["error"] is None and current["dims"] == 16
+    assert earlier["phase"] == "failed" and "bad key" in earlier["error"]
+    text = cli("status", *where).stdout
+    assert "None" not in text and "null" not in text
+    assert "live: (new) -> docs__served-16" in text and "Earlier runs" in text

@@ -254,7 +254,7 @@ def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -
     assert run("migrate", *base(store_path, tmp_path), "--collection", "docs",
                "--target", "docs_v2").exit_code == 0
     first = run("swap", "live", "docs", *where)
-    assert first.stdout == "Alias 'live' now points to 'docs' (before: None).\n"
+    assert first.stdout == "Alias 'live' now points to 'docs' (a new alias).\n"
     assert run("swap", "live", "docs_v2", *where).exit_code == 0
     refused = run("swap", "docs", "docs_v2", *where)
     assert refused.exit_code == 2 and "'docs' is the name of a collection" in refused.stderr

@@ -113,6 +113,9 @@ pipeline_options = combine_options(
     state_option,
     click.option("--cache/--no-cache", default=None,
                  help="Reuse embeddings already paid for (default on)."),
+    click.option("--max-cost", type=click.FloatRange(min=0, min_open=True), metavar="USD",
+                 help="Refuse to start when the estimate exceeds it; stop (resumable) before "
+                 "a run's spend would pass it."),
 )
 adopt_option = click.option(
     "--adopt-target", is_flag=True,
@@ -142,7 +145,8 @@ def settings_from(options: dict[str, Any]) -> Settings:
             "dimension_policy": o.get("dimension_policy"), "long_input": o.get("long_input"),
         },
         "migration": {"page_size": o.get("page_size"), "missing_text": o.get("missing_text"),
-                      "state_dir": o.get("state_dir"), "cache": o.get("cache")},
+                      "state_dir": o.get("state_dir"), "cache": o.get("cache"),
+                      "max_cost": o.get("max_cost")},
     }
     settings = load_settings(o.get("config"), overrides)
     return with_collections(

@@ -53,28 +53,29 @@ class CachedEmbedder(Wrapper):
         # reads and writes in the default executor, and SQLite serialises writes anyway.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrator-cache")
         # being embedded now: a text is sent once however its repeats are spread over
-        # concurrent requests
-        self._inflight: dict[bytes, asyncio.Future[tuple[np.ndarray, int]]] = {}
+        # concurrent requests. Each key maps to the answer of the call that claimed it (its
+        # vectors and token shares, once committed) and its row in that answer.
+        self._inflight: dict[bytes, tuple[asyncio.Future[_Answer], int]] = {}
 
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
-        keys = [EmbeddingCache.key(namespace(self.inner, kind), t) for t in texts]
+        space = namespace(self.inner, kind)
+        keys = [EmbeddingCache.key(space, t) for t in texts]
         unknown = [k for k in keys if k not in self._inflight]
-        stored = self.cache.get_many(unknown) if unknown else {}
+        stored = _sound_rows(self.cache.get_many(unknown) if unknown else {}, self.inner.dims)
         hits: dict[int, tuple[np.ndarray, int]] = {}
-        waits: dict[int, asyncio.Future[tuple[np.ndarray, int]]] = {}
+        waits: dict[int, tuple[asyncio.Future[_Answer], int]] = {}
         mine: list[int] = []
-        width = self.inner.dims
         for i, key in enumerate(keys):
-            if key in stored and _sound(stored[key][0], width):
-                hits[i] = stored[key]  # a row that fails the writer's checks is a miss
+            if key in stored:
+                hits[i] = stored[key]
             elif key in self._inflight:  # another request (or this one) is embedding it
                 waits[i] = self._inflight[key]
             else:
-                self._inflight[key] = asyncio.get_running_loop().create_future()
                 mine.append(i)
         result = await self._embed_mine(texts, keys, mine, kind) if mine else None
-        for i, future in waits.items():
-            hits[i] = await future
+        for i, (claim, row) in waits.items():
+            vectors, shares = await claim
+            hits[i] = (vectors[row], shares[row])
         dims = result.vectors.shape[1] if result is not None else len(
             next(iter(hits.values()))[0])
         vectors = np.empty((len(texts), dims), dtype=np.float32)
@@ -101,30 +102,32 @@ class CachedEmbedder(Wrapper):
             return await self.inner.embed_unsized(texts, kind=kind, fresh=fresh)
         if not fresh:
             return await self.embed(texts, kind=kind)
-        keys = [EmbeddingCache.key(namespace(self.inner, kind), t) for t in texts]
+        space = namespace(self.inner, kind)
+        keys = [EmbeddingCache.key(space, t) for t in texts]
         result = await self.inner.embed(texts, kind=kind)
         await self._store(keys, list(texts), result)
         return result
 
     async def _embed_mine(self, texts: Sequence[str], keys: list[bytes], mine: list[int],
                           kind: InputKind) -> Embedding:
-        """Embed the texts this call claimed, commit them, then hand each result to anyone
-        waiting for it."""
-        claimed = [self._inflight[keys[i]] for i in mine]
+        """Embed the texts this call claimed, commit them, then hand the answer to anyone
+        waiting for one of them."""
+        claim: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
+        claimed = [keys[i] for i in mine]
+        for row, key in enumerate(claimed):
+            self._inflight[key] = (claim, row)
         try:
             result = await self.inner.embed([texts[i] for i in mine], kind=kind)
-            shares = await self._store([keys[i] for i in mine], [texts[i] for i in mine],
-                                       result)
+            shares = await self._store(claimed, [texts[i] for i in mine], result)
         except BaseException as exc:
-            for i, future in zip(mine, claimed, strict=True):
-                del self._inflight[keys[i]]
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()  # the caller sees exc itself; waiters may not exist
+            claim.set_exception(exc)
+            claim.exception()  # the caller sees exc itself; waiters may not exist
             raise
-        for row, (i, future) in enumerate(zip(mine, claimed, strict=True)):
-            del self._inflight[keys[i]]
-            future.set_result((result.vectors[row], shares[row]))
+        else:
+            claim.set_result((result.vectors, shares))
+        finally:
+            for key in claimed:
+                del self._inflight[key]
         return result
 
     async def _store(self, keys: list[bytes], texts: list[str], result: Embedding
@@ -142,8 +145,22 @@ class CachedEmbedder(Wrapper):
         self._io.shutdown(wait=True)
 
 
-def _sound(vector: np.ndarray, width: int | None) -> bool:
-    return (width is None or vector.shape[0] == width) and bool(np.isfinite(vector).all())
+_Answer = tuple[np.ndarray, list[int]]  # an answer's vectors and each text's token share
+
+
+def _sound_rows(rows: dict[bytes, tuple[np.ndarray, int]], width: int | None
+                ) -> dict[bytes, tuple[np.ndarray, int]]:
+    """The rows that pass the writer's checks (the width, finite values); any other row is
+    a miss, embedded again and replaced."""
+    if not rows:
+        return rows
+    sizes = {len(vector) for vector, _ in rows.values()}
+    if len(sizes) == 1 and (width is None or sizes == {width}):
+        matrix = np.vstack([vector for vector, _ in rows.values()])
+        if np.isfinite(matrix).all():
+            return rows
+    return {key: (vector, tokens) for key, (vector, tokens) in rows.items()
+            if (width is None or len(vector) == width) and np.isfinite(vector).all()}
 
 
 def _check_answer(vectors: np.ndarray, width: int | None, provider: str) -> None:
@@ -160,7 +177,8 @@ def _token_shares(texts: Sequence[str], total: int) -> list[int]:
     """Split a request's token count over its texts in proportion to their estimated
     length; the shares add up to `total` exactly (largest remainders get the rest)."""
     estimates = [estimate_tokens(t) for t in texts]
-    exact = [total * e / sum(estimates) for e in estimates]
+    scale = total / sum(estimates)
+    exact = [e * scale for e in estimates]
     shares = [int(x) for x in exact]
     by_remainder = sorted(range(len(texts)), key=lambda i: exact[i] - shares[i], reverse=True)
     for i in by_remainder[: total - sum(shares)]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cost", "EndpointMetrics", "PHASES", "PhaseUsage", "Usage"]
+__all__ = ["Budget", "cost", "EndpointMetrics", "PHASES", "PhaseUsage", "Usage"]
 
 # The phases of a migration, in order; compare and verify use some of them.
 PHASES = ("probe", "backfill", "catch-up", "verification")
@@ -120,3 +120,35 @@ class Usage:
         ordered = sorted(self.phases, key=lambda p: PHASES.index(p) if p in PHASES else 99)
         return {"phases": {p: self.phases[p].to_dict(price_per_mtok) for p in ordered},
                 "total": self.total.to_dict(price_per_mtok)}
+
+
+class Budget:
+    """What one run may spend (`migration.max_cost`, USD): a request is admitted only while
+    what the run paid, what the requests in flight may cost and what it may cost stay
+    within the limit. Estimates are used for what is not billed yet; cached texts cost
+    nothing, so the spend only ever falls short of them."""
+
+    def __init__(self, limit: float, price_per_mtok: float, usage: Usage) -> None:
+        self.limit = limit
+        self.price_per_mtok = price_per_mtok
+        self.usage = usage
+        self.exceeded = False
+        self._reserved = 0
+
+    @property
+    def spent(self) -> float:
+        return cost(self.usage.total.tokens, self.price_per_mtok) or 0.0
+
+    def admit(self, tokens: int) -> bool:
+        """Reserve `tokens` (an estimate) for a request, or refuse it (and from then on
+        every other one: the run winds down)."""
+        projected = self.usage.total.tokens + self._reserved + tokens
+        if self.exceeded or (cost(projected, self.price_per_mtok) or 0.0) > self.limit:
+            self.exceeded = True
+            return False
+        self._reserved += tokens
+        return True
+
+    def settle(self, tokens: int) -> None:
+        """The request reserved with `tokens` was answered (and counted) or failed."""
+        self._reserved -= tokens

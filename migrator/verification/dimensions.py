@@ -31,14 +31,15 @@ from ..embedding.sizing import (
     decide,
     truncation_fidelity,
 )
+from ..embedding.tokens import fit_all
 from ..errors import ConfigError, DimensionMismatch, MigratorError, ProviderError
 from ..settings import CollectionSettings, Settings
 from ..store import CollectionSchema, Point, QdrantStore, opened
-from ..texts import TextSource
+from ..texts import TextSource, payload_keys
 
 __all__ = ["Check", "DEFAULT_CANDIDATES", "FIDELITY_POINTS", "FIDELITY_QUERIES",
-    "INFORMATIONAL", "NORM_TOLERANCE", "probe", "ProbeResult", "scan_points", "SHOWN_IDS",
-    "Status", "validate", "ValidationReport"]
+    "INFORMATIONAL", "NORM_TOLERANCE", "probe", "probe_texts", "ProbeResult", "scan_points",
+    "SHOWN_IDS", "Status", "validate", "ValidationReport"]
 
 # ---- the preflight probe (migrate and validate) ------------------------------------
 
@@ -122,6 +123,29 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str) -> P
         result.warnings.append(f"{spec.model} does not return unit-length vectors and the "
                                "distance is Dot: scores will mix length with similarity.")
     return result
+
+
+def probe_texts(source: QdrantStore, schema: CollectionSchema, config: CollectionSettings,
+                model: Embedder, long_input: str, limit: int = 256) -> list[str]:
+    """Real texts from the start of the source for the preflight probe, prepared as the
+    backfill prepares them (cut or chunked under the long-input policy; under `fail` those
+    over the limit are left out), so the probe's answers are the backfill's too.
+
+    Raises:
+        ConfigError: none of the sampled points has text where the configuration looks:
+            a mistyped text field or template, found before anything is created.
+    """
+    text = TextSource.from_settings(config.text_field, config.text_template)
+    page = source.scroll(schema.name, limit=limit, vectors=False)
+    texts = [t for p in page.points if (t := text.extract(p.payload)[0])]
+    if page.points and not texts:
+        keys = ", ".join(payload_keys(p.payload for p in page.points)) or "none"
+        reason = text.extract(page.points[0].payload)[1]
+        raise ConfigError(
+            f"None of the first {len(page.points)} points of {config.name!r} has text in "
+            f"{text.describe()} (the first: {reason}). Their payloads have the keys: {keys}. "
+            "Point --text-field or --text-template at the text. Nothing was created.")
+    return fit_all(texts, model, long_input).unique
 
 
 async def _raw_vectors(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, int]:
