@@ -118,8 +118,8 @@ def bill(bill: Any) -> str:
     rows = []
     for phase, usage in [*data["phases"].items(), ("total", data["total"])]:
         tokens = f"{'~' if usage['tokens_estimated'] else ''}{usage['tokens']:,}"
-        rows.append((phase, usage["requests"], usage["texts"], usage["from_cache"], tokens,
-                     money(usage["cost_usd"])))
+        rows.append((phase, f"{usage['requests']:,}", f"{usage['texts']:,}",
+                     f"{usage['from_cache']:,}", tokens, money(usage["cost_usd"])))
     lines = ["This run's bill:",
              table(["phase", "requests", "texts sent", "from cache", "tokens", "cost"], rows)]
     if data["total"]["from_cache"]:
