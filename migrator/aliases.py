@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CollectionNotFound, ConfigError, SchemaMismatch
+from .ownership import refuse_if_served
 from .settings import Settings
 from .state import State
 from .store import QdrantStore, opened
 
-__all__ = ["AliasMove", "drop_left", "drop_old", "refuse_if_served", "rollback", "served_by",
-           "swap"]
+__all__ = ["AliasMove", "drop_old", "rollback", "swap"]
 
 
 @dataclass
@@ -89,36 +89,6 @@ def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None
         if old in target.collection_names():
             target.delete_collection(old)
     return str(old)
-
-
-def served_by(store: QdrantStore, collection: str) -> list[str]:
-    """The aliases that point at `collection` now."""
-    return sorted(a for a, c in store.aliases().items() if c == collection)
-
-
-def drop_left(store: QdrantStore, old: str | None, new: str) -> str | None:
-    """After a verified move to `new`: delete `old`, the collection the alias left, unless an
-    alias still serves it (then it stays: the move itself succeeded). Its name, if deleted."""
-    if old is None or old == new or not store.exists(old) or served_by(store, old):
-        return None
-    store.delete_collection(old)
-    return old
-
-
-def refuse_if_served(store: QdrantStore, collection: str, why: str) -> None:
-    """Raise ConfigError when any alias serves `collection`: nothing migrator deletes may
-    be served. `why` says what was about to happen, e.g. "--restart would delete it".
-
-    Raises:
-        ConfigError: naming the aliases and what to run instead.
-    """
-    served = served_by(store, collection)
-    if served:
-        first = served[0]
-        raise ConfigError(
-            f"Collection {collection!r} is served by alias {', '.join(served)}, and {why}. "
-            f"Point the alias elsewhere first (`migrator rollback {first}` or `migrator swap "
-            f"{first} OTHER`); nothing was deleted.")
 
 
 def _check_swap(target: QdrantStore, alias: str, collection: str) -> str | None:

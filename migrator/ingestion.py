@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .aliases import refuse_if_served
 from .embedding import Embedder, build_embedder
 from .embedding.tokens import token_counter
 from .errors import BadInput, ConfigError, InputTooLong
 from .interrupts import Stop, stoppable
+from .ownership import refuse_if_served
 from .pipeline import Pipeline, Progress, SkipLog, Stats
 from .records import detect_format, point_id, read_records
 from .settings import Distance, Settings

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from .aliases import drop_left
 from .catchup import MergeJoinSource
 from .embedding import Embedder, build_embedder, compose
 from .errors import (
@@ -26,7 +25,7 @@ from .errors import (
 from .gate import gate, verify_job
 from .interrupts import Stop, stoppable
 from .jobs import Job, check_aliases, check_existing_target, target_name
-from .ownership import Confirm, claim, provenance, restart
+from .ownership import Confirm, claim, drop_left, provenance, restart
 from .pipeline import TOO_LONG, Checkpoint, Pipeline, Progress, Stats
 from .results import Bill, CollectionResult, MigrationResult, problem_of, raise_problems
 from .sampling import Reservoir

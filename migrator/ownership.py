@@ -5,6 +5,8 @@ store's identity, and in the collection's own metadata where the store keeps it,
 ownership survives a lost state directory) or when the user adopted it (`--adopt-target`,
 refused while another alias serves it). `--restart` deletes only what the migration
 created, never a collection an alias serves, and only after the user agreed to the list.
+The one rule for deleting anything (`refuse_if_served`) is here, for every command that
+deletes.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .aliases import refuse_if_served
 from .errors import ConfigError, MigratorError
 from .settings import CollectionSettings
 from .state import MigrationRecord, State
 from .store import QdrantStore
 
-__all__ = ["claim", "Confirm", "provenance", "restart"]
+__all__ = ["claim", "Confirm", "drop_left", "provenance", "refuse_if_served", "restart",
+    "served_by"]
 
 Confirm = Callable[[list[str]], bool]  # asked with the collections --restart would delete
 
@@ -102,3 +104,33 @@ def claim(target: QdrantStore, state: State, config: CollectionSettings, name: s
     record.adopted = True
     if state.get(record.id) is not None:
         state.update(record.id, adopted=1)
+
+
+def served_by(store: QdrantStore, collection: str) -> list[str]:
+    """The aliases that point at `collection` now."""
+    return sorted(a for a, c in store.aliases().items() if c == collection)
+
+
+def drop_left(store: QdrantStore, old: str | None, new: str) -> str | None:
+    """After a verified move to `new`: delete `old`, the collection the alias left, unless an
+    alias still serves it (then it stays: the move itself succeeded). Its name, if deleted."""
+    if old is None or old == new or not store.exists(old) or served_by(store, old):
+        return None
+    store.delete_collection(old)
+    return old
+
+
+def refuse_if_served(store: QdrantStore, collection: str, why: str) -> None:
+    """Raise ConfigError when any alias serves `collection`: nothing migrator deletes may
+    be served. `why` says what was about to happen, e.g. "--restart would delete it".
+
+    Raises:
+        ConfigError: naming the aliases and what to run instead.
+    """
+    served = served_by(store, collection)
+    if served:
+        first = served[0]
+        raise ConfigError(
+            f"Collection {collection!r} is served by alias {', '.join(served)}, and {why}. "
+            f"Point the alias elsewhere first (`migrator rollback {first}` or `migrator swap "
+            f"{first} OTHER`); nothing was deleted.")

@@ -31,3 +31,19 @@ def test_every_entry_is_sane() -> None:
     for spec in specs:
         assert spec.dims > 0 and spec.max_inputs > 0 and spec.max_tokens_per_input > 0
         assert spec.accepts_dims(spec.dims)
+
+
+def test_the_catalog_and_the_providers_agree_on_input_types() -> None:
+    """Whether queries and documents share a cached vector is decided by the provider's
+    request (an `input_type` or not), and the catalog says the same of each model."""
+    import importlib
+
+    from migrator.catalog import MODELS, REGISTRY
+
+    for spec in MODELS:
+        module, _, name = REGISTRY[spec.provider].embedder.partition(":")
+        cls = getattr(importlib.import_module(f"migrator.embedding.{module}"), name)
+        differ = cls.kinds_differ  # a class attribute, or the protocol's default property
+        if isinstance(differ, property):
+            differ = differ.fget(None)  # type: ignore[misc]
+        assert differ is spec.query_document_types, (spec.provider, spec.model)

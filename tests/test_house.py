@@ -170,6 +170,37 @@ def test_habits() -> None:
                 assert roots <= OPTIONAL, f"{name}: {ast.unparse(node)} inside a function"
 
 
+# docs/architecture.md's layers, top first; a module belongs to its longest listed prefix
+LAYERS = [
+    ["migrator", "migrator.__main__", "migrator.cli"],
+    ["migrator.comparison"],
+    ["migrator.migration", "migrator.syncing", "migrator.aliases", "migrator.status",
+     "migrator.ingestion", "migrator.demo", "migrator.report"],
+    ["migrator.pipeline", "migrator.sources", "migrator.catchup", "migrator.gate",
+     "migrator.results", "migrator.ownership", "migrator.spending", "migrator.planning"],
+    ["migrator.verification"],
+    ["migrator.jobs", "migrator.sampling"],
+    ["migrator.embedding", "migrator.store", "migrator.state", "migrator.records"],
+    ["migrator.errors", "migrator.settings", "migrator.catalog", "migrator.texts",
+     "migrator.metrics", "migrator.interrupts"],
+]
+
+
+def layer(module: str) -> int:
+    """The depth of `module`'s layer (0 is the top)."""
+    found = [(len(prefix), depth) for depth, prefixes in enumerate(LAYERS)
+             for prefix in prefixes if module == prefix or module.startswith(prefix + ".")]
+    assert found, f"{module} is in no layer"
+    return max(found)[1]
+
+
+def test_arrows_point_down() -> None:
+    """An import may stay in its layer or go down, never up (a back-up arrow)."""
+    up = sorted((a, b) for a, targets in import_graph().items() for b in targets
+                if layer(b) < layer(a))
+    assert up == []
+
+
 def test_no_module_over_500_lines() -> None:
     long = {name: n for name, path in modules().items()
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > 500}
