@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import threading
 import time
 import zlib
@@ -38,6 +39,14 @@ class Fault:
     raw: bytes | None = None
     stall: float = 0.0  # seconds to wait before answering (past a client's timeout)
     reset: bool = False  # drop the connection without answering
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (killed by a crash test) is no error of the server's."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class LoopbackServer:
@@ -76,7 +85,7 @@ class LoopbackServer:
         self._used = {"requests": 0, "tokens": 0}
         self.bodies: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -229,7 +238,6 @@ def main() -> None:
     python -m tests.loopback --dims 128 --latency 0.05
     """
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(description="loopback OpenAI-compatible embeddings server")
     parser.add_argument("--dims", type=int, default=16)

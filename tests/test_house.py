@@ -201,6 +201,37 @@ def test_arrows_point_down() -> None:
     assert up == []
 
 
+def test_one_embedder_composition() -> None:
+    """Layers go on a provider in one place (`embedding.build_embedder` / `compose`), in one
+    order; nothing else constructs them or asks what is under a layer."""
+    built = re.compile(r"(?<!class )\b(AdaptedEmbedder|CachedEmbedder|Metered|FallbackEmbedder)\(")
+    for name, path in modules().items():
+        source = path.read_text(encoding="utf-8")
+        if name != "migrator.embedding":
+            assert built.findall(source) == [], name
+        assert "innermost" not in source and ".inner.inner" not in source, name
+
+
+def test_the_stack_is_sizing_over_cache_over_meter_over_provider(tmp_path: Path) -> None:
+    from migrator.embedding import build_embedder
+    from migrator.embedding.adapter import AdaptedEmbedder
+    from migrator.embedding.cache import CachedEmbedder
+    from migrator.embedding.meter import Metered
+    from migrator.embedding.openai import OpenAIEmbedder
+    from migrator.settings import ProviderSettings
+    from migrator.state import EmbeddingCache
+
+    settings = ProviderSettings(name="openai-compatible", model="m", base_url="http://x/v1",
+                                dimensions=8, dimension_policy="truncate")
+    with EmbeddingCache(tmp_path) as cache:
+        stack = build_embedder(settings, cache=cache)
+        layers = []
+        while stack is not None:
+            layers.append(type(stack))
+            stack = getattr(stack, "inner", None)
+    assert layers == [AdaptedEmbedder, CachedEmbedder, Metered, OpenAIEmbedder]
+
+
 def test_no_module_over_500_lines() -> None:
     long = {name: n for name, path in modules().items()
             if (n := len(path.read_text(encoding="utf-8").splitlines())) > 500}
