@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from migrator import compare, load_dataset  # noqa: E402
 from migrator.comparison.candidates import expand, finish  # noqa: E402
-from migrator.state import EmbeddingCache  # noqa: E402
+from migrator.vector_cache import EmbeddingCache  # noqa: E402
 
 PUBLISHED = 0.6451  # MTEB leaderboard, SciFact nDCG@10, sentence-transformers/all-MiniLM-L6-v2
 BASELINES = {"hash-words": 0.286, "hash-ngrams": 0.447}  # recorded by this check (README)

@@ -32,9 +32,10 @@ from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource, StateSkipLog
 from .spending import bill_of, budget_for, refuse_over_budget
-from .state import MigrationRecord, Phase, State, migration_id, open_cache
+from .state import MigrationRecord, Phase, State, migration_id
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource
+from .vector_cache import open_cache
 from .verification.dimensions import ProbeResult, probe, probe_texts
 
 __all__ = ["amigrate", "Confirm", "migrate", "ProgressCallback", "running"]

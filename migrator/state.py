@@ -9,7 +9,6 @@ reported, never replaced.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import hashlib
 import json
@@ -23,18 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from typing_extensions import TypedDict, Unpack
 
 from .errors import CorruptState, StateError
 
-__all__ = ["CACHE_FILE", "CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "migration_id",
-           "MigrationRecord", "open_cache", "open_db", "Phase", "RecordUpdate", "State",
-           "STATE_FILE", "STATE_SCHEMA"]
+__all__ = ["CACHE_FILE", "migration_id", "MigrationRecord", "open_db", "Phase", "RecordUpdate",
+           "State", "STATE_FILE", "STATE_SCHEMA", "transaction"]
 
 STATE_FILE = "state.db"
-CACHE_FILE = "cache.db"
-WAL_PAGES = 10_000  # the cache's WAL is checkpointed at this many pages (about 40 MB)
+CACHE_FILE = "cache.db"  # the embedding cache (vector_cache.py)
 
 # (version, name, SQL): applied in order, each in its own transaction.
 STATE_SCHEMA: list[tuple[int, str, str]] = [
@@ -83,19 +79,6 @@ STATE_SCHEMA: list[tuple[int, str, str]] = [
     (3, "the target store, and targets adopted rather than created", """
         ALTER TABLE migrations ADD COLUMN store TEXT;
         ALTER TABLE migrations ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
-    """),
-]
-CACHE_SCHEMA: list[tuple[int, str, str]] = [
-    # a rowid table: rows of whole vectors make a WITHOUT ROWID b-tree split pages on
-    # every random key, and writes 5x slower
-    (1, "embedding cache", """
-        CREATE TABLE embeddings (
-            key BLOB PRIMARY KEY,
-            dims INTEGER NOT NULL,
-            vector BLOB NOT NULL,
-            tokens INTEGER NOT NULL,
-            created_at REAL NOT NULL
-        );
     """),
 ]
 
@@ -167,9 +150,10 @@ def _corrupt(path: Path, exc: BaseException) -> CorruptState:
 
 
 @contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One transaction around many statements (autocommit would commit each row)."""
-    db.execute("BEGIN")
+def transaction(db: sqlite3.Connection, *, immediate: bool = False) -> Iterator[None]:
+    """One transaction around many statements (autocommit would commit each row);
+    `immediate` takes the write lock at once (the statements read before they write)."""
+    db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
     try:
         yield
     except BaseException:
@@ -306,7 +290,7 @@ class State:
             self._db.execute("DELETE FROM migrations WHERE id = ?", (migration,))
 
     def add_skipped(self, migration: str, items: Sequence[tuple[Any, str]]) -> None:
-        with self._lock, _transaction(self._db):
+        with self._lock, transaction(self._db):
             self._db.executemany(
                 "INSERT OR REPLACE INTO skipped (migration, point, reason) VALUES (?, ?, ?)",
                 [(migration, json.dumps(point), reason) for point, reason in items])
@@ -358,88 +342,3 @@ def _record(row: Sequence[Any]) -> MigrationRecord:
     data["adopted"] = bool(data["adopted"])
     data["phase"] = Phase(data["phase"])
     return MigrationRecord(**data)
-
-
-@dataclass
-class CacheStats:
-    entries: int
-    bytes: int
-    path: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"entries": self.entries, "bytes": self.bytes, "path": self.path}
-
-
-def open_cache(directory: Path | str, enabled: bool = True
-               ) -> contextlib.AbstractContextManager[EmbeddingCache | None]:
-    """`with open_cache(state_dir, settings.migration.cache) as cache:` the cache, or None
-    when caching is off."""
-    return EmbeddingCache(directory) if enabled else contextlib.nullcontext()
-
-
-class EmbeddingCache:
-    """Vectors by (provider, model, size decision, input kind, text): a re-run, a resume or
-    a comparison never pays twice for the same text."""
-
-    def __init__(self, directory: Path | str) -> None:
-        self.path = Path(directory) / CACHE_FILE
-        self._db = open_db(self.path, CACHE_SCHEMA)
-        # a run commits an answer at a time: checkpointing the WAL into the database every
-        # 40 MB instead of SQLite's 4 MB writes each index page once, not ten times
-        self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
-        self._lock = threading.Lock()
-        # lookups have a connection of their own: in WAL mode they read while the writer
-        # thread writes, and a lookup of a few hundred keys is quick enough to run inline
-        self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=30)
-
-    @staticmethod
-    def key(namespace: str, text: str) -> bytes:
-        """sha256 over the namespace (provider, model, size decision, kind) and the text."""
-        return hashlib.sha256(namespace.encode() + b"\0" + text.encode("utf-8")).digest()
-
-    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, tuple[np.ndarray, int]]:
-        found: dict[bytes, tuple[np.ndarray, int]] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            rows = self._reader.execute(
-                f"SELECT key, vector, tokens FROM embeddings WHERE key IN "
-                f"({', '.join('?' for _ in chunk)})", chunk).fetchall()
-            for key, blob, tokens in rows:
-                found[key] = (np.frombuffer(blob, dtype="<f4"), tokens)
-        return found
-
-    def put_many(self, keys: Sequence[bytes], vectors: np.ndarray,
-                 tokens: Sequence[int]) -> None:
-        """Store one row of `vectors` under each key (little-endian float32)."""
-        now = time.time()
-        matrix = np.ascontiguousarray(vectors, dtype="<f4")
-        dims = int(matrix.shape[1])
-        rows = [(key, dims, matrix[i].tobytes(), tokens[i], now) for i, key in enumerate(keys)]
-        with self._lock, _transaction(self._db):
-            self._db.executemany(
-                "INSERT OR REPLACE INTO embeddings (key, dims, vector, tokens, created_at) "
-                "VALUES (?, ?, ?, ?, ?)", rows)
-
-    def stats(self) -> CacheStats:
-        entries = self._db.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
-        size = sum(p.stat().st_size for p in self.path.parent.glob(CACHE_FILE + "*"))
-        return CacheStats(int(entries), size, str(self.path))
-
-    def clear(self) -> int:
-        with self._lock:
-            removed = self._db.execute("DELETE FROM embeddings").rowcount
-        self._db.execute("VACUUM")
-        return int(removed)
-
-    def close(self) -> None:
-        self._reader.close()
-        with contextlib.suppress(sqlite3.Error):  # another process may be reading: fine
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._db.close()
-
-    def __enter__(self) -> EmbeddingCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from qdrant_client import QdrantClient
 
 from migrator.cli import cli
-from migrator.state import EmbeddingCache
+from migrator.vector_cache import EmbeddingCache
 
 from .conftest import embedded_store, make_collection
 from .loopback import LoopbackServer

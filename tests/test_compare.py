@@ -21,8 +21,8 @@ from migrator.comparison.results import SCHEMA
 from migrator.errors import ConfigError, DataError
 from migrator.metrics import mrr_at_k, ndcg_at_k, normalized, recall_at_k, top_k
 from migrator.records import Query, read_labels
-from migrator.state import EmbeddingCache
 from migrator.texts import TextSource
+from migrator.vector_cache import EmbeddingCache
 
 from .conftest import make_collection, texts
 from .loopback import Fault, LoopbackServer

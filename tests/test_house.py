@@ -180,7 +180,8 @@ LAYERS = [
      "migrator.results", "migrator.ownership", "migrator.spending", "migrator.planning"],
     ["migrator.verification"],
     ["migrator.jobs", "migrator.sampling"],
-    ["migrator.embedding", "migrator.store", "migrator.state", "migrator.records"],
+    ["migrator.embedding", "migrator.store", "migrator.state", "migrator.vector_cache",
+     "migrator.records"],
     ["migrator.errors", "migrator.settings", "migrator.catalog", "migrator.texts",
      "migrator.metrics", "migrator.interrupts"],
 ]
@@ -219,7 +220,7 @@ def test_the_stack_is_sizing_over_cache_over_meter_over_provider(tmp_path: Path)
     from migrator.embedding.meter import Metered
     from migrator.embedding.openai import OpenAIEmbedder
     from migrator.settings import ProviderSettings
-    from migrator.state import EmbeddingCache
+    from migrator.vector_cache import EmbeddingCache
 
     settings = ProviderSettings(name="openai-compatible", model="m", base_url="http://x/v1",
                                 dimensions=8, dimension_policy="truncate")

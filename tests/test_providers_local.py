@@ -59,7 +59,7 @@ def test_compare_scores_minilm_above_hashing_and_a_sweep_reuses_its_vectors(
     from migrator.comparison import compare
     from migrator.comparison.candidates import expand, finish
     from migrator.comparison.datasets import load_dataset
-    from migrator.state import EmbeddingCache
+    from migrator.vector_cache import EmbeddingCache
 
     entries = [{"name": "minilm", "provider": "local", "model": "all-MiniLM-L6-v2",
                 "dimensions": [None, 64], "dimension_policy": "truncate", "concurrency": 1},

@@ -418,7 +418,7 @@ def test_a_bad_cached_row_is_a_miss_and_is_replaced(small: Path, tmp_path: Path)
     with LoopbackServer(dims=8) as server:
         migrate(unknown_model(tmp_path, server.url))  # the probe fixes the width at 8
         cache = sqlite3.connect(tmp_path / "state" / "cache.db")
-        cache.execute("UPDATE embeddings SET vector = ?, dims = 5",
+        cache.execute("UPDATE vectors SET vector = ?, dims = 5",
                       (np.zeros(5, dtype="<f4").tobytes(),))
         cache.commit()
         cache.close()

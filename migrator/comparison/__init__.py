@@ -30,7 +30,7 @@ from ..embedding.tokens import combine, fit_all, token_counter
 from ..errors import ConfigError, InputTooLong, MigratorError
 from ..metrics import normalized, top_k
 from ..settings import Settings
-from ..state import EmbeddingCache, open_cache
+from ..vector_cache import EmbeddingCache, open_cache
 from . import datasets, figures, report
 from .candidates import Candidate
 from .datasets import Dataset

@@ -11,7 +11,7 @@ import httpx
 from ..catalog import REGISTRY, ModelSpec, lookup, models_for
 from ..errors import ConfigError
 from ..settings import ProviderSettings
-from ..state import EmbeddingCache
+from ..vector_cache import EmbeddingCache
 from .adapter import AdaptedEmbedder
 from .base import Embedder, Embedding, InputKind
 from .cache import CachedEmbedder

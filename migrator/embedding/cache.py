@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptState, ProviderResponseError
-from ..state import CACHE_FILE, CacheStats, EmbeddingCache
+from ..state import CACHE_FILE
+from ..vector_cache import CacheStats, EmbeddingCache
 from .base import Embedder, Embedding, InputKind, Wrapper
 from .tokens import estimate_tokens
 

@@ -20,9 +20,10 @@ from ..errors import ConfigError
 from ..jobs import target_name
 from ..sampling import draw_sample
 from ..settings import CollectionSettings, Settings
-from ..state import State, open_cache
+from ..state import State
 from ..store import PointId, QdrantStore, opened
 from ..texts import TextSource
+from ..vector_cache import open_cache
 from .checks import Check, Pair, VerificationReport, run_checks
 from .labelled import labelled_check, load_queries
 

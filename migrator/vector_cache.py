@@ -1,0 +1,209 @@
+"""The embedding cache's own SQLite file (`cache.db` in the state directory): vectors by
+(provider, model, size, input kind, text), appended to a log answer by answer and indexed by
+key in bulk."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .state import CACHE_FILE, open_db, transaction
+
+__all__ = ["CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "INDEX_EVERY",
+           "open_cache", "WAL_PAGES"]
+
+WAL_PAGES = 10_000  # the cache's WAL is checkpointed at this many pages (about 40 MB)
+INDEX_EVERY = 500_000  # rows appended to the cache's log before they are indexed
+
+# (version, name, SQL): applied in order, each in its own transaction.
+CACHE_SCHEMA: list[tuple[int, str, str]] = [
+    # a rowid table: rows of whole vectors make a WITHOUT ROWID b-tree split pages on
+    # every random key, and writes 5x slower
+    (1, "embedding cache", """
+        CREATE TABLE embeddings (
+            key BLOB PRIMARY KEY,
+            dims INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            tokens INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        );
+    """),
+    # Vectors are appended to a log (cheap: the table grows at its end) and indexed by key
+    # in bulk, sorted, when a run closes (or every INDEX_EVERY rows). A random key inserted
+    # into a b-tree one at a time dirties a page per text, and the commit of each answer
+    # wrote them all again; sorted, a page is written once for all its new keys.
+    (2, "vector log and its key index", """
+        CREATE TABLE vectors (
+            id INTEGER PRIMARY KEY,
+            key BLOB NOT NULL,
+            dims INTEGER NOT NULL,
+            vector BLOB NOT NULL,
+            tokens INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE vector_keys (key BLOB PRIMARY KEY, id INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE cache_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO vectors (key, dims, vector, tokens, created_at)
+            SELECT key, dims, vector, tokens, created_at FROM embeddings ORDER BY key;
+        INSERT INTO vector_keys (key, id) SELECT key, id FROM vectors ORDER BY key;
+        DROP TABLE embeddings;
+        INSERT INTO cache_meta VALUES ('indexed_through', (SELECT COALESCE(MAX(id), 0)
+                                                           FROM vectors));
+    """),
+]
+
+
+@dataclass
+class CacheStats:
+    entries: int
+    bytes: int
+    path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"entries": self.entries, "bytes": self.bytes, "path": self.path}
+
+
+def _prefix(key: bytes) -> int:
+    return int.from_bytes(key[:8], "big")
+
+
+def open_cache(directory: Path | str, enabled: bool = True
+               ) -> contextlib.AbstractContextManager[EmbeddingCache | None]:
+    """`with open_cache(state_dir, settings.migration.cache) as cache:` the cache, or None
+    when caching is off."""
+    return EmbeddingCache(directory) if enabled else contextlib.nullcontext()
+
+
+class EmbeddingCache:
+    """Vectors by (provider, model, size decision, input kind, text): a re-run, a resume or
+    a comparison never pays twice for the same text.
+
+    `put_many` appends to the vector log and commits; `get_many` finds a key in the index,
+    or among the rows this cache appended and has not indexed yet. The log's tail is indexed
+    on `close()` (and when a crashed run left one, on the next open). Another process sees a
+    run's vectors once they are indexed.
+    """
+
+    def __init__(self, directory: Path | str) -> None:
+        self.path = Path(directory) / CACHE_FILE
+        self._db = open_db(self.path, CACHE_SCHEMA)
+        # a run commits an answer at a time: checkpointing the WAL into the database every
+        # 40 MB instead of SQLite's 4 MB writes each page once, not ten times
+        self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+        self._lock = threading.Lock()
+        # lookups have a connection of their own: in WAL mode they read while the writer
+        # thread writes, and a lookup of a few hundred keys is quick enough to run inline
+        self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=30)
+        # appended and not indexed yet: the key's first 8 bytes -> its row (the whole key
+        # is checked when the row is read, so a clash of prefixes is only a miss)
+        self._unindexed: dict[int, int] = {}
+        self.index()
+
+    @staticmethod
+    def key(namespace: str, text: str) -> bytes:
+        """sha256 over the namespace (provider, model, size decision, kind) and the text."""
+        return hashlib.sha256(namespace.encode() + b"\0" + text.encode("utf-8")).digest()
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, tuple[np.ndarray, int]]:
+        found: dict[bytes, tuple[np.ndarray, int]] = {}
+        with self._lock:
+            rows = [self._unindexed.get(_prefix(key)) for key in keys]
+        recent = [row for row in rows if row is not None]
+        for start in range(0, len(recent), 500):
+            chunk = recent[start:start + 500]
+            self._collect(found, f"SELECT key, vector, tokens FROM vectors WHERE id IN "
+                                 f"({', '.join('?' for _ in chunk)})", chunk)
+        rest = [key for key in keys if key not in found]
+        for start in range(0, len(rest), 500):
+            part = rest[start:start + 500]
+            self._collect(found, f"SELECT k.key, v.vector, v.tokens FROM vector_keys k "
+                                 f"JOIN vectors v ON v.id = k.id WHERE k.key IN "
+                                 f"({', '.join('?' for _ in part)})", part)
+        return {key: found[key] for key in keys if key in found}
+
+    def _collect(self, found: dict[bytes, tuple[np.ndarray, int]], sql: str,
+                 args: Sequence[Any]) -> None:
+        for key, blob, tokens in self._reader.execute(sql, args).fetchall():
+            found[key] = (np.frombuffer(blob, dtype="<f4"), tokens)
+
+    def put_many(self, keys: Sequence[bytes], vectors: np.ndarray,
+                 tokens: Sequence[int]) -> None:
+        """Store one row of `vectors` under each key (little-endian float32), committed
+        before this returns; a key stored again replaces its vector."""
+        now = time.time()
+        matrix = np.ascontiguousarray(vectors, dtype="<f4")
+        dims = int(matrix.shape[1])
+        with self._lock:
+            with transaction(self._db, immediate=True):
+                first = self._db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM vectors"
+                                         ).fetchone()[0]
+                self._db.executemany(
+                    "INSERT INTO vectors (id, key, dims, vector, tokens, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(first + i, key, dims, matrix[i].tobytes(), tokens[i], now)
+                     for i, key in enumerate(keys)])
+            for i, key in enumerate(keys):
+                self._unindexed[_prefix(key)] = first + i
+            full = len(self._unindexed) >= INDEX_EVERY
+        if full:
+            self.index()
+
+    def index(self) -> None:
+        """Index the log's tail by key (sorted, in one transaction); a key stored again
+        keeps only its newest vector."""
+        with self._lock, transaction(self._db, immediate=True):
+            done = self._db.execute("SELECT value FROM cache_meta WHERE name = "
+                                    "'indexed_through'").fetchone()[0]
+            last = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM vectors").fetchone()[0]
+            if last > done:
+                self._db.execute(  # the rows the tail's keys replace
+                    "DELETE FROM vectors WHERE id IN (SELECT k.id FROM vectors t JOIN "
+                    "vector_keys k ON k.key = t.key WHERE t.id > ?)", (done,))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO vector_keys (key, id) SELECT key, id FROM vectors "
+                    "WHERE id > ? ORDER BY key, id", (done,))
+                self._db.execute(  # a key stored twice in the tail: the older row goes
+                    "DELETE FROM vectors WHERE id > ? AND id != (SELECT k.id FROM "
+                    "vector_keys k WHERE k.key = vectors.key)", (done,))
+                self._db.execute("UPDATE cache_meta SET value = ? WHERE name = "
+                                 "'indexed_through'", (last,))
+            self._unindexed.clear()
+
+    def stats(self) -> CacheStats:
+        entries = self._db.execute("SELECT COUNT(*) FROM vector_keys").fetchone()[0]
+        size = sum(p.stat().st_size for p in self.path.parent.glob(CACHE_FILE + "*"))
+        return CacheStats(int(entries), size, str(self.path))
+
+    def clear(self) -> int:
+        with self._lock, transaction(self._db):
+            removed = self._db.execute("DELETE FROM vector_keys").rowcount
+            self._db.execute("DELETE FROM vectors")
+            self._db.execute("UPDATE cache_meta SET value = 0 WHERE name = 'indexed_through'")
+            self._unindexed.clear()
+        self._db.execute("VACUUM")
+        return int(removed)
+
+    def close(self) -> None:
+        try:
+            self.index()
+        finally:
+            self._reader.close()
+            with contextlib.suppress(sqlite3.Error):  # another process may be reading: fine
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+
+    def __enter__(self) -> EmbeddingCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

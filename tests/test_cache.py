@@ -1,0 +1,76 @@
+"""The embedding cache's store: a vector log committed answer by answer, indexed by key in
+bulk; and what happens to it across crashes, replacements and schema upgrades."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from migrator.state import CACHE_FILE, open_db
+from migrator.vector_cache import EmbeddingCache
+
+
+def key(n: int) -> bytes:
+    return EmbeddingCache.key("ns", f"text {n}")
+
+
+def rows(n: int, value: float, dims: int = 4) -> np.ndarray:
+    return np.full((n, dims), value, dtype=np.float32)
+
+
+def test_a_vector_is_found_before_and_after_it_is_indexed(tmp_path: Path) -> None:
+    with EmbeddingCache(tmp_path) as cache:
+        cache.put_many([key(i) for i in range(10)], rows(10, 1.0), [3] * 10)
+        found = cache.get_many([key(i) for i in range(12)])
+        assert sorted(found) == sorted(key(i) for i in range(10))  # from the log's tail
+        assert cache.stats().entries == 0  # not indexed yet
+    with EmbeddingCache(tmp_path) as cache:
+        found = cache.get_many([key(i) for i in range(12)])
+        assert len(found) == 10 and cache.stats().entries == 10
+        vector, tokens = found[key(3)]
+        np.testing.assert_array_equal(vector, np.ones(4))
+        assert tokens == 3
+
+
+def test_a_key_stored_again_keeps_only_its_newest_vector(tmp_path: Path) -> None:
+    with EmbeddingCache(tmp_path) as cache:
+        cache.put_many([key(1), key(2)], rows(2, 1.0), [1, 1])
+    with EmbeddingCache(tmp_path) as cache:
+        cache.put_many([key(1)], rows(1, 2.0), [1])  # replaces an indexed row
+        cache.put_many([key(2)], rows(1, 3.0), [1])
+        cache.put_many([key(2)], rows(1, 4.0), [1])  # and a row of its own tail
+        assert cache.get_many([key(1)])[key(1)][0][0] == 2.0
+        assert cache.get_many([key(2)])[key(2)][0][0] == 4.0
+    with EmbeddingCache(tmp_path) as cache:
+        found = cache.get_many([key(1), key(2)])
+        assert (found[key(1)][0][0], found[key(2)][0][0]) == (2.0, 4.0)
+        assert cache.stats().entries == 2
+    db = sqlite3.connect(tmp_path / CACHE_FILE)
+    assert db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0] == 2  # no orphan rows
+    db.close()
+
+
+def test_a_crashed_runs_tail_is_indexed_by_the_next_open(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path)
+    cache.put_many([key(i) for i in range(5)], rows(5, 1.0), [1] * 5)
+    cache._db.close()  # a `kill -9`: committed, never indexed, never closed
+    cache._reader.close()
+    with EmbeddingCache(tmp_path) as again:
+        assert again.stats().entries == 5
+        assert len(again.get_many([key(i) for i in range(5)])) == 5
+
+
+def test_a_version_1_cache_is_upgraded_with_its_vectors(tmp_path: Path) -> None:
+    from migrator.vector_cache import CACHE_SCHEMA
+
+    db = open_db(tmp_path / CACHE_FILE, CACHE_SCHEMA[:1])
+    db.executemany("INSERT INTO embeddings VALUES (?, 4, ?, 7, 0)",
+                   [(key(i), rows(1, float(i))[0].astype("<f4").tobytes()) for i in range(3)])
+    db.close()
+    with EmbeddingCache(tmp_path) as cache:
+        found = cache.get_many([key(i) for i in range(3)])
+        assert [found[key(i)][0][0] for i in range(3)] == [0.0, 1.0, 2.0]
+        assert found[key(2)][1] == 7 and cache.stats().entries == 3
+        assert cache.clear() == 3 and cache.get_many([key(0)]) == {}
