@@ -24,7 +24,7 @@ from ..errors import CorruptState, ProviderResponseError
 from ..state import CACHE_FILE
 from ..vector_cache import CacheStats, EmbeddingCache
 from .base import Embedder, Embedding, InputKind, Wrapper
-from .tokens import estimate_tokens
+from .tokens import CHARS_PER_TOKEN
 
 __all__ = ["cache_clear", "CACHE_FORMAT", "cache_stats", "CachedEmbedder", "namespace"]
 
@@ -177,14 +177,14 @@ def _check_answer(vectors: np.ndarray, width: int | None, provider: str) -> None
 def _token_shares(texts: Sequence[str], total: int) -> list[int]:
     """Split a request's token count over its texts in proportion to their estimated
     length; the shares add up to `total` exactly (largest remainders get the rest)."""
-    estimates = [estimate_tokens(t) for t in texts]
-    scale = total / sum(estimates)
-    exact = [e * scale for e in estimates]
-    shares = [int(x) for x in exact]
-    by_remainder = sorted(range(len(texts)), key=lambda i: exact[i] - shares[i], reverse=True)
-    for i in by_remainder[: total - sum(shares)]:
-        shares[i] += 1
-    return shares
+    lengths = np.fromiter(map(len, texts), dtype=np.float64, count=len(texts))
+    estimates = np.maximum(1.0, np.ceil(lengths / CHARS_PER_TOKEN))
+    exact = estimates * (total / estimates.sum())
+    shares = np.floor(exact).astype(np.int64)
+    left = total - int(shares.sum())
+    if left:
+        shares[np.argsort(shares - exact, kind="stable")[:left]] += 1
+    return [int(share) for share in shares]
 
 
 def cache_stats(state_dir: str | Path) -> CacheStats:
