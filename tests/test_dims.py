@@ -21,6 +21,7 @@ from migrator import (
 from migrator.catalog import lookup
 from migrator.embedding import build_embedder
 from migrator.embedding.adapter import AdaptedEmbedder
+from migrator.embedding.http import SAME_WRONG_ANSWERS
 from migrator.embedding.sizing import (
     DimsDecision,
     decide,
@@ -158,7 +159,7 @@ def test_probe_catches_a_server_that_ignores_dimensions(memory_store: QdrantStor
             migrate(settings(tmp_path, name="openai-compatible",
                              model="text-embedding-3-small", base_url=server.url,
                              dimensions=512), source_store=memory_store)
-        assert server.requests == 2  # asked once more, then refused
+        assert server.requests == SAME_WRONG_ANSWERS  # the same wrong answer: refused
     assert memory_store.collection_names() == ["docs"]
 
 

@@ -18,6 +18,7 @@ from migrator import (
     Settings,
     migrate,
 )
+from migrator.embedding.http import SAME_WRONG_ANSWERS
 from migrator.settings import VerifySettings
 from migrator.store import QdrantStore
 
@@ -53,16 +54,21 @@ TRANSIENT = {  # the run completes: retried, or asked for once more
     "connection reset": [Fault(0, reset=True)],
     "malformed JSON once": [Fault(200, raw=b"{not json")],
     "NaN once": [Fault(200, raw=nan_body())],
+    # different bad answers in a row are faults, retried like a 5xx (they stopped the run
+    # at the second)
+    "three different bad answers": [Fault(200, raw=nan_body()), Fault(200, wrong_size_body()),
+                                    Fault(200, missing_index_body())],
 }
-# The run stops with a message naming the problem. Bad answers come four times: each of the
-# two requests in flight asks once more, and must meet the fault both times.
+# The run stops with a message naming the problem. The same bad answer comes
+# SAME_WRONG_ANSWERS times to each of the two requests in flight: that is the server's way.
+BAD = 2 * SAME_WRONG_ANSWERS
 FATAL = {
     "HTTP 200 with an error body": ([Fault(200, {"error": {"code": 502,
-                                                           "message": "upstream down"}})] * 4,
+                                                           "message": "upstream down"}})] * BAD,
                                     "upstream down"),
-    "wrong dimensions": ([Fault(200, wrong_size_body())] * 4, "5 values, expected 8"),
-    "NaN": ([Fault(200, raw=nan_body())] * 4, "NaN or infinite"),
-    "missing indices": ([Fault(200, missing_index_body())] * 4, "repeated or out-of-range"),
+    "wrong dimensions": ([Fault(200, wrong_size_body())] * BAD, "5 values, expected 8"),
+    "NaN": ([Fault(200, raw=nan_body())] * BAD, "NaN or infinite"),
+    "missing indices": ([Fault(200, missing_index_body())] * BAD, "repeated or out-of-range"),
     "400": ([Fault(400, {"error": {"message": "Invalid input"}})], "HTTP 400: Invalid input"),
 }
 
@@ -113,6 +119,17 @@ def test_progress_events_count_429s_and_retries(memory_store: QdrantStore,
     last = [e for e in events if e.collection == "docs"][-1]  # the backfill, not catch-up
     assert last.written == 48
     assert last.throttled == 2 and last.retries == 3  # two 429s and one 503, each retried
+
+
+def test_bad_answers_are_retried_and_counted_by_cause(memory_store: QdrantStore,
+                                                     tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=48)
+    with LoopbackServer(dims=DIMS) as server:
+        server.faults.extend([*PROBE, *TRANSIENT["three different bad answers"]])
+        result = migrate(settings(tmp_path, server.url), source_store=memory_store)
+    assert result.bill.http is not None
+    assert result.bill.http["retries"] == {"invalid answer": 3}
+    assert written_correctly(memory_store, result.collections[0].target) == 48
 
 
 @pytest.mark.parametrize("name", sorted(FATAL))

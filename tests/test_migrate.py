@@ -303,8 +303,8 @@ def test_a_provider_failure_mid_run_says_what_was_left(memory_store: QdrantStore
                           base_url=server.url, batch_size=16, concurrency=1)
         config.migration.page_size = 16
         empty = Fault(200, {"object": "list", "data": []})
-        # the probe's two requests, then a bad answer, asked for again once
-        server.faults.extend([Fault(0), Fault(0), empty, empty])
+        # the probe's two requests, then the same bad answer every time it is asked
+        server.faults.extend([Fault(0), Fault(0), empty, empty, empty])
         with pytest.raises(ProviderResponseError) as caught:
             migrate(config, source_store=memory_store)
     message = str(caught.value)

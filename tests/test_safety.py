@@ -33,6 +33,7 @@ from migrator import (
     migrate,
 )
 from migrator.cli import cli
+from migrator.embedding.http import SAME_WRONG_ANSWERS
 from migrator.interrupts import stoppable
 from migrator.settings import VerifySettings
 from migrator.state import State
@@ -404,7 +405,7 @@ def test_a_wrong_answer_after_a_cached_probe_never_poisons_the_cache(
                                                      payload={"text": f"new text {i}"})
                                       for i in range(10)])
         client.close()
-        server.faults.extend([short_answer(10, 5)] * 2)  # the request and its one retry
+        server.faults.extend([short_answer(10, 5)] * SAME_WRONG_ANSWERS)  # every try
         with pytest.raises(ProviderResponseError):
             migrate(unknown_model(tmp_path, server.url))
         result = migrate(unknown_model(tmp_path, server.url))

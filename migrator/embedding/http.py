@@ -31,13 +31,14 @@ from .usage import EndpointMetrics
 
 __all__ = ["backoff", "BACKOFF_BASE", "BACKOFF_CAP", "error_message", "extract_message",
     "HttpClient", "HttpEndpoint", "limiter_for", "MAX_SERVER_WAIT", "Reply", "retry_delay",
-    "RETRY_STATUSES", "Sleep", "validated"]
+    "RETRY_STATUSES", "SAME_WRONG_ANSWERS", "Sleep"]
 
 HttpClient = httpx.AsyncClient  # for modules outside embedding/, which never import httpx
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_SERVER_WAIT = 120.0  # never wait longer than this on a server's say-so
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
+SAME_WRONG_ANSWERS = 3  # the same invalid answer this often in a row: stop retrying
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
@@ -150,6 +151,32 @@ class HttpEndpoint:
             self.limiter.observe(response.headers)
         return response
 
+    async def validated(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt` (a request and the checks on its answer). An answer that fails the
+        checks (wrong size, NaN, a missing item, a body that is not JSON) is asked for again
+        like a 5xx: the same budget and backoff, counted as retries by cause; the same wrong
+        answer SAME_WRONG_ANSWERS times in a row is the server's way, not a fault, and
+        stops at once. HTTP errors are not retried here (`post_json` has retried those)."""
+        retries = 0
+        seen: list[str] = []
+        while True:
+            try:
+                return await attempt()
+            except ProviderResponseError as exc:
+                if exc.status is not None:
+                    raise
+                seen.append(str(exc))
+                same = len(seen) >= SAME_WRONG_ANSWERS and len(set(seen[-SAME_WRONG_ANSWERS:])) == 1
+                if retries >= self.max_retries or same:
+                    raise type(exc)(
+                        f"{self.label} kept answering wrongly ({len(seen)} answers, the last: "
+                        f"{exc}) The server is not serving this model as configured: check "
+                        "provider.model, provider.dimensions and the server.",
+                        provider=self.label) from exc
+                retries += 1
+                self.metrics.retries["invalid answer"] += 1
+                await self._sleep(backoff(retries))
+
     def settle(self, estimated: int, billed: int | None) -> None:
         """Tell the limiter what the provider billed for a request estimated at `estimated`."""
         if self.limiter is not None:
@@ -240,15 +267,3 @@ def limiter_for(settings: Any) -> RateLimiter | None:
                             concurrency=tier.concurrency, window=settings.rate_window,
                             adaptive=settings.adaptive_pacing)
     return RateLimiter(limits) if limits.active else None
-
-
-async def validated(attempt: Callable[[], Awaitable[T]], label: str) -> T:
-    """Run `attempt` (a request and the checks on its answer); an answer that fails the
-    checks is asked for once more before the error stands. HTTP errors are not retried here
-    (`post_json` has already retried those that can be)."""
-    try:
-        return await attempt()
-    except ProviderResponseError as exc:
-        if exc.status is not None:
-            raise
-    return await attempt()

@@ -13,7 +13,7 @@ from ..catalog import ModelSpec
 from ..errors import ConfigError, ProviderResponseError
 from ..settings import KEY_REQUIRED, ProviderSettings
 from .base import Embedder, Embedding, InputKind
-from .http import HttpEndpoint, Sleep, extract_message, limiter_for, validated
+from .http import HttpEndpoint, Sleep, extract_message, limiter_for
 from .tokens import estimate_total
 from .usage import EndpointMetrics
 from .vectors import check_vectors
@@ -106,7 +106,7 @@ class RestEmbedder(Embedder):
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
         if len(texts) > self._batch_size:
             raise ValueError(f"{len(texts)} texts exceed the batch size {self._batch_size}")
-        return await validated(lambda: self._request(texts, kind), self.label)
+        return await self._http.validated(lambda: self._request(texts, kind))
 
     async def _request(self, texts: Sequence[str], kind: InputKind) -> Embedding:
         estimated = estimate_total(texts)
