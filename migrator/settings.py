@@ -131,6 +131,7 @@ class ProviderSettings(_Section):
     tokens_per_minute: float | None = Field(default=None, gt=0)
     rate_window: float = Field(default=60.0, gt=0)  # seconds the limits above count over
     adaptive_pacing: bool = True
+    adaptive_concurrency: bool = True  # requests in flight follow the server, up to concurrency
     headers: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
     fallbacks: list[ProviderSettings] = Field(default_factory=list)  # same model, in order

@@ -8,6 +8,7 @@ queued faults, and shuffle the order of `data` items; it counts requests and tex
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import sys
 import threading
@@ -58,11 +59,16 @@ class LoopbackServer:
     def __init__(self, *, dims: int = 16, latency: float = 0.0, shuffle: bool = False,
                  api_key: str | None = None, honour_dimensions: bool = True,
                  scale: float = 1.0, rpm: int | None = None, tpm: int | None = None,
-                 window: float = 60.0) -> None:
+                 window: float = 60.0, serial: bool = False, per_text: float = 0.0) -> None:
         self.dims = dims
         self.honour_dimensions = honour_dimensions  # False: ignore `dimensions`, like Ollama
         self.scale = scale  # vector length; not 1.0 plays a server that does not normalise
         self.latency = latency
+        # a model on a CPU: one request at a time, `latency` + `per_text` a text each; a
+        # request its client gave up on is still worked through
+        self.serial = serial
+        self.per_text = per_text
+        self._busy = threading.Lock()
         self.shuffle = shuffle
         self.api_key = api_key
         self.faults: deque[Fault] = deque()
@@ -199,8 +205,14 @@ class LoopbackServer:
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
-                if server.latency:
-                    time.sleep(server.latency)
+                count = len(body["input"]) if isinstance(body.get("input"), list) else 1
+                work = server.latency + server.per_text * count
+                with server._busy if server.serial else contextlib.nullcontext():
+                    if work:
+                        time.sleep(work)
+                    self._answer(body)
+
+            def _answer(self, body: dict[str, Any]) -> None:
                 if server.api_key and self.headers.get("Authorization") != (
                         f"Bearer {server.api_key}"):
                     status, headers, raw = 401, {}, json.dumps(
@@ -245,9 +257,12 @@ def main() -> None:
     parser.add_argument("--rpm", type=int, help="requests per window")
     parser.add_argument("--tpm", type=int, help="tokens (words) per window")
     parser.add_argument("--window", type=float, default=60.0, help="window length, seconds")
+    parser.add_argument("--serial", action="store_true", help="one request at a time")
+    parser.add_argument("--per-text", type=float, default=0.0, help="seconds per text")
     args = parser.parse_args()
     with LoopbackServer(dims=args.dims, latency=args.latency, rpm=args.rpm, tpm=args.tpm,
-                        window=args.window) as server:
+                        window=args.window, serial=args.serial,
+                        per_text=args.per_text) as server:
         print(server.url, flush=True)
         sys.stdin.read()  # the parent closes our stdin (or exits) to stop us
 

@@ -9,6 +9,7 @@ whose message names the provider, the model, the HTTP status and the provider's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -26,18 +27,20 @@ from ..errors import (
     ProviderResponseError,
     ProviderUnreachable,
 )
+from .congestion import AdaptiveConcurrency
 from .limits import RateLimiter, RateLimits
 from .usage import EndpointMetrics
 
 __all__ = ["backoff", "BACKOFF_BASE", "BACKOFF_CAP", "error_message", "extract_message",
-    "HttpClient", "HttpEndpoint", "limiter_for", "MAX_SERVER_WAIT", "Reply", "retry_delay",
-    "RETRY_STATUSES", "SAME_WRONG_ANSWERS", "Sleep"]
+    "HttpClient", "HttpEndpoint", "limiter_for", "MAX_SERVER_WAIT", "MAX_TIMEOUT_GROWTH",
+    "Reply", "retry_delay", "RETRY_STATUSES", "SAME_WRONG_ANSWERS", "Sleep"]
 
 HttpClient = httpx.AsyncClient  # for modules outside embedding/, which never import httpx
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 MAX_SERVER_WAIT = 120.0  # never wait longer than this on a server's say-so
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
+MAX_TIMEOUT_GROWTH = 8  # a timed-out request may wait up to this many timeouts
 SAME_WRONG_ANSWERS = 3  # the same invalid answer this often in a row: stop retrying
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -67,9 +70,11 @@ class HttpEndpoint:
         client: httpx.AsyncClient | None = None,
         sleep: Sleep = asyncio.sleep,
         limiter: RateLimiter | None = None,
+        concurrency: AdaptiveConcurrency | None = None,
     ) -> None:
         self.label = label
         self.limiter = limiter
+        self.concurrency = concurrency
         self.metrics = EndpointMetrics()
         self._headers = dict(headers)
         self._timeout = timeout
@@ -82,15 +87,21 @@ class HttpEndpoint:
         self._answered = False
 
     async def post_json(self, url: str, payload: Mapping[str, Any], *,
-                        tokens: int = 0) -> Reply:
-        """POST `payload` as JSON and return the decoded body, retrying what is retryable.
+                        tokens: int = 0, texts: int = 1) -> Reply:
+        """POST `payload` (of `texts` texts) as JSON and return the decoded body, retrying
+        what is retryable.
 
-        With a limiter, every attempt first waits for budget for one request of `tokens`.
+        Every attempt first waits for a place among the requests in flight (adaptive
+        concurrency) and, with a limiter, for budget for one request of `tokens`. A request
+        that timed out is sent again with twice the time to answer (at most
+        MAX_TIMEOUT_GROWTH times the configured timeout): a server that is only slow gets
+        the time it needs.
         """
         retries = 0
+        timeout = self._timeout
         while True:
             try:
-                response = await self._attempt(url, payload, tokens)
+                response = await self._attempt(url, payload, tokens, texts, timeout)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 if isinstance(exc, httpx.ConnectError) and not self._answered:
                     raise ProviderUnreachable(
@@ -105,6 +116,10 @@ class HttpEndpoint:
                     ) from exc
                 retries += 1
                 self.metrics.retries[type(exc).__name__] += 1
+                if self.concurrency is not None:
+                    self.concurrency.overloaded()
+                if isinstance(exc, httpx.TimeoutException):
+                    timeout = min(timeout * 2, self._timeout * MAX_TIMEOUT_GROWTH)
                 await self._sleep(backoff(retries))
                 continue
             if response.status_code < 400:
@@ -123,30 +138,39 @@ class HttpEndpoint:
                 raise error
             retries += 1
             self.metrics.retries[f"HTTP {response.status_code}"] += 1
+            if self.concurrency is not None:
+                self.concurrency.overloaded()
             delay = retry_delay(response.headers, retries)
             if response.status_code == 429 and self.limiter is not None:
                 self.limiter.pause(delay)  # everyone waits, not only this request
             await self._sleep(delay)
 
-    async def _attempt(self, url: str, payload: Mapping[str, Any],
-                       tokens: int) -> httpx.Response:
-        if self.limiter is not None:
-            before = self.limiter.waited
-            await self.limiter.acquire(tokens)
-            self.metrics.limiter_wait += self.limiter.waited - before
-        started = time.perf_counter()
-        try:
-            response = await self._client.post(url, json=payload, headers=self._headers,
-                                               timeout=self._timeout)
-        finally:
+    async def _attempt(self, url: str, payload: Mapping[str, Any], tokens: int, texts: int,
+                       timeout: float) -> httpx.Response:
+        async with self.concurrency.slot() if self.concurrency else contextlib.nullcontext():
             if self.limiter is not None:
-                self.limiter.release()
+                before = self.limiter.waited
+                await self.limiter.acquire(tokens)
+                self.metrics.limiter_wait += self.limiter.waited - before
+            started = time.perf_counter()
+            try:
+                response = await self._client.post(url, json=payload, headers=self._headers,
+                                                   timeout=timeout)
+            finally:
+                if self.limiter is not None:
+                    self.limiter.release()
+            seconds = time.perf_counter() - started
         self.metrics.requests += 1
         self._answered = True  # a server is there: connection errors are transient now
         if response.status_code == 429:
             self.metrics.throttled += 1
         elif response.status_code < 400:
-            self.metrics.latencies.append(time.perf_counter() - started)
+            self.metrics.latencies.append(seconds)
+            if self.concurrency is not None:
+                self.concurrency.answered(seconds, texts)
+        if self.concurrency is not None:
+            self.metrics.concurrency = self.concurrency.allowed
+            self.metrics.lowest_concurrency = max(1, int(self.concurrency.lowest))
         if self.limiter is not None:
             self.limiter.observe(response.headers)
         return response

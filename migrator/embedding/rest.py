@@ -13,6 +13,7 @@ from ..catalog import ModelSpec
 from ..errors import ConfigError, ProviderResponseError
 from ..settings import KEY_REQUIRED, ProviderSettings
 from .base import Embedder, Embedding, InputKind
+from .congestion import AdaptiveConcurrency
 from .http import HttpEndpoint, Sleep, extract_message, limiter_for
 from .tokens import estimate_total
 from .usage import EndpointMetrics
@@ -42,7 +43,10 @@ class RestEmbedder(Embedder):
         extra = {"sleep": sleep} if sleep is not None else {}
         self._http = HttpEndpoint(label=self.label, headers=self.headers(),
                                   timeout=settings.timeout, max_retries=settings.max_retries,
-                                  client=client, limiter=limiter_for(settings), **extra)
+                                  client=client, limiter=limiter_for(settings),
+                                  concurrency=AdaptiveConcurrency(
+                                      settings.concurrency,
+                                      adaptive=settings.adaptive_concurrency), **extra)
 
     @classmethod
     def from_settings(cls: type[_R], spec: ModelSpec, settings: ProviderSettings,
@@ -111,7 +115,8 @@ class RestEmbedder(Embedder):
     async def _request(self, texts: Sequence[str], kind: InputKind) -> Embedding:
         estimated = estimate_total(texts)
         payload = {**self.body(texts, kind), **self.settings.options}
-        reply = await self._http.post_json(self._url, payload, tokens=estimated)
+        reply = await self._http.post_json(self._url, payload, tokens=estimated,
+                                           texts=len(texts))
         vectors, tokens = self.parse(reply.body, reply.headers, len(texts))
         self._http.settle(estimated, tokens)
         if self._dims is None:

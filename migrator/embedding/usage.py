@@ -26,6 +26,8 @@ class EndpointMetrics:
     retries: Counter[str] = field(default_factory=Counter)  # by cause
     latencies: list[float] = field(default_factory=list)  # seconds, successful requests
     limiter_wait: float = 0.0
+    concurrency: int | None = None  # requests allowed in flight now (adaptive)
+    lowest_concurrency: int | None = None  # the fewest it came down to
 
     def percentile(self, q: float) -> float | None:
         if not self.latencies:
@@ -37,7 +39,8 @@ class EndpointMetrics:
                 "retries": dict(self.retries), "limiter_wait_s": round(self.limiter_wait, 3),
                 "latency_p50_ms": _ms(self.percentile(50)),
                 "latency_p95_ms": _ms(self.percentile(95)),
-                "latency_p99_ms": _ms(self.percentile(99))}
+                "latency_p99_ms": _ms(self.percentile(99)),
+                "concurrency": self.concurrency, "lowest_concurrency": self.lowest_concurrency}
 
 
 def _ms(seconds: float | None) -> float | None:

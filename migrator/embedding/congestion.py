@@ -1,0 +1,84 @@
+"""Adaptive concurrency: how many requests an endpoint has in flight follows the server.
+
+The configured `provider.concurrency` is a ceiling. Like TCP's congestion control, the
+limit grows while answers come back steadily (additive increase: about one more request
+in flight per round of answers) and shrinks when the server shows it is overloaded
+(multiplicative decrease): a timeout, a 429, a 5xx, or latency well above what the
+server answers in when it is not queueing. Latency is compared per text, so requests of
+different sizes compare, against a low percentile of recent answers, so one lucky fast
+answer does not make every normal one look slow.
+
+A server that answers one request at a time (a model on a CPU) settles at one or two
+requests in flight, every one answered before its timeout, instead of queueing the whole
+ceiling and timing out on all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+__all__ = ["AdaptiveConcurrency", "BACKOFF_FACTOR", "QUEUEING", "SMOOTHING", "WINDOW"]
+
+BACKOFF_FACTOR = 0.5  # the limit after an overload signal, as a share of what it was
+QUEUEING = 2.0  # smoothed latency per text this many times the unqueued one: shrink
+SMOOTHING = 0.2  # weight of the newest answer in the smoothed latency
+WINDOW = 64  # recent answers the unqueued latency is taken from (their 10th percentile)
+
+
+class AdaptiveConcurrency:
+    """`async with limit.slot(texts) as done: ...; done(latency)` around each attempt."""
+
+    def __init__(self, ceiling: int, *, adaptive: bool = True) -> None:
+        self.ceiling = ceiling
+        self.adaptive = adaptive
+        self.limit = float(ceiling)
+        self.lowest = float(ceiling)  # the smallest limit it came down to (for the report)
+        self.in_flight = 0
+        self._changed = asyncio.Condition()
+        self._recent: collections.deque[float] = collections.deque(maxlen=WINDOW)
+        self._smoothed: float | None = None
+
+    @property
+    def allowed(self) -> int:
+        return max(1, int(self.limit))
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait until fewer than `allowed` requests are in flight, and hold one place."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight < self.allowed)
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.in_flight -= 1
+                self._changed.notify_all()
+
+    def answered(self, seconds: float, texts: int) -> None:
+        """A request of `texts` texts was answered in `seconds`."""
+        if not self.adaptive:
+            return
+        per_text = seconds / max(texts, 1)
+        self._recent.append(per_text)
+        self._smoothed = per_text if self._smoothed is None else (
+            self._smoothed + SMOOTHING * (per_text - self._smoothed))
+        unqueued = float(np.percentile(self._recent, 10))
+        if len(self._recent) >= 4 and self._smoothed > QUEUEING * unqueued:
+            self._shrink(0.9)  # gently: latency is a weak signal
+        else:
+            self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+
+    def overloaded(self) -> None:
+        """A timeout, a 429 or a 5xx: the server has more than it can take."""
+        if self.adaptive:
+            self._shrink(BACKOFF_FACTOR)
+
+    def _shrink(self, factor: float) -> None:
+        self.limit = max(1.0, self.limit * factor)
+        self.lowest = min(self.lowest, self.limit)

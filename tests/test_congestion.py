@@ -1,0 +1,93 @@
+"""Issue 14.1: the requests in flight follow the server. A server that answers one request
+at a time (a model on a CPU) made a run at the default concurrency time out on every
+request it queued, and each retry added the same work again."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+from qdrant_client import QdrantClient
+
+from migrator import (
+    CollectionSettings,
+    MigrationSettings,
+    ProviderSettings,
+    Settings,
+    StoreSettings,
+    migrate,
+)
+from migrator.embedding.congestion import AdaptiveConcurrency
+from migrator.settings import VerifySettings
+
+from .conftest import make_collection
+from .loopback import LoopbackServer, vector_for
+
+N = 320
+
+
+def test_the_limit_grows_to_the_ceiling_while_answers_are_steady() -> None:
+    limit = AdaptiveConcurrency(8)
+    limit.overloaded()
+    assert limit.allowed == 4
+    for _ in range(40):
+        limit.answered(0.1, 16)
+    assert limit.allowed == 8 and limit.lowest == 4
+
+
+def test_queueing_latency_shrinks_the_limit() -> None:
+    limit = AdaptiveConcurrency(8)
+    for _ in range(10):
+        limit.answered(0.1, 10)
+    for _ in range(10):
+        limit.answered(0.5, 10)  # the same texts, five times slower: queued
+    assert limit.allowed < 8
+
+
+def test_a_slot_waits_for_the_limit() -> None:
+    async def run() -> int:
+        limit = AdaptiveConcurrency(4)
+        limit.overloaded()
+        limit.overloaded()  # one allowed
+        most = 0
+
+        async def request() -> None:
+            nonlocal most
+            async with limit.slot():
+                most = max(most, limit.in_flight)
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(request() for _ in range(6)))
+        return most
+
+    assert asyncio.run(run()) == 1
+
+
+def test_a_one_request_at_a_time_server_is_not_flooded(tmp_path: Path) -> None:
+    store = tmp_path / "q"
+    client = QdrantClient(path=str(store))
+    make_collection(client, "docs", n=N)
+    client.close()
+    # 16 texts take 64 ms; the ceiling of 8 queues 512 ms against a 250 ms timeout
+    with LoopbackServer(dims=8, serial=True, per_text=0.004) as server:
+        settings = Settings(
+            source=StoreSettings(path=store),
+            provider=ProviderSettings(name="openai-compatible", model="m", base_url=server.url,
+                                      batch_size=16, concurrency=8, timeout=0.25,
+                                      max_retries=4),
+            collections=[CollectionSettings(name="docs")],
+            migration=MigrationSettings(state_dir=tmp_path / "s", page_size=16),
+            verify=VerifySettings(enabled=False),
+        )
+        result = migrate(settings)
+        wasted = server.texts - N
+    http = result.bill.http
+    assert http is not None and http["lowest_concurrency"] < 8
+    assert wasted <= 8 * 16  # at most the first flood's abandoned requests
+    points, _ = QdrantClient(path=str(store)).scroll(result.collections[0].target,
+                                                      limit=N, with_vectors=True)
+    assert len(points) == N
+    for point in points:
+        np.testing.assert_allclose(point.vector, vector_for(point.payload["text"], 8),
+                                   atol=1e-6)
