@@ -145,10 +145,12 @@ def naive_loop(source: QdrantClient, url: str, batch: int) -> None:
 
 
 @contextlib.contextmanager
-def loopback_process(latency: float, *, dims: int = DIMS, **limits: float):  # type: ignore[no-untyped-def]
+def loopback_process(latency: float, *, dims: int = DIMS, **options: float):  # type: ignore[no-untyped-def]
     """tests/loopback.py in a process of its own, like a real provider: it must not compete
-    with the pipeline for this process's GIL. `limits`: rpm, tpm, window."""
-    flags = [f"--{name}={value}" for name, value in limits.items()]
+    with the pipeline for this process's GIL. `options`: rpm, tpm, window, serial,
+    per_text."""
+    flags = [f"--{name.replace('_', '-')}" + ("" if value is True else f"={value}")
+             for name, value in options.items() if value is not False]
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.loopback", "--dims", str(dims), "--latency", str(latency),
          *flags],

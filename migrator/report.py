@@ -134,7 +134,9 @@ def bill(bill: Any) -> str:
             f"HTTP: {metrics['requests']:,} attempts, {metrics['throttled']:,} answered 429, "
             f"retries: {retries or 'none'}, {metrics['limiter_wait_s']:.1f} s paced by the "
             f"limiter, latency p50/p95/p99 {_ms(metrics['latency_p50_ms'])}/"
-            f"{_ms(metrics['latency_p95_ms'])}/{_ms(metrics['latency_p99_ms'])} ms")
+            f"{_ms(metrics['latency_p95_ms'])}/{_ms(metrics['latency_p99_ms'])} ms"
+            + (f", {metrics['concurrency']} allowed in flight at the end (fewest "
+               f"{metrics['lowest_concurrency']})" if metrics.get("concurrency") else ""))
     return "\n".join(lines)
 
 
