@@ -92,6 +92,45 @@ def test_migration_paced_under_request_and_token_windows(memory_store: QdrantSto
     assert result.collections[0].target_count == 240
 
 
+@pytest.mark.parametrize("configured", [True, False])
+def test_limits_are_learnt_from_the_servers_headers(memory_store: QdrantStore, tmp_path: Path,
+                                                    configured: bool) -> None:
+    """Issue 14.2: not told its limits, a run had 35% of its requests answered 429."""
+    make_collection(memory_store.client, "docs", n=240)
+    limits = ({"requests_per_minute": 12, "tokens_per_minute": 600} if configured else {})
+    with LoopbackServer(dims=8, rpm=12, tpm=600, window=0.5) as server:
+        settings = Settings(
+            provider=ProviderSettings(name="openai-compatible", model="limited",
+                                      base_url=server.url, batch_size=16, concurrency=6,
+                                      rate_window=0.5, **limits),  # type: ignore[arg-type]
+            collections=[CollectionSettings(name="docs")],
+            migration=MigrationSettings(state_dir=tmp_path / "s", page_size=16),
+            verify=VerifySettings(enabled=False),
+        )
+        result = migrate(settings, source_store=memory_store)
+        assert server.throttled <= max(1, server.requests // 50)  # <= 2% answered 429
+    assert result.collections[0].target_count == 240
+
+
+def test_a_429_drains_the_bucket_it_names() -> None:
+    import httpx
+
+    from migrator.embedding.http import limit_kind
+
+    def answer(error: dict[str, str]) -> httpx.Response:
+        return httpx.Response(429, json={"error": error})
+
+    assert limit_kind(answer({"type": "tokens"})) == "tokens"
+    assert limit_kind(answer({"message": "Rate limit reached for text-embedding-3-small on "
+                                         "requests per min (RPM): Limit 3000"})) == "requests"
+    assert limit_kind(answer({"message": "slow down"})) is None
+    clock = [0.0]
+    limiter = RateLimiter(RateLimits(requests=100, tokens=10_000), clock=lambda: clock[0])
+    limiter.refused("tokens")
+    assert limiter._tokens is not None and limiter._tokens.wait_for(1) > 0
+    assert limiter._requests is not None and limiter._requests.wait_for(1) == 0
+
+
 def test_the_report_carries_the_provider_metrics(memory_store: QdrantStore,
                                                  tmp_path: Path) -> None:
     from migrator import report

@@ -32,8 +32,9 @@ from .limits import RateLimiter, RateLimits
 from .usage import EndpointMetrics
 
 __all__ = ["backoff", "BACKOFF_BASE", "BACKOFF_CAP", "error_message", "extract_message",
-    "HttpClient", "HttpEndpoint", "limiter_for", "MAX_SERVER_WAIT", "MAX_TIMEOUT_GROWTH",
-    "Reply", "retry_delay", "RETRY_STATUSES", "SAME_WRONG_ANSWERS", "Sleep"]
+    "HttpClient", "HttpEndpoint", "limit_kind", "limiter_for", "MAX_SERVER_WAIT",
+    "MAX_TIMEOUT_GROWTH", "Reply", "retry_delay", "RETRY_STATUSES", "SAME_WRONG_ANSWERS",
+    "Sleep"]
 
 HttpClient = httpx.AsyncClient  # for modules outside embedding/, which never import httpx
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -143,6 +144,7 @@ class HttpEndpoint:
             delay = retry_delay(response.headers, retries)
             if response.status_code == 429 and self.limiter is not None:
                 self.limiter.pause(delay)  # everyone waits, not only this request
+                self.limiter.refused(limit_kind(response))
             await self._sleep(delay)
 
     async def _attempt(self, url: str, payload: Mapping[str, Any], tokens: int, texts: int,
@@ -251,6 +253,23 @@ def extract_message(body: Any) -> str | None:
     return str(candidate)[:200] if candidate else None
 
 
+def limit_kind(response: httpx.Response) -> str | None:
+    """Which limit a 429 is about, "requests" or "tokens", from the error's type or code
+    (the loopback, Azure) or its message (OpenAI: "... on tokens per min (TPM) ...")."""
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(error, dict):
+        return None
+    text = " ".join(str(error.get(k, "")) for k in ("type", "code", "message")).lower()
+    if "token" in text or "tpm" in text:
+        return "tokens"
+    if "request" in text or "rpm" in text:
+        return "requests"
+    return None
+
+
 def retry_delay(headers: httpx.Headers, attempt: int) -> float:
     """Seconds to wait before retry number `attempt`: the server's word, else backoff."""
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
@@ -281,7 +300,9 @@ def _decode(response: httpx.Response, label: str) -> Any:
 
 
 def limiter_for(settings: Any) -> RateLimiter | None:
-    """The limiter the provider settings ask for (tier, per-window limits), or None."""
+    """The limiter the provider settings ask for (tier, per-window limits). Without any,
+    one that learns the limits from the provider's `x-ratelimit-limit-*` headers (unless
+    `adaptive_pacing` is off: then None)."""
     limits = RateLimits(requests=settings.requests_per_minute,
                         tokens=settings.tokens_per_minute,
                         window=settings.rate_window, adaptive=settings.adaptive_pacing)
@@ -290,4 +311,4 @@ def limiter_for(settings: Any) -> RateLimiter | None:
         limits = RateLimits(requests=limits.requests or tier.requests, tokens=limits.tokens,
                             concurrency=tier.concurrency, window=settings.rate_window,
                             adaptive=settings.adaptive_pacing)
-    return RateLimiter(limits) if limits.active else None
+    return RateLimiter(limits) if limits.active or limits.adaptive else None

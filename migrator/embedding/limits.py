@@ -64,6 +64,7 @@ class TokenBucket:
     request needs more than the bucket holds, so nothing is ever refused outright."""
 
     def __init__(self, limit: float, window: float, clock: Clock) -> None:
+        self.limit = limit
         self.capacity = max(1.0, limit * HEADROOM_BURST)
         self.rate = (limit - self.capacity) / window if limit > self.capacity else (
             limit / window)
@@ -115,6 +116,7 @@ class RateLimiter:
         # billed / estimated tokens, learnt as responses come in: a conservative estimate
         # would otherwise leave part of the budget unused
         self.ratio = 1.0
+        self.learnt: dict[str, float] = {}  # limits read from the provider's headers
 
     def expected(self, estimated: int) -> float:
         """What a request estimated at `estimated` tokens will likely be billed."""
@@ -159,9 +161,11 @@ class RateLimiter:
         self.ratio += LEARNING_RATE * (billed / estimated - self.ratio)
 
     def observe(self, headers: Mapping[str, str]) -> None:
-        """Follow the provider's own count (x-ratelimit-remaining-*, -reset-*)."""
+        """Follow the provider's own count (x-ratelimit-remaining-*, -reset-*); a limit
+        that was not configured is learnt from x-ratelimit-limit-* (per `limits.window`)."""
         if not self.limits.adaptive:
             return
+        self._learn(headers)
         for kind, bucket in (("requests", self._requests), ("tokens", self._tokens)):
             remaining = headers.get(f"x-ratelimit-remaining-{kind}")
             if bucket is None or remaining is None:
@@ -174,6 +178,30 @@ class RateLimiter:
                 reset = parse_duration(headers.get(f"x-ratelimit-reset-{kind}", ""))
                 if reset:
                     self.pause(reset)
+
+    def refused(self, kind: str | None) -> None:
+        """A 429 about `kind` ("requests" or "tokens"): that budget is spent, whatever we
+        counted."""
+        bucket = {"requests": self._requests, "tokens": self._tokens}.get(kind or "")
+        if bucket is not None:
+            bucket.at_most(0.0)
+
+    def _learn(self, headers: Mapping[str, str]) -> None:
+        for kind in ("requests", "tokens"):
+            if getattr(self.limits, kind) is not None:
+                continue  # configured limits are the user's word
+            try:
+                limit = float(headers.get(f"x-ratelimit-limit-{kind}", ""))
+            except ValueError:
+                continue
+            bucket = self._requests if kind == "requests" else self._tokens
+            if limit > 0 and (bucket is None or bucket.limit != limit):
+                learnt = TokenBucket(limit, self.limits.window, self._clock)
+                if kind == "requests":
+                    self._requests = learnt
+                else:
+                    self._tokens = learnt
+                self.learnt[kind] = limit
 
     def pause(self, seconds: float) -> None:
         """Hold every request back for `seconds` (a 429's Retry-After, a spent budget)."""
