@@ -74,3 +74,32 @@ def test_a_version_1_cache_is_upgraded_with_its_vectors(tmp_path: Path) -> None:
         assert [found[key(i)][0][0] for i in range(3)] == [0.0, 1.0, 2.0]
         assert found[key(2)][1] == 7 and cache.stats().entries == 3
         assert cache.clear() == 3 and cache.get_many([key(0)]) == {}
+
+
+def test_a_text_given_twice_in_one_call_is_sent_once(tmp_path: Path) -> None:
+    import asyncio
+
+    from migrator.catalog import ModelSpec
+    from migrator.embedding import compose
+    from migrator.embedding.base import Embedder, Embedding
+
+    class Counting(Embedder):
+        spec = ModelSpec("counting", "m", 4, max_inputs=16, max_tokens_per_input=100)
+        sent: list[str] = []
+        dims = 4
+        batch_size = 16
+
+        async def embed(self, texts, *, kind="document"):  # type: ignore[no-untyped-def]
+            self.sent.extend(texts)
+            return Embedding(np.ones((len(texts), 4), dtype=np.float32), len(texts))
+
+        async def aclose(self) -> None:
+            return None
+
+    provider = Counting()
+    with EmbeddingCache(tmp_path) as cache:
+        stack = compose(provider, cache)
+        result = asyncio.run(stack.embed(["a", "b", "a"]))
+        asyncio.run(stack.release())
+    assert provider.sent == ["a", "b"] and result.vectors.shape == (3, 4)
+    assert result.cached == 1

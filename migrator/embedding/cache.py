@@ -66,12 +66,17 @@ class CachedEmbedder(Wrapper):
         hits: dict[int, tuple[np.ndarray, int]] = {}
         waits: dict[int, tuple[asyncio.Future[_Answer], int]] = {}
         mine: list[int] = []
+        first: dict[bytes, int] = {}  # the texts this call sends, by key
+        repeats: dict[int, int] = {}  # a text given twice: where its first copy is
         for i, key in enumerate(keys):
             if key in stored:
                 hits[i] = stored[key]
-            elif key in self._inflight:  # another request (or this one) is embedding it
+            elif key in self._inflight:  # another request is embedding it
                 waits[i] = self._inflight[key]
+            elif key in first:
+                repeats[i] = first[key]
             else:
+                first[key] = i
                 mine.append(i)
         result = await self._embed_mine(texts, keys, mine, kind) if mine else None
         for i, (claim, row) in waits.items():
@@ -84,16 +89,18 @@ class CachedEmbedder(Wrapper):
             vectors[mine] = result.vectors
         for i, (vector, _) in hits.items():
             vectors[i] = vector
+        for i, copy in repeats.items():
+            vectors[i] = vectors[copy]
         saved = sum(tokens for _, tokens in hits.values())
         usage = self.usage
-        if usage is not None and hits:
-            usage.from_cache(len(hits), saved)
+        if usage is not None and (hits or repeats):
+            usage.from_cache(len(hits) + len(repeats), saved)
         return Embedding(
             vectors,
             tokens=result.tokens if result else 0,
             tokens_estimated=result.tokens_estimated if result else False,
             retries=result.retries if result else 0,
-            cached=len(hits),
+            cached=len(hits) + len(repeats),
             tokens_saved=saved,
         )
 
