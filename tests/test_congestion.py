@@ -91,3 +91,13 @@ def test_a_one_request_at_a_time_server_is_not_flooded(tmp_path: Path) -> None:
     for point in points:
         np.testing.assert_allclose(point.vector, vector_for(point.payload["text"], 8),
                                    atol=1e-6)
+
+
+def test_small_requests_say_nothing_of_queueing() -> None:
+    """A fixed-latency server answers 8 texts as slowly as 64: per text, 8x slower."""
+    limit = AdaptiveConcurrency(8)
+    for _ in range(10):
+        limit.answered(0.05, 64)
+    for _ in range(10):
+        limit.answered(0.05, 8)
+    assert limit.allowed == 8

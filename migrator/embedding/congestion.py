@@ -42,6 +42,7 @@ class AdaptiveConcurrency:
         self._changed = asyncio.Condition()
         self._recent: collections.deque[float] = collections.deque(maxlen=WINDOW)
         self._smoothed: float | None = None
+        self._largest = 0  # the most texts a request had: only requests near it are compared
 
     @property
     def allowed(self) -> int:
@@ -64,6 +65,10 @@ class AdaptiveConcurrency:
         """A request of `texts` texts was answered in `seconds`."""
         if not self.adaptive:
             return
+        self._largest = max(self._largest, texts)
+        if texts * 2 < self._largest:  # a small request's fixed costs weigh more per text:
+            self._grow()              # it says nothing of queueing
+            return
         per_text = seconds / max(texts, 1)
         self._recent.append(per_text)
         self._smoothed = per_text if self._smoothed is None else (
@@ -72,7 +77,10 @@ class AdaptiveConcurrency:
         if len(self._recent) >= 4 and self._smoothed > QUEUEING * unqueued:
             self._shrink(0.9)  # gently: latency is a weak signal
         else:
-            self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+            self._grow()
+
+    def _grow(self) -> None:
+        self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
 
     def overloaded(self) -> None:
         """A timeout, a 429 or a 5xx: the server has more than it can take."""
