@@ -99,7 +99,8 @@ class EmbeddingCache:
         # a run commits an answer at a time: checkpointing the WAL into the database every
         # 40 MB instead of SQLite's 4 MB writes each page once, not ten times
         self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
-        self._lock = threading.Lock()
+        self._writing = threading.Lock()  # one writer at a time on `_db`
+        self._lock = threading.Lock()  # `_unindexed`, read by lookups on the event loop
         # lookups have a connection of their own: in WAL mode they read while the writer
         # thread writes, and a lookup of a few hundred keys is quick enough to run inline
         self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -143,15 +144,15 @@ class EmbeddingCache:
         now = time.time()
         matrix = np.ascontiguousarray(vectors, dtype="<f4")
         dims = int(matrix.shape[1])
+        with self._writing, transaction(self._db, immediate=True):
+            first = self._db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM vectors"
+                                     ).fetchone()[0]
+            self._db.executemany(
+                "INSERT INTO vectors (id, key, dims, vector, tokens, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(first + i, key, dims, matrix[i].tobytes(), tokens[i], now)
+                 for i, key in enumerate(keys)])
         with self._lock:
-            with transaction(self._db, immediate=True):
-                first = self._db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM vectors"
-                                         ).fetchone()[0]
-                self._db.executemany(
-                    "INSERT INTO vectors (id, key, dims, vector, tokens, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(first + i, key, dims, matrix[i].tobytes(), tokens[i], now)
-                     for i, key in enumerate(keys)])
             for i, key in enumerate(keys):
                 self._unindexed[_prefix(key)] = first + i
             full = len(self._unindexed) >= INDEX_EVERY
@@ -161,23 +162,29 @@ class EmbeddingCache:
     def index(self) -> None:
         """Index the log's tail by key (sorted, in one transaction); a key stored again
         keeps only its newest vector."""
-        with self._lock, transaction(self._db, immediate=True):
-            done = self._db.execute("SELECT value FROM cache_meta WHERE name = "
-                                    "'indexed_through'").fetchone()[0]
-            last = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM vectors").fetchone()[0]
-            if last > done:
-                self._db.execute(  # the rows the tail's keys replace
-                    "DELETE FROM vectors WHERE id IN (SELECT k.id FROM vectors t JOIN "
-                    "vector_keys k ON k.key = t.key WHERE t.id > ?)", (done,))
-                self._db.execute(
-                    "INSERT OR REPLACE INTO vector_keys (key, id) SELECT key, id FROM vectors "
-                    "WHERE id > ? ORDER BY key, id", (done,))
-                self._db.execute(  # a key stored twice in the tail: the older row goes
-                    "DELETE FROM vectors WHERE id > ? AND id != (SELECT k.id FROM "
-                    "vector_keys k WHERE k.key = vectors.key)", (done,))
-                self._db.execute("UPDATE cache_meta SET value = ? WHERE name = "
-                                 "'indexed_through'", (last,))
-            self._unindexed.clear()
+        with self._writing:
+            with transaction(self._db, immediate=True):
+                self._index_tail()
+            with self._lock:  # after the commit: lookups find every row one way or another
+                self._unindexed.clear()
+
+    def _index_tail(self) -> None:
+        done = self._db.execute("SELECT value FROM cache_meta WHERE name = 'indexed_through'"
+                                ).fetchone()[0]
+        last = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM vectors").fetchone()[0]
+        if last <= done:
+            return
+        self._db.execute(  # the rows the tail's keys replace
+            "DELETE FROM vectors WHERE id IN (SELECT k.id FROM vectors t JOIN vector_keys k "
+            "ON k.key = t.key WHERE t.id > ?)", (done,))
+        self._db.execute(
+            "INSERT OR REPLACE INTO vector_keys (key, id) SELECT key, id FROM vectors "
+            "WHERE id > ? ORDER BY key, id", (done,))
+        self._db.execute(  # a key stored twice in the tail: the older row goes
+            "DELETE FROM vectors WHERE id > ? AND id != (SELECT k.id FROM vector_keys k "
+            "WHERE k.key = vectors.key)", (done,))
+        self._db.execute("UPDATE cache_meta SET value = ? WHERE name = 'indexed_through'",
+                         (last,))
 
     def stats(self) -> CacheStats:
         entries = self._db.execute("SELECT COUNT(*) FROM vector_keys").fetchone()[0]
@@ -185,11 +192,12 @@ class EmbeddingCache:
         return CacheStats(int(entries), size, str(self.path))
 
     def clear(self) -> int:
-        with self._lock, transaction(self._db):
+        with self._writing, transaction(self._db):
             removed = self._db.execute("DELETE FROM vector_keys").rowcount
             self._db.execute("DELETE FROM vectors")
             self._db.execute("UPDATE cache_meta SET value = 0 WHERE name = 'indexed_through'")
-            self._unindexed.clear()
+            with self._lock:
+                self._unindexed.clear()
         self._db.execute("VACUUM")
         return int(removed)
 
