@@ -143,9 +143,9 @@ async def running(settings: Settings, source_store: QdrantStore | None,
         distance = first.distance or schemas[0].vector(first.vector).distance
         model = (build_embedder(settings.provider, distance=distance, cache=cache)
                  if embedder is None else compose(embedder, cache))
-        run = _Run(settings, state, source, target, model, on_progress)
-        run.stop = stop
         try:
+            run = _Run(settings, state, source, target, model, on_progress)
+            run.stop = stop
             yield run, schemas
         finally:
             if embedder is None:

@@ -250,3 +250,15 @@ def test_status_shows_the_current_row_and_the_history_apart(tmp_path: Path) -> N
     text = cli("status", *where).stdout
     assert "None" not in text and "null" not in text
     assert "live: (new) -> docs__served-16" in text and "Earlier runs" in text
+
+
+def test_max_cost_needs_a_price(tmp_path: Path) -> None:
+    store = tmp_path / "q"
+    priced_collection(store)
+    with LoopbackServer(dims=8) as server:
+        refused = cli("migrate", "--qdrant-path", str(store), "--state-dir",
+                      str(tmp_path / "state"), "--provider", "openai-compatible", "--model",
+                      "served", "--base-url", server.url, "--collection", "docs",
+                      "--max-cost", "5")
+        assert refused.exit_code == 2 and "needs the price" in refused.stderr
+        assert server.requests == 0
