@@ -111,3 +111,26 @@ def test_verification_prepares_texts_as_the_backfill_did(memory_store: QdrantSto
     verification = result.collections[0].verification
     assert verification is not None and verification.passed
     assert memory_store.aliases() == {"live": result.collections[0].target}
+
+
+def test_a_text_shorter_than_the_limit_in_bytes_is_not_counted() -> None:
+    """No tokenizer makes more tokens than UTF-8 bytes (plus specials): counting such a text
+    is CPU spent for nothing, on every text of a backfill."""
+    from collections.abc import Callable
+
+    from migrator.catalog import ModelSpec
+    from migrator.embedding.base import Embedder
+    from migrator.embedding.tokens import SPECIAL_TOKENS, fit_all
+
+    counted: list[str] = []
+
+    class Counting(Embedder):
+        spec = ModelSpec("counting", "m", 4, max_inputs=8, max_tokens_per_input=64)
+
+        @property
+        def tokenizer(self) -> Callable[[str], int]:
+            return lambda text: counted.append(text) or len(text.split())
+
+    short, long = "é" * ((64 - SPECIAL_TOKENS) // 2), "word " * 40
+    fitted = fit_all([short, long], Counting(), "fail")
+    assert counted == [long] and fitted.unique == [short, long]

@@ -18,9 +18,10 @@ from .vectors import l2_normalize
 
 __all__ = ["CHARS_PER_TOKEN", "chunk_tokens", "combine", "count_tokens", "estimate_tokens",
     "estimate_total", "fit_all", "fit_text", "Fitted", "MAX_REQUEST_BYTES", "pack",
-    "token_counter", "truncate_tokens", "TYPICAL_CHARS_PER_TOKEN"]
+    "SPECIAL_TOKENS", "token_counter", "truncate_tokens", "TYPICAL_CHARS_PER_TOKEN"]
 
 CHARS_PER_TOKEN = 3
+SPECIAL_TOKENS = 8  # what a tokenizer may add to a text (CLS, SEP, BOS, ...)
 
 
 def estimate_tokens(text: str) -> int:
@@ -76,16 +77,23 @@ def token_counter(embedder: Embedder) -> Callable[[str], int]:
     return lambda text: count_tokens(text, model)
 
 
-def fit_text(text: str, embedder: Embedder, policy: str) -> list[str]:
+def fit_text(text: str, embedder: Embedder, policy: str,
+             counter: Callable[[str], int] | None = None) -> list[str]:
     """The text as sent: whole when within the model's per-input limit; else cut, chunked,
-    or nothing (the `fail` policy lists the text and sends nothing).
+    or nothing (the `fail` policy lists the text and sends nothing). `counter` is
+    `token_counter(embedder)`, for a caller that fits many texts.
 
     An embedder whose `truncates_itself` is true (sentence-transformers cuts at the model's
     own token limit, exactly) is given the whole text under `truncate`.
     """
     spec = embedder.spec
     limit = spec.max_tokens_per_input
-    if token_counter(embedder)(text) <= limit:
+    # no tokenizer makes more tokens than the text has UTF-8 bytes, plus a few special
+    # ones: a text that short is within the limit without being counted
+    if len(text) * 4 + SPECIAL_TOKENS <= limit or (
+            len(text.encode("utf-8")) + SPECIAL_TOKENS <= limit):
+        return [text]
+    if (counter or token_counter(embedder))(text) <= limit:
         return [text]
     if policy == "truncate":
         if embedder.truncates_itself:
@@ -113,8 +121,9 @@ def fit_all(texts: Iterable[str], embedder: Embedder, policy: str) -> Fitted:
     """`fit_text` over many texts, each distinct piece once: the one prepare step of every
     path that embeds text (backfill, verification, compare)."""
     unique: dict[str, int] = {}
-    rows = [[unique.setdefault(piece, len(unique)) for piece in fit_text(text, embedder, policy)
-             if piece] for text in texts]
+    counter = token_counter(embedder)
+    rows = [[unique.setdefault(piece, len(unique))
+             for piece in fit_text(text, embedder, policy, counter) if piece] for text in texts]
     return Fitted(list(unique), rows)
 
 
