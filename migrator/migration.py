@@ -167,6 +167,8 @@ class _Run:
         self.adopt_target = False
         self.stop: Stop | None = None
         self.budget = budget_for(settings, embedder)
+        # the caller's embedder may have served earlier runs: this run's bill starts here
+        self._used_before = embedder.usage.snapshot() if embedder.usage else None
 
     async def go(self, schemas: list[CollectionSchema], *, restart: bool,
                  force: bool = False, confirm: Confirm | None = None) -> MigrationResult:
@@ -216,7 +218,7 @@ class _Run:
 
     def bill(self) -> Bill:
         """This run's bill, per phase, as the meter on the provider counted it."""
-        return bill_of(self.embedder)
+        return bill_of(self.embedder, self._used_before)
 
     def _phase(self, phase: str) -> contextlib.AbstractContextManager[Any]:
         usage = self.embedder.usage

@@ -16,10 +16,14 @@ from .store import CollectionSchema, QdrantStore
 __all__ = ["bill_of", "budget_for", "refuse_over_budget"]
 
 
-def bill_of(embedder: Embedder) -> Bill:
-    """The bill of the run `embedder` (a stack from `build_embedder`/`compose`) served."""
+def bill_of(embedder: Embedder, since: Usage | None = None) -> Bill:
+    """The bill of the run `embedder` (a stack from `build_embedder`/`compose`) served: what
+    it used after `since` (a snapshot taken when the run began; an embedder may serve
+    several runs), as it stands now."""
     metrics = embedder.metrics
-    return Bill(embedder.usage or Usage(), embedder.spec.price_per_mtok,
+    usage = Usage() if embedder.usage is None else (
+        embedder.usage.since(since) if since is not None else embedder.usage.snapshot())
+    return Bill(usage, embedder.spec.price_per_mtok,
                 metrics.to_dict() if metrics is not None else None)
 
 

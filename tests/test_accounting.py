@@ -262,3 +262,26 @@ def test_max_cost_needs_a_price(tmp_path: Path) -> None:
                       "--max-cost", "5")
         assert refused.exit_code == 2 and "needs the price" in refused.stderr
         assert server.requests == 0
+
+
+def test_an_embedder_that_served_an_earlier_run_bills_each_run_apart(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """The demo passes one embedder to migrate and then embeds its example searches: the
+    searches showed up in the migration's bill, and a second run's bill held the first's."""
+    import asyncio
+
+    from migrator.embedding import build_embedder
+
+    make_collection(memory_store.client, "docs", n=N)
+    make_collection(memory_store.client, "more", n=40)
+    provider = ProviderSettings(name="hashing", model="hash-words-v1", dimensions=32)
+    embedder = build_embedder(provider)  # in-process: it outlives each run's event loop
+    first = migrate(settings(tmp_path, provider, verify_on=False), source_store=memory_store,
+                    embedder=embedder)
+    config = settings(tmp_path, provider, verify_on=False)
+    config.collections = [CollectionSettings(name="more")]
+    second = migrate(config, source_store=memory_store, embedder=embedder)
+    asyncio.run(embedder.embed(["a search after the runs"]))
+    assert first.bill.usage.phases["backfill"].texts == N
+    assert second.bill.usage.phases["backfill"].texts == 40
+    assert second.bill.usage.phases["probe"].texts <= 40

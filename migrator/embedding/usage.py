@@ -4,6 +4,7 @@ retries, latency) and, per phase of a run, what was billed and what the cache sa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -112,6 +113,30 @@ class Usage:
         usage.cached += texts
         usage.tokens_saved += tokens_saved
 
+    def since(self, earlier: Usage) -> Usage:
+        """What was used after `earlier` (a snapshot of this usage): one run's share of an
+        embedder that served several."""
+        spent = self.snapshot()
+        for name, before in earlier.phases.items():
+            usage = spent.phases.get(name)
+            if usage is None:
+                continue
+            usage.requests -= before.requests
+            usage.texts -= before.texts
+            usage.tokens -= before.tokens
+            usage.cached -= before.cached
+            usage.tokens_saved -= before.tokens_saved
+            if not (usage.requests or usage.cached):
+                del spent.phases[name]
+        return spent
+
+    def snapshot(self) -> Usage:
+        """A copy that later requests do not change (a run's bill, as it ended)."""
+        copy = Usage()
+        copy.phase = self.phase
+        copy.phases = {name: dataclasses.replace(usage) for name, usage in self.phases.items()}
+        return copy
+
     @property
     def total(self) -> PhaseUsage:
         total = PhaseUsage()
@@ -137,15 +162,21 @@ class Budget:
         self.usage = usage
         self.exceeded = False
         self._reserved = 0
+        self._before = usage.total.tokens  # what the embedder had used before this run
+
+    @property
+    def tokens(self) -> int:
+        """Tokens billed since the budget was set."""
+        return self.usage.total.tokens - self._before
 
     @property
     def spent(self) -> float:
-        return cost(self.usage.total.tokens, self.price_per_mtok) or 0.0
+        return cost(self.tokens, self.price_per_mtok) or 0.0
 
     def admit(self, tokens: int) -> bool:
         """Reserve `tokens` (an estimate) for a request, or refuse it (and from then on
         every other one: the run winds down)."""
-        projected = self.usage.total.tokens + self._reserved + tokens
+        projected = self.tokens + self._reserved + tokens
         if self.exceeded or (cost(projected, self.price_per_mtok) or 0.0) > self.limit:
             self.exceeded = True
             return False

@@ -114,8 +114,8 @@ async def _verify(settings: Settings, source_store: QdrantStore | None,
                 await model.aclose()
             else:
                 await model.release()  # the caller's embedder stays open
-    return VerifyResult(reports, usage.phases.get("verification") if usage else None,
-                        model.spec.price_per_mtok)
+    spent = usage.snapshot().phases.get("verification") if usage else None
+    return VerifyResult(reports, spent, model.spec.price_per_mtok)
 
 
 async def _verify_one(settings: Settings, config: CollectionSettings, source: QdrantStore,
