@@ -56,11 +56,12 @@ def refuse_over_budget(budget: Budget, settings: Settings, source: QdrantStore,
     """
     estimate = plan(settings, source_store=source, target_store=target)
     provider = settings.provider
+    records = [m for m in state.all()
+               if m.model == provider.model and m.provider == provider.name]
     left = 0.0
     for schema, planned in zip(schemas, estimate.collections, strict=True):
-        written = max((m.counters.get("written", 0) for m in state.all()
-                       if m.source_collection == schema.name and m.model == provider.model
-                       and m.provider == provider.name), default=0)
+        written = max((m.counters.get("written", 0) for m in records
+                       if m.source_collection == schema.name), default=0)
         done = min(1.0, written / schema.points_count) if schema.points_count else 1.0
         left += (planned.estimated_cost or 0.0) * (1 - done)
     if left > budget.limit:

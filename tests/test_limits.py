@@ -74,40 +74,33 @@ def test_tier_presets() -> None:
     assert (limits.concurrency, limits.requests, limits.tokens) == (35, 3000, 1_000_000)
 
 
-def test_migration_paced_under_request_and_token_windows(memory_store: QdrantStore,
-                                                         tmp_path: Path) -> None:
-    make_collection(memory_store.client, "docs", n=240)
+def paced_run(store: QdrantStore, tmp_path: Path, **limits: float) -> None:
+    """240 points against a server with request and token windows; `limits` are the ones
+    the run is told (none: it learns them from the headers)."""
+    make_collection(store.client, "docs", n=240)
     with LoopbackServer(dims=8, rpm=12, tpm=600, window=0.5) as server:
         settings = Settings(
             provider=ProviderSettings(name="openai-compatible", model="limited",
                                       base_url=server.url, batch_size=16, concurrency=6,
-                                      requests_per_minute=12, tokens_per_minute=600,
-                                      rate_window=0.5),
+                                      rate_window=0.5, **limits),  # type: ignore[arg-type]
             collections=[CollectionSettings(name="docs")],
             migration=MigrationSettings(state_dir=tmp_path / "s", page_size=16),
             verify=VerifySettings(enabled=False),
         )
-        result = migrate(settings, source_store=memory_store)
+        result = migrate(settings, source_store=store)
         assert server.throttled <= max(1, server.requests // 50)  # <= 2% answered 429
     assert result.collections[0].target_count == 240
+
+
+def test_migration_paced_under_request_and_token_windows(memory_store: QdrantStore,
+                                                         tmp_path: Path) -> None:
+    paced_run(memory_store, tmp_path, requests_per_minute=12, tokens_per_minute=600)
 
 
 def test_limits_are_learnt_from_the_servers_headers(memory_store: QdrantStore,
                                                     tmp_path: Path) -> None:
     """Issue 14.2: not told its limits, a run had 35% of its requests answered 429."""
-    make_collection(memory_store.client, "docs", n=240)
-    with LoopbackServer(dims=8, rpm=12, tpm=600, window=0.5) as server:
-        settings = Settings(
-            provider=ProviderSettings(name="openai-compatible", model="limited",
-                                      base_url=server.url, batch_size=16, concurrency=6,
-                                      rate_window=0.5),
-            collections=[CollectionSettings(name="docs")],
-            migration=MigrationSettings(state_dir=tmp_path / "s", page_size=16),
-            verify=VerifySettings(enabled=False),
-        )
-        result = migrate(settings, source_store=memory_store)
-        assert server.throttled <= max(1, server.requests // 50)  # <= 2% answered 429
-    assert result.collections[0].target_count == 240
+    paced_run(memory_store, tmp_path)
 
 
 def test_a_429_drains_the_bucket_it_names() -> None:
