@@ -5,6 +5,7 @@ key in bulk."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import sqlite3
 import threading
@@ -18,11 +19,13 @@ import numpy as np
 
 from .state import CACHE_FILE, open_db, transaction
 
-__all__ = ["CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "INDEX_EVERY",
+__all__ = ["CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "INDEX_EVERY", "ROWS_PER_INSERT",
            "open_cache", "WAL_PAGES"]
 
 WAL_PAGES = 10_000  # the cache's WAL is checkpointed at this many pages (about 40 MB)
 INDEX_EVERY = 500_000  # rows appended to the cache's log before they are indexed
+# rows in one INSERT: 3 parameters a row stay under SQLite's 32,766 (the default since 3.32)
+ROWS_PER_INSERT = 4_096
 
 # (version, name, SQL): applied in order, each in its own transaction.
 CACHE_SCHEMA: list[tuple[int, str, str]] = [
@@ -59,6 +62,14 @@ CACHE_SCHEMA: list[tuple[int, str, str]] = [
         INSERT INTO cache_meta VALUES ('indexed_through', (SELECT COALESCE(MAX(id), 0)
                                                            FROM vectors));
     """),
+    # The namespaces (provider, model, size, kind) the log holds: a model the cache has
+    # never seen, as on the first migration to it, is not looked up at all. Rows from before
+    # this list existed may be of any namespace: `namespaces_listed` is 0 until a clear.
+    (3, "the namespaces the log holds", """
+        CREATE TABLE cache_namespaces (name TEXT PRIMARY KEY) WITHOUT ROWID;
+        INSERT INTO cache_meta VALUES ('namespaces_listed',
+                                       (SELECT COUNT(*) = 0 FROM vectors));
+    """),
 ]
 
 
@@ -70,6 +81,18 @@ class CacheStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {"entries": self.entries, "bytes": self.bytes, "path": self.path}
+
+
+@functools.lru_cache(maxsize=8)
+def _insert_rows(count: int) -> str:
+    """One INSERT of `count` rows (parameters: dims, time, then key, vector, tokens per
+    row), committed on its own. One statement is one step of SQLite: `executemany` steps
+    once per row and gives up the GIL at each step; with the store's threads busy, taking
+    it back waits out the interpreter's switch interval, row after row (about 2 ms a row:
+    20,000 rows took 42 s beside one busy thread, and take 0.07 s alone)."""
+    rows = ", ".join(f"(?{3 + 3 * i}, ?1, ?{4 + 3 * i}, ?{5 + 3 * i}, ?2)"
+                     for i in range(count))
+    return f"INSERT INTO vectors (key, dims, vector, tokens, created_at) VALUES {rows}"
 
 
 def _prefix(key: bytes) -> int:
@@ -108,23 +131,33 @@ class EmbeddingCache:
         # appended and not indexed yet: the key's first 8 bytes -> its row (the whole key
         # is checked when the row is read, so a clash of prefixes is only a miss)
         self._unindexed: dict[int, int] = {}
-        self.index()
+        self._recorded: set[str] = set()  # namespaces this cache has listed
+        self._indexed: set[str] | None = None  # namespaces with indexed rows; None: any
+        self.index()  # a crashed run's tail
+        listed = self._db.execute("SELECT value FROM cache_meta WHERE name = "
+                                  "'namespaces_listed'").fetchone()[0]
+        if listed:
+            self._indexed = {name for (name,) in self._db.execute(
+                "SELECT name FROM cache_namespaces")}
 
     @staticmethod
     def key(namespace: str, text: str) -> bytes:
         """sha256 over the namespace (provider, model, size decision, kind) and the text."""
         return hashlib.sha256(namespace.encode() + b"\0" + text.encode("utf-8")).digest()
 
-    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, tuple[np.ndarray, int]]:
+    def get_many(self, space: str, keys: Sequence[bytes]
+                 ) -> dict[bytes, tuple[np.ndarray, int]]:
+        """The rows stored under `keys` (made by `key(space, text)`), by key."""
         found: dict[bytes, tuple[np.ndarray, int]] = {}
         with self._lock:
             rows = [self._unindexed.get(_prefix(key)) for key in keys]
+            indexed = self._indexed is None or space in self._indexed
         recent = [row for row in rows if row is not None]
         for start in range(0, len(recent), 500):
             chunk = recent[start:start + 500]
             self._collect(found, f"SELECT key, vector, tokens FROM vectors WHERE id IN "
                                  f"({', '.join('?' for _ in chunk)})", chunk)
-        rest = [key for key in keys if key not in found]
+        rest = [key for key in keys if key not in found] if indexed else []
         for start in range(0, len(rest), 500):
             part = rest[start:start + 500]
             self._collect(found, f"SELECT k.key, v.vector, v.tokens FROM vector_keys k "
@@ -137,24 +170,31 @@ class EmbeddingCache:
         for key, blob, tokens in self._reader.execute(sql, args).fetchall():
             found[key] = (np.frombuffer(blob, dtype="<f4"), tokens)
 
-    def put_many(self, keys: Sequence[bytes], vectors: np.ndarray,
+    def put_many(self, space: str, keys: Sequence[bytes], vectors: np.ndarray,
                  tokens: Sequence[int]) -> None:
         """Store one row of `vectors` under each key (little-endian float32), committed
         before this returns; a key stored again replaces its vector."""
+        if space not in self._recorded:  # listed before its rows: a crash cannot hide them
+            with self._writing:
+                self._db.execute("INSERT OR IGNORE INTO cache_namespaces VALUES (?)", (space,))
+            self._recorded.add(space)
         now = time.time()
         matrix = np.ascontiguousarray(vectors, dtype="<f4")
         dims = int(matrix.shape[1])
-        with self._writing, transaction(self._db, immediate=True):
-            first = self._db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM vectors"
-                                     ).fetchone()[0]
-            self._db.executemany(
-                "INSERT INTO vectors (id, key, dims, vector, tokens, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(first + i, key, dims, matrix[i].tobytes(), tokens[i], now)
-                 for i, key in enumerate(keys)])
+        ids: list[int] = []
+        with self._writing, (transaction(self._db, immediate=True)
+                             if len(keys) > ROWS_PER_INSERT else contextlib.nullcontext()):
+            for start in range(0, len(keys), ROWS_PER_INSERT):
+                stop = min(start + ROWS_PER_INSERT, len(keys))
+                args: list[Any] = [dims, now]
+                for i in range(start, stop):
+                    args += (keys[i], matrix[i].tobytes(), tokens[i])
+                last = self._db.execute(_insert_rows(stop - start), args).lastrowid
+                # one statement under the write lock: its rows take consecutive ids
+                ids.extend(range(last - (stop - start) + 1, last + 1))
         with self._lock:
-            for i, key in enumerate(keys):
-                self._unindexed[_prefix(key)] = first + i
+            for key, row in zip(keys, ids, strict=True):
+                self._unindexed[_prefix(key)] = row
             full = len(self._unindexed) >= INDEX_EVERY
         if full:
             self.index()
@@ -167,6 +207,8 @@ class EmbeddingCache:
                 self._index_tail()
             with self._lock:  # after the commit: lookups find every row one way or another
                 self._unindexed.clear()
+                if self._indexed is not None:
+                    self._indexed |= self._recorded
 
     def _index_tail(self) -> None:
         done = self._db.execute("SELECT value FROM cache_meta WHERE name = 'indexed_through'"
@@ -195,9 +237,13 @@ class EmbeddingCache:
         with self._writing, transaction(self._db):
             removed = self._db.execute("DELETE FROM vector_keys").rowcount
             self._db.execute("DELETE FROM vectors")
+            self._db.execute("DELETE FROM cache_namespaces")
             self._db.execute("UPDATE cache_meta SET value = 0 WHERE name = 'indexed_through'")
+            self._db.execute("UPDATE cache_meta SET value = 1 WHERE name = 'namespaces_listed'")
             with self._lock:
                 self._unindexed.clear()
+                self._recorded.clear()
+                self._indexed = set()
         self._db.execute("VACUUM")
         return int(removed)
 

@@ -22,12 +22,12 @@ def rows(n: int, value: float, dims: int = 4) -> np.ndarray:
 
 def test_a_vector_is_found_before_and_after_it_is_indexed(tmp_path: Path) -> None:
     with EmbeddingCache(tmp_path) as cache:
-        cache.put_many([key(i) for i in range(10)], rows(10, 1.0), [3] * 10)
-        found = cache.get_many([key(i) for i in range(12)])
+        cache.put_many("ns", [key(i) for i in range(10)], rows(10, 1.0), [3] * 10)
+        found = cache.get_many("ns", [key(i) for i in range(12)])
         assert sorted(found) == sorted(key(i) for i in range(10))  # from the log's tail
         assert cache.stats().entries == 0  # not indexed yet
     with EmbeddingCache(tmp_path) as cache:
-        found = cache.get_many([key(i) for i in range(12)])
+        found = cache.get_many("ns", [key(i) for i in range(12)])
         assert len(found) == 10 and cache.stats().entries == 10
         vector, tokens = found[key(3)]
         np.testing.assert_array_equal(vector, np.ones(4))
@@ -36,15 +36,15 @@ def test_a_vector_is_found_before_and_after_it_is_indexed(tmp_path: Path) -> Non
 
 def test_a_key_stored_again_keeps_only_its_newest_vector(tmp_path: Path) -> None:
     with EmbeddingCache(tmp_path) as cache:
-        cache.put_many([key(1), key(2)], rows(2, 1.0), [1, 1])
+        cache.put_many("ns", [key(1), key(2)], rows(2, 1.0), [1, 1])
     with EmbeddingCache(tmp_path) as cache:
-        cache.put_many([key(1)], rows(1, 2.0), [1])  # replaces an indexed row
-        cache.put_many([key(2)], rows(1, 3.0), [1])
-        cache.put_many([key(2)], rows(1, 4.0), [1])  # and a row of its own tail
-        assert cache.get_many([key(1)])[key(1)][0][0] == 2.0
-        assert cache.get_many([key(2)])[key(2)][0][0] == 4.0
+        cache.put_many("ns", [key(1)], rows(1, 2.0), [1])  # replaces an indexed row
+        cache.put_many("ns", [key(2)], rows(1, 3.0), [1])
+        cache.put_many("ns", [key(2)], rows(1, 4.0), [1])  # and a row of its own tail
+        assert cache.get_many("ns", [key(1)])[key(1)][0][0] == 2.0
+        assert cache.get_many("ns", [key(2)])[key(2)][0][0] == 4.0
     with EmbeddingCache(tmp_path) as cache:
-        found = cache.get_many([key(1), key(2)])
+        found = cache.get_many("ns", [key(1), key(2)])
         assert (found[key(1)][0][0], found[key(2)][0][0]) == (2.0, 4.0)
         assert cache.stats().entries == 2
     db = sqlite3.connect(tmp_path / CACHE_FILE)
@@ -54,12 +54,12 @@ def test_a_key_stored_again_keeps_only_its_newest_vector(tmp_path: Path) -> None
 
 def test_a_crashed_runs_tail_is_indexed_by_the_next_open(tmp_path: Path) -> None:
     cache = EmbeddingCache(tmp_path)
-    cache.put_many([key(i) for i in range(5)], rows(5, 1.0), [1] * 5)
+    cache.put_many("ns", [key(i) for i in range(5)], rows(5, 1.0), [1] * 5)
     cache._db.close()  # a `kill -9`: committed, never indexed, never closed
     cache._reader.close()
     with EmbeddingCache(tmp_path) as again:
         assert again.stats().entries == 5
-        assert len(again.get_many([key(i) for i in range(5)])) == 5
+        assert len(again.get_many("ns", [key(i) for i in range(5)])) == 5
 
 
 def test_a_version_1_cache_is_upgraded_with_its_vectors(tmp_path: Path) -> None:
@@ -70,10 +70,52 @@ def test_a_version_1_cache_is_upgraded_with_its_vectors(tmp_path: Path) -> None:
                    [(key(i), rows(1, float(i))[0].astype("<f4").tobytes()) for i in range(3)])
     db.close()
     with EmbeddingCache(tmp_path) as cache:
-        found = cache.get_many([key(i) for i in range(3)])
+        found = cache.get_many("ns", [key(i) for i in range(3)])
         assert [found[key(i)][0][0] for i in range(3)] == [0.0, 1.0, 2.0]
         assert found[key(2)][1] == 7 and cache.stats().entries == 3
-        assert cache.clear() == 3 and cache.get_many([key(0)]) == {}
+        assert cache.clear() == 3 and cache.get_many("ns", [key(0)]) == {}
+
+
+def statements(db: sqlite3.Connection) -> list[str]:
+    """Every statement `db` runs from now on (an `executemany` runs one per row)."""
+    seen: list[str] = []
+    db.set_trace_callback(seen.append)
+    return seen
+
+
+def test_an_answer_is_stored_by_one_statement(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`executemany` steps SQLite once per row and gives up the GIL at each step: beside a
+    busy thread (the store's), 20,000 rows took 42 s instead of 0.07 s."""
+    with EmbeddingCache(tmp_path) as cache:
+        cache.put_many("ns", [key(0)], rows(1, 0.0), [1])  # lists the namespace first
+        run = statements(cache._db)
+        cache.put_many("ns", [key(i) for i in range(1, 301)], rows(300, 1.0), [1] * 300)
+        assert len(run) == 1 and run[0].startswith("INSERT INTO vectors")
+        monkeypatch.setattr("migrator.vector_cache.ROWS_PER_INSERT", 7)  # more than one
+        cache.put_many("ns", [key(i) for i in range(301, 331)],
+                       np.arange(30, dtype=np.float32)[:, None].repeat(4, axis=1), [2] * 30)
+        found = cache.get_many("ns", [key(i) for i in range(331)])  # from the log's tail
+        assert len(found) == 331 and [found[key(301 + i)][0][0] for i in range(30)] == list(
+            range(30))
+    with EmbeddingCache(tmp_path) as cache:
+        found = cache.get_many("ns", [key(i) for i in range(331)])  # from the index
+        assert len(found) == 331 and found[key(330)][0][0] == 29 and found[key(330)][1] == 2
+
+
+def test_a_namespace_the_cache_never_held_is_not_looked_up(tmp_path: Path) -> None:
+    with EmbeddingCache(tmp_path) as cache:
+        cache.put_many("ns", [key(i) for i in range(3)], rows(3, 1.0), [1] * 3)
+    with EmbeddingCache(tmp_path) as cache:
+        run = statements(cache._reader)
+        assert cache.get_many("another model", [key(0)]) == {} and run == []
+        assert len(cache.get_many("ns", [key(i) for i in range(3)])) == 3 and run
+        cache.put_many("another model", [key(9)], rows(1, 2.0), [1])
+        assert cache.get_many("another model", [key(9)])[key(9)][0][0] == 2.0  # its tail
+        cache.clear()
+        assert cache.get_many("ns", [key(0)]) == {}
+        cache.put_many("ns", [key(0)], rows(1, 3.0), [1])  # listed again after the clear
+    with EmbeddingCache(tmp_path) as cache:
+        assert cache.get_many("ns", [key(0)])[key(0)][0][0] == 3.0
 
 
 def test_a_text_given_twice_in_one_call_is_sent_once(tmp_path: Path) -> None:

@@ -236,7 +236,8 @@ def test_status_sync_and_cache_commands(store_path: Path, tmp_path: Path) -> Non
     stats = run("cache", "stats", *state, "--json")
     assert json.loads(stats.stdout)["entries"] == 0  # hashing is cheaper to compute than store
     with EmbeddingCache(tmp_path / "state") as cache:
-        cache.put_many([b"a" * 32, b"b" * 32], np.ones((2, 4), dtype=np.float32), [1, 1])
+        cache.put_many("ns", [b"a" * 32, b"b" * 32], np.ones((2, 4), dtype=np.float32),
+                       [1, 1])
     assert json.loads(run("cache", "stats", *state, "--json").stdout)["entries"] == 2
     cleared = run("cache", "clear", *state, "--yes")
     assert cleared.stdout == "Removed 2 cached embeddings.\n"
@@ -270,7 +271,7 @@ def test_cache_commands_read_the_state_dir_from_config_and_environment(
     state = tmp_path / "state"
     state.mkdir()
     with EmbeddingCache(state) as cache:
-        cache.put_many([b"a" * 32], np.ones((1, 4), dtype=np.float32), [1])
+        cache.put_many("ns", [b"a" * 32], np.ones((1, 4), dtype=np.float32), [1])
     by_env = run("cache", "stats", "--json", env={"MIGRATOR_MIGRATION__STATE_DIR": str(state)})
     assert json.loads(by_env.stdout)["entries"] > 0
     config = tmp_path / "m.yaml"

@@ -62,7 +62,8 @@ class CachedEmbedder(Wrapper):
         space = namespace(self.inner, kind)
         keys = [EmbeddingCache.key(space, t) for t in texts]
         unknown = [k for k in keys if k not in self._inflight]
-        stored = _sound_rows(self.cache.get_many(unknown) if unknown else {}, self.inner.dims)
+        found = self.cache.get_many(space, unknown) if unknown else {}
+        stored = _sound_rows(found, self.inner.dims)
         hits: dict[int, tuple[np.ndarray, int]] = {}
         waits: dict[int, tuple[asyncio.Future[_Answer], int]] = {}
         mine: list[int] = []
@@ -78,7 +79,7 @@ class CachedEmbedder(Wrapper):
             else:
                 first[key] = i
                 mine.append(i)
-        result = await self._embed_mine(texts, keys, mine, kind) if mine else None
+        result = await self._embed_mine(space, texts, keys, mine, kind) if mine else None
         for i, (claim, row) in waits.items():
             vectors, shares = await claim
             hits[i] = (vectors[row], shares[row])
@@ -113,11 +114,11 @@ class CachedEmbedder(Wrapper):
         space = namespace(self.inner, kind)
         keys = [EmbeddingCache.key(space, t) for t in texts]
         result = await self.inner.embed(texts, kind=kind)
-        await self._store(keys, list(texts), result)
+        await self._store(space, keys, list(texts), result)
         return result
 
-    async def _embed_mine(self, texts: Sequence[str], keys: list[bytes], mine: list[int],
-                          kind: InputKind) -> Embedding:
+    async def _embed_mine(self, space: str, texts: Sequence[str], keys: list[bytes],
+                          mine: list[int], kind: InputKind) -> Embedding:
         """Embed the texts this call claimed, commit them, then hand the answer to anyone
         waiting for one of them."""
         claim: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
@@ -126,7 +127,7 @@ class CachedEmbedder(Wrapper):
             self._inflight[key] = (claim, row)
         try:
             result = await self.inner.embed([texts[i] for i in mine], kind=kind)
-            shares = await self._store(claimed, [texts[i] for i in mine], result)
+            shares = await self._store(space, claimed, [texts[i] for i in mine], result)
         except BaseException as exc:
             claim.set_exception(exc)
             claim.exception()  # the caller sees exc itself; waiters may not exist
@@ -138,14 +139,15 @@ class CachedEmbedder(Wrapper):
                 del self._inflight[key]
         return result
 
-    async def _store(self, keys: list[bytes], texts: list[str], result: Embedding
-                     ) -> list[int]:
+    async def _store(self, space: str, keys: list[bytes], texts: list[str],
+                     result: Embedding) -> list[int]:
         """Check an answer as the writer would and commit it, one transaction per answer;
         return each text's share of its tokens."""
         _check_answer(result.vectors, self.inner.dims, self.spec.provider)
         shares = _token_shares(texts, result.tokens)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._io, self.cache.put_many, keys, result.vectors, shares)
+        await loop.run_in_executor(self._io, self.cache.put_many, space, keys,
+                                   result.vectors, shares)
         return shares
 
     async def finish(self) -> None:
