@@ -189,7 +189,7 @@ class EmbeddingCache:
                 args: list[Any] = [dims, now]
                 for i in range(start, stop):
                     args += (keys[i], matrix[i].tobytes(), tokens[i])
-                last = self._db.execute(_insert_rows(stop - start), args).lastrowid
+                last = int(self._db.execute(_insert_rows(stop - start), args).lastrowid or 0)
                 # one statement under the write lock: its rows take consecutive ids
                 ids.extend(range(last - (stop - start) + 1, last + 1))
         with self._lock:
