@@ -109,6 +109,24 @@ def test_base64_little_endian_float32_decoding() -> None:
     np.testing.assert_array_equal(result.vectors[0], np.asarray(values, dtype=np.float32))
 
 
+@pytest.mark.parametrize(("embeddings", "message"), [
+    (["AACAPg==", "AACAP!=="], "base64 that does not decode"),  # a stray character
+    (["AACAPg==", "AACA"], "different or broken lengths"),  # 4 values and 2.25
+    (["AACAPg==", "AACAPgAAgD4="], "different or broken lengths"),  # 1 value and 2
+    (["AACAPg==", None], "without an embedding"),
+    (["AACAPg==", [0.25]], None),  # base64 and a list: both read
+])
+def test_a_malformed_vector_is_an_invalid_answer(embeddings: list[Any],
+                                                 message: str | None) -> None:
+    body = {"data": [{"index": i, "embedding": e} for i, e in enumerate(embeddings)]}
+    e = embedder(App(httpx.Response(200, json=body)), dimensions=1, max_retries=0)
+    if message is None:
+        np.testing.assert_array_equal(embed(e, ["a", "b"]).vectors, [[0.25], [0.25]])
+        return
+    with pytest.raises(ProviderResponseError, match=message):
+        embed(e, ["a", "b"])
+
+
 def test_dimensions_not_sent_when_not_configured_or_unsupported() -> None:
     app = App(ok([[0.0] * 1536]))
     embed(embedder(app), ["x"])

@@ -4,6 +4,8 @@ OpenRouter and any OpenAI-compatible server (vLLM, LiteLLM, TEI, Ollama in OpenA
 from __future__ import annotations
 
 import base64
+import binascii
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,24 +87,51 @@ class OpenAIEmbedder(RestEmbedder):
                     f"out-of-range index {index!r}.",
                     provider=self.label,
                 )
-            ordered[index] = _decode_vector(item.get("embedding"), self.label)
-        lengths = {len(v) for v in ordered}
-        if len(lengths) != 1:
-            raise ProviderResponseError(
-                f"{self.label} returned vectors of different lengths {sorted(lengths)}.",
-                provider=self.label,
-            )
+            ordered[index] = item.get("embedding")
+            if ordered[index] is None:
+                raise ProviderResponseError(f"{self.label} returned an item without an "
+                                            "embedding.", provider=self.label)
         usage = body.get("usage") or {}
         tokens = usage.get("prompt_tokens", usage.get("total_tokens"))
-        return np.vstack(ordered), int(tokens) if isinstance(tokens, (int, float)) else None
+        return (_matrix(ordered, self.label),
+                int(tokens) if isinstance(tokens, (int, float)) else None)
+
+
+def _matrix(raws: list[Any], label: str) -> np.ndarray:
+    """The answer's vectors as one float32 matrix: base64 (what migrator asks for) decoded
+    into one buffer, or lists of numbers."""
+    if all(isinstance(raw, str) for raw in raws):
+        try:
+            blobs = [_from_base64(raw) for raw in raws]
+        except ValueError as exc:
+            raise ProviderResponseError(f"{label} returned base64 that does not decode: {exc}.",
+                                        provider=label) from exc
+        sizes = {len(blob) for blob in blobs}
+        if len(sizes) != 1 or next(iter(sizes)) % 4:
+            raise ProviderResponseError(
+                f"{label} returned vectors of different or broken lengths "
+                f"{sorted(size / 4 for size in sizes)}.", provider=label)
+        return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(raws), -1).astype(
+            np.float32)
+    vectors = [_decode_vector(raw, label) for raw in raws]
+    lengths = {len(v) for v in vectors}
+    if len(lengths) != 1:
+        raise ProviderResponseError(
+            f"{label} returned vectors of different lengths {sorted(lengths)}.", provider=label)
+    return np.vstack(vectors)
+
+
+def _from_base64(raw: str) -> bytes:
+    """Strict base64 (a stray character is an error, not skipped); ValueError if not."""
+    if sys.version_info >= (3, 11):
+        return binascii.a2b_base64(raw, strict_mode=True)
+    return base64.b64decode(raw, validate=True)  # pragma: no cover - Python 3.10
 
 
 def _decode_vector(raw: Any, label: str) -> np.ndarray:
     if isinstance(raw, str):
         try:
-            return np.frombuffer(base64.b64decode(raw, validate=True), dtype="<f4").astype(
-                np.float32
-            )
+            return np.frombuffer(_from_base64(raw), dtype="<f4").astype(np.float32)
         except ValueError as exc:
             raise ProviderResponseError(f"{label} returned base64 that does not decode: {exc}.",
                                         provider=label) from exc
