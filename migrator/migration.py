@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from .catchup import MergeJoinSource
+from .catchup import changes_source
 from .embedding import Embedder, build_embedder, compose
 from .errors import (
     BudgetExceeded,
@@ -176,6 +176,8 @@ class _Run:
         collections = self.settings.collections
         for config, schema in zip(collections, schemas, strict=True):
             schema.vector(config.vector)  # the vector to replace exists, before any request
+            if field := self.settings.sync.updated_field:  # it can be read, as a time
+                self.source.time_form(schema.name, field)
         for config, schema in zip(collections[1:], schemas[1:], strict=True):
             probe_texts(self.source, schema, config, self.embedder,
                         self.settings.provider.long_input)  # has text
@@ -355,6 +357,9 @@ class _Run:
         self.state.update(record.id, phase=Phase.BACKFILLING, error=None,
                           write_mode=result.write_mode,
                           total=result.source_count)
+        if record.changes_since is None:  # a resumed backfill keeps its first start
+            record.changes_since = time.time()
+            self.state.update(record.id, changes_since=record.changes_since)
         skips = StateSkipLog(self.state, record.id)
 
         def checkpoint(cp: Checkpoint) -> None:
@@ -377,12 +382,11 @@ class _Run:
 
     async def _catch_up(self, job: Job, result: CollectionResult, dims: int) -> None:
         record = job.record
+        started = time.time()
         self.state.update(record.id, phase=Phase.CATCHING_UP, error=None)
         self.state.clear_skipped(record.id)  # the join meets every source point again
         skips = StateSkipLog(self.state, record.id)
-        join = MergeJoinSource(self.source, job.schema.name, self.target, job.target,
-                               vector=job.vector, keep_vectors=job.keep_vectors, text=job.text,
-                               page_size=self.settings.migration.page_size)
+        join = changes_source(job, self.source, self.target, self.settings)
         stage = Pipeline(
             source=join,
             write=lambda points: self.target.upsert(job.target, points),
@@ -390,6 +394,8 @@ class _Run:
                                   label=f"{job.config.name} (catch-up)"),
         )
         await self._run_stage(stage, skips, result, catch_up=True)
+        record.changes_since = started
+        self.state.update(record.id, changes_since=started)
         result.sync = join.stats
         result.stats.add({k: v for k, v in stage.stats.counters().items()
                           if k in ("embedded", "tokens", "requests", "retries", "cached",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -229,8 +230,12 @@ def validation(result: Any) -> str:
 
 
 def sync_counts(stats: Any) -> str:
-    return (f"{stats.new:,} new, {stats.changed:,} changed, {stats.updated:,} updated without "
-            f"re-embedding, {stats.deleted:,} deleted, {stats.unchanged:,} unchanged")
+    counts = (f"{stats.new:,} new, {stats.changed:,} changed, {stats.updated:,} updated "
+              f"without re-embedding, {stats.deleted:,} deleted, {stats.unchanged:,} unchanged")
+    if stats.since is None:
+        return counts
+    since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stats.since))
+    return f"{counts} (read: the points written since {since}, and every id)"
 
 
 def sync(result: Any) -> str:

@@ -39,7 +39,7 @@ from .errors import ConfigError
 __all__ = ["check_url", "CollectionSettings", "debugging", "DEFAULT_API_KEY_ENV",
     "DEFAULT_STORE_PATH", "describe_validation", "Distance", "ENV_NOT_SETTINGS", "fill_api_key",
     "KEY_REQUIRED", "load_settings", "MigrationSettings", "ProviderSettings", "Settings",
-    "StoreSettings", "unknown_variables", "VerifySettings", "with_collections"]
+    "StoreSettings", "SyncSettings", "unknown_variables", "VerifySettings", "with_collections"]
 
 Distance = Literal["Cosine", "Dot", "Euclid", "Manhattan"]
 
@@ -191,6 +191,17 @@ class MigrationSettings(_Section):
     max_cost: float | None = Field(default=None, gt=0)  # USD one run may spend
 
 
+class SyncSettings(_Section):
+    """How a catch-up (after a backfill, or `migrator sync`) finds what changed."""
+
+    # a payload field every write to the source sets to the time of the write (RFC 3339, or
+    # epoch seconds or milliseconds), with a range index on a server: a catch-up then reads
+    # only the points changed since the last one began, and the ids of the rest
+    updated_field: str | None = Field(default=None, min_length=1)
+    # how far behind this machine's clock the clocks that write `updated_field` may be
+    clock_skew: float = Field(default=300.0, ge=0)
+
+
 class VerifySettings(_Section):
     """The checks `migrate` runs before it moves an alias, and their thresholds."""
 
@@ -224,6 +235,7 @@ class Settings(BaseSettings):
     provider: ProviderSettings = Field(default_factory=ProviderSettings)
     collections: list[CollectionSettings] = Field(default_factory=list)
     migration: MigrationSettings = Field(default_factory=MigrationSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
 
     @classmethod

@@ -80,6 +80,9 @@ STATE_SCHEMA: list[tuple[int, str, str]] = [
         ALTER TABLE migrations ADD COLUMN store TEXT;
         ALTER TABLE migrations ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;
     """),
+    (4, "when the target last matched its source", """
+        ALTER TABLE migrations ADD COLUMN changes_since REAL;
+    """),
 ]
 
 
@@ -210,6 +213,9 @@ class MigrationRecord:
     verification: dict[str, Any] | None = None
     store: str | None = None  # the target store's identity (StoreSettings.identity)
     adopted: bool = False  # the target existed and the user adopted it (--adopt-target)
+    # the time (epoch seconds) the last backfill or catch-up began reading: every change to
+    # the source before it is in the target
+    changes_since: float | None = None
 
     def owns_target(self) -> bool:
         """Whether this migration may write into, catch up and delete from its target."""
@@ -235,6 +241,7 @@ class RecordUpdate(TypedDict, total=False):
     write_mode: str
     error: str | None
     verification: dict[str, Any]
+    changes_since: float
 
 
 class State:

@@ -280,3 +280,18 @@ def test_cache_commands_read_the_state_dir_from_config_and_environment(
     assert json.loads(by_file.stdout)["entries"] > 0
     assert run("cache", "clear", "--yes", "-c", str(config)).exit_code == 0
     assert json.loads(run("cache", "stats", "--json", "-c", str(config)).stdout)["entries"] == 0
+
+
+def test_an_updated_field_that_holds_no_time_is_refused_before_anything(
+        store_path: Path, tmp_path: Path) -> None:
+    result = run("migrate", *base(store_path, tmp_path), "--collection", "docs",
+                 "--updated-field", "tags")
+    assert result.exit_code == 2
+    assert "sync.updated_field 'tags' of point 1 in 'docs' holds ['a', 'b'], not a time" in (
+        result.stderr)
+    client = QdrantClient(path=str(store_path))
+    assert [c.name for c in client.get_collections().collections] == ["docs"]  # nothing made
+    client.close()
+    synced = run("sync", *base(store_path, tmp_path), "--collection", "docs",
+                 "--updated-field", "n")  # epoch seconds 0..39, but no target yet
+    assert synced.exit_code == 1 and "does not exist" in synced.stderr

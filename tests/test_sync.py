@@ -105,3 +105,94 @@ def test_id_order_matches_qdrant_scroll_order(memory_store: QdrantStore) -> None
     ids = make_collection(memory_store.client, "docs", n=30, uuid_ids=True)
     scrolled = [p.id for p in memory_store.scroll("docs", limit=100, vectors=False).points]
     assert scrolled == sorted(ids, key=id_order)
+
+
+@pytest.mark.parametrize("form", ["seconds", "milliseconds", "datetime"])
+def test_an_updated_field_catch_up_reads_only_what_changed(store: QdrantStore, tmp_path: Path,
+                                                           form: str) -> None:
+    """With `sync.updated_field`, the points written since the last catch-up began are
+    compared, and the ids of the rest: a change the application did not stamp is not seen
+    (the price of reading less), a new point or a deletion is, stamped or not."""
+    import datetime
+    import time
+
+    def stamp(at: float) -> object:
+        if form == "datetime":
+            return datetime.datetime.fromtimestamp(at, tz=datetime.timezone.utc).isoformat()
+        return at * 1000 if form == "milliseconds" else at
+
+    long_ago = time.time() - 86_400
+    ids = make_collection(store.client, "docs", n=40, named=True,
+                          payload=lambda i, text: {"text": text, "n": i,
+                                                   "updated_at": stamp(long_ago)})
+    client = store.client
+    settings = config(tmp_path, "")
+    with LoopbackServer(dims=8) as server:
+        settings.provider.base_url = server.url
+        settings.sync.updated_field = "updated_at"
+        first = migrate(settings, source_store=store)
+        assert first.collections[0].sync is not None
+        assert first.collections[0].sync.since is not None  # the first catch-up read less
+        now = stamp(time.time())
+        client.set_payload("docs", {"text": "rewritten text", "updated_at": now},
+                           points=[ids[2]])
+        client.set_payload("docs", {"n": -5, "updated_at": now}, points=[ids[4]])
+        client.set_payload("docs", {"n": -7}, points=[ids[5]])  # not stamped: not seen
+        client.upsert("docs", points=[qm.PointStruct(
+            id=1000, vector={"dense": [1.0] * 8, "image": [0, 0, 0, 1.0]},
+            payload={"text": "new, never stamped"})])
+        client.delete("docs", points_selector=qm.PointIdsList(points=[ids[8]]))
+        sent = server.texts
+        result = sync(settings, source_store=store)
+        embedded = server.texts - sent
+    stats = result.collections[0].sync
+    assert stats is not None and stats.since is not None
+    assert (stats.new, stats.changed, stats.updated, stats.deleted, stats.unchanged) == (
+        1, 1, 1, 1, 0)
+    assert embedded == 2
+    migrated = target_points(store, first.collections[0].target)
+    assert migrated[ids[4]].payload["n"] == -5 and migrated[ids[5]].payload["n"] == 5
+    assert 1000 in migrated and ids[8] not in migrated
+    assert result.collections[0].target_count == 40
+
+
+def test_the_clock_skew_allowance_reads_changes_stamped_a_little_before(
+        store: QdrantStore, tmp_path: Path) -> None:
+    import time
+
+    ids = make_collection(store.client, "docs", n=10,
+                          payload=lambda i, text: {"text": text, "updated_at": 0.0})
+    settings = config(tmp_path, "")
+    settings.collections = [CollectionSettings(name="docs")]
+    settings.sync.updated_field = "updated_at"
+    with LoopbackServer(dims=8) as server:
+        settings.provider.base_url = server.url
+        migrate(settings, source_store=store)
+        # written now by a machine whose clock is 100 s behind this one's
+        store.client.set_payload("docs", {"text": "late clock", "updated_at": time.time() - 100},
+                                 points=[ids[1]])
+        stats = sync(settings, source_store=store).collections[0].sync
+        assert stats is not None and stats.changed == 1
+        store.client.set_payload("docs", {"text": "later", "updated_at": time.time() - 100},
+                                 points=[ids[2]])
+        settings.sync.clock_skew = 10
+        stats = sync(settings, source_store=store).collections[0].sync
+        assert stats is not None and stats.changed == 0  # outside the allowance: missed
+
+
+def test_the_updated_field_must_hold_a_time_and_have_an_index_on_a_server(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    from migrator import ConfigError
+
+    client = memory_store.client
+    make_collection(client, "docs", n=3, payload=lambda i, text: {
+        "text": text, "at": f"x{i}", "when": (i + 1) * 1e12, "iso": "2026-11-28T10:00:00Z"})
+    assert memory_store.time_form("docs", "when") == "milliseconds"
+    assert memory_store.time_form("docs", "iso") == "datetime"
+    assert memory_store.time_form("docs", "missing") is None
+    with pytest.raises(ConfigError, match="'at' of point 1 in 'docs' holds 'x0', not a time"):
+        memory_store.time_form("docs", "at")
+    server_like = QdrantStore(client, location="http://qdrant:6333", local=False)
+    with pytest.raises(ConfigError, match="'when' has no range index in collection 'docs' "
+                                          "\\(it has none\\): create a datetime"):
+        server_like.time_form("docs", "when")

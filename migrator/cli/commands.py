@@ -44,6 +44,7 @@ from .shell import (
     state_option,
     store_options,
     target_store_options,
+    updated_field_option,
     with_bars,
 )
 
@@ -63,6 +64,7 @@ __all__ = ["_sizes", "cache", "cache_clear_command", "cache_stats_command", "com
               help="After a verified alias move, delete the collection the alias left.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --restart.")
 @adopt_option
+@updated_field_option
 @output_options
 @with_bars
 def migrate(bars: Bars, as_json: bool, quiet: bool, restart: bool, yes: bool, force: bool,
@@ -94,6 +96,7 @@ def migrate(bars: Bars, as_json: bool, quiet: bool, restart: bool, yes: bool, fo
 @cli.command()
 @run_options
 @adopt_option
+@updated_field_option
 @output_options
 @with_bars
 def sync(bars: Bars, as_json: bool, quiet: bool, adopt_target: bool, **options: Any) -> None:
@@ -106,6 +109,9 @@ def sync(bars: Bars, as_json: bool, quiet: bool, adopt_target: bool, **options: 
     Example:
       migrator sync --collection docs --provider openai \\
           --model text-embedding-3-small --dimensions 512
+    \b
+    Example (read only what changed since the last catch-up):
+      migrator sync --collection docs --updated-field updated_at -c config.yaml
     """
     result = run_sync(settings_from(options), on_progress=bars, adopt_target=adopt_target)
     bars.close()

@@ -22,7 +22,8 @@ from ..settings import Settings, debugging, load_settings, with_collections
 __all__ = ["adopt_option", "alias_options", "Bars", "cli", "collection_options", "combine_options",
            "config_option", "confirm_restart", "emit", "Exit", "main", "MigratorGroup",
            "output_options", "pipeline_options", "provider_options", "run_options",
-           "settings_from", "state_option", "store_options", "target_store_options", "with_bars"]
+           "settings_from", "state_option", "store_options", "target_store_options",
+           "updated_field_option", "with_bars"]
 
 
 class Exit(click.ClickException):
@@ -117,6 +118,10 @@ pipeline_options = combine_options(
                  help="Refuse to start when the estimate exceeds it; stop (resumable) before "
                  "a run's spend would pass it."),
 )
+updated_field_option = click.option(
+    "--updated-field", metavar="FIELD",
+    help="Payload field the application sets to the time of each write (with a range "
+    "index): a catch-up then reads only what changed since the last one.")
 adopt_option = click.option(
     "--adopt-target", is_flag=True,
     help="Write into an existing --target this migration did not create (refused while "
@@ -147,6 +152,7 @@ def settings_from(options: dict[str, Any]) -> Settings:
         "migration": {"page_size": o.get("page_size"), "missing_text": o.get("missing_text"),
                       "state_dir": o.get("state_dir"), "cache": o.get("cache"),
                       "max_cost": o.get("max_cost")},
+        "sync": {"updated_field": o.get("updated_field")},
     }
     settings = load_settings(o.get("config"), overrides)
     return with_collections(

@@ -9,6 +9,7 @@ to know which one it talks to.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import threading
 import time
@@ -25,13 +26,17 @@ from .convert import (
     DISTANCES,
     diff_of,
     error_from_response,
+    filter_of,
+    has_field,
     point_of,
     resized_vectors,
     schema_of,
     vector_struct,
 )
 from .types import (
+    TIME_INDEXES,
     UNNAMED,
+    ChangedSince,
     CollectionSchema,
     Page,
     Point,
@@ -41,8 +46,9 @@ from .types import (
     version_at_least,
 )
 
-__all__ = ["CollectionSchema", "id_order", "open_store", "opened", "Page", "Point", "PointId",
-           "PROVENANCE_KEY", "QdrantStore", "UNNAMED", "VectorSpec", "version_at_least"]
+__all__ = ["ChangedSince", "CollectionSchema", "id_order", "open_store", "opened", "Page",
+           "Point", "PointId", "PROVENANCE_KEY", "QdrantStore", "UNNAMED", "VectorSpec",
+           "version_at_least"]
 
 PROVENANCE_KEY = "migrator"  # the key of migrator's entry in a collection's metadata
 
@@ -208,8 +214,11 @@ class QdrantStore:
         limit: int,
         offset: PointId | None = None,
         vectors: Sequence[str] | bool = True,
+        payload: bool = True,
+        changed: ChangedSince | None = None,
     ) -> Page:
-        """One page of points in id order, with payloads and the requested vectors."""
+        """One page of points in id order, with payloads (unless `payload` is False) and
+        the requested vectors; only those `changed` selects, when given."""
         with_vectors: bool | list[str] = vectors if isinstance(vectors, bool) else list(vectors)
         if with_vectors == []:
             with_vectors = False
@@ -218,10 +227,44 @@ class QdrantStore:
                 collection,
                 limit=limit,
                 offset=offset,
-                with_payload=True,
+                with_payload=payload,
                 with_vectors=with_vectors,
+                scroll_filter=filter_of(changed) if changed is not None else None,
             )
         return Page([point_of(r) for r in records], next_offset)
+
+    def time_form(self, collection: str, field: str) -> str | None:
+        """How `field` holds the time of a point's last write ("datetime", "seconds" or
+        "milliseconds", told apart by magnitude: 1e11 seconds is the year 5138), or None
+        when no point has it yet.
+
+        Raises:
+            ConfigError: on a server, the field has no range index (datetime, integer or
+                float), or a point holds something else than a time there.
+        """
+        indexes = self.describe(collection).payload_indexes
+        if not self.local and indexes.get(field) not in TIME_INDEXES:
+            raise ConfigError(
+                f"sync.updated_field {field!r} has no range index in collection "
+                f"{collection!r} (it has {indexes.get(field) or 'none'}): create a datetime, "
+                "integer or float payload index on it, or unset sync.updated_field.")
+        with self._call("reading", collection):
+            records, _ = self.client.scroll(collection, limit=1, with_payload=[field])
+            if records and (records[0].payload or {}).get(field) is None:
+                # the first point lacks it: look further (a filter over every point in
+                # local mode, so only then)
+                records, _ = self.client.scroll(collection, limit=1, with_payload=[field],
+                                                scroll_filter=has_field(field))
+        if not records:
+            return None
+        value = (records[0].payload or {}).get(field)
+        if isinstance(value, str) and _is_datetime(value):
+            return "datetime"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return "milliseconds" if value > 1e11 else "seconds"
+        raise ConfigError(
+            f"sync.updated_field {field!r} of point {records[0].id!r} in {collection!r} holds "
+            f"{value!r}, not a time (RFC 3339, or epoch seconds or milliseconds).")
 
     def upsert(self, collection: str, points: Sequence[Point], *,
                insert_only: bool = False) -> None:
@@ -352,6 +395,14 @@ class QdrantStore:
                         f"{exc}. Check the URL and that the server is running."
                     ) from exc
                 raise
+
+
+def _is_datetime(text: str) -> bool:
+    try:
+        datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def open_store(settings: StoreSettings, *, create: bool = False) -> QdrantStore:

@@ -3,6 +3,7 @@ answers as `StoreError`s."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,10 +11,10 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from ..errors import CollectionExists, CollectionNotFound, StoreError
-from .types import UNNAMED, CollectionSchema, Point, VectorSpec
+from .types import UNNAMED, ChangedSince, CollectionSchema, Point, VectorSpec
 
-__all__ = ["DISTANCES", "diff_of", "error_from_response", "plain", "point_of", "resized_vectors",
-           "schema_of", "vector_spec", "vector_struct"]
+__all__ = ["DISTANCES", "diff_of", "error_from_response", "filter_of", "has_field", "plain",
+           "point_of", "resized_vectors", "schema_of", "vector_spec", "vector_struct"]
 
 DISTANCES = {d.value: d for d in qm.Distance}
 
@@ -114,3 +115,21 @@ def vector_struct(vectors: dict[str, Any]) -> Any:
 
 def plain(vector: Any) -> Any:
     return vector.tolist() if hasattr(vector, "tolist") else vector
+
+
+def filter_of(changed: ChangedSince) -> qm.Filter:
+    """Qdrant's filter for `changed`: a range on its field."""
+    if changed.form == "datetime":
+        since = datetime.datetime.fromtimestamp(changed.since, tz=datetime.timezone.utc)
+        condition = qm.FieldCondition(key=changed.field, range=qm.DatetimeRange(gte=since))
+    else:
+        scale = 1000.0 if changed.form == "milliseconds" else 1.0
+        condition = qm.FieldCondition(key=changed.field,
+                                      range=qm.Range(gte=changed.since * scale))
+    return qm.Filter(must=[condition])
+
+
+def has_field(name: str) -> qm.Filter:
+    """Points whose payload has `name` (set and not null)."""
+    return qm.Filter(must_not=[qm.IsEmptyCondition(is_empty=qm.PayloadField(key=name)),
+                               qm.IsNullCondition(is_null=qm.PayloadField(key=name))])

@@ -9,12 +9,25 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["CollectionSchema", "id_order", "Page", "Point", "PointId", "UNNAMED", "VectorSpec",
-           "version_at_least"]
+__all__ = ["ChangedSince", "CollectionSchema", "id_order", "Page", "Point", "PointId",
+           "TIME_INDEXES", "UNNAMED", "VectorSpec", "version_at_least"]
 
 PointId = int | str | uuid.UUID
 UNNAMED = ""  # key of the unnamed (default) dense vector in our vector dicts
 
+
+
+TIME_INDEXES = ("datetime", "integer", "float")  # payload indexes a time range can use
+
+
+@dataclass(frozen=True)
+class ChangedSince:
+    """The points whose payload `field` holds a time at or after `since` (epoch seconds);
+    `form` is how the field holds it: "datetime" (RFC 3339), "seconds" or "milliseconds"."""
+
+    field: str
+    since: float
+    form: str
 
 
 @dataclass(frozen=True)
