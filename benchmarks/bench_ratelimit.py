@@ -4,9 +4,10 @@
 
 A loopback OpenAI-compatible server (in its own process) enforces requests and tokens per
 window, with windows scaled from a minute to one second so the run takes seconds. The same
-migration runs twice: with migrator's pacing (token buckets sized to the limits, corrected
-by billed tokens and the x-ratelimit headers) and without it (no limits configured: only
-retries on 429 with Retry-After, which is what most tools do). Printed: achieved tokens per
+migration runs with migrator's pacing (the server's own count from its
+x-ratelimit-remaining and -reset headers; token buckets until the first answer) and without
+it (no limits configured: only retries on 429 with Retry-After, which is what most tools
+do). Printed: achieved tokens per
 window / the binding limit, the share of requests answered 429, points lost.
 A third run learns the limits from the server's `x-ratelimit-limit-*` headers instead of
 being told them (the window is still given: providers count per minute).

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from migrator import CollectionSettings, MigrationSettings, ProviderSettings, Settings, migrate
-from migrator.embedding.limits import RateLimiter, RateLimits, TokenBucket, parse_duration
+from migrator.embedding.limits import (
+    ProviderWindow,
+    RateLimiter,
+    RateLimits,
+    TokenBucket,
+    parse_duration,
+)
 from migrator.settings import VerifySettings
 from migrator.store import QdrantStore
 
@@ -43,9 +49,8 @@ def test_no_window_gets_more_than_the_limit() -> None:
 
     async def run() -> None:
         for _ in range(200):
-            await limiter.acquire(37)
+            limiter.release(await limiter.acquire(37))
             sent.append((clock.now, 37))
-            limiter.release()
 
     asyncio.run(run())
     for start in [t for t, _ in sent]:
@@ -67,6 +72,69 @@ def test_billed_tokens_correct_the_estimate_and_headers_pull_down() -> None:
     limiter.observe({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "2s"})
     asyncio.run(limiter.acquire(10))
     assert clock.now >= 2.0  # waited for the reset the provider announced
+
+
+class FixedWindows:
+    """A provider's token limit per fixed window, with OpenAI's headers."""
+
+    def __init__(self, limit: int, window: float, clock: FakeClock) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self.used: dict[int, int] = {}
+        self.refused = 0
+
+    def admit(self, tokens: int) -> dict[str, str]:
+        index = int(self.clock.now // self.window)
+        if self.used.get(index, 0) + tokens > self.limit:
+            self.refused += 1
+        else:
+            self.used[index] = self.used.get(index, 0) + tokens
+        reset = (index + 1) * self.window - self.clock.now
+        return {"x-ratelimit-limit-tokens": str(self.limit),
+                "x-ratelimit-remaining-tokens": str(self.limit - self.used.get(index, 0)),
+                "x-ratelimit-reset-tokens": f"{reset * 1000:.0f}ms"}
+
+
+@pytest.mark.parametrize("told", [True, False])
+def test_the_providers_own_count_paces_to_the_whole_window(told: bool) -> None:
+    """A bucket must leave a request's worth of every window unused (it ran at 93% of the
+    binding limit); the provider's count of what is left, and when it resets, needs no
+    margin: 99%, none refused, told the limit or not."""
+    clock = FakeClock()
+    server = FixedWindows(1000, 10.0, clock)
+    limiter = RateLimiter(RateLimits(tokens=1000 if told else None, window=10.0),
+                          clock=clock, sleep=clock.sleep)
+
+    async def run() -> None:
+        for n in range(0, 900, 3):  # three requests at a time, answered out of order
+            sent = [(await limiter.acquire(10 + (n + k) % 5), 10 + (n + k) % 5)
+                    for k in range(3)]
+            clock.now += 0.1
+            for ticket, size in (sent[1], sent[0], sent[2]):
+                headers = server.admit(size)
+                limiter.release(ticket)
+                limiter.observe(headers)
+
+    asyncio.run(run())
+    assert server.refused == 0
+    full = [used for index, used in sorted(server.used.items())][:-1]  # the last is partial
+    assert min(full) >= 0.97 * 1000 and max(full) <= 1000
+
+
+def test_an_answer_counted_earlier_or_about_an_earlier_window_changes_nothing() -> None:
+    clock = FakeClock()
+    window = ProviderWindow(10.0, clock)
+    window.told(600, 10.0, 1000)
+    window.told(700, 10.0, 1000)  # counted before the 600 answer: it says nothing new
+    assert window.remaining == 600
+    assert window.wait_for(500, in_flight=100) == 0.0
+    assert window.wait_for(550, in_flight=100) == 10.0  # 600 - 100 in flight < 550
+    clock.now = 10.5
+    assert window.wait_for(950, in_flight=0) == 0.0  # a new window: the whole limit
+    window.told(200, 10.0, 1000)  # a late answer about the window that ended
+    assert window.remaining == 1000 and window.resets_at == 20.0
+    window.told(900, 19.8, 1000)
+    window.told(800, 19.9, 1000)  # where it refills continuously the reset moves on
+    assert (window.remaining, window.resets_at) == (800, 19.9)
 
 
 def test_tier_presets() -> None:

@@ -150,9 +150,10 @@ class HttpEndpoint:
     async def _attempt(self, url: str, payload: Mapping[str, Any], tokens: int, texts: int,
                        timeout: float) -> httpx.Response:
         async with self.concurrency.slot() if self.concurrency else contextlib.nullcontext():
+            ticket = None
             if self.limiter is not None:
                 before = self.limiter.waited
-                await self.limiter.acquire(tokens)
+                ticket = await self.limiter.acquire(tokens)
                 self.metrics.limiter_wait += self.limiter.waited - before
             started = time.perf_counter()
             try:
@@ -160,7 +161,7 @@ class HttpEndpoint:
                                                    timeout=timeout)
             finally:
                 if self.limiter is not None:
-                    self.limiter.release()
+                    self.limiter.release(ticket)
             seconds = time.perf_counter() - started
         self.metrics.requests += 1
         self._answered = True  # a server is there: connection errors are transient now
