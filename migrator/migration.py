@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from .batching import run_batches
 from .catchup import changes_source
 from .embedding import Embedder, build_embedder, compose
 from .errors import (
@@ -26,8 +26,15 @@ from .gate import gate, verify_job
 from .interrupts import Stop, stoppable
 from .jobs import Job, check_aliases, check_existing_target, target_name
 from .ownership import Confirm, claim, drop_left, provenance, restart
-from .pipeline import TOO_LONG, Checkpoint, Pipeline, Progress, Stats
-from .results import Bill, CollectionResult, MigrationResult, problem_of, raise_problems
+from .pipeline import Checkpoint, Pipeline, Progress, Stats
+from .results import (
+    Bill,
+    CollectionResult,
+    MigrationResult,
+    count_check_inputs,
+    problem_of,
+    raise_problems,
+)
 from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource, StateSkipLog
@@ -188,6 +195,14 @@ class _Run:
         with self._phase("probe"):
             checked = await self._probe(schemas[0], first)
         dims = checked.target
+        if self.settings.provider.batch:
+            with self._phase("batch"):
+                batch = await run_batches(self.settings, self.state, self.source,
+                                          self.embedder, schemas, stop=self.stop)
+            if not batch.done:  # submitted or still running: the next run collects
+                return MigrationResult(self.settings.provider.name, self.settings.provider.model,
+                                       dims, [], time.perf_counter() - started, self.bill(),
+                                       checked.decision, checked.warnings, batch)
         if restart:
             self._restart(schemas, dims, confirm)
         jobs = [self._job(c, s, dims) for c, s in zip(collections, schemas, strict=True)]
@@ -216,6 +231,7 @@ class _Run:
             collections=results,
             seconds=time.perf_counter() - started,
             bill=self.bill(),
+            batch=batch if self.settings.provider.batch else None,
         )
 
     def bill(self) -> Bill:
@@ -247,7 +263,8 @@ class _Run:
                 vector=job.vector, text=job.text.describe(), migration_id=job.record.id)
             with self._phase("catch-up"):
                 await self._catch_up(job, result, checked.target)
-            self._count_check_inputs(job, result)
+            count_check_inputs(job, result, self.state, self.source, self.target,
+                               Path(self.settings.migration.state_dir))
             problem = problem_of(job, result, self.settings)
             if isinstance(problem, DataError):  # points without text under `fail`
                 problems.append(problem)
@@ -347,7 +364,8 @@ class _Run:
         if self.settings.migration.catch_up:
             with self._phase("catch-up"):
                 await self._catch_up(job, result, dims)
-        self._count_check_inputs(job, result)
+        count_check_inputs(job, result, self.state, self.source, self.target,
+                               Path(self.settings.migration.state_dir))
         return result
 
     async def _backfill(self, job: Job, result: CollectionResult, dims: int) -> None:
@@ -439,22 +457,6 @@ class _Run:
                     f"{result.source!r} are written into {result.target!r} and checkpointed")
             raise self.stop.error(f"{done}; no alias was moved. Run the same command again "
                                   "to resume from there.")
-
-    def _count_check_inputs(self, job: Job, result: CollectionResult) -> None:
-        skipped = self.state.skipped(job.record.id)
-        result.skipped = len(skipped)
-        result.too_long = [point for point, reason in skipped if reason.startswith(TOO_LONG)]
-        result.first_skipped = [point for point, reason in skipped
-                                if not reason.startswith(TOO_LONG)][:10]
-        if skipped:
-            path = Path(self.settings.migration.state_dir) / f"{job.target}.skipped.jsonl"
-            with path.open("w", encoding="utf-8") as handle:
-                for point, reason in skipped:
-                    handle.write(json.dumps({"collection": job.schema.name, "id": point,
-                                             "reason": reason}) + "\n")
-            result.skip_file = str(path)
-        result.source_count = self.source.count(job.schema.name)
-        result.target_count = self.target.count(job.target)
 
     async def _verify(self, job: Job, result: CollectionResult) -> None:
         self.state.update(job.record.id, phase=Phase.VERIFYING, error=None)

@@ -31,8 +31,8 @@ from .interrupts import Stop, finish_in_thread
 from .store import Page, Point, PointId
 from .texts import TextSource
 
-__all__ = ["Checkpoint", "in_flight_bound", "PageSource", "Pipeline", "Progress", "SkipLog",
-    "SkipSink", "Stats", "TOO_LONG"]
+__all__ = ["Checkpoint", "in_flight_bound", "PageSource", "Pipeline", "prepare", "Prepared",
+    "Progress", "SkipLog", "SkipSink", "Stats", "TOO_LONG"]
 
 
 class PageSource(Protocol):
@@ -150,6 +150,45 @@ class SkipLog:
 
 
 TOO_LONG = "text is over the model's limit"  # the start of such a point's listed reason
+
+
+@dataclass
+class Prepared:
+    """A page made ready to embed: the points that will be written, each one's row (or
+    rows, for chunks) in `unique`, the texts to send once each, and the points left out."""
+
+    points: list[Point]
+    text_index: list[int | list[int]]
+    unique: list[str]
+    texts: list[str]  # each point's whole text
+    skipped: list[tuple[PointId, str]]
+
+
+def prepare(points: list[Point], text: TextSource, embedder: Embedder,
+            long_input: str) -> Prepared:
+    """The one prepare step (the backfill's, the catch-up's, batch mode's): each point's
+    text, the long-input policy, de-duplication."""
+    with_text: list[tuple[Point, str]] = []
+    skipped: list[tuple[PointId, str]] = []
+    for point in points:
+        found, reason = text.extract(point.payload)
+        if found is None:
+            skipped.append((point.id, reason))
+        else:
+            with_text.append((point, found))
+    fitted = fit_all([found for _, found in with_text], embedder, long_input)
+    keep: list[Point] = []
+    texts: list[str] = []
+    text_index: list[int | list[int]] = []
+    for (point, found), rows in zip(with_text, fitted.rows, strict=True):
+        if not rows:  # over the model's limit under `long_input: fail`
+            skipped.append((point.id, f"{TOO_LONG} "
+                            f"({embedder.spec.max_tokens_per_input} tokens)"))
+            continue
+        keep.append(point)
+        texts.append(found)
+        text_index.append(rows[0] if len(rows) == 1 else rows)
+    return Prepared(keep, text_index, fitted.unique, texts, skipped)
 
 
 @dataclass
@@ -294,30 +333,12 @@ class Pipeline:
 
     def _page_work(self, seq: int, points: list[Point]) -> _PageWork:
         self.stats.read += len(points)
-        with_text: list[tuple[Point, str]] = []
-        skipped = 0
-        for point in points:
-            text, reason = self.text.extract(point.payload)
-            if text is None:
-                self.skip_log.add(point.id, reason)
-                skipped += 1
-            else:
-                with_text.append((point, text))
-        fitted = fit_all([text for _, text in with_text], self.embedder, self.long_input)
-        keep: list[Point] = []
-        texts: list[str] = []
-        text_index: list[int | list[int]] = []
-        for (point, text), rows in zip(with_text, fitted.rows, strict=True):
-            if not rows:  # over the model's limit under `long_input: fail`
-                self.skip_log.add(point.id, f"{TOO_LONG} "
-                                  f"({self.embedder.spec.max_tokens_per_input} tokens)")
-                skipped += 1
-                continue
-            keep.append(point)
-            texts.append(text)
-            text_index.append(rows[0] if len(rows) == 1 else rows)
+        ready = prepare(points, self.text, self.embedder, self.long_input)
+        for point_id, reason in ready.skipped:
+            self.skip_log.add(point_id, reason)
+        skipped = len(ready.skipped)
         self.stats.skipped += skipped
-        return _PageWork(seq, keep, text_index, fitted.unique, texts,
+        return _PageWork(seq, ready.points, ready.text_index, ready.unique, ready.texts,
                          counts={"read": len(points), "skipped": skipped, "pages": 1})
 
     async def _embed_worker(self, requests: asyncio.Queue[Any], done: asyncio.Queue[Any]) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 from .catalog import ModelSpec
 
-__all__ = ["alias_move", "bill", "cache", "demo", "dims_line", "duration", "ingest", "migration",
-    "models", "money", "plan", "status", "sync", "sync_counts", "table", "to_json", "validation",
-    "verification", "verify", "verify_markdown"]
+__all__ = ["alias_move", "batch_lines", "bill", "cache", "demo", "dims_line", "duration",
+    "ingest", "migration", "models", "money", "plan", "status", "sync", "sync_counts", "table",
+    "to_json", "validation", "verification", "verify", "verify_markdown"]
 
 
 def to_json(data: Any) -> str:
@@ -59,8 +59,31 @@ def models(specs: Sequence[ModelSpec]) -> str:
                   "tokens/req", "$/1M tok"], rows)
 
 
+def batch_lines(report: Any) -> list[str]:
+    """What batch mode did in a run, and what is left."""
+    lines = []
+    if report.submitted_jobs:
+        sync_cost = report.synchronous_cost
+        lines.append(
+            f"Submitted {report.submitted_texts:,} texts (~{report.submitted_tokens:,} tokens) "
+            f"in {report.submitted_jobs:,} batch job(s): ~{money(report.submitted_cost)} at "
+            f"the batch price ({money(sync_cost)} synchronously).")
+    if report.collected_jobs:
+        lines.append(f"Collected {report.collected_jobs:,} job(s): {report.collected_texts:,} "
+                     f"texts cached, {report.resent_texts:,} not answered and sent again"
+                     + (f", {report.refused_jobs:,} refused for now (enqueued-token limit)"
+                        if report.refused_jobs else "") + ".")
+    if not report.done:
+        lines.append(f"{report.pending_jobs:,} job(s) with {report.pending_texts:,} texts are "
+                     "running at the provider (within 24 hours). Run the same command again "
+                     "to collect them and finish the migration, or add --wait.")
+    return lines
+
+
 def migration(result: Any) -> str:
     """The run report of `migrate()`."""
+    if result.batch is not None and not result.batch.done:
+        return "\n".join([*batch_lines(result.batch), "", bill(result.bill)])
     data = result.to_dict()
     lines = [
         f"Migrated {len(result.collections)} collection(s) with {result.provider} "
@@ -80,6 +103,8 @@ def migration(result: Any) -> str:
     if result.dims_decision is not None:
         lines += ["", dims_line(result.dims_decision)]
     lines += ["", bill(result.bill)]
+    if result.batch is not None:
+        lines += batch_lines(result.batch)
     for c in result.collections:
         if c.resumed:
             lines.append(f"{c.source!r} resumed: {c.resumed_written:,} points were already "
@@ -254,7 +279,7 @@ def status(result: Any) -> str:
     lines.append("")
     if not result.migrations:
         lines.append("No migrations in the state directory.")
-        return "\n".join(lines)
+        return "\n".join(lines + _batch_jobs(result.batch_jobs))
     rows = []
     for m in result.migrations:
         counters = m.counters
@@ -277,7 +302,18 @@ def status(result: Any) -> str:
         lines += ["", "Alias moves:"]
         lines += [f"  {h['alias']}: {h['from'] or '(new)'} -> {h['to']}"
                   + (" (forced)" if h["forced"] else "") for h in result.alias_history]
-    return "\n".join(lines)
+    return "\n".join(lines + _batch_jobs(result.batch_jobs))
+
+
+def _batch_jobs(jobs: Sequence[Any]) -> list[str]:
+    if not jobs:
+        return []
+    return ["", "Batch jobs (batch mode):", table(
+        ["job", "source", "batch", "status", "texts", "cached", "sent again", "cost",
+         "error"],
+        [(j.seq, j.scope, j.batch_id or "(not created)", j.status, f"{j.texts:,}",
+          f"{j.collected:,}", f"{j.resent:,}", money(j.cost), (j.error or "")[:40])
+         for j in jobs])]
 
 
 def _checkpoint(offset: Any) -> str:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from .batching import BatchReport
 from .catchup import SyncStats
 from .embedding.sizing import DimsDecision
 from .embedding.usage import PhaseUsage, Usage, cost
 from .errors import DataError, InputTooLong, MigratorError, MissingText, VerificationFailed
 from .jobs import Job
-from .pipeline import Stats
+from .pipeline import TOO_LONG, Stats
 from .settings import Settings
+from .state import State
+from .store import QdrantStore
 from .verification.checks import VerificationReport
 
-__all__ = ["Bill", "CollectionResult", "MigrationResult", "problem_of", "raise_problems"]
+__all__ = ["Bill", "CollectionResult", "count_check_inputs", "MigrationResult", "problem_of",
+           "raise_problems"]
 
 
 @dataclass
@@ -100,6 +106,7 @@ class MigrationResult:
     bill: Bill = field(default_factory=Bill)
     dims_decision: DimsDecision | None = None
     warnings: list[str] = field(default_factory=list)
+    batch: BatchReport | None = None  # in batch mode
 
     @property
     def tokens(self) -> int:
@@ -135,6 +142,7 @@ class MigrationResult:
             "cost_usd": self.cost,
             "bill": self.bill.to_dict(),
             "collections": [c.to_dict() for c in self.collections],
+            "batch": self.batch.to_dict() if self.batch is not None else None,
         }
 
 
@@ -183,3 +191,22 @@ def raise_problems(problems: list[MigratorError]) -> None:
     kind = VerificationFailed if all(isinstance(p, VerificationFailed) for p in problems) \
         else DataError
     raise kind(" ".join(str(p) for p in problems))
+
+
+def count_check_inputs(job: Job, result: CollectionResult, state: State, source: QdrantStore,
+                       target: QdrantStore, state_dir: Path) -> None:
+    """The counts the check compares, and the points left out (listed in a file)."""
+    skipped = state.skipped(job.record.id)
+    result.skipped = len(skipped)
+    result.too_long = [point for point, reason in skipped if reason.startswith(TOO_LONG)]
+    result.first_skipped = [point for point, reason in skipped
+                            if not reason.startswith(TOO_LONG)][:10]
+    if skipped:
+        path = state_dir / f"{job.target}.skipped.jsonl"
+        with path.open("w", encoding="utf-8") as handle:
+            for point, reason in skipped:
+                handle.write(json.dumps({"collection": job.schema.name, "id": point,
+                                         "reason": reason}) + "\n")
+        result.skip_file = str(path)
+    result.source_count = source.count(job.schema.name)
+    result.target_count = target.count(job.target)

@@ -135,6 +135,11 @@ class ProviderSettings(_Section):
     headers: dict[str, str] = Field(default_factory=dict)
     options: dict[str, Any] = Field(default_factory=dict)
     fallbacks: list[ProviderSettings] = Field(default_factory=list)  # same model, in order
+    # batch mode: the provider's batch API at its batch price, into the cache, then the run
+    batch: bool = False
+    batch_wait: bool = False  # poll until every batch job is collected (else submit, exit)
+    batch_poll: float = Field(default=60.0, gt=0)  # seconds between polls
+    keep_batch_files: bool = False  # leave input and output files at the provider
 
     @property
     def key_env(self) -> str | None:

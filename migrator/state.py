@@ -83,6 +83,35 @@ STATE_SCHEMA: list[tuple[int, str, str]] = [
     (4, "when the target last matched its source", """
         ALTER TABLE migrations ADD COLUMN changes_since REAL;
     """),
+    (5, "batch jobs and the texts in them (batch_ledger.py)", """
+        CREATE TABLE batch_jobs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            scope TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            input_file TEXT NOT NULL,
+            batch_id TEXT,
+            status TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            texts INTEGER NOT NULL,
+            tokens INTEGER NOT NULL,
+            cost REAL NOT NULL,
+            collected INTEGER NOT NULL DEFAULT 0,
+            resent INTEGER NOT NULL DEFAULT 0,
+            files_deleted INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE batch_texts (
+            key BLOB PRIMARY KEY,
+            job INTEGER NOT NULL REFERENCES batch_jobs(seq) ON DELETE CASCADE,
+            request INTEGER NOT NULL,
+            row INTEGER NOT NULL
+        );
+        CREATE INDEX batch_texts_by_job ON batch_texts (job, request, row);
+        CREATE TABLE batch_scans (scope TEXT PRIMARY KEY, finished INTEGER NOT NULL);
+        CREATE TABLE batch_failures (key BLOB PRIMARY KEY, attempts INTEGER NOT NULL);
+    """),
 ]
 
 
@@ -255,6 +284,11 @@ class State:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The connection, for the tables other modules keep here (batch_ledger.py)."""
+        return self._db
 
     def __enter__(self) -> State:
         return self

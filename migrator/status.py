@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .batch_ledger import BatchLedger, JobRow
 from .settings import Settings
 from .state import MigrationRecord, State
 from .store import QdrantStore, opened
@@ -25,6 +26,7 @@ class StatusReport:
     migrations: list[MigrationRecord]
     alias_history: list[dict[str, Any]]
     history: list[MigrationRecord] = field(default_factory=list)
+    batch_jobs: list[JobRow] = field(default_factory=list)  # batch mode's ledger
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -33,6 +35,7 @@ class StatusReport:
             "migrations": [_migration(m) for m in self.migrations],
             "history": [_migration(m) for m in self.history],
             "alias_history": self.alias_history,
+            "batch_jobs": [j.to_dict() for j in self.batch_jobs],
         }
 
 
@@ -45,12 +48,15 @@ def status(settings: Settings, *, store: QdrantStore | None = None) -> StatusRep
     state_dir = Path(settings.migration.state_dir)
     migrations: list[MigrationRecord] = []
     history: list[dict[str, Any]] = []
+    jobs: list[JobRow] = []
     if (state_dir / "state.db").exists():
         with State(state_dir) as state:
             migrations, history = state.all(), state.alias_history()
+            jobs = BatchLedger(state).jobs()
     current, superseded = current_and_history(migrations)
     with opened(settings.target_store, None, source_store=store) as (target, _):
-        return StatusReport(target.location, target.aliases(), current, history, superseded)
+        return StatusReport(target.location, target.aliases(), current, history, superseded,
+                            jobs)
 
 
 def current_and_history(records: list[MigrationRecord]

@@ -90,6 +90,7 @@ class LoopbackServer:
         self._index = -1
         self._used = {"requests": 0, "tokens": 0}
         self.bodies: list[dict[str, Any]] = []
+        self.batches: Any = None  # a batch_loopback.BatchDouble serves /files and /batches
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -134,6 +135,12 @@ class LoopbackServer:
             self.answered += 1
             self.billed_tokens += tokens
             self.kinds.update((body.get("input_type", "-"), t) for t in texts)
+        return 200, headers, json.dumps(self.payload(body)).encode()
+
+    def payload(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The embeddings answer to a request body (counted by the caller)."""
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        tokens = sum(len(t.split()) for t in texts)
         asked = body.get("dimensions") if self.honour_dimensions else None
         dims = int(asked or self.dims)
         items = []
@@ -144,9 +151,8 @@ class LoopbackServer:
             items.append({"object": "embedding", "index": index, "embedding": encoded})
         if self.shuffle:
             items.reverse()
-        payload = {"object": "list", "data": items, "model": body.get("model"),
-                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-        return 200, headers, json.dumps(payload).encode()
+        return {"object": "list", "data": items, "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     def _admit(self, tokens: int) -> tuple[int, dict[str, str]]:
         """Count a request against the current window (lock held): 429 when it would go
@@ -191,7 +197,33 @@ class LoopbackServer:
             # for the client's delayed ACK (40 ms) and every request looks slow
             disable_nagle_algorithm = True
 
+            def _batches(self, method: str) -> bool:
+                """OpenAI's Files and Batches APIs, when a BatchDouble is attached."""
+                if server.batches is None or not any(
+                        part in self.path for part in ("/files", "/batches")):
+                    return False
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length) if length else b""
+                if server.api_key and self.headers.get("Authorization") != (
+                        f"Bearer {server.api_key}"):
+                    status, answer = 401, {"error": {"message": "Incorrect API key"}}
+                else:
+                    status, answer = server.batches.handle(method, self.path, self.headers, raw)
+                out = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+                return True
+
+            def do_DELETE(self) -> None:  # noqa: N802 (http.server's naming)
+                if not self._batches("DELETE"):
+                    self.send_error(404)
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if self._batches("GET"):
+                    return
                 busy = (server.last_admit or 0) - (server.first_admit or 0)
                 raw = json.dumps({"requests": server.requests, "throttled": server.throttled,
                                   "admitted_tokens": server.admitted_tokens,
@@ -203,6 +235,8 @@ class LoopbackServer:
                 self.wfile.write(raw)
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                if self._batches("POST"):
+                    return
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 count = len(body["input"]) if isinstance(body.get("input"), list) else 1

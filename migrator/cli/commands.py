@@ -65,6 +65,13 @@ __all__ = ["_sizes", "cache", "cache_clear_command", "cache_stats_command", "com
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --restart.")
 @adopt_option
 @updated_field_option
+@click.option("--batch/--no-batch", default=None,
+              help="Embed through the provider's batch API at its batch price (OpenAI: "
+              "half), then migrate; run again to collect (or --wait).")
+@click.option("--wait", is_flag=True, default=None,
+              help="With --batch: poll until every batch job is collected, then migrate.")
+@click.option("--keep-batch-files", is_flag=True, default=None,
+              help="Leave batch input and output files at the provider after collection.")
 @output_options
 @with_bars
 def migrate(bars: Bars, as_json: bool, quiet: bool, restart: bool, yes: bool, force: bool,
@@ -82,6 +89,9 @@ def migrate(bars: Bars, as_json: bool, quiet: bool, restart: bool, yes: bool, fo
     Example (OpenAI into a Qdrant server):
       export OPENAI_API_KEY=...
       migrator migrate -c configs/openai-3-small-512.yaml
+    \b
+    Example (half price through OpenAI's Batch API; run again to collect):
+      migrator migrate -c configs/openai-3-small-512.yaml --batch
     """
     settings = settings_from(options)
     if no_verify:

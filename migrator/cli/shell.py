@@ -148,6 +148,8 @@ def settings_from(options: dict[str, Any]) -> Settings:
             "base_url": o.get("base_url"), "api_key_env": o.get("api_key_env"),
             "concurrency": o.get("concurrency"), "batch_size": o.get("batch_size"),
             "dimension_policy": o.get("dimension_policy"), "long_input": o.get("long_input"),
+            "batch": o.get("batch"), "batch_wait": o.get("wait"),
+            "keep_batch_files": o.get("keep_batch_files"),
         },
         "migration": {"page_size": o.get("page_size"), "missing_text": o.get("missing_text"),
                       "state_dir": o.get("state_dir"), "cache": o.get("cache"),

@@ -16,10 +16,11 @@ from typing import Literal, Protocol
 import numpy as np
 
 from ..catalog import ModelSpec
+from .batches import BatchAPI
 from .sizing import DimsDecision
 from .usage import EndpointMetrics, Usage
 
-__all__ = ["Embedder", "Embedding", "InputKind", "Wrapper"]
+__all__ = ["CacheSlot", "Embedder", "Embedding", "InputKind", "Wrapper"]
 
 InputKind = Literal["document", "query"]
 
@@ -38,6 +39,18 @@ class Embedding:
     retries: int = 0
     cached: int = 0  # texts answered from the embedding cache (not sent, not paid)
     tokens_saved: int = 0  # what the cached texts cost when they were first embedded
+
+
+class CacheSlot(Protocol):
+    """One key space of the embedding cache: a provider's own answers for one input kind
+    (what batch mode fills)."""
+
+    def keys(self, texts: Sequence[str]) -> list[bytes]: ...
+
+    def found(self, keys: Sequence[bytes]) -> set[bytes]: ...
+
+    def put(self, keys: Sequence[bytes], vectors: np.ndarray, tokens: Sequence[int]
+            ) -> None: ...
 
 
 class Embedder(Protocol):
@@ -122,6 +135,14 @@ class Embedder(Protocol):
     async def release(self) -> None:
         """Finish this stack's own work (cache writes) and leave the provider open."""
 
+    def batches(self) -> BatchAPI | None:
+        """The provider's batch API for this model and size; None where it has none."""
+        return None
+
+    def cache_slot(self, kind: InputKind = "document") -> CacheSlot | None:
+        """The cache's key space of the provider's own answers; None without a cache."""
+        return None
+
 
 class Wrapper(Embedder):
     """A layer on an embedder: every question it does not answer itself goes to `inner`."""
@@ -190,3 +211,9 @@ class Wrapper(Embedder):
 
     def expect_dims(self, dims: int) -> None:
         self.inner.expect_dims(dims)
+
+    def batches(self) -> BatchAPI | None:
+        return self.inner.batches()
+
+    def cache_slot(self, kind: InputKind = "document") -> CacheSlot | None:
+        return self.inner.cache_slot(kind)

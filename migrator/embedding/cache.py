@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import CorruptState, ProviderResponseError
 from ..state import CACHE_FILE
 from ..vector_cache import CacheStats, EmbeddingCache
-from .base import Embedder, Embedding, InputKind, Wrapper
+from .base import CacheSlot, Embedder, Embedding, InputKind, Wrapper
 from .tokens import CHARS_PER_TOKEN
 
 __all__ = ["cache_clear", "CACHE_FORMAT", "cache_stats", "CachedEmbedder", "namespace"]
@@ -153,6 +153,32 @@ class CachedEmbedder(Wrapper):
     async def finish(self) -> None:
         """Stop the cache thread (every answer is committed already)."""
         self._io.shutdown(wait=True)
+
+    def cache_slot(self, kind: InputKind = "document") -> CacheSlot | None:
+        if self.inner.sizing is not None:  # this cache holds sized vectors, not answers
+            return self.inner.cache_slot(kind)
+        return _Slot(self.cache, namespace(self.inner, kind), self.inner.dims,
+                     self.spec.provider)
+
+
+class _Slot:
+    """One namespace of the cache, for vectors that came another way (batch mode)."""
+
+    def __init__(self, cache: EmbeddingCache, space: str, width: int | None,
+                 provider: str) -> None:
+        self._cache, self._space = cache, space
+        self._width, self._provider = width, provider
+
+    def keys(self, texts: Sequence[str]) -> list[bytes]:
+        return [EmbeddingCache.key(self._space, text) for text in texts]
+
+    def found(self, keys: Sequence[bytes]) -> set[bytes]:
+        return set(_sound_rows(self._cache.get_many(self._space, keys), self._width))
+
+    def put(self, keys: Sequence[bytes], vectors: np.ndarray, tokens: Sequence[int]
+            ) -> None:
+        _check_answer(vectors, self._width, self._provider)
+        self._cache.put_many(self._space, keys, vectors, tokens)
 
 
 _Answer = tuple[np.ndarray, list[int]]  # an answer's vectors and each text's token share

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import ConfigError, ProviderResponseError
 from ..settings import KEY_REQUIRED, ProviderSettings
 from .base import InputKind
+from .batches import BatchAPI, OpenAIBatches
 from .rest import RestEmbedder
 
 __all__ = ["DEFAULT_BASE_URLS", "DEFAULT_BATCH", "OpenAIEmbedder"]
@@ -46,6 +47,15 @@ class OpenAIEmbedder(RestEmbedder):
 
     def url(self) -> str:
         return self._url
+
+    def batches(self) -> BatchAPI | None:
+        """OpenAI's Batch API (Azure's batch deployments are not spoken yet)."""
+        if self.settings.name != "openai":
+            return None
+        return OpenAIBatches(
+            base_url=self.settings.base_url or DEFAULT_BASE_URLS["openai"],
+            headers=self.headers(), label=self.label, request_body=self.request_body,
+            parse=self.parse, timeout=self.settings.timeout)
 
     def body(self, texts: Sequence[str], kind: InputKind) -> dict[str, Any]:
         return self.request_body(texts)

@@ -1,0 +1,244 @@
+"""Batch mode against a loopback double of OpenAI's Files and Batches APIs: the same target
+as a synchronous run, nothing paid twice across runs and crashes, partial outcomes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import SecretStr
+from qdrant_client import models as qm
+
+from migrator import (
+    CollectionSettings,
+    MigrationSettings,
+    ProviderError,
+    ProviderSettings,
+    Settings,
+    migrate,
+)
+from migrator.batch_ledger import BatchLedger
+from migrator.embedding.batches import OpenAIBatches
+from migrator.settings import VerifySettings
+from migrator.state import State
+from migrator.store import QdrantStore
+
+from .batch_loopback import BatchDouble
+from .conftest import make_collection
+from .loopback import LoopbackServer
+
+POINTS = 400
+
+
+def settings(tmp_path: Path, url: str, *, batch: bool = True, target: str = "docs_batch",
+             state: str = "state", **provider: Any) -> Settings:
+    return Settings(
+        provider=ProviderSettings(name="openai", model="text-embedding-3-small", base_url=url,
+                                  api_key=SecretStr("sk-test"), dimensions=8, batch_size=32,
+                                  batch=batch, batch_poll=0.01, **provider),
+        collections=[CollectionSettings(name="docs", target=target)],
+        migration=MigrationSettings(state_dir=tmp_path / state, page_size=64),
+        verify=VerifySettings(enabled=False),
+    )
+
+
+def vectors(store: QdrantStore, collection: str) -> dict[Any, list[float]]:
+    points, _ = store.client.scroll(collection, limit=10_000, with_vectors=True)
+    return {p.id: p.vector for p in points}  # type: ignore[misc]
+
+
+@pytest.fixture
+def served(memory_store: QdrantStore):  # type: ignore[no-untyped-def]
+    make_collection(memory_store.client, "docs", n=POINTS)
+    with LoopbackServer(dims=8, api_key="sk-test") as server:
+        server.batches = BatchDouble(server, polls=2)
+        yield memory_store, server
+
+
+def test_a_batch_migration_ends_with_the_same_target_as_a_synchronous_one(
+        served: tuple[QdrantStore, LoopbackServer], tmp_path: Path) -> None:
+    store, server = served
+    double: BatchDouble = server.batches
+    first = migrate(settings(tmp_path, server.url), source_store=store)
+    probed = len(server.seen)  # the preflight probe's texts, embedded synchronously
+    assert first.collections == [] and first.batch is not None and not first.batch.done
+    assert first.batch.submitted_jobs == 1 and first.batch.submitted_texts == POINTS - probed
+    assert first.batch.submitted_cost == pytest.approx(first.batch.synchronous_cost / 2)
+    assert not store.client.collection_exists("docs_batch")  # nothing written yet
+    second = migrate(settings(tmp_path, server.url), source_store=store)  # still running
+    assert second.batch is not None and second.batch.pending_jobs == 1
+    sent = server.answered
+    third = migrate(settings(tmp_path, server.url), source_store=store)
+    assert third.batch is not None and third.batch.collected_texts == POINTS - probed
+    assert server.answered == sent  # the probe's texts come from the cache: not one request
+    assert third.collections[0].stats.cached == POINTS
+    assert third.collections[0].target_count == POINTS
+    assert sorted(double.embedded.values()) == [1] * (POINTS - probed)  # each paid once
+    assert not set(double.embedded) & set(server.seen)
+    assert set(double.deleted) >= {job["input_file_id"] for job in
+                                   (b.to_dict() for b in double.batches.values())}
+    synchronous = migrate(settings(tmp_path, server.url, batch=False, target="docs_sync",
+                                   state="sync-state"), source_store=store)
+    assert synchronous.collections[0].target_count == POINTS
+    batch, sync = vectors(store, "docs_batch"), vectors(store, "docs_sync")
+    assert batch.keys() == sync.keys()
+    for point_id, vector in batch.items():
+        np.testing.assert_array_equal(vector, sync[point_id])
+
+
+def test_wait_polls_until_collected_and_a_rerun_sends_nothing(
+        served: tuple[QdrantStore, LoopbackServer], tmp_path: Path) -> None:
+    store, server = served
+    result = migrate(settings(tmp_path, server.url, batch_wait=True), source_store=store)
+    assert result.batch is not None and result.batch.done
+    assert result.collections[0].target_count == POINTS
+    jobs, files = len(server.batches.batches), len(server.batches.files)
+    again = migrate(settings(tmp_path, server.url, batch_wait=True), source_store=store)
+    assert again.batch is not None and again.batch.submitted_texts == 0
+    assert len(server.batches.batches) == jobs and len(server.batches.files) == files
+
+
+def test_a_cached_text_is_never_submitted(served: tuple[QdrantStore, LoopbackServer],
+                                          tmp_path: Path) -> None:
+    store, server = served
+    migrate(settings(tmp_path, server.url, batch=False, target="docs_sync"), source_store=store)
+    result = migrate(settings(tmp_path, server.url, batch_wait=True), source_store=store)
+    assert result.batch is not None and result.batch.submitted_texts == 0
+    assert server.batches.batches == {} and result.collections[0].target_count == POINTS
+
+
+@pytest.mark.parametrize("crash", ["before the batch is created", "before it is recorded"])
+def test_a_crash_between_submission_and_collection_never_submits_twice(
+        served: tuple[QdrantStore, LoopbackServer], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, crash: str) -> None:
+    store, server = served
+    real = OpenAIBatches.create
+
+    async def create_and_die(self: OpenAIBatches, file_id: str, metadata: Any) -> Any:
+        if crash == "before it is recorded":
+            await real(self, file_id, metadata)
+        raise KeyboardInterrupt  # stands for kill -9: nothing after this line runs
+
+    monkeypatch.setattr(OpenAIBatches, "create", create_and_die)
+    with pytest.raises(KeyboardInterrupt):
+        migrate(settings(tmp_path, server.url), source_store=store)
+    monkeypatch.setattr(OpenAIBatches, "create", real)
+    result = migrate(settings(tmp_path, server.url, batch_wait=True), source_store=store)
+    assert result.batch is not None and result.batch.done
+    assert len(server.batches.batches) == 1  # found, or created once, never twice
+    assert sorted(server.batches.embedded.values()) == [1] * (POINTS - len(server.seen))
+    assert result.collections[0].target_count == POINTS
+
+
+def test_lines_answered_with_errors_are_sent_again(memory_store: QdrantStore,
+                                                   tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=POINTS)
+    with LoopbackServer(dims=8, api_key="sk-test") as server:
+        server.batches = BatchDouble(server, polls=1, error_ids={"r0", "r2"})
+        result = migrate(settings(tmp_path, server.url, batch_wait=True),
+                         source_store=memory_store)
+        assert result.batch is not None and result.batch.resent_texts >= 64
+        assert result.collections[0].target_count == POINTS
+        assert len(server.batches.batches) >= 2
+        with State(tmp_path / "state") as state:
+            jobs = BatchLedger(state).jobs()
+        assert jobs[0].resent == 64 and jobs[0].status == "collected"
+
+
+def test_an_expired_batch_keeps_its_answers_and_the_rest_is_sent_again(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=POINTS)
+    with LoopbackServer(dims=8, api_key="sk-test") as server:
+        server.batches = BatchDouble(server, polls=1, expire=True)
+        first = migrate(settings(tmp_path, server.url), source_store=memory_store)
+        assert first.batch is not None and first.batch.pending_jobs == 1
+        second = migrate(settings(tmp_path, server.url), source_store=memory_store)
+        report = second.batch
+        assert report is not None and report.collected_texts and report.resent_texts
+        assert report.collected_texts + report.resent_texts == POINTS - len(server.seen)
+        assert report.submitted_texts == report.resent_texts  # the rest, in a new job
+        assert sorted(server.batches.embedded.values()) == [1] * report.collected_texts
+
+
+def test_a_failed_batch_stops_with_the_providers_message(memory_store: QdrantStore,
+                                                        tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=POINTS)
+    with LoopbackServer(dims=8, api_key="sk-test") as server:
+        server.batches = BatchDouble(server, fail="The model `x` does not exist")
+        with pytest.raises(ProviderError, match="failed batch .* invalid_request: The model "
+                                                "`x` does not exist.*free to be sent again"):
+            migrate(settings(tmp_path, server.url, batch_wait=True), source_store=memory_store)
+        with State(tmp_path / "state") as state:
+            (job,) = BatchLedger(state).jobs()
+            assert job.status == "failed" and job.resent == POINTS - len(server.seen)
+            assert BatchLedger(state).claimed([b"anything"]) == set()
+
+
+def test_a_batch_refused_for_the_enqueued_token_limit_is_sent_again_later(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=POINTS)
+    with LoopbackServer(dims=8, api_key="sk-test") as server:
+        server.batches = BatchDouble(server, polls=1, enqueued_tokens=10)
+        first = migrate(settings(tmp_path, server.url), source_store=memory_store)
+        assert first.batch is not None and first.batch.pending_jobs == 1
+        server.batches.enqueued_tokens = None  # earlier batches finished
+        result = migrate(settings(tmp_path, server.url, batch_wait=True),
+                         source_store=memory_store)
+        assert result.batch is not None and result.batch.refused_jobs == 1
+        assert result.collections[0].target_count == POINTS
+
+
+def test_batch_mode_needs_a_provider_with_a_batch_api(memory_store: QdrantStore,
+                                                      tmp_path: Path) -> None:
+    from migrator import ConfigError
+
+    make_collection(memory_store.client, "docs", n=10)
+    config = Settings(provider=ProviderSettings(batch=True),
+                      collections=[CollectionSettings(name="docs")],
+                      migration=MigrationSettings(state_dir=tmp_path / "s"))
+    with pytest.raises(ConfigError, match="'hashing' has no batch API"):
+        migrate(config, source_store=memory_store)
+
+
+def test_point_ids_and_payloads_are_untouched(served: tuple[QdrantStore, LoopbackServer],
+                                              tmp_path: Path) -> None:
+    store, server = served
+    migrate(settings(tmp_path, server.url, batch_wait=True), source_store=store)
+    source, _ = store.client.scroll("docs", limit=10_000)
+    target, _ = store.client.scroll("docs_batch", limit=10_000)
+    assert [(p.id, p.payload) for p in source] == [(p.id, p.payload) for p in target]
+    assert isinstance(qm.Distance.COSINE, qm.Distance)
+
+
+def test_the_cli_submits_reports_and_collects(memory_store: QdrantStore, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+    from qdrant_client import QdrantClient
+
+    from migrator.cli import cli
+
+    path = tmp_path / "qdrant"
+    client = QdrantClient(path=str(path))
+    make_collection(client, "docs", n=POINTS)
+    client.close()
+    with LoopbackServer(dims=8, api_key="sk-test") as server:
+        server.batches = BatchDouble(server, polls=1)
+        args = ["migrate", "--qdrant-path", str(path), "--state-dir", str(tmp_path / "s"),
+                "--collection", "docs", "--provider", "openai", "--model",
+                "text-embedding-3-small", "--dimensions", "8", "--base-url", server.url,
+                "--no-verify", "--batch"]
+        env = {"OPENAI_API_KEY": "sk-test"}
+        first = CliRunner().invoke(cli, args, env=env)
+        assert first.exit_code == 0, first.output
+        assert "in 1 batch job(s)" in first.stdout and "at the batch price" in first.stdout
+        assert "Run the same command again" in first.stdout
+        shown = CliRunner().invoke(cli, ["status", "--qdrant-path", str(path), "--state-dir",
+                                         str(tmp_path / "s")])
+        assert "Batch jobs (batch mode):" in shown.stdout and "validating" in shown.stdout
+        second = CliRunner().invoke(cli, [*args, "--json"], env=env)
+        assert second.exit_code == 0, second.output
+        data = json.loads(second.stdout)
+        assert data["batch"]["done"] and data["collections"][0]["target_count"] == POINTS
