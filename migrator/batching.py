@@ -28,8 +28,10 @@ from .embedding.batches import (
     BatchJob,
 )
 from .embedding.tokens import estimate_total
-from .errors import ConfigError, ProviderError
+from .embedding.usage import Usage
+from .errors import ConfigError, MigratorError, ProviderError
 from .interrupts import Stop
+from .ownership import Confirm
 from .pipeline import prepare
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource
@@ -75,16 +77,20 @@ class BatchReport:
 
 async def run_batches(settings: Settings, state: State, source: QdrantStore,
                       embedder: Embedder, schemas: Sequence[CollectionSchema], *,
-                      stop: Stop | None = None, on_progress: BatchProgress | None = None
-                      ) -> BatchReport:
+                      stop: Stop | None = None, on_progress: BatchProgress | None = None,
+                      restart: bool = False, confirm: Confirm | None = None) -> BatchReport:
     """Collect what is finished, submit what is left; with `provider.batch_wait`, again
-    every `provider.batch_poll` seconds until every job is collected."""
+    every `provider.batch_poll` seconds until every job is collected. `restart`: first
+    cancel the jobs still open (after `confirm` agreed) and delete their files."""
     api, slot = _parts(settings, embedder)
     ledger = BatchLedger(state)
     report = BatchReport()
     try:
+        if restart:
+            await _cancel_open(api, ledger, [c.name for c in settings.collections], confirm)
         while True:
-            await _collect(api, ledger, slot, report, keep=settings.provider.keep_batch_files)
+            await _collect(api, ledger, slot, report, embedder.usage,
+                           keep=settings.provider.keep_batch_files)
             for config, schema in zip(settings.collections, schemas, strict=True):
                 if not ledger.scanned(config.name):
                     await _submit(api, ledger, slot, embedder, settings, source, config,
@@ -118,7 +124,7 @@ def _parts(settings: Settings, embedder: Embedder) -> tuple[BatchAPI, CacheSlot]
 
 
 async def _collect(api: BatchAPI, ledger: BatchLedger, slot: CacheSlot, report: BatchReport,
-                   *, keep: bool) -> None:
+                   usage: Usage | None, *, keep: bool) -> None:
     for job in ledger.jobs(open_only=True):
         batch = await _started(api, ledger, job)
         if batch is None or not batch.finished:
@@ -137,6 +143,9 @@ async def _collect(api: BatchAPI, ledger: BatchLedger, slot: CacheSlot, report: 
                 keys = requests[line.custom_id]
                 slot.put(keys, line.vectors, _shares(len(keys), line.tokens))
                 answered.add(line.custom_id)
+                if usage is not None:  # the bill, at the batch price
+                    usage.answered(len(keys), line.tokens or 0, line.tokens is None,
+                                   price_factor=api.discount)
         unanswered = [key for custom_id, keys in requests.items() if custom_id not in answered
                       for key in keys]
         refused_for_now = batch.status == "failed" and bool(
@@ -162,6 +171,27 @@ async def _collect(api: BatchAPI, ledger: BatchLedger, slot: CacheSlot, report: 
                 f"{api.label} failed batch {batch.id} (job {job.seq}): "
                 f"{batch.describe_errors()}. Its {job.texts:,} texts are free to be sent "
                 "again; fix the cause and run the same command again.", provider=api.label)
+
+
+async def _cancel_open(api: BatchAPI, ledger: BatchLedger, scopes: list[str],
+                       confirm: Confirm | None) -> None:
+    """--restart: cancel the open jobs of `scopes` at the provider, delete their input
+    files, and release their texts (a cancelled batch's partial output is not collected)."""
+    jobs = [job for job in ledger.jobs(open_only=True) if job.scope in scopes]
+    names = [f"batch job {j.seq} ({j.batch_id or 'not created'}, {j.texts:,} texts)"
+             for j in jobs]
+    if jobs and confirm is not None and not confirm(names):
+        raise MigratorError("--restart was not confirmed; nothing was cancelled.")
+    for job in jobs:
+        if job.batch_id is not None:
+            await api.cancel(job.batch_id)
+        await api.delete_file(job.input_file)
+        keys = [key for keys in ledger.requests(job).values() for key in keys]
+        ledger.close_job(job, status="cancelled", collected=0, unanswered=keys,
+                         error="cancelled by --restart", attempt=False)
+        ledger.update(job.seq, files_deleted=1)
+    for scope in scopes:
+        ledger.mark_scanned(scope, False)
 
 
 async def _started(api: BatchAPI, ledger: BatchLedger, job: JobRow) -> BatchJob | None:

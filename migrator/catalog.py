@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["lookup", "MODELS", "models_for", "ModelSpec", "Provider", "REGISTRY"]
+__all__ = ["BATCH", "BatchTerms", "lookup", "MODELS", "models_for", "ModelSpec", "Provider",
+           "REGISTRY"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,18 @@ class Provider:
     catalog_only: bool = False  # a model the catalog lacks is refused (a closed list)
     sized_on_load: bool = False  # the size is known once the model is loaded (local)
 
+
+@dataclass(frozen=True)
+class BatchTerms:
+    """A provider's batch API as migrator speaks it: its price as a share of the
+    synchronous one, and the window within which it answers."""
+
+    price_factor: float
+    window_hours: float
+
+
+# providers whose batch API migrator speaks (docs/batch-apis.md)
+BATCH: dict[str, BatchTerms] = {"openai": BatchTerms(0.5, 24)}
 
 REGISTRY: dict[str, Provider] = {p.name: p for p in (
     Provider("hashing", "hashing:HashingEmbedder", catalog_only=True),

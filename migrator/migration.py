@@ -197,8 +197,9 @@ class _Run:
         dims = checked.target
         if self.settings.provider.batch:
             with self._phase("batch"):
-                batch = await run_batches(self.settings, self.state, self.source,
-                                          self.embedder, schemas, stop=self.stop)
+                batch = await run_batches(self.settings, self.state, self.source, self.embedder,
+                                          schemas, stop=self.stop, restart=restart,
+                                          confirm=confirm)
             if not batch.done:  # submitted or still running: the next run collects
                 return MigrationResult(self.settings.provider.name, self.settings.provider.model,
                                        dims, [], time.perf_counter() - started, self.bill(),

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .catalog import ModelSpec
+from .catalog import BATCH, BatchTerms, ModelSpec
 from .embedding import model_spec
 from .embedding.sizing import DimsDecision, decide
 from .embedding.tokens import estimate_tokens
@@ -60,6 +60,8 @@ class PlanResult:
     collections: list[CollectionPlan]
     warnings: list[str]
     max_cost: float | None = None  # migration.max_cost, the estimate's limit
+    batch: BatchTerms | None = None  # with provider.batch: the provider's batch terms
+    batch_asked: bool = False  # provider.batch was set
 
     @property
     def estimated_tokens(self) -> int:
@@ -69,6 +71,12 @@ class PlanResult:
     def estimated_cost(self) -> float | None:
         costs = [c.estimated_cost for c in self.collections]
         return None if any(c is None for c in costs) else sum(c or 0.0 for c in costs)
+
+    @property
+    def batch_cost(self) -> float | None:
+        """The estimate at the batch price (batch mode)."""
+        cost = self.estimated_cost
+        return None if cost is None or self.batch is None else cost * self.batch.price_factor
 
     @property
     def within_max_cost(self) -> bool | None:
@@ -87,6 +95,10 @@ class PlanResult:
             "estimated_cost_usd": self.estimated_cost,
             "max_cost_usd": self.max_cost,
             "within_max_cost": self.within_max_cost,
+            "batch": None if not self.batch_asked else {
+                "available": self.batch is not None,
+                "estimated_cost_usd": self.batch_cost,
+                "window_hours": self.batch.window_hours if self.batch else None},
             "warnings": self.warnings,
             "collections": [c.to_dict() for c in self.collections],
         }
@@ -119,7 +131,9 @@ def plan(settings: Settings, *, source_store: QdrantStore | None = None,
                       distance=first.target_distance,
                       send_dimensions=settings.provider.send_dimensions)
     return PlanResult(settings.provider.name, settings.provider.model, spec, decision, plans,
-                      _run_warnings(settings, spec, decision), settings.migration.max_cost)
+                      _run_warnings(settings, spec, decision), settings.migration.max_cost,
+                      BATCH.get(settings.provider.name) if settings.provider.batch else None,
+                      settings.provider.batch)
 
 
 def _run_warnings(settings: Settings, spec: ModelSpec, decision: DimsDecision) -> list[str]:

@@ -207,8 +207,16 @@ def plan(result: Any) -> str:
         lines += [f"  warning: {w}" for w in c.warnings]
         lines.append("")
     lines.append(dims_line(result.dims))
+    seconds = sum(c.estimated_seconds or 0.0 for c in result.collections)
     lines.append(f"Total: {result.estimated_tokens:,} tokens (estimated), "
-                 f"{money(result.estimated_cost)}.")
+                 f"{money(result.estimated_cost)}, about {duration(seconds)} synchronously.")
+    if result.batch_asked:
+        lines.append(
+            f"Batch mode: {money(result.batch_cost)} at the batch price, answered within "
+            f"{result.batch.window_hours:g} hours (often much sooner); run migrate again to "
+            "collect, or add --wait." if result.batch is not None else
+            f"Batch mode: provider {result.provider!r} has no batch API migrator speaks "
+            "(openai has).")
     if result.max_cost is not None:
         verdict = {True: "within it", False: "over it: migrate would refuse to start",
                    None: "no price is known, so migrate would refuse the limit"}

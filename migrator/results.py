@@ -10,7 +10,7 @@ from typing import Any
 from .batching import BatchReport
 from .catchup import SyncStats
 from .embedding.sizing import DimsDecision
-from .embedding.usage import PhaseUsage, Usage, cost
+from .embedding.usage import PhaseUsage, Usage
 from .errors import DataError, InputTooLong, MigratorError, MissingText, VerificationFailed
 from .jobs import Job
 from .pipeline import TOO_LONG, Stats
@@ -87,7 +87,7 @@ class Bill:
 
     @property
     def cost(self) -> float | None:
-        return cost(self.total.tokens, self.price_per_mtok)
+        return self.usage.cost(self.price_per_mtok)
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.usage.to_dict(self.price_per_mtok), "http": self.http}

@@ -77,6 +77,10 @@ def test_a_batch_migration_ends_with_the_same_target_as_a_synchronous_one(
     assert third.collections[0].target_count == POINTS
     assert sorted(double.embedded.values()) == [1] * (POINTS - probed)  # each paid once
     assert not set(double.embedded) & set(server.seen)
+    billed = third.bill.to_dict()["phases"]["batch"]  # the bill equals the provider's
+    assert (billed["texts"], billed["tokens"]) == (POINTS - probed, double.billed_tokens)
+    assert billed["cost_usd"] == pytest.approx(double.billed_tokens * 0.02 / 1e6 * 0.5)
+    assert third.cost == pytest.approx(billed["cost_usd"])  # nothing else paid in that run
     assert set(double.deleted) >= {job["input_file_id"] for job in
                                    (b.to_dict() for b in double.batches.values())}
     synchronous = migrate(settings(tmp_path, server.url, batch=False, target="docs_sync",
@@ -242,3 +246,40 @@ def test_the_cli_submits_reports_and_collects(memory_store: QdrantStore, tmp_pat
         assert second.exit_code == 0, second.output
         data = json.loads(second.stdout)
         assert data["batch"]["done"] and data["collections"][0]["target_count"] == POINTS
+
+
+def test_restart_cancels_open_jobs_after_asking_and_sends_their_texts_again(
+        served: tuple[QdrantStore, LoopbackServer], tmp_path: Path) -> None:
+    from migrator import MigratorError
+
+    store, server = served
+    double: BatchDouble = server.batches
+    first = migrate(settings(tmp_path, server.url), source_store=store)
+    assert first.batch is not None and first.batch.pending_jobs == 1
+    (old,) = double.batches.values()
+    with pytest.raises(MigratorError, match="not confirmed; nothing was cancelled"):
+        migrate(settings(tmp_path, server.url), source_store=store, restart=True,
+                confirm=lambda names: False)
+    assert old.status == "validating"
+    asked: list[list[str]] = []
+    again = migrate(settings(tmp_path, server.url), source_store=store, restart=True,
+                    confirm=lambda names: asked.append(names) or True)
+    assert asked == [[f"batch job 1 ({old.id}, {first.batch.submitted_texts} texts)"]]
+    assert old.status == "cancelled" and old.input_file_id in double.deleted
+    assert again.batch is not None and again.batch.submitted_texts == first.batch.submitted_texts
+    assert len(double.batches) == 2
+
+
+def test_plan_shows_the_batch_price_beside_the_synchronous_one(memory_store: QdrantStore,
+                                                                tmp_path: Path) -> None:
+    from migrator import plan, report
+
+    make_collection(memory_store.client, "docs", n=50)
+    result = plan(settings(tmp_path, "http://unused"), source_store=memory_store)
+    assert result.batch_cost == pytest.approx(result.estimated_cost / 2)
+    text = report.plan(result)
+    assert "at the batch price, answered within 24 hours" in text and "synchronously" in text
+    assert result.to_dict()["batch"]["window_hours"] == 24
+    other = settings(tmp_path, "http://unused")
+    other.provider = ProviderSettings(batch=True)
+    assert "'hashing' has no batch API" in report.plan(plan(other, source_store=memory_store))

@@ -32,6 +32,7 @@ from .shell import (
     Exit,
     adopt_option,
     alias_options,
+    batch_option,
     cli,
     collection_options,
     config_option,
@@ -65,9 +66,7 @@ __all__ = ["_sizes", "cache", "cache_clear_command", "cache_stats_command", "com
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --restart.")
 @adopt_option
 @updated_field_option
-@click.option("--batch/--no-batch", default=None,
-              help="Embed through the provider's batch API at its batch price (OpenAI: "
-              "half), then migrate; run again to collect (or --wait).")
+@batch_option
 @click.option("--wait", is_flag=True, default=None,
               help="With --batch: poll until every batch job is collected, then migrate.")
 @click.option("--keep-batch-files", is_flag=True, default=None,
@@ -281,6 +280,7 @@ def cache_clear_command(yes: bool, **options: Any) -> None:
 @click.option("--sample", type=int, default=200, show_default=True,
               help="Points read per collection for text statistics.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@batch_option
 def plan(as_json: bool, sample: int, **options: Any) -> None:
     """Show what a migration would do and cost, without changing anything.
 
@@ -288,6 +288,9 @@ def plan(as_json: bool, sample: int, **options: Any) -> None:
     Example:
       migrator plan --collection articles --provider openai \\
           --model text-embedding-3-small --dimensions 512
+    \b
+    Example (the price through the provider's batch API, beside the synchronous one):
+      migrator plan -c configs/openai-3-small-512.yaml --batch
     """
     result = run_plan(settings_from(options), sample=sample)
     emit(result, as_json, report.plan)

@@ -19,11 +19,11 @@ from ..errors import MigratorError, VerificationFailed
 from ..pipeline import Progress
 from ..settings import Settings, debugging, load_settings, with_collections
 
-__all__ = ["adopt_option", "alias_options", "Bars", "cli", "collection_options", "combine_options",
-           "config_option", "confirm_restart", "emit", "Exit", "main", "MigratorGroup",
-           "output_options", "pipeline_options", "provider_options", "run_options",
-           "settings_from", "state_option", "store_options", "target_store_options",
-           "updated_field_option", "with_bars"]
+__all__ = ["adopt_option", "alias_options", "Bars", "batch_option", "cli", "collection_options",
+           "combine_options", "config_option", "confirm_restart", "emit", "Exit", "main",
+           "MigratorGroup", "output_options", "pipeline_options", "provider_options",
+           "run_options", "settings_from", "state_option", "store_options",
+           "target_store_options", "updated_field_option", "with_bars"]
 
 
 class Exit(click.ClickException):
@@ -122,6 +122,10 @@ updated_field_option = click.option(
     "--updated-field", metavar="FIELD",
     help="Payload field the application sets to the time of each write (with a range "
     "index): a catch-up then reads only what changed since the last one.")
+batch_option = click.option(
+    "--batch/--no-batch", default=None,
+    help="Embed through the provider's batch API at its batch price (OpenAI: half), then "
+    "migrate; run again to collect (or --wait).")
 adopt_option = click.option(
     "--adopt-target", is_flag=True,
     help="Write into an existing --target this migration did not create (refused while "

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import httpx
 import numpy as np
 
+from ..catalog import BATCH
 from ..errors import ProviderError, ProviderResponseError, ProviderUnreachable
 from .http import backoff, error_message, retry_delay
 
@@ -97,7 +98,7 @@ Parse = Callable[[Any, httpx.Headers, int], tuple[np.ndarray, "int | None"]]
 class OpenAIBatches:
     """OpenAI's Files and Batches APIs, for the model and size `request_body` asks for."""
 
-    discount = 0.5
+    discount = BATCH["openai"].price_factor
 
     def __init__(self, *, base_url: str, headers: Mapping[str, str], label: str,
                  request_body: Callable[[Sequence[str]], dict[str, Any]], parse: Parse,

@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["Budget", "cost", "EndpointMetrics", "PHASES", "PhaseUsage", "Usage"]
 
 # The phases of a migration, in order; compare and verify use some of them.
-PHASES = ("probe", "backfill", "catch-up", "verification")
+PHASES = ("probe", "batch", "backfill", "catch-up", "verification")
 
 
 @dataclass
@@ -59,6 +59,7 @@ class PhaseUsage:
     tokens_estimated: bool = False  # some tokens were estimated: the provider did not say
     cached: int = 0
     tokens_saved: int = 0  # what the cached texts cost when they were first embedded
+    price_factor: float = 1.0  # the share of the list price it is billed at (batch: 0.5)
 
     def add(self, other: PhaseUsage) -> None:
         self.requests += other.requests
@@ -68,10 +69,14 @@ class PhaseUsage:
         self.cached += other.cached
         self.tokens_saved += other.tokens_saved
 
+    def cost(self, price_per_mtok: float | None) -> float | None:
+        listed = cost(self.tokens, price_per_mtok)
+        return None if listed is None else listed * self.price_factor
+
     def to_dict(self, price_per_mtok: float | None = None) -> dict[str, Any]:
         return {"requests": self.requests, "texts": self.texts, "from_cache": self.cached,
                 "tokens": self.tokens, "tokens_estimated": self.tokens_estimated,
-                "cost_usd": cost(self.tokens, price_per_mtok),
+                "cost_usd": self.cost(price_per_mtok),
                 "tokens_saved": self.tokens_saved,
                 "cost_saved_usd": cost(self.tokens_saved, price_per_mtok)}
 
@@ -100,9 +105,12 @@ class Usage:
     def current(self) -> PhaseUsage:
         return self.phases.setdefault(self.phase, PhaseUsage())
 
-    def answered(self, texts: int, tokens: int, estimated: bool) -> None:
-        """One request the provider answered (and bills)."""
+    def answered(self, texts: int, tokens: int, estimated: bool, *,
+                 price_factor: float = 1.0) -> None:
+        """One request the provider answered (and bills, at `price_factor` of its list
+        price: a batch API's discount)."""
         usage = self.current
+        usage.price_factor = price_factor
         usage.requests += 1
         usage.texts += texts
         usage.tokens += tokens
@@ -146,8 +154,15 @@ class Usage:
 
     def to_dict(self, price_per_mtok: float | None = None) -> dict[str, Any]:
         ordered = sorted(self.phases, key=lambda p: PHASES.index(p) if p in PHASES else 99)
+        total = self.total.to_dict(price_per_mtok)
+        total["cost_usd"] = self.cost(price_per_mtok)
         return {"phases": {p: self.phases[p].to_dict(price_per_mtok) for p in ordered},
-                "total": self.total.to_dict(price_per_mtok)}
+                "total": total}
+
+    def cost(self, price_per_mtok: float | None) -> float | None:
+        """What every phase cost, each at its own price."""
+        costs = [usage.cost(price_per_mtok) for usage in self.phases.values()]
+        return None if price_per_mtok is None else sum(c or 0.0 for c in costs)
 
 
 class Budget:
