@@ -78,19 +78,33 @@ class BatchReport:
 async def run_batches(settings: Settings, state: State, source: QdrantStore,
                       embedder: Embedder, schemas: Sequence[CollectionSchema], *,
                       stop: Stop | None = None, on_progress: BatchProgress | None = None,
-                      restart: bool = False, confirm: Confirm | None = None) -> BatchReport:
+                      restart: bool = False, confirm: Confirm | None = None
+                      ) -> BatchReport | None:
     """Collect what is finished, submit what is left; with `provider.batch_wait`, again
     every `provider.batch_poll` seconds until every job is collected. `restart`: first
-    cancel the jobs still open (after `confirm` agreed) and delete their files."""
-    api, slot = _parts(settings, embedder)
+    cancel the jobs still open (after `confirm` agreed) and delete their files. With
+    `provider.batch_fallback: sync`, cancel what is still running instead of waiting: the
+    migration embeds it synchronously.
+
+    Outside batch mode (None): refuses while jobs of these collections are running, whose
+    texts a synchronous run would pay for again.
+    """
     ledger = BatchLedger(state)
+    scopes = [c.name for c in settings.collections]
+    if not settings.provider.batch:
+        _refuse_while_running(ledger, scopes, restart)
+        return None
+    api, slot = _parts(settings, embedder)
     report = BatchReport()
     try:
         if restart:
-            await _cancel_open(api, ledger, [c.name for c in settings.collections], confirm)
+            await _cancel_open(api, ledger, scopes, confirm)
         while True:
             await _collect(api, ledger, slot, report, embedder.usage,
                            keep=settings.provider.keep_batch_files)
+            if settings.provider.batch_fallback == "sync":
+                await _cancel_open(api, ledger, scopes, None)
+                return report
             for config, schema in zip(settings.collections, schemas, strict=True):
                 if not ledger.scanned(config.name):
                     await _submit(api, ledger, slot, embedder, settings, source, config,
@@ -107,6 +121,18 @@ async def run_batches(settings: Settings, state: State, source: QdrantStore,
             await asyncio.sleep(settings.provider.batch_poll)
     finally:
         await api.aclose()
+
+
+def _refuse_while_running(ledger: BatchLedger, scopes: list[str], restart: bool) -> None:
+    running = [job for job in ledger.jobs(open_only=True) if job.scope in scopes]
+    if running and not restart:
+        texts = sum(job.texts for job in running)
+        raise ConfigError(
+            f"{len(running):,} batch job(s) with {texts:,} texts of "
+            f"{', '.join(sorted({repr(j.scope) for j in running}))} are still running at the "
+            "provider; a synchronous run would pay for those texts again. Run with --batch "
+            "to collect them (--wait to wait for them), with --batch --batch-fallback sync "
+            "to cancel them and embed the rest synchronously, or with --restart.")
 
 
 def _parts(settings: Settings, embedder: Embedder) -> tuple[BatchAPI, CacheSlot]:

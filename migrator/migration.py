@@ -26,7 +26,7 @@ from .gate import gate, verify_job
 from .interrupts import Stop, stoppable
 from .jobs import Job, check_aliases, check_existing_target, target_name
 from .ownership import Confirm, claim, drop_left, provenance, restart
-from .pipeline import Checkpoint, Pipeline, Progress, Stats
+from .pipeline import Checkpoint, Pipeline, Progress
 from .results import (
     Bill,
     CollectionResult,
@@ -34,6 +34,7 @@ from .results import (
     count_check_inputs,
     problem_of,
     raise_problems,
+    stopped_error,
 )
 from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
@@ -195,12 +196,11 @@ class _Run:
         with self._phase("probe"):
             checked = await self._probe(schemas[0], first)
         dims = checked.target
-        if self.settings.provider.batch:
-            with self._phase("batch"):
-                batch = await run_batches(self.settings, self.state, self.source, self.embedder,
-                                          schemas, stop=self.stop, restart=restart,
-                                          confirm=confirm)
-            if not batch.done:  # submitted or still running: the next run collects
+        # batch mode: the provider's batch API fills the cache first (else None)
+        with self._phase("batch") if self.settings.provider.batch else contextlib.nullcontext():
+            batch = await run_batches(self.settings, self.state, self.source, self.embedder,
+                                      schemas, stop=self.stop, restart=restart, confirm=confirm)
+            if batch is not None and not batch.done:  # running: the next run collects
                 return MigrationResult(self.settings.provider.name, self.settings.provider.model,
                                        dims, [], time.perf_counter() - started, self.bill(),
                                        checked.decision, checked.warnings, batch)
@@ -232,7 +232,7 @@ class _Run:
             collections=results,
             seconds=time.perf_counter() - started,
             bill=self.bill(),
-            batch=batch if self.settings.provider.batch else None,
+            batch=batch,
         )
 
     def bill(self) -> Bill:
@@ -436,7 +436,7 @@ class _Run:
         except (ProviderError, StoreError) as exc:
             skips.flush()
             self.state.update(result.migration_id, phase=Phase.FAILED, error=str(exc))
-            raise _stopped(exc, result, stage.stats) from exc
+            raise stopped_error(exc, result, stage.stats) from exc
         skips.flush()
         budget = self.budget
         if budget is not None and budget.exceeded:
@@ -484,17 +484,3 @@ class _Run:
                 result.dropped = drop_left(self.target, result.previous_alias_target, job.target)
         self.state.update(job.record.id, phase=Phase.SWAPPED if alias else Phase.COMPLETE,
                           error=None, counters=result.stats.counters())
-
-
-def _stopped(exc: ProviderError | StoreError, result: CollectionResult,
-             stats: Stats) -> MigratorError:
-    """The same error, saying what the run left behind and how to go on."""
-    message = (
-        f"{exc} The migration of {result.source!r} into {result.target!r} stopped with "
-        f"{stats.written:,} of {result.source_count:,} points written; no alias was moved. "
-        "Fix the cause and run the same command again: it resumes from the last checkpoint, "
-        "and embeddings already made come from the cache."
-    )
-    if isinstance(exc, ProviderError):
-        return type(exc)(message, provider=exc.provider, status=exc.status)
-    return type(exc)(message)

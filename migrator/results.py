@@ -11,7 +11,15 @@ from .batching import BatchReport
 from .catchup import SyncStats
 from .embedding.sizing import DimsDecision
 from .embedding.usage import PhaseUsage, Usage
-from .errors import DataError, InputTooLong, MigratorError, MissingText, VerificationFailed
+from .errors import (
+    DataError,
+    InputTooLong,
+    MigratorError,
+    MissingText,
+    ProviderError,
+    StoreError,
+    VerificationFailed,
+)
 from .jobs import Job
 from .pipeline import TOO_LONG, Stats
 from .settings import Settings
@@ -20,7 +28,7 @@ from .store import QdrantStore
 from .verification.checks import VerificationReport
 
 __all__ = ["Bill", "CollectionResult", "count_check_inputs", "MigrationResult", "problem_of",
-           "raise_problems"]
+           "raise_problems", "stopped_error"]
 
 
 @dataclass
@@ -210,3 +218,17 @@ def count_check_inputs(job: Job, result: CollectionResult, state: State, source:
         result.skip_file = str(path)
     result.source_count = source.count(job.schema.name)
     result.target_count = target.count(job.target)
+
+
+def stopped_error(exc: ProviderError | StoreError, result: CollectionResult,
+                  stats: Stats) -> MigratorError:
+    """The same error, saying what the run left behind and how to go on."""
+    message = (
+        f"{exc} The migration of {result.source!r} into {result.target!r} stopped with "
+        f"{stats.written:,} of {result.source_count:,} points written; no alias was moved. "
+        "Fix the cause and run the same command again: it resumes from the last checkpoint, "
+        "and embeddings already made come from the cache."
+    )
+    if isinstance(exc, ProviderError):
+        return type(exc)(message, provider=exc.provider, status=exc.status)
+    return type(exc)(message)

@@ -140,6 +140,9 @@ class ProviderSettings(_Section):
     batch_wait: bool = False  # poll until every batch job is collected (else submit, exit)
     batch_poll: float = Field(default=60.0, gt=0)  # seconds between polls
     keep_batch_files: bool = False  # leave input and output files at the provider
+    # what is still running when a batch run ends: wait for it (run again, or --wait), or
+    # cancel it and embed it synchronously
+    batch_fallback: Literal["wait", "sync"] = "wait"
 
     @property
     def key_env(self) -> str | None:

@@ -75,6 +75,12 @@ class BatchDouble:
         self._ids = itertools.count(1)
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        # crash tests: with `stall_create`, a batch is created, then its answer held back
+        # until `release` is set (the client is killed meanwhile); `created` tells when
+        self.stall_create = False
+        self.created = threading.Event()
+        self.release = threading.Event()
+        self.polled = threading.Event()  # a batch's status was asked for
 
     def handle(self, method: str, path: str, headers: Any, raw: bytes
                ) -> tuple[int, Any]:
@@ -91,7 +97,14 @@ class BatchDouble:
                 return (200, {"id": parts[1], "object": "file", "deleted": True}) if existed \
                     else (404, _error("No such File object"))
             if parts == ["batches"] and method == "POST":
-                return self._create(json.loads(raw))
+                answer = self._create(json.loads(raw))
+                if not self.stall_create:
+                    return answer
+                self.created.set()
+        if parts == ["batches"] and method == "POST":  # stalled, outside the lock
+            self.release.wait(30)
+            return answer
+        with self._lock:
             if parts == ["batches"] and method == "GET":
                 data = [b.to_dict() for b in reversed(list(self.batches.values()))]
                 return 200, {"object": "list", "data": data, "has_more": False}
@@ -101,6 +114,7 @@ class BatchDouble:
                     batch.status = "cancelled"
                     return 200, batch.to_dict()
                 self._advance(batch)
+                self.polled.set()
                 return 200, batch.to_dict()
         return 404, _error(f"no route {method} {path}")
 

@@ -283,3 +283,67 @@ def test_plan_shows_the_batch_price_beside_the_synchronous_one(memory_store: Qdr
     other = settings(tmp_path, "http://unused")
     other.provider = ProviderSettings(batch=True)
     assert "'hashing' has no batch API" in report.plan(plan(other, source_store=memory_store))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["while its batch is being created",
+                                    "while it waits for the batch"])
+def test_kill_9_between_submission_and_collection_then_a_rerun_collects(
+        tmp_path: Path, moment: str) -> None:
+    """The CLI in a child process, SIGKILLed; the next run collects what was submitted and
+    submits nothing again."""
+    import os
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+    from qdrant_client import QdrantClient
+
+    from migrator.cli import cli
+
+    path = tmp_path / "qdrant"
+    client = QdrantClient(path=str(path))
+    make_collection(client, "docs", n=POINTS)
+    client.close()
+    with LoopbackServer(dims=8, api_key="sk-test") as server:
+        double = BatchDouble(server, polls=10_000)  # never finishes while the child lives
+        double.stall_create = moment == "while its batch is being created"
+        server.batches = double
+        args = ["migrate", "--qdrant-path", str(path), "--state-dir", str(tmp_path / "s"),
+                "--collection", "docs", "--provider", "openai", "--model",
+                "text-embedding-3-small", "--dimensions", "8", "--base-url", server.url,
+                "--no-verify", "--batch", "--quiet"]
+        env = {**os.environ, "OPENAI_API_KEY": "sk-test", "MIGRATOR_PROVIDER__BATCH_POLL": "0.05"}
+        child = subprocess.Popen([sys.executable, "-m", "migrator", *args, "--wait"],
+                                 env=env, cwd=Path(__file__).resolve().parent.parent)
+        signal = double.created if double.stall_create else double.polled
+        assert signal.wait(60), "the child never got there"
+        child.kill()
+        assert child.wait(30) == -9
+        double.release.set()
+        (batch,) = double.batches.values()
+        double.polls = batch.polls + 1  # it finishes at the next poll
+        again = CliRunner().invoke(cli, [*args, "--wait"], env={
+            "OPENAI_API_KEY": "sk-test", "MIGRATOR_PROVIDER__BATCH_POLL": "0.05"})
+        assert again.exit_code == 0, again.output
+        assert len(double.batches) == 1  # found again, never created twice
+        assert sorted(double.embedded.values()) == [1] * (POINTS - len(server.seen))
+        assert "Migrated 1 collection(s)" in again.stdout
+
+
+def test_a_synchronous_run_is_refused_while_jobs_run_and_fallback_sync_cancels_them(
+        served: tuple[QdrantStore, LoopbackServer], tmp_path: Path) -> None:
+    from migrator import ConfigError
+
+    store, server = served
+    double: BatchDouble = server.batches
+    first = migrate(settings(tmp_path, server.url), source_store=store)
+    assert first.batch is not None and first.batch.pending_jobs == 1
+    with pytest.raises(ConfigError, match="1 batch job\\(s\\) with .* texts of 'docs' are "
+                                          "still running .* pay for those texts again"):
+        migrate(settings(tmp_path, server.url, batch=False), source_store=store)
+    result = migrate(settings(tmp_path, server.url, batch_fallback="sync"), source_store=store)
+    (batch,) = double.batches.values()
+    assert batch.status == "cancelled" and double.embedded == {}
+    assert result.collections[0].target_count == POINTS
+    assert sorted(server.seen.values()) == [1] * POINTS  # the rest, synchronously, once

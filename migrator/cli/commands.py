@@ -69,6 +69,9 @@ __all__ = ["_sizes", "cache", "cache_clear_command", "cache_stats_command", "com
 @batch_option
 @click.option("--wait", is_flag=True, default=None,
               help="With --batch: poll until every batch job is collected, then migrate.")
+@click.option("--batch-fallback", type=click.Choice(["wait", "sync"]), default=None,
+              help="With --batch: jobs still running are waited for (run again, or --wait), "
+              "or cancelled and their texts embedded synchronously (sync).")
 @click.option("--keep-batch-files", is_flag=True, default=None,
               help="Leave batch input and output files at the provider after collection.")
 @output_options

@@ -154,6 +154,7 @@ def settings_from(options: dict[str, Any]) -> Settings:
             "dimension_policy": o.get("dimension_policy"), "long_input": o.get("long_input"),
             "batch": o.get("batch"), "batch_wait": o.get("wait"),
             "keep_batch_files": o.get("keep_batch_files"),
+            "batch_fallback": o.get("batch_fallback"),
         },
         "migration": {"page_size": o.get("page_size"), "missing_text": o.get("missing_text"),
                       "state_dir": o.get("state_dir"), "cache": o.get("cache"),
