@@ -140,8 +140,8 @@ def _parts(settings: Settings, embedder: Embedder) -> tuple[BatchAPI, CacheSlot]
     if api is None:
         raise ConfigError(
             f"Provider {settings.provider.name!r} has no batch API migrator speaks; batch "
-            "mode works with provider openai. Drop --batch (provider.batch) to embed "
-            "synchronously.")
+            "mode works with providers openai and gemini. Drop --batch (provider.batch) to "
+            "embed synchronously.")
     slot = embedder.cache_slot("document")
     if slot is None:
         raise ConfigError("Batch mode brings its vectors in through the embedding cache: "
@@ -157,28 +157,30 @@ async def _collect(api: BatchAPI, ledger: BatchLedger, slot: CacheSlot, report: 
             continue
         requests = ledger.requests(job)
         counts = {custom_id: len(keys) for custom_id, keys in requests.items()}
-        answered: set[str] = set()
+        answered: set[bytes] = set()
         problems: list[str] = []
         for file_id in (batch.output_file, batch.error_file):
             if not file_id:
                 continue
             for line in await api.results(file_id, counts):
-                if line.vectors is None or line.custom_id not in requests:
+                keys = requests.get(line.custom_id)
+                if line.vectors is None or keys is None:
                     problems.append(line.error or "no vectors")
                     continue
-                keys = requests[line.custom_id]
-                slot.put(keys, line.vectors, _shares(len(keys), line.tokens))
-                answered.add(line.custom_id)
+                chosen = keys if line.rows is None else [keys[row] for row in line.rows]
+                slot.put(chosen, line.vectors, _shares(len(chosen), line.tokens))
+                answered.update(chosen)
                 if usage is not None:  # the bill, at the batch price
-                    usage.answered(len(keys), line.tokens or 0, line.tokens is None,
+                    tokens = line.tokens if line.tokens is not None else round(
+                        job.tokens * len(chosen) / max(job.texts, 1))  # estimated
+                    usage.answered(len(chosen), tokens, line.tokens is None,
                                    price_factor=api.discount)
-        unanswered = [key for custom_id, keys in requests.items() if custom_id not in answered
-                      for key in keys]
+        unanswered = [key for keys in requests.values() for key in keys if key not in answered]
         refused_for_now = batch.status == "failed" and bool(
             batch.error_codes() & REFUSED_FOR_NOW)
         error = batch.describe_errors() if batch.status == "failed" else (
             "; ".join(sorted(set(problems))[:3]) or None)
-        collected = sum(counts[c] for c in answered)
+        collected = len(answered)
         ledger.close_job(job, status="refused" if refused_for_now else (
             "collected" if batch.status != "failed" else "failed"),
             collected=collected, unanswered=unanswered, error=error,

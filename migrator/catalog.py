@@ -37,7 +37,7 @@ class BatchTerms:
 
 
 # providers whose batch API migrator speaks (docs/batch-apis.md)
-BATCH: dict[str, BatchTerms] = {"openai": BatchTerms(0.5, 24)}
+BATCH: dict[str, BatchTerms] = {"openai": BatchTerms(0.5, 24), "gemini": BatchTerms(0.5, 24)}
 
 REGISTRY: dict[str, Provider] = {p.name: p for p in (
     Provider("hashing", "hashing:HashingEmbedder", catalog_only=True),

@@ -216,7 +216,7 @@ def plan(result: Any) -> str:
             f"{result.batch.window_hours:g} hours (often much sooner); run migrate again to "
             "collect, or add --wait." if result.batch is not None else
             f"Batch mode: provider {result.provider!r} has no batch API migrator speaks "
-            "(openai has).")
+            "(openai and gemini have).")
     if result.max_cost is not None:
         verdict = {True: "within it", False: "over it: migrate would refuse to start",
                    None: "no price is known, so migrate would refuse the limit"}

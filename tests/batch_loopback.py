@@ -218,3 +218,121 @@ class BatchDouble:
 
 def _error(message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "invalid_request_error"}}
+
+
+GEMINI_STATES = {"validating": "BATCH_STATE_PENDING", "in_progress": "BATCH_STATE_RUNNING",
+                 "completed": "BATCH_STATE_SUCCEEDED", "failed": "BATCH_STATE_FAILED",
+                 "cancelled": "BATCH_STATE_CANCELLED", "expired": "BATCH_STATE_EXPIRED"}
+
+
+class GeminiBatchDouble:
+    """Gemini's Files (resumable upload) and batch embeddings on the loopback server, as
+    docs/batch-apis.md describes them: one text a line, long-running operations with
+    `metadata.state`, a responses file of `{"key", "response": {"embedding"}}` lines in any
+    order, errors as `{"key", "error"}`."""
+
+    def __init__(self, server: LoopbackServer, *, polls: int = 2,
+                 error_keys: set[str] | None = None, seed: int = 0) -> None:
+        self.server, self.polls = server, polls
+        self.error_keys = set(error_keys or ())
+        self.files: dict[str, bytes] = {}
+        self.sessions: dict[str, str] = {}  # upload session -> display name
+        self.deleted: list[str] = []
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.embedded: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+        self._random = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def handle(self, method: str, path: str, headers: Any, raw: bytes) -> tuple[Any, ...]:
+        route = path.split("?")[0]
+        with self._lock:
+            if route == "/upload/v1beta/files" and headers.get(
+                    "X-Goog-Upload-Command") == "start":
+                session = f"s{next(self._ids)}"
+                self.sessions[session] = json.loads(raw)["file"]["display_name"]
+                host = headers.get("Host")
+                return 200, {}, {"x-goog-upload-url": f"http://{host}/upload/session/{session}"}
+            if route.startswith("/upload/session/"):
+                if headers.get("X-Goog-Upload-Command") != "upload, finalize":
+                    return 400, _error("upload, finalize expected")
+                self.sessions.pop(route.rsplit("/", 1)[1])
+                name = f"files/f{next(self._ids)}"
+                self.files[name] = raw
+                return 200, {"file": {"name": name, "sizeBytes": str(len(raw))}}
+            if route.endswith(":asyncBatchEmbedContent"):
+                return self._create(route, json.loads(raw)["batch"])
+            if route.startswith("/download/v1beta/files/") and route.endswith(":download"):
+                name = route[len("/download/v1beta/"):-len(":download")]
+                found = self.files.get(name)
+                return (200, found) if found is not None else (404, _error("no such file"))
+            if route.startswith("/v1beta/files/") and method == "DELETE":
+                name = route[len("/v1beta/"):]
+                self.deleted.append(name)
+                return (200, {}) if self.files.pop(name, None) is not None else (
+                    404, _error("no such file"))
+            if route == "/v1beta/batches":
+                return 200, {"operations": [self._operation(b) for b in self.batches.values()]}
+            if route.startswith("/v1beta/batches/"):
+                name, _, verb = route[len("/v1beta/"):].partition(":")
+                batch = self.batches.get(name)
+                if batch is None:
+                    return 404, _error("no such batch")
+                if verb == "cancel":
+                    batch["state"] = "cancelled"
+                    return 200, {}
+                self._advance(batch)
+                return 200, self._operation(batch)
+        return 404, _error(f"no route {method} {path}")
+
+    def _create(self, route: str, batch: dict[str, Any]) -> tuple[Any, ...]:
+        model = route.split("/models/")[1].split(":")[0]
+        file_name = batch["inputConfig"]["fileName"]
+        if file_name not in self.files or batch.get("model") != f"models/{model}":
+            return 400, _error("inputConfig.fileName and batch.model must name a file and "
+                               "the model in the path")
+        lines = [json.loads(line) for line in self.files[file_name].splitlines() if line]
+        name = f"batches/b{next(self._ids)}"
+        self.batches[name] = {"name": name, "file": file_name, "lines": lines, "polls": 0,
+                              "state": "validating", "output": None, "model": model}
+        return 200, self._operation(self.batches[name])
+
+    def _advance(self, batch: dict[str, Any]) -> None:
+        if batch["state"] not in ("validating", "in_progress"):
+            return
+        batch["polls"] += 1
+        if batch["polls"] < self.polls:
+            batch["state"] = "in_progress"
+            return
+        out = []
+        lines = list(batch["lines"])
+        self._random.shuffle(lines)
+        for line in lines:
+            if line["key"] in self.error_keys:
+                out.append({"key": line["key"], "error": {"code": 500, "status": "INTERNAL",
+                                                          "message": "Internal error"}})
+                continue
+            request = line["request"]
+            text = request["content"]["parts"][0]["text"]
+            body = {"input": [text], "encoding_format": "float"}
+            if "outputDimensionality" in request:
+                body["dimensions"] = request["outputDimensionality"]
+            values = self.server.payload(body)["data"][0]["embedding"]
+            self.embedded[text] += 1
+            out.append({"key": line["key"], "response": {"embedding": {"values": values}}})
+        name = f"files/out{next(self._ids)}"
+        self.files[name] = b"".join(json.dumps(line).encode() + b"\n" for line in out)
+        batch["output"], batch["state"] = name, "completed"
+        self.error_keys = set()
+
+    def _operation(self, batch: dict[str, Any]) -> dict[str, Any]:
+        done = batch["state"] not in ("validating", "in_progress")
+        metadata = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
+                    "EmbedContentBatch", "name": batch["name"],
+                    "model": f"models/{batch['model']}",
+                    "inputConfig": {"fileName": batch["file"]},
+                    "state": GEMINI_STATES[batch["state"]]}
+        operation: dict[str, Any] = {"name": batch["name"], "metadata": metadata, "done": done}
+        if batch["output"]:
+            operation["response"] = {**metadata, "output": {"responsesFile": batch["output"]}}
+        return operation

@@ -199,8 +199,8 @@ class LoopbackServer:
 
             def _batches(self, method: str) -> bool:
                 """OpenAI's Files and Batches APIs, when a BatchDouble is attached."""
-                if server.batches is None or not any(
-                        part in self.path for part in ("/files", "/batches")):
+                if server.batches is None or not any(part in self.path for part in (
+                        "/files", "/batches", ":asyncBatchEmbedContent", "/upload/session")):
                     return False
                 length = int(self.headers.get("Content-Length", 0))
                 raw = self.rfile.read(length) if length else b""
@@ -208,11 +208,14 @@ class LoopbackServer:
                         f"Bearer {server.api_key}"):
                     status, answer = 401, {"error": {"message": "Incorrect API key"}}
                 else:
-                    status, answer = server.batches.handle(method, self.path, self.headers, raw)
+                    status, answer, *extra = server.batches.handle(method, self.path,
+                                                                   self.headers, raw)
                 out = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
+                for name, value in (extra[0] if extra else {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(out)
                 return True

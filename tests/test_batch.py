@@ -347,3 +347,58 @@ def test_a_synchronous_run_is_refused_while_jobs_run_and_fallback_sync_cancels_t
     assert batch.status == "cancelled" and double.embedded == {}
     assert result.collections[0].target_count == POINTS
     assert sorted(server.seen.values()) == [1] * POINTS  # the rest, synchronously, once
+
+
+def test_gemini_batches_fill_the_cache_with_what_the_synchronous_path_would(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """A different shape: a text a line, operations, resumable uploads, one error line."""
+    import asyncio
+
+    from migrator.batching import run_batches
+    from migrator.embedding import build_embedder
+    from migrator.vector_cache import EmbeddingCache
+
+    from .batch_loopback import GeminiBatchDouble
+    from .loopback import vector_for
+
+    make_collection(memory_store.client, "docs", n=60)
+    with LoopbackServer(dims=128) as server:
+        double = GeminiBatchDouble(server, polls=2, error_keys={"r0-1"})
+        server.batches = double
+        config = Settings(
+            provider=ProviderSettings(name="gemini", model="gemini-embedding-001",
+                                      base_url=server.url.removesuffix("/v1"),
+                                      api_key=SecretStr("g-key"), dimensions=128,
+                                      batch=True, batch_wait=True, batch_poll=0.01),
+            collections=[CollectionSettings(name="docs")],
+            migration=MigrationSettings(state_dir=tmp_path / "s", page_size=16))
+        schemas = [memory_store.describe("docs")]
+        with State(tmp_path / "s") as state, EmbeddingCache(tmp_path / "s") as cache:
+            embedder = build_embedder(config.provider, cache=cache)
+
+            async def go() -> Any:
+                try:
+                    return await run_batches(config, state, memory_store, embedder, schemas)
+                finally:
+                    await embedder.aclose()
+
+            report = asyncio.run(go())
+            assert report is not None and report.done
+            assert report.resent_texts == 1 and report.submitted_jobs == 2
+            slot = embedder.cache_slot("document")
+            assert slot is not None
+            texts = [p.payload["text"] for p in memory_store.client.scroll(
+                "docs", limit=100)[0]]
+            keys = slot.keys(texts)
+            assert slot.found(keys) == set(keys)
+            stored = cache.get_many(_space(slot), keys)
+            for text, key in zip(texts, keys, strict=True):
+                expected = vector_for(text, 128)
+                np.testing.assert_allclose(stored[key][0], expected / np.linalg.norm(expected),
+                                           atol=1e-6)
+        assert sorted(double.embedded.values()) == [1] * 60  # each text paid once
+        assert set(double.deleted) >= {b["file"] for b in double.batches.values()}
+
+
+def _space(slot: Any) -> str:
+    return slot._space  # type: ignore[no-any-return]

@@ -24,8 +24,8 @@ from ..catalog import BATCH
 from ..errors import ProviderError, ProviderResponseError, ProviderUnreachable
 from .http import backoff, error_message, retry_delay
 
-__all__ = ["BatchAPI", "BatchJob", "LineResult", "MAX_FILE_BYTES", "MAX_INPUTS_PER_BATCH",
-           "MAX_REQUESTS_PER_FILE", "OpenAIBatches", "TERMINAL"]
+__all__ = ["BatchAPI", "BatchJob", "call", "LineResult", "MAX_FILE_BYTES", "MAX_INPUTS_PER_BATCH",
+           "MAX_REQUESTS_PER_FILE", "OpenAIBatches", "RETRIES", "TERMINAL"]
 
 MAX_REQUESTS_PER_FILE = 50_000
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -59,12 +59,14 @@ class BatchJob:
 
 @dataclass(frozen=True)
 class LineResult:
-    """One line of an output or error file: the vectors of its request, or why not."""
+    """One line of an output or error file: the vectors of its request (or of `rows` of
+    it, where the provider answers text by text), or why not."""
 
     custom_id: str
     vectors: np.ndarray | None = None
     tokens: int | None = None
     error: str | None = None  # what went wrong (the request can be sent again)
+    rows: tuple[int, ...] | None = None  # the request's rows answered; None: all
 
 
 class BatchAPI(Protocol):
@@ -182,32 +184,36 @@ class OpenAIBatches:
         if self._owns_client:
             await self._client.aclose()
 
-    async def _call(self, method: str, path: str, *, missing_ok: bool = False,
-                    **kwargs: Any) -> httpx.Response:
-        """One API call, retried on 429, 5xx and dropped connections."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self._client.request(method, self.base_url + path,
-                                                       headers=self._headers, **kwargs)
-            except httpx.TransportError as exc:
-                if attempt > RETRIES:
-                    raise ProviderUnreachable(
-                        f"{self.label} batch API unreachable ({method} {path}): "
-                        f"{type(exc).__name__}.", provider=self.label) from exc
-                await self._sleep(backoff(attempt))
-                continue
-            if response.status_code < 400 or (missing_ok and response.status_code == 404):
-                return response
-            if (response.status_code == 429 or response.status_code >= 500) and (
-                    attempt <= RETRIES):
-                await self._sleep(retry_delay(response.headers, attempt))
-                continue
-            raise ProviderError(
-                f"{self.label} batch API answered HTTP {response.status_code} to {method} "
-                f"{path}: {error_message(response)}", provider=self.label,
-                status=response.status_code)
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await call(self._client, method, self.base_url + path, label=self.label,
+                          headers=self._headers, sleep=self._sleep, **kwargs)
+
+
+async def call(client: httpx.AsyncClient, method: str, url: str, *, label: str,
+               headers: Mapping[str, str], sleep: Callable[[float], Any],
+               missing_ok: bool = False, **kwargs: Any) -> httpx.Response:
+    """One call to a batch API, retried on 429, 5xx and dropped connections; any other
+    error answer is a `ProviderError` with the provider's message."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            response = await client.request(method, url, headers=headers, **kwargs)
+        except httpx.TransportError as exc:
+            if attempt > RETRIES:
+                raise ProviderUnreachable(
+                    f"{label} batch API unreachable ({method} {url}): {type(exc).__name__}.",
+                    provider=label) from exc
+            await sleep(backoff(attempt))
+            continue
+        if response.status_code < 400 or (missing_ok and response.status_code == 404):
+            return response
+        if (response.status_code == 429 or response.status_code >= 500) and attempt <= RETRIES:
+            await sleep(retry_delay(response.headers, attempt))
+            continue
+        raise ProviderError(
+            f"{label} batch API answered HTTP {response.status_code} to {method} {url}: "
+            f"{error_message(response)}", provider=label, status=response.status_code)
 
 
 def _job(data: dict[str, Any]) -> BatchJob:

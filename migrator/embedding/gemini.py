@@ -11,6 +11,8 @@ import httpx
 import numpy as np
 
 from .base import InputKind
+from .batches import BatchAPI
+from .gemini_batches import GeminiBatches
 from .rest import RestEmbedder
 from .vectors import l2_normalize
 
@@ -43,6 +45,13 @@ class GeminiEmbedder(RestEmbedder):
                 request["outputDimensionality"] = self.asked_dims
             requests.append(request)
         return {"requests": requests}
+
+    def batches(self) -> BatchAPI | None:
+        """Gemini's batch embeddings (docs/batch-apis.md), for documents."""
+        return GeminiBatches(base_url=self.base_url, headers=self.headers(), label=self.label,
+                             model=self.settings.model,
+                             requests=lambda texts: self.body(texts, "document"),
+                             parse=self.parse, timeout=self.settings.timeout)
 
     def parse(self, body: Any, headers: httpx.Headers, count: int
               ) -> tuple[np.ndarray, int | None]:
