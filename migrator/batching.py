@@ -39,8 +39,9 @@ from .state import State
 from .store import CollectionSchema, QdrantStore
 from .texts import TextSource
 
-__all__ = ["BatchReport", "run_batches", "REFUSED_FOR_NOW"]
+__all__ = ["BATCH_PROBE", "BatchReport", "run_batches", "REFUSED_FOR_NOW"]
 
+BATCH_PROBE = 8  # texts the preflight probe sends synchronously in batch mode
 # a batch refused for one of these is submitted again later, not counted as a failure
 REFUSED_FOR_NOW = frozenset({"token_limit_exceeded"})
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from .batching import run_batches
+from .batching import BATCH_PROBE, run_batches
 from .catchup import changes_source
 from .embedding import Embedder, build_embedder, compose
 from .errors import (
@@ -278,6 +278,8 @@ class _Run:
     async def _probe(self, schema: CollectionSchema, first: CollectionSettings) -> ProbeResult:
         texts = probe_texts(self.source, schema, first, self.embedder,
                             self.settings.provider.long_input)
+        if self.settings.provider.batch:  # sent synchronously: as few as fix the size
+            texts = texts[:BATCH_PROBE]
         distance = first.distance or schema.vector(first.vector).distance
         return await probe(self.embedder, texts, distance=distance)
 

@@ -72,6 +72,7 @@ class BatchDouble:
         self.batches: dict[str, Batch] = {}
         self.embedded: Counter[str] = Counter()  # texts answered through batches
         self.billed_tokens = 0
+        self.uploads = 0  # input files uploaded
         self._ids = itertools.count(1)
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -127,6 +128,7 @@ class BatchDouble:
             return 400, _error("purpose must be batch, with a file")
         file_id = f"file-{next(self._ids)}"
         self.files[file_id] = ("batch", fields["file"])
+        self.uploads += 1
         return 200, {"id": file_id, "object": "file", "purpose": "batch",
                      "bytes": len(fields["file"])}
 
