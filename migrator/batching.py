@@ -32,7 +32,7 @@ from .embedding.usage import Usage
 from .errors import ConfigError, MigratorError, ProviderError
 from .interrupts import Stop
 from .ownership import Confirm
-from .pipeline import prepare
+from .pipeline import Progress, prepare
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource
 from .state import State
@@ -45,7 +45,6 @@ BATCH_PROBE = 8  # texts the preflight probe sends synchronously in batch mode
 # a batch refused for one of these is submitted again later, not counted as a failure
 REFUSED_FOR_NOW = frozenset({"token_limit_exceeded"})
 
-BatchProgress = Callable[["BatchReport"], None]
 
 
 @dataclass
@@ -78,7 +77,8 @@ class BatchReport:
 
 async def run_batches(settings: Settings, state: State, source: QdrantStore,
                       embedder: Embedder, schemas: Sequence[CollectionSchema], *,
-                      stop: Stop | None = None, on_progress: BatchProgress | None = None,
+                      stop: Stop | None = None,
+                      on_progress: Callable[[Progress], None] | None = None,
                       restart: bool = False, confirm: Confirm | None = None
                       ) -> BatchReport | None:
     """Collect what is finished, submit what is left; with `provider.batch_wait`, again
@@ -114,8 +114,10 @@ async def run_batches(settings: Settings, state: State, source: QdrantStore,
             report.pending_jobs = len(open_jobs)
             report.pending_texts = sum(j.texts for j in open_jobs)
             report.jobs = [j.to_dict() for j in open_jobs]
-            if on_progress is not None:
-                on_progress(report)
+            if on_progress is not None:  # a bar over the texts in jobs, collected or not
+                done = report.collected_texts
+                on_progress(Progress("batch jobs", done + report.pending_texts, done, done,
+                                     0, 0))
             stopping = stop is not None and stop.requested
             if not open_jobs or not settings.provider.batch_wait or stopping:
                 return report

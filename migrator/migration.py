@@ -199,7 +199,8 @@ class _Run:
         # batch mode: the provider's batch API fills the cache first (else None)
         with self._phase("batch") if self.settings.provider.batch else contextlib.nullcontext():
             batch = await run_batches(self.settings, self.state, self.source, self.embedder,
-                                      schemas, stop=self.stop, restart=restart, confirm=confirm)
+                                      schemas, stop=self.stop, restart=restart, confirm=confirm,
+                                      on_progress=self.on_progress)
             if batch is not None and not batch.done:  # running: the next run collects
                 return MigrationResult(self.settings.provider.name, self.settings.provider.model,
                                        dims, [], time.perf_counter() - started, self.bill(),

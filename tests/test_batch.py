@@ -213,7 +213,6 @@ def test_point_ids_and_payloads_are_untouched(served: tuple[QdrantStore, Loopbac
     source, _ = store.client.scroll("docs", limit=10_000)
     target, _ = store.client.scroll("docs_batch", limit=10_000)
     assert [(p.id, p.payload) for p in source] == [(p.id, p.payload) for p in target]
-    assert isinstance(qm.Distance.COSINE, qm.Distance)
 
 
 def test_the_cli_submits_reports_and_collects(memory_store: QdrantStore, tmp_path: Path) -> None:
@@ -402,3 +401,24 @@ def test_gemini_batches_fill_the_cache_with_what_the_synchronous_path_would(
 
 def _space(slot: Any) -> str:
     return slot._space  # type: ignore[no-any-return]
+
+
+def test_a_mixed_run_submits_only_the_half_the_cache_lacks_and_shows_progress(
+        served: tuple[QdrantStore, LoopbackServer], tmp_path: Path) -> None:
+    store, server = served
+    half, _ = store.client.scroll("docs", limit=POINTS // 2, with_payload=True)
+    store.client.create_collection("half", vectors_config=qm.VectorParams(
+        size=8, distance=qm.Distance.COSINE))
+    store.client.upsert("half", points=[qm.PointStruct(id=p.id, vector=[1.0] * 8,
+                                                       payload=p.payload) for p in half])
+    warm = settings(tmp_path, server.url, batch=False, target="half_sync")
+    warm.collections = [CollectionSettings(name="half", target="half_sync")]
+    migrate(warm, source_store=store)  # the same state directory: its cache
+    events: list[Any] = []
+    result = migrate(settings(tmp_path, server.url, batch_wait=True), source_store=store,
+                     on_progress=events.append)
+    assert result.batch is not None
+    assert result.batch.submitted_texts == POINTS - POINTS // 2  # the half not cached
+    batch_events = [e for e in events if e.collection == "batch jobs"]
+    assert batch_events[-1].written == batch_events[-1].total == POINTS - POINTS // 2
+    assert result.collections[0].target_count == POINTS
