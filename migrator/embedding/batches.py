@@ -24,8 +24,9 @@ from ..catalog import BATCH
 from ..errors import ProviderError, ProviderResponseError, ProviderUnreachable
 from .http import backoff, error_message, retry_delay
 
-__all__ = ["BatchAPI", "BatchJob", "call", "LineResult", "MAX_FILE_BYTES", "MAX_INPUTS_PER_BATCH",
-           "MAX_REQUESTS_PER_FILE", "OpenAIBatches", "RETRIES", "TERMINAL"]
+__all__ = ["BatchAPI", "BatchClient", "BatchJob", "call", "LineResult", "MAX_FILE_BYTES",
+           "MAX_INPUTS_PER_BATCH", "MAX_REQUESTS_PER_FILE", "OpenAIBatches", "RETRIES",
+           "TERMINAL"]
 
 MAX_REQUESTS_PER_FILE = 50_000
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -97,22 +98,48 @@ class BatchAPI(Protocol):
 Parse = Callable[[Any, httpx.Headers, int], tuple[np.ndarray, "int | None"]]
 
 
-class OpenAIBatches:
-    """OpenAI's Files and Batches APIs, for the model and size `request_body` asks for."""
-
-    discount = BATCH["openai"].price_factor
+class BatchClient:
+    """What every batch API client shares: the provider's base URL, credentials, HTTP
+    client (owned unless given), the synchronous parser, and retried calls."""
 
     def __init__(self, *, base_url: str, headers: Mapping[str, str], label: str,
-                 request_body: Callable[[Sequence[str]], dict[str, Any]], parse: Parse,
-                 timeout: float = 120.0, client: httpx.AsyncClient | None = None,
+                 parse: Parse, timeout: float = 120.0, client: httpx.AsyncClient | None = None,
                  sleep: Callable[[float], Any] = asyncio.sleep) -> None:
         self.base_url = base_url.rstrip("/")
         self.label = label
         self._headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-        self._request_body, self._parse = request_body, parse
+        self._parse = parse
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._owns_client = client is None
         self._sleep = sleep
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def _lines(self, path: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """A JSONL file the provider holds, line by line."""
+        raw = (await self._call("GET", path, **kwargs)).content
+        return [json.loads(text) for text in raw.splitlines() if text.strip()]
+
+    async def _call(self, method: str, path: str, *,
+                    headers: Mapping[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        """`path` below the base URL, or a whole URL (an upload session's)."""
+        url = path if path.startswith("http") else self.base_url + path
+        return await call(self._client, method, url, label=self.label,
+                          headers={**self._headers, **(headers or {})}, sleep=self._sleep,
+                          **kwargs)
+
+
+class OpenAIBatches(BatchClient):
+    """OpenAI's Files and Batches APIs, for the model and size `request_body` asks for."""
+
+    discount = BATCH["openai"].price_factor
+
+    def __init__(self, *, request_body: Callable[[Sequence[str]], dict[str, Any]],
+                 **common: Any) -> None:
+        super().__init__(**common)
+        self._request_body = request_body
 
     def request_line(self, custom_id: str, texts: Sequence[str]) -> bytes:
         line = {"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings",
@@ -150,12 +177,8 @@ class OpenAIBatches:
     async def results(self, file_id: str, counts: Mapping[str, int]) -> list[LineResult]:
         """The lines of an output or error file; `counts`: how many texts each request
         (by custom_id) sent, to check its answer as the synchronous path does."""
-        raw = (await self._call("GET", f"/files/{file_id}/content")).content
-        out = []
-        for text in raw.splitlines():
-            if text.strip():
-                out.append(self._line(json.loads(text), counts))
-        return out
+        return [self._line(line, counts)
+                for line in await self._lines(f"/files/{file_id}/content")]
 
     def _line(self, line: dict[str, Any], counts: Mapping[str, int]) -> LineResult:
         custom_id = str(line.get("custom_id"))
@@ -179,14 +202,6 @@ class OpenAIBatches:
 
     async def delete_file(self, file_id: str) -> None:
         await self._call("DELETE", f"/files/{file_id}", missing_ok=True)
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
-
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return await call(self._client, method, self.base_url + path, label=self.label,
-                          headers=self._headers, sleep=self._sleep, **kwargs)
 
 
 async def call(client: httpx.AsyncClient, method: str, url: str, *, label: str,

@@ -19,17 +19,15 @@ also L2-normalises sizes below 3072). Gemini reports no tokens: the bill estimat
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
-import numpy as np
 
 from ..catalog import BATCH
 from ..errors import ProviderResponseError
-from .batches import BatchJob, LineResult, call
+from .batches import BatchClient, BatchJob, LineResult
 
 __all__ = ["GeminiBatches", "STATES"]
 
@@ -39,25 +37,16 @@ STATES = {"BATCH_STATE_PENDING": "validating", "BATCH_STATE_RUNNING": "in_progre
           "BATCH_STATE_CANCELLED": "cancelled", "BATCH_STATE_EXPIRED": "expired"}
 
 Requests = Callable[[Sequence[str]], dict[str, Any]]
-Parse = Callable[[Any, httpx.Headers, int], tuple[np.ndarray, "int | None"]]
 
 
-class GeminiBatches:
+class GeminiBatches(BatchClient):
     """Gemini's batch embeddings for one model and size (see the module's docstring)."""
 
     discount = BATCH["gemini"].price_factor
 
-    def __init__(self, *, base_url: str, headers: Mapping[str, str], label: str, model: str,
-                 requests: Requests, parse: Parse, timeout: float = 120.0,
-                 client: httpx.AsyncClient | None = None,
-                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.label, self._model = label, model
-        self._headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-        self._requests, self._parse = requests, parse
-        self._client = client or httpx.AsyncClient(timeout=timeout)
-        self._owns_client = client is None
-        self._sleep = sleep
+    def __init__(self, *, model: str, requests: Requests, **common: Any) -> None:
+        super().__init__(**common)
+        self._model, self._requests = model, requests
 
     def request_line(self, custom_id: str, texts: Sequence[str]) -> bytes:
         """One line per text, keyed `{custom_id}-{row}`: Gemini embeds a text a request."""
@@ -105,13 +94,9 @@ class GeminiBatches:
                 return None
 
     async def results(self, file_id: str, counts: Mapping[str, int]) -> list[LineResult]:
-        raw = (await self._call("GET", f"/download/v1beta/{file_id}:download",
-                                params={"alt": "media"})).content
-        out = []
-        for text in raw.splitlines():
-            if text.strip():
-                out.append(self._line(json.loads(text), counts))
-        return out
+        lines = await self._lines(f"/download/v1beta/{file_id}:download",
+                                  params={"alt": "media"})
+        return [self._line(line, counts) for line in lines]
 
     def _line(self, line: dict[str, Any], counts: Mapping[str, int]) -> LineResult:
         custom_id, _, row_text = str(line.get("key")).rpartition("-")
@@ -136,18 +121,6 @@ class GeminiBatches:
 
     async def delete_file(self, file_id: str) -> None:
         await self._call("DELETE", f"/v1beta/{file_id}", missing_ok=True)
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
-
-    async def _call(self, method: str, path: str, *,
-                    headers: Mapping[str, str] | None = None, **kwargs: Any) -> httpx.Response:
-        """`path` below the base URL, or a whole URL (the upload session's)."""
-        url = path if path.startswith("http") else self.base_url + path
-        return await call(self._client, method, url, label=self.label,
-                          headers={**self._headers, **(headers or {})}, sleep=self._sleep,
-                          **kwargs)
 
 
 def _job(operation: dict[str, Any], file_id: str | None = None) -> BatchJob:
