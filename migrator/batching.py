@@ -261,6 +261,7 @@ class _Files:
         self._requests: list[list[str]] = []
         self._keys: list[list[bytes]] = []
         self._pending: set[bytes] = set()
+        self._inputs = 0
         self._bytes = 0
         self.refused = False  # the provider refused a batch for now: stop submitting
 
@@ -270,7 +271,6 @@ class _Files:
     async def add(self, text: str, key: bytes) -> None:
         if not self._requests or len(self._requests[-1]) >= self._batch:
             if (len(self._requests) >= MAX_REQUESTS_PER_FILE
-                    or sum(map(len, self._requests)) >= MAX_INPUTS_PER_BATCH
                     or self._bytes >= MAX_FILE_BYTES * 0.9):
                 await self.flush()
             self._requests.append([])
@@ -278,8 +278,9 @@ class _Files:
         self._requests[-1].append(text)
         self._keys[-1].append(key)
         self._pending.add(key)
+        self._inputs += 1
         self._bytes += len(text.encode()) + 8
-        if sum(map(len, self._requests)) >= MAX_INPUTS_PER_BATCH:
+        if self._inputs >= MAX_INPUTS_PER_BATCH:
             await self.flush()
 
     async def flush(self) -> None:
@@ -301,11 +302,12 @@ class _Files:
             self.refused = True  # collected (and released) by the next pass
         report = self._report
         report.submitted_jobs += 1
-        report.submitted_texts += sum(map(len, self._requests))
+        report.submitted_texts += self._inputs
         report.submitted_tokens += tokens
         report.submitted_cost = _add(report.submitted_cost, cost)
         report.synchronous_cost = _add(report.synchronous_cost, price)
-        self._requests, self._keys, self._pending, self._bytes = [], [], set(), 0
+        self._requests, self._keys, self._pending = [], [], set()
+        self._inputs = self._bytes = 0
 
 
 def _add(total: float | None, amount: float | None) -> float | None:
