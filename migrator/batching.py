@@ -93,7 +93,7 @@ async def run_batches(settings: Settings, state: State, source: QdrantStore,
     ledger = BatchLedger(state)
     scopes = [c.name for c in settings.collections]
     if not settings.provider.batch:
-        _refuse_while_running(ledger, scopes, restart)
+        await _no_batches_running(ledger, scopes, embedder, restart, confirm)
         return None
     api, slot = _parts(settings, embedder)
     report = BatchReport()
@@ -126,9 +126,15 @@ async def run_batches(settings: Settings, state: State, source: QdrantStore,
         await api.aclose()
 
 
-def _refuse_while_running(ledger: BatchLedger, scopes: list[str], restart: bool) -> None:
+async def _no_batches_running(ledger: BatchLedger, scopes: list[str], embedder: Embedder,
+                              restart: bool, confirm: Confirm | None) -> None:
+    """Before a synchronous run: no batch job of these collections may still be running
+    (the run would pay for its texts again); `--restart` cancels them (after asking)."""
     running = [job for job in ledger.jobs(open_only=True) if job.scope in scopes]
-    if running and not restart:
+    if not running:
+        return
+    api = embedder.batches() if restart else None
+    if api is None:
         texts = sum(job.texts for job in running)
         raise ConfigError(
             f"{len(running):,} batch job(s) with {texts:,} texts of "
@@ -136,6 +142,10 @@ def _refuse_while_running(ledger: BatchLedger, scopes: list[str], restart: bool)
             "provider; a synchronous run would pay for those texts again. Run with --batch "
             "to collect them (--wait to wait for them), with --batch --batch-fallback sync "
             "to cancel them and embed the rest synchronously, or with --restart.")
+    try:
+        await _cancel_open(api, ledger, scopes, confirm)
+    finally:
+        await api.aclose()
 
 
 def _parts(settings: Settings, embedder: Embedder) -> tuple[BatchAPI, CacheSlot]:

@@ -422,3 +422,13 @@ def test_a_mixed_run_submits_only_the_half_the_cache_lacks_and_shows_progress(
     batch_events = [e for e in events if e.collection == "batch jobs"]
     assert batch_events[-1].written == batch_events[-1].total == POINTS - POINTS // 2
     assert result.collections[0].target_count == POINTS
+
+
+def test_a_synchronous_restart_cancels_running_jobs_first(
+        served: tuple[QdrantStore, LoopbackServer], tmp_path: Path) -> None:
+    store, server = served
+    migrate(settings(tmp_path, server.url), source_store=store)
+    result = migrate(settings(tmp_path, server.url, batch=False), source_store=store,
+                     restart=True)
+    (batch,) = server.batches.batches.values()
+    assert batch.status == "cancelled" and result.collections[0].target_count == POINTS
