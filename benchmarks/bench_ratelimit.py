@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_migrate import loopback_process  # noqa: E402
+from bench_migrate import loopback_process, verdict  # noqa: E402
 
 from migrator import (  # noqa: E402
     CollectionSettings,
@@ -117,13 +117,13 @@ def main() -> None:
         rate = seen["admitted_tokens"] / max(seen["busy_seconds"], 1e-9) * args.window
         share = seen["throttled"] / max(seen["requests"], 1)
         name = names[mode]
-        verdict = ""
+        judged = ""
         if mode != "off":
             ok = rate / args.tpm >= 0.97 and share <= 0.01 and written == args.points
-            verdict = "  PASS" if ok else "  FAIL (target >= 97%, <= 1% answered 429)"
+            judged = f"  {verdict(ok, args.quick)} (target >= 97%, <= 1% answered 429)"
         print(f"{name}  tokens/window {rate:7.0f} = {rate / args.tpm:5.1%} of {args.tpm}   "
               f"answered 429: {share:5.1%} ({seen['throttled']:.0f} of {seen['requests']:.0f})"
-              f"   points lost: {args.points - written}   {elapsed:5.1f} s{verdict}")
+              f"   points lost: {args.points - written}   {elapsed:5.1f} s{judged}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from bench_migrate import (  # noqa: E402
     loopback_process,
     settings,
     source_client,
+    verdict,
 )
 
 from migrator import migrate  # noqa: E402
@@ -85,7 +86,7 @@ def _nothing() -> Iterator[None]:
 
 def compare(name: str, source: QdrantClient, points: int, repeats: int,
             provider: dict[str, Any], embedder: Callable[[], Any] | None, *,
-            target: float | None) -> None:
+            target: float | None, quick: bool = False) -> None:
     off, on = [], []
     for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
         off.append(one_run(source, points, on=False, provider=provider, embedder=embedder))
@@ -95,9 +96,9 @@ def compare(name: str, source: QdrantClient, points: int, repeats: int,
     print(f"{name}, {points:,} points (median of {repeats})")
     print(f"    cache + checkpoints off  {off_rate:9,.0f} points/s")
     print(f"    cache + checkpoints on   {on_rate:9,.0f} points/s")
-    verdict = ("" if target is None else
-               f"   target <= {target:.0%}  {'PASS' if overhead <= target else 'FAIL'}")
-    print(f"    overhead                 {overhead:9.1%}{verdict}")
+    judged = ("" if target is None else
+              f"   target <= {target:.0%}  {verdict(overhead <= target, quick)}")
+    print(f"    overhead                 {overhead:9.1%}{judged}")
 
 
 def warm_rerun(source: QdrantClient, points: int, provider: dict[str, Any]) -> None:
@@ -129,7 +130,8 @@ def main() -> None:
         provider = {"name": "openai-compatible", "model": "bench", "base_url": url,
                     "dimensions": DIMS, "batch_size": 64, "concurrency": 4}
         compare("(b) loopback server, 100 ms per request of 64 texts, concurrency 4", source,
-                args.loopback_points, args.repeats, provider, None, target=0.10)
+                args.loopback_points, args.repeats, provider, None, target=0.10,
+                quick=args.quick)
         warm_rerun(source, args.loopback_points, provider)
 
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_migrate import DIMS, loopback_process, settings, source_client  # noqa: E402
+from bench_migrate import DIMS, loopback_process, settings, source_client, verdict  # noqa: E402
 
 from migrator import migrate  # noqa: E402
 from migrator.store import QdrantStore  # noqa: E402
@@ -87,10 +87,10 @@ def main() -> None:
                              timeout=timeout, adaptive=adaptive)
         ratio = rate / full
         retries = http.get("retries") or {}
-        verdict = (f"target >= {TARGET:.2f}  {'PASS' if ratio >= TARGET else 'FAIL'}"
-                   if adaptive else "(baseline)")
+        judged = (f"target >= {TARGET:.2f}  {verdict(ratio >= TARGET, args.quick)}"
+                  if adaptive else "(baseline)")
         print(f"    adaptive={'on ' if adaptive else 'off'}  capacity {full:6.0f} texts/s  "
-              f"migrate {rate:6.0f} texts/s  ratio {ratio:.2f}  {verdict}")
+              f"migrate {rate:6.0f} texts/s  ratio {ratio:.2f}  {judged}")
         print(f"        timeouts retried {sum(retries.values())}, in flight at the end "
               f"{http.get('concurrency')}, lowest {http.get('lowest_concurrency')}")
 
