@@ -191,7 +191,7 @@ class _Run:
                         self.settings.provider.long_input)  # has text
         if self.budget is not None:
             refuse_over_budget(self.budget, self.settings, self.source, self.target,
-                               self.state, schemas)
+                               self.state, schemas, self.embedder)
         first = collections[0]
         with self._phase("probe"):
             checked = await self._probe(schemas[0], first)

@@ -347,7 +347,7 @@ class Pipeline:
                 continue  # not sent; its page is redone on resume
             work: _PageWork = request.page
             texts = work.unique_texts[request.start : request.stop]
-            reserved = estimate_total(texts) if self.budget is not None else 0
+            reserved = estimate_total(self._to_send(texts)) if self.budget is not None else 0
             if self.budget is not None and not self.budget.admit(reserved):
                 continue  # over budget: not sent; its page is redone on resume
             started = time.perf_counter()
@@ -374,6 +374,15 @@ class Pipeline:
             work.pending -= 1
             if work.pending == 0:
                 await done.put(work)
+
+    def _to_send(self, texts: list[str]) -> list[str]:
+        """The texts the cache does not hold: what a request will cost (--max-cost)."""
+        slot = self.embedder.cache_slot("document")
+        if slot is None:
+            return texts
+        keys = slot.keys(texts)
+        found = slot.found(keys)
+        return [text for text, key in zip(texts, keys, strict=True) if key not in found]
 
     async def _write(self, done: asyncio.Queue[Any]) -> None:
         while (work := await done.get()) is not _DONE:

@@ -9,9 +9,11 @@ from .embedding.usage import Budget
 from .errors import ConfigError
 from .planning import plan
 from .results import Bill
-from .settings import Settings
+from .settings import CollectionSettings, Settings
 from .state import State
 from .store import CollectionSchema, QdrantStore
+from .texts import TextSource
+from .verification.dimensions import probe_texts
 
 __all__ = ["bill_of", "budget_for", "refuse_over_budget"]
 
@@ -46,10 +48,12 @@ def budget_for(settings: Settings, embedder: Embedder) -> Budget | None:
 
 
 def refuse_over_budget(budget: Budget, settings: Settings, source: QdrantStore,
-                       target: QdrantStore, state: State,
-                       schemas: list[CollectionSchema]) -> None:
+                       target: QdrantStore, state: State, schemas: list[CollectionSchema],
+                       embedder: Embedder) -> None:
     """Refuse to start when `plan`'s estimate of what is left to embed exceeds the budget
-    (a collection an earlier run half wrote counts for the half that is left).
+    (a collection an earlier run half wrote counts for the half that is left; one no run
+    has started counts less the share of its texts the cache already holds, measured on
+    the texts `plan` samples too: the first points).
 
     Raises:
         ConfigError: the estimate is over --max-cost; nothing was sent.
@@ -59,13 +63,28 @@ def refuse_over_budget(budget: Budget, settings: Settings, source: QdrantStore,
     records = [m for m in state.all()
                if m.model == provider.model and m.provider == provider.name]
     left = 0.0
-    for schema, planned in zip(schemas, estimate.collections, strict=True):
+    for config, schema, planned in zip(settings.collections, schemas, estimate.collections,
+                                       strict=True):
+        text = TextSource.from_settings(config.text_field, config.text_template).describe()
         written = max((m.counters.get("written", 0) for m in records
-                       if m.source_collection == schema.name), default=0)
+                       if m.source_collection == schema.name and m.text == text), default=0)
         done = min(1.0, written / schema.points_count) if schema.points_count else 1.0
+        if done == 0:
+            done = _cached_share(source, schema, config, settings, embedder)
         left += (planned.estimated_cost or 0.0) * (1 - done)
     if left > budget.limit:
         raise ConfigError(
             f"The estimated cost of this run, ${left:,.4f} (`migrator plan` shows how it is "
             f"made), exceeds --max-cost ${budget.limit:,.2f}. Raise --max-cost, or migrate "
             "fewer collections at a time. Nothing was sent.")
+
+
+def _cached_share(source: QdrantStore, schema: CollectionSchema,
+                  config: CollectionSettings, settings: Settings, embedder: Embedder) -> float:
+    """The share of the first texts of `schema` the embedding cache already holds."""
+    slot = embedder.cache_slot("document")
+    texts = probe_texts(source, schema, config, embedder, settings.provider.long_input)
+    if slot is None or not texts:
+        return 0.0
+    keys = slot.keys(texts)
+    return len(slot.found(keys)) / len(keys)

@@ -285,3 +285,23 @@ def test_an_embedder_that_served_an_earlier_run_bills_each_run_apart(
     assert first.bill.usage.phases["backfill"].texts == N
     assert second.bill.usage.phases["backfill"].texts == 40
     assert second.bill.usage.phases["probe"].texts <= 40
+
+
+def test_max_cost_counts_what_the_cache_already_holds(tmp_path: Path) -> None:
+    """The estimate left the cache out: a run whose texts were all cached (its state lost,
+    or a comparison made earlier) was refused although it would pay nothing."""
+    store = tmp_path / "q"
+    priced_collection(store)
+    with LoopbackServer(dims=1536) as server:
+        args = priced_args(store, tmp_path, server.url)
+        assert cli("migrate", *args, "--no-verify", "--target", "first").exit_code == 0
+        (tmp_path / "state" / "state.db").unlink()  # the cache stays
+        sent = server.requests
+        again = cli("migrate", *args, "--no-verify", "--target", "second", "--max-cost",
+                    "0.000001")
+        assert again.exit_code == 0, again.stderr
+        assert server.requests == sent  # not one request: it was all in the cache
+        refused = cli("migrate", *[a if a != "docs" else "docs,text_template=x {text}"
+                                   for a in args], "--no-verify", "--target", "third",
+                      "--max-cost", "0.000001")
+        assert refused.exit_code == 2 and "exceeds --max-cost" in refused.stderr
