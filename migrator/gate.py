@@ -26,7 +26,7 @@ async def verify_job(job: Job, result: CollectionResult, settings: Settings,
     sample = job.sample.items if job.sample is not None else []
     if len(sample) < min(verify.sample, result.target_count):
         sample, _ = draw_sample(source, job.schema.name, job.text, verify.sample, verify.seed)
-    pair = Pair(source, job.schema.name, job.vector, target, job.target, job.vector,
+    pair = Pair(source, job.schema.name, job.vector, target, job.target, job.target_vector,
                 expected_count=result.source_count - result.skipped, text=job.text)
     return await check_target(pair, sample, embedder, settings)
 

@@ -40,6 +40,12 @@ class Job:
     keep_vectors: list[str]
     record: MigrationRecord
     sample: Reservoir | None = None
+    in_place: bool = False  # the new vector goes into the source collection itself
+    target_vector: str = ""  # the vector written: `vector`, or in place the new one
+
+    def __post_init__(self) -> None:
+        if not self.target_vector:
+            self.target_vector = self.vector
 
 
 def check_existing_target(existing: CollectionSchema, vector: str, dims: int,

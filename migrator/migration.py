@@ -15,7 +15,6 @@ from .batching import BATCH_PROBE, run_batches
 from .catchup import changes_source
 from .embedding import Embedder, build_embedder, compose
 from .errors import (
-    BudgetExceeded,
     ConfigError,
     DataError,
     MigratorError,
@@ -23,6 +22,16 @@ from .errors import (
     StoreError,
 )
 from .gate import gate, verify_job
+from .inplace import (
+    InPlaceCatchUp,
+    in_place,
+    name_old_vectors,
+    new_vector_name,
+    prepare,
+    using_hint,
+    writer,
+)
+from .inplace import check as check_in_place
 from .interrupts import Stop, stoppable
 from .jobs import Job, check_aliases, check_existing_target, target_name
 from .ownership import Confirm, claim, drop_left, provenance, restart
@@ -32,9 +41,11 @@ from .results import (
     CollectionResult,
     MigrationResult,
     count_check_inputs,
+    over_budget_error,
     problem_of,
     raise_problems,
     stopped_error,
+    where_it_stopped,
 )
 from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
@@ -147,6 +158,7 @@ async def running(settings: Settings, source_store: QdrantStore | None,
                    target_store=target_store, create=settings.target is not None
                    ) as (source, target):
         schemas = [source.describe(c.name) for c in settings.collections]
+        name_old_vectors(settings, schemas, state)
         first = settings.collections[0]
         distance = first.distance or schemas[0].vector(first.vector).distance
         model = (build_embedder(settings.provider, distance=distance, cache=cache)
@@ -289,11 +301,14 @@ class _Run:
         """The target name, the text and the migration id of one collection. The id takes in
         both stores' identities, so the same names on another store are another migration."""
         spec = self.embedder.spec
-        name = config.target or target_name(config.name, spec, dims)
         text = TextSource.from_settings(config.text_field, config.text_template)
         vector = schema.vector(config.vector)
+        name, written = config.target or target_name(config.name, spec, dims), vector.name
+        if in_place(config, self.settings):  # into the source itself, as a new vector
+            new = new_vector_name(config, spec, dims)
+            name, written = schema.name, f"{vector.name}->{new}"
         identity = migration_id(self.source.identity, config.name, self.target.identity, name,
-                                vector.name, spec.provider, spec.model, dims, text.describe())
+                                written, spec.provider, spec.model, dims, text.describe())
         return name, text, identity
 
     def _restart(self, schemas: list[CollectionSchema], dims: int,
@@ -312,7 +327,8 @@ class _Run:
             # e.g. the alias that was migrated now points at the target: keep the original
             schema = self.source.describe(record.source_collection)
             vector = schema.vector(config.vector)
-        if name == schema.name:
+        inplace = check_in_place(config, self.settings, self.target)
+        if name == schema.name and not inplace:
             raise ConfigError(
                 f"The target of {config.name!r} is the source collection {schema.name!r} "
                 "itself; give a different --target.")
@@ -331,15 +347,18 @@ class _Run:
                 id=identity, source=config.name, source_collection=schema.name, target=name,
                 vector=vector.name, provider=spec.provider, model=spec.model, dims=dims,
                 text=text.describe(), alias=config.alias, phase=Phase.PLANNED,
-                store=self.target.identity)
+                store=self.target.identity,
+                strategy="in-place" if inplace else "new-collection",
+                new_vector=new_vector_name(config, spec, dims) if inplace else None)
         exists = self.target.exists(name)
-        if exists:
+        if exists and not inplace:
             check_existing_target(self.target.describe(name), vector.name, dims, distance)
             claim(self.target, self.state, config, name, record, adopt=self.adopt_target)
-        keep = [n for n in schema.vectors if n != vector.name] + schema.sparse_vectors
+        keep = [] if inplace else [n for n in schema.vectors if n != vector.name] + (
+            schema.sparse_vectors)
         verify = self.settings.verify
         return Job(config, schema, vector.name, text, name, exists, distance, keep, record,
-                   Reservoir(verify.sample, verify.seed))
+                   Reservoir(verify.sample, verify.seed), inplace, record.new_vector or "")
 
     async def _migrate_one(self, job: Job, dims: int) -> CollectionResult:
         record = job.record
@@ -358,6 +377,8 @@ class _Run:
             raise StoreError(
                 f"Target collection {job.target!r} of an interrupted migration is gone from "
                 f"{self.target.location}. Run again with --restart to start over.")
+        if job.in_place:
+            prepare(job, self.target, self.state, dims)  # the new vector, added once
         result.resumed = record.phase != Phase.PLANNED
         result.write_mode = record.write_mode
         result.stats.add(record.counters)
@@ -393,8 +414,8 @@ class _Run:
             source=ScrollSource(self.source, job.schema.name,
                                 page_size=self.settings.migration.page_size,
                                 vectors=job.keep_vectors, start=record.checkpoint),
-            write=lambda points: self.target.upsert(job.target, points,
-                                                    insert_only=insert_only),
+            write=writer(job, self.target, self.state) if job.in_place else (
+                lambda points: self.target.upsert(job.target, points, insert_only=insert_only)),
             on_checkpoint=checkpoint,
             stats=result.stats,
             sampler=job.sample.offer if job.sample is not None else None,
@@ -408,10 +429,12 @@ class _Run:
         self.state.update(record.id, phase=Phase.CATCHING_UP, error=None)
         self.state.clear_skipped(record.id)  # the join meets every source point again
         skips = StateSkipLog(self.state, record.id)
-        join = changes_source(job, self.source, self.target, self.settings)
+        join = (InPlaceCatchUp(job, self.target, self.state, self.settings) if job.in_place
+                else changes_source(job, self.source, self.target, self.settings))
         stage = Pipeline(
             source=join,
-            write=lambda points: self.target.upsert(job.target, points),
+            write=writer(job, self.target, self.state) if job.in_place else (
+                lambda points: self.target.upsert(job.target, points)),
             **self._pipeline_args(job, skips, dims, total=None,
                                   label=f"{job.config.name} (catch-up)"),
         )
@@ -426,7 +449,7 @@ class _Run:
     def _pipeline_args(self, job: Job, skips: StateSkipLog, dims: int, *, total: int | None,
                        label: str | None = None) -> dict[str, Any]:
         return {"embedder": self.embedder, "long_input": self.settings.provider.long_input,
-                "text": job.text, "vector": job.vector,
+                "text": job.text, "vector": job.target_vector,
                 "dims": dims, "skip_log": skips, "collection": label or job.config.name,
                 "total": total, "concurrency": self.settings.provider.concurrency,
                 "queue_depth": self.settings.migration.queue_depth,
@@ -444,23 +467,10 @@ class _Run:
         budget = self.budget
         if budget is not None and budget.exceeded:
             self.state.update(result.migration_id, error="stopped at --max-cost")
-            where = ("the catch-up stopped (the backfill is complete)" if catch_up else
-                     f"{stage.stats.written:,} of {result.source_count:,} points of "
-                     f"{result.source!r} are written into {result.target!r} and checkpointed")
-            raise BudgetExceeded(
-                f"Stopped before the next request would take this run past --max-cost "
-                f"${budget.limit:,.2f}: it spent ${budget.spent:,.4f}; {where}; no alias was "
-                "moved. Run again with a higher --max-cost (or none) to resume from there; "
-                "nothing paid for is paid again.", spent=budget.spent)
+            raise over_budget_error(budget, result, stage.stats, catch_up=catch_up)
         if self.stop is not None and self.stop.requested:
             self.state.update(result.migration_id, error="interrupted")
-            done = (f"the catch-up of {result.source!r} into {result.target!r} stopped after "
-                    f"{stage.stats.written:,} changed points (the backfill is complete; the "
-                    "next run catches up again)" if catch_up else
-                    f"{stage.stats.written:,} of {result.source_count:,} points of "
-                    f"{result.source!r} are written into {result.target!r} and checkpointed")
-            raise self.stop.error(f"{done}; no alias was moved. Run the same command again "
-                                  "to resume from there.")
+            raise self.stop.error(where_it_stopped(result, stage.stats, catch_up=catch_up))
 
     async def _verify(self, job: Job, result: CollectionResult) -> None:
         self.state.update(job.record.id, phase=Phase.VERIFYING, error=None)
@@ -476,6 +486,7 @@ class _Run:
     def _finish(self, job: Job, result: CollectionResult, *, forced: bool = False) -> None:
         alias = job.config.alias
         result.forced = forced
+        result.using = using_hint(job) if job.in_place else None
         if alias:
             result.previous_alias_target = self.target.swap_alias(alias, job.target)
             result.swapped = True

@@ -40,8 +40,9 @@ def _created_here(target: QdrantStore, name: str, identity: str) -> bool:
 def restart(target: QdrantStore, state: State, planned: list[tuple[str, str]],
             confirm: Confirm | None) -> None:
     """Forget the progress of the `planned` (target name, migration id) pairs and delete
-    the targets they created: never one an alias serves, and only after `confirm` agreed
-    to the list (None: no question).
+    the targets they created — for an in-place migration, the vector it added to the
+    source, never the collection: never one an alias serves, and only after `confirm`
+    agreed to the list (None: no question).
 
     Raises:
         ConfigError: an alias serves a collection that would be deleted.
@@ -49,20 +50,28 @@ def restart(target: QdrantStore, state: State, planned: list[tuple[str, str]],
     """
     forget: list[str] = []
     doomed: list[str] = []
+    added: list[tuple[str, str]] = []  # (collection, vector) in-place migrations added
     for name, identity in planned:
         record = state.get(identity)
         if record is not None:
             forget.append(identity)
+            if record.in_place:
+                if record.created_vector and record.new_vector in target.describe(name).vectors:
+                    added.append((name, record.new_vector))
+                continue
         created = record.created_target if record is not None else None
         if target.exists(name) and (
                 created or (created is None and _created_here(target, name, identity))):
             doomed.append(name)
     for name in doomed:
         refuse_if_served(target, name, "--restart would delete it")
-    if doomed and confirm is not None and not confirm(doomed):
+    asked = doomed + [f"vector {vector!r} of {name!r}" for name, vector in added]
+    if asked and confirm is not None and not confirm(asked):
         raise MigratorError("--restart was not confirmed; nothing was deleted.")
     for name in doomed:
         target.delete_collection(name)
+    for name, vector in added:
+        target.drop_vector(name, vector)
     for identity in forget:
         state.delete(identity)
 

@@ -116,6 +116,8 @@ def migration(result: Any) -> str:
                             " (this Qdrant is older than 1.17: no conditional writes)") + ".")
         if c.sync is not None:
             lines.append(f"Catch-up of {c.source!r}: {sync_counts(c.sync)}.")
+        if c.using:
+            lines.append(c.using)
         if c.skip_file:
             lines.append(f"Skipped points of {c.source!r} are listed in {c.skip_file}.")
         if c.swapped and c.previous_alias_target == c.target:

@@ -10,8 +10,9 @@ from typing import Any
 from .batching import BatchReport
 from .catchup import SyncStats
 from .embedding.sizing import DimsDecision
-from .embedding.usage import PhaseUsage, Usage
+from .embedding.usage import Budget, PhaseUsage, Usage
 from .errors import (
+    BudgetExceeded,
     DataError,
     InputTooLong,
     MigratorError,
@@ -28,7 +29,7 @@ from .store import QdrantStore
 from .verification.checks import VerificationReport
 
 __all__ = ["Bill", "CollectionResult", "count_check_inputs", "MigrationResult", "problem_of",
-           "raise_problems", "stopped_error"]
+           "over_budget_error", "raise_problems", "stopped_error", "where_it_stopped"]
 
 
 @dataclass
@@ -53,6 +54,7 @@ class CollectionResult:
     skipped: int = 0
     too_long: list[Any] = field(default_factory=list)
     skip_file: str | None = None
+    using: str | None = None  # in place: what the application must change to query it
     first_skipped: list[Any] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
     sync: SyncStats | None = None
@@ -217,7 +219,8 @@ def count_check_inputs(job: Job, result: CollectionResult, state: State, source:
                                          "reason": reason}) + "\n")
         result.skip_file = str(path)
     result.source_count = source.count(job.schema.name)
-    result.target_count = target.count(job.target)
+    result.target_count = target.count_with(job.target, job.target_vector) if (
+        job.in_place) else target.count(job.target)
 
 
 def stopped_error(exc: ProviderError | StoreError, result: CollectionResult,
@@ -232,3 +235,26 @@ def stopped_error(exc: ProviderError | StoreError, result: CollectionResult,
     if isinstance(exc, ProviderError):
         return type(exc)(message, provider=exc.provider, status=exc.status)
     return type(exc)(message)
+
+
+def where_it_stopped(result: CollectionResult, stats: Stats, *, catch_up: bool) -> str:
+    """What a stopped run left (Ctrl-C), and how to go on."""
+    done = (f"the catch-up of {result.source!r} into {result.target!r} stopped after "
+            f"{stats.written:,} changed points (the backfill is complete; the next run catches "
+            "up again)" if catch_up else
+            f"{stats.written:,} of {result.source_count:,} points of {result.source!r} are "
+            f"written into {result.target!r} and checkpointed")
+    return f"{done}; no alias was moved. Run the same command again to resume from there."
+
+
+def over_budget_error(budget: Budget, result: CollectionResult, stats: Stats, *,
+                      catch_up: bool) -> BudgetExceeded:
+    """The run stopped before its spend would pass --max-cost."""
+    where = ("the catch-up stopped (the backfill is complete)" if catch_up else
+             f"{stats.written:,} of {result.source_count:,} points of {result.source!r} are "
+             f"written into {result.target!r} and checkpointed")
+    return BudgetExceeded(
+        f"Stopped before the next request would take this run past --max-cost "
+        f"${budget.limit:,.2f}: it spent ${budget.spent:,.4f}; {where}; no alias was moved. "
+        "Run again with a higher --max-cost (or none) to resume from there; nothing paid "
+        "for is paid again.", spent=budget.spent)

@@ -159,6 +159,9 @@ class CollectionSettings(_Section):
     target: str | None = None
     alias: str | None = None
     distance: Distance | None = None
+    # in-place: the new model's vector is added to this collection under `new_vector`
+    strategy: Literal["new-collection", "in-place"] | None = None  # migration.strategy
+    new_vector: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one_text_source(self) -> CollectionSettings:
@@ -197,6 +200,9 @@ class MigrationSettings(_Section):
     cache: bool = True
     catch_up: bool = True
     max_cost: float | None = Field(default=None, gt=0)  # USD one run may spend
+    # new-collection: a copy with the new model's vector; in-place: a named vector added
+    # to the same collection (Qdrant >= 1.18), for the application to switch `using`
+    strategy: Literal["new-collection", "in-place"] = "new-collection"
 
 
 class SyncSettings(_Section):
@@ -453,9 +459,9 @@ def with_collections(
         settings.collections)
     if "text_field" in given and "text_template" in given:
         raise ConfigError("Give --text-field or --text-template, not both.")
-    single = {k for k in ("target", "alias") if k in given}
+    single = {k for k in ("target", "alias", "new_vector") if k in given}
     if single and len(collections) > 1:
-        flags = " and ".join(f"--{k}" for k in sorted(single))
+        flags = " and ".join(f"--{k.replace('_', '-')}" for k in sorted(single))
         raise ConfigError(
             f"{flags} name one collection, but this run has {len(collections)}; set them per "
             "collection: --collection 'docs,alias=docs_live' or in the configuration file."

@@ -112,6 +112,17 @@ STATE_SCHEMA: list[tuple[int, str, str]] = [
         CREATE TABLE batch_scans (scope TEXT PRIMARY KEY, finished INTEGER NOT NULL);
         CREATE TABLE batch_failures (key BLOB PRIMARY KEY, attempts INTEGER NOT NULL);
     """),
+    (6, "in-place migrations: the vector they add, and the texts they embedded", """
+        ALTER TABLE migrations ADD COLUMN strategy TEXT NOT NULL DEFAULT 'new-collection';
+        ALTER TABLE migrations ADD COLUMN new_vector TEXT;
+        ALTER TABLE migrations ADD COLUMN created_vector INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE embedded_texts (
+            migration TEXT NOT NULL REFERENCES migrations(id) ON DELETE CASCADE,
+            point TEXT NOT NULL,
+            sha BLOB NOT NULL,
+            PRIMARY KEY (migration, point)
+        ) WITHOUT ROWID;
+    """),
 ]
 
 
@@ -245,6 +256,13 @@ class MigrationRecord:
     # the time (epoch seconds) the last backfill or catch-up began reading: every change to
     # the source before it is in the target
     changes_since: float | None = None
+    strategy: str = "new-collection"  # or "in-place": `new_vector` added to the source
+    new_vector: str | None = None
+    created_vector: bool = False  # this migration added `new_vector` (it may drop it)
+
+    @property
+    def in_place(self) -> bool:
+        return self.strategy == "in-place"
 
     def owns_target(self) -> bool:
         """Whether this migration may write into, catch up and delete from its target."""
@@ -271,6 +289,7 @@ class RecordUpdate(TypedDict, total=False):
     error: str | None
     verification: dict[str, Any]
     changes_since: float
+    created_vector: int
 
 
 class State:
@@ -340,6 +359,24 @@ class State:
         with self._lock:
             self._db.execute("DELETE FROM skipped WHERE migration = ?", (migration,))
 
+    def embedded(self, migration: str, texts: Sequence[tuple[Any, bytes]]) -> None:
+        """Each point's text (its sha256) that an in-place migration embedded."""
+        with self._lock, transaction(self._db):
+            self._db.executemany(
+                "INSERT OR REPLACE INTO embedded_texts (migration, point, sha) VALUES (?, ?, ?)",
+                [(migration, json.dumps(point), sha) for point, sha in texts])
+
+    def embedded_shas(self, migration: str, points: Sequence[Any]) -> dict[str, bytes]:
+        """The sha256 of the text each of `points` had when it was embedded, by JSON id."""
+        found: dict[str, bytes] = {}
+        ids = [json.dumps(point) for point in points]
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            found.update(self._db.execute(
+                f"SELECT point, sha FROM embedded_texts WHERE migration = ? AND point IN "
+                f"({', '.join('?' * len(part))})", (migration, *part)).fetchall())
+        return found
+
     def skipped(self, migration: str) -> list[tuple[Any, str]]:
         rows = self._db.execute("SELECT point, reason FROM skipped WHERE migration = ? "
                                 "ORDER BY rowid", (migration,)).fetchall()
@@ -370,6 +407,7 @@ def _values(record: MigrationRecord) -> tuple[Any, ...]:
     data["finished"] = int(data["finished"])
     data["created_target"] = int(data["created_target"])
     data["adopted"] = int(data["adopted"])
+    data["created_vector"] = int(data["created_vector"])
     return tuple(data[c] for c in _COLUMNS)
 
 
@@ -381,5 +419,6 @@ def _record(row: Sequence[Any]) -> MigrationRecord:
     data["finished"] = bool(data["finished"])
     data["created_target"] = bool(data["created_target"])
     data["adopted"] = bool(data["adopted"])
+    data["created_vector"] = bool(data["created_vector"])
     data["phase"] = Phase(data["phase"])
     return MigrationRecord(**data)

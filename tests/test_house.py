@@ -178,7 +178,7 @@ LAYERS = [
      "migrator.ingestion", "migrator.demo", "migrator.report"],
     ["migrator.pipeline", "migrator.sources", "migrator.catchup", "migrator.gate",
      "migrator.results", "migrator.ownership", "migrator.spending", "migrator.planning",
-     "migrator.batching"],
+     "migrator.batching", "migrator.inplace"],
     ["migrator.verification"],
     ["migrator.jobs", "migrator.sampling"],
     ["migrator.embedding", "migrator.store", "migrator.state", "migrator.vector_cache",

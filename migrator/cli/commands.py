@@ -9,9 +9,6 @@ from typing import Any
 import click
 
 from .. import report
-from ..aliases import drop_old as run_drop_old
-from ..aliases import rollback as run_rollback
-from ..aliases import swap as run_swap
 from ..catalog import models_for
 from ..comparison import datasets
 from ..comparison import report as compare_report
@@ -31,7 +28,6 @@ from .shell import (
     Bars,
     Exit,
     adopt_option,
-    alias_options,
     batch_option,
     cli,
     collection_options,
@@ -50,8 +46,8 @@ from .shell import (
 )
 
 __all__ = ["_sizes", "cache", "cache_clear_command", "cache_stats_command", "compare_command",
-           "demo", "drop_old_command", "ingest", "migrate", "models", "plan", "rollback", "status",
-           "swap_command", "sync", "validate", "verify"]
+           "demo", "ingest", "migrate", "models", "plan", "status", "sync", "validate",
+           "verify"]
 
 
 @cli.command()
@@ -182,56 +178,6 @@ def verify(as_json: bool, sample: int | None, k: int | None, report_file: Path |
     if not result.passed:
         raise Exit("Verification failed: " + "; ".join(
             r.summary() for r in result.reports if not r.passed) + ".", 3)
-
-
-@cli.command("swap")
-@click.argument("alias")
-@click.argument("collection")
-@alias_options
-@click.option("--json", "as_json", is_flag=True, help="Print the move as JSON.")
-def swap_command(alias: str, collection: str, as_json: bool, **options: Any) -> None:
-    """Point ALIAS at COLLECTION, atomically, and record the move.
-
-    Refused when ALIAS is a collection's name, COLLECTION does not exist, or COLLECTION
-    lacks a vector the alias serves now.
-
-    \b
-    Example:
-      migrator swap docs_live docs__text-embedding-3-small-512
-    """
-    emit(run_swap(settings_from(options), alias, collection), as_json, report.alias_move)
-
-
-@cli.command()
-@click.argument("alias")
-@alias_options
-@click.option("--json", "as_json", is_flag=True, help="Print the move as JSON.")
-def rollback(alias: str, as_json: bool, **options: Any) -> None:
-    """Point ALIAS back at the collection it pointed to before its last move.
-
-    \b
-    Example:
-      migrator rollback docs_live
-    """
-    emit(run_rollback(settings_from(options), alias), as_json, report.alias_move)
-
-
-@cli.command("drop-old")
-@click.argument("alias")
-@alias_options
-@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
-def drop_old_command(alias: str, yes: bool, **options: Any) -> None:
-    """Delete the collection ALIAS pointed to before its last move (never automatic).
-
-    \b
-    Example:
-      migrator drop-old docs_live --yes
-    """
-    settings = settings_from(options)
-    if not yes:
-        click.confirm(f"Delete the collection {alias!r} pointed to before its last move?",
-                      abort=True, err=True)
-    click.echo(f"Deleted {run_drop_old(settings, alias)!r}.")
 
 
 @cli.group()

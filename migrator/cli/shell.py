@@ -102,6 +102,13 @@ collection_options = combine_options(
     click.option("--alias", help="Alias to move to the target once it is complete."),
     click.option("--distance", type=click.Choice(["Cosine", "Dot", "Euclid", "Manhattan"]),
                  help="Distance of the new vector (default: the source's)."),
+    click.option("--strategy", type=click.Choice(["new-collection", "in-place"]),
+                 help="new-collection (default): a copy with the new vectors, then an alias "
+                 "move; in-place: a named vector added to the same collection (Qdrant >= "
+                 "1.18)."),
+    click.option("--new-vector", metavar="NAME",
+                 help="In-place: the new vector's name (default: the model and size, e.g. "
+                 "text-embedding-3-small-512)."),
 )
 state_option = click.option(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -158,14 +165,14 @@ def settings_from(options: dict[str, Any]) -> Settings:
         },
         "migration": {"page_size": o.get("page_size"), "missing_text": o.get("missing_text"),
                       "state_dir": o.get("state_dir"), "cache": o.get("cache"),
-                      "max_cost": o.get("max_cost")},
+                      "max_cost": o.get("max_cost"), "strategy": o.get("strategy")},
         "sync": {"updated_field": o.get("updated_field")},
     }
     settings = load_settings(o.get("config"), overrides)
     return with_collections(
         settings, o.get("collections") or (),
         **{k: o.get(k) for k in ("text_field", "text_template", "vector", "target", "alias",
-                                 "distance")},
+                                 "distance", "new_vector")},
     )
 
 

@@ -33,6 +33,7 @@ from .convert import (
     schema_of,
     vector_struct,
 )
+from .named import NamedVectors
 from .types import (
     TIME_INDEXES,
     UNNAMED,
@@ -53,8 +54,9 @@ __all__ = ["ChangedSince", "CollectionSchema", "id_order", "open_store", "opened
 PROVENANCE_KEY = "migrator"  # the key of migrator's entry in a collection's metadata
 
 
-class QdrantStore:
-    """Operations on one Qdrant instance. Hand it a `QdrantClient`; see `open_store`."""
+class QdrantStore(NamedVectors):
+    """Operations on one Qdrant instance. Hand it a `QdrantClient`; see `open_store`. The
+    in-place operations (named vectors) are in `named.py`."""
 
     def __init__(self, client: QdrantClient, *, location: str, local: bool,
                  identity: str | None = None) -> None:

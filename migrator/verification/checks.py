@@ -135,7 +135,9 @@ def _integrity(pair: Pair, sample: list[tuple[PointId, str]], src: dict[Any, Any
                dst: dict[Any, Any]) -> Check:
     missing = [i for i, _ in sample if i not in dst]
     unsound = [i for i, p in dst.items() if not _sound(p.vectors.get(pair.target_vector))]
-    count = pair.target_store.count(pair.target)
+    in_place = pair.target_store is pair.source_store and pair.target == pair.source
+    count = pair.target_store.count_with(pair.target, pair.target_vector) if in_place else (
+        pair.target_store.count(pair.target))
     problems = []
     if pair.expected_count is not None and count != pair.expected_count:
         problems.append(f"target holds {count} points, {pair.expected_count} expected")

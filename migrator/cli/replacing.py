@@ -1,0 +1,95 @@
+"""The commands that move aliases by hand and remove what a migration replaced: `swap`,
+`rollback`, `drop-old`, `drop-old-vector`; each a thin layer over one library function."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import report
+from ..aliases import drop_old as run_drop_old
+from ..aliases import rollback as run_rollback
+from ..aliases import swap as run_swap
+from ..inplace import drop_old_vector as run_drop_old_vector
+from .shell import alias_options, cli, emit, settings_from
+
+__all__ = ["drop_old_command", "drop_old_vector_command", "rollback", "swap_command"]
+
+
+@cli.command("swap")
+@click.argument("alias")
+@click.argument("collection")
+@alias_options
+@click.option("--json", "as_json", is_flag=True, help="Print the move as JSON.")
+def swap_command(alias: str, collection: str, as_json: bool, **options: Any) -> None:
+    """Point ALIAS at COLLECTION, atomically, and record the move.
+
+    Refused when ALIAS is a collection's name, COLLECTION does not exist, or COLLECTION
+    lacks a vector the alias serves now.
+
+    \b
+    Example:
+      migrator swap docs_live docs__text-embedding-3-small-512
+    """
+    emit(run_swap(settings_from(options), alias, collection), as_json, report.alias_move)
+
+
+@cli.command()
+@click.argument("alias")
+@alias_options
+@click.option("--json", "as_json", is_flag=True, help="Print the move as JSON.")
+def rollback(alias: str, as_json: bool, **options: Any) -> None:
+    """Point ALIAS back at the collection it pointed to before its last move.
+
+    \b
+    Example:
+      migrator rollback docs_live
+    """
+    emit(run_rollback(settings_from(options), alias), as_json, report.alias_move)
+
+
+@cli.command("drop-old")
+@click.argument("alias")
+@alias_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+def drop_old_command(alias: str, yes: bool, **options: Any) -> None:
+    """Delete the collection ALIAS pointed to before its last move (never automatic).
+
+    \b
+    Example:
+      migrator drop-old docs_live --yes
+    """
+    settings = settings_from(options)
+    if not yes:
+        click.confirm(f"Delete the collection {alias!r} pointed to before its last move?",
+                      abort=True, err=True)
+    click.echo(f"Deleted {run_drop_old(settings, alias)!r}.")
+
+
+@cli.command("drop-old-vector")
+@click.argument("collection")
+@click.option("--vector", required=True,
+              help="The vector to remove (the one an in-place migration replaced; '' for the "
+              "unnamed one).")
+@click.option("--force", is_flag=True,
+              help="Remove it although the new vector did not pass verification.")
+@alias_options
+@click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+def drop_old_vector_command(collection: str, vector: str, force: bool, yes: bool,
+                            **options: Any) -> None:
+    """Remove the vector an in-place migration replaced, once queries use the new one.
+
+    Refused while it is the collection's only dense vector, and unless the in-place
+    migration that added its replacement passed verification (--force overrides that).
+
+    \b
+    Example:
+      migrator drop-old-vector docs --vector dense --yes
+    """
+    settings = settings_from(options)
+    if not yes:
+        click.confirm(f"Remove vector {vector or '(unnamed)'!r} from {collection!r} and from "
+                      "every point in it?", abort=True, err=True)
+    click.echo(f"Removed vector {vector or '(unnamed)'!r} from "
+               f"{run_drop_old_vector(settings, collection, vector, force=force)!r}.")

@@ -1,0 +1,215 @@
+"""The in-place strategy: the new model's vector is added to the source collection itself
+under a name of its own, filled point by point (only that vector is written: a point
+deleted meanwhile stays deleted), caught up, verified against the old vector of the same
+points; the application then switches its queries' `using`. No data is copied and no
+alias moves.
+
+What this migration embedded is kept in the state (each point's text hash): a catch-up
+re-embeds a point whose text changed since, or that lacks the new vector. The state, not a
+payload field, because an in-place migration must leave payloads exactly as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .catalog import ModelSpec
+from .catchup import SyncStats
+from .errors import ConfigError
+from .jobs import Job
+from .settings import CollectionSettings, Settings
+from .state import MigrationRecord, State
+from .store import CollectionSchema, Page, Point, QdrantStore, opened
+
+__all__ = ["drop_old_vector", "InPlaceCatchUp", "in_place", "name_old_vectors",
+           "new_vector_name", "prepare", "text_sha", "using_hint", "writer"]
+
+_MORE = "more"
+
+
+def in_place(config: CollectionSettings, settings: Settings) -> bool:
+    """Whether this collection migrates in place (its own setting, else the run's)."""
+    return (config.strategy or settings.migration.strategy) == "in-place"
+
+
+def name_old_vectors(settings: Settings, schemas: list[CollectionSchema],
+                     state: State) -> None:
+    """A collection an in-place migration added a vector to has two dense vectors: where
+    `vector` is not set, the one to migrate is the other (the one it replaces)."""
+    added = {(r.target, r.new_vector) for r in state.all() if r.in_place and r.new_vector}
+    for config, schema in zip(settings.collections, schemas, strict=True):
+        if config.vector is not None or not in_place(config, settings):
+            continue
+        others = [n for n in schema.vectors if (schema.name, n) not in added]
+        if len(others) == 1 and len(schema.vectors) > 1:
+            config.vector = others[0]
+
+
+def new_vector_name(config: CollectionSettings, spec: ModelSpec, dims: int) -> str:
+    """`new_vector`, or the model and size: `text-embedding-3-small-512`."""
+    if config.new_vector:
+        return config.new_vector
+    slug = re.sub(r"[^a-z0-9._-]+", "-", spec.model.lower().split("/")[-1]).strip("-")
+    return f"{slug}-{dims}"
+
+
+def check(config: CollectionSettings, settings: Settings, store: QdrantStore) -> bool:
+    """Whether `config` migrates in place; if so, what that cannot do is refused before
+    anything is written."""
+    if not in_place(config, settings):
+        return False
+    if config.alias:
+        raise ConfigError(
+            f"{config.name!r} migrates in place: no alias moves (the application switches "
+            "the vector it queries with `using`). Drop `alias`, or use the new-collection "
+            "strategy.")
+    if settings.target is not None:
+        raise ConfigError(
+            f"{config.name!r} migrates in place, into the source collection itself: a "
+            "separate target store makes no sense. Drop `target:` (--target-qdrant-*).")
+    if config.target:
+        raise ConfigError(f"{config.name!r} migrates in place: give --new-vector, not "
+                          "--target.")
+    store.refuse_without_named_vectors(f"The in-place migration of {config.name!r}")
+    return True
+
+
+def prepare(job: Job, store: QdrantStore, state: State, dims: int) -> None:
+    """Add the new vector (size and distance of the run), or find the one an interrupted
+    run of this migration added; a vector of that name it did not add is refused."""
+    record = job.record
+    live = store.describe(job.schema.name)  # as it is now (a --restart may have dropped it)
+    if job.target_vector in live.vectors or job.target_vector in live.sparse_vectors:
+        if not record.created_vector:
+            raise ConfigError(
+                f"Collection {job.schema.name!r} already has a vector named "
+                f"{job.target_vector!r} that this migration did not add. Choose another "
+                "name with --new-vector (nothing was changed).")
+        return
+    store.add_vector(job.schema.name, job.target_vector, size=dims, distance=job.distance)
+    record.created_vector = True
+    state.update(record.id, created_vector=1)
+
+
+def text_sha(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def writer(job: Job, store: QdrantStore, state: State) -> Callable[[list[Point]], None]:
+    """Write a page's new vectors (and nothing else), then remember each point's text."""
+
+    def write(points: list[Point]) -> None:
+        store.set_vectors(job.schema.name, points)
+        state.embedded(job.record.id, [(p.id, text_sha(job.text.extract(p.payload)[0] or ""))
+                                       for p in points])
+
+    return write
+
+
+class InPlaceCatchUp:
+    """A `PageSource` of the points to embed again: those without the new vector, and
+    those whose text changed since it was embedded (by the hashes in the state). Points
+    deleted meanwhile took their vectors with them."""
+
+    def __init__(self, job: Job, store: QdrantStore, state: State, settings: Settings) -> None:
+        self._job, self._store, self._state = job, store, state
+        self._page_size = settings.migration.page_size
+        self._pages = self._scan()
+        self.stats = SyncStats()
+
+    def _scan(self) -> Iterator[list[Point]]:
+        offset: Any = None
+        while True:
+            page = self._store.scroll(self._job.schema.name, limit=self._page_size,
+                                      offset=offset, vectors=[self._job.target_vector])
+            yield page.points
+            offset = page.next_offset
+            if offset is None:
+                return
+
+    def next_page(self) -> Page | None:
+        out: list[Point] = []
+        for points in self._pages:
+            shas = self._state.embedded_shas(self._job.record.id, [p.id for p in points])
+            for point in points:
+                self._decide(point, shas, out)
+            if len(out) >= self._page_size:
+                return Page(out, _MORE)
+        return Page(out, None)
+
+    def _decide(self, point: Point, shas: dict[str, bytes], out: list[Point]) -> None:
+        text = self._job.text.extract(point.payload)[0]
+        has_vector = self._job.target_vector in point.vectors
+        point.vectors = {}  # only the new vector is written
+        if text is None:  # listed by the pipeline; a vector of its old text must go
+            self.stats.without_text += 1
+            if has_vector:
+                self._store.clear_vector(self._job.schema.name, self._job.target_vector,
+                                         [point.id])
+                self.stats.deleted += 1
+            out.append(point)
+        elif not has_vector:
+            self.stats.new += 1
+            out.append(point)
+        elif shas.get(_key(point.id)) != text_sha(text):
+            self.stats.changed += 1
+            out.append(point)
+        else:
+            self.stats.unchanged += 1
+
+
+def _key(point_id: Any) -> str:
+    return json.dumps(point_id)  # as the state keeps point ids
+
+
+def using_hint(job: Job) -> str:
+    """What the application must change: the vector its queries use."""
+    name = job.target_vector
+    return (f"Query {job.schema.name!r} with the new vector: REST `\"using\": \"{name}\"` in "
+            f"/points/query; Python `client.query_points({job.schema.name!r}, query=..., "
+            f"using={name!r})`; the other official clients take the same `using`. Then "
+            f"`migrator drop-old-vector {job.schema.name} --vector "
+            f"{job.vector or '(unnamed)'}` frees the old one.")
+
+
+def drop_old_vector(settings: Settings, collection: str, vector: str, *, force: bool = False,
+                    store: QdrantStore | None = None) -> str:
+    """Remove `vector` from `collection` once the application queries the new one. Refused
+    while it is the collection's only dense vector, and unless an in-place migration that
+    replaced it passed verification (`force` skips that one). Returns the collection.
+
+    Raises:
+        ConfigError: refused; nothing was removed.
+    """
+    label = vector or "(unnamed)"
+    state_dir = settings.migration.state_dir
+    records: list[MigrationRecord] = []
+    if (state_dir / "state.db").exists():
+        with State(state_dir) as state:
+            records = state.all()
+    with opened(settings.target_store, None, source_store=store) as (target, _):
+        name = target.resolve(collection)
+        schema = target.describe(name)
+        if vector not in schema.vectors:
+            have = ", ".join(repr(n or "(unnamed)") for n in sorted(schema.vectors))
+            raise ConfigError(f"Collection {name!r} has no dense vector {label!r} (it has "
+                              f"{have}); nothing was removed.")
+        if len(schema.vectors) == 1:
+            raise ConfigError(f"{label!r} is the only dense vector of {name!r}: removing it "
+                              "would leave nothing to search. Nothing was removed.")
+        replaced = [r for r in records if r.in_place and r.target == name and r.vector == vector
+                    and r.new_vector in schema.vectors]
+        verified = [r for r in replaced if (r.verification or {}).get("passed")]
+        if not verified and not force:
+            why = ("no in-place migration of this state directory replaced it" if not replaced
+                   else f"the migration that added {replaced[-1].new_vector!r} did not pass "
+                   "verification")
+            raise ConfigError(f"Refusing to remove {label!r} from {name!r}: {why}. Verify the "
+                              "new vector first (`migrator migrate` verifies it), or pass "
+                              "--force. Nothing was removed.")
+        target.drop_vector(name, vector)
+    return name
