@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,10 +15,11 @@ from .embedding.tokens import estimate_tokens
 from .errors import ConfigError
 from .jobs import target_name
 from .settings import KEY_REQUIRED, CollectionSettings, Settings
-from .store import CollectionSchema, QdrantStore, opened
+from .store import CollectionSchema, Point, QdrantStore, opened
 from .texts import TextSource
 
-__all__ = ["ASSUMED_REQUEST_SECONDS", "CollectionPlan", "LOCAL_MODE_LIMIT", "plan", "PlanResult"]
+__all__ = ["ASSUMED_REQUEST_SECONDS", "CollectionPlan", "LOCAL_MODE_LIMIT", "plan", "PlanResult",
+           "storage"]
 
 LOCAL_MODE_LIMIT = 20_000  # qdrant-client warns above this many points in local mode
 ASSUMED_REQUEST_SECONDS = 0.5  # a typical remote embedding request of a few hundred texts
@@ -43,6 +45,7 @@ class CollectionPlan:
     target_distance: str
     alias: str | None
     warnings: list[str] = field(default_factory=list)
+    storage: dict[str, Any] = field(default_factory=dict)  # both strategies' bytes
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "schema"}
@@ -164,7 +167,7 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     schema = source.describe(config.name)
     vector = schema.vector(config.vector)
     text = TextSource.from_settings(config.text_field, config.text_template)
-    page = source.scroll(schema.name, limit=sample, vectors=False)
+    page = source.scroll(schema.name, limit=sample, vectors=schema.sparse_vectors)
     texts, missing = [], 0
     for point in page.points:
         value, _ = text.extract(point.payload)
@@ -195,8 +198,27 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
         target_size=dims,
         target_distance=config.distance or vector.distance, alias=config.alias,
     )
+    plan.storage = storage(schema, vector.name, dims or vector.size, page.points)
     plan.warnings = _collection_warnings(plan, settings, target, spec)
     return plan
+
+
+def storage(schema: CollectionSchema, replaced: str, dims: int,
+            sample: list[Point]) -> dict[str, Any]:
+    """What each strategy adds to the cluster while the old data is still there, in bytes,
+    from the collection's own count, its vectors' sizes and a sample's payloads and sparse
+    vectors: in place, the new vector; a new collection, every vector (the replaced one at
+    the new size) and every payload again. Index overhead is left out of both."""
+    points = schema.points_count
+    new_vector = points * dims * 4
+    dense = sum(4 * (dims if name == replaced else spec.size)
+                for name, spec in schema.vectors.items())
+    per_point = [len(json.dumps(p.payload, default=str).encode()) + 8 * sum(
+        len(getattr(v, "indices", ()) or ()) for v in p.vectors.values()) for p in sample]
+    extra = float(np.mean(per_point)) if per_point else 0.0
+    copy = int(points * (dense + extra))
+    return {"in_place_bytes": new_vector, "new_collection_bytes": copy,
+            "recommended": "in-place" if copy >= 2 * new_vector else "new-collection"}
 
 
 def _collection_warnings(plan: CollectionPlan, settings: Settings, target: QdrantStore,

@@ -168,6 +168,14 @@ def bill(bill: Any) -> str:
     return "\n".join(lines)
 
 
+def _bytes(value: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1000
+    return f"{value:,.1f} TB"
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
@@ -202,6 +210,9 @@ def plan(result: Any) -> str:
             f"  estimate: {c.estimated_tokens:,} tokens (~{c.tokens_per_text} per text), "
             f"{money(c.estimated_cost)}, {c.estimated_requests:,} requests, "
             f"{duration(c.estimated_seconds)}",
+            f"  storage while both exist: in place {_bytes(c.storage['in_place_bytes'])} (the "
+            f"new vector), a new collection {_bytes(c.storage['new_collection_bytes'])} "
+            f"(vectors and payloads again); recommended: {c.storage['recommended']}",
             f"  target {c.target!r}: {c.target_size or 'probed'} dims, {c.target_distance}"
             + (" (exists)" if c.target_exists else " (new)")
             + (f"; alias {c.alias!r} moves to it" if c.alias else ""),
@@ -297,7 +308,8 @@ def status(result: Any) -> str:
         progress = f"{written:,}/{m.total:,}" if m.total else f"{written:,}"
         verified = "-" if not m.verification else (
             "passed" if m.verification.get("passed") else "failed")
-        rows.append((m.source, m.target, str(m.phase), progress,
+        target = f"{m.target} (vector {m.new_vector})" if m.in_place else m.target
+        rows.append((m.source, target, str(m.phase), progress,
                      f"{counters.get('tokens', 0):,}", f"{counters.get('cached', 0):,}",
                      "end" if m.finished else _checkpoint(m.checkpoint), verified,
                      (m.error or "")[:60]))

@@ -189,3 +189,53 @@ def test_drop_old_vector_refuses_an_unverified_replacement_unless_forced(
         drop_old_vector(config, "docs", "dense", store=memory_store)
     drop_old_vector(config, "docs", "dense", store=memory_store, force=True)
     assert "dense" not in memory_store.describe("docs").vectors
+
+
+def test_plan_shows_both_strategies_storage_and_recommends_one(memory_store: QdrantStore,
+                                                               tmp_path: Path) -> None:
+    from migrator import plan, report
+
+    make_collection(memory_store.client, "docs", n=100, named=True, sparse=True,
+                    payload=lambda i, text: {"text": text, "body": "x" * 2000})
+    result = plan(settings(tmp_path, vector="dense"), source_store=memory_store)
+    storage = result.collections[0].storage
+    assert storage["in_place_bytes"] == 100 * 48 * 4
+    # the other vectors (image: 4, the new dense: 48) and ~2 kB of payload, again
+    assert storage["new_collection_bytes"] > 100 * (2000 + (48 + 4) * 4)
+    assert storage["recommended"] == "in-place"
+    assert "recommended: in-place" in report.plan(result)
+    memory_store.client.create_collection("small", vectors_config=qm.VectorParams(
+        size=4, distance=qm.Distance.COSINE))
+    memory_store.client.upsert("small", points=[qm.PointStruct(
+        id=i, vector=[1.0, 0, 0, 0], payload={"text": f"t{i}"}) for i in range(10)])
+    small = plan(Settings(provider=MODEL, collections=[CollectionSettings(name="small")],
+                          migration=MigrationSettings(state_dir=tmp_path / "s")),
+                 source_store=memory_store)
+    assert small.collections[0].storage["recommended"] == "new-collection"
+
+
+def test_a_run_can_mix_strategies(memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=20)
+    make_collection(memory_store.client, "faq", n=20)
+    config = Settings(provider=MODEL, collections=[
+        CollectionSettings(name="docs", strategy="in-place"),
+        CollectionSettings(name="faq", alias="faq_live")],
+        migration=MigrationSettings(state_dir=tmp_path / "state"))
+    result = migrate(config, source_store=memory_store)
+    docs, faq = result.collections
+    assert docs.target == "docs" and docs.using and not docs.swapped
+    assert faq.target == "faq__hash-words-v1-48" and faq.swapped
+    assert memory_store.client.get_aliases().aliases[0].alias_name == "faq_live"
+
+
+def test_status_names_the_vector_an_in_place_migration_wrote(memory_store: QdrantStore,
+                                                             tmp_path: Path) -> None:
+    from migrator import report, status
+
+    make_collection(memory_store.client, "docs", n=10)
+    migrate(settings(tmp_path), source_store=memory_store)
+    shown = status(settings(tmp_path), store=memory_store)
+    assert "docs (vector hash-words-v1-48)" in report.status(shown)
+    (row,) = shown.to_dict()["migrations"]
+    assert (row["strategy"], row["new_vector"], row["created_vector"]) == (
+        "in-place", "hash-words-v1-48", True)
