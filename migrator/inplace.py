@@ -90,7 +90,8 @@ def prepare(job: Job, store: QdrantStore, state: State, dims: int) -> None:
                 f"{job.target_vector!r} that this migration did not add. Choose another "
                 "name with --new-vector (nothing was changed).")
         return
-    store.add_vector(job.schema.name, job.target_vector, size=dims, distance=job.distance)
+    store.add_vector(job.schema.name, job.target_vector, size=dims, distance=job.distance,
+                     like=job.vector)
     record.created_vector = True
     state.update(record.id, created_vector=1)
 

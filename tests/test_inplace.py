@@ -239,3 +239,32 @@ def test_status_names_the_vector_an_in_place_migration_wrote(memory_store: Qdran
     (row,) = shown.to_dict()["migrations"]
     assert (row["strategy"], row["new_vector"], row["created_vector"]) == (
         "in-place", "hash-words-v1-48", True)
+
+
+def test_the_new_vector_takes_the_index_settings_of_the_one_it_replaces(
+        memory_store: QdrantStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = memory_store.client
+    client.create_collection("docs", vectors_config={"dense": qm.VectorParams(
+        size=4, distance=qm.Distance.COSINE, hnsw_config=qm.HnswConfigDiff(m=32), on_disk=True,
+        quantization_config=qm.ScalarQuantization(scalar=qm.ScalarQuantizationConfig(
+            type=qm.ScalarType.INT8)))})
+    sent: list[Any] = []
+    monkeypatch.setattr(client, "update_collection",
+                        lambda name, vectors_config: sent.append((name, vectors_config)))
+    memory_store.add_vector("docs", "dense_v2", size=8, distance="Dot", like="dense")
+    ((name, config),) = sent  # what a server is told (local mode has no index to apply it)
+    diff = config["dense_v2"]
+    assert name == "docs" and diff.hnsw_config.m == 32 and diff.on_disk is True
+    assert diff.quantization_config.scalar.type == qm.ScalarType.INT8
+
+
+def test_a_restart_with_the_state_lost_never_deletes_the_collection(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=20)
+    migrate(settings(tmp_path), source_store=memory_store)
+    (tmp_path / "state" / "state.db").unlink()
+    with pytest.raises(ConfigError, match="already has a vector named 'hash-words-v1-48' that "
+                                          "this migration did not add"):
+        migrate(settings(tmp_path), source_store=memory_store, restart=True,
+                confirm=lambda names: pytest.fail(f"asked to delete {names}"))
+    assert memory_store.client.count("docs").count == 20

@@ -38,12 +38,28 @@ class NamedVectors:
                 f"{what} needs Qdrant 1.18 or later (create_vector_name); {self.location} "
                 f"runs {version}. Upgrade Qdrant, or use the new-collection strategy.")
 
-    def add_vector(self, collection: str, name: str, *, size: int, distance: str) -> None:
-        """Add the dense vector `name` to `collection` (every point starts without it)."""
+    def add_vector(self, collection: str, name: str, *, size: int, distance: str,
+                   like: str | None = None) -> None:
+        """Add the dense vector `name` to `collection` (every point starts without it),
+        with the HNSW, quantization and on-disk settings vector `like` has of its own
+        (`create_vector_name` takes size and distance only: they follow as an update,
+        which a server applies and local mode, having no index, ignores)."""
         config = qm.DenseVectorNameConfig(dense=qm.DenseVectorConfig(
             size=size, distance=DISTANCES[distance]))
         with self._call("adding a vector to", collection):
             self.client.create_vector_name(collection, name, config, wait=True)
+            own = self._vector_params(collection, like) if like is not None else None
+            if own is not None and (own.hnsw_config or own.quantization_config or own.on_disk):
+                self.client.update_collection(collection, vectors_config={
+                    name: qm.VectorParamsDiff(hnsw_config=own.hnsw_config,
+                                              quantization_config=own.quantization_config,
+                                              on_disk=own.on_disk)})
+
+    def _vector_params(self, collection: str, name: str) -> qm.VectorParams | None:
+        vectors = self.client.get_collection(collection).config.params.vectors
+        if isinstance(vectors, dict):
+            return vectors.get(name)
+        return vectors if name == "" else None
 
     def drop_vector(self, collection: str, name: str) -> None:
         """Remove the vector `name` from `collection` and from every point."""
