@@ -367,6 +367,8 @@ class _Run:
             vector=job.vector, text=job.text.describe(), alias=job.config.alias,
             migration_id=record.id)
         result.source_count = self.source.count(job.schema.name)
+        if job.in_place:  # the new vector, added once; refused before anything is recorded
+            prepare(job, self.target, self.state, dims)
         if self.state.get(record.id) is None:
             if not job.target_exists:
                 self.target.create_like(job.schema, job.target, vector=job.vector, size=dims,
@@ -377,8 +379,6 @@ class _Run:
             raise StoreError(
                 f"Target collection {job.target!r} of an interrupted migration is gone from "
                 f"{self.target.location}. Run again with --restart to start over.")
-        if job.in_place:
-            prepare(job, self.target, self.state, dims)  # the new vector, added once
         result.resumed = record.phase != Phase.PLANNED
         result.write_mode = record.write_mode
         result.stats.add(record.counters)
