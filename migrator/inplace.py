@@ -80,7 +80,9 @@ def check(config: CollectionSettings, settings: Settings, store: QdrantStore) ->
 
 def prepare(job: Job, store: QdrantStore, state: State, dims: int) -> None:
     """Add the new vector (size and distance of the run), or find the one an interrupted
-    run of this migration added; a vector of that name it did not add is refused."""
+    run of this migration added. A vector of that name it did not add is refused before
+    the migration is recorded; the intent to add it is recorded before it is added, so a
+    crash in between leaves a run that adds it, not one that refuses it."""
     record = job.record
     live = store.describe(job.schema.name)  # as it is now (a --restart may have dropped it)
     if job.target_vector in live.vectors or job.target_vector in live.sparse_vectors:
@@ -90,10 +92,13 @@ def prepare(job: Job, store: QdrantStore, state: State, dims: int) -> None:
                 f"{job.target_vector!r} that this migration did not add. Choose another "
                 "name with --new-vector (nothing was changed).")
         return
+    record.created_vector = True
+    if state.get(record.id) is None:
+        state.create(record)
+    else:
+        state.update(record.id, created_vector=1)
     store.add_vector(job.schema.name, job.target_vector, size=dims, distance=job.distance,
                      like=job.vector)
-    record.created_vector = True
-    state.update(record.id, created_vector=1)
 
 
 def text_sha(text: str) -> bytes:

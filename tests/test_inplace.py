@@ -270,3 +270,19 @@ def test_a_restart_with_the_state_lost_never_deletes_the_collection(
     with pytest.raises(ConfigError, match="several named vectors"):  # which is the old one?
         migrate(settings(tmp_path), source_store=memory_store, restart=True)
     assert memory_store.client.count("docs").count == 20
+
+
+def test_a_failure_while_adding_the_vector_leaves_a_run_that_adds_it(
+        memory_store: QdrantStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_collection(memory_store.client, "docs", n=20)
+    real = QdrantStore.add_vector
+
+    def broken(self: QdrantStore, *args: Any, **kwargs: Any) -> None:
+        raise StoreError("the server went away")
+
+    monkeypatch.setattr(QdrantStore, "add_vector", broken)
+    with pytest.raises(StoreError):
+        migrate(settings(tmp_path), source_store=memory_store)
+    monkeypatch.setattr(QdrantStore, "add_vector", real)
+    result = migrate(settings(tmp_path), source_store=memory_store)
+    assert result.collections[0].target_count == 20
