@@ -37,16 +37,19 @@ def in_place(config: CollectionSettings, settings: Settings) -> bool:
 
 
 def name_old_vectors(settings: Settings, schemas: list[CollectionSchema],
-                     state: State) -> None:
+                     state: State) -> Settings:
     """A collection an in-place migration added a vector to has two dense vectors: where
-    `vector` is not set, the one to migrate is the other (the one it replaces)."""
+    `vector` is not set, the one to migrate is the other (the one it replaces). Returns the
+    settings with it set (a copy; the caller's are left as they were)."""
     added = {(r.target, r.new_vector) for r in state.all() if r.in_place and r.new_vector}
+    collections = []
     for config, schema in zip(settings.collections, schemas, strict=True):
-        if config.vector is not None or not in_place(config, settings):
-            continue
         others = [n for n in schema.vectors if (schema.name, n) not in added]
-        if len(others) == 1 and len(schema.vectors) > 1:
-            config.vector = others[0]
+        if (config.vector is None and in_place(config, settings) and len(others) == 1
+                and len(schema.vectors) > 1):
+            config = config.model_copy(update={"vector": others[0]})
+        collections.append(config)
+    return settings.model_copy(update={"collections": collections})
 
 
 def new_vector_name(config: CollectionSettings, spec: ModelSpec, dims: int) -> str:
