@@ -324,6 +324,10 @@ def status(result: Any) -> str:
         lines += ["", "Alias moves:"]
         lines += [f"  {h['alias']}: {h['from'] or '(new)'} -> {h['to']}"
                   + (" (forced)" if h["forced"] else "") for h in result.alias_history]
+    for collection, vectors in result.vectors.items():
+        shown = ", ".join(f"{name or '(unnamed)'!r}" + (f" (written by {by[:12]})" if by else "")
+                          for name, by in vectors.items())
+        lines.append(f"Vectors of {collection!r}: {shown}")
     return "\n".join(lines + _batch_jobs(result.batch_jobs))
 
 

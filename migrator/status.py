@@ -27,6 +27,8 @@ class StatusReport:
     alias_history: list[dict[str, Any]]
     history: list[MigrationRecord] = field(default_factory=list)
     batch_jobs: list[JobRow] = field(default_factory=list)  # batch mode's ledger
+    # each migrated collection's dense vectors, and the migration that wrote each (or None)
+    vectors: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,6 +38,7 @@ class StatusReport:
             "history": [_migration(m) for m in self.history],
             "alias_history": self.alias_history,
             "batch_jobs": [j.to_dict() for j in self.batch_jobs],
+            "vectors": self.vectors,
         }
 
 
@@ -56,7 +59,24 @@ def status(settings: Settings, *, store: QdrantStore | None = None) -> StatusRep
     current, superseded = current_and_history(migrations)
     with opened(settings.target_store, None, source_store=store) as (target, _):
         return StatusReport(target.location, target.aliases(), current, history, superseded,
-                            jobs)
+                            jobs, _vectors(target, current))
+
+
+def _vectors(target: QdrantStore, records: list[MigrationRecord]
+             ) -> dict[str, dict[str, str | None]]:
+    """The dense vectors of each collection the current migrations wrote into, each with the
+    migration that wrote it (None: not one of them)."""
+    written: dict[str, dict[str, str | None]] = {}
+    existing = set(target.collection_names())
+    for record in records:
+        if record.target not in existing:
+            continue
+        names = written.setdefault(record.target, dict.fromkeys(
+            target.describe(record.target).vectors))
+        name = record.new_vector if record.in_place else record.vector
+        if name in names:
+            names[name] = record.id
+    return written
 
 
 def current_and_history(records: list[MigrationRecord]

@@ -235,7 +235,10 @@ def test_status_names_the_vector_an_in_place_migration_wrote(memory_store: Qdran
     make_collection(memory_store.client, "docs", n=10)
     migrate(settings(tmp_path), source_store=memory_store)
     shown = status(settings(tmp_path), store=memory_store)
-    assert "docs (vector hash-words-v1-48)" in report.status(shown)
+    text = report.status(shown)
+    assert "docs (vector hash-words-v1-48)" in text
+    assert "Vectors of 'docs': '(unnamed)', 'hash-words-v1-48' (written by" in text
+    assert shown.to_dict()["vectors"]["docs"][""] is None
     (row,) = shown.to_dict()["migrations"]
     assert (row["strategy"], row["new_vector"], row["created_vector"]) == (
         "in-place", "hash-words-v1-48", True)
@@ -286,3 +289,13 @@ def test_a_failure_while_adding_the_vector_leaves_a_run_that_adds_it(
     monkeypatch.setattr(QdrantStore, "add_vector", real)
     result = migrate(settings(tmp_path), source_store=memory_store)
     assert result.collections[0].target_count == 20
+
+
+def test_verify_compares_the_old_and_new_vector_of_an_in_place_migration(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    from migrator import verify
+
+    make_collection(memory_store.client, "docs", n=40)
+    migrate(settings(tmp_path), source_store=memory_store)
+    (report,) = verify(settings(tmp_path), source_store=memory_store).reports
+    assert report.passed and report.source == report.target == "docs"

@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..jobs import target_name
 from ..sampling import draw_sample
 from ..settings import CollectionSettings, Settings
-from ..state import State
+from ..state import MigrationRecord, State
 from ..store import PointId, QdrantStore, opened
 from ..texts import TextSource
 from ..vector_cache import open_cache
@@ -120,27 +120,37 @@ async def _verify(settings: Settings, source_store: QdrantStore | None,
 
 async def _verify_one(settings: Settings, config: CollectionSettings, source: QdrantStore,
                       target: QdrantStore, embedder: Embedder) -> VerificationReport:
+    record = None if config.target else _latest(settings, config, embedder)
     schema = source.describe(config.name)
-    vector = schema.vector(config.vector)
     text = TextSource.from_settings(config.text_field, config.text_template)
-    target_schema = target.describe(_find_target(settings, config, embedder))
+    if record is not None and record.in_place and record.new_vector:
+        # in place: the old and the new vector of the same collection
+        old, new, collection = record.vector, record.new_vector, record.target
+    else:
+        old = new = schema.vector(config.vector).name
+        collection = config.target or (record.target if record else _default_target(
+            config, embedder))
+    target_schema = target.describe(collection)
     verify = settings.verify
     sample, without_text = draw_sample(source, schema.name, text, verify.sample, verify.seed)
-    pair = Pair(source, schema.name, vector.name, target, target_schema.name, vector.name,
+    pair = Pair(source, schema.name, old, target, target_schema.name, new,
                 expected_count=source.count(schema.name) - without_text, text=text)
     return await check_target(pair, sample, embedder, settings)
 
 
-def _find_target(settings: Settings, config: CollectionSettings, embedder: Embedder) -> str:
-    if config.target:
-        return str(config.target)
+def _latest(settings: Settings, config: CollectionSettings,
+            embedder: Embedder) -> MigrationRecord | None:
+    """The latest migration of this source to this model in the state directory."""
     state_dir = Path(settings.migration.state_dir)
-    if (state_dir / "state.db").exists():
-        with State(state_dir) as state:
-            done = [m for m in state.all() if m.source == config.name
-                    and m.model == embedder.spec.model]
-        if done:
-            return done[-1].target
+    if not (state_dir / "state.db").exists():
+        return None
+    with State(state_dir) as state:
+        done = [m for m in state.all() if m.source == config.name
+                and m.model == embedder.spec.model]
+    return done[-1] if done else None
+
+
+def _default_target(config: CollectionSettings, embedder: Embedder) -> str:
     if not embedder.dims:
         raise ConfigError(f"Cannot tell the target of {config.name!r}: give --target.")
     return target_name(config.name, embedder.spec, embedder.dims)
