@@ -25,11 +25,11 @@ CONCURRENCY = 3
 
 
 def run_worker(store: Path, state: Path, server: LoopbackServer, mode: str,
-               kill_at: tuple[int, float] | None) -> int:
+               kill_at: tuple[int, float] | None, *extra: str) -> int:
     """Run the worker; with `kill_at` (requests, delay), SIGKILL it that long after the
     server has seen that many requests: a random moment inside the run."""
     child = subprocess.Popen([sys.executable, "-m", "tests.crash_worker", str(store),
-                              str(state), server.url, mode], cwd=ROOT)
+                              str(state), server.url, mode, *extra], cwd=ROOT)
     if kill_at is not None:
         requests, delay = kill_at
         deadline = time.monotonic() + 60
@@ -84,3 +84,36 @@ def test_kill_then_resume_gives_the_source_exactly(tmp_path: Path, mode: str,
     # committed to the cache before its vectors go on; the probe's are cached too)
     assert repeated <= CONCURRENCY * PAGE, (mode, first_run, repeated)
     assert outcome.resumed or first_run <= PAGE
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["write:3", "checkpoint:4"])
+def test_kill_9_in_place_then_resume(tmp_path: Path, mode: str) -> None:
+    """In place: SIGKILL inside a write of the new vectors (or a checkpoint), then resume:
+    every point gets the new vector of its own text once, and nothing else changes."""
+    store_path, state = tmp_path / "q", tmp_path / "state"
+    client = QdrantClient(path=str(store_path))
+    make_collection(client, "docs", n=POINTS)
+    client.close()
+    client = QdrantClient(path=str(store_path))  # read as a reopened store reads it
+    before = {p.id: (p.payload, p.vector) for p in client.scroll(
+        "docs", limit=10_000, with_vectors=True)[0]}
+    client.close()
+    with LoopbackServer(dims=8, latency=0.02) as server:
+        assert run_worker(store_path, state, server, mode, None, "in-place") != 0
+        result = migrate(settings(store_path, state, server.url, strategy="in-place"))
+        repeated = sum(n - 1 for n in server.seen.values() if n > 1)
+    assert result.collections[0].resumed and result.collections[0].target_count == POINTS
+    store = open_store(StoreSettings(path=store_path))
+    try:
+        after, _ = store.client.scroll("docs", limit=10_000, with_vectors=True)
+        assert {p.id for p in after} == set(before)
+        for point in after:
+            payload, vector = before[point.id]
+            assert point.payload == payload
+            np.testing.assert_allclose(point.vector[""], vector, rtol=1e-6)
+            np.testing.assert_allclose(point.vector["v2"], vector_for(payload["text"], 8),
+                                       atol=1e-6)
+    finally:
+        store.close()
+    assert repeated <= CONCURRENCY * PAGE
