@@ -257,6 +257,8 @@ class LoopbackServer:
                                    "code": "invalid_api_key"}}).encode()
                 elif not self.path.endswith("/embeddings"):
                     status, headers, raw = 404, {}, b'{"error": {"message": "no such route"}}'
+                elif "input" not in body:  # a client killed before it sent its body
+                    status, headers, raw = 400, {}, b'{"error": {"message": "no input"}}'
                 else:
                     try:
                         status, headers, raw = server.respond(body)
