@@ -266,10 +266,10 @@ class _Run:
         problems: list[MigratorError] = []
         for config, schema in zip(collections, schemas, strict=True):
             job = self._job(config, schema, checked.target)
-            if not job.target_exists:
-                raise StoreError(
-                    f"Target {job.target!r} of {config.name!r} does not exist in "
-                    f"{self.target.location}; run `migrator migrate` first (or give --target).")
+            if not job.target_exists or job.target_vector not in job.schema.vectors:
+                raise StoreError(  # in place, the target is the new vector in the source
+                    f"Target {job.target!r} ({job.target_vector or 'unnamed'}) of {config.name!r}"
+                    f" does not exist in {self.target.location}; run `migrator migrate` first.")
             if self.state.get(job.record.id) is None:
                 self.state.create(job.record)
             result = CollectionResult(

@@ -299,3 +299,12 @@ def test_verify_compares_the_old_and_new_vector_of_an_in_place_migration(
     migrate(settings(tmp_path), source_store=memory_store)
     (report,) = verify(settings(tmp_path), source_store=memory_store).reports
     assert report.passed and report.source == report.target == "docs"
+
+
+def test_sync_before_an_in_place_migration_says_to_migrate_first(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=10)
+    with pytest.raises(StoreError, match="\\(hash-words-v1-48\\) of 'docs' does not exist .* "
+                                         "run `migrator migrate` first"):
+        sync(settings(tmp_path), source_store=memory_store)
+    assert set(memory_store.describe("docs").vectors) == {""}
