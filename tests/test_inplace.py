@@ -308,3 +308,20 @@ def test_sync_before_an_in_place_migration_says_to_migrate_first(
                                          "run `migrator migrate` first"):
         sync(settings(tmp_path), source_store=memory_store)
     assert set(memory_store.describe("docs").vectors) == {""}
+
+
+def test_a_store_error_while_writing_new_vectors_is_the_stores_own(
+        memory_store: QdrantStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that failed for another reason than a point deleted meanwhile is not retried
+    or renamed: the store's own message reaches the user."""
+    from migrator.store import Point
+
+    make_collection(memory_store.client, "docs", n=3)
+    memory_store.add_vector("docs", "v2", size=2, distance="Dot")
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ValueError("Wrong input: disk full")
+
+    monkeypatch.setattr(memory_store.client, "update_vectors", refuse)
+    with pytest.raises(StoreError, match="disk full"):
+        memory_store.set_vectors("docs", [Point(1, {}, {"v2": [1.0, 0.0]})])

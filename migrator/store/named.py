@@ -70,7 +70,7 @@ class NamedVectors:
         """Set each point's vectors in `points.vectors`, and nothing else of it; a point
         deleted meanwhile is left deleted (never written back whole). Returns how many
         points were set."""
-        for _ in range(2):  # a point deleted between the check and the write: once more
+        for attempt in range(2):  # a point deleted between the check and the write: again
             present = self._present(collection, [p.id for p in points])
             chosen = [p for p in points if p.id in present]
             if not chosen:
@@ -80,11 +80,16 @@ class NamedVectors:
             try:
                 with self._call("writing vectors to", collection):
                     self.client.update_vectors(collection, points=structs, wait=True)
-            except (StoreError, KeyError):
-                continue
+            except (StoreError, KeyError) as exc:  # local mode: KeyError for a missing id
+                gone = len(self._present(collection, [p.id for p in chosen])) < len(chosen)
+                if gone and attempt == 0:
+                    continue
+                if isinstance(exc, StoreError):
+                    raise  # not a point deleted meanwhile: the store's own error
+                raise StoreError(f"Points of {collection!r} kept disappearing while their "
+                                 "vectors were written; run again to resume.") from exc
             return len(chosen)
-        raise StoreError(f"Points of {collection!r} kept disappearing while their vectors "
-                         "were written; run again to resume.")
+        return 0  # unreachable: the second attempt returns or raises
 
     def clear_vector(self, collection: str, name: str, ids: Sequence[PointId]) -> None:
         """Remove the vector `name` from these points (the rest of them stays)."""
