@@ -23,6 +23,7 @@ from typing import Any
 from .jobs import Job
 from .settings import Settings
 from .store import ChangedSince, Page, Point, PointId, QdrantStore, id_order
+from .store.paging import pages
 from .texts import TextSource
 
 __all__ = ["ChangedSinceSource", "changes_source", "ID_PAGE", "MergeJoinSource", "SyncStats"]
@@ -51,24 +52,14 @@ class _Cursor:
 
     def __init__(self, store: QdrantStore, collection: str, *, vectors: list[str] | bool,
                  page_size: int, payload: bool = True) -> None:
-        self._store, self._collection = store, collection
-        self._vectors, self._page_size, self._payload = vectors, page_size, payload
-        self._points: Iterator[Point] = iter(())
-        self._offset: Any = None
-        self._exhausted = False
+        self._points: Iterator[Point] = (point for page in pages(
+            store, collection, page_size=page_size, vectors=vectors, payload=payload)
+            for point in page.points)
         self.head: Point | None = None
         self.advance()
 
     def advance(self) -> None:
         self.head = next(self._points, None)
-        while self.head is None and not self._exhausted:
-            page = self._store.scroll(self._collection, limit=self._page_size,
-                                      offset=self._offset, vectors=self._vectors,
-                                      payload=self._payload)
-            self._offset = page.next_offset
-            self._exhausted = page.next_offset is None
-            self._points = iter(page.points)
-            self.head = next(self._points, None)
 
 
 class _Reconciler:

@@ -24,6 +24,7 @@ from .jobs import Job
 from .settings import CollectionSettings, Settings
 from .state import MigrationRecord, State
 from .store import CollectionSchema, Page, Point, QdrantStore, opened
+from .store.paging import pages
 
 __all__ = ["drop_old_vector", "InPlaceCatchUp", "in_place", "name_old_vectors",
            "new_vector_name", "prepare", "text_sha", "using_hint", "writer"]
@@ -131,14 +132,9 @@ class InPlaceCatchUp:
         self.stats = SyncStats()
 
     def _scan(self) -> Iterator[list[Point]]:
-        offset: Any = None
-        while True:
-            page = self._store.scroll(self._job.schema.name, limit=self._page_size,
-                                      offset=offset, vectors=[self._job.target_vector])
+        for page in pages(self._store, self._job.schema.name, page_size=self._page_size,
+                          vectors=[self._job.target_vector]):
             yield page.points
-            offset = page.next_offset
-            if offset is None:
-                return
 
     def next_page(self) -> Page | None:
         out: list[Point] = []

@@ -7,6 +7,7 @@ from typing import Any
 
 from .state import State
 from .store import Page, PointId, QdrantStore
+from .store.paging import pages
 
 __all__ = ["ScrollSource", "StateSkipLog"]
 
@@ -16,21 +17,11 @@ class ScrollSource:
 
     def __init__(self, store: QdrantStore, collection: str, *, page_size: int,
                  vectors: list[str], start: Any = None) -> None:
-        self._store = store
-        self._collection = collection
-        self._page_size = page_size
-        self._vectors = vectors
-        self._offset: Any = start
-        self._finished = False
+        self._pages = pages(store, collection, page_size=page_size, start=start,
+                            vectors=vectors)
 
     def next_page(self) -> Page | None:
-        if self._finished:
-            return None
-        page = self._store.scroll(self._collection, limit=self._page_size, offset=self._offset,
-                                  vectors=self._vectors)
-        self._offset = page.next_offset
-        self._finished = page.next_offset is None
-        return page
+        return next(self._pages, None)
 
 
 class StateSkipLog:

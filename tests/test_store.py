@@ -11,7 +11,7 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from migrator import CollectionExists, CollectionNotFound, ConfigError, StoreError
-from migrator.store import QdrantStore
+from migrator.store import QdrantStore, paging
 
 from .conftest import make_collection
 
@@ -144,3 +144,46 @@ def test_upsert_writes_payloads_and_vectors(memory_store: QdrantStore) -> None:
     hits = memory_store.search("c", [1.0, 0.0], limit=1)
     assert hits[0][0] == 7 and hits[0][2] == {"a": 1}
     assert qm.Distance.COSINE.value == memory_store.describe("c").vectors[""].distance
+
+
+@pytest.mark.parametrize("uuid_ids", [False, True])
+def test_pages_read_local_mode_in_large_scrolls_and_resume_between_them(
+        memory_store: QdrantStore, monkeypatch: pytest.MonkeyPatch, uuid_ids: bool) -> None:
+    """Local mode sorts every id on each scroll: a whole read takes LOCAL_READ points a call
+    (was a call a page), and every page's next_offset is where the next page starts."""
+    monkeypatch.setattr(paging, "LOCAL_READ", 20)
+    make_collection(memory_store.client, "docs", n=47, uuid_ids=uuid_ids)
+    calls: list[int] = []
+    scroll = memory_store.scroll
+    monkeypatch.setattr(memory_store, "scroll", lambda *a, **k: calls.append(k["limit"])
+                        or scroll(*a, **k))
+    pages = list(paging.pages(memory_store, "docs", page_size=6, vectors=False))
+    assert calls == [20, 20, 20]
+    assert [len(p.points) for p in pages] == [6, 6, 6, 2, 6, 6, 6, 2, 6, 1]
+    everything = memory_store.scroll("docs", limit=100, vectors=False).points
+    assert [p.id for page in pages for p in page.points] == [p.id for p in everything]
+    for page, after in zip(pages, pages[1:]):
+        assert page.next_offset == after.points[0].id
+        resumed = next(paging.pages(memory_store, "docs", page_size=6, start=page.next_offset,
+                                    vectors=False))
+        assert resumed.points[: len(after.points)] == after.points
+    assert pages[-1].next_offset is None
+
+
+def test_pages_on_a_server_scroll_a_page_a_call(memory_store: QdrantStore,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    make_collection(memory_store.client, "docs", n=13)
+    monkeypatch.setattr(memory_store, "local", False)
+    calls: list[int] = []
+    scroll = memory_store.scroll
+    monkeypatch.setattr(memory_store, "scroll", lambda *a, **k: calls.append(k["limit"])
+                        or scroll(*a, **k))
+    pages = list(paging.pages(memory_store, "docs", page_size=5, vectors=False))
+    assert calls == [5, 5, 5] and [len(p.points) for p in pages] == [5, 5, 3]
+
+
+def test_pages_of_an_empty_collection(memory_store: QdrantStore) -> None:
+    memory_store.client.create_collection("docs", vectors_config=qm.VectorParams(
+        size=4, distance=qm.Distance.COSINE))
+    assert [(p.points, p.next_offset) for p in paging.pages(memory_store, "docs", page_size=5)] \
+        == [([], None)]
