@@ -162,7 +162,7 @@ def test_pages_read_local_mode_in_large_scrolls_and_resume_between_them(
     assert [len(p.points) for p in pages] == [6, 6, 6, 2, 6, 6, 6, 2, 6, 1]
     everything = memory_store.scroll("docs", limit=100, vectors=False).points
     assert [p.id for page in pages for p in page.points] == [p.id for p in everything]
-    for page, after in zip(pages, pages[1:]):
+    for page, after in zip(pages, pages[1:], strict=False):
         assert page.next_offset == after.points[0].id
         resumed = next(paging.pages(memory_store, "docs", page_size=6, start=page.next_offset,
                                     vectors=False))

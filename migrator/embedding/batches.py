@@ -22,7 +22,7 @@ import numpy as np
 
 from ..catalog import BATCH
 from ..errors import ProviderError, ProviderResponseError, ProviderUnreachable
-from .http import backoff, error_message, retry_delay
+from .http import backoff, error_message, retry_delay, tls_context
 
 __all__ = ["BatchAPI", "BatchClient", "BatchJob", "call", "LineResult", "MAX_FILE_BYTES",
            "MAX_INPUTS_PER_BATCH", "MAX_REQUESTS_PER_FILE", "OpenAIBatches", "RETRIES",
@@ -109,7 +109,7 @@ class BatchClient:
         self.label = label
         self._headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         self._parse = parse
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._client = client or httpx.AsyncClient(timeout=timeout, verify=tls_context())
         self._owns_client = client is None
         self._sleep = sleep
 

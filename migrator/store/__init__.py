@@ -29,9 +29,9 @@ from .convert import (
     filter_of,
     has_field,
     point_of,
+    point_struct,
     resized_vectors,
     schema_of,
-    vector_struct,
 )
 from .named import NamedVectors
 from .types import (
@@ -276,10 +276,7 @@ class QdrantStore(NamedVectors):
         mode; see `conditional_writes`), so a newer point written meanwhile is never
         overwritten by an older copy.
         """
-        structs = [
-            qm.PointStruct(id=p.id, payload=p.payload, vector=vector_struct(p.vectors))
-            for p in points
-        ]
+        structs = [point_struct(p) for p in points]
         mode = qm.UpdateMode.INSERT_ONLY if insert_only else None
         with self._call("writing to", collection):
             if mode is None:

@@ -14,7 +14,8 @@ from ..errors import CollectionExists, CollectionNotFound, StoreError
 from .types import UNNAMED, ChangedSince, CollectionSchema, Point, VectorSpec
 
 __all__ = ["DISTANCES", "diff_of", "error_from_response", "filter_of", "has_field", "plain",
-           "point_of", "resized_vectors", "schema_of", "vector_spec", "vector_struct"]
+           "point_of", "point_struct", "resized_vectors", "schema_of", "vector_spec",
+           "vector_struct"]
 
 DISTANCES = {d.value: d for d in qm.Distance}
 
@@ -104,7 +105,17 @@ def point_of(record: Any) -> Point:
         vectors = dict(raw)
     else:
         vectors = {UNNAMED: raw}
-    return Point(id=record.id, payload=dict(record.payload or {}), vectors=vectors)
+    # the record's payload is the client's own copy (local mode deep-copies it)
+    return Point(id=record.id, payload=record.payload if record.payload is not None else {},
+                 vectors=vectors)
+
+
+def point_struct(point: Point) -> qm.PointStruct:
+    """`point` as qdrant_client's model, unvalidated: its fields are of the model's types
+    already (an int or string id, plain lists, a JSON payload), the client and the server
+    check them again, and validating a model a point was a sixth of a local-mode write."""
+    return qm.PointStruct.model_construct(id=point.id, payload=point.payload,
+                                          vector=vector_struct(point.vectors))
 
 
 def vector_struct(vectors: dict[str, Any]) -> Any:
