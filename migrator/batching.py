@@ -39,7 +39,8 @@ from .state import State
 from .store import CollectionSchema, QdrantStore
 from .texts import TextSource
 
-__all__ = ["BATCH_PROBE", "BatchReport", "run_batches", "REFUSED_FOR_NOW"]
+__all__ = ["BATCH_PROBE", "BatchReport", "no_batches_running", "run_batches",
+           "REFUSED_FOR_NOW"]
 
 BATCH_PROBE = 8  # texts the preflight probe sends synchronously in batch mode
 # a batch refused for one of these is submitted again later, not counted as a failure
@@ -93,7 +94,7 @@ async def run_batches(settings: Settings, state: State, source: QdrantStore,
     ledger = BatchLedger(state)
     scopes = [c.name for c in settings.collections]
     if not settings.provider.batch:
-        await _no_batches_running(ledger, scopes, embedder, restart, confirm)
+        await no_batches_running(state, scopes, embedder, restart, confirm)
         return None
     api, slot = _parts(settings, embedder)
     report = BatchReport()
@@ -126,10 +127,12 @@ async def run_batches(settings: Settings, state: State, source: QdrantStore,
         await api.aclose()
 
 
-async def _no_batches_running(ledger: BatchLedger, scopes: list[str], embedder: Embedder,
-                              restart: bool, confirm: Confirm | None) -> None:
-    """Before a synchronous run: no batch job of these collections may still be running
-    (the run would pay for its texts again); `--restart` cancels them (after asking)."""
+async def no_batches_running(state: State, scopes: list[str], embedder: Embedder,
+                             restart: bool = False, confirm: Confirm | None = None) -> None:
+    """Before a synchronous run (a migration or a sync): no batch job of these collections
+    may still be running (the run would pay for its texts again); `--restart` cancels them
+    (after asking)."""
+    ledger = BatchLedger(state)
     running = [job for job in ledger.jobs(open_only=True) if job.scope in scopes]
     if not running:
         return
@@ -139,9 +142,10 @@ async def _no_batches_running(ledger: BatchLedger, scopes: list[str], embedder: 
         raise ConfigError(
             f"{len(running):,} batch job(s) with {texts:,} texts of "
             f"{', '.join(sorted({repr(j.scope) for j in running}))} are still running at the "
-            "provider; a synchronous run would pay for those texts again. Run with --batch "
-            "to collect them (--wait to wait for them), with --batch --batch-fallback sync "
-            "to cancel them and embed the rest synchronously, or with --restart.")
+            "provider; a synchronous run would pay for those texts again. Collect them with "
+            "`migrator migrate --batch` (--wait to wait for them), cancel them and embed the "
+            "rest synchronously with `migrator migrate --batch --batch-fallback sync`, or "
+            "start over with `migrator migrate --restart`.")
     try:
         await _cancel_open(api, ledger, scopes, confirm)
     finally:

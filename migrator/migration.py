@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from .batching import BATCH_PROBE, run_batches
+from .batching import BATCH_PROBE, no_batches_running, run_batches
 from .catchup import changes_source
 from .embedding import Embedder, build_embedder, compose
 from .errors import (
@@ -75,10 +75,8 @@ def migrate(
     adopt_target: bool = False,
     confirm: Confirm | None = None,
 ) -> MigrationResult:
-    """Re-embed every configured collection into a new one and move its alias.
-
-    The synchronous face of `amigrate()`; see there for arguments.
-    """
+    """Re-embed every configured collection and move its alias: `amigrate()`, run to the
+    end (see there for arguments)."""
     return asyncio.run(amigrate(settings, source_store=source_store, target_store=target_store,
                                 embedder=embedder, on_progress=on_progress, restart=restart,
                                 force=force, drop_old=drop_old, adopt_target=adopt_target,
@@ -259,6 +257,7 @@ class _Run:
     async def sync_only(self, schemas: list[CollectionSchema]) -> list[CollectionResult]:
         """Catch-up for collections whose target exists: no backfill, no alias move."""
         collections = self.settings.collections
+        await no_batches_running(self.state, [c.name for c in collections], self.embedder)
         first = collections[0]
         with self._phase("probe"):
             checked = await self._probe(schemas[0], first)

@@ -348,6 +348,30 @@ def test_a_synchronous_run_is_refused_while_jobs_run_and_fallback_sync_cancels_t
     assert sorted(server.seen.values()) == [1] * POINTS  # the rest, synchronously, once
 
 
+def test_sync_is_refused_while_jobs_of_its_collection_run(
+        served: tuple[QdrantStore, LoopbackServer], tmp_path: Path) -> None:
+    """A catch-up would embed synchronously the changed texts a batch job is embedding."""
+    from migrator import ConfigError, sync
+
+    store, server = served
+    done = migrate(settings(tmp_path, server.url, batch_wait=True), source_store=store)
+    assert done.collections[0].target_count == POINTS
+    store.client.set_payload("docs", {"text": "a text changed since"}, points=[1, 2, 3])
+    with State(tmp_path / "state") as state:  # another run submitted a job meanwhile
+        ledger = BatchLedger(state)
+        job = ledger.add(scope="docs", provider="openai", input_file="file-1",
+                         requests=[[b"k" * 32]], tokens=5, cost=0.0)
+    sent = server.answered
+    with pytest.raises(ConfigError, match="1 batch job\\(s\\) with 1 texts of 'docs' are "
+                                          "still running"):
+        sync(settings(tmp_path, server.url, batch=False), source_store=store)
+    assert server.answered == sent  # not even the probe
+    with State(tmp_path / "state") as state:
+        BatchLedger(state).update(job.seq, status="cancelled")
+    result = sync(settings(tmp_path, server.url, batch=False), source_store=store)
+    assert result.collections[0].sync is not None and result.collections[0].sync.changed == 3
+
+
 def test_gemini_batches_fill_the_cache_with_what_the_synchronous_path_would(
         memory_store: QdrantStore, tmp_path: Path) -> None:
     """A different shape: a text a line, operations, resumable uploads, one error line."""
