@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -323,3 +324,30 @@ def test_an_alias_is_refused_as_the_target(memory_store: QdrantStore, tmp_path: 
                 source_store=memory_store)
     assert memory_store.count("other") == 5
     assert memory_store.exists("other") and not memory_store.exists("live")
+
+
+def test_one_http_embedder_serves_several_migrate_calls(memory_store: QdrantStore,
+                                                        tmp_path: Path) -> None:
+    """Each `migrate()` runs its own event loop: the embedder's connections, limiter and
+    concurrency waits are made again on the next one (was: 'Event loop is closed')."""
+    from migrator.embedding import build_embedder
+    from migrator.settings import VerifySettings
+
+    make_collection(memory_store.client, "docs", n=40)
+    make_collection(memory_store.client, "more", n=40)
+    with LoopbackServer(dims=8, latency=0.01) as server:
+        provider = ProviderSettings(name="openai-compatible", model="m", base_url=server.url,
+                                    dimensions=8, batch_size=4, concurrency=2,
+                                    requests_per_minute=100_000, tokens_per_minute=10_000_000)
+        embedder = build_embedder(provider)
+        for name in ("docs", "more", "docs"):
+            config = Settings(provider=provider, collections=[CollectionSettings(name=name)],
+                              migration=MigrationSettings(state_dir=tmp_path / name,
+                                                          page_size=8),
+                              verify=VerifySettings(enabled=False))
+            result = migrate(config, source_store=memory_store, embedder=embedder)
+            assert result.collections[0].target_count == 40
+        asyncio.run(embedder.aclose())
+    for point in records(memory_store, result.collections[0].target).values():
+        np.testing.assert_allclose(point.vector, vector_for(point.payload["text"], 8),
+                                   atol=1e-6)

@@ -42,6 +42,11 @@ class AdaptiveConcurrency:
         self._smoothed: float | None = None
         self._largest = 0  # the most texts a request had: only requests near it are compared
 
+    def on_new_loop(self) -> None:
+        """Used from another event loop from now on (nothing is in flight)."""
+        self._changed = asyncio.Condition()
+        self.in_flight = 0
+
     @property
     def allowed(self) -> int:
         return max(1, int(self.limit))

@@ -83,12 +83,32 @@ class HttpEndpoint:
         self._timeout = timeout
         self.max_retries = max_retries
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(
-            timeout=timeout, limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
-            verify=tls_context(),
-        )
+        self._client = client or self._new_client()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._sleep = sleep
         self._answered = False
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            timeout=self._timeout, verify=tls_context(),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=64))
+
+    def _on_this_loop(self) -> None:
+        """An endpoint may outlive its event loop (a caller passes one embedder to several
+        `migrate()` calls, each its own `asyncio.run`): its connections, and the waits of
+        its limiter and concurrency, belong to the loop they were made on, so they are made
+        again on a new one. Between runs nothing is in flight."""
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return
+        if self._loop is not None:
+            if self._owns_client:  # the old one's connections died with their loop
+                self._client = self._new_client()
+            if self.concurrency is not None:
+                self.concurrency.on_new_loop()
+            if self.limiter is not None:
+                self.limiter.on_new_loop()
+        self._loop = loop
 
     async def post_json(self, url: str, payload: Mapping[str, Any], *,
                         tokens: int = 0, texts: int = 1) -> Reply:
@@ -101,6 +121,7 @@ class HttpEndpoint:
         MAX_TIMEOUT_GROWTH times the configured timeout): a server that is only slow gets
         the time it needs.
         """
+        self._on_this_loop()
         retries = 0
         timeout = self._timeout
         while True:
@@ -232,9 +253,19 @@ class HttpEndpoint:
             )
         return ProviderResponseError(text + ".", provider=self.label, status=status)
 
-    async def aclose(self) -> None:
+    async def release(self) -> None:
+        """The end of a run that leaves the endpoint open: its connections are closed while
+        their loop still runs (they cannot outlive it); the next run opens new ones."""
         if self._owns_client:
             await self._client.aclose()
+            self._client = self._new_client()
+
+    async def aclose(self) -> None:
+        if not self._owns_client:
+            return
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            return  # its connections are of a loop that is gone: nothing left to close
+        await self._client.aclose()
 
 
 @functools.cache

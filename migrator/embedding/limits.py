@@ -186,6 +186,13 @@ class RateLimiter:
         self.ratio = 1.0
         self.learnt: dict[str, float] = {}  # limits read from the provider's headers
 
+    def on_new_loop(self) -> None:
+        """Used from another event loop from now on (nothing is in flight)."""
+        self._slots = (asyncio.Semaphore(self.limits.concurrency) if self.limits.concurrency
+                       else None)
+        self._lock = asyncio.Lock()
+        self._in_flight = {"requests": 0.0, "tokens": 0.0}
+
     def expected(self, estimated: int) -> float:
         """What a request estimated at `estimated` tokens will likely be billed."""
         return estimated * self.ratio

@@ -144,5 +144,8 @@ class RestEmbedder(Embedder):
         return ProviderResponseError(f"{self.label} answered without {what}: {message}.",
                                      provider=self.label)
 
+    async def release(self) -> None:
+        await self._http.release()
+
     async def aclose(self) -> None:
         await self._http.aclose()
