@@ -57,6 +57,10 @@ def rollback(settings: Settings, alias: str, *, store: QdrantStore | None = None
     with opened(settings.target_store, None, source_store=store) as (target, _):
         current = target.aliases().get(alias)
         last = _last_move(history, current)
+        if current is None:
+            raise ConfigError(
+                f"There is no alias {alias!r} in {target.location} to roll back; nothing was "
+                "changed. `migrator status` lists the aliases.")
         if last is None or not last["from"]:
             raise ConfigError(
                 f"There is no recorded move of alias {alias!r} to {current!r} to roll back "

@@ -262,7 +262,9 @@ def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -
     back = run("rollback", "live", *where, "--json")
     assert json.loads(back.stdout) == {"alias": "live", "from": "docs_v2", "to": "docs",
                                        "forced": False}
-    assert run("rollback", "nothing", *where).exit_code == 2
+    nothing = run("rollback", "nothing", *where)
+    assert nothing.exit_code == 2 and "There is no alias 'nothing' in" in nothing.stderr
+    assert "None" not in nothing.stderr
     assert run("drop-old", "live", *where, "--yes").stdout == "Deleted 'docs_v2'.\n"
 
 
