@@ -1,9 +1,10 @@
 """A whole collection read page by page, in id order.
 
-Local mode's scroll sorts every id of the collection on each call and walks up to the
-offset, so reading a collection in pages costs pages x points; there one call reads
-`LOCAL_READ` points and they are handed out a page at a time (a server seeks by the
-offset: one call a page). A page's `next_offset` is always where the next page starts, so
+Local mode's scroll sorts every id of the collection on each call (a Python key per id:
+80 ms at 20,000 points) and walks up to the offset, so reading a collection in pages costs
+pages x points; there one call reads `LOCAL_READ` points and they are handed out a page
+at a time (a server seeks by the offset: one call a page). Local mode holds the whole
+collection in memory anyway; the points read ahead are a bounded share of it. A page's `next_offset` is always where the next page starts, so
 a checkpoint taken after any page resumes exactly there.
 """
 
@@ -17,7 +18,7 @@ from .types import Page
 
 __all__ = ["LOCAL_READ", "pages", "read_size"]
 
-LOCAL_READ = 4096  # points one local-mode scroll reads (its cost is mostly the sort)
+LOCAL_READ = 16_384  # points one local-mode scroll reads (its cost is mostly the sort)
 
 
 def read_size(store: QdrantStore, page_size: int) -> int:
