@@ -95,10 +95,6 @@ def _insert_rows(count: int) -> str:
     return f"INSERT INTO vectors (key, dims, vector, tokens, created_at) VALUES {rows}"
 
 
-def _prefix(key: bytes) -> int:
-    return int.from_bytes(key[:8], "big")
-
-
 def open_cache(directory: Path | str, enabled: bool = True
                ) -> contextlib.AbstractContextManager[EmbeddingCache | None]:
     """`with open_cache(state_dir, settings.migration.cache) as cache:` the cache, or None
@@ -128,9 +124,8 @@ class EmbeddingCache:
         # thread writes, and a lookup of a few hundred keys is quick enough to run inline
         self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                        timeout=30)
-        # appended and not indexed yet: the key's first 8 bytes -> its row (the whole key
-        # is checked when the row is read, so a clash of prefixes is only a miss)
-        self._unindexed: dict[int, int] = {}
+        # appended and not indexed yet: key -> its row
+        self._unindexed: dict[bytes, int] = {}
         self._recorded: set[str] = set()  # namespaces this cache has listed
         self._indexed: set[str] | None = None  # namespaces with indexed rows; None: any
         self.index()  # a crashed run's tail
@@ -143,14 +138,21 @@ class EmbeddingCache:
     @staticmethod
     def key(namespace: str, text: str) -> bytes:
         """sha256 over the namespace (provider, model, size decision, kind) and the text."""
-        return hashlib.sha256(namespace.encode() + b"\0" + text.encode("utf-8")).digest()
+        return EmbeddingCache.keys(namespace, [text])[0]
+
+    @staticmethod
+    def keys(namespace: str, texts: Sequence[str]) -> list[bytes]:
+        """`key(namespace, text)` of each text (the namespace encoded once)."""
+        head = namespace.encode() + b"\0"
+        sha256 = hashlib.sha256
+        return [sha256(head + text.encode("utf-8")).digest() for text in texts]
 
     def get_many(self, space: str, keys: Sequence[bytes]
                  ) -> dict[bytes, tuple[np.ndarray, int]]:
         """The rows stored under `keys` (made by `key(space, text)`), by key."""
         found: dict[bytes, tuple[np.ndarray, int]] = {}
         with self._lock:
-            rows = [self._unindexed.get(_prefix(key)) for key in keys]
+            rows = [self._unindexed.get(key) for key in keys]
             indexed = self._indexed is None or space in self._indexed
         recent = [row for row in rows if row is not None]
         for start in range(0, len(recent), 500):
@@ -194,7 +196,7 @@ class EmbeddingCache:
                 ids.extend(range(last - (stop - start) + 1, last + 1))
         with self._lock:
             for key, row in zip(keys, ids, strict=True):
-                self._unindexed[_prefix(key)] = row
+                self._unindexed[key] = row
             full = len(self._unindexed) >= INDEX_EVERY
         if full:
             self.index()

@@ -60,7 +60,7 @@ class CachedEmbedder(Wrapper):
 
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
         space = namespace(self.inner, kind)
-        keys = [EmbeddingCache.key(space, t) for t in texts]
+        keys = EmbeddingCache.keys(space, texts)
         unknown = [k for k in keys if k not in self._inflight]
         found = self.cache.get_many(space, unknown) if unknown else {}
         stored = _sound_rows(found, self.inner.dims)
@@ -112,7 +112,7 @@ class CachedEmbedder(Wrapper):
         if not fresh:
             return await self.embed(texts, kind=kind)
         space = namespace(self.inner, kind)
-        keys = [EmbeddingCache.key(space, t) for t in texts]
+        keys = EmbeddingCache.keys(space, texts)
         result = await self.inner.embed(texts, kind=kind)
         await self._store(space, keys, list(texts), result)
         return result
@@ -170,7 +170,7 @@ class _Slot:
         self._width, self._provider = width, provider
 
     def keys(self, texts: Sequence[str]) -> list[bytes]:
-        return [EmbeddingCache.key(self._space, text) for text in texts]
+        return EmbeddingCache.keys(self._space, texts)
 
     def found(self, keys: Sequence[bytes]) -> set[bytes]:
         return set(_sound_rows(self._cache.get_many(self._space, keys), self._width))

@@ -4,8 +4,9 @@ Local mode's scroll sorts every id of the collection on each call (a Python key 
 80 ms at 20,000 points) and walks up to the offset, so reading a collection in pages costs
 pages x points; there one call reads `LOCAL_READ` points and they are handed out a page
 at a time (a server seeks by the offset: one call a page). Local mode holds the whole
-collection in memory anyway; the points read ahead are a bounded share of it. A page's `next_offset` is always where the next page starts, so
-a checkpoint taken after any page resumes exactly there.
+collection in memory anyway; the points read ahead are a bounded share of it. A page's
+`next_offset` is always where the next page starts, so a checkpoint taken after any page
+resumes exactly there.
 """
 
 from __future__ import annotations
