@@ -233,8 +233,8 @@ def main() -> None:
         print(f"    catch-up pass, whole      {full:10.2f} s        (reads source and target, "
               "payloads and all)")
         print(f"    catch-up, updated_field   {changed:10.2f} s        "
-              f"({full / max(changed, 1e-9):.1f}x faster: what changed since the backfill "
-              "began, and ids)")
+              f"(whole / this {full / max(changed, 1e-9):.1f}x: what changed since the "
+              "backfill began, and ids)")
     print(f"    whole migrate             {rates['full']:10,.0f} points/s   "
           f"({rates['full'] / raw:.2f}x; {rates['updated_field'] / raw:.2f}x with "
           "updated_field)")
