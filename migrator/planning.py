@@ -82,10 +82,16 @@ class PlanResult:
         return None if cost is None or self.batch is None else cost * self.batch.price_factor
 
     @property
+    def price_factor(self) -> float:
+        """The share of the list price this run pays: the batch price in batch mode."""
+        return self.batch.price_factor if self.batch is not None else 1.0
+
+    @property
     def within_max_cost(self) -> bool | None:
         """Whether `migrate` would start under --max-cost; None without a limit or a price."""
         cost = self.estimated_cost
-        return None if self.max_cost is None or cost is None else cost <= self.max_cost
+        return (None if self.max_cost is None or cost is None
+                else cost * self.price_factor <= self.max_cost)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -233,7 +233,8 @@ def plan(result: Any) -> str:
     if result.max_cost is not None:
         verdict = {True: "within it", False: "over it: migrate would refuse to start",
                    None: "no price is known, so migrate would refuse the limit"}
-        lines.append(f"--max-cost {money(result.max_cost)}: the estimate is "
+        priced = " at the batch price" if result.batch is not None else ""
+        lines.append(f"--max-cost {money(result.max_cost)}: the estimate{priced} is "
                      f"{verdict[result.within_max_cost]}.")
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)

@@ -71,12 +71,13 @@ def refuse_over_budget(budget: Budget, settings: Settings, source: QdrantStore,
         done = min(1.0, written / schema.points_count) if schema.points_count else 1.0
         if done == 0:
             done = _cached_share(source, schema, config, settings, embedder)
-        left += (planned.estimated_cost or 0.0) * (1 - done)
+        left += (planned.estimated_cost or 0.0) * estimate.price_factor * (1 - done)
     if left > budget.limit:
+        priced = " at the batch price" if estimate.batch is not None else ""
         raise ConfigError(
-            f"The estimated cost of this run, ${left:,.4f} (`migrator plan` shows how it is "
-            f"made), exceeds --max-cost ${budget.limit:,.2f}. Raise --max-cost, or migrate "
-            "fewer collections at a time. Nothing was sent.")
+            f"The estimated cost of this run{priced}, ${left:,.4f} (`migrator plan` shows how "
+            f"it is made), exceeds --max-cost ${budget.limit:,.2f}. Raise --max-cost, or "
+            "migrate fewer collections at a time. Nothing was sent.")
 
 
 def _cached_share(source: QdrantStore, schema: CollectionSchema,

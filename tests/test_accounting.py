@@ -22,6 +22,7 @@ from migrator import (
     verify,
 )
 from migrator.cli import cli as cli_group
+from migrator.embedding.usage import Budget, Usage
 from migrator.settings import VerifySettings
 from migrator.state import State
 from migrator.store import QdrantStore
@@ -305,3 +306,15 @@ def test_max_cost_counts_what_the_cache_already_holds(tmp_path: Path) -> None:
                                    for a in args], "--no-verify", "--target", "third",
                       "--max-cost", "0.000001")
         assert refused.exit_code == 2 and "exceeds --max-cost" in refused.stderr
+
+
+def test_a_budget_counts_each_phase_at_its_price_and_lets_cached_requests_through() -> None:
+    usage = Usage()
+    budget = Budget(1.0, 1.0, usage)  # $1, at $1 a million tokens
+    with usage.during("batch"):
+        usage.answered(100, 1_000_000, False, price_factor=0.5)
+    assert budget.spent == pytest.approx(0.5)
+    assert budget.admit(400_000) and not budget.exceeded  # $0.90 with the reservation
+    assert budget.admit(0)  # every text of it cached: nothing to pay
+    assert not budget.admit(200_000) and budget.exceeded
+    assert not budget.admit(0)  # winding down now

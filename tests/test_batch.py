@@ -372,6 +372,23 @@ def test_sync_is_refused_while_jobs_of_its_collection_run(
     assert result.collections[0].sync is not None and result.collections[0].sync.changed == 3
 
 
+def test_max_cost_counts_a_batch_run_at_the_batch_price(
+        served: tuple[QdrantStore, LoopbackServer], tmp_path: Path) -> None:
+    """A limit between the batch estimate and the synchronous one: the run starts and ends
+    (was: refused, the estimate and the spend both taken at the list price)."""
+    from migrator import plan
+
+    store, server = served
+    config = settings(tmp_path, server.url, batch_wait=True)
+    planned = plan(config, source_store=store)
+    assert planned.estimated_cost and planned.batch_cost == planned.estimated_cost / 2
+    config.migration.max_cost = planned.estimated_cost * 0.75
+    assert plan(config, source_store=store).within_max_cost is True
+    result = migrate(config, source_store=store)
+    assert result.collections[0].target_count == POINTS
+    assert 0 < result.cost <= config.migration.max_cost
+
+
 def test_gemini_batches_fill_the_cache_with_what_the_synchronous_path_would(
         memory_store: QdrantStore, tmp_path: Path) -> None:
     """A different shape: a text a line, operations, resumable uploads, one error line."""

@@ -177,22 +177,27 @@ class Budget:
         self.usage = usage
         self.exceeded = False
         self._reserved = 0
-        self._before = usage.total.tokens  # what the embedder had used before this run
+        self._before = self._billed()  # what the embedder had cost before this run
 
-    @property
-    def tokens(self) -> int:
-        """Tokens billed since the budget was set."""
-        return self.usage.total.tokens - self._before
+    def _billed(self) -> float:
+        return self.usage.cost(self.price_per_mtok) or 0.0
 
     @property
     def spent(self) -> float:
-        return cost(self.tokens, self.price_per_mtok) or 0.0
+        """What the run was billed since the budget was set, each phase at its own price
+        (batch answers at the batch price)."""
+        return self._billed() - self._before
 
     def admit(self, tokens: int) -> bool:
-        """Reserve `tokens` (an estimate) for a request, or refuse it (and from then on
-        every other one: the run winds down)."""
-        projected = self.tokens + self._reserved + tokens
-        if self.exceeded or (cost(projected, self.price_per_mtok) or 0.0) > self.limit:
+        """Reserve `tokens` (an estimate, at the list price) for a request, or refuse it
+        (and from then on every other one: the run winds down). A request of nothing to
+        pay for (every text cached) is let through until then."""
+        if self.exceeded:
+            return False
+        if tokens == 0:
+            return True
+        projected = self.spent + (cost(self._reserved + tokens, self.price_per_mtok) or 0.0)
+        if projected > self.limit:
             self.exceeded = True
             return False
         self._reserved += tokens
