@@ -84,8 +84,7 @@ class LoopbackServer:
         self.window = window
         self.throttled = 0
         self.admitted_tokens = 0
-        self.first_admit: float | None = None
-        self.last_admit: float | None = None
+        self.window_tokens: Counter[int] = Counter()  # tokens admitted in each window
         self._origin: float | None = None
         self._index = -1
         self._used = {"requests": 0, "tokens": 0}
@@ -173,8 +172,7 @@ class LoopbackServer:
             for key in wants:
                 self._used[key] += wants[key]
             self.admitted_tokens += tokens
-            self.first_admit = self.first_admit or now
-            self.last_admit = now
+            self.window_tokens[index] += tokens
         else:
             self.throttled += 1
         reset = self._origin + (index + 1) * self.window - now
@@ -227,10 +225,11 @@ class LoopbackServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 if self._batches("GET"):
                     return
-                busy = (server.last_admit or 0) - (server.first_admit or 0)
                 raw = json.dumps({"requests": server.requests, "throttled": server.throttled,
+                                  "answered": server.answered,
                                   "admitted_tokens": server.admitted_tokens,
-                                  "busy_seconds": busy}).encode()
+                                  "window_tokens": [server.window_tokens[i] for i in range(
+                                      max(server.window_tokens, default=-1) + 1)]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
