@@ -148,7 +148,9 @@ def test_counters_after_a_resume_add_up(memory_store: QdrantStore, tmp_path: Pat
         config = settings(tmp_path, compatible(server.url, max_retries=0, concurrency=1),
                           verify_on=False)
         config.provider.batch_size = 16
-        server.faults.extend([None] * (resume_from // 16) + [Fault(500)])  # type: ignore[list-item]
+        # the failing answer comes late, so the pages before it are written by then (a
+        # failure cancels writes still waiting: then nothing would be there to resume)
+        server.faults.extend([None] * (resume_from // 16) + [Fault(500, stall=0.3)])  # type: ignore[list-item]
         with pytest.raises(ProviderResponseError):
             migrate(config, source_store=memory_store)
         result = migrate(config, source_store=memory_store)
