@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from .catalog import ModelSpec
 from .errors import ConfigError, SchemaMismatch
@@ -14,7 +15,8 @@ from .state import MigrationRecord
 from .store import CollectionSchema, QdrantStore
 from .texts import TextSource
 
-__all__ = ["Job", "check_aliases", "check_existing_target", "target_name"]
+__all__ = ["Job", "check_aliases", "check_existing_target", "refuse_source_as_target",
+           "target_name"]
 
 
 def target_name(source: str, spec: ModelSpec, dims: int | str) -> str:
@@ -59,6 +61,23 @@ def check_existing_target(existing: CollectionSchema, vector: str, dims: int,
             f"({found}) does not fit this migration (size {dims}, {distance}). Give another "
             "--target, or delete that collection if it is a leftover."
         )
+
+
+def refuse_source_as_target(name: str, collection: str, state_dir: Path) -> None:
+    """A migration of `name` (resolved to `collection`) would write into `collection`.
+
+    Raises:
+        ConfigError: always; through an alias, the likely reason is a migration already
+            swapped, run again with other settings.
+    """
+    if name == collection:
+        raise ConfigError(f"The target of {name!r} is the source collection {collection!r} "
+                          "itself; give a different --target.")
+    raise ConfigError(
+        f"{name!r} is an alias that serves {collection!r}, the target of an earlier "
+        "migration, and no migration with these settings (model, size, text) from it is "
+        f"recorded in {state_dir}. Give the settings of that migration (`migrator status` "
+        "lists them), or the source collection itself with --collection.")
 
 
 def check_aliases(jobs: list[Job], target: QdrantStore) -> None:

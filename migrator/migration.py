@@ -33,7 +33,7 @@ from .inplace import (
 )
 from .inplace import check as check_in_place
 from .interrupts import Stop, stoppable
-from .jobs import Job, check_aliases, check_existing_target, target_name
+from .jobs import Job, check_aliases, check_existing_target, refuse_source_as_target, target_name
 from .ownership import Confirm, claim, drop_left, provenance, restart
 from .pipeline import Checkpoint, Pipeline, Progress
 from .results import (
@@ -328,9 +328,7 @@ class _Run:
             vector = schema.vector(config.vector)
         inplace = check_in_place(config, self.settings, self.target)
         if name == schema.name and not inplace:
-            raise ConfigError(
-                f"The target of {config.name!r} is the source collection {schema.name!r} "
-                "itself; give a different --target.")
+            refuse_source_as_target(config.name, schema.name, self.state.directory)
         if vector.multivector:
             raise ConfigError(
                 f"Vector {vector.name or '(unnamed)'!r} of collection {schema.name!r} is a "

@@ -297,3 +297,21 @@ def test_an_updated_field_that_holds_no_time_is_refused_before_anything(
     synced = run("sync", *base(store_path, tmp_path), "--collection", "docs",
                  "--updated-field", "n")  # epoch seconds 0..39, but no target yet
     assert synced.exit_code == 1 and "does not exist" in synced.stderr
+
+
+def test_migrating_an_alias_that_serves_a_migrated_target_says_why_it_is_refused(
+        store_path: Path, tmp_path: Path) -> None:
+    """Through the alias, the source is the earlier migration's target: with other text
+    settings no migration from it is recorded. Was: 'the target is the source itself'."""
+    where = ["--qdrant-path", str(store_path), "--state-dir", str(tmp_path / "state")]
+    assert run("swap", "live", "docs", *where).exit_code == 0
+    moved = run("migrate", *base(store_path, tmp_path), "--collection", "live", "--alias",
+                "live", "--json")
+    assert json.loads(moved.stdout)["collections"][0]["alias"] == "live"
+    again = run("sync", *base(store_path, tmp_path), "--collection", "live",
+                "--text-template", "{text}!")
+    assert again.exit_code == 2
+    assert ("'live' is an alias that serves 'live__hash-words-v1-48', the target of an "
+            "earlier migration") in again.stderr and "migrator status" in again.stderr
+    same = run("sync", *base(store_path, tmp_path), "--collection", "live")
+    assert same.exit_code == 0, same.stderr  # its own settings: the recorded source
