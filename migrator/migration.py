@@ -393,7 +393,8 @@ class _Run:
     async def _backfill(self, job: Job, result: CollectionResult, dims: int) -> None:
         record = job.record
         insert_only = self.target.conditional_writes()
-        result.write_mode = "insert-only" if insert_only else "upsert"
+        result.write_mode = ("new vector only" if job.in_place else
+                             "insert-only" if insert_only else "upsert")
         self.state.update(record.id, phase=Phase.BACKFILLING, error=None,
                           write_mode=result.write_mode,
                           total=result.source_count)

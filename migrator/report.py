@@ -11,7 +11,14 @@ from .catalog import ModelSpec
 
 __all__ = ["alias_move", "batch_lines", "bill", "cache", "demo", "dims_line", "duration",
     "ingest", "migration", "models", "money", "plan", "status", "sync", "sync_counts", "table",
-    "to_json", "validation", "verification", "verify", "verify_markdown"]
+    "to_json", "validation", "verification", "verify", "verify_markdown", "WRITE_MODES"]
+
+WRITE_MODES = {  # what each way of writing a backfill means, for the report
+    "insert-only": "Qdrant's conditional writes: a newer point is never overwritten",
+    "upsert": "this Qdrant is older than 1.17: no conditional writes",
+    "new vector only": "the points' other vectors and payloads stay as they are; a point "
+                       "deleted meanwhile stays deleted",
+}
 
 
 def to_json(data: Any) -> str:
@@ -110,10 +117,8 @@ def migration(result: Any) -> str:
             lines.append(f"{c.source!r} resumed: {c.resumed_written:,} points were already "
                          "written by an earlier run.")
         if c.write_mode is not None:
-            lines.append(f"Backfill writes of {c.source!r}: {c.write_mode}"
-                         + (" (Qdrant's conditional writes: a newer point is never "
-                            "overwritten)" if c.write_mode == "insert-only" else
-                            " (this Qdrant is older than 1.17: no conditional writes)") + ".")
+            lines.append(f"Backfill writes of {c.source!r}: {c.write_mode} "
+                         f"({WRITE_MODES.get(c.write_mode, 'as recorded')}).")
         if c.sync is not None:
             lines.append(f"Catch-up of {c.source!r}: {sync_counts(c.sync)}.")
         if c.using:

@@ -215,6 +215,8 @@ def test_plan_shows_both_strategies_storage_and_recommends_one(memory_store: Qdr
 
 
 def test_a_run_can_mix_strategies(memory_store: QdrantStore, tmp_path: Path) -> None:
+    from migrator import report
+
     make_collection(memory_store.client, "docs", n=20)
     make_collection(memory_store.client, "faq", n=20)
     config = Settings(provider=MODEL, collections=[
@@ -226,6 +228,10 @@ def test_a_run_can_mix_strategies(memory_store: QdrantStore, tmp_path: Path) -> 
     assert docs.target == "docs" and docs.using and not docs.swapped
     assert faq.target == "faq__hash-words-v1-48" and faq.swapped
     assert memory_store.client.get_aliases().aliases[0].alias_name == "faq_live"
+    assert (docs.write_mode, faq.write_mode) == ("new vector only", "insert-only")
+    text = report.migration(result)  # was: 'insert-only' for the in-place writes too
+    assert "Backfill writes of 'docs': new vector only (the points' other vectors" in text
+    assert "Backfill writes of 'faq': insert-only (Qdrant's conditional writes" in text
 
 
 def test_status_names_the_vector_an_in_place_migration_wrote(memory_store: QdrantStore,
