@@ -276,7 +276,9 @@ def test_a_restart_with_the_state_lost_never_deletes_the_collection(
                                           "this migration did not add"):
         migrate(settings(tmp_path, vector=""), source_store=memory_store, restart=True,
                 confirm=lambda names: pytest.fail(f"asked to delete {names}"))
-    with pytest.raises(ConfigError, match="several named vectors"):  # which is the old one?
+    with pytest.raises(ConfigError, match=r"several dense vectors \(\(unnamed\), "
+                                          r"'hash-words-v1-48'\); .* --vector '' for the "
+                                          "unnamed one"):  # which is the old one?
         migrate(settings(tmp_path), source_store=memory_store, restart=True)
     assert memory_store.client.count("docs").count == 20
 

@@ -68,11 +68,11 @@ class CollectionSchema:
         if name is None:
             if len(self.vectors) == 1:
                 return next(iter(self.vectors.values()))
-            names = ", ".join(sorted(self.vectors))
+            names = ", ".join(repr(n) if n else "(unnamed)" for n in sorted(self.vectors))
             raise ConfigError(
-                f"Collection {self.name!r} has several named vectors ({names}); "
+                f"Collection {self.name!r} has several dense vectors ({names}); "
                 "say which one to migrate with `vector` in the collection's configuration "
-                "(or --vector)."
+                "(or --vector NAME; --vector '' for the unnamed one)."
             )
         if name not in self.vectors:
             names = ", ".join(repr(n) for n in sorted(self.vectors)) or "none"
