@@ -184,6 +184,8 @@ def test_models_lists_the_catalog() -> None:
     assert "text-embedding-3-small  1536" in result.stdout
     data = json.loads(run("models", "--json").stdout)
     assert {m["provider"] for m in data} >= {"openai", "cohere", "voyage", "hashing", "local"}
+    typo = run("models", "--provider", "opneai")  # was: an empty table, exit 0
+    assert typo.exit_code == 2 and "'opneai' is not one of 'hashing', 'openai'" in typo.stderr
 
 
 @pytest.mark.parametrize("command", ["migrate", "plan", "ingest", "models", "demo", "validate",

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .. import report
-from ..catalog import models_for
+from ..catalog import REGISTRY, models_for
 from ..comparison import datasets
 from ..comparison import report as compare_report
 from ..comparison import run as run_comparison
@@ -406,7 +406,8 @@ def compare_command(dataset: Path | None, candidates_file: Path | None,
 
 
 @cli.command()
-@click.option("--provider", "providers", multiple=True, help="Only this provider (repeatable).")
+@click.option("--provider", "providers", multiple=True, type=click.Choice(list(REGISTRY)),
+              help="Only this provider (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 def models(providers: tuple[str, ...], as_json: bool) -> None:
     """List known models: size, output sizes, request limits and price.
