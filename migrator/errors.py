@@ -7,7 +7,7 @@ from typing import Any
 
 __all__ = ["BadInput", "BudgetExceeded", "CollectionExists", "CollectionNotFound", "ConfigError",
     "ConfigErrorMixin", "CorruptState", "DataError", "DimensionMismatch", "InputTooLong",
-    "Interrupted", "MigratorError", "MissingText", "ProviderAuthError", "ProviderError",
+    "Interrupted", "MigratorError", "NotSent", "MissingText", "ProviderAuthError", "ProviderError",
     "ProviderQuotaError", "ProviderRateLimited", "ProviderResponseError", "ProviderUnreachable",
     "SchemaMismatch", "StateError", "StoreError", "VerificationFailed"]
 
@@ -115,6 +115,11 @@ class Interrupted(MigratorError):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class NotSent(MigratorError):
+    """A request was not sent (again) because the run is stopping: its texts are embedded
+    when the run resumes. The pipeline drops its page; nothing else should see this."""
 
 
 class BudgetExceeded(MigratorError):

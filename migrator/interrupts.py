@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-from .errors import Interrupted
+from .errors import Interrupted, NotSent
 
-__all__ = ["finish_in_thread", "Stop", "stoppable"]
+__all__ = ["finish_in_thread", "pause", "Stop", "stoppable"]
 
 _T = TypeVar("_T")
 
@@ -39,6 +40,7 @@ class Stop:
         self.signum: int | None = None
         self._draining = 0
         self._task: asyncio.Task[Any] | None = None
+        self._signalled = asyncio.Event()
 
     @property
     def requested(self) -> bool:
@@ -57,6 +59,7 @@ class Stop:
         first = self.signum is None
         if first:
             self.signum = signum
+            self._signalled.set()
         if (not first or not self._draining) and self._task is not None:
             self._task.cancel()
 
@@ -64,6 +67,36 @@ class Stop:
         """The `Interrupted` to raise: `what` says what was done and left."""
         name = signal.Signals(self.signum or signal.SIGINT).name
         return Interrupted(f"Stopped by {name}: {what}", signum=self.signum or signal.SIGINT)
+
+
+_current: contextvars.ContextVar[Stop | None] = contextvars.ContextVar("stop", default=None)
+
+
+def _refuse_if_stopping(what: str) -> None:
+    """Raise `NotSent` when the run this task belongs to is stopping."""
+    stop = _current.get()
+    if stop is not None and stop.requested:
+        raise NotSent(f"{what} was not sent: the run is stopping.")
+
+
+async def pause(seconds: float, sleep: Callable[[float], Awaitable[Any]]) -> None:
+    """`await sleep(seconds)` before a request is sent again, cut short by a stop (then
+    `NotSent`): a stopping run sends nothing again, and does not wait out a failing
+    provider's backoff, however far down the stack the retry is made."""
+    _refuse_if_stopping("A request to retry")
+    stop = _current.get()
+    if stop is None:
+        await sleep(seconds)
+        return
+    napping = asyncio.ensure_future(sleep(seconds))
+    signalled = asyncio.ensure_future(stop._signalled.wait())
+    try:
+        await asyncio.wait({napping, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (napping, signalled):
+            task.cancel()
+        await asyncio.gather(napping, signalled, return_exceptions=True)
+    _refuse_if_stopping("A request to retry")
 
 
 def _unclaimed(handler: Any) -> bool:
@@ -83,6 +116,7 @@ async def stoppable() -> AsyncIterator[Stop]:
     from a worker thread) the block runs without them, as before.
     """
     stop = Stop()
+    token = _current.set(stop)
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     if threading.current_thread() is threading.main_thread():
@@ -101,6 +135,7 @@ async def stoppable() -> AsyncIterator[Stop]:
         raise stop.error("the run was cancelled before it finished. Nothing was swapped; "
                          "run the same command again to resume.") from None
     finally:
+        _current.reset(token)
         for signum in installed:  # SIGINT goes back to raising KeyboardInterrupt
             loop.remove_signal_handler(signum)
 

@@ -26,7 +26,7 @@ from .embedding.base import Embedder
 from .embedding.tokens import estimate_total, fit_all, pack
 from .embedding.usage import Budget
 from .embedding.vectors import l2_normalize
-from .errors import ProviderResponseError
+from .errors import NotSent, ProviderResponseError
 from .interrupts import Stop, finish_in_thread
 from .store import Page, Point, PointId
 from .texts import TextSource
@@ -353,6 +353,8 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 result = await self.embedder.embed(texts, kind="document")
+            except NotSent:
+                continue  # stopping: not sent (again); its page is redone on resume
             finally:
                 if self.budget is not None:
                     self.budget.settle(reserved)

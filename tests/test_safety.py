@@ -156,6 +156,30 @@ def test_first_signal_stops_gracefully_and_the_rerun_resumes(
 
 
 @pytest.mark.slow
+def test_a_stop_does_not_wait_out_the_retries_of_a_failing_provider(store: Path) -> None:
+    """The first Ctrl-C while the server answered 503 waited for every request to go
+    through all its retries and their backoff (minutes): a request is not sent again, nor
+    sent at all, once the run is stopping."""
+    with LoopbackServer(dims=8) as server:
+        server.faults.extend([Fault(0)] * 6 + [Fault(503, error("overloaded", "server_error"))]
+                             * 400)
+        process = child(migrate_args(store, server, "--no-verify"))
+        deadline = time.monotonic() + 60
+        while server.requests < 14 and time.monotonic() < deadline:  # retrying by now
+            time.sleep(0.002)
+        sent = server.requests
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        returncode, _, err = ended(process, 60)
+        assert time.monotonic() - started < 5, "the stop waited out the retries"
+        assert returncode == 130, err
+        assert "Traceback" not in err and "Stopped by SIGINT" in err
+        assert server.requests - sent <= 4 + 1  # only what was in flight
+        server.faults.clear()  # the provider is back
+        finish_and_count(store, server)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("gap", [0.0, 0.05])
 def test_second_ctrl_c_aborts_at_once_without_corrupting(store: Path, gap: float) -> None:
     with LoopbackServer(dims=8, latency=0.2) as server:

@@ -29,6 +29,7 @@ from ..errors import (
     ProviderResponseError,
     ProviderUnreachable,
 )
+from ..interrupts import pause
 from .congestion import AdaptiveConcurrency
 from .limits import RateLimiter, RateLimits
 from .usage import EndpointMetrics
@@ -145,7 +146,7 @@ class HttpEndpoint:
                     self.concurrency.overloaded()
                 if isinstance(exc, httpx.TimeoutException):
                     timeout = min(timeout * 2, self._timeout * MAX_TIMEOUT_GROWTH)
-                await self._sleep(backoff(retries))
+                await pause(backoff(retries), self._sleep)
                 continue
             if response.status_code < 400:
                 return Reply(_decode(response, self.label), response.headers, retries)
@@ -169,7 +170,7 @@ class HttpEndpoint:
             if response.status_code == 429 and self.limiter is not None:
                 self.limiter.pause(delay)  # everyone waits, not only this request
                 self.limiter.refused(limit_kind(response))
-            await self._sleep(delay)
+            await pause(delay, self._sleep)
 
     async def _attempt(self, url: str, payload: Mapping[str, Any], tokens: int, texts: int,
                        timeout: float) -> httpx.Response:
@@ -226,7 +227,7 @@ class HttpEndpoint:
                         provider=self.label) from exc
                 retries += 1
                 self.metrics.retries["invalid answer"] += 1
-                await self._sleep(backoff(retries))
+                await pause(backoff(retries), self._sleep)
 
     def settle(self, estimated: int, billed: int | None) -> None:
         """Tell the limiter what the provider billed for a request estimated at `estimated`."""
