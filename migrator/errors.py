@@ -7,7 +7,7 @@ from typing import Any
 
 __all__ = ["BadInput", "BudgetExceeded", "CollectionExists", "CollectionNotFound", "ConfigError",
     "ConfigErrorMixin", "CorruptState", "DataError", "DimensionMismatch", "InputTooLong",
-    "Interrupted", "MigratorError", "NotSent", "MissingText", "ProviderAuthError", "ProviderError",
+    "Interrupted", "MigratorError", "MissingText", "NotSent", "ProviderAuthError", "ProviderError",
     "ProviderQuotaError", "ProviderRateLimited", "ProviderResponseError", "ProviderUnreachable",
     "SchemaMismatch", "StateError", "StoreError", "VerificationFailed"]
 
