@@ -22,7 +22,10 @@ from .state import CACHE_FILE, open_db, transaction
 __all__ = ["CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "INDEX_EVERY", "ROWS_PER_INSERT",
            "open_cache", "WAL_PAGES"]
 
-WAL_PAGES = 10_000  # the cache's WAL is checkpointed at this many pages (about 40 MB)
+# The cache's WAL is checkpointed at this many pages (about 4 MB, SQLite's default), in the
+# writer thread as the run goes, so little is left to copy when the cache closes. The log
+# is appended to: a checkpoint copies each of its pages about once.
+WAL_PAGES = 1_000
 INDEX_EVERY = 500_000  # rows appended to the cache's log before they are indexed
 # rows in one INSERT: 3 parameters a row stay under SQLite's 32,766 (the default since 3.32)
 ROWS_PER_INSERT = 4_096
@@ -126,6 +129,10 @@ class EmbeddingCache:
                                        timeout=30)
         # appended and not indexed yet: key -> its row
         self._unindexed: dict[bytes, int] = {}
+        # what the index pass needs to know of the rows appended since the last one
+        self._appended = 0  # how many
+        self._superseded: list[int] = []  # rows whose key was appended again
+        self._may_replace = False  # a namespace with indexed rows was appended to
         self._recorded: set[str] = set()  # namespaces this cache has listed
         self._indexed: set[str] | None = None  # namespaces with indexed rows; None: any
         self.index()  # a crashed run's tail
@@ -183,20 +190,29 @@ class EmbeddingCache:
         now = time.time()
         matrix = np.ascontiguousarray(vectors, dtype="<f4")
         dims = int(matrix.shape[1])
+        blob, width = matrix.tobytes(), dims * 4
         ids: list[int] = []
         with self._writing, (transaction(self._db, immediate=True)
                              if len(keys) > ROWS_PER_INSERT else contextlib.nullcontext()):
+            self._appended += len(keys)
+            self._may_replace |= self._indexed is None or space in self._indexed
             for start in range(0, len(keys), ROWS_PER_INSERT):
                 stop = min(start + ROWS_PER_INSERT, len(keys))
                 args: list[Any] = [dims, now]
                 for i in range(start, stop):
-                    args += (keys[i], matrix[i].tobytes(), tokens[i])
+                    args += (keys[i], blob[i * width:(i + 1) * width], tokens[i])
                 last = int(self._db.execute(_insert_rows(stop - start), args).lastrowid or 0)
                 # one statement under the write lock: its rows take consecutive ids
                 ids.extend(range(last - (stop - start) + 1, last + 1))
         with self._lock:
-            for key, row in zip(keys, ids, strict=True):
-                self._unindexed[key] = row
+            unindexed = self._unindexed
+            if len(set(keys)) == len(keys) and unindexed.keys().isdisjoint(keys):
+                unindexed.update(zip(keys, ids, strict=True))  # the usual case: C speed
+            else:
+                for key, row in zip(keys, ids, strict=True):
+                    if (earlier := unindexed.get(key)) is not None:
+                        self._superseded.append(earlier)
+                    unindexed[key] = row
             full = len(self._unindexed) >= INDEX_EVERY
         if full:
             self.index()
@@ -216,17 +232,30 @@ class EmbeddingCache:
         done = self._db.execute("SELECT value FROM cache_meta WHERE name = 'indexed_through'"
                                 ).fetchone()[0]
         last = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM vectors").fetchone()[0]
+        # This cache appended the whole tail (no crashed run's rows, no other process's):
+        # what it noted while appending spares the two searches below.
+        mine = last - done == self._appended
+        self._appended = 0
+        with self._lock:
+            superseded, self._superseded = self._superseded, []
+        may_replace, self._may_replace = self._may_replace, False
         if last <= done:
             return
-        self._db.execute(  # the rows the tail's keys replace
-            "DELETE FROM vectors WHERE id IN (SELECT k.id FROM vectors t JOIN vector_keys k "
-            "ON k.key = t.key WHERE t.id > ?)", (done,))
+        if may_replace or not mine:
+            self._db.execute(  # the rows the tail's keys replace
+                "DELETE FROM vectors WHERE id IN (SELECT k.id FROM vectors t JOIN vector_keys "
+                "k ON k.key = t.key WHERE t.id > ?)", (done,))
         self._db.execute(
             "INSERT OR REPLACE INTO vector_keys (key, id) SELECT key, id FROM vectors "
             "WHERE id > ? ORDER BY key, id", (done,))
-        self._db.execute(  # a key stored twice in the tail: the older row goes
-            "DELETE FROM vectors WHERE id > ? AND id != (SELECT k.id FROM vector_keys k "
-            "WHERE k.key = vectors.key)", (done,))
+        if not mine:
+            self._db.execute(  # a key stored twice in the tail: the older row goes
+                "DELETE FROM vectors WHERE id > ? AND id != (SELECT k.id FROM vector_keys k "
+                "WHERE k.key = vectors.key)", (done,))
+        for start in range(0, len(superseded), 500):
+            chunk = superseded[start:start + 500]
+            self._db.execute(f"DELETE FROM vectors WHERE id IN "
+                             f"({', '.join('?' for _ in chunk)})", chunk)
         self._db.execute("UPDATE cache_meta SET value = ? WHERE name = 'indexed_through'",
                          (last,))
 
@@ -242,8 +271,10 @@ class EmbeddingCache:
             self._db.execute("DELETE FROM cache_namespaces")
             self._db.execute("UPDATE cache_meta SET value = 0 WHERE name = 'indexed_through'")
             self._db.execute("UPDATE cache_meta SET value = 1 WHERE name = 'namespaces_listed'")
+            self._appended, self._may_replace = 0, False
             with self._lock:
                 self._unindexed.clear()
+                self._superseded.clear()
                 self._recorded.clear()
                 self._indexed = set()
         self._db.execute("VACUUM")

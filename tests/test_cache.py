@@ -62,6 +62,51 @@ def test_a_crashed_runs_tail_is_indexed_by_the_next_open(tmp_path: Path) -> None
         assert len(again.get_many("ns", [key(i) for i in range(5)])) == 5
 
 
+def orphans(directory: Path) -> int:
+    """Rows of the vector log no key points to (space nothing can read)."""
+    db = sqlite3.connect(directory / CACHE_FILE)
+    try:
+        return int(db.execute("SELECT (SELECT COUNT(*) FROM vectors) - "
+                              "(SELECT COUNT(*) FROM vector_keys)").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_a_crashed_tail_that_stores_keys_again_leaves_no_orphan_rows(tmp_path: Path) -> None:
+    with EmbeddingCache(tmp_path) as cache:
+        cache.put_many("ns", [key(1)], rows(1, 1.0), [1])
+    cache = EmbeddingCache(tmp_path)
+    cache.put_many("ns", [key(1), key(2)], rows(2, 2.0), [1, 1])  # replaces an indexed row
+    cache.put_many("ns", [key(2)], rows(1, 3.0), [1])  # and one of the tail's own
+    cache._db.close()  # a `kill -9`: what the cache noted while appending is gone
+    cache._reader.close()
+    with EmbeddingCache(tmp_path) as again:
+        found = again.get_many("ns", [key(1), key(2)])
+        assert (found[key(1)][0][0], found[key(2)][0][0]) == (2.0, 3.0)
+    assert orphans(tmp_path) == 0
+
+
+def test_a_key_given_twice_in_one_answer_keeps_its_later_vector(tmp_path: Path) -> None:
+    with EmbeddingCache(tmp_path) as cache:
+        vectors = np.vstack([rows(1, 1.0), rows(1, 2.0)])
+        cache.put_many("ns", [key(1), key(1)], vectors, [1, 1])
+        assert cache.get_many("ns", [key(1)])[key(1)][0][0] == 2.0
+    with EmbeddingCache(tmp_path) as cache:
+        assert cache.get_many("ns", [key(1)])[key(1)][0][0] == 2.0
+    assert orphans(tmp_path) == 0
+
+
+def test_two_caches_appending_to_one_file_leave_no_orphan_rows(tmp_path: Path) -> None:
+    with EmbeddingCache(tmp_path) as first, EmbeddingCache(tmp_path) as second:
+        first.put_many("fresh", [key(1)], rows(1, 1.0), [1])
+        second.put_many("fresh", [key(1)], rows(1, 2.0), [1])  # neither knows of the other
+        first.put_many("fresh", [key(2)], rows(1, 3.0), [1])
+    with EmbeddingCache(tmp_path) as cache:
+        assert cache.get_many("fresh", [key(1)])[key(1)][0][0] == 2.0
+        assert cache.stats().entries == 2
+    assert orphans(tmp_path) == 0
+
+
 def test_a_version_1_cache_is_upgraded_with_its_vectors(tmp_path: Path) -> None:
     from migrator.vector_cache import CACHE_SCHEMA
 

@@ -83,15 +83,7 @@ class CachedEmbedder(Wrapper):
         for i, (claim, row) in waits.items():
             vectors, shares = await claim
             hits[i] = (vectors[row], shares[row])
-        dims = result.vectors.shape[1] if result is not None else len(
-            next(iter(hits.values()))[0])
-        vectors = np.empty((len(texts), dims), dtype=np.float32)
-        if result is not None:
-            vectors[mine] = result.vectors
-        for i, (vector, _) in hits.items():
-            vectors[i] = vector
-        for i, copy in repeats.items():
-            vectors[i] = vectors[copy]
+        vectors = _assemble(len(texts), result, mine, hits, repeats)
         saved = sum(tokens for _, tokens in hits.values())
         usage = self.usage
         if usage is not None and (hits or repeats):
@@ -182,6 +174,23 @@ class _Slot:
 
 
 _Answer = tuple[np.ndarray, list[int]]  # an answer's vectors and each text's token share
+
+
+def _assemble(count: int, result: Embedding | None, mine: list[int],
+              hits: dict[int, tuple[np.ndarray, int]], repeats: dict[int, int]) -> np.ndarray:
+    """The vectors of a call's texts in order: those it sent, found and copied."""
+    if result is not None and len(mine) == count:  # every text was sent, in order
+        return np.asarray(result.vectors, dtype=np.float32)
+    dims = result.vectors.shape[1] if result is not None else len(
+        next(iter(hits.values()))[0])
+    vectors = np.empty((count, dims), dtype=np.float32)
+    if result is not None:
+        vectors[mine] = result.vectors
+    for i, (vector, _) in hits.items():
+        vectors[i] = vector
+    for i, copy in repeats.items():
+        vectors[i] = vectors[copy]
+    return vectors
 
 
 def _sound_rows(rows: dict[bytes, tuple[np.ndarray, int]], width: int | None
