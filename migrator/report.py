@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .catalog import ModelSpec
+from .errors import ConfigError, MigratorError
 
 __all__ = ["alias_move", "batch_lines", "bill", "cache", "demo", "dims_line", "duration",
-    "ingest", "migration", "models", "money", "plan", "status", "sync", "sync_counts", "table",
-    "to_json", "validation", "verification", "verify", "verify_markdown", "WRITE_MODES"]
+    "ingest", "migration", "models", "money", "plan", "save", "status", "sync", "sync_counts",
+    "table", "to_json", "validation", "verification", "verify", "verify_markdown", "writable",
+    "WRITE_MODES"]
 
 WRITE_MODES = {  # what each way of writing a backfill means, for the report
     "insert-only": "Qdrant's conditional writes: a newer point is never overwritten",
@@ -23,6 +27,37 @@ WRITE_MODES = {  # what each way of writing a backfill means, for the report
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str)
+
+
+def writable(path: Path) -> Path:
+    """`path`, once it is sure a report can be written there: checked before the work the
+    report is of, so a mistyped directory costs nothing.
+
+    Raises:
+        ConfigError: the directory does not exist, or it or the file is not writable.
+    """
+    directory = path.parent
+    if not directory.is_dir():
+        raise ConfigError(f"Cannot write a report to {path}: the directory {directory} does "
+                          "not exist. Create it, or give another path.")
+    if not os.access(directory, os.W_OK | os.X_OK) or (
+            path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"Cannot write a report to {path}: permission denied. Give a path "
+                          "you can write to.")
+    return path
+
+
+def save(path: Path, text: str) -> None:
+    """Write a report to `path`.
+
+    Raises:
+        MigratorError: the file could not be written (a full disk, say).
+    """
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise MigratorError(f"Could not write the report to {path}: {exc.strerror or exc}."
+                            ) from exc
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -571,6 +571,25 @@ def test_cli_usage_errors(args: list[str], message: str) -> None:
     assert message in result.output
 
 
+@pytest.mark.parametrize(("out", "message"), [
+    ("missing/report.md", "the directory"),
+    ("report.pdf", "Cannot tell the report format"),
+])
+def test_a_report_that_cannot_be_written_is_refused_before_anything_is_paid(
+        tmp_path: Path, out: str, message: str) -> None:
+    with LoopbackServer(dims=16) as server:
+        loopback_candidates(tmp_path / "c.yaml", ("loop", server))
+        result = CliRunner().invoke(cli, [
+            "compare", str(TINY), "--candidates", str(tmp_path / "c.yaml"),
+            "-o", str(tmp_path / "ok.md"), "-o", str(tmp_path / out),
+            "--state-dir", str(tmp_path / "state")])
+        assert server.requests == 0
+    assert result.exit_code == 2, result.output
+    assert message in result.output and str(tmp_path / out) in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "ok.md").exists()
+
+
 def test_the_compare_command_is_one_library_call(tmp_path: Path) -> None:
     """comparison.run: extrapolation to a collection's size, the cache in the state
     directory, and the reports written, as `migrator compare` does them."""

@@ -205,6 +205,10 @@ def test_verify_cli_writes_markdown_and_exits_3(memory_store: QdrantStore,
     bad = runner.invoke(cli, ["verify", *base, "--collection", "docs,text_field=nothing",
                               "--target", "docs_v2"])
     assert bad.exit_code == 3 and "Verification failed" in bad.stderr
+    nowhere = runner.invoke(cli, ["verify", *base, "--collection", "docs", "--target",
+                                  "docs_v2", "--report", str(tmp_path / "no" / "v.md")])
+    assert nowhere.exit_code == 2 and "the directory" in nowhere.stderr  # before it verifies
+    assert "Traceback" not in nowhere.output
 
 
 # ---- swap, rollback, drop-old ---------------------------------------------------------

@@ -171,9 +171,11 @@ def verify(as_json: bool, sample: int | None, k: int | None, report_file: Path |
         settings.verify.sample = sample
     if k is not None:
         settings.verify.k = k
+    if report_file is not None:
+        report.writable(report_file)
     result = run_verify(settings)
     if report_file is not None:
-        report_file.write_text(report.verify_markdown(result), encoding="utf-8")
+        report.save(report_file, report.verify_markdown(result))
     emit(result, as_json, report.verify)
     if not result.passed:
         raise Exit("Verification failed: " + "; ".join(

@@ -105,6 +105,8 @@ def run(settings: Settings, dataset: Dataset, candidates: Sequence[Candidate], *
         ConfigError: no candidates, or an output of an unknown format.
         CollectionNotFound: `size_of` does not exist.
     """
+    for path in outputs:
+        report.check_output(path)
     if size_of is not None and collection_size is None:
         collection_size = datasets.collection_size(settings.source, size_of)
     with open_cache(settings.migration.state_dir, cache) as store:

@@ -10,15 +10,14 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ..errors import ConfigError
-from ..report import duration, money, table, to_json
+from ..report import duration, money, save, table, to_json, writable
 from .charts import ChartsUnavailable, render_charts
 from .results import CandidateResult, CompareResult, Figure
 
-__all__ = ["Column", "html_report", "LEGEND", "markdown", "MARKS", "QUALITY_LABELS", "rows",
-    "sections", "size", "terminal", "write"]
+__all__ = ["check_output", "Column", "html_report", "LEGEND", "markdown", "MARKS",
+    "QUALITY_LABELS", "rows", "sections", "size", "terminal", "write"]
 
 MARKS = {"measured": "", "computed": "", "estimated": "~", "catalog": "*"}
 LEGEND = ("unmarked: measured in this run (storage: exact arithmetic on the measured size); "
@@ -254,15 +253,29 @@ def html_report(result: CompareResult) -> str:
             f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def write(result: CompareResult, path: Any) -> str:
+def check_output(path: Path | str) -> None:
+    """Refuse, before anything is measured, a report `write` could not write.
+
+    Raises:
+        ConfigError: an unknown suffix, or a directory that is missing or not writable.
+    """
+    _renderer(Path(path))
+    writable(Path(path))
+
+
+def write(result: CompareResult, path: Path | str) -> str:
     """Write the report in the format `path`'s suffix names (.md, .html, .json); return it."""
     target = Path(path)
+    save(target, _renderer(target)(result))
+    return str(target)
+
+
+def _renderer(path: Path) -> Callable[[CompareResult], str]:
     renderers: dict[str, Callable[[CompareResult], str]] = {
         ".md": markdown, ".markdown": markdown, ".html": html_report, ".htm": html_report,
         ".json": lambda r: to_json(r.to_dict()) + "\n"}
-    render = renderers.get(target.suffix.lower())
+    render = renderers.get(path.suffix.lower())
     if render is None:
-        raise ConfigError(f"Cannot tell the report format of {target}; end it in .md, .html "
+        raise ConfigError(f"Cannot tell the report format of {path}; end it in .md, .html "
                           "or .json.")
-    target.write_text(render(result), encoding="utf-8")
-    return str(target)
+    return render
