@@ -16,7 +16,7 @@ from .interrupts import Stop, stoppable
 from .ownership import refuse_if_served
 from .pipeline import Pipeline, Progress, SkipLog, Stats
 from .records import detect_format, point_id, read_records
-from .settings import Distance, Settings
+from .settings import Distance, Settings, check_new_name
 from .store import UNNAMED, Page, Point, QdrantStore, opened
 from .texts import NOT_UNICODE, TextSource
 
@@ -89,10 +89,14 @@ def ingest(
     `<state_dir>/<collection>.skipped.jsonl` and left out.
 
     Raises:
-        ConfigError: unknown format or bad text settings.
+        ConfigError: unknown format, bad text settings, or a name Qdrant would refuse.
         CollectionExists: `collection` already exists.
         DataError: a line is not JSON.
     """
+    try:
+        check_new_name(collection)
+    except ValueError as exc:
+        raise ConfigError(f"--collection: {exc}; choose another name.") from exc
     source_path = Path(path)
     if not source_path.exists():
         raise ConfigError(f"{source_path} does not exist; give a JSONL or CSV file, or a BEIR "

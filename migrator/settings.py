@@ -36,7 +36,7 @@ from pydantic_settings import (
 from .catalog import REGISTRY
 from .errors import ConfigError
 
-__all__ = ["check_url", "CollectionSettings", "debugging", "DEFAULT_API_KEY_ENV",
+__all__ = ["check_new_name", "check_url", "CollectionSettings", "debugging", "DEFAULT_API_KEY_ENV",
     "DEFAULT_STORE_PATH", "describe_validation", "Distance", "ENV_NOT_SETTINGS", "fill_api_key",
     "KEY_REQUIRED", "load_settings", "MigrationSettings", "ProviderSettings", "Settings",
     "StoreSettings", "SyncSettings", "unknown_variables", "VerifySettings", "with_collections"]
@@ -149,6 +149,30 @@ class ProviderSettings(_Section):
         return self.api_key_env or DEFAULT_API_KEY_ENV.get(self.name)
 
 
+# What Qdrant refuses in the name of a collection or alias it creates (its server and local
+# mode alike); names that exist already are never checked, so they stay reachable.
+_FORBIDDEN_IN_NAMES = '<>:"/\\|?*\x00\x1f'
+
+
+def check_new_name(name: str) -> str:
+    """`name`, if Qdrant would create a collection or alias of that name.
+
+    Raises:
+        ValueError: it is empty, '.', '..', longer than 255 characters, or holds one of
+            the characters Qdrant refuses.
+    """
+    if name in ("", ".", ".."):
+        raise ValueError(f"a new collection or alias cannot be named {name!r}")
+    if len(name) > 255:
+        raise ValueError(f"a collection or alias name is at most 255 characters "
+                         f"(this one is {len(name)})")
+    bad = sorted({char for char in name if char in _FORBIDDEN_IN_NAMES})
+    if bad:
+        raise ValueError(f"{name!r} holds {', '.join(map(repr, bad))}, which Qdrant does not "
+                         "allow in a collection or alias name")
+    return name
+
+
 class CollectionSettings(_Section):
     """One source collection (or alias) to migrate, with where its text is and where it goes."""
 
@@ -162,6 +186,11 @@ class CollectionSettings(_Section):
     # in-place: the new model's vector is added to this collection under `new_vector`
     strategy: Literal["new-collection", "in-place"] | None = None  # migration.strategy
     new_vector: str | None = Field(default=None, min_length=1)
+
+    @field_validator("target", "alias")
+    @classmethod
+    def _creatable(cls, value: str | None) -> str | None:
+        return None if value is None else check_new_name(value)
 
     @model_validator(mode="after")
     def _one_text_source(self) -> CollectionSettings:

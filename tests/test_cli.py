@@ -144,6 +144,16 @@ def test_wrong_key_exits_1_without_printing_it(store_path: Path) -> None:
     assert "wrong-key" not in result.stderr
 
 
+@pytest.mark.parametrize("target", ["a/b", ""])
+def test_a_target_qdrant_would_refuse_costs_nothing(store_path: Path, target: str) -> None:
+    with LoopbackServer(dims=12) as server:
+        result = run("migrate", "--qdrant-path", str(store_path), "--collection", "docs",
+                     "--target", target, "--provider", "openai-compatible", "--model", "mini",
+                     "--base-url", server.url)
+        assert server.requests == 0  # refused before the probe
+    assert result.exit_code == 2 and "target" in result.stderr
+
+
 def test_plan_is_read_only(store_path: Path) -> None:
     result = run("plan", "--qdrant-path", str(store_path), "--collection", "docs",
                  "--provider", "openai", "--model", "text-embedding-3-small",

@@ -66,3 +66,7 @@ def test_bad_inputs(memory_store: QdrantStore, tmp_path: Path) -> None:
     bad.write_text('{"text": "ok"}\n{not json\n')
     with pytest.raises(DataError, match="bad.jsonl:2 is not valid JSON"):
         ingest(bad, "d", config(tmp_path), store=memory_store)
+    with pytest.raises(ConfigError, match="'a/b' holds '/'"):
+        ingest(bad, "a/b", config(tmp_path), store=memory_store)
+    with pytest.raises(ConfigError, match="cannot be named ''"):
+        ingest(bad, "", config(tmp_path), store=memory_store)

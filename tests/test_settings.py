@@ -137,6 +137,17 @@ def test_collection_spec_parsing() -> None:
         CollectionSettings.parse("docs,colour=red")
 
 
+@pytest.mark.parametrize(("spec", "message"), [
+    ("docs,target=a/b", "'a/b' holds '/'"),
+    ("docs,target=", "cannot be named ''"),
+    ("docs,alias=live:2", "'live:2' holds ':'"),
+    ("docs,target=" + "x" * 256, "at most 255 characters"),
+])
+def test_a_name_qdrant_would_refuse_is_refused_first(spec: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        CollectionSettings.parse(spec)
+
+
 def test_collection_flags_fill_specs_and_override_config(tmp_path: Path) -> None:
     config = write(tmp_path, "collections:\n  - name: a\n    text_template: '{t}'\n"
                              "  - name: b\n")

@@ -368,7 +368,7 @@ class QdrantStore(NamedVectors):
 
     @contextlib.contextmanager
     def _call(self, action: str, collection: str | None = None) -> Iterator[None]:
-        what = f"collection {collection!r}" if collection else "Qdrant"
+        what = f"collection {collection!r}" if collection is not None else "Qdrant"
         with self._lock:
             try:
                 yield
