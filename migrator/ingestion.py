@@ -13,10 +13,11 @@ from .embedding import Embedder, build_embedder
 from .embedding.tokens import token_counter
 from .errors import BadInput, ConfigError, InputTooLong
 from .interrupts import Stop, stoppable
+from .naming import check_new_name
 from .ownership import refuse_if_served
 from .pipeline import Pipeline, Progress, SkipLog, Stats
 from .records import detect_format, point_id, read_records
-from .settings import Distance, Settings, check_new_name
+from .settings import Distance, Settings
 from .store import UNNAMED, Page, Point, QdrantStore, opened
 from .texts import NOT_UNICODE, TextSource
 

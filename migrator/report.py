@@ -12,7 +12,7 @@ from typing import Any
 from .catalog import ModelSpec
 from .errors import ConfigError, MigratorError
 
-__all__ = ["alias_move", "batch_lines", "bill", "cache", "demo", "dims_line", "duration",
+__all__ = ["alias_move", "batch_lines", "bill", "cache", "counted", "demo", "dims_line", "duration",
     "ingest", "migration", "models", "money", "plan", "save", "status", "sync", "sync_counts",
     "table", "to_json", "validation", "verification", "verify", "verify_markdown", "writable",
     "WRITE_MODES"]
@@ -27,6 +27,11 @@ WRITE_MODES = {  # what each way of writing a backfill means, for the report
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str)
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 request`, `2 requests`."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def writable(path: Path) -> Path:
@@ -108,17 +113,18 @@ def batch_lines(report: Any) -> list[str]:
         sync_cost = report.synchronous_cost
         lines.append(
             f"Submitted {report.submitted_texts:,} texts (~{report.submitted_tokens:,} tokens) "
-            f"in {report.submitted_jobs:,} batch job(s): ~{money(report.submitted_cost)} at "
+            f"in {counted(report.submitted_jobs, 'batch job')}: ~{money(report.submitted_cost)} at "
             f"the batch price ({money(sync_cost)} synchronously).")
     if report.collected_jobs:
-        lines.append(f"Collected {report.collected_jobs:,} job(s): {report.collected_texts:,} "
-                     f"texts cached, {report.resent_texts:,} not answered and sent again"
+        lines.append(f"Collected {counted(report.collected_jobs, 'job')}: "
+                     f"{report.collected_texts:,} texts cached, {report.resent_texts:,} not "
+                     "answered and sent again"
                      + (f", {report.refused_jobs:,} refused for now (enqueued-token limit)"
                         if report.refused_jobs else "") + ".")
     if not report.done:
-        lines.append(f"{report.pending_jobs:,} job(s) with {report.pending_texts:,} texts are "
-                     "running at the provider (within 24 hours). Run the same command again "
-                     "to collect them and finish the migration, or add --wait.")
+        lines.append(f"{counted(report.pending_jobs, 'job')} with {report.pending_texts:,} "
+                     "texts are running at the provider (within 24 hours). Run the same "
+                     "command again to collect them and finish the migration, or add --wait.")
     return lines
 
 
@@ -128,7 +134,7 @@ def migration(result: Any) -> str:
         return "\n".join([*batch_lines(result.batch), "", bill(result.bill)])
     data = result.to_dict()
     lines = [
-        f"Migrated {len(result.collections)} collection(s) with {result.provider} "
+        f"Migrated {counted(len(result.collections), 'collection')} with {result.provider} "
         f"{result.model} ({result.dims} dims) in {duration(result.seconds)} "
         f"({data['points_per_second']:,.0f} points/s).",
         "",
@@ -248,7 +254,7 @@ def plan(result: Any) -> str:
             f"chars min {c.chars['min']:.0f} / mean {c.chars['mean']:.0f} / "
             f"p95 {c.chars['p95']:.0f} / max {c.chars['max']:.0f}",
             f"  estimate: {c.estimated_tokens:,} tokens (~{c.tokens_per_text} per text), "
-            f"{money(c.estimated_cost)}, {c.estimated_requests:,} requests, "
+            f"{money(c.estimated_cost)}, {counted(c.estimated_requests, 'request')}, "
             f"{duration(c.estimated_seconds)}",
             f"  storage while both exist: in place {_bytes(c.storage['in_place_bytes'])} (the "
             f"new vector), a new collection {_bytes(c.storage['new_collection_bytes'])} "
@@ -312,7 +318,7 @@ def validation(result: Any) -> str:
     """The report of `validate()`: one row a check."""
     rows = [(c.status.upper(), c.name, c.collection or "-", c.detail) for c in result.checks]
     verdict = "All checks passed." if result.passed else (
-        f"{len(result.failed)} check(s) failed.")
+        f"{counted(len(result.failed), 'check')} failed.")
     return table(["status", "check", "collection", "detail"], rows) + "\n\n" + verdict
 
 
@@ -409,8 +415,9 @@ def verification(report: Any) -> str:
 
 def verify(result: Any) -> str:
     usage = result.to_dict()["usage"]
-    paid = (f"Query embeddings: {usage['requests']:,} requests, {usage['texts']:,} texts sent, "
-            f"{usage['from_cache']:,} from the cache, {money(usage['cost_usd'])}.")
+    paid = (f"Query embeddings: {counted(usage['requests'], 'request')}, "
+            f"{counted(usage['texts'], 'text')} sent, {usage['from_cache']:,} from the cache, "
+            f"{money(usage['cost_usd'])}.")
     return "\n\n".join([*(verification(r) for r in result.reports), paid])
 
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextvars
 import difflib
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal, get_args
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -35,8 +33,9 @@ from pydantic_settings import (
 
 from .catalog import REGISTRY
 from .errors import ConfigError
+from .naming import check_new_name, check_url, redact_url
 
-__all__ = ["check_new_name", "check_url", "CollectionSettings", "debugging", "DEFAULT_API_KEY_ENV",
+__all__ = ["CollectionSettings", "debugging", "DEFAULT_API_KEY_ENV",
     "DEFAULT_STORE_PATH", "describe_validation", "Distance", "ENV_NOT_SETTINGS", "fill_api_key",
     "KEY_REQUIRED", "load_settings", "MigrationSettings", "ProviderSettings", "Settings",
     "StoreSettings", "SyncSettings", "unknown_variables", "VerifySettings", "with_collections"]
@@ -79,7 +78,7 @@ class StoreSettings(_Section):
         """Which store this is, for keying migrations and ownership: the server's URL
         without credentials, or the embedded store's absolute path."""
         if self.url:
-            return "url:" + _redact_url(self.url).rstrip("/")
+            return "url:" + redact_url(self.url).rstrip("/")
         path = str(self.path or DEFAULT_STORE_PATH)
         return "memory" if path == ":memory:" else f"path:{Path(path).resolve()}"
 
@@ -87,7 +86,7 @@ class StoreSettings(_Section):
     def location(self) -> str:
         """A printable description with no secret in it."""
         if self.url:
-            return _redact_url(self.url)
+            return redact_url(self.url)
         return f"embedded store at {self.path or DEFAULT_STORE_PATH}"
 
 
@@ -147,30 +146,6 @@ class ProviderSettings(_Section):
     @property
     def key_env(self) -> str | None:
         return self.api_key_env or DEFAULT_API_KEY_ENV.get(self.name)
-
-
-# What Qdrant refuses in the name of a collection or alias it creates (its server and local
-# mode alike); names that exist already are never checked, so they stay reachable.
-_FORBIDDEN_IN_NAMES = '<>:"/\\|?*\x00\x1f'
-
-
-def check_new_name(name: str) -> str:
-    """`name`, if Qdrant would create a collection or alias of that name.
-
-    Raises:
-        ValueError: it is empty, '.', '..', longer than 255 characters, or holds one of
-            the characters Qdrant refuses.
-    """
-    if name in ("", ".", ".."):
-        raise ValueError(f"a new collection or alias cannot be named {name!r}")
-    if len(name) > 255:
-        raise ValueError(f"a collection or alias name is at most 255 characters "
-                         f"(this one is {len(name)})")
-    bad = sorted({char for char in name if char in _FORBIDDEN_IN_NAMES})
-    if bad:
-        raise ValueError(f"{name!r} holds {', '.join(map(repr, bad))}, which Qdrant does not "
-                         "allow in a collection or alias name")
-    return name
 
 
 class CollectionSettings(_Section):
@@ -445,32 +420,6 @@ def describe_validation(exc: ValidationError, *, prefix: str) -> str:
 
 def _looks_secret(key: str) -> bool:
     return "key" in key.lower() or "secret" in key.lower() or "token" in key.lower()
-
-
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@]+@")
-
-
-def check_url(value: str | None, example: str) -> str | None:
-    """`value` when it is an http(s) URL with a host and a valid port; else ValueError
-    (reported by the settings loader as a bad value of the key, exit 2)."""
-    if not value:  # unset (an empty variable counts as unset)
-        return None
-    try:
-        parsed = urlsplit(value)
-        port = parsed.port  # ValueError when out of range or not a number
-    except ValueError as exc:
-        raise ValueError(f"{_redact_url(value)!r} is not a usable URL ({exc}); give "
-                         f"{example}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"{_redact_url(value)!r} is not an http(s) URL with a host; give "
-                         f"{example}")
-    del port
-    return value
-
-
-def _redact_url(url: str) -> str:
-    """Hide user:password in a URL before it is printed."""
-    return _URL_CREDENTIALS.sub("***@", url)
 
 
 def with_collections(

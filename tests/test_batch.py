@@ -236,7 +236,7 @@ def test_the_cli_submits_reports_and_collects(memory_store: QdrantStore, tmp_pat
         env = {"OPENAI_API_KEY": "sk-test"}
         first = CliRunner().invoke(cli, args, env=env)
         assert first.exit_code == 0, first.output
-        assert "in 1 batch job(s)" in first.stdout and "at the batch price" in first.stdout
+        assert "in 1 batch job:" in first.stdout and "at the batch price" in first.stdout
         assert "Run the same command again" in first.stdout
         shown = CliRunner().invoke(cli, ["status", "--qdrant-path", str(path), "--state-dir",
                                          str(tmp_path / "s")])
@@ -327,7 +327,7 @@ def test_kill_9_between_submission_and_collection_then_a_rerun_collects(
         assert again.exit_code == 0, again.output
         assert len(double.batches) == 1  # found again, never created twice
         assert sorted(double.embedded.values()) == [1] * (POINTS - len(server.seen))
-        assert "Migrated 1 collection(s)" in again.stdout
+        assert "Migrated 1 collection" in again.stdout
 
 
 def test_a_synchronous_run_is_refused_while_jobs_run_and_fallback_sync_cancels_them(

@@ -45,7 +45,7 @@ def test_migrate_json(store_path: Path, tmp_path: Path) -> None:
 def test_migrate_text_report(store_path: Path, tmp_path: Path) -> None:
     result = run("migrate", *base(store_path, tmp_path), "--collection", "docs,alias=live")
     assert result.exit_code == 0
-    assert result.stdout.startswith("Migrated 1 collection(s) with hashing hash-words-v1 "
+    assert result.stdout.startswith("Migrated 1 collection with hashing hash-words-v1 "
                                     "(48 dims)")
     assert "live -> docs__hash-words-v1-48" in result.stdout
 
