@@ -13,7 +13,7 @@ try:
 except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0+unknown"
 
-from .aliases import AliasMove, drop_old, rollback, swap
+from .aliases import AliasMove, drop_old, old_collection, rollback, swap
 from .catalog import ModelSpec, lookup
 from .comparison import CandidateResult, CompareResult, acompare, compare
 from .comparison.candidates import Candidate, load_candidates
@@ -119,6 +119,7 @@ __all__ = [
     "load_settings",
     "lookup",
     "migrate",
+    "old_collection",
     "open_store",
     "plan",
     "rollback",

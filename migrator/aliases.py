@@ -13,7 +13,7 @@ from .settings import Settings
 from .state import State
 from .store import QdrantStore, opened
 
-__all__ = ["AliasMove", "drop_old", "rollback", "swap"]
+__all__ = ["AliasMove", "drop_old", "old_collection", "rollback", "swap"]
 
 
 @dataclass
@@ -75,23 +75,51 @@ def rollback(settings: Settings, alias: str, *, store: QdrantStore | None = None
     return AliasMove(alias, current, previous)
 
 
-def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None) -> str:
-    """Delete the collection `alias` pointed to before its last move. Returns its name.
+def old_collection(settings: Settings, alias: str, *, store: QdrantStore | None = None
+                   ) -> str:
+    """The collection `alias` pointed to before its last move: what `drop_old` deletes.
 
     Raises:
-        ConfigError: nothing recorded to drop, or another alias still points at it.
+        ConfigError: no earlier collection of `alias` is recorded.
+        CollectionNotFound: it was deleted already.
     """
     history = _history(settings, alias)
     with opened(settings.target_store, None, source_store=store) as (target, _):
-        current = target.aliases().get(alias)
-        last = _last_move(history, current)
-        old = last["from"] if last else None
-        if not old:
-            raise ConfigError(f"There is no previous collection of alias {alias!r} recorded; "
-                              "nothing was deleted.")
+        return _old(target, alias, history)
+
+
+def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None,
+             expected: str | None = None) -> str:
+    """Delete the collection `alias` pointed to before its last move (only if it is
+    `expected`, when given: the one a person was asked about). Returns its name.
+
+    Raises:
+        ConfigError: nothing recorded to drop, another alias still points at it, or it is
+            not `expected` any more.
+        CollectionNotFound: it was deleted already.
+    """
+    history = _history(settings, alias)
+    with opened(settings.target_store, None, source_store=store) as (target, _):
+        old = _old(target, alias, history)
+        if expected is not None and old != expected:
+            raise ConfigError(f"Alias {alias!r} moved meanwhile: the collection before its "
+                              f"last move is now {old!r}, not {expected!r}. Nothing was "
+                              "deleted; run drop-old again.")
         refuse_if_served(target, old, "`drop-old` would delete it")
-        if old in target.collection_names():
-            target.delete_collection(old)
+        target.delete_collection(old)
+    return old
+
+
+def _old(target: QdrantStore, alias: str, history: list[dict[str, Any]]) -> str:
+    last = _last_move(history, target.aliases().get(alias))
+    old = last["from"] if last else None
+    if not old:
+        raise ConfigError(f"There is no previous collection of alias {alias!r} recorded; "
+                          "nothing was deleted.")
+    if old not in target.collection_names():
+        raise CollectionNotFound(f"Collection {old!r}, which alias {alias!r} pointed to "
+                                 "before its last move, does not exist any more; nothing was "
+                                 "deleted.")
     return str(old)
 
 

@@ -277,7 +277,14 @@ def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -
     nothing = run("rollback", "nothing", *where)
     assert nothing.exit_code == 2 and "There is no alias 'nothing' in" in nothing.stderr
     assert "None" not in nothing.stderr
-    assert run("drop-old", "live", *where, "--yes").stdout == "Deleted 'docs_v2'.\n"
+    declined = CliRunner().invoke(cli, ["drop-old", "live", *where], input="n\n")
+    assert "Delete the collection 'docs_v2', which alias 'live' pointed to" in declined.output
+    assert declined.exit_code == 1
+    asked = CliRunner().invoke(cli, ["drop-old", "live", *where], input="y\n")
+    assert asked.stdout.endswith("Deleted 'docs_v2'.\n")
+    again = run("drop-old", "live", *where, "--yes")  # it is gone: saying 'Deleted' is untrue
+    assert again.exit_code == 1 and "'docs_v2'" in again.stderr
+    assert "does not exist any more; nothing was deleted" in again.stderr
 
 
 def test_cache_commands_read_the_state_dir_from_config_and_environment(

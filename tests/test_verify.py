@@ -21,6 +21,7 @@ from migrator import (
     VerificationFailed,
     drop_old,
     migrate,
+    old_collection,
     rollback,
     status,
     swap,
@@ -224,7 +225,10 @@ def test_swap_rollback_and_drop_old(memory_store: QdrantStore, tmp_path: Path) -
     back = rollback(settings, "live", store=memory_store)
     assert (back.previous, back.current) == ("v2", "v1")
     assert memory_store.aliases() == {"live": "v1"}
-    assert drop_old(settings, "live", store=memory_store) == "v2"
+    assert old_collection(settings, "live", store=memory_store) == "v2"
+    with pytest.raises(ConfigError, match="moved meanwhile.*now 'v2', not 'v9'"):
+        drop_old(settings, "live", store=memory_store, expected="v9")
+    assert drop_old(settings, "live", store=memory_store, expected="v2") == "v2"
     assert memory_store.collection_names() == ["v1"]
 
 

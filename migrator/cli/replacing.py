@@ -9,6 +9,7 @@ import click
 
 from .. import report
 from ..aliases import drop_old as run_drop_old
+from ..aliases import old_collection
 from ..aliases import rollback as run_rollback
 from ..aliases import swap as run_swap
 from ..inplace import drop_old_vector as run_drop_old_vector
@@ -61,10 +62,12 @@ def drop_old_command(alias: str, yes: bool, **options: Any) -> None:
       migrator drop-old docs_live --yes
     """
     settings = settings_from(options)
+    expected = None
     if not yes:
-        click.confirm(f"Delete the collection {alias!r} pointed to before its last move?",
-                      abort=True, err=True)
-    click.echo(f"Deleted {run_drop_old(settings, alias)!r}.")
+        expected = old_collection(settings, alias)
+        click.confirm(f"Delete the collection {expected!r}, which alias {alias!r} pointed to "
+                      "before its last move?", abort=True, err=True)
+    click.echo(f"Deleted {run_drop_old(settings, alias, expected=expected)!r}.")
 
 
 @cli.command("drop-old-vector")
