@@ -3,9 +3,11 @@ as a synchronous run, nothing paid twice across runs and crashes, partial outcom
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from pydantic import SecretStr
@@ -20,7 +22,7 @@ from migrator import (
     migrate,
 )
 from migrator.batch_ledger import BatchLedger
-from migrator.embedding.batches import OpenAIBatches
+from migrator.embedding.batches import OpenAIBatches, call
 from migrator.settings import VerifySettings
 from migrator.state import State
 from migrator.store import QdrantStore
@@ -473,3 +475,15 @@ def test_a_synchronous_restart_cancels_running_jobs_first(
                      restart=True)
     (batch,) = server.batches.batches.values()
     assert batch.status == "cancelled" and result.collections[0].target_count == POINTS
+
+
+def test_a_batch_api_error_never_prints_credentials_in_its_url() -> None:
+    async def go() -> None:
+        answer = httpx.MockTransport(lambda request: httpx.Response(400, json={}))
+        async with httpx.AsyncClient(transport=answer) as client:
+            await call(client, "GET", "https://user:hunter2@api.example/v1/batches/b1",
+                       label="openai", headers={}, sleep=asyncio.sleep)
+
+    with pytest.raises(ProviderError) as raised:
+        asyncio.run(go())
+    assert "hunter2" not in str(raised.value) and "https://***@api.example" in str(raised.value)

@@ -154,6 +154,15 @@ def test_a_target_qdrant_would_refuse_costs_nothing(store_path: Path, target: st
     assert result.exit_code == 2 and "target" in result.stderr
 
 
+def test_credentials_in_a_base_url_are_never_printed(store_path: Path) -> None:
+    result = run("migrate", "--qdrant-path", str(store_path), "--collection", "docs",
+                 "--provider", "openai-compatible", "--model", "mini",
+                 "--base-url", "http://user:hunter2@127.0.0.1:9/v1")  # nothing listens
+    assert result.exit_code == 1 and "could not connect to http://***@127.0.0.1:9" in (
+        result.stderr)
+    assert "hunter2" not in result.output
+
+
 def test_plan_is_read_only(store_path: Path) -> None:
     result = run("plan", "--qdrant-path", str(store_path), "--collection", "docs",
                  "--provider", "openai", "--model", "text-embedding-3-small",

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..catalog import BATCH
 from ..errors import ProviderError, ProviderResponseError, ProviderUnreachable
+from ..naming import redact_url
 from .http import backoff, error_message, retry_delay, tls_context
 
 __all__ = ["BatchAPI", "BatchClient", "BatchJob", "call", "LineResult", "MAX_FILE_BYTES",
@@ -217,7 +218,8 @@ async def call(client: httpx.AsyncClient, method: str, url: str, *, label: str,
         except httpx.TransportError as exc:
             if attempt > RETRIES:
                 raise ProviderUnreachable(
-                    f"{label} batch API unreachable ({method} {url}): {type(exc).__name__}.",
+                    f"{label} batch API unreachable ({method} {redact_url(url)}): "
+                    f"{type(exc).__name__}.",
                     provider=label) from exc
             await sleep(backoff(attempt))
             continue
@@ -227,7 +229,8 @@ async def call(client: httpx.AsyncClient, method: str, url: str, *, label: str,
             await sleep(retry_delay(response.headers, attempt))
             continue
         raise ProviderError(
-            f"{label} batch API answered HTTP {response.status_code} to {method} {url}: "
+            f"{label} batch API answered HTTP {response.status_code} to {method} "
+            f"{redact_url(url)}: "
             f"{error_message(response)}", provider=label, status=response.status_code)
 
 

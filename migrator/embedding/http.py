@@ -30,6 +30,7 @@ from ..errors import (
     ProviderUnreachable,
 )
 from ..interrupts import pause
+from ..naming import redact_url
 from .congestion import AdaptiveConcurrency
 from .limits import RateLimiter, RateLimits
 from .usage import EndpointMetrics
@@ -131,7 +132,7 @@ class HttpEndpoint:
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 if isinstance(exc, httpx.ConnectError) and not self._answered:
                     raise ProviderUnreachable(
-                        f"{self.label}: could not connect to {url} ({exc}). Check "
+                        f"{self.label}: could not connect to {redact_url(url)} ({exc}). Check "
                         "provider.base_url and that the server is running.",
                         provider=self.label) from exc
                 if retries >= self.max_retries:
