@@ -1,12 +1,13 @@
 """Names and addresses checked before anything uses them: the name of a collection or alias
-migrator is to create (Qdrant's rules), an http(s) URL, and a URL fit to print."""
+migrator is to create (Qdrant's rules), the name of a variable holding a key, an http(s)
+URL; and how a URL or a variable's name is printed without giving a secret away."""
 
 from __future__ import annotations
 
 import re
 from urllib.parse import urlsplit
 
-__all__ = ["check_new_name", "check_url", "redact_url"]
+__all__ = ["check_env_name", "check_new_name", "check_url", "env_variable", "redact_url"]
 
 # What Qdrant refuses in the name of a collection or alias it creates (its server and local
 # mode alike); names that exist already are never checked, so they stay reachable.
@@ -56,3 +57,28 @@ def check_url(value: str | None, example: str) -> str | None:
 def redact_url(url: str) -> str:
     """Hide user:password in a URL before it is printed."""
     return _URL_CREDENTIALS.sub("***@", url)
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A name printed as given: what variables are called by convention. Anything else (a
+# 40-character token, `jina_...`) may be a key pasted where its variable's name belongs.
+_PRINTABLE_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+
+
+def check_env_name(value: str | None) -> str | None:
+    """`value`, if it can be the name of an environment variable; else ValueError, which
+    does not repeat the value (it is most likely the key itself)."""
+    if value is not None and not _ENV_NAME.fullmatch(value):
+        raise ValueError("this is not the name of an environment variable (letters, digits "
+                         "and '_'); give the name of the variable that holds the key, never "
+                         "the key itself (the value given is not shown)")
+    return value
+
+
+def env_variable(name: str | None, setting: str) -> str:
+    """`the environment variable OPENAI_API_KEY`; a name that does not look like one is not
+    printed (`setting` says where it was given)."""
+    if name is not None and _PRINTABLE_ENV_NAME.fullmatch(name):
+        return f"the environment variable {name}"
+    return (f"the environment variable {setting} names (not shown: it does not look like a "
+            "variable's name, and may be the key itself)")

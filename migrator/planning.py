@@ -14,6 +14,7 @@ from .embedding.sizing import DimsDecision, decide
 from .embedding.tokens import estimate_tokens
 from .errors import ConfigError
 from .jobs import target_name
+from .naming import env_variable
 from .settings import KEY_REQUIRED, CollectionSettings, Settings
 from .store import CollectionSchema, Point, QdrantStore, opened
 from .texts import TextSource
@@ -157,7 +158,8 @@ def _run_warnings(settings: Settings, spec: ModelSpec, decision: DimsDecision) -
 
     provider = settings.provider
     if provider.name in KEY_REQUIRED and provider.api_key is None:
-        warnings.append(f"No API key is set: migrate will need the variable {provider.key_env}.")
+        warnings.append("No API key is set: migrate will need "
+                        f"{env_variable(provider.key_env, 'provider.api_key_env')}.")
     if not spec.dims:
         warnings.append(f"Model {provider.model!r} is not in migrator's catalog: its size will "
                         "be probed with one request, and no cost can be estimated.")

@@ -33,7 +33,7 @@ from pydantic_settings import (
 
 from .catalog import REGISTRY
 from .errors import ConfigError
-from .naming import check_new_name, check_url, redact_url
+from .naming import check_env_name, check_new_name, check_url, env_variable, redact_url
 
 __all__ = ["CollectionSettings", "debugging", "DEFAULT_API_KEY_ENV",
     "DEFAULT_STORE_PATH", "describe_validation", "Distance", "ENV_NOT_SETTINGS", "fill_api_key",
@@ -66,6 +66,12 @@ class StoreSettings(_Section):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return check_url(value, "a Qdrant server URL such as http://localhost:6333")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_variable(cls, value: str) -> str:
+        check_env_name(value)
+        return value
 
     @model_validator(mode="after")
     def _one_location(self) -> StoreSettings:
@@ -118,6 +124,11 @@ class ProviderSettings(_Section):
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
         return check_url(value, "an API root such as http://localhost:8000/v1")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_variable(cls, value: str | None) -> str | None:
+        return check_env_name(value)
     deployment: str | None = None
     concurrency: int = Field(default=4, ge=1, le=512)
     batch_size: int | None = Field(default=None, ge=1)
@@ -146,6 +157,13 @@ class ProviderSettings(_Section):
     @property
     def key_env(self) -> str | None:
         return self.api_key_env or DEFAULT_API_KEY_ENV.get(self.name)
+
+    def missing_key(self) -> ConfigError:
+        """The error of a provider that needs a key and has none."""
+        return ConfigError(
+            f"No API key for provider {self.name!r}: set "
+            f"{env_variable(self.key_env, 'provider.api_key_env')} (or name another one with "
+            "provider.api_key_env).")
 
 
 class CollectionSettings(_Section):

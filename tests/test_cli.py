@@ -163,6 +163,14 @@ def test_credentials_in_a_base_url_are_never_printed(store_path: Path) -> None:
     assert "hunter2" not in result.output
 
 
+def test_a_key_pasted_as_the_variables_name_is_never_printed(store_path: Path) -> None:
+    for command in ("migrate", "plan"):
+        result = run(command, "--qdrant-path", str(store_path), "--collection", "docs",
+                     "--provider", "openai", "--model", "text-embedding-3-small",
+                     "--api-key-env", "sk-proj-abc123-xyz")
+        assert result.exit_code == 2 and "sk-proj-abc123-xyz" not in result.output
+
+
 def test_plan_is_read_only(store_path: Path) -> None:
     result = run("plan", "--qdrant-path", str(store_path), "--collection", "docs",
                  "--provider", "openai", "--model", "text-embedding-3-small",

@@ -122,6 +122,23 @@ def test_secret_values_are_not_echoed_in_errors(tmp_path: Path) -> None:
     assert "sk-should-not-appear" not in str(caught.value)
 
 
+@pytest.mark.parametrize("section", ["provider", "source", "target"])
+def test_a_key_given_as_its_variables_name_is_refused_and_never_echoed(section: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, {section: {"api_key_env": "sk-proj-abc123-xyz"}})
+    assert "sk-proj-abc123-xyz" not in str(caught.value)
+    assert "not the name of an environment variable" in str(caught.value)
+
+
+def test_a_variable_name_that_may_be_a_key_is_not_printed() -> None:
+    pasted = "AbCdEf1234567890abcdef1234567890abcdef12"  # a legal name, but no one's variable
+    settings = load_settings(None, {"provider": {"name": "openai", "model": "m",
+                                                 "api_key_env": pasted}}, environ={})
+    assert pasted not in str(settings.provider.missing_key())
+    named = load_settings(None, {"provider": {"name": "openai", "model": "m"}}, environ={})
+    assert "set the environment variable OPENAI_API_KEY" in str(named.provider.missing_key())
+
+
 def test_urls_with_credentials_are_redacted() -> None:
     settings = load_settings(None, {"source": {"url": "https://user:pw@qdrant.example:6333"}})
     assert settings.source.location == "https://***@qdrant.example:6333"

@@ -186,10 +186,7 @@ def _headers(settings: ProviderSettings) -> dict[str, str]:
     key = settings.api_key.get_secret_value() if settings.api_key else None
     if key is None:
         if settings.name in KEY_REQUIRED:
-            raise ConfigError(
-                f"No API key for provider {settings.name!r}: set the environment variable "
-                f"{settings.key_env} (or name another one with provider.api_key_env)."
-            )
+            raise settings.missing_key()
         return headers
     if settings.name == "azure":
         headers["api-key"] = key

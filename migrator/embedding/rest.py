@@ -79,9 +79,7 @@ class RestEmbedder(Embedder):
     def api_key(self) -> str | None:
         key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
         if key is None and self.settings.name in KEY_REQUIRED:
-            raise ConfigError(
-                f"No API key for provider {self.settings.name!r}: set the environment variable "
-                f"{self.settings.key_env} (or name another one with provider.api_key_env).")
+            raise self.settings.missing_key()
         return key
 
     def headers(self) -> dict[str, str]:
