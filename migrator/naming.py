@@ -34,6 +34,8 @@ def check_new_name(name: str) -> str:
 
 
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@]+@")
+_SECRET_PARAMETER = re.compile(r"([?&][^=&#]*(?:key|token|secret|sig|pass|auth)[^=&#]*=)[^&#]*",
+                               re.IGNORECASE)
 
 
 def check_url(value: str | None, example: str) -> str | None:
@@ -55,8 +57,9 @@ def check_url(value: str | None, example: str) -> str | None:
 
 
 def redact_url(url: str) -> str:
-    """Hide user:password in a URL before it is printed."""
-    return _URL_CREDENTIALS.sub("***@", url)
+    """Hide user:password, and the values of query parameters named like a key, a token or
+    a signature (`?api_key=`, `&sig=`), in a URL before it is printed."""
+    return _SECRET_PARAMETER.sub(r"\1***", _URL_CREDENTIALS.sub("***@", url))
 
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -139,6 +139,14 @@ def test_a_variable_name_that_may_be_a_key_is_not_printed() -> None:
     assert "set the environment variable OPENAI_API_KEY" in str(named.provider.missing_key())
 
 
+def test_secrets_in_a_url_are_masked_before_it_is_printed() -> None:
+    from migrator.naming import redact_url
+
+    url = "https://u:pw@h.example/v1?api-version=2024-10-21&api_key=k1&sig=s2#frag"
+    assert redact_url(url) == ("https://***@h.example/v1?api-version=2024-10-21&api_key=***"
+                               "&sig=***#frag")
+
+
 def test_urls_with_credentials_are_redacted() -> None:
     settings = load_settings(None, {"source": {"url": "https://user:pw@qdrant.example:6333"}})
     assert settings.source.location == "https://***@qdrant.example:6333"
