@@ -15,7 +15,7 @@ from .embedding.tokens import estimate_tokens
 from .errors import ConfigError
 from .jobs import target_name
 from .naming import env_variable
-from .settings import KEY_REQUIRED, CollectionSettings, Settings
+from .settings import CollectionSettings, Settings
 from .store import CollectionSchema, Point, QdrantStore, opened
 from .texts import TextSource
 
@@ -157,7 +157,7 @@ def _run_warnings(settings: Settings, spec: ModelSpec, decision: DimsDecision) -
                         "vector.")
 
     provider = settings.provider
-    if provider.name in KEY_REQUIRED and provider.api_key is None:
+    if provider.key_missing:
         warnings.append("No API key is set: migrate will need "
                         f"{env_variable(provider.key_env, 'provider.api_key_env')}.")
     if not spec.dims:

@@ -7,6 +7,7 @@ environment themselves; the only environment reads are here, in `load_settings`.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import difflib
 import os
@@ -35,17 +36,13 @@ from .catalog import REGISTRY
 from .errors import ConfigError
 from .naming import check_env_name, check_new_name, check_url, env_variable, redact_url
 
-__all__ = ["CollectionSettings", "debugging", "DEFAULT_API_KEY_ENV",
+__all__ = ["CollectionSettings", "debugging",
     "DEFAULT_STORE_PATH", "describe_validation", "Distance", "ENV_NOT_SETTINGS", "fill_api_key",
-    "KEY_REQUIRED", "load_settings", "MigrationSettings", "ProviderSettings", "Settings",
-    "StoreSettings", "SyncSettings", "unknown_variables", "VerifySettings", "with_collections"]
+    "load_settings", "MigrationSettings", "ProviderSettings", "Settings",
+    "StoreSettings", "SyncSettings", "unknown_variables", "VerifySettings"]
 
 Distance = Literal["Cosine", "Dot", "Euclid", "Manhattan"]
 
-DEFAULT_API_KEY_ENV: dict[str, str] = {p.name: p.key_env for p in REGISTRY.values()
-                                       if p.key_env}
-# Providers that cannot work without a key (self-hosted servers often have none).
-KEY_REQUIRED = {p.name for p in REGISTRY.values() if p.key_required}
 
 
 class _Section(BaseModel):
@@ -156,14 +153,25 @@ class ProviderSettings(_Section):
 
     @property
     def key_env(self) -> str | None:
-        return self.api_key_env or DEFAULT_API_KEY_ENV.get(self.name)
+        return self.api_key_env or REGISTRY[self.name].key_env
 
-    def missing_key(self) -> ConfigError:
-        """The error of a provider that needs a key and has none."""
-        return ConfigError(
-            f"No API key for provider {self.name!r}: set "
-            f"{env_variable(self.key_env, 'provider.api_key_env')} (or name another one with "
-            "provider.api_key_env).")
+    @property
+    def key_missing(self) -> bool:
+        """The provider needs a key (self-hosted servers often do not) and none is set."""
+        return self.api_key is None and REGISTRY[self.name].key_required
+
+    def key(self) -> str | None:
+        """The API key; None for a provider that works without one.
+
+        Raises:
+            ConfigError: the provider needs a key and none is set.
+        """
+        if self.key_missing:
+            raise ConfigError(
+                f"No API key for provider {self.name!r}: set "
+                f"{env_variable(self.key_env, 'provider.api_key_env')} (or name another one "
+                "with provider.api_key_env).")
+        return self.api_key.get_secret_value() if self.api_key is not None else None
 
 
 class CollectionSettings(_Section):
@@ -193,23 +201,35 @@ class CollectionSettings(_Section):
             )
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_spec(cls, data: Any) -> Any:
+        """A collection in a configuration file may be written as on the command line."""
+        return _spec_values(data) if isinstance(data, str) else data
+
     @classmethod
     def parse(cls, spec: str) -> CollectionSettings:
         """Parse a CLI spec: `docs` or `docs,text_field=body,alias=docs_live,target=docs_v2`."""
-        name, *pairs = [part.strip() for part in spec.split(",")]
-        values: dict[str, str] = {"name": name}
-        for pair in pairs:
-            key, sep, value = pair.partition("=")
-            if not sep or not key:
-                raise ConfigError(
-                    f"--collection {spec!r}: {pair!r} is not key=value; write for example "
-                    "'docs,text_field=body,alias=docs_live'."
-                )
-            values[key.strip()] = value.strip()
+        name = spec.split(",")[0].strip()
         try:
-            return cls.model_validate(values)
+            return cls.model_validate(_spec_values(spec))
         except ValidationError as exc:
             raise ConfigError(describe_validation(exc, prefix=f"--collection {name}")) from exc
+        except ValueError as exc:
+            raise ConfigError(f"--collection {spec!r}: {exc}.") from exc
+
+
+def _spec_values(spec: str) -> dict[str, str]:
+    """`docs,text_field=body,alias=docs_live` as {"name": "docs", "text_field": ...}."""
+    name, *pairs = [part.strip() for part in spec.split(",")]
+    values: dict[str, str] = {"name": name}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{pair!r} is not key=value; write for example "
+                             "'docs,text_field=body,alias=docs_live'")
+        values[key.strip()] = value.strip()
+    return values
 
 
 class MigrationSettings(_Section):
@@ -302,10 +322,22 @@ _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
 def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
     suffix = path.suffix.lower()
     if suffix in {".yaml", ".yml"}:
+        _refuse_non_mapping(path)
         return YamlConfigSettingsSource(settings_cls, yaml_file=path)
     if suffix == ".toml":
         return TomlConfigSettingsSource(settings_cls, toml_file=path)
     raise ConfigError(f"Config file {path} must end in .yaml, .yml or .toml.")
+
+
+def _refuse_non_mapping(path: Path) -> None:
+    """A YAML file of a list or a bare value is no configuration (TOML is always a table)."""
+    with contextlib.suppress(OSError, UnicodeDecodeError, yaml.YAMLError):  # reported later
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if data is not None and not isinstance(data, dict):
+            kind = "a list" if isinstance(data, list) else "a single value"
+            raise ConfigError(f"Config file {path} holds {kind}, not a mapping of sections "
+                              "(provider:, collections:, ...): see the README's configuration "
+                              "reference.")
 
 
 def load_settings(
@@ -438,42 +470,3 @@ def describe_validation(exc: ValidationError, *, prefix: str) -> str:
 
 def _looks_secret(key: str) -> bool:
     return "key" in key.lower() or "secret" in key.lower() or "token" in key.lower()
-
-
-def with_collections(
-    settings: Settings, specs: list[str] | tuple[str, ...] = (), **fields: Any
-) -> Settings:
-    """Apply the CLI's collection flags.
-
-    `specs` (repeated --collection) replace the configured list; each is a name with optional
-    `key=value` pairs (see `CollectionSettings.parse`). `fields` (--text-field, --alias, ...)
-    fill what a spec leaves unset, or override every configured collection when no spec is
-    given. `target` and `alias` name one collection, so they need exactly one.
-    """
-    given = {k: v for k, v in fields.items() if v is not None}
-    collections = [CollectionSettings.parse(s) for s in specs] if specs else list(
-        settings.collections)
-    if "text_field" in given and "text_template" in given:
-        raise ConfigError("Give --text-field or --text-template, not both.")
-    single = {k for k in ("target", "alias", "new_vector") if k in given}
-    if single and len(collections) > 1:
-        flags = " and ".join(f"--{k.replace('_', '-')}" for k in sorted(single))
-        raise ConfigError(
-            f"{flags} name one collection, but this run has {len(collections)}; set them per "
-            "collection: --collection 'docs,alias=docs_live' or in the configuration file."
-        )
-    merged = []
-    for collection in collections:
-        explicit = collection.model_fields_set if specs else set()  # a spec's own keys win
-        updates = {k: v for k, v in given.items() if k not in explicit}
-        # a text source given by flag replaces the other kind from lower down
-        for chosen, other in (("text_field", "text_template"), ("text_template", "text_field")):
-            if chosen in given and chosen not in explicit and other not in explicit:
-                updates[other] = None
-        try:
-            merged.append(CollectionSettings.model_validate(
-                {**collection.model_dump(), **updates}))
-        except ValidationError as exc:
-            raise ConfigError(describe_validation(exc, prefix="collection flags")) from exc
-    settings.collections = merged
-    return settings

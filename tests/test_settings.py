@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from migrator import ConfigError, load_settings
-from migrator.settings import CollectionSettings, with_collections
+from migrator.cli.shell import with_collections
+from migrator.settings import CollectionSettings
 
 
 def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
@@ -132,11 +133,14 @@ def test_a_key_given_as_its_variables_name_is_refused_and_never_echoed(section: 
 
 def test_a_variable_name_that_may_be_a_key_is_not_printed() -> None:
     pasted = "AbCdEf1234567890abcdef1234567890abcdef12"  # a legal name, but no one's variable
-    settings = load_settings(None, {"provider": {"name": "openai", "model": "m",
-                                                 "api_key_env": pasted}}, environ={})
-    assert pasted not in str(settings.provider.missing_key())
-    named = load_settings(None, {"provider": {"name": "openai", "model": "m"}}, environ={})
-    assert "set the environment variable OPENAI_API_KEY" in str(named.provider.missing_key())
+    for name, hidden in ((pasted, True), (None, False)):
+        provider = {"name": "openai", "model": "m", "api_key_env": name}
+        settings = load_settings(None, {"provider": provider}, environ={})
+        with pytest.raises(ConfigError) as missing:
+            settings.provider.key()
+        assert (pasted in str(missing.value)) is False
+        assert ("set the environment variable OPENAI_API_KEY" in str(missing.value)) is (
+            not hidden)
 
 
 def test_secrets_in_a_url_are_masked_before_it_is_printed() -> None:

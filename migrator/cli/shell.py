@@ -11,19 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from .. import __version__, report
 from ..catalog import REGISTRY
-from ..errors import MigratorError, VerificationFailed
+from ..errors import ConfigError, MigratorError, VerificationFailed
 from ..pipeline import Progress
-from ..settings import Settings, debugging, load_settings, with_collections
+from ..settings import CollectionSettings, Settings, debugging, describe_validation, load_settings
 
 __all__ = ["adopt_option", "alias_options", "Bars", "batch_option", "cli", "collection_options",
            "combine_options", "config_option", "confirm_restart", "emit", "Exit", "main",
            "MigratorGroup", "output_options", "pipeline_options", "provider_options",
            "run_options", "settings_from", "state_option", "store_options",
-           "target_store_options", "updated_field_option", "with_bars"]
+           "target_store_options", "updated_field_option", "with_bars", "with_collections"]
 
 
 class Exit(click.ClickException):
@@ -243,3 +244,42 @@ def cli() -> None:
 
 def main() -> None:
     cli(prog_name="migrator")
+
+
+def with_collections(
+    settings: Settings, specs: list[str] | tuple[str, ...] = (), **fields: Any
+) -> Settings:
+    """Apply the CLI's collection flags.
+
+    `specs` (repeated --collection) replace the configured list; each is a name with optional
+    `key=value` pairs (see `CollectionSettings.parse`). `fields` (--text-field, --alias, ...)
+    fill what a spec leaves unset, or override every configured collection when no spec is
+    given. `target` and `alias` name one collection, so they need exactly one.
+    """
+    given = {k: v for k, v in fields.items() if v is not None}
+    collections = [CollectionSettings.parse(s) for s in specs] if specs else list(
+        settings.collections)
+    if "text_field" in given and "text_template" in given:
+        raise ConfigError("Give --text-field or --text-template, not both.")
+    single = {k for k in ("target", "alias", "new_vector") if k in given}
+    if single and len(collections) > 1:
+        flags = " and ".join(f"--{k.replace('_', '-')}" for k in sorted(single))
+        raise ConfigError(
+            f"{flags} name one collection, but this run has {len(collections)}; set them per "
+            "collection: --collection 'docs,alias=docs_live' or in the configuration file."
+        )
+    merged = []
+    for collection in collections:
+        explicit = collection.model_fields_set if specs else set()  # a spec's own keys win
+        updates = {k: v for k, v in given.items() if k not in explicit}
+        # a text source given by flag replaces the other kind from lower down
+        for chosen, other in (("text_field", "text_template"), ("text_template", "text_field")):
+            if chosen in given and chosen not in explicit and other not in explicit:
+                updates[other] = None
+        try:
+            merged.append(CollectionSettings.model_validate(
+                {**collection.model_dump(), **updates}))
+        except ValidationError as exc:
+            raise ConfigError(describe_validation(exc, prefix="collection flags")) from exc
+    settings.collections = merged
+    return settings

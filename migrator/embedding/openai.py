@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 
 from ..errors import ConfigError, ProviderResponseError
-from ..settings import KEY_REQUIRED, ProviderSettings
+from ..settings import ProviderSettings
 from .base import InputKind
 from .batches import BatchAPI, OpenAIBatches
 from .rest import RestEmbedder
@@ -183,10 +183,8 @@ def _endpoint_url(settings: ProviderSettings) -> str:
 
 def _headers(settings: ProviderSettings) -> dict[str, str]:
     headers = {"Content-Type": "application/json", **settings.headers}
-    key = settings.api_key.get_secret_value() if settings.api_key else None
+    key = settings.key()
     if key is None:
-        if settings.name in KEY_REQUIRED:
-            raise settings.missing_key()
         return headers
     if settings.name == "azure":
         headers["api-key"] = key

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..catalog import ModelSpec
 from ..errors import ConfigError, ProviderResponseError
-from ..settings import KEY_REQUIRED, ProviderSettings
+from ..settings import ProviderSettings
 from .base import Embedder, Embedding, InputKind
 from .congestion import AdaptiveConcurrency
 from .http import HttpEndpoint, Sleep, extract_message, limiter_for
@@ -77,10 +77,7 @@ class RestEmbedder(Embedder):
             self._dims = dims
 
     def api_key(self) -> str | None:
-        key = self.settings.api_key.get_secret_value() if self.settings.api_key else None
-        if key is None and self.settings.name in KEY_REQUIRED:
-            raise self.settings.missing_key()
-        return key
+        return self.settings.key()
 
     def headers(self) -> dict[str, str]:
         key = self.api_key()
