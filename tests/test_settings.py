@@ -207,3 +207,17 @@ def test_fallback_keys_come_from_their_own_variables(tmp_path: Path) -> None:
     settings = load_settings(config, environ={"OPENAI_API_KEY": "a", "OPENROUTER_API_KEY": "b"})
     fallback = settings.provider.fallbacks[0]
     assert fallback.api_key is not None and fallback.api_key.get_secret_value() == "b"
+
+
+def test_collections_in_a_file_may_be_written_as_on_the_command_line(tmp_path: Path) -> None:
+    config = write(tmp_path, "collections:\n  - docs,text_field=body,alias=live\n  - faq\n")
+    settings = load_settings(config)
+    assert [(c.name, c.text_field, c.alias) for c in settings.collections] == [
+        ("docs", "body", "live"), ("faq", None, None)]
+
+
+@pytest.mark.parametrize(("text", "kind"), [("- a\n- b\n", "a list"),
+                                            ("just text\n", "a single value")])
+def test_a_file_that_is_no_mapping_says_so(tmp_path: Path, text: str, kind: str) -> None:
+    with pytest.raises(ConfigError, match=f"holds {kind}, not a mapping of sections"):
+        load_settings(write(tmp_path, text))
