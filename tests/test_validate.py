@@ -149,7 +149,7 @@ def test_cli_exit_codes(store_path: Path) -> None:
     failed = run(*base, "--dimensions", "16")
     assert failed.exit_code == 3
     assert "FAIL    config vs collection" in failed.stdout
-    assert failed.stderr == "Error: 1 check(s) failed: config vs collection.\n"
+    assert failed.stderr == "Error: 1 check failed: config vs collection.\n"
 
     missing = run("validate", "--qdrant-path", str(store_path), "--collection", "nope")
     assert missing.exit_code == 1 and "'nope' does not exist" in missing.stderr

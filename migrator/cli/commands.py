@@ -285,7 +285,7 @@ def validate(as_json: bool, full: bool, sample: int, dims: list[int] | None, no_
     emit(report_, as_json, report.validation)
     if not report_.passed:
         names = ", ".join(sorted({c.name for c in report_.failed}))
-        raise Exit(f"{len(report_.failed)} check(s) failed: {names}.", 3)
+        raise Exit(f"{report.counted(len(report_.failed), 'check')} failed: {names}.", 3)
 
 
 @cli.command()
