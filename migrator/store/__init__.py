@@ -437,8 +437,8 @@ def open_store(settings: StoreSettings, *, create: bool = False) -> QdrantStore:
         client = QdrantClient(":memory:") if path == ":memory:" else QdrantClient(path=path)
     except (RuntimeError, OSError) as exc:
         raise StoreError(
-            f"Could not open the embedded store at {path}: {exc}. Another migrator or Qdrant "
-            "client may be using it; stop it, or point source.path elsewhere."
+            f"Could not open the embedded store at {path}: {str(exc).rstrip('.')}. Another "
+            "migrator or Qdrant client may be using it; stop it, or point source.path elsewhere."
         ) from exc
     return QdrantStore(client, location=settings.location, local=True,
                        identity=settings.identity)
