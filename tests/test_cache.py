@@ -4,10 +4,15 @@ bulk; and what happens to it across crashes, replacements and schema upgrades.""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from migrator.embedding.cache import cache_clear
+from migrator.errors import StateError
 from migrator.state import CACHE_FILE, open_db
 from migrator.vector_cache import EmbeddingCache
 
@@ -57,6 +62,7 @@ def test_a_crashed_runs_tail_is_indexed_by_the_next_open(tmp_path: Path) -> None
     cache.put_many("ns", [key(i) for i in range(5)], rows(5, 1.0), [1] * 5)
     cache._db.close()  # a `kill -9`: committed, never indexed, never closed
     cache._reader.close()
+    cache._in_use.release()  # the system drops a dead process's lock
     with EmbeddingCache(tmp_path) as again:
         assert again.stats().entries == 5
         assert len(again.get_many("ns", [key(i) for i in range(5)])) == 5
@@ -80,6 +86,7 @@ def test_a_crashed_tail_that_stores_keys_again_leaves_no_orphan_rows(tmp_path: P
     cache.put_many("ns", [key(2)], rows(1, 3.0), [1])  # and one of the tail's own
     cache._db.close()  # a `kill -9`: what the cache noted while appending is gone
     cache._reader.close()
+    cache._in_use.release()  # the system drops a dead process's lock
     with EmbeddingCache(tmp_path) as again:
         found = again.get_many("ns", [key(1), key(2)])
         assert (found[key(1)][0][0], found[key(2)][0][0]) == (2.0, 3.0)
@@ -190,3 +197,30 @@ def test_a_text_given_twice_in_one_call_is_sent_once(tmp_path: Path) -> None:
         asyncio.run(stack.release())
     assert provider.sent == ["a", "b"] and result.vectors.shape == (3, 4)
     assert result.cached == 1
+
+
+def test_the_cache_is_not_cleared_under_a_process_that_has_it_open(tmp_path: Path) -> None:
+
+    with EmbeddingCache(tmp_path) as running:  # a run in another process, as far as the lock
+        running.put_many("ns", [key(1)], rows(1, 1.0), [1])  # can tell
+        with pytest.raises(StateError, match="in use by another migrator process"):
+            cache_clear(tmp_path)
+        assert running.get_many("ns", [key(1)])  # nothing was removed
+    assert cache_clear(tmp_path) == 1  # once it has ended
+
+
+def test_a_process_killed_with_the_cache_open_does_not_block_a_clear(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from migrator.vector_cache import "
+         f"EmbeddingCache; c = EmbeddingCache({str(tmp_path)!r}); print('open', flush=True); "
+         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
+        with pytest.raises(StateError):
+            cache_clear(tmp_path)
+    finally:
+        holder.kill()  # SIGKILL: no close, no cleanup
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    assert cache_clear(tmp_path) == 0
