@@ -356,7 +356,8 @@ def status(result: Any) -> str:
         verified = "-" if not m.verification else (
             "passed" if m.verification.get("passed") else "failed")
         target = f"{m.target} (vector {m.new_vector})" if m.in_place else m.target
-        rows.append((m.source, target, str(m.phase), progress,
+        phase = f"{m.phase} (target deleted)" if m.target in result.deleted else str(m.phase)
+        rows.append((m.source, target, phase, progress,
                      f"{counters.get('tokens', 0):,}", f"{counters.get('cached', 0):,}",
                      "end" if m.finished else _checkpoint(m.checkpoint), verified,
                      (m.error or "")[:60]))

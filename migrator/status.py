@@ -29,12 +29,15 @@ class StatusReport:
     batch_jobs: list[JobRow] = field(default_factory=list)  # batch mode's ledger
     # each migrated collection's dense vectors, and the migration that wrote each (or None)
     vectors: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    # targets a migration wrote into that are gone from the store (drop-old, by hand)
+    deleted: set[str] = field(default_factory=set)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "location": self.location,
             "aliases": self.aliases,
-            "migrations": [_migration(m) for m in self.migrations],
+            "migrations": [{**_migration(m), "target_deleted": m.target in self.deleted}
+                           for m in self.migrations],
             "history": [_migration(m) for m in self.history],
             "alias_history": self.alias_history,
             "batch_jobs": [j.to_dict() for j in self.batch_jobs],
@@ -58,8 +61,11 @@ def status(settings: Settings, *, store: QdrantStore | None = None) -> StatusRep
             jobs = BatchLedger(state).jobs()
     current, superseded = current_and_history(migrations)
     with opened(settings.target_store, None, source_store=store) as (target, _):
+        existing = set(target.collection_names())
+        deleted = {m.target for m in current
+                   if m.target not in existing and m.counters.get("written", 0)}
         return StatusReport(target.location, target.aliases(), current, history, superseded,
-                            jobs, _vectors(target, current))
+                            jobs, _vectors(target, current), deleted)
 
 
 def _vectors(target: QdrantStore, records: list[MigrationRecord]

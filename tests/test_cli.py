@@ -302,6 +302,11 @@ def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -
     again = run("drop-old", "live", *where, "--yes")  # it is gone: saying 'Deleted' is untrue
     assert again.exit_code == 1 and "'docs_v2'" in again.stderr
     assert "does not exist any more; nothing was deleted" in again.stderr
+    shown = run("status", *where)  # the migration's target is gone: its row says so
+    assert "complete (target deleted)" in shown.stdout or "swapped (target deleted)" in (
+        shown.stdout)
+    rows = json.loads(run("status", *where, "--json").stdout)["migrations"]
+    assert [m["target_deleted"] for m in rows] == [True]
 
 
 def test_cache_commands_read_the_state_dir_from_config_and_environment(
