@@ -373,9 +373,10 @@ class _Run:
                 record.created_target = result.created = True
             self.state.create(record)
         elif not job.target_exists:
+            how = "a finished" if record.finished else "an interrupted"
             raise StoreError(
-                f"Target collection {job.target!r} of an interrupted migration is gone from "
-                f"{self.target.location}. Run again with --restart to start over.")
+                f"Target collection {job.target!r} of {how} migration is gone from "
+                f"{self.target.location} (deleted since). Run again with --restart to start over.")
         result.resumed = record.phase != Phase.PLANNED
         result.write_mode = record.write_mode
         result.stats.add(record.counters)

@@ -20,7 +20,7 @@ from migrator import (
     status,
 )
 from migrator.embedding.cache import cache_clear, cache_stats
-from migrator.errors import ConfigError
+from migrator.errors import ConfigError, StoreError
 from migrator.settings import VerifySettings
 from migrator.state import State
 from migrator.store import QdrantStore
@@ -145,6 +145,18 @@ def test_a_complete_migration_run_again_only_catches_up(memory_store: QdrantStor
     assert outcome.source_collection == "docs" and outcome.sync is not None
     assert outcome.sync.unchanged == 20 and outcome.stats.requests == first.collections[
         0].stats.requests
+
+
+def test_a_finished_migrations_deleted_target_is_named_so(memory_store: QdrantStore,
+                                                          tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=20)
+    settings_ = config(tmp_path, "http://unused", alias=None)
+    with LoopbackServer(dims=8) as server:
+        settings_.provider.base_url = server.url
+        first = migrate(settings_, source_store=memory_store)
+        memory_store.delete_collection(first.collections[0].target)
+        with pytest.raises(StoreError, match="of a finished migration is gone .*--restart"):
+            migrate(settings_, source_store=memory_store)
 
 
 def test_status_shows_phase_and_progress(memory_store: QdrantStore, tmp_path: Path) -> None:
