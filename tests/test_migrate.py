@@ -211,7 +211,10 @@ def test_alias_that_names_a_collection_is_refused_before_anything(store: QdrantS
 def test_missing_collection(memory_store: QdrantStore, tmp_path: Path) -> None:
     make_collection(memory_store.client, "docs", n=1)
     with pytest.raises(CollectionNotFound,
-                       match="'nope' does not exist.*Existing collections: docs"):
+                       match="'nope' does not exist.*Existing collections: docs\\.$"):
+        migrate(settings(tmp_path, CollectionSettings(name="nope")), source_store=memory_store)
+    memory_store.swap_alias("docs_live", "docs")  # an alias is a name one may give, too
+    with pytest.raises(CollectionNotFound, match="collections: docs; aliases: docs_live\\.$"):
         migrate(settings(tmp_path, CollectionSettings(name="nope")), source_store=memory_store)
 
 

@@ -94,7 +94,8 @@ class QdrantStore(NamedVectors):
             return name
         raise CollectionNotFound(
             f"Collection or alias {name!r} does not exist in {self.location}. "
-            f"Existing collections: {', '.join(self.collection_names()) or 'none'}."
+            f"Existing collections: {', '.join(self.collection_names()) or 'none'}"
+            + (f"; aliases: {', '.join(sorted(aliases))}." if aliases else ".")
         )
 
     def exists(self, collection: str) -> bool:
