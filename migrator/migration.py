@@ -14,13 +14,7 @@ from typing import Any
 from .batching import BATCH_PROBE, no_batches_running, run_batches
 from .catchup import changes_source
 from .embedding import Embedder, build_embedder, compose
-from .errors import (
-    ConfigError,
-    DataError,
-    MigratorError,
-    ProviderError,
-    StoreError,
-)
+from .errors import ConfigError, DataError, MigratorError, ProviderError, StoreError
 from .gate import gate, verify_job
 from .inplace import (
     InPlaceCatchUp,
@@ -162,6 +156,8 @@ async def running(settings: Settings, source_store: QdrantStore | None,
         model = (build_embedder(settings.provider, distance=distance, cache=cache)
                  if embedder is None else compose(embedder, cache))
         try:
+            for c in settings.collections:  # one run at a time, before anything is paid for
+                state.claim(source.identity, c.name, model.spec.provider, model.spec.model)
             run = _Run(settings, state, source, target, model, on_progress)
             run.stop = stop
             yield run, schemas

@@ -25,6 +25,7 @@ from typing import Any
 from typing_extensions import TypedDict, Unpack
 
 from .errors import CorruptState, StateError
+from .locks import FileLock
 
 __all__ = ["CACHE_FILE", "migration_id", "MigrationRecord", "open_db", "Phase", "RecordUpdate",
            "State", "STATE_FILE", "STATE_SCHEMA", "transaction"]
@@ -300,9 +301,31 @@ class State:
         self.path = self.directory / STATE_FILE
         self._db = open_db(self.path, STATE_SCHEMA)
         self._lock = threading.Lock()
+        self._claims: dict[str, FileLock] = {}
 
     def close(self) -> None:
+        for held in self._claims.values():
+            held.close()
         self._db.close()
+
+    def claim(self, source: str, collection: str, provider: str, model: str) -> None:
+        """Hold the migration of `collection` (of the store whose identity is `source`) to
+        `model` for this run, until the state is closed.
+
+        Raises:
+            StateError: another process (or run) holds it: two runs of one migration would
+                pay for the same texts and write the same points.
+        """
+        key = migration_id(source, collection, provider, model)
+        if key in self._claims:
+            return
+        held = FileLock(self.directory / "runs" / f"{key}.lock")
+        if not held.take(exclusive=True, wait=False):
+            held.close()
+            raise StateError(f"A migration of {collection!r} to {provider} {model} is running "
+                             f"in another process with the state directory {self.directory}; "
+                             "wait for it to end, or stop it (Ctrl-C) first. Nothing was done.")
+        self._claims[key] = held
 
     @property
     def db(self) -> sqlite3.Connection:

@@ -8,10 +8,9 @@ import contextlib
 import functools
 import hashlib
 import sqlite3
-import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,8 @@ from typing import Any
 import numpy as np
 
 from .errors import StateError
+from .locks import FileLock
 from .state import CACHE_FILE, open_db, transaction
-
-if sys.platform != "win32":
-    import fcntl
 
 __all__ = ["CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "INDEX_EVERY", "ROWS_PER_INSERT",
            "open_cache", "WAL_PAGES"]
@@ -123,7 +120,9 @@ class EmbeddingCache:
     def __init__(self, directory: Path | str) -> None:
         self.path = Path(directory) / CACHE_FILE
         self._db = open_db(self.path, CACHE_SCHEMA)
-        self._in_use = _UseLock(self.path.with_name(CACHE_FILE + ".lock"))
+        # who has the cache open: each holds a shared lock, `clear` needs it alone
+        self._in_use = FileLock(self.path.with_name(CACHE_FILE + ".lock"))
+        self._in_use.take(exclusive=False, wait=True)
         self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
         self._writing = threading.Lock()  # one writer at a time on `_db`
         self._lock = threading.Lock()  # `_unindexed`, read by lookups on the event loop
@@ -275,7 +274,18 @@ class EmbeddingCache:
             StateError: another process (a run, a sync, a comparison) has the cache open:
                 clearing it under them would have them pay again for what they embedded.
         """
-        with self._in_use.alone(self.path), self._writing, transaction(self._db):
+        if not self._in_use.take(exclusive=True, wait=False):
+            raise StateError(f"The embedding cache {self.path} is in use by another migrator "
+                             "process (a migration, a sync or a comparison); clearing it now "
+                             "would make that one pay again for what it embedded. Run "
+                             "`migrator cache clear` when it has ended. Nothing was removed.")
+        try:
+            return self._clear()
+        finally:
+            self._in_use.take(exclusive=False, wait=True)
+
+    def _clear(self) -> int:
+        with self._writing, transaction(self._db):
             removed = self._db.execute("DELETE FROM vector_keys").rowcount
             self._db.execute("DELETE FROM vectors")
             self._db.execute("DELETE FROM cache_namespaces")
@@ -298,43 +308,10 @@ class EmbeddingCache:
             with contextlib.suppress(sqlite3.Error):  # another process may be reading: fine
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
-            self._in_use.release()
+            self._in_use.close()
 
     def __enter__(self) -> EmbeddingCache:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _UseLock:
-    """Who has the cache open: each `EmbeddingCache` holds a shared lock on a file beside it,
-    `clear` needs it alone. The system drops the lock of a process that dies, even by
-    `kill -9`, so nothing is left to block the next run. (No such lock on Windows.)"""
-
-    def __init__(self, path: Path) -> None:
-        self._file = path.open("a") if sys.platform != "win32" else None
-        if self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_SH)
-
-    @contextlib.contextmanager
-    def alone(self, cache: Path) -> Iterator[None]:
-        if self._file is None:
-            yield
-            return
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StateError(f"The embedding cache {cache} is in use by another migrator "
-                             "process (a migration, a sync or a comparison); clearing it now "
-                             "would make that one pay again for what it embedded. Run "
-                             "`migrator cache clear` when it has ended. Nothing was removed."
-                             ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(self._file, fcntl.LOCK_SH)
-
-    def release(self) -> None:
-        if self._file is not None:
-            self._file.close()  # closing the file releases its lock

@@ -62,7 +62,7 @@ def test_a_crashed_runs_tail_is_indexed_by_the_next_open(tmp_path: Path) -> None
     cache.put_many("ns", [key(i) for i in range(5)], rows(5, 1.0), [1] * 5)
     cache._db.close()  # a `kill -9`: committed, never indexed, never closed
     cache._reader.close()
-    cache._in_use.release()  # the system drops a dead process's lock
+    cache._in_use.close()  # the system drops a dead process's lock
     with EmbeddingCache(tmp_path) as again:
         assert again.stats().entries == 5
         assert len(again.get_many("ns", [key(i) for i in range(5)])) == 5
@@ -86,7 +86,7 @@ def test_a_crashed_tail_that_stores_keys_again_leaves_no_orphan_rows(tmp_path: P
     cache.put_many("ns", [key(2)], rows(1, 3.0), [1])  # and one of the tail's own
     cache._db.close()  # a `kill -9`: what the cache noted while appending is gone
     cache._reader.close()
-    cache._in_use.release()  # the system drops a dead process's lock
+    cache._in_use.close()  # the system drops a dead process's lock
     with EmbeddingCache(tmp_path) as again:
         found = again.get_many("ns", [key(1), key(2)])
         assert (found[key(1)][0][0], found[key(2)][0][0]) == (2.0, 3.0)

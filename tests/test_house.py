@@ -183,8 +183,8 @@ LAYERS = [
     ["migrator.jobs", "migrator.sampling"],
     ["migrator.embedding", "migrator.store", "migrator.state", "migrator.vector_cache",
      "migrator.records", "migrator.batch_ledger"],
-    ["migrator.errors", "migrator.settings", "migrator.naming", "migrator.catalog",
-     "migrator.texts", "migrator.metrics", "migrator.interrupts"],
+    ["migrator.errors", "migrator.settings", "migrator.naming", "migrator.locks",
+     "migrator.catalog", "migrator.texts", "migrator.metrics", "migrator.interrupts"],
 ]
 
 

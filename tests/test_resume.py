@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +22,7 @@ from migrator import (
     StateError,
     migrate,
     status,
+    sync,
 )
 from migrator.embedding.cache import cache_clear, cache_stats
 from migrator.errors import ConfigError, StoreError
@@ -157,6 +162,51 @@ def test_a_finished_migrations_deleted_target_is_named_so(memory_store: QdrantSt
         memory_store.delete_collection(first.collections[0].target)
         with pytest.raises(StoreError, match="of a finished migration is gone .*--restart"):
             migrate(settings_, source_store=memory_store)
+
+
+def test_a_migration_runs_in_one_process_at_a_time(memory_store: QdrantStore,
+                                                   tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=20)
+    settings_ = config(tmp_path, "http://unused", alias=None)
+    with LoopbackServer(dims=8) as server:
+        settings_.provider.base_url = server.url
+        first = migrate(settings_, source_store=memory_store)
+        sent = server.requests
+        with running_elsewhere(settings_, memory_store):
+            with pytest.raises(StateError, match="A migration of 'docs' to openai-compatible "
+                                                 "loop is running in another process"):
+                migrate(settings_, source_store=memory_store)
+            with pytest.raises(StateError, match="running in another process"):
+                sync(settings_, source_store=memory_store)
+            assert server.requests == sent  # refused before the probe: nothing paid
+        again = migrate(settings_, source_store=memory_store)  # released with its state
+    assert again.collections[0].migration_id == first.collections[0].migration_id
+
+
+@contextlib.contextmanager
+def running_elsewhere(settings_: Settings, store: QdrantStore) -> Iterator[None]:
+    """Another run of the same migration, as far as its lock can tell."""
+    with State(settings_.migration.state_dir) as other:
+        other.claim(store.identity, "docs", "openai-compatible", "loop")
+        yield
+
+
+def test_a_killed_process_holds_no_migration(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from migrator.state import State; "
+         f"s = State({str(tmp_path)!r}); s.claim('s', 'c', 'p', 'm'); print('held', flush=True); "
+         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with State(tmp_path) as state, pytest.raises(StateError):
+            state.claim("s", "c", "p", "m")
+    finally:
+        holder.kill()  # SIGKILL: no close, no cleanup
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+    with State(tmp_path) as state:
+        state.claim("s", "c", "p", "m")
 
 
 def test_status_shows_phase_and_progress(memory_store: QdrantStore, tmp_path: Path) -> None:
