@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,3 +106,20 @@ def make_collection(
         points.append(qm.PointStruct(id=pid, vector=vector, payload=body))
     client.upsert(name, points=points)
     return ids
+
+
+@contextlib.contextmanager
+def held_by_a_child(code: str) -> Iterator[None]:
+    """A child process that runs `code` (which takes a lock) and waits; killed with SIGKILL
+    (no close, no cleanup: a crash) when the block ends."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"{code}\nprint('ready', flush=True)\n"
+                               "import time\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        yield
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()

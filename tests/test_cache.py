@@ -4,8 +4,6 @@ bulk; and what happens to it across crashes, replacements and schema upgrades.""
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,8 @@ from migrator.embedding.cache import cache_clear
 from migrator.errors import StateError
 from migrator.state import CACHE_FILE, open_db
 from migrator.vector_cache import EmbeddingCache
+
+from .conftest import held_by_a_child
 
 
 def key(n: int) -> bytes:
@@ -210,17 +210,7 @@ def test_the_cache_is_not_cleared_under_a_process_that_has_it_open(tmp_path: Pat
 
 
 def test_a_process_killed_with_the_cache_open_does_not_block_a_clear(tmp_path: Path) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from migrator.vector_cache import "
-         f"EmbeddingCache; c = EmbeddingCache({str(tmp_path)!r}); print('open', flush=True); "
-         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "open\n"
-        with pytest.raises(StateError):
-            cache_clear(tmp_path)
-    finally:
-        holder.kill()  # SIGKILL: no close, no cleanup
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
+    with held_by_a_child(f"from migrator.vector_cache import EmbeddingCache\n"
+                         f"cache = EmbeddingCache({str(tmp_path)!r})"), pytest.raises(StateError):
+        cache_clear(tmp_path)
     assert cache_clear(tmp_path) == 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from qdrant_client import models as qm
 
 from migrator import (
     CollectionSettings,
+    MigrationResult,
     MigrationSettings,
     ProviderResponseError,
     ProviderSettings,
@@ -30,7 +29,7 @@ from migrator.settings import VerifySettings
 from migrator.state import State
 from migrator.store import QdrantStore
 
-from .conftest import make_collection
+from .conftest import held_by_a_child, make_collection
 from .loopback import Fault, LoopbackServer, vector_for
 
 
@@ -152,13 +151,20 @@ def test_a_complete_migration_run_again_only_catches_up(memory_store: QdrantStor
         0].stats.requests
 
 
-def test_a_finished_migrations_deleted_target_is_named_so(memory_store: QdrantStore,
-                                                          tmp_path: Path) -> None:
-    make_collection(memory_store.client, "docs", n=20)
+@contextlib.contextmanager
+def migrated_once(store: QdrantStore, tmp_path: Path
+                  ) -> Iterator[tuple[Settings, LoopbackServer, MigrationResult]]:
+    """A collection migrated once, and its provider still answering."""
+    make_collection(store.client, "docs", n=20)
     settings_ = config(tmp_path, "http://unused", alias=None)
     with LoopbackServer(dims=8) as server:
         settings_.provider.base_url = server.url
-        first = migrate(settings_, source_store=memory_store)
+        yield settings_, server, migrate(settings_, source_store=store)
+
+
+def test_a_finished_migrations_deleted_target_is_named_so(memory_store: QdrantStore,
+                                                          tmp_path: Path) -> None:
+    with migrated_once(memory_store, tmp_path) as (settings_, _, first):
         memory_store.delete_collection(first.collections[0].target)
         with pytest.raises(StoreError, match="of a finished migration is gone .*--restart"):
             migrate(settings_, source_store=memory_store)
@@ -166,11 +172,7 @@ def test_a_finished_migrations_deleted_target_is_named_so(memory_store: QdrantSt
 
 def test_a_migration_runs_in_one_process_at_a_time(memory_store: QdrantStore,
                                                    tmp_path: Path) -> None:
-    make_collection(memory_store.client, "docs", n=20)
-    settings_ = config(tmp_path, "http://unused", alias=None)
-    with LoopbackServer(dims=8) as server:
-        settings_.provider.base_url = server.url
-        first = migrate(settings_, source_store=memory_store)
+    with migrated_once(memory_store, tmp_path) as (settings_, server, first):
         sent = server.requests
         with running_elsewhere(settings_, memory_store):
             with pytest.raises(StateError, match="A migration of 'docs' to openai-compatible "
@@ -192,19 +194,10 @@ def running_elsewhere(settings_: Settings, store: QdrantStore) -> Iterator[None]
 
 
 def test_a_killed_process_holds_no_migration(tmp_path: Path) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from migrator.state import State; "
-         f"s = State({str(tmp_path)!r}); s.claim('s', 'c', 'p', 'm'); print('held', flush=True); "
-         "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        with State(tmp_path) as state, pytest.raises(StateError):
-            state.claim("s", "c", "p", "m")
-    finally:
-        holder.kill()  # SIGKILL: no close, no cleanup
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
+    child = (f"from migrator.state import State\nstate = State({str(tmp_path)!r})\n"
+             "state.claim('s', 'c', 'p', 'm')")
+    with held_by_a_child(child), State(tmp_path) as state, pytest.raises(StateError):
+        state.claim("s", "c", "p", "m")
     with State(tmp_path) as state:
         state.claim("s", "c", "p", "m")
 
