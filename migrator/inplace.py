@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .catalog import ModelSpec
 from .catchup import SyncStats
 from .errors import ConfigError
-from .jobs import Job
+from .jobs import Job, model_slug
 from .settings import CollectionSettings, Settings
 from .state import MigrationRecord, State
 from .store import CollectionSchema, Page, Point, QdrantStore, opened
@@ -57,8 +56,7 @@ def new_vector_name(config: CollectionSettings, spec: ModelSpec, dims: int) -> s
     """`new_vector`, or the model and size: `text-embedding-3-small-512`."""
     if config.new_vector:
         return config.new_vector
-    slug = re.sub(r"[^a-z0-9._-]+", "-", spec.model.lower().split("/")[-1]).strip("-")
-    return f"{slug}-{dims}"
+    return f"{model_slug(spec)}-{dims}"
 
 
 def check(config: CollectionSettings, settings: Settings, store: QdrantStore) -> bool:

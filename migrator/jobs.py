@@ -15,8 +15,8 @@ from .state import MigrationRecord
 from .store import CollectionSchema, QdrantStore
 from .texts import TextSource
 
-__all__ = ["Job", "check_aliases", "check_existing_target", "refuse_source_as_target",
-           "target_name"]
+__all__ = ["Job", "check_aliases", "check_existing_target", "model_slug",
+           "refuse_source_as_target", "target_name"]
 
 
 def target_name(source: str, spec: ModelSpec, dims: int | str) -> str:
@@ -24,8 +24,13 @@ def target_name(source: str, spec: ModelSpec, dims: int | str) -> str:
 
     For example `docs__text-embedding-3-small-512`.
     """
-    slug = re.sub(r"[^a-z0-9._-]+", "-", spec.model.lower().split("/")[-1]).strip("-")
-    return f"{source}__{slug}-{dims}"
+    return f"{source}__{model_slug(spec)}-{dims}"
+
+
+def model_slug(spec: ModelSpec) -> str:
+    """The model's name as it goes into a collection or vector name: `bge-m3` for
+    `BAAI/bge-m3` (no character Qdrant refuses in a name)."""
+    return re.sub(r"[^a-z0-9._-]+", "-", spec.model.lower().split("/")[-1]).strip("-")
 
 
 @dataclass

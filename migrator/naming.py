@@ -14,22 +14,24 @@ __all__ = ["check_env_name", "check_new_name", "check_url", "env_variable", "red
 _FORBIDDEN_IN_NAMES = '<>:"/\\|?*\x00\x1f'
 
 
-def check_new_name(name: str) -> str:
-    """`name`, if Qdrant would create a collection or alias of that name.
+def check_new_name(name: str, what: str = "collection or alias") -> str:
+    """`name`, if Qdrant would create a collection or alias (or, with `what` "vector", a
+    named vector) of that name.
 
     Raises:
-        ValueError: it is empty, '.', '..', longer than 255 characters, or holds one of
-            the characters Qdrant refuses.
+        ValueError: it is empty, '.', '..', too long (255 characters; 200 bytes for a
+            vector), or holds one of the characters Qdrant refuses.
     """
     if name in ("", ".", ".."):
-        raise ValueError(f"a new collection or alias cannot be named {name!r}")
-    if len(name) > 255:
-        raise ValueError(f"a collection or alias name is at most 255 characters "
-                         f"(this one is {len(name)})")
+        raise ValueError(f"a new {what} cannot be named {name!r}")
+    too_long = len(name.encode()) > 200 if what == "vector" else len(name) > 255
+    if too_long:
+        limit = "200 bytes" if what == "vector" else "255 characters"
+        raise ValueError(f"a {what} name is at most {limit}")
     bad = sorted({char for char in name if char in _FORBIDDEN_IN_NAMES})
     if bad:
         raise ValueError(f"{name!r} holds {', '.join(map(repr, bad))}, which Qdrant does not "
-                         "allow in a collection or alias name")
+                         f"allow in a {what} name")
     return name
 
 

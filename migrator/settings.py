@@ -186,12 +186,17 @@ class CollectionSettings(_Section):
     distance: Distance | None = None
     # in-place: the new model's vector is added to this collection under `new_vector`
     strategy: Literal["new-collection", "in-place"] | None = None  # migration.strategy
-    new_vector: str | None = Field(default=None, min_length=1)
+    new_vector: str | None = None
 
     @field_validator("target", "alias")
     @classmethod
     def _creatable(cls, value: str | None) -> str | None:
         return None if value is None else check_new_name(value)
+
+    @field_validator("new_vector")
+    @classmethod
+    def _creatable_vector(cls, value: str | None) -> str | None:
+        return None if value is None else check_new_name(value, "vector")
 
     @model_validator(mode="after")
     def _one_text_source(self) -> CollectionSettings:

@@ -171,6 +171,9 @@ def test_collection_spec_parsing() -> None:
     ("docs,target=", "cannot be named ''"),
     ("docs,alias=live:2", "'live:2' holds ':'"),
     ("docs,target=" + "x" * 256, "at most 255 characters"),
+    ("docs,new_vector=a/b", "'a/b' holds '/', which Qdrant does not allow in a vector name"),
+    ("docs,new_vector=", "a new vector cannot be named ''"),
+    ("docs,new_vector=" + "é" * 101, "a vector name is at most 200 bytes"),
 ])
 def test_a_name_qdrant_would_refuse_is_refused_first(spec: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
