@@ -4,6 +4,7 @@ default target name, and the checks a target must pass to be written into."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,13 @@ class Job:
 
 
 def check_existing_target(existing: CollectionSchema, vector: str, dims: int,
-                           distance: str) -> None:
+                           distance: str, keep: Sequence[str] = ()) -> None:
+    """An existing target fits: its vector of this migration's size and distance, and the
+    source's other vectors (`keep`), which are copied with each point.
+
+    Raises:
+        SchemaMismatch: it does not; nothing was written.
+    """
     label = vector or "(unnamed)"
     have = existing.vectors.get(vector)
     if have is None or have.size != dims or have.distance != distance:
@@ -66,6 +73,13 @@ def check_existing_target(existing: CollectionSchema, vector: str, dims: int,
             f"({found}) does not fit this migration (size {dims}, {distance}). Give another "
             "--target, or delete that collection if it is a leftover."
         )
+    lacking = [n for n in keep if n not in existing.vectors and n not in existing.sparse_vectors]
+    if lacking:
+        raise SchemaMismatch(
+            f"Target collection {existing.name!r} lacks the source's vector(s) "
+            f"{', '.join(repr(n or '(unnamed)') for n in lacking)}, which are copied with "
+            "each point (added to the source after the target was made?). Add them to the "
+            "target, or run again with --restart to make it anew. Nothing was written.")
 
 
 def refuse_source_as_target(name: str, collection: str, state_dir: Path) -> None:

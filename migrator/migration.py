@@ -344,11 +344,11 @@ class _Run:
                 strategy="in-place" if inplace else "new-collection",
                 new_vector=new_vector_name(config, spec, dims) if inplace else None)
         exists = self.target.exists(name)
-        if exists and not inplace:
-            check_existing_target(self.target.describe(name), vector.name, dims, distance)
-            claim(self.target, self.state, config, name, record, adopt=self.adopt_target)
         keep = [] if inplace else [n for n in schema.vectors if n != vector.name] + (
             schema.sparse_vectors)
+        if exists and not inplace:
+            check_existing_target(self.target.describe(name), vector.name, dims, distance, keep)
+            claim(self.target, self.state, config, name, record, adopt=self.adopt_target)
         verify = self.settings.verify
         return Job(config, schema, vector.name, text, name, exists, distance, keep, record,
                    Reservoir(verify.sample, verify.seed), inplace, record.new_vector or "")

@@ -13,6 +13,7 @@ from migrator import (
     CollectionSettings,
     MigrationSettings,
     ProviderSettings,
+    SchemaMismatch,
     Settings,
     StoreError,
     migrate,
@@ -99,6 +100,20 @@ def test_sync_needs_an_existing_target(memory_store: QdrantStore, tmp_path: Path
     with LoopbackServer(dims=8) as server, pytest.raises(StoreError,
                                                          match="run `migrator migrate` first"):
         sync(config(tmp_path, server.url), source_store=memory_store)
+
+
+def test_a_vector_added_to_the_source_since_is_named_not_written(memory_store: QdrantStore,
+                                                                  tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=6, named=True)
+    with LoopbackServer(dims=8) as server:
+        target = migrate(config(tmp_path, server.url), source_store=memory_store
+                         ).collections[0].target
+        memory_store.add_vector("docs", "later", size=4, distance="Cosine")
+        before = target_points(memory_store, target)
+        with pytest.raises(SchemaMismatch, match=f"{target!r} lacks the source's vector\\(s\\) "
+                                                 "'later'.*Nothing was written"):
+            sync(config(tmp_path, server.url), source_store=memory_store)
+    assert target_points(memory_store, target) == before
 
 
 def test_id_order_matches_qdrant_scroll_order(memory_store: QdrantStore) -> None:
