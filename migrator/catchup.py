@@ -20,13 +20,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import DataError
 from .jobs import Job
 from .settings import Settings
 from .store import ChangedSince, Page, Point, PointId, QdrantStore, id_order
 from .store.paging import pages
 from .texts import TextSource
 
-__all__ = ["ChangedSinceSource", "changes_source", "ID_PAGE", "MergeJoinSource", "SyncStats"]
+__all__ = ["ChangedSinceSource", "changes_source", "ID_PAGE", "MergeJoinSource",
+           "refuse_mass_delete", "SyncStats"]
 
 _MORE = "more"  # next_offset while the join is not exhausted (the pipeline only tests None)
 ID_PAGE = 10_000  # ids per page of the id join: ids alone are small, and every page is a
@@ -251,6 +253,7 @@ def changes_source(job: Job, source: QdrantStore, target: QdrantStore, settings:
     """What a catch-up reads: with `sync.updated_field` and the time the target last
     matched its source, only what was written since, less the clock skew allowed; else
     source and target whole (also while no source point has the field)."""
+    refuse_mass_delete(job, source, target, settings.sync.max_delete)
     common: dict[str, Any] = {"vector": job.vector, "keep_vectors": job.keep_vectors,
                               "text": job.text, "page_size": settings.migration.page_size}
     since = job.record.changes_since
@@ -261,6 +264,29 @@ def changes_source(job: Job, source: QdrantStore, target: QdrantStore, settings:
         return ChangedSinceSource(source, job.schema.name, target, job.target,
                                   changed=changed, **common)
     return MergeJoinSource(source, job.schema.name, target, job.target, **common)
+
+
+def refuse_mass_delete(job: Job, source: QdrantStore, target: QdrantStore,
+                       limit: float) -> None:
+    """Refuse a catch-up that would delete more than `limit` of the points an alias serves:
+    a source emptied or recreated by mistake would empty the live collection. (The target
+    holds the source's ids, so it loses at least as many points as it has more.)
+
+    Raises:
+        DataError: it would; nothing was deleted.
+    """
+    served = sorted(a for a, c in target.aliases().items() if c == job.target)
+    held = target.count(job.target) if served else 0
+    if not held:
+        return
+    lost = held - source.count(job.schema.name)
+    if lost / held > limit:
+        raise DataError(
+            f"The source {job.schema.name!r} holds {held - lost:,} points and the target "
+            f"{job.target!r}, which alias {served[0]!r} serves, {held:,}: this catch-up would "
+            f"delete {lost / held:.0%} of what the alias serves (sync.max_delete is "
+            f"{limit:.0%}). If the source really lost them, run again with --max-delete 1; "
+            "if not, restore the source. Nothing was deleted.")
 
 
 def _same(a: Any, b: Any) -> bool:

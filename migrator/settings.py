@@ -261,6 +261,9 @@ class SyncSettings(_Section):
     updated_field: str | None = Field(default=None, min_length=1)
     # how far behind this machine's clock the clocks that write `updated_field` may be
     clock_skew: float = Field(default=300.0, ge=0)
+    # the largest share of an alias-served target's points one catch-up may delete (a
+    # source emptied or recreated by mistake); 1 allows any
+    max_delete: float = Field(default=0.5, ge=0, le=1)
 
 
 class VerifySettings(_Section):

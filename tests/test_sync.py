@@ -11,6 +11,7 @@ from qdrant_client import models as qm
 
 from migrator import (
     CollectionSettings,
+    DataError,
     MigrationSettings,
     ProviderSettings,
     SchemaMismatch,
@@ -114,6 +115,24 @@ def test_a_vector_added_to_the_source_since_is_named_not_written(memory_store: Q
                                                  "'later'.*Nothing was written"):
             sync(config(tmp_path, server.url), source_store=memory_store)
     assert target_points(memory_store, target) == before
+
+
+def test_a_catch_up_that_would_empty_what_an_alias_serves_is_refused(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    ids = make_collection(memory_store.client, "docs", n=10, named=True)
+    settings_ = config(tmp_path, "http://unused")
+    settings_.collections[0].alias = "live"
+    with LoopbackServer(dims=8) as server:
+        settings_.provider.base_url = server.url
+        target = migrate(settings_, source_store=memory_store).collections[0].target
+        memory_store.client.delete("docs", points_selector=qm.PointIdsList(points=ids[:6]))
+        with pytest.raises(DataError, match="would delete 60% of what the alias serves "
+                                            "\\(sync.max_delete is 50%\\).*Nothing was deleted"):
+            sync(settings_, source_store=memory_store)
+        assert memory_store.count(target) == 10
+        settings_.sync.max_delete = 1.0  # the source really lost them
+        assert sync(settings_, source_store=memory_store).collections[0].sync.deleted == 6
+    assert memory_store.count(target) == 4
 
 
 def test_id_order_matches_qdrant_scroll_order(memory_store: QdrantStore) -> None:

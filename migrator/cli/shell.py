@@ -126,10 +126,16 @@ pipeline_options = combine_options(
                  help="Refuse to start when the estimate exceeds it; stop (resumable) before "
                  "a run's spend would pass it."),
 )
-updated_field_option = click.option(
-    "--updated-field", metavar="FIELD",
-    help="Payload field the application sets to the time of each write (with a range "
-    "index): a catch-up then reads only what changed since the last one.")
+updated_field_option = combine_options(
+    click.option(
+        "--updated-field", metavar="FIELD",
+        help="Payload field the application sets to the time of each write (with a range "
+        "index): a catch-up then reads only what changed since the last one."),
+    click.option(
+        "--max-delete", type=click.FloatRange(0, 1), metavar="SHARE",
+        help="The largest share of an alias-served target a catch-up may delete (default "
+        "0.5; 1: any)."),
+)
 batch_option = click.option(
     "--batch/--no-batch", default=None,
     help="Embed through the provider's batch API at its batch price (OpenAI: half), then "
@@ -167,7 +173,7 @@ def settings_from(options: dict[str, Any]) -> Settings:
         "migration": {"page_size": o.get("page_size"), "missing_text": o.get("missing_text"),
                       "state_dir": o.get("state_dir"), "cache": o.get("cache"),
                       "max_cost": o.get("max_cost"), "strategy": o.get("strategy")},
-        "sync": {"updated_field": o.get("updated_field")},
+        "sync": {"updated_field": o.get("updated_field"), "max_delete": o.get("max_delete")},
     }
     settings = load_settings(o.get("config"), overrides)
     return with_collections(
