@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import DataError
 from .jobs import Job
+from .ownership import served_by
 from .settings import Settings
 from .store import ChangedSince, Page, Point, PointId, QdrantStore, id_order
 from .store.paging import pages
@@ -275,7 +276,7 @@ def refuse_mass_delete(job: Job, source: QdrantStore, target: QdrantStore,
     Raises:
         DataError: it would; nothing was deleted.
     """
-    served = sorted(a for a, c in target.aliases().items() if c == job.target)
+    served = served_by(target, job.target)
     held = target.count(job.target) if served else 0
     if not held:
         return
