@@ -36,13 +36,12 @@ from .catalog import REGISTRY
 from .errors import ConfigError
 from .naming import check_env_name, check_new_name, check_url, env_variable, redact_url
 
-__all__ = ["CollectionSettings", "debugging",
-    "DEFAULT_STORE_PATH", "describe_validation", "Distance", "ENV_NOT_SETTINGS", "fill_api_key",
-    "load_settings", "MigrationSettings", "ProviderSettings", "Settings",
-    "StoreSettings", "SyncSettings", "unknown_variables", "VerifySettings"]
+__all__ = ["CollectionSettings", "debugging", "DEFAULT_STORE_PATH", "describe_validation",
+    "Distance", "ENV_NOT_SETTINGS", "fill_api_key", "load_settings", "MigrationSettings",
+    "ProviderSettings", "Settings", "StoreSettings", "SyncSettings", "unknown_variables",
+    "VerifySettings"]
 
 Distance = Literal["Cosine", "Dot", "Euclid", "Manhattan"]
-
 
 
 class _Section(BaseModel):
@@ -108,24 +107,6 @@ class ProviderSettings(_Section):
     api_key: SecretStr | None = None
     api_key_env: str | None = None
     api_version: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _known_provider(cls, value: str) -> str:
-        if value not in REGISTRY:
-            raise ValueError(f"unknown provider {value!r}; choose one of "
-                             f"{', '.join(REGISTRY)}")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: str | None) -> str | None:
-        return check_url(value, "an API root such as http://localhost:8000/v1")
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _key_variable(cls, value: str | None) -> str | None:
-        return check_env_name(value)
     deployment: str | None = None
     concurrency: int = Field(default=4, ge=1, le=512)
     batch_size: int | None = Field(default=None, ge=1)
@@ -150,6 +131,24 @@ class ProviderSettings(_Section):
     # what is still running when a batch run ends: wait for it (run again, or --wait), or
     # cancel it and embed it synchronously
     batch_fallback: Literal["wait", "sync"] = "wait"
+
+    @field_validator("name")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in REGISTRY:
+            raise ValueError(f"unknown provider {value!r}; choose one of "
+                             f"{', '.join(REGISTRY)}")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return check_url(value, "an API root such as http://localhost:8000/v1")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_variable(cls, value: str | None) -> str | None:
+        return check_env_name(value)
 
     @property
     def key_env(self) -> str | None:

@@ -29,6 +29,7 @@ from .shell import (
     Exit,
     adopt_option,
     batch_option,
+    catch_up_options,
     cli,
     collection_options,
     config_option,
@@ -41,7 +42,6 @@ from .shell import (
     state_option,
     store_options,
     target_store_options,
-    updated_field_option,
     with_bars,
 )
 
@@ -61,7 +61,7 @@ __all__ = ["_sizes", "cache", "cache_clear_command", "cache_stats_command", "com
               help="After a verified alias move, delete the collection the alias left.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before --restart.")
 @adopt_option
-@updated_field_option
+@catch_up_options
 @batch_option
 @click.option("--wait", is_flag=True, default=None,
               help="With --batch: poll until every batch job is collected, then migrate.")
@@ -104,7 +104,7 @@ def migrate(bars: Bars, as_json: bool, quiet: bool, restart: bool, yes: bool, fo
 @cli.command()
 @run_options
 @adopt_option
-@updated_field_option
+@catch_up_options
 @output_options
 @with_bars
 def sync(bars: Bars, as_json: bool, quiet: bool, adopt_target: bool, **options: Any) -> None:

@@ -20,11 +20,12 @@ from ..errors import ConfigError, MigratorError, VerificationFailed
 from ..pipeline import Progress
 from ..settings import CollectionSettings, Settings, debugging, describe_validation, load_settings
 
-__all__ = ["adopt_option", "alias_options", "Bars", "batch_option", "cli", "collection_options",
-           "combine_options", "config_option", "confirm_restart", "emit", "Exit", "main",
+__all__ = ["adopt_option", "alias_options", "Bars", "batch_option", "catch_up_options", "cli",
+           "collection_options", "combine_options", "config_option", "confirm_restart", "emit",
+           "Exit", "main",
            "MigratorGroup", "output_options", "pipeline_options", "provider_options",
            "run_options", "settings_from", "state_option", "store_options",
-           "target_store_options", "updated_field_option", "with_bars", "with_collections"]
+           "target_store_options", "with_bars", "with_collections"]
 
 
 class Exit(click.ClickException):
@@ -126,7 +127,7 @@ pipeline_options = combine_options(
                  help="Refuse to start when the estimate exceeds it; stop (resumable) before "
                  "a run's spend would pass it."),
 )
-updated_field_option = combine_options(
+catch_up_options = combine_options(
     click.option(
         "--updated-field", metavar="FIELD",
         help="Payload field the application sets to the time of each write (with a range "
