@@ -22,12 +22,14 @@ from .locks import FileLock
 from .state import CACHE_FILE, open_db, transaction
 
 __all__ = ["CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "INDEX_EVERY", "ROWS_PER_INSERT",
-           "open_cache", "WAL_PAGES"]
+           "open_cache", "WAL_BYTES"]
 
-# The cache's WAL is checkpointed at this many pages (about 4 MB, SQLite's default), in the
-# writer thread as the run goes, so little is left to copy when the cache closes. The log
-# is appended to: a checkpoint copies each of its pages about once.
-WAL_PAGES = 1_000
+# The cache's WAL is checkpointed when about this much has been written to it (SQLite's
+# default, 1,000 pages of 4 KB), by `upkeep()` as the run goes, so little is left to copy
+# when the cache closes. The log is appended to: a checkpoint copies each page about once.
+WAL_BYTES = 4_000_000
+ROW_BYTES = 64  # a row's own bytes in the log or the index, besides its vector
+BUSY_MS = 30_000  # how long a write waits for another process's (unless told not to)
 INDEX_EVERY = 500_000  # rows appended to the cache's log before they are indexed
 # rows in one INSERT: 3 parameters a row stay under SQLite's 32,766 (the default since 3.32)
 ROWS_PER_INSERT = 4_096
@@ -114,7 +116,8 @@ class EmbeddingCache:
     `put_many` appends to the vector log and commits; `get_many` finds a key in the index,
     or among the rows this cache appended and has not indexed yet. The log's tail is indexed
     on `close()` (and when a crashed run left one, on the next open). Another process sees a
-    run's vectors once they are indexed.
+    run's vectors once they are indexed. `upkeep()` indexes a long tail and checkpoints the
+    WAL as a run goes; a waiting `put_many` does it itself.
     """
 
     def __init__(self, directory: Path | str) -> None:
@@ -123,7 +126,10 @@ class EmbeddingCache:
         # who has the cache open: each holds a shared lock, `clear` needs it alone
         self._in_use = FileLock(self.path.with_name(CACHE_FILE + ".lock"))
         self._in_use.take(exclusive=False, wait=True)
-        self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+        # checkpoints are `upkeep()`'s: SQLite's own would run inside a commit, and a commit
+        # may be made on the event loop
+        self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         self._writing = threading.Lock()  # one writer at a time on `_db`
         self._lock = threading.Lock()  # `_unindexed`, read by lookups on the event loop
         # lookups have a connection of their own: in WAL mode they read while the writer
@@ -136,6 +142,7 @@ class EmbeddingCache:
         self._appended = 0  # how many
         self._superseded: list[int] = []  # rows whose key was appended again
         self._may_replace = False  # a namespace with indexed rows was appended to
+        self._wal_bytes = 0  # written since the last checkpoint, about
         self._recorded: set[str] = set()  # namespaces this cache has listed
         self._indexed: set[str] | None = None  # namespaces with indexed rows; None: any
         self.index()  # a crashed run's tail
@@ -183,30 +190,30 @@ class EmbeddingCache:
             found[key] = (np.frombuffer(blob, dtype="<f4"), tokens)
 
     def put_many(self, space: str, keys: Sequence[bytes], vectors: np.ndarray,
-                 tokens: Sequence[int]) -> None:
+                 tokens: Sequence[int], *, wait: bool = True) -> bool:
         """Store one row of `vectors` under each key (little-endian float32), committed
-        before this returns; a key stored again replaces its vector."""
-        if space not in self._recorded:  # listed before its rows: a crash cannot hide them
-            with self._writing:
-                self._db.execute("INSERT OR IGNORE INTO cache_namespaces VALUES (?)", (space,))
-            self._recorded.add(space)
-        now = time.time()
-        matrix = np.ascontiguousarray(vectors, dtype="<f4")
-        dims = int(matrix.shape[1])
-        blob, width = matrix.tobytes(), dims * 4
-        ids: list[int] = []
-        with self._writing, (transaction(self._db, immediate=True)
-                             if len(keys) > ROWS_PER_INSERT else contextlib.nullcontext()):
-            self._appended += len(keys)
-            self._may_replace |= self._indexed is None or space in self._indexed
-            for start in range(0, len(keys), ROWS_PER_INSERT):
-                stop = min(start + ROWS_PER_INSERT, len(keys))
-                args: list[Any] = [dims, now]
-                for i in range(start, stop):
-                    args += (keys[i], blob[i * width:(i + 1) * width], tokens[i])
-                last = int(self._db.execute(_insert_rows(stop - start), args).lastrowid or 0)
-                # one statement under the write lock: its rows take consecutive ids
-                ids.extend(range(last - (stop - start) + 1, last + 1))
+        before this returns; a key stored again replaces its vector. Returns True.
+
+        With `wait=False` this never waits: when a write is under way (this process's or
+        another's), nothing is stored and it returns False; and the upkeep that comes due
+        (see `upkeep_due`) is left to the caller.
+        """
+        if not self._writing.acquire(blocking=wait):
+            return False
+        try:
+            if not wait:
+                self._db.execute("PRAGMA busy_timeout = 0")
+            try:
+                ids = self._append(space, keys, vectors, tokens)
+            except sqlite3.OperationalError as exc:
+                if wait or "locked" not in str(exc):
+                    raise
+                return False  # another process is writing
+            finally:
+                if not wait:
+                    self._db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+        finally:
+            self._writing.release()
         with self._lock:
             unindexed = self._unindexed
             if len(set(keys)) == len(keys) and unindexed.keys().isdisjoint(keys):
@@ -216,22 +223,69 @@ class EmbeddingCache:
                     if (earlier := unindexed.get(key)) is not None:
                         self._superseded.append(earlier)
                     unindexed[key] = row
-            full = len(self._unindexed) >= INDEX_EVERY
-        if full:
+        if wait:
+            self.upkeep()
+        return True
+
+    def _append(self, space: str, keys: Sequence[bytes], vectors: np.ndarray,
+                tokens: Sequence[int]) -> list[int]:
+        """Append the rows (under `_writing`); return their ids."""
+        if space not in self._recorded:  # listed before its rows: a crash cannot hide them
+            self._db.execute("INSERT OR IGNORE INTO cache_namespaces VALUES (?)", (space,))
+            self._recorded.add(space)
+        now = time.time()
+        matrix = np.ascontiguousarray(vectors, dtype="<f4")
+        dims = int(matrix.shape[1])
+        blob, width = matrix.tobytes(), dims * 4
+        ids: list[int] = []
+        with (transaction(self._db, immediate=True) if len(keys) > ROWS_PER_INSERT
+              else contextlib.nullcontext()):
+            for start in range(0, len(keys), ROWS_PER_INSERT):
+                stop = min(start + ROWS_PER_INSERT, len(keys))
+                args: list[Any] = [dims, now]
+                for i in range(start, stop):
+                    args += (keys[i], blob[i * width:(i + 1) * width], tokens[i])
+                last = int(self._db.execute(_insert_rows(stop - start), args).lastrowid or 0)
+                # one statement under the write lock: its rows take consecutive ids
+                ids.extend(range(last - (stop - start) + 1, last + 1))
+        self._appended += len(keys)
+        self._may_replace |= self._indexed is None or space in self._indexed
+        self._wal_bytes += len(blob) + len(keys) * ROW_BYTES
+        return ids
+
+    @property
+    def upkeep_due(self) -> bool:
+        """The WAL has grown past WAL_BYTES since its last checkpoint, or the log's tail
+        past INDEX_EVERY rows: `upkeep()` has work."""
+        return self._wal_bytes >= WAL_BYTES or len(self._unindexed) >= INDEX_EVERY
+
+    def upkeep(self) -> None:
+        """Index a long tail and checkpoint a grown WAL, when due. Either can take a while:
+        run it where waiting does not hold up the event loop."""
+        if len(self._unindexed) >= INDEX_EVERY:
             self.index()
+        if self._wal_bytes >= WAL_BYTES:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL's pages into the database file (the WAL is then reused, not grown)."""
+        with self._writing:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._wal_bytes = 0
 
     def index(self) -> None:
         """Index the log's tail by key (sorted, in one transaction); a key stored again
         keeps only its newest vector."""
         with self._writing:
             with transaction(self._db, immediate=True):
-                self._index_tail()
+                self._wal_bytes += self._index_tail() * ROW_BYTES
             with self._lock:  # after the commit: lookups find every row one way or another
                 self._unindexed.clear()
                 if self._indexed is not None:
                     self._indexed |= self._recorded
 
-    def _index_tail(self) -> None:
+    def _index_tail(self) -> int:
+        """Index the rows appended since the last pass; return how many."""
         done = self._db.execute("SELECT value FROM cache_meta WHERE name = 'indexed_through'"
                                 ).fetchone()[0]
         last = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM vectors").fetchone()[0]
@@ -243,7 +297,7 @@ class EmbeddingCache:
             superseded, self._superseded = self._superseded, []
         may_replace, self._may_replace = self._may_replace, False
         if last <= done:
-            return
+            return 0
         if may_replace or not mine:
             self._db.execute(  # the rows the tail's keys replace
                 "DELETE FROM vectors WHERE id IN (SELECT k.id FROM vectors t JOIN vector_keys "
@@ -261,6 +315,7 @@ class EmbeddingCache:
                              f"({', '.join('?' for _ in chunk)})", chunk)
         self._db.execute("UPDATE cache_meta SET value = ? WHERE name = 'indexed_through'",
                          (last,))
+        return int(last - done)
 
     def stats(self) -> CacheStats:
         entries = self._db.execute("SELECT COUNT(*) FROM vector_keys").fetchone()[0]

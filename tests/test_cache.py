@@ -3,16 +3,22 @@ bulk; and what happens to it across crashes, replacements and schema upgrades.""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from migrator.embedding.cache import cache_clear
+from migrator.catalog import ModelSpec
+from migrator.embedding import compose
+from migrator.embedding.base import Embedder, Embedding, InputKind
+from migrator.embedding.cache import INLINE_BYTES, cache_clear
 from migrator.errors import StateError
 from migrator.state import CACHE_FILE, open_db
-from migrator.vector_cache import EmbeddingCache
+from migrator.vector_cache import WAL_BYTES, EmbeddingCache
 
 from .conftest import held_by_a_child
 
@@ -170,26 +176,29 @@ def test_a_namespace_the_cache_never_held_is_not_looked_up(tmp_path: Path) -> No
         assert cache.get_many("ns", [key(0)])[key(0)][0][0] == 3.0
 
 
+class Counting(Embedder):
+    """Answers at once with vectors of ones and keeps every text it was sent."""
+
+    spec = ModelSpec("counting", "m", 4, max_inputs=4096, max_tokens_per_input=100)
+    batch_size = 4096
+
+    def __init__(self, dims: int = 4) -> None:
+        self.sent: list[str] = []
+        self._dims = dims
+
+    @property
+    def dims(self) -> int:
+        return self._dims
+
+    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
+        self.sent.extend(texts)
+        return Embedding(np.ones((len(texts), self._dims), dtype=np.float32), len(texts))
+
+    async def aclose(self) -> None:
+        return None
+
+
 def test_a_text_given_twice_in_one_call_is_sent_once(tmp_path: Path) -> None:
-    import asyncio
-
-    from migrator.catalog import ModelSpec
-    from migrator.embedding import compose
-    from migrator.embedding.base import Embedder, Embedding
-
-    class Counting(Embedder):
-        spec = ModelSpec("counting", "m", 4, max_inputs=16, max_tokens_per_input=100)
-        sent: list[str] = []
-        dims = 4
-        batch_size = 16
-
-        async def embed(self, texts, *, kind="document"):  # type: ignore[no-untyped-def]
-            self.sent.extend(texts)
-            return Embedding(np.ones((len(texts), 4), dtype=np.float32), len(texts))
-
-        async def aclose(self) -> None:
-            return None
-
     provider = Counting()
     with EmbeddingCache(tmp_path) as cache:
         stack = compose(provider, cache)
@@ -197,6 +206,79 @@ def test_a_text_given_twice_in_one_call_is_sent_once(tmp_path: Path) -> None:
         asyncio.run(stack.release())
     assert provider.sent == ["a", "b"] and result.vectors.shape == (3, 4)
     assert result.cached == 1
+
+
+def test_a_small_answer_is_committed_on_the_event_loop_and_a_big_one_in_the_thread(
+        tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Handing a small answer to the cache's thread cost a CPU-bound run more than writing
+    it (the threads take turns at the GIL): committed where it arrives. A big one would hold
+    up the event loop: the thread writes it. Either is committed before it is returned."""
+    committed: list[tuple[str, int]] = []
+    real = EmbeddingCache.put_many
+
+    def put_many(self, space, keys, vectors, tokens, *, wait=True):  # type: ignore[no-untyped-def]
+        done = real(self, space, keys, vectors, tokens, wait=wait)
+        if done:
+            committed.append((threading.current_thread().name, len(keys)))
+        return done
+
+    monkeypatch.setattr(EmbeddingCache, "put_many", put_many)
+    dims = 256  # a row of 1 KB
+    small, big = INLINE_BYTES // (4 * dims), INLINE_BYTES // (4 * dims) + 1
+    with EmbeddingCache(tmp_path) as cache:
+        stack = compose(Counting(dims), cache)
+
+        async def run() -> None:
+            await stack.embed([f"s{i}" for i in range(small)])
+            await stack.embed([f"b{i}" for i in range(big)])
+            await stack.release()
+
+        asyncio.run(run())
+    loop_thread = threading.current_thread().name
+    assert committed == [(loop_thread, small), ("migrator-cache_0", big)]
+
+
+def test_a_write_on_the_event_loop_never_waits(tmp_path: Path) -> None:
+    """Not for this process's cache thread, nor for another process holding SQLite's
+    write lock (a waiting write would freeze the loop for up to 30 s, Ctrl-C included)."""
+    with EmbeddingCache(tmp_path) as cache:
+        with cache._writing:  # the cache thread is writing
+            assert cache.put_many("ns", [key(1)], rows(1, 1.0), [1], wait=False) is False
+        other = sqlite3.connect(tmp_path / CACHE_FILE, isolation_level=None,
+                                check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process is writing
+        answers: list[bool] = []
+        attempt = threading.Thread(target=lambda: answers.append(cache.put_many(
+            "ns", [key(1)], rows(1, 1.0), [1], wait=False)))
+        attempt.start()
+        attempt.join(10)  # waiting would take BUSY_MS (30 s)
+        assert answers == [False]
+        assert cache.get_many("ns", [key(1)]) == {}
+        # a write that may wait still waits for the lock
+        release = threading.Timer(0.2, other.rollback)
+        release.start()
+        assert cache.put_many("ns", [key(1)], rows(1, 2.0), [1]) is True
+        release.join()
+        other.close()
+        assert cache.get_many("ns", [key(1)])[key(1)][0][0] == 2.0
+
+
+def test_the_wal_is_checkpointed_as_a_run_goes(tmp_path: Path) -> None:
+    """SQLite's own checkpoint would run inside a commit on the event loop: `upkeep()` does
+    it in the cache's thread instead, and the WAL stays about WAL_BYTES long."""
+    dims = 256
+    per_answer = INLINE_BYTES // (4 * dims)
+    with EmbeddingCache(tmp_path) as cache:
+        stack = compose(Counting(dims), cache)
+
+        async def run() -> None:
+            for answer in range(4 * WAL_BYTES // INLINE_BYTES):  # 16 MB, answer by answer
+                await stack.embed([f"{answer} {i}" for i in range(per_answer)])
+            await stack.release()
+
+        asyncio.run(run())
+        wal = tmp_path / (CACHE_FILE + "-wal")
+        assert 0 < wal.stat().st_size < 2 * WAL_BYTES
 
 
 def test_the_cache_is_not_cleared_under_a_process_that_has_it_open(tmp_path: Path) -> None:

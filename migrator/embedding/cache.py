@@ -22,13 +22,18 @@ import numpy as np
 
 from ..errors import CorruptState, ProviderResponseError
 from ..state import CACHE_FILE
-from ..vector_cache import CacheStats, EmbeddingCache
+from ..vector_cache import ROWS_PER_INSERT, CacheStats, EmbeddingCache
 from .base import CacheSlot, Embedder, Embedding, InputKind, Wrapper
 from .tokens import CHARS_PER_TOKEN
 
-__all__ = ["cache_clear", "CACHE_FORMAT", "cache_stats", "CachedEmbedder", "namespace"]
+__all__ = ["cache_clear", "CACHE_FORMAT", "cache_stats", "CachedEmbedder", "INLINE_BYTES",
+           "namespace"]
 
 CACHE_FORMAT = "v1"
+# An answer of up to this many bytes of vectors is committed on the event loop (about a
+# millisecond of writing): in a CPU-bound run, handing it to the cache's thread costs more
+# than the write, as the threads then take turns at the GIL. A bigger one goes to the thread.
+INLINE_BYTES = 256 * 1024
 
 
 def namespace(embedder: Embedder, kind: InputKind) -> str:
@@ -53,6 +58,7 @@ class CachedEmbedder(Wrapper):
         # One thread of its own: cache I/O must not queue behind (or hold up) the store's
         # reads and writes in the default executor, and SQLite serialises writes anyway.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrator-cache")
+        self._upkeep: asyncio.Future[None] | None = None  # the cache's, in that thread
         # being embedded now: a text is sent once however its repeats are spread over
         # concurrent requests. Each key maps to the answer of the call that claimed it (its
         # vectors and token shares, once committed) and its row in that answer.
@@ -135,16 +141,28 @@ class CachedEmbedder(Wrapper):
                      result: Embedding) -> list[int]:
         """Check an answer as the writer would and commit it, one transaction per answer;
         return each text's share of its tokens."""
-        _check_answer(result.vectors, self.inner.dims, self.spec.provider)
+        vectors = result.vectors
+        _check_answer(vectors, self.inner.dims, self.spec.provider)
         shares = _token_shares(texts, result.tokens)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._io, self.cache.put_many, space, keys,
-                                   result.vectors, shares)
+        # committed here when small and no other write is under way, else in the thread
+        if not (vectors.nbytes <= INLINE_BYTES and len(keys) <= ROWS_PER_INSERT
+                and self.cache.put_many(space, keys, vectors, shares, wait=False)):
+            await loop.run_in_executor(self._io, self.cache.put_many, space, keys, vectors,
+                                       shares)
+        elif self.cache.upkeep_due and (self._upkeep is None or self._upkeep.done()):
+            if self._upkeep is not None:
+                self._upkeep.result()  # the last one's error, if it had one
+            self._upkeep = loop.run_in_executor(self._io, self.cache.upkeep)
         return shares
 
     async def finish(self) -> None:
-        """Stop the cache thread (every answer is committed already)."""
-        self._io.shutdown(wait=True)
+        """Wait for the cache's upkeep and stop its thread (every answer is committed)."""
+        try:
+            if self._upkeep is not None:
+                await self._upkeep
+        finally:
+            self._io.shutdown(wait=True)
 
     def cache_slot(self, kind: InputKind = "document") -> CacheSlot | None:
         if self.inner.sizing is not None:  # this cache holds sized vectors, not answers
