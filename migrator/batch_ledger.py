@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .databases import transaction
 from .errors import StateError
-from .state import State, transaction
+from .state import State
 
 __all__ = ["BatchLedger", "custom_id", "JobRow", "MAX_ATTEMPTS", "OPEN"]
 

@@ -9,7 +9,7 @@ __all__ = ["BadInput", "BudgetExceeded", "CollectionExists", "CollectionNotFound
     "ConfigErrorMixin", "CorruptState", "DataError", "DimensionMismatch", "InputTooLong",
     "Interrupted", "MigratorError", "MissingText", "NotSent", "ProviderAuthError", "ProviderError",
     "ProviderQuotaError", "ProviderRateLimited", "ProviderResponseError", "ProviderUnreachable",
-    "SchemaMismatch", "StateError", "StoreError", "VerificationFailed"]
+    "SchemaMismatch", "StateBusy", "StateError", "StoreError", "VerificationFailed"]
 
 
 class MigratorError(Exception):
@@ -129,6 +129,11 @@ class BudgetExceeded(MigratorError):
     def __init__(self, message: str, *, spent: float) -> None:
         super().__init__(message)
         self.spent = spent
+
+
+class StateBusy(StateError):
+    """Another process holds a state or cache file's write lock (longer than a write
+    waits)."""
 
 
 class CorruptState(StateError):

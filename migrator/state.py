@@ -12,26 +12,24 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from typing_extensions import TypedDict, Unpack
 
-from .errors import CorruptState, StateError
+from .databases import open_db, transaction
+from .errors import StateError
 from .locks import FileLock
 
-__all__ = ["CACHE_FILE", "migration_id", "MigrationRecord", "open_db", "Phase", "RecordUpdate",
-           "State", "STATE_FILE", "STATE_SCHEMA", "transaction"]
+__all__ = ["migration_id", "MigrationRecord", "Phase", "RecordUpdate", "State", "STATE_FILE",
+           "STATE_SCHEMA"]
 
 STATE_FILE = "state.db"
-CACHE_FILE = "cache.db"  # the embedding cache (vector_cache.py)
 
 # (version, name, SQL): applied in order, each in its own transaction.
 STATE_SCHEMA: list[tuple[int, str, str]] = [
@@ -125,85 +123,6 @@ STATE_SCHEMA: list[tuple[int, str, str]] = [
         ) WITHOUT ROWID;
     """),
 ]
-
-
-def open_db(path: Path, schema: list[tuple[int, str, str]]) -> sqlite3.Connection:
-    """Open (or create) a state file and bring its schema up to date.
-
-    Raises:
-        StateError: the file or its directory cannot be read or written (permissions).
-        CorruptState: the file is not a readable database of ours.
-    """
-    _check_access(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-            raise sqlite3.DatabaseError("integrity check failed")
-    except (sqlite3.OperationalError, PermissionError) as exc:
-        if isinstance(exc, PermissionError) or _access_problem(exc):
-            raise _denied(path, exc) from exc
-        raise _corrupt(path, exc) from exc
-    except sqlite3.DatabaseError as exc:
-        raise _corrupt(path, exc) from exc
-    latest = schema[-1][0]
-    if version > latest:
-        raise StateError(f"The state file {path} has schema version {version}, newer than "
-                         f"this migrator understands ({latest}); upgrade migrator.")
-    for number, _name, sql in schema:
-        if number > version:  # the schema change and its version number commit together
-            db.executescript(f"BEGIN; {sql} PRAGMA user_version = {number}; COMMIT;")
-    return db
-
-
-def _check_access(path: Path) -> None:
-    """Permission problems are told apart from corruption before SQLite reports either as
-    "unable to open database file"."""
-    for target, mode in ((path, os.R_OK | os.W_OK), (path.parent, os.W_OK | os.X_OK)):
-        if target.exists() and not os.access(target, mode):
-            raise _denied(path, PermissionError(f"permission denied on {target}"))
-
-
-def _access_problem(exc: sqlite3.OperationalError) -> bool:
-    message = str(exc).lower()
-    return any(s in message for s in ("unable to open", "readonly", "read-only",
-                                      "permission", "access"))
-
-
-def _denied(path: Path, exc: BaseException) -> StateError:
-    return StateError(
-        f"migrator cannot read and write {path} ({exc}). The file is not corrupt: run as the "
-        "user who owns it, or fix the permissions of the file and its directory (`ls -l`), "
-        "or choose another --state-dir.")
-
-
-def _corrupt(path: Path, exc: BaseException) -> CorruptState:
-    if path.name == CACHE_FILE:
-        return CorruptState(
-            f"The embedding cache {path} is corrupt or truncated ({exc}). It holds only "
-            "embeddings: `migrator cache clear` removes it (the next run pays for what it "
-            "embeds again); the progress in state.db is untouched.")
-    return CorruptState(
-        f"The state file {path} is corrupt or truncated ({exc}). migrator will not replace "
-        "it: restore it from a backup, or move it aside (the run then starts from scratch and "
-        "rollback loses the alias history; a separate cache.db still saves repeat charges).")
-
-
-@contextmanager
-def transaction(db: sqlite3.Connection, *, immediate: bool = False) -> Iterator[None]:
-    """One transaction around many statements (autocommit would commit each row);
-    `immediate` takes the write lock at once (the statements read before they write)."""
-    db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
 
 
 class Phase(str, enum.Enum):

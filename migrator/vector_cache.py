@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -17,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StateError
+from .databases import BUSY_SECONDS, CACHE_FILE, connect, open_db, transaction
+from .errors import StateBusy, StateError
 from .locks import FileLock
-from .state import CACHE_FILE, open_db, transaction
 
 __all__ = ["CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "INDEX_EVERY", "ROWS_PER_INSERT",
            "open_cache", "WAL_BYTES"]
@@ -29,7 +28,6 @@ __all__ = ["CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "INDEX_EVERY", "ROWS_
 # when the cache closes. The log is appended to: a checkpoint copies each page about once.
 WAL_BYTES = 4_000_000
 ROW_BYTES = 64  # a row's own bytes in the log or the index, besides its vector
-BUSY_MS = 30_000  # how long a write waits for another process's (unless told not to)
 INDEX_EVERY = 500_000  # rows appended to the cache's log before they are indexed
 # rows in one INSERT: 3 parameters a row stay under SQLite's 32,766 (the default since 3.32)
 ROWS_PER_INSERT = 4_096
@@ -122,20 +120,26 @@ class EmbeddingCache:
 
     def __init__(self, directory: Path | str) -> None:
         self.path = Path(directory) / CACHE_FILE
-        self._db = open_db(self.path, CACHE_SCHEMA)
-        # who has the cache open: each holds a shared lock, `clear` needs it alone
-        self._in_use = FileLock(self.path.with_name(CACHE_FILE + ".lock"))
-        self._in_use.take(exclusive=False, wait=True)
+        with contextlib.ExitStack() as opened:  # what is open so far, closed if one fails
+            self._db = open_db(self.path, CACHE_SCHEMA)
+            opened.callback(self._db.close)
+            # who has the cache open: each holds a shared lock, `clear` needs it alone
+            self._in_use = FileLock(self.path.with_name(CACHE_FILE + ".lock"))
+            opened.callback(self._in_use.close)
+            self._in_use.take(exclusive=False, wait=True)
+            # lookups have a connection of their own: in WAL mode they read while a write
+            # goes on, and a lookup of a few hundred keys is quick enough to run inline
+            self._reader = connect(self.path)
+            opened.callback(self._reader.close)
+            self._start()
+            opened.pop_all()
+
+    def _start(self) -> None:
         # checkpoints are `upkeep()`'s: SQLite's own would run inside a commit, and a commit
         # may be made on the event loop
         self._db.execute("PRAGMA wal_autocheckpoint = 0")
-        self._db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         self._writing = threading.Lock()  # one writer at a time on `_db`
         self._lock = threading.Lock()  # `_unindexed`, read by lookups on the event loop
-        # lookups have a connection of their own: in WAL mode they read while the writer
-        # thread writes, and a lookup of a few hundred keys is quick enough to run inline
-        self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=30)
         # appended and not indexed yet: key -> its row
         self._unindexed: dict[bytes, int] = {}
         # what the index pass needs to know of the rows appended since the last one
@@ -205,13 +209,13 @@ class EmbeddingCache:
                 self._db.execute("PRAGMA busy_timeout = 0")
             try:
                 ids = self._append(space, keys, vectors, tokens)
-            except sqlite3.OperationalError as exc:
-                if wait or "locked" not in str(exc):
+            except StateBusy:
+                if wait:
                     raise
                 return False  # another process is writing
             finally:
                 if not wait:
-                    self._db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+                    self._db.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
         finally:
             self._writing.release()
         with self._lock:
@@ -360,7 +364,7 @@ class EmbeddingCache:
             self.index()
         finally:
             self._reader.close()
-            with contextlib.suppress(sqlite3.Error):  # another process may be reading: fine
+            with contextlib.suppress(StateError):  # another process may be reading: fine
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
             self._in_use.close()

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from migrator.catalog import ModelSpec
+from migrator.databases import CACHE_FILE, open_db
 from migrator.embedding import compose
 from migrator.embedding.base import Embedder, Embedding, InputKind
 from migrator.embedding.cache import INLINE_BYTES, cache_clear
 from migrator.errors import StateError
-from migrator.state import CACHE_FILE, open_db
 from migrator.vector_cache import WAL_BYTES, EmbeddingCache
 
 from .conftest import held_by_a_child
@@ -251,7 +251,7 @@ def test_a_write_on_the_event_loop_never_waits(tmp_path: Path) -> None:
         attempt = threading.Thread(target=lambda: answers.append(cache.put_many(
             "ns", [key(1)], rows(1, 1.0), [1], wait=False)))
         attempt.start()
-        attempt.join(10)  # waiting would take BUSY_MS (30 s)
+        attempt.join(10)  # waiting would take BUSY_SECONDS (30 s)
         assert answers == [False]
         assert cache.get_many("ns", [key(1)]) == {}
         # a write that may wait still waits for the lock
@@ -296,3 +296,20 @@ def test_a_process_killed_with_the_cache_open_does_not_block_a_clear(tmp_path: P
                          f"cache = EmbeddingCache({str(tmp_path)!r})"), pytest.raises(StateError):
         cache_clear(tmp_path)
     assert cache_clear(tmp_path) == 0
+
+
+def test_a_cache_that_fails_to_open_holds_nothing_open(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Say a crashed run's tail cannot be indexed: the lock that says the cache is in use
+    went only when the half-made object was collected, so a `cache clear` was refused."""
+    with EmbeddingCache(tmp_path) as cache:
+        cache.put_many("ns", [key(1)], rows(1, 1.0), [1])
+
+    def fail(self: EmbeddingCache) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(EmbeddingCache, "index", fail)
+    with pytest.raises(sqlite3.OperationalError) as failed:
+        EmbeddingCache(tmp_path)
+    monkeypatch.undo()
+    assert failed.value is not None  # its traceback keeps the half-made cache alive
+    assert cache_clear(tmp_path) == 1

@@ -155,6 +155,44 @@ def test_first_signal_stops_gracefully_and_the_rerun_resumes(
             assert result["resumed_written"] == written
 
 
+# the CLI in a child whose cache.db may hold only so many pages: SQLite then fails as on a
+# full disk ("database or disk is full")
+SMALL_DISK = """
+import sys
+import migrator.databases as databases
+real = databases.connect
+def connect(path):
+    db = real(path)
+    if path.name == "cache.db":
+        db.execute("PRAGMA max_page_count = {pages}")
+    return db
+databases.connect = connect
+from migrator.cli.shell import main
+sys.argv[0] = "migrator"
+main()
+"""
+
+
+@pytest.mark.slow
+def test_a_full_disk_ends_with_its_message_and_the_rerun_pays_only_what_was_lost(
+        store: Path) -> None:
+    """A state directory on a full disk ended the run with SQLite's traceback."""
+    with LoopbackServer(dims=8) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-c", SMALL_DISK.format(pages=40), *migrate_args(store, server)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        code, _, err = ended(process)
+        assert code == 1, err
+        assert "Traceback" not in err and "cache.db is full" in err
+        assert "run the same command again" in err
+        paid = server.texts
+        assert 0 < paid < POINTS  # it stopped on the way
+        finish_and_count(store, server)
+        # what was committed before the disk filled is not paid again: only the answer that
+        # did not fit and those in flight beside it (4 requests of 32 texts)
+        assert server.texts - POINTS <= 4 * 32
+
+
 @pytest.mark.slow
 def test_a_stop_does_not_wait_out_the_retries_of_a_failing_provider(store: Path) -> None:
     """The first Ctrl-C while the server answered 503 waited for every request to go

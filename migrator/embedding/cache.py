@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..databases import CACHE_FILE
 from ..errors import CorruptState, ProviderResponseError
-from ..state import CACHE_FILE
 from ..vector_cache import ROWS_PER_INSERT, CacheStats, EmbeddingCache
 from .base import CacheSlot, Embedder, Embedding, InputKind, Wrapper
 from .tokens import CHARS_PER_TOKEN
