@@ -16,8 +16,10 @@ from .state import MigrationRecord
 from .store import CollectionSchema, QdrantStore
 from .texts import TextSource
 
-__all__ = ["Job", "check_aliases", "check_existing_target", "model_slug",
-           "refuse_source_as_target", "target_name"]
+__all__ = ["Job", "check_aliases", "check_default_target", "check_existing_target",
+           "model_slug", "refuse_source_as_target", "target_name"]
+
+LONGEST_NAME = 255  # characters in a collection's name (Qdrant)
 
 
 def target_name(source: str, spec: ModelSpec, dims: int | str) -> str:
@@ -26,6 +28,21 @@ def target_name(source: str, spec: ModelSpec, dims: int | str) -> str:
     For example `docs__text-embedding-3-small-512`.
     """
     return f"{source}__{model_slug(spec)}-{dims}"
+
+
+def check_default_target(source: str, spec: ModelSpec, dims: int | None) -> None:
+    """The default target of `source` is a name Qdrant accepts, whatever size the probe
+    finds (`dims`, when it is known before).
+
+    Raises:
+        ConfigError: the name would be too long: found before anything is paid for.
+    """
+    longest = target_name(source, spec, dims or 65_536)
+    if len(longest) > LONGEST_NAME:
+        raise ConfigError(
+            f"The default target name of {source!r}, '<source>__{model_slug(spec)}-<size>', "
+            f"would be {len(longest)} characters, over the {LONGEST_NAME} Qdrant allows. Name "
+            "the target with --target (or `target` in the collection's settings).")
 
 
 def model_slug(spec: ModelSpec) -> str:

@@ -30,6 +30,7 @@ from .interrupts import Stop, stoppable
 from .jobs import Job, check_aliases, check_existing_target, refuse_source_as_target, target_name
 from .ownership import Confirm, claim, drop_left, provenance, restart
 from .pipeline import Checkpoint, Pipeline, Progress
+from .preflight import refuse_before_paying
 from .results import (
     Bill,
     CollectionResult,
@@ -44,7 +45,7 @@ from .results import (
 from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource, StateSkipLog
-from .spending import bill_of, budget_for, refuse_over_budget
+from .spending import bill_of, budget_for
 from .state import MigrationRecord, Phase, State, migration_id
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource
@@ -188,16 +189,8 @@ class _Run:
                  force: bool = False, confirm: Confirm | None = None) -> MigrationResult:
         started = time.perf_counter()
         collections = self.settings.collections
-        for config, schema in zip(collections, schemas, strict=True):
-            schema.vector(config.vector)  # the vector to replace exists, before any request
-            if field := self.settings.sync.updated_field:  # it can be read, as a time
-                self.source.time_form(schema.name, field)
-        for config, schema in zip(collections[1:], schemas[1:], strict=True):
-            probe_texts(self.source, schema, config, self.embedder,
-                        self.settings.provider.long_input)  # has text
-        if self.budget is not None:
-            refuse_over_budget(self.budget, self.settings, self.source, self.target,
-                               self.state, schemas, self.embedder)
+        refuse_before_paying(self.settings, self.source, self.target, self.state, schemas,
+                             self.embedder, self.budget)
         first = collections[0]
         with self._phase("probe"):
             checked = await self._probe(schemas[0], first)

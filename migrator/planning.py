@@ -13,7 +13,7 @@ from .embedding import model_spec
 from .embedding.sizing import DimsDecision, decide
 from .embedding.tokens import estimate_tokens
 from .errors import ConfigError
-from .jobs import target_name
+from .jobs import check_default_target, target_name
 from .naming import env_variable
 from .settings import CollectionSettings, Settings
 from .store import CollectionSchema, Point, QdrantStore, opened
@@ -208,6 +208,11 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     )
     plan.storage = storage(schema, vector.name, dims or vector.size, page.points)
     plan.warnings = _collection_warnings(plan, settings, target, spec)
+    try:
+        if config.target is None:
+            check_default_target(config.name, spec, dims)
+    except ConfigError as exc:
+        plan.warnings.append(f"migrate will refuse to start: {exc}")
     return plan
 
 

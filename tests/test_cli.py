@@ -154,6 +154,22 @@ def test_a_target_qdrant_would_refuse_costs_nothing(store_path: Path, target: st
     assert result.exit_code == 2 and "target" in result.stderr
 
 
+def test_a_default_target_name_too_long_for_qdrant_costs_nothing(tmp_path: Path) -> None:
+    """It failed at creation, after the probe had been paid for."""
+    long_name = "d" * 250
+    store = embedded_store(tmp_path / "q", {long_name: 20})
+    with LoopbackServer(dims=12) as server:
+        result = run("migrate", "--qdrant-path", str(store), "--collection", long_name,
+                     "--provider", "openai-compatible", "--model", "mini",
+                     "--base-url", server.url, "--state-dir", str(tmp_path / "state"))
+        assert server.requests == 0
+    assert result.exit_code == 2, result.output
+    assert "over the 255 Qdrant allows" in result.stderr and "--target" in result.stderr
+    planned = run("plan", "--qdrant-path", str(store), "--collection", long_name,
+                  "--provider", "openai-compatible", "--model", "mini")
+    assert planned.exit_code == 0 and "migrate will refuse to start" in planned.stdout
+
+
 def test_credentials_in_a_base_url_are_never_printed(store_path: Path) -> None:
     result = run("migrate", "--qdrant-path", str(store_path), "--collection", "docs",
                  "--provider", "openai-compatible", "--model", "mini",

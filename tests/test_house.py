@@ -176,6 +176,7 @@ LAYERS = [
     ["migrator.comparison"],
     ["migrator.migration", "migrator.syncing", "migrator.aliases", "migrator.status",
      "migrator.ingestion", "migrator.demo", "migrator.report"],
+    ["migrator.preflight"],
     ["migrator.pipeline", "migrator.sources", "migrator.catchup", "migrator.gate",
      "migrator.results", "migrator.ownership", "migrator.spending", "migrator.planning",
      "migrator.batching", "migrator.inplace"],
@@ -183,6 +184,7 @@ LAYERS = [
     ["migrator.jobs", "migrator.sampling"],
     ["migrator.embedding", "migrator.store", "migrator.state", "migrator.vector_cache",
      "migrator.records", "migrator.batch_ledger"],
+    ["migrator.databases"],
     ["migrator.errors", "migrator.settings", "migrator.naming", "migrator.locks",
      "migrator.catalog", "migrator.texts", "migrator.metrics", "migrator.interrupts"],
 ]

@@ -1,0 +1,35 @@
+"""What a migration run refuses before its first request, so that nothing is paid for a run
+that cannot succeed: a vector to replace that is not there, an `updated_field` that cannot
+be read as a time, a collection without text, a default target name Qdrant would refuse, an
+estimate over the budget. (The first collection's text is checked by the probe itself.)"""
+
+from __future__ import annotations
+
+from .embedding import Embedder
+from .embedding.usage import Budget
+from .inplace import in_place
+from .jobs import check_default_target
+from .settings import Settings
+from .spending import refuse_over_budget
+from .state import State
+from .store import CollectionSchema, QdrantStore
+from .verification.dimensions import probe_texts
+
+__all__ = ["refuse_before_paying"]
+
+
+def refuse_before_paying(settings: Settings, source: QdrantStore, target: QdrantStore,
+                         state: State, schemas: list[CollectionSchema], embedder: Embedder,
+                         budget: Budget | None) -> None:
+    """Raise what would stop the run later (ConfigError, DataError, BudgetExceeded, ...)."""
+    collections = settings.collections
+    for config, schema in zip(collections, schemas, strict=True):
+        schema.vector(config.vector)
+        if config.target is None and not in_place(config, settings):
+            check_default_target(config.name, embedder.spec, embedder.dims)
+        if field := settings.sync.updated_field:
+            source.time_form(schema.name, field)
+    for config, schema in zip(collections[1:], schemas[1:], strict=True):
+        probe_texts(source, schema, config, embedder, settings.provider.long_input)
+    if budget is not None:
+        refuse_over_budget(budget, settings, source, target, state, schemas, embedder)
