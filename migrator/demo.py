@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .blocking import outside_loop, run_blocking
 from .embedding import Embedder, build_embedder
 from .embedding import local as local_provider
 from .errors import ConfigError
@@ -98,6 +99,7 @@ def demo(directory: Path | str = "migrator-demo", *, prefer_local: bool = True,
     Raises:
         ConfigError: `directory` exists and is not an earlier demo's.
     """
+    outside_loop("demo")  # before anything is made
     root = _fresh_directory(Path(directory))
     new_model, note = choose_new_model(prefer_local)
     base = Settings(
@@ -118,7 +120,7 @@ def demo(directory: Path | str = "migrator-demo", *, prefer_local: bool = True,
         embedder = build_embedder(new_model)
         migration = migrate(new_settings, source_store=store, embedder=embedder,
                             on_progress=on_progress)
-        searches = asyncio.run(_searches(store, embedder))
+        searches = run_blocking(_searches(store, embedder), "demo")
     finally:
         store.close()
     return DemoResult(str(root), note, ingested, migration, searches)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from .blocking import run_blocking
 from .embedding import Embedder, build_embedder
 from .embedding.tokens import token_counter
 from .errors import BadInput, ConfigError, InputTooLong
@@ -108,8 +108,8 @@ def ingest(
     if id_field is None:
         id_field = "_id" if fmt == "beir" else _guess_id_field(source_path, fmt)
     text = TextSource.from_settings(text_field, text_template)
-    return asyncio.run(_ingest(source_path, fmt, collection, settings, text, id_field, vector,
-                               distance, store, embedder, on_progress))
+    return run_blocking(_ingest(source_path, fmt, collection, settings, text, id_field, vector,
+                                distance, store, embedder, on_progress), "ingest")
 
 
 def _guess_id_field(path: Path, fmt: Literal["jsonl", "csv", "beir"]) -> str | None:

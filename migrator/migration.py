@@ -4,7 +4,6 @@ continues where an interrupted one stopped."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .batching import BATCH_PROBE, no_batches_running, run_batches
+from .blocking import run_blocking
 from .catchup import changes_source
 from .embedding import Embedder, build_embedder, compose
 from .errors import ConfigError, DataError, MigratorError, ProviderError, StoreError
@@ -72,10 +72,10 @@ def migrate(
 ) -> MigrationResult:
     """Re-embed every configured collection and move its alias: `amigrate()`, run to the
     end (see there for arguments)."""
-    return asyncio.run(amigrate(settings, source_store=source_store, target_store=target_store,
-                                embedder=embedder, on_progress=on_progress, restart=restart,
-                                force=force, drop_old=drop_old, adopt_target=adopt_target,
-                                confirm=confirm))
+    return run_blocking(amigrate(settings, source_store=source_store, target_store=target_store,
+                                 embedder=embedder, on_progress=on_progress, restart=restart,
+                                 force=force, drop_old=drop_old, adopt_target=adopt_target,
+                                 confirm=confirm), "migrate", "amigrate")
 
 
 async def amigrate(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from .blocking import run_blocking
 from .embedding import Embedder
 from .errors import ConfigError
 from .interrupts import stoppable
@@ -47,8 +47,8 @@ def sync(
     if not settings.collections:
         raise ConfigError("No collection to sync: give --collection NAME or a `collections:` "
                           "list in the configuration file.")
-    return asyncio.run(_sync(settings, source_store, target_store, embedder, on_progress,
-                             adopt_target))
+    return run_blocking(_sync(settings, source_store, target_store, embedder, on_progress,
+                              adopt_target), "sync")
 
 
 async def _sync(settings: Settings, source_store: QdrantStore | None,

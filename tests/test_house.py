@@ -186,7 +186,8 @@ LAYERS = [
      "migrator.records", "migrator.batch_ledger"],
     ["migrator.databases"],
     ["migrator.errors", "migrator.settings", "migrator.naming", "migrator.locks",
-     "migrator.catalog", "migrator.texts", "migrator.metrics", "migrator.interrupts"],
+     "migrator.blocking", "migrator.catalog", "migrator.texts", "migrator.metrics",
+     "migrator.interrupts"],
 ]
 
 

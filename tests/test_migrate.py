@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,9 @@ from migrator import (
     ProviderSettings,
     SchemaMismatch,
     Settings,
+    demo,
     migrate,
+    sync,
 )
 from migrator.embedding import construct, model_spec
 from migrator.store import QdrantStore
@@ -354,3 +358,29 @@ def test_one_http_embedder_serves_several_migrate_calls(memory_store: QdrantStor
     for point in records(memory_store, result.collections[0].target).values():
         np.testing.assert_allclose(point.vector, vector_for(point.payload["text"], 8),
                                    atol=1e-6)
+
+
+def test_the_blocking_api_inside_an_event_loop_says_what_to_call(
+        store: QdrantStore, tmp_path: Path) -> None:
+    """In a Jupyter notebook `migrate()` raised asyncio's "asyncio.run() cannot be called
+    from a running event loop" and warned that `amigrate` was never awaited."""
+    make_collection(store.client, "docs", n=20)
+    config = settings(tmp_path, CollectionSettings(name="docs"))
+
+    async def in_a_notebook() -> None:
+        with pytest.raises(RuntimeError, match=r"use `await amigrate\(\.\.\.\)`"):
+            migrate(config, source_store=store)
+        with pytest.raises(RuntimeError, match=r"`await asyncio.to_thread\(sync, \.\.\.\)`"):
+            sync(config, source_store=store)
+        with pytest.raises(RuntimeError, match="Nothing was done"):
+            demo(tmp_path / "demo")
+        assert not (tmp_path / "demo").exists()
+        # what the message advises works
+        done = await asyncio.to_thread(migrate, config, source_store=store)
+        assert done.collections[0].stats.written == 20
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        asyncio.run(in_a_notebook())
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..blocking import run_blocking
 from ..embedding import build_embedder
 from ..embedding.base import Embedder, InputKind
 from ..embedding.http import HttpClient
@@ -49,7 +50,7 @@ __all__ = ["acompare", "CandidateResult", "compare", "CompareResult", "Figure",
 
 def compare(dataset: Dataset, candidates: Sequence[Candidate], **options: Any) -> CompareResult:
     """Measure every candidate on `dataset`; see `acompare` for the options."""
-    return asyncio.run(acompare(dataset, candidates, **options))
+    return run_blocking(acompare(dataset, candidates, **options), "compare", "acompare")
 
 
 async def acompare(dataset: Dataset, candidates: Sequence[Candidate], *,

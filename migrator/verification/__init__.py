@@ -8,12 +8,12 @@ quality when configured). The checks live in `checks.py`, labelled quality in
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..blocking import run_blocking
 from ..embedding import Embedder, build_embedder, compose
 from ..embedding.usage import PhaseUsage
 from ..errors import ConfigError
@@ -92,7 +92,7 @@ def verify(settings: Settings, *, source_store: QdrantStore | None = None,
     if not settings.collections:
         raise ConfigError("No collection to verify: give --collection NAME (and --target) or "
                           "a `collections:` list in the configuration file.")
-    return asyncio.run(_verify(settings, source_store, target_store, embedder))
+    return run_blocking(_verify(settings, source_store, target_store, embedder), "verify")
 
 
 async def _verify(settings: Settings, source_store: QdrantStore | None,

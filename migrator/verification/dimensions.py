@@ -16,13 +16,13 @@ is created.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
+from ..blocking import run_blocking
 from ..catalog import ModelSpec
 from ..embedding import Embedder, build_embedder, model_spec
 from ..embedding.sizing import (
@@ -267,8 +267,8 @@ def validate(
         raise ConfigError("No collection to validate: give --collection NAME or a "
                           "`collections:` list in the configuration file.")
     with opened(settings.source, None, source_store=source_store) as (store, _):
-        return asyncio.run(_validate(settings, store, embedder, full=full, sample=sample,
-                                     dims=dims, probe_provider=probe_provider))
+        return run_blocking(_validate(settings, store, embedder, full=full, sample=sample,
+                                      dims=dims, probe_provider=probe_provider), "validate")
 
 
 async def _validate(settings: Settings, store: QdrantStore, embedder: Embedder | None, *,
