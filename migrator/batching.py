@@ -38,6 +38,7 @@ from .sources import ScrollSource
 from .state import State
 from .store import CollectionSchema, QdrantStore
 from .texts import TextSource
+from .wording import counted, has
 
 __all__ = ["BATCH_PROBE", "BatchReport", "no_batches_running", "run_batches",
            "REFUSED_FOR_NOW"]
@@ -140,8 +141,9 @@ async def no_batches_running(state: State, scopes: list[str], embedder: Embedder
     if api is None:
         texts = sum(job.texts for job in running)
         raise ConfigError(
-            f"{len(running):,} batch job(s) with {texts:,} texts of "
-            f"{', '.join(sorted({repr(j.scope) for j in running}))} are still running at the "
+            f"{counted(len(running), 'batch job')} with {counted(texts, 'text')} of "
+            f"{', '.join(sorted({repr(j.scope) for j in running}))} "
+            f"{has(len(running), 'is', 'are')} still running at the "
             "provider; a synchronous run would pay for those texts again. Collect them with "
             "`migrator migrate --batch` (--wait to wait for them), cancel them and embed the "
             "rest synchronously with `migrator migrate --batch --batch-fallback sync`, or "

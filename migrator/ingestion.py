@@ -20,6 +20,7 @@ from .records import detect_format, point_id, read_records
 from .settings import Distance, Settings
 from .store import UNNAMED, Page, Point, QdrantStore, opened
 from .texts import NOT_UNICODE, TextSource
+from .wording import counted, has
 
 __all__ = ["BEIR_TEMPLATE", "check_records", "detect_format", "ingest", "IngestResult",
     "InputFormat", "point_id", "read_records", "RecordSource"]
@@ -169,7 +170,8 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
     if repeated:
         shown = ", ".join(repr(i) for i in repeated[:10])
         raise BadInput(
-            f"{len(repeated)} record(s) of {path} repeat an id of an earlier one ({shown}): "
+            f"{counted(len(repeated), 'record')} of {path} "
+            f"{has(len(repeated), 'repeats', 'repeat')} an id of an earlier one ({shown}): "
             "each id is one point, so all but one of each would be lost. Give --id-field a "
             "field that is unique, or remove the repeats. Nothing was created.")
     if records and not with_text:

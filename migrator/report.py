@@ -11,8 +11,9 @@ from typing import Any
 
 from .catalog import ModelSpec
 from .errors import ConfigError, MigratorError
+from .wording import counted
 
-__all__ = ["alias_move", "batch_lines", "bill", "cache", "counted", "demo", "dims_line", "duration",
+__all__ = ["alias_move", "batch_lines", "bill", "cache", "demo", "dims_line", "duration",
     "ingest", "migration", "models", "money", "plan", "save", "status", "sync", "sync_counts",
     "table", "to_json", "validation", "verification", "verify", "verify_markdown", "writable",
     "WRITE_MODES"]
@@ -27,11 +28,6 @@ WRITE_MODES = {  # what each way of writing a backfill means, for the report
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=str)
-
-
-def counted(count: int, noun: str) -> str:
-    """`1 request`, `2 requests`."""
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def writable(path: Path) -> Path:

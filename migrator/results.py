@@ -27,6 +27,7 @@ from .settings import Settings
 from .state import State
 from .store import QdrantStore
 from .verification.checks import VerificationReport
+from .wording import counted, has
 
 __all__ = ["Bill", "CollectionResult", "count_check_inputs", "MigrationResult", "problem_of",
            "over_budget_error", "raise_problems", "stopped_error", "where_it_stopped"]
@@ -164,7 +165,8 @@ def problem_of(job: Job, result: CollectionResult, settings: Settings) -> Migrat
         shown = ", ".join(repr(i) for i in result.too_long[:10])
         limit = settings.provider.model
         return InputTooLong(
-            f"{len(result.too_long)} point(s) of {job.config.name!r} have a text longer than "
+            f"{counted(len(result.too_long), 'point')} of {job.config.name!r} "
+            f"{has(len(result.too_long))} a text longer than "
             f"{limit} accepts: {shown}; they were not sent. The list is in {result.skip_file}. "
             "Set provider.long_input to truncate (keep the start) or chunk-mean (embed the "
             "pieces and average them), or shorten those texts. No alias was moved.")
@@ -174,7 +176,7 @@ def problem_of(job: Job, result: CollectionResult, settings: Settings) -> Migrat
         more = (f" and {missing - len(result.first_skipped)} more"
                 if missing > len(result.first_skipped) else "")
         return MissingText(
-            f"{missing} point(s) of {job.config.name!r} have no text in "
+            f"{counted(missing, 'point')} of {job.config.name!r} {has(missing)} no text in "
             f"{job.text.describe()}: {shown}{more}. The full list is in {result.skip_file}. "
             "Fix those payloads, point text_field/text_template at the text, or run again with "
             "--missing-text skip to migrate without them. No alias was moved.",

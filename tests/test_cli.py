@@ -111,7 +111,7 @@ def test_missing_text_exits_1_and_lists_ids(tmp_path: Path) -> None:
     result = run("migrate", "--qdrant-path", str(path), "--state-dir", str(tmp_path / "s"),
                  "--collection", "docs", "--alias", "live")
     assert result.exit_code == 1
-    assert "1 point(s) of 'docs' have no text in field 'text': 5." in result.stderr
+    assert "1 point of 'docs' has no text in field 'text': 5." in result.stderr
     assert "No alias was moved." in result.stderr
 
 

@@ -125,7 +125,7 @@ def test_texts_file_leaves_out_records_without_text_and_samples_by_seed(tmp_path
     dataset = load_texts(path, text=body, sample=20, queries=5, seed=3)
     assert len(dataset.doc_ids) == 20 and len(dataset.queries) == 5
     assert dataset.population == 50 and not dataset.labelled
-    assert any("1 record(s) without text" in n for n in dataset.notes)
+    assert any("1 record without text" in n for n in dataset.notes)
     again = load_texts(path, text=body, sample=20, queries=5, seed=3)
     assert again.fingerprint() == dataset.fingerprint()
     assert load_texts(path, text=body, sample=20, seed=4).doc_ids != dataset.doc_ids
@@ -167,7 +167,7 @@ def test_own_labels_score_a_texts_file_and_stay_in_its_sample(tmp_path: Path) ->
     assert any("the 3 relevant ones included" in n for n in dataset.notes)
     result = compare(dataset, candidates("hashing:hash-words-v1"))
     assert set(result.candidates[0].quality) >= {"ndcg@10", "recall@100", "mrr@10"}
-    with pytest.raises(DataError, match="1 relevant id.* not documents of t.jsonl"):
+    with pytest.raises(DataError, match="1 relevant id .* is not a document of t.jsonl"):
         label(load_texts(path), [Query("q", "x", {"nope": 1.0})], "labels.jsonl")
     labels.write_text('{"query": "no ids"}\n')
     with pytest.raises(DataError, match="record 1 needs a \"query\" and a non-empty"):
@@ -194,7 +194,7 @@ def test_own_labels_fetch_relevant_points_a_collection_sample_missed(
     missing = runner.invoke(cli, [
         "compare", "--collection", "docs", "--qdrant-path", str(tmp_path / "qdrant"),
         "--candidate", "hashing:hash-words-v1", "--labels", str(labels)])
-    assert missing.exit_code == 1 and "1 relevant id(s) are not points with text" in (
+    assert missing.exit_code == 1 and "1 relevant id is not a point with text" in (
         missing.output)
     beir = runner.invoke(cli, ["compare", str(TINY), "--candidate", "hashing:hash-words-v1",
                                "--labels", str(labels)])

@@ -187,7 +187,7 @@ LAYERS = [
     ["migrator.databases"],
     ["migrator.errors", "migrator.settings", "migrator.naming", "migrator.locks",
      "migrator.blocking", "migrator.catalog", "migrator.texts", "migrator.metrics",
-     "migrator.interrupts"],
+     "migrator.interrupts", "migrator.wording"],
 ]
 
 

@@ -143,7 +143,7 @@ def test_missing_text_fail_lists_ids_and_moves_no_alias(store: QdrantStore,
         migrate(config, source_store=store)
 
     assert caught.value.point_ids == [4, 8, 10]
-    assert "3 point(s)" in str(caught.value) and "--missing-text skip" in str(caught.value)
+    assert "3 points of" in str(caught.value) and "--missing-text skip" in str(caught.value)
     listed = [json.loads(line) for line in Path(caught.value.skip_file or "").read_text()
               .splitlines()]
     assert [r["id"] for r in listed] == [4, 8, 10]

@@ -529,7 +529,7 @@ def test_sync_fails_when_points_have_no_text(two_sources: Path, tmp_path: Path) 
     client.upsert("a", points=[qm.PointStruct(id=5000, vector=[1.0] * 8, payload={"n": 1})])
     client.close()
     synced = invoke("sync", *args)
-    assert synced.exit_code == 1 and "1 point(s) of 'a' have no text" in synced.stderr
+    assert synced.exit_code == 1 and "1 point of 'a' has no text" in synced.stderr
     assert invoke("sync", *args, "--missing-text", "skip").exit_code == 0
 
 

@@ -24,6 +24,7 @@ from ..syncing import sync as run_sync
 from ..texts import TextSource
 from ..verification import verify as run_verify
 from ..verification.dimensions import validate as run_validate
+from ..wording import counted
 from .shell import (
     Bars,
     Exit,
@@ -285,7 +286,7 @@ def validate(as_json: bool, full: bool, sample: int, dims: list[int] | None, no_
     emit(report_, as_json, report.validation)
     if not report_.passed:
         names = ", ".join(sorted({c.name for c in report_.failed}))
-        raise Exit(f"{report.counted(len(report_.failed), 'check')} failed: {names}.", 3)
+        raise Exit(f"{counted(len(report_.failed), 'check')} failed: {names}.", 3)
 
 
 @cli.command()

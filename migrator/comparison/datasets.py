@@ -33,6 +33,7 @@ from ..sampling import draw_sample
 from ..settings import StoreSettings
 from ..store import QdrantStore, opened
 from ..texts import TextSource
+from ..wording import counted, has
 
 __all__ = ["collection_size", "Dataset", "DatasetKind", "DEFAULT_QUERIES", "DEFAULT_SAMPLE",
     "DEFAULT_SEED", "label", "load_beir", "load_collection", "load_dataset", "load_texts",
@@ -98,7 +99,7 @@ def load_beir(directory: Path, *, split: str = "test", max_queries: int | None =
     known = set(doc_ids)
     unknown = {d for labels in gains.values() for d in labels} - known
     if unknown:
-        raise DataError(f"{qrels_file} names {len(unknown)} document(s) missing from "
+        raise DataError(f"{qrels_file} names {counted(len(unknown), 'document')} missing from "
                         f"corpus.jsonl, e.g. {sorted(unknown)[:3]}.")
     queries = read_beir_queries(queries_file, gains)
     notes = [f"documents embedded as title + \" \" + text; {len(queries)} queries of split "
@@ -140,7 +141,7 @@ def load_texts(path: Path, *, text: TextSource | None = None, id_field: str | No
     if len(set(ids)) != len(ids):
         raise DataError(f"{path}: document ids repeat; name a unique id field with "
                         "--id-field (or leave ids out to number the records).")
-    notes = [f"{without} record(s) without text in the {source.describe()} left out"
+    notes = [f"{counted(without, 'record')} without text in the {source.describe()} left out"
              ] if without else []
     return _unlabelled(path.name, "texts", ids, texts, sample=sample, queries=queries,
                        seed=seed, population=len(texts), notes=notes, keep=set(keep))
@@ -161,7 +162,7 @@ def load_collection(store: QdrantStore, collection: str, text: TextSource, *,
     wanted = {str(point_id(k, 0)) for k in keep}
     drawn += _fetch(store, collection, text, wanted - {str(i) for i, _ in drawn})
     drawn.sort(key=lambda item: str(item[0]))
-    notes = [f"{without} point(s) without text left out"] if without else []
+    notes = [f"{counted(without, 'point')} without text left out"] if without else []
     return _unlabelled(collection, "collection", [str(i) for i, _ in drawn],
                        [t for _, t in drawn], sample=None, queries=queries, seed=seed,
                        population=population, notes=notes)
@@ -177,8 +178,9 @@ def _fetch(store: QdrantStore, collection: str, text: TextSource, wanted: set[st
     found = [(p.id, text.extract(p.payload)[0]) for p in points]
     missing = wanted - {str(i) for i, t in found if t is not None}
     if missing:
-        raise DataError(f"{len(missing)} relevant id(s) are not points with text in "
-                        f"{collection!r}, e.g. {sorted(missing)[:3]}.")
+        raise DataError(f"{counted(len(missing), 'relevant id')} "
+                        f"{has(len(missing), 'is not a point', 'are not points')} with text "
+                        f"in {collection!r}, e.g. {sorted(missing)[:3]}.")
     return [(i, t) for i, t in found if t is not None]
 
 
@@ -209,7 +211,8 @@ def label(dataset: Dataset, queries: list[Query], source: str) -> Dataset:
                    for q in queries]
     unknown = {d for q in queries for d in q.gains} - set(dataset.doc_ids)
     if unknown:
-        raise DataError(f"{len(unknown)} relevant id(s) in {source} are not documents of "
+        raise DataError(f"{counted(len(unknown), 'relevant id')} in {source} "
+                        f"{has(len(unknown), 'is not a document', 'are not documents')} of "
                         f"{dataset.name}, e.g. {sorted(unknown)[:3]}.")
     notes = [n for n in dataset.notes if not n.startswith("no relevance labels")]
     notes.append(f"{len(queries)} labelled queries from {source}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import DimensionMismatch, ProviderResponseError
+from ..wording import counted
 
 __all__ = ["check_vectors", "l2_normalize"]
 
@@ -30,7 +31,7 @@ def check_vectors(vectors: np.ndarray, *, expected: int, dims: int, provider: st
     if not np.isfinite(vectors).all():
         bad = int((~np.isfinite(vectors)).any(axis=1).sum())
         raise ProviderResponseError(
-            f"{provider} returned {bad} vector(s) containing NaN or infinite values.",
+            f"{provider} returned {counted(bad, 'vector')} containing NaN or infinite values.",
             provider=provider,
         )
     checked: np.ndarray = vectors.astype(np.float32, copy=False)
