@@ -273,10 +273,12 @@ def plan(result: Any) -> str:
             f"Batch mode: provider {result.provider!r} has no batch API migrator speaks "
             "(openai and gemini have).")
     if result.max_cost is not None:
-        verdict = {True: "within it", False: "over it: migrate would refuse to start",
-                   None: "no price is known, so migrate would refuse the limit"}
         priced = " at the batch price" if result.batch is not None else ""
-        lines.append(f"--max-cost {money(result.max_cost)}: the estimate{priced} is "
+        verdict = {True: f"the estimate{priced} is within it",
+                   False: f"the estimate{priced} is over it: migrate would refuse to start",
+                   None: "this model's price is not known, so migrate would refuse to start "
+                         "with a limit"}
+        lines.append(f"--max-cost {money(result.max_cost)}: "
                      f"{verdict[result.within_max_cost]}.")
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)

@@ -265,6 +265,11 @@ def test_max_cost_needs_a_price(tmp_path: Path) -> None:
                       "--max-cost", "5")
         assert refused.exit_code == 2 and "needs the price" in refused.stderr
         assert server.requests == 0
+        planned = cli("plan", "--qdrant-path", str(store), "--provider", "openai-compatible",
+                      "--model", "served", "--base-url", server.url, "--collection", "docs",
+                      "--max-cost", "5")
+        assert ("--max-cost $5.00: this model's price is not known, so migrate would refuse "
+                "to start with a limit.") in planned.stdout
 
 
 def test_an_embedder_that_served_an_earlier_run_bills_each_run_apart(

@@ -313,8 +313,8 @@ def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -
     declined = CliRunner().invoke(cli, ["drop-old", "live", *where], input="n\n")
     assert "Delete the collection 'docs_v2', which alias 'live' pointed to" in declined.output
     assert declined.exit_code == 1
-    asked = CliRunner().invoke(cli, ["drop-old", "live", *where], input="y\n")
-    assert asked.stdout.endswith("Deleted 'docs_v2'.\n")
+    asked = CliRunner().invoke(cli, ["drop-old", "live", *where, "--json"], input="y\n")
+    assert json.loads(asked.stdout) == {"alias": "live", "deleted": "docs_v2"}
     again = run("drop-old", "live", *where, "--yes")  # it is gone: saying 'Deleted' is untrue
     assert again.exit_code == 1 and "'docs_v2'" in again.stderr
     assert "does not exist any more; nothing was deleted" in again.stderr

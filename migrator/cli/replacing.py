@@ -54,7 +54,8 @@ def rollback(alias: str, as_json: bool, **options: Any) -> None:
 @click.argument("alias")
 @alias_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
-def drop_old_command(alias: str, yes: bool, **options: Any) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print what was deleted as JSON.")
+def drop_old_command(alias: str, yes: bool, as_json: bool, **options: Any) -> None:
     """Delete the collection ALIAS pointed to before its last move (never automatic).
 
     \b
@@ -67,7 +68,9 @@ def drop_old_command(alias: str, yes: bool, **options: Any) -> None:
         expected = old_collection(settings, alias)
         click.confirm(f"Delete the collection {expected!r}, which alias {alias!r} pointed to "
                       "before its last move?", abort=True, err=True)
-    click.echo(f"Deleted {run_drop_old(settings, alias, expected=expected)!r}.")
+    deleted = run_drop_old(settings, alias, expected=expected)
+    click.echo(report.to_json({"alias": alias, "deleted": deleted}) if as_json
+               else f"Deleted {deleted!r}.")
 
 
 @cli.command("drop-old-vector")
@@ -79,8 +82,9 @@ def drop_old_command(alias: str, yes: bool, **options: Any) -> None:
               help="Remove it although the new vector did not pass verification.")
 @alias_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
 def drop_old_vector_command(collection: str, vector: str, force: bool, yes: bool,
-                            **options: Any) -> None:
+                            as_json: bool, **options: Any) -> None:
     """Remove the vector an in-place migration replaced, once queries use the new one.
 
     Refused while it is the collection's only dense vector, and unless the in-place
@@ -94,5 +98,6 @@ def drop_old_vector_command(collection: str, vector: str, force: bool, yes: bool
     if not yes:
         click.confirm(f"Remove vector {vector or '(unnamed)'!r} from {collection!r} and from "
                       "every point in it?", abort=True, err=True)
-    click.echo(f"Removed vector {vector or '(unnamed)'!r} from "
-               f"{run_drop_old_vector(settings, collection, vector, force=force)!r}.")
+    removed_from = run_drop_old_vector(settings, collection, vector, force=force)
+    click.echo(report.to_json({"collection": removed_from, "removed_vector": vector})
+               if as_json else f"Removed vector {vector or '(unnamed)'!r} from {removed_from!r}.")
