@@ -143,11 +143,12 @@ async def no_batches_running(state: State, scopes: list[str], embedder: Embedder
         raise ConfigError(
             f"{counted(len(running), 'batch job')} with {counted(texts, 'text')} of "
             f"{', '.join(sorted({repr(j.scope) for j in running}))} "
-            f"{has(len(running), 'is', 'are')} still running at the "
-            "provider; a synchronous run would pay for those texts again. Collect them with "
-            "`migrator migrate --batch` (--wait to wait for them), cancel them and embed the "
-            "rest synchronously with `migrator migrate --batch --batch-fallback sync`, or "
-            "start over with `migrator migrate --restart`.")
+            f"{has(len(running), 'is', 'are')} still running at the provider; a synchronous "
+            f"run would pay for {has(texts, 'that text', 'those texts')} again. Collect "
+            f"{has(len(running), 'it', 'them')} with `migrator migrate --batch` (--wait to wait "
+            f"for {has(len(running), 'it', 'them')}), cancel {has(len(running), 'it', 'them')} "
+            "and embed the rest synchronously with `migrator migrate --batch --batch-fallback "
+            "sync`, or start over with `migrator migrate --restart`.")
     try:
         await _cancel_open(api, ledger, scopes, confirm)
     finally:

@@ -174,7 +174,10 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
             f"{has(len(repeated), 'repeats', 'repeat')} an id of an earlier one ({shown}): "
             "each id is one point, so all but one of each would be lost. Give --id-field a "
             "field that is unique, or remove the repeats. Nothing was created.")
-    if records and not with_text:
+    if not records:
+        raise BadInput(f"{path} holds no records (read as {fmt}); give a file with the texts "
+                       "to ingest. Nothing was created.")
+    if not with_text:
         raise BadInput(
             f"None of the {records} records of {path} has text in {text.describe()}; its "
             f"{'columns' if fmt == 'csv' else 'keys'} are: {', '.join(sorted(keys)[:20])}. "
@@ -182,7 +185,8 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
     if too_long:
         shown = ", ".join(repr(i) for i in too_long[:10])
         raise InputTooLong(
-            f"{len(too_long)} record(s) of {path} are longer than {model.spec.model} accepts "
+            f"{counted(len(too_long), 'record')} of {path} {has(len(too_long), 'is', 'are')} "
+            f"longer than {model.spec.model} accepts "
             f"({limit} tokens): {shown}. Set provider.long_input (--long-input) to truncate "
             "or chunk-mean, or shorten those texts. Nothing was created.")
 

@@ -130,6 +130,8 @@ def plan(settings: Settings, *, source_store: QdrantStore | None = None,
     if not settings.collections:
         raise ConfigError("No collection to plan: give --collection NAME or a `collections:` "
                           "list in the configuration file.")
+    if sample < 1:
+        raise ConfigError(f"sample is {sample}; plan reads at least 1 point per collection.")
     spec = model_spec(settings.provider)
     with opened(settings.source, settings.target, source_store=source_store,
                 target_store=target_store) as (source, target):

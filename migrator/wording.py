@@ -11,5 +11,6 @@ def counted(count: int, noun: str) -> str:
 
 
 def has(count: int, singular: str = "has", plural: str = "have") -> str:
-    """The verb that agrees with `count`: `has`/`have`, or the pair given (`is`, `are`)."""
+    """The word that agrees with `count`: `has`/`have`, or the pair given (`is`/`are`,
+    `it`/`them`)."""
     return singular if count == 1 else plural

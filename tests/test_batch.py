@@ -340,7 +340,7 @@ def test_a_synchronous_run_is_refused_while_jobs_run_and_fallback_sync_cancels_t
     double: BatchDouble = server.batches
     first = migrate(settings(tmp_path, server.url), source_store=store)
     assert first.batch is not None and first.batch.pending_jobs == 1
-    with pytest.raises(ConfigError, match="1 batch job\\(s\\) with .* texts of 'docs' are "
+    with pytest.raises(ConfigError, match="1 batch job with .* texts of 'docs' is "
                                           "still running .* pay for those texts again"):
         migrate(settings(tmp_path, server.url, batch=False), source_store=store)
     result = migrate(settings(tmp_path, server.url, batch_fallback="sync"), source_store=store)
@@ -364,8 +364,8 @@ def test_sync_is_refused_while_jobs_of_its_collection_run(
         job = ledger.add(scope="docs", provider="openai", input_file="file-1",
                          requests=[[b"k" * 32]], tokens=5, cost=0.0)
     sent = server.answered
-    with pytest.raises(ConfigError, match="1 batch job\\(s\\) with 1 texts of 'docs' are "
-                                          "still running"):
+    with pytest.raises(ConfigError, match="1 batch job with 1 text of 'docs' is "
+                                          "still running .* pay for that text again"):
         sync(settings(tmp_path, server.url, batch=False), source_store=store)
     assert server.answered == sent  # not even the probe
     with State(tmp_path / "state") as state:

@@ -10,6 +10,15 @@ import pytest
 from click.testing import CliRunner
 from qdrant_client import QdrantClient
 
+from migrator import (
+    CollectionSettings,
+    ConfigError,
+    ProviderSettings,
+    Settings,
+    StoreSettings,
+    plan,
+    validate,
+)
 from migrator.cli import cli
 from migrator.vector_cache import EmbeddingCache
 
@@ -372,3 +381,27 @@ def test_migrating_an_alias_that_serves_a_migrated_target_says_why_it_is_refused
             "earlier migration") in again.stderr and "migrator status" in again.stderr
     same = run("sync", *base(store_path, tmp_path), "--collection", "live")
     assert same.exit_code == 0, same.stderr  # its own settings: the recorded source
+
+
+@pytest.mark.parametrize("command", [
+    ["verify", "--sample", "0"], ["verify", "--k", "0"], ["plan", "--sample", "0"],
+    ["validate", "--sample", "0"], ["validate", "--sample", "-3"],
+])
+def test_a_sample_or_k_under_one_is_refused_at_once(store_path: Path,
+                                                     command: list[str]) -> None:
+    """verify --sample 0 was a pydantic traceback, plan --sample 0 Qdrant's complaint about a
+    scroll limit, and validate --sample 0 said "All checks passed" having checked nothing."""
+    result = run(*command, "--qdrant-path", str(store_path), "--provider", "hashing",
+                 "--model", "hash-words-v1", "--collection", "docs")
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{command[1]}'" in result.stderr
+
+
+def test_the_api_refuses_a_sample_under_one(store_path: Path) -> None:
+    config = Settings(source=StoreSettings(path=store_path),
+                      provider=ProviderSettings(name="hashing", model="hash-words-v1"),
+                      collections=[CollectionSettings(name="docs")])
+    with pytest.raises(ConfigError, match="sample is 0"):
+        plan(config, sample=0)
+    with pytest.raises(ConfigError, match="sample is 0"):
+        validate(config, sample=0)

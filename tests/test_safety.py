@@ -604,6 +604,8 @@ def test_ingest_loses_nothing_silently(tmp_path: Path) -> None:
     (b'{"id": 1, "text": "ok"}\n{"id": 2, "text": "\\ud83d"}\n', "lone surrogate"),
     (b'{"id": true, "text": "ok"}\n', "has the id True"),
     (b'{"id": 1.5, "text": "ok"}\n', "has the id 1.5"),
+    (b"", "holds no records (read as jsonl)"),  # it made an empty collection
+    (b"\n\n", "holds no records"),
 ])
 def test_bad_input_files_are_exit_2_with_a_sentence(tmp_path: Path, content: bytes,
                                                     said: str) -> None:

@@ -150,8 +150,9 @@ def status(as_json: bool, **options: Any) -> None:
 @provider_options
 @collection_options
 @state_option
-@click.option("--sample", type=int, help="Points sampled (default 500).")
-@click.option("--k", "k", type=int, help="k of recall@k and overlap@k (default 10).")
+@click.option("--sample", type=click.IntRange(min=1), help="Points sampled (default 500).")
+@click.option("--k", "k", type=click.IntRange(min=1),
+              help="k of recall@k and overlap@k (default 10).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report as Markdown to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -229,7 +230,7 @@ def cache_clear_command(yes: bool, **options: Any) -> None:
 
 @cli.command()
 @run_options
-@click.option("--sample", type=int, default=200, show_default=True,
+@click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True,
               help="Points read per collection for text statistics.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @batch_option
@@ -263,7 +264,7 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @provider_options
 @collection_options
 @click.option("--full", is_flag=True, help="Scan every point, not a sample.")
-@click.option("--sample", type=int, default=1000, show_default=True,
+@click.option("--sample", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Points scanned without --full.")
 @click.option("--dims", callback=_sizes, help="Candidate sizes for truncation fidelity, e.g. "
               "256,512,1024 (default: common sizes below the collection's).")

@@ -263,9 +263,11 @@ def validate(
         ConfigError, CollectionNotFound, ProviderError: the checks could not run.
     """
     if not settings.collections:
-
         raise ConfigError("No collection to validate: give --collection NAME or a "
                           "`collections:` list in the configuration file.")
+    if sample < 1 and not full:
+        raise ConfigError(f"sample is {sample}; validate scans at least 1 point (or give "
+                          "full=True to scan them all).")
     with opened(settings.source, None, source_store=source_store) as (store, _):
         return run_blocking(_validate(settings, store, embedder, full=full, sample=sample,
                                       dims=dims, probe_provider=probe_provider), "validate")
