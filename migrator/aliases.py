@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CollectionNotFound, ConfigError, SchemaMismatch
+from .naming import check_new_name
 from .ownership import refuse_if_served
 from .settings import Settings
 from .state import State
@@ -33,7 +34,7 @@ def swap(settings: Settings, alias: str, collection: str, *,
     """Point `alias` at `collection` in one atomic call, and record the move.
 
     Raises:
-        ConfigError: `alias` is a collection's name.
+        ConfigError: `alias` is a collection's name, or a new alias's name Qdrant refuses.
         CollectionNotFound: `collection` does not exist.
         SchemaMismatch: `collection` lacks a vector the alias serves now.
     """
@@ -134,6 +135,11 @@ def _check_swap(target: QdrantStore, alias: str, collection: str) -> str | None:
                                  f"{target.location} (collections: {names}); nothing was "
                                  "changed.")
     current = target.aliases().get(alias)
+    if current is None:  # a new alias: a name Qdrant accepts (not '' from an unset variable)
+        try:
+            check_new_name(alias, "alias")
+        except ValueError as exc:
+            raise ConfigError(f"{exc}; nothing was changed.") from exc
     if current is not None and current != collection:
         served = set(target.describe(current).vectors)
         offered = set(target.describe(collection).vectors)

@@ -27,12 +27,17 @@ def check_new_name(name: str, what: str = "collection or alias") -> str:
     too_long = len(name.encode()) > 200 if what == "vector" else len(name) > 255
     if too_long:
         limit = "200 bytes" if what == "vector" else "255 characters"
-        raise ValueError(f"a {what} name is at most {limit}")
+        raise ValueError(f"{_a(what)} name is at most {limit}")
     bad = sorted({char for char in name if char in _FORBIDDEN_IN_NAMES})
     if bad:
         raise ValueError(f"{name!r} holds {', '.join(map(repr, bad))}, which Qdrant does not "
-                         f"allow in a {what} name")
+                         f"allow in {_a(what)} name")
     return name
+
+
+def _a(noun: str) -> str:
+    """`an alias`, `a collection`."""
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@]+@")

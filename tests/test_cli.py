@@ -405,3 +405,23 @@ def test_the_api_refuses_a_sample_under_one(store_path: Path) -> None:
         plan(config, sample=0)
     with pytest.raises(ConfigError, match="sample is 0"):
         validate(config, sample=0)
+
+
+@pytest.mark.parametrize("alias", ["", "a/b", "x" * 256])
+def test_swap_refuses_a_new_alias_qdrant_would_refuse_or_should_not_have(
+        store_path: Path, tmp_path: Path, alias: str) -> None:
+    """`migrator swap "$ALIAS" docs` with ALIAS unset made an alias named ''."""
+    where = ["--qdrant-path", str(store_path), "--state-dir", str(tmp_path / "state")]
+    result = run("swap", alias, "docs", *where)
+    assert result.exit_code == 2 and "nothing was changed" in result.stderr
+    client = QdrantClient(path=str(store_path))
+    assert client.get_aliases().aliases == []
+    client.close()
+
+
+def test_a_swap_to_where_the_alias_points_says_nothing_changed(
+        store_path: Path, tmp_path: Path) -> None:
+    where = ["--qdrant-path", str(store_path), "--state-dir", str(tmp_path / "state")]
+    assert run("swap", "live", "docs", *where).exit_code == 0
+    again = run("swap", "live", "docs", *where)
+    assert again.stdout == "Alias 'live' points to 'docs' already; nothing was changed.\n"
