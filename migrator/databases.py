@@ -72,6 +72,15 @@ def open_db(path: Path, schema: list[tuple[int, str, str]]) -> Database:
         if isinstance(exc, PermissionError) or _access_problem(exc):
             raise _denied(path, exc) from exc
         raise _corrupt(path, exc) from exc
+    try:
+        _prepare(db, path, schema)
+    except BaseException:
+        db.close()  # a schema change cut short is rolled back with it
+        raise
+    return db
+
+
+def _prepare(db: Database, path: Path, schema: list[tuple[int, str, str]]) -> None:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")
@@ -85,7 +94,6 @@ def open_db(path: Path, schema: list[tuple[int, str, str]]) -> Database:
     for number, _name, sql in schema:
         if number > version:  # the schema change and its version number commit together
             db.executescript(f"BEGIN; {sql} PRAGMA user_version = {number}; COMMIT;")
-    return db
 
 
 @contextmanager

@@ -70,3 +70,14 @@ def test_a_transaction_whose_commit_fails_is_rolled_back(tmp_path: Path) -> None
     assert not db.in_transaction
     assert db.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 0
     db.execute("INSERT INTO t VALUES (1)")  # the file goes on working
+
+
+def test_a_schema_change_that_fails_leaves_the_file_usable(tmp_path: Path) -> None:
+    """The half-run schema change kept its transaction, and the file's write lock, open in
+    a connection nobody could close."""
+    broken = SCHEMA + [(2, "a broken change",
+                        "CREATE TABLE u (x); INSERT INTO nowhere VALUES (1);")]
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        open_db(tmp_path / "state.db", broken)
+    db = open_db(tmp_path / "state.db", SCHEMA + [(2, "the change", "CREATE TABLE u (x);")])
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
