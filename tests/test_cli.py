@@ -385,12 +385,14 @@ def test_migrating_an_alias_that_serves_a_migrated_target_says_why_it_is_refused
 
 @pytest.mark.parametrize("command", [
     ["verify", "--sample", "0"], ["verify", "--k", "0"], ["plan", "--sample", "0"],
-    ["validate", "--sample", "0"], ["validate", "--sample", "-3"],
+    ["validate", "--sample", "0"], ["validate", "--sample", "-3"], ["validate", "--dims", "0"],
+    ["validate", "--dims", ","], ["validate", "--dims", "256,-1"],
 ])
 def test_a_sample_or_k_under_one_is_refused_at_once(store_path: Path,
                                                      command: list[str]) -> None:
     """verify --sample 0 was a pydantic traceback, plan --sample 0 Qdrant's complaint about a
-    scroll limit, and validate --sample 0 said "All checks passed" having checked nothing."""
+    scroll limit, and validate --sample 0 (or --dims 0) said "All checks passed" having
+    checked nothing."""
     result = run(*command, "--qdrant-path", str(store_path), "--provider", "hashing",
                  "--model", "hash-words-v1", "--collection", "docs")
     assert result.exit_code == 2, result.output

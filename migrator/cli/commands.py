@@ -253,9 +253,13 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     if not value:
         return None
     try:
-        return [int(part) for part in value.split(",") if part.strip()]
+        sizes = [int(part) for part in value.split(",") if part.strip()]
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a comma-separated list of sizes") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"{value!r}: give one or more sizes of 1 or more, e.g. "
+                                 "256,512")
+    return sizes
 
 
 @cli.command()
