@@ -154,6 +154,8 @@ async def _raw_vectors(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray
     disagree are asked of the provider again (and the cache's rows replaced)."""
     halves = [texts[: (len(texts) + 1) // 2], texts[(len(texts) + 1) // 2:]]
     halves = [h for h in halves if h]
+    # one after the other, not at once: a server that answers wrongly (each wrong answer is
+    # retried, and billed) is paid for one half only
     results = [await embedder.embed_unsized(half) for half in halves]
     widths = sorted({int(r.vectors.shape[1]) for r in results})
     if len(widths) > 1 and any(r.cached for r in results):
