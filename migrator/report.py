@@ -393,7 +393,9 @@ def _checkpoint(offset: Any) -> str:
 
 
 def cache(stats: Any) -> str:
-    return (f"{stats.entries:,} cached embeddings, {stats.bytes / 1e6:,.1f} MB in "
+    if not stats.bytes:  # no file: a state directory never used, or a mistyped one
+        return f"There is no embedding cache at {stats.path} (check --state-dir)."
+    return (f"{counted(stats.entries, 'cached embedding')}, {stats.bytes / 1e6:,.1f} MB in "
             f"{stats.path}")
 
 

@@ -498,6 +498,9 @@ def test_cache_commands_create_nothing_at_a_mistyped_path(tmp_path: Path) -> Non
     """Issue 11.17 (part): `cache stats` created an empty cache at a mistyped path."""
     stats = invoke("cache", "stats", "--state-dir", str(tmp_path / "typo"), "--json")
     assert stats.exit_code == 0 and json.loads(stats.stdout)["entries"] == 0
+    said = invoke("cache", "stats", "--state-dir", str(tmp_path / "typo")).stdout
+    assert said == (f"There is no embedding cache at {tmp_path / 'typo' / 'cache.db'} "
+                    "(check --state-dir).\n")
     assert invoke("cache", "clear", "--yes", "--state-dir", str(tmp_path / "typo")).exit_code == 0
     assert not (tmp_path / "typo").exists()
 
