@@ -344,7 +344,7 @@ def status(result: Any) -> str:
         result.aliases.items())] or ["  none"]
     lines.append("")
     if not result.migrations:
-        lines.append("No migrations in the state directory.")
+        lines.append(f"No migrations recorded in {result.state_dir or 'the state directory'}.")
         return "\n".join(lines + _batch_jobs(result.batch_jobs))
     rows = []
     for m in result.migrations:

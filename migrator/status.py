@@ -31,10 +31,12 @@ class StatusReport:
     vectors: dict[str, dict[str, str | None]] = field(default_factory=dict)
     # targets a migration wrote into that are gone from the store (drop-old, by hand)
     deleted: set[str] = field(default_factory=set)
+    state_dir: str = ""  # where the migrations are recorded
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "location": self.location,
+            "state_dir": self.state_dir,
             "aliases": self.aliases,
             "migrations": [{**_migration(m), "target_deleted": m.target in self.deleted}
                            for m in self.migrations],
@@ -65,7 +67,7 @@ def status(settings: Settings, *, store: QdrantStore | None = None) -> StatusRep
         deleted = {m.target for m in current
                    if m.target not in existing and m.counters.get("written", 0)}
         return StatusReport(target.location, target.aliases(), current, history, superseded,
-                            jobs, _vectors(target, current), deleted)
+                            jobs, _vectors(target, current), deleted, str(state_dir))
 
 
 def _vectors(target: QdrantStore, records: list[MigrationRecord]

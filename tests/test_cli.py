@@ -279,6 +279,8 @@ def test_restart_asks_first_naming_what_it_deletes(store_path: Path, tmp_path: P
 
 def test_status_sync_and_cache_commands(store_path: Path, tmp_path: Path) -> None:
     state = ["--state-dir", str(tmp_path / "state")]
+    empty = run("status", "--qdrant-path", str(store_path), *state)  # say, a mistyped one
+    assert f"No migrations recorded in {tmp_path / 'state'}." in empty.stdout
     assert run("migrate", *base(store_path, tmp_path), "--collection", "docs",
                "--alias", "live").exit_code == 0
     shown = run("status", "--qdrant-path", str(store_path), *state)
