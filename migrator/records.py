@@ -45,14 +45,26 @@ def read_records(path: Path, fmt: Literal["jsonl", "csv", "beir"]) -> Iterator[d
     """The records of a JSONL file, a CSV file or a BEIR corpus, one dict each.
 
     Raises:
-        BadInput: a line is not UTF-8.
-        DataError: a JSONL line is not a JSON object.
+        BadInput: a line is not UTF-8 or not a JSON object, or the CSV's quoting is broken.
     """
     if fmt == "beir":
         path = path / "corpus.jsonl"
     if fmt == "csv":
         dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
-        yield from csv.DictReader((line for _, line in _lines(path)), dialect=dialect)
+        # strict: a quote left open would otherwise swallow every line after it, silently
+        reader = csv.DictReader((line for _, line in _lines(path)), dialect=dialect,
+                                strict=True)
+        read = 0  # lines read up to the record being read
+        try:
+            if reader.fieldnames is not None:
+                read = reader.line_num
+                for record in reader:
+                    yield record
+                    read = reader.line_num
+        except csv.Error as exc:
+            raise BadInput(f"{path}:{read + 1} is not valid CSV ({exc}): a quoted field "
+                           "ends with a quote, and a quote inside one is written twice "
+                           '(""). Fix the quoting.') from exc
         return
     for number, line in _lines(path):
         if not line.strip():
@@ -60,9 +72,9 @@ def read_records(path: Path, fmt: Literal["jsonl", "csv", "beir"]) -> Iterator[d
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number} is not valid JSON: {exc.msg}.") from exc
+            raise BadInput(f"{path}:{number} is not valid JSON: {exc.msg}.") from exc
         if not isinstance(record, dict):
-            raise DataError(f"{path}:{number} is not a JSON object.")
+            raise BadInput(f"{path}:{number} is not a JSON object.")
         yield record
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from migrator import ConfigError, DataError, MigrationSettings, ProviderSettings, Settings, ingest
+from migrator import ConfigError, MigrationSettings, ProviderSettings, Settings, ingest
+from migrator.errors import BadInput
 from migrator.records import point_id
 from migrator.store import QdrantStore
 
@@ -64,7 +65,7 @@ def test_bad_inputs(memory_store: QdrantStore, tmp_path: Path) -> None:
         ingest(tmp_path / "x.bin", "c", config(tmp_path), store=memory_store)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{not json\n')
-    with pytest.raises(DataError, match="bad.jsonl:2 is not valid JSON"):
+    with pytest.raises(BadInput, match="bad.jsonl:2 is not valid JSON"):
         ingest(bad, "d", config(tmp_path), store=memory_store)
     with pytest.raises(ConfigError, match="'a/b' holds '/'"):
         ingest(bad, "a/b", config(tmp_path), store=memory_store)

@@ -621,6 +621,21 @@ def test_bad_input_files_are_exit_2_with_a_sentence(tmp_path: Path, content: byt
     assert collections(tmp_path / "q") == []
 
 
+@pytest.mark.parametrize(("content", "said"), [
+    # the open quote swallowed record 2 into record 1's text: "Ingested 1 of 1 records"
+    (b'id,text\n1,"unterminated\n2,world\n', "bad.csv:2 is not valid CSV (unexpected end"),
+    (b'id,text\n1,fine\n2,"a"b\n', "bad.csv:3 is not valid CSV"),
+])
+def test_broken_csv_quoting_is_exit_2_not_records_merged(tmp_path: Path, content: bytes,
+                                                        said: str) -> None:
+    data = tmp_path / "bad.csv"
+    data.write_bytes(content)
+    result = invoke(*ingest_args(data, tmp_path / "q"))
+    assert result.exit_code == 2, result.output
+    assert said in result.stderr and "Fix the quoting" in result.stderr
+    assert collections(tmp_path / "q") == []
+
+
 def test_a_non_utf8_csv_names_the_line(tmp_path: Path) -> None:
     data = tmp_path / "bad.csv"
     data.write_bytes(b"id,text\n1,fine\n2,caf\xe9\n")
