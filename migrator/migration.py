@@ -189,11 +189,12 @@ class _Run:
                  force: bool = False, confirm: Confirm | None = None) -> MigrationResult:
         started = time.perf_counter()
         collections = self.settings.collections
-        refuse_before_paying(self.settings, self.source, self.target, self.state, schemas,
-                             self.embedder, self.budget)
+        others = refuse_before_paying(self.settings, self.source, self.target, self.state,
+                                      schemas, self.embedder, self.budget)
         first = collections[0]
         with self._phase("probe"):
             checked = await self._probe(schemas[0], first)
+        checked.warnings += others
         dims = checked.target
         # batch mode: the provider's batch API fills the cache first (else None)
         with self._phase("batch") if self.settings.provider.batch else contextlib.nullcontext():
@@ -277,12 +278,15 @@ class _Run:
         return results
 
     async def _probe(self, schema: CollectionSchema, first: CollectionSettings) -> ProbeResult:
-        texts = probe_texts(self.source, schema, first, self.embedder,
-                            self.settings.provider.long_input)
+        sample = probe_texts(self.source, schema, first, self.embedder,
+                             self.settings.provider.long_input)
+        texts = sample.texts
         if self.settings.provider.batch:  # sent synchronously: as few as fix the size
             texts = texts[:BATCH_PROBE]
         distance = first.distance or schema.vector(first.vector).distance
-        return await probe(self.embedder, texts, distance=distance)
+        result = await probe(self.embedder, texts, distance=distance)
+        result.warnings += sample.warnings
+        return result
 
     def _identify(self, config: CollectionSettings, schema: CollectionSchema,
                   dims: int) -> tuple[str, TextSource, str]:

@@ -210,6 +210,7 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     )
     plan.storage = storage(schema, vector.name, dims or vector.size, page.points)
     plan.warnings = _collection_warnings(plan, settings, target, spec)
+    plan.warnings += text.unfilled_warnings(config.name, [p.payload for p in page.points])
     try:
         if config.target is None:
             check_default_target(config.name, spec, dims)

@@ -20,8 +20,9 @@ __all__ = ["refuse_before_paying"]
 
 def refuse_before_paying(settings: Settings, source: QdrantStore, target: QdrantStore,
                          state: State, schemas: list[CollectionSchema], embedder: Embedder,
-                         budget: Budget | None) -> None:
-    """Raise what would stop the run later (ConfigError, DataError, BudgetExceeded, ...)."""
+                         budget: Budget | None) -> list[str]:
+    """Raise what would stop the run later (ConfigError, DataError, BudgetExceeded, ...);
+    return warnings about the collections after the first (the probe reads that one)."""
     collections = settings.collections
     for config, schema in zip(collections, schemas, strict=True):
         schema.vector(config.vector)
@@ -29,7 +30,9 @@ def refuse_before_paying(settings: Settings, source: QdrantStore, target: Qdrant
             check_default_target(config.name, embedder.spec, embedder.dims)
         if field := settings.sync.updated_field:
             source.time_form(schema.name, field)
-    for config, schema in zip(collections[1:], schemas[1:], strict=True):
-        probe_texts(source, schema, config, embedder, settings.provider.long_input)
+    warnings = [warning for config, schema in zip(collections[1:], schemas[1:], strict=True)
+                for warning in probe_texts(source, schema, config, embedder,
+                                           settings.provider.long_input).warnings]
     if budget is not None:
         refuse_over_budget(budget, settings, source, target, state, schemas, embedder)
+    return warnings

@@ -84,7 +84,7 @@ def _cached_share(source: QdrantStore, schema: CollectionSchema,
                   config: CollectionSettings, settings: Settings, embedder: Embedder) -> float:
     """The share of the first texts of `schema` the embedding cache already holds."""
     slot = embedder.cache_slot("document")
-    texts = probe_texts(source, schema, config, embedder, settings.provider.long_input)
+    texts = probe_texts(source, schema, config, embedder, settings.provider.long_input).texts
     if slot is None or not texts:
         return 0.0
     keys = slot.keys(texts)

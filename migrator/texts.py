@@ -43,6 +43,22 @@ class TextSource:
     def describe(self) -> str:
         return f"template {self.template!r}" if self.template else f"field {self.field!r}"
 
+    def unfilled(self, payloads: Iterable[dict[str, Any]]) -> list[str]:
+        """The template's fields that none of `payloads` has: each renders empty in every
+        text, which is what a mistyped field does."""
+        if self.template is None:
+            return []
+        fields = dict.fromkeys(m.group(1) for m in _PLACEHOLDER.finditer(self.template))
+        found = {f for payload in payloads for f in fields if lookup(payload, f) is not _MISSING}
+        return [f for f in fields if f not in found]
+
+    def unfilled_warnings(self, name: str, payloads: list[dict[str, Any]]) -> list[str]:
+        """A warning for each of the template's fields that none of `payloads` (the first
+        points of collection `name`) has."""
+        return [f"The text template of {name!r} has {{{f}}}, which none of its first "
+                f"{len(payloads)} points has: it renders empty in every text. A typo?"
+                for f in self.unfilled(payloads)] if payloads else []
+
     def extract(self, payload: dict[str, Any]) -> tuple[str | None, str]:
         """(text, "") when there is text to embed, else (None, the reason)."""
         text, reason = self._extract(payload)

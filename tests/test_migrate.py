@@ -23,6 +23,7 @@ from migrator import (
     Settings,
     demo,
     migrate,
+    plan,
     sync,
 )
 from migrator.embedding import construct, model_spec
@@ -384,3 +385,18 @@ def test_the_blocking_api_inside_an_event_loop_says_what_to_call(
         asyncio.run(in_a_notebook())
         gc.collect()
     assert not [w for w in caught if "never awaited" in str(w.message)]
+
+
+def test_a_template_field_no_point_has_is_warned_of(store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(store.client, "docs", n=20)
+    make_collection(store.client, "more", n=20)
+    config = settings(tmp_path, CollectionSettings(name="docs", text_template="{text} {txet}"),
+                      CollectionSettings(name="more", text_template="{text} {nme}"))
+    result = migrate(config, source_store=store)
+    assert [w for w in result.warnings if "A typo?" in w] == [
+        "The text template of 'docs' has {txet}, which none of its first 20 points has: it "
+        "renders empty in every text. A typo?",
+        "The text template of 'more' has {nme}, which none of its first 20 points has: it "
+        "renders empty in every text. A typo?"]
+    planned = plan(config, source_store=store)
+    assert any("{txet}" in w for w in planned.collections[0].warnings)

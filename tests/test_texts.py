@@ -38,3 +38,16 @@ def test_template_needs_a_placeholder() -> None:
 
 def test_default_field_is_text() -> None:
     assert TextSource.from_settings(None, None).describe() == "field 'text'"
+
+
+def test_a_template_field_no_payload_has_is_found() -> None:
+    """A mistyped field renders empty in every text: the run went on, every text the title
+    alone."""
+    source = TextSource.from_settings(None, "{title}. {txet} {meta.lang} {sometimes}")
+    payloads = [{"title": "a", "meta": {"lang": None}}, {"title": "b", "sometimes": "x"}]
+    assert source.unfilled(payloads) == ["txet"]
+    assert source.unfilled_warnings("docs", payloads) == [
+        "The text template of 'docs' has {txet}, which none of its first 2 points has: it "
+        "renders empty in every text. A typo?"]
+    assert TextSource.from_settings("txet", None).unfilled(payloads) == []  # a field: an error
+    assert source.unfilled_warnings("docs", []) == []

@@ -38,7 +38,8 @@ from ..store import CollectionSchema, Point, QdrantStore, opened
 from ..texts import TextSource, payload_keys
 
 __all__ = ["Check", "DEFAULT_CANDIDATES", "FIDELITY_POINTS", "FIDELITY_QUERIES",
-    "INFORMATIONAL", "NORM_TOLERANCE", "probe", "probe_texts", "ProbeResult", "scan_points",
+    "INFORMATIONAL", "NORM_TOLERANCE", "probe", "probe_texts", "ProbeResult", "ProbeTexts",
+    "scan_points",
     "SHOWN_IDS", "Status", "validate", "ValidationReport"]
 
 # ---- the preflight probe (migrate and validate) ------------------------------------
@@ -125,8 +126,17 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str) -> P
     return result
 
 
+@dataclass
+class ProbeTexts:
+    """The texts `probe_texts` found, and what they suggest is wrong (a template field no
+    point has)."""
+
+    texts: list[str]
+    warnings: list[str]
+
+
 def probe_texts(source: QdrantStore, schema: CollectionSchema, config: CollectionSettings,
-                model: Embedder, long_input: str, limit: int = 256) -> list[str]:
+                model: Embedder, long_input: str, limit: int = 256) -> ProbeTexts:
     """Real texts from the start of the source for the preflight probe, prepared as the
     backfill prepares them (cut or chunked under the long-input policy; under `fail` those
     over the limit are left out), so the probe's answers are the backfill's too.
@@ -145,7 +155,8 @@ def probe_texts(source: QdrantStore, schema: CollectionSchema, config: Collectio
             f"None of the first {len(page.points)} points of {config.name!r} has text in "
             f"{text.describe()} (the first: {reason}). Their payloads have the keys: {keys}. "
             "Point --text-field or --text-template at the text. Nothing was created.")
-    return fit_all(texts, model, long_input).unique
+    warnings = text.unfilled_warnings(config.name, [p.payload for p in page.points])
+    return ProbeTexts(fit_all(texts, model, long_input).unique, warnings)
 
 
 async def _raw_vectors(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, int]:
