@@ -5,6 +5,7 @@ verification share). Every error names the file, and the line where there is one
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import uuid
 from collections.abc import Iterator
@@ -45,26 +46,13 @@ def read_records(path: Path, fmt: Literal["jsonl", "csv", "beir"]) -> Iterator[d
     """The records of a JSONL file, a CSV file or a BEIR corpus, one dict each.
 
     Raises:
-        BadInput: a line is not UTF-8 or not a JSON object, or the CSV's quoting is broken.
+        BadInput: a line is not UTF-8 or not a JSON object; a CSV's quoting is broken, or
+            a row has more fields than its header.
     """
     if fmt == "beir":
         path = path / "corpus.jsonl"
     if fmt == "csv":
-        dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
-        # strict: a quote left open would otherwise swallow every line after it, silently
-        reader = csv.DictReader((line for _, line in _lines(path)), dialect=dialect,
-                                strict=True)
-        read = 0  # lines read up to the record being read
-        try:
-            if reader.fieldnames is not None:
-                read = reader.line_num
-                for record in reader:
-                    yield record
-                    read = reader.line_num
-        except csv.Error as exc:
-            raise BadInput(f"{path}:{read + 1} is not valid CSV ({exc}): a quoted field "
-                           "ends with a quote, and a quote inside one is written twice "
-                           '(""). Fix the quoting.') from exc
+        yield from _csv_records(path)
         return
     for number, line in _lines(path):
         if not line.strip():
@@ -76,6 +64,41 @@ def read_records(path: Path, fmt: Literal["jsonl", "csv", "beir"]) -> Iterator[d
         if not isinstance(record, dict):
             raise BadInput(f"{path}:{number} is not a JSON object.")
         yield record
+
+
+def _csv_records(path: Path) -> Iterator[dict[str, Any]]:
+    """A CSV file's rows as dicts keyed by its header; a row that cannot be read as the
+    header says, whole, is an error rather than a record cut short or run together."""
+    lines = (line for _, line in _lines(path))
+    header = next(lines, "")
+    delimiter = _delimiter(path, header)
+    # strict: a quote left open would otherwise swallow every line after it, silently
+    reader = csv.DictReader(itertools.chain([header], lines), strict=True, delimiter=delimiter)
+    read = 0  # lines read before the record being read
+    try:
+        columns = len(reader.fieldnames or ())
+        read = reader.line_num
+        for record in reader:
+            if None in record:  # where DictReader puts fields past the header's
+                raise BadInput(
+                    f"{path}:{read + 1} has {columns + len(record[None])} fields and the "
+                    f"header {columns}: a text holding {delimiter!r} must be in double "
+                    "quotes. Fix the file (nothing is cut off silently).")
+            yield record
+            read = reader.line_num
+    except csv.Error as exc:
+        raise BadInput(f"{path}:{read + 1} is not valid CSV ({exc}): a quoted field ends "
+                       "with a quote, and a quote inside one is written twice (\"\"). Fix "
+                       "the quoting.") from exc
+
+
+def _delimiter(path: Path, header: str) -> str:
+    """Tab for .tsv; else a comma, unless the header has none and is separated by one of
+    `;` (what spreadsheets write where the comma is the decimal mark), `|` or tab."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    used = [sep for sep in ";|\t" if sep in header]
+    return used[0] if "," not in header and len(used) == 1 else ","
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:

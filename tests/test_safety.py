@@ -625,15 +625,29 @@ def test_bad_input_files_are_exit_2_with_a_sentence(tmp_path: Path, content: byt
     # the open quote swallowed record 2 into record 1's text: "Ingested 1 of 1 records"
     (b'id,text\n1,"unterminated\n2,world\n', "bad.csv:2 is not valid CSV (unexpected end"),
     (b'id,text\n1,fine\n2,"a"b\n', "bad.csv:3 is not valid CSV"),
+    # the text was cut at its comma: "hello" embedded, " world" dropped
+    (b"id,text\n1,hello, world\n", "bad.csv:2 has 3 fields and the header 2"),
 ])
-def test_broken_csv_quoting_is_exit_2_not_records_merged(tmp_path: Path, content: bytes,
-                                                        said: str) -> None:
+def test_broken_csv_is_exit_2_not_records_merged_or_cut(tmp_path: Path, content: bytes,
+                                                       said: str) -> None:
     data = tmp_path / "bad.csv"
     data.write_bytes(content)
     result = invoke(*ingest_args(data, tmp_path / "q"))
     assert result.exit_code == 2, result.output
-    assert said in result.stderr and "Fix the quoting" in result.stderr
+    assert said in result.stderr and "Fix the" in result.stderr
     assert collections(tmp_path / "q") == []
+
+
+@pytest.mark.parametrize("header", ["id;text", "id|text"])
+def test_a_csv_separated_otherwise_than_by_commas_is_read(tmp_path: Path, header: str) -> None:
+    """What a spreadsheet writes where the comma is the decimal mark: read as one column
+    named 'id;text', it had "no text"."""
+    sep = header[2]
+    data = tmp_path / "rows.csv"
+    data.write_text(f"{header}\n1{sep}first, with a comma\n2{sep}second\n", encoding="utf-8")
+    result = invoke(*ingest_args(data, tmp_path / "q"), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["stats"]["written"] == 2
 
 
 def test_a_non_utf8_csv_names_the_line(tmp_path: Path) -> None:
