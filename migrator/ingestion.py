@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +19,7 @@ from .pipeline import Pipeline, Progress, SkipLog, Stats
 from .records import detect_format, point_id, read_records
 from .settings import Distance, Settings
 from .store import UNNAMED, Page, Point, QdrantStore, opened
-from .texts import NOT_UNICODE, TextSource
+from .texts import NOT_UNICODE, TextSource, unfilled_warning
 from .wording import counted, has
 
 __all__ = ["BEIR_TEMPLATE", "check_records", "detect_format", "ingest", "IngestResult",
@@ -41,6 +41,7 @@ class IngestResult:
     provider: str
     seconds: float
     stats: Stats
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "stats"}
@@ -127,20 +128,22 @@ async def _ingest(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: 
         with opened(settings.source, None, source_store=store, create=True) as (target, _):
             model = embedder or build_embedder(settings.provider)
             try:
-                check_records(path, fmt, text, id_field, model, settings.provider.long_input)
+                warnings = check_records(path, fmt, text, id_field, model,
+                                         settings.provider.long_input)
                 dims = await _embed_file(path, fmt, collection, settings, text, id_field,
                                          vector, distance, target, model, on_progress, stop)
             finally:
                 if embedder is None:
                     await model.aclose()
     return IngestResult(collection, str(path), fmt, dims[0], model.spec.model,
-                        model.spec.provider, time.perf_counter() - started, dims[1])
+                        model.spec.provider, time.perf_counter() - started, dims[1], warnings)
 
 
 def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSource,
-                  id_field: str | None, model: Embedder, long_input: str) -> None:
+                  id_field: str | None, model: Embedder, long_input: str) -> list[str]:
     """Read the whole input once before anything is created: every record gets a point of
     its own, with text, within the model's limit unless the long-input policy handles it.
+    Returns warnings (a template field no record has).
 
     Raises:
         BadInput: ids repeated or unusable, no record with text, a text not valid Unicode.
@@ -151,10 +154,12 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
     repeated: list[Any] = []
     too_long: list[Any] = []
     keys: dict[str, None] = {}
+    filled: set[str] = set()
     records = with_text = 0
     for row, record in enumerate(read_records(path, fmt)):
         records += 1
         keys.update(dict.fromkeys(record))
+        filled |= text.filled(record)
         pid = point_id(record.get(id_field) if id_field else None, row)
         if pid in seen:
             repeated.append(pid)
@@ -189,6 +194,8 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
             f"longer than {model.spec.model} accepts "
             f"({limit} tokens): {shown}. Set provider.long_input (--long-input) to truncate "
             "or chunk-mean, or shorten those texts. Nothing was created.")
+    return unfilled_warning(path.name, [f for f in text.fields if f not in filled],
+                            f"its {counted(records, 'record')}")
 
 
 async def _embed_file(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: str,

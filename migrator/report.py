@@ -291,7 +291,7 @@ def ingest(result: Any) -> str:
             f"{result.model} ({result.dims} dims) in {duration(result.seconds)}.")
     if stats.skipped:
         line += f" {stats.skipped:,} records without text were skipped."
-    return line
+    return "\n".join([line, *(f"warning: {w}" for w in result.warnings)])
 
 
 def demo(result: Any) -> str:

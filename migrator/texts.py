@@ -9,7 +9,8 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_TEXT_FIELD", "lookup", "NOT_UNICODE", "payload_keys", "TextSource"]
+__all__ = ["DEFAULT_TEXT_FIELD", "lookup", "NOT_UNICODE", "payload_keys", "TextSource",
+           "unfilled_warning"]
 
 DEFAULT_TEXT_FIELD = "text"
 NOT_UNICODE = "text is not valid Unicode"  # the start of such a text's reason
@@ -43,21 +44,30 @@ class TextSource:
     def describe(self) -> str:
         return f"template {self.template!r}" if self.template else f"field {self.field!r}"
 
+    @property
+    def fields(self) -> list[str]:
+        """The template's placeholders, in order ([] for a field)."""
+        if self.template is None:
+            return []
+        return list(dict.fromkeys(m.group(1) for m in _PLACEHOLDER.finditer(self.template)))
+
+    def filled(self, payload: dict[str, Any]) -> set[str]:
+        """The template's fields that `payload` has."""
+        return {f for f in self.fields if lookup(payload, f) is not _MISSING}
+
     def unfilled(self, payloads: Iterable[dict[str, Any]]) -> list[str]:
         """The template's fields that none of `payloads` has: each renders empty in every
         text, which is what a mistyped field does."""
-        if self.template is None:
-            return []
-        fields = dict.fromkeys(m.group(1) for m in _PLACEHOLDER.finditer(self.template))
-        found = {f for payload in payloads for f in fields if lookup(payload, f) is not _MISSING}
-        return [f for f in fields if f not in found]
+        found = {f for payload in payloads for f in self.filled(payload)}
+        return [f for f in self.fields if f not in found]
 
     def unfilled_warnings(self, name: str, payloads: list[dict[str, Any]]) -> list[str]:
         """A warning for each of the template's fields that none of `payloads` (the first
         points of collection `name`) has."""
-        return [f"The text template of {name!r} has {{{f}}}, which none of its first "
-                f"{len(payloads)} points has: it renders empty in every text. A typo?"
-                for f in self.unfilled(payloads)] if payloads else []
+        if not payloads:
+            return []
+        return unfilled_warning(name, self.unfilled(payloads),
+                                f"its first {len(payloads)} points")
 
     def extract(self, payload: dict[str, Any]) -> tuple[str | None, str]:
         """(text, "") when there is text to embed, else (None, the reason)."""
@@ -95,6 +105,12 @@ def payload_keys(payloads: Iterable[dict[str, Any]], limit: int = 20) -> list[st
     for payload in payloads:
         seen.update(dict.fromkeys(payload))
     return sorted(seen)[:limit]
+
+
+def unfilled_warning(name: str, fields: Iterable[str], where: str) -> list[str]:
+    """A warning for each template field of `name` that none of `where` has."""
+    return [f"The text template of {name!r} has {{{f}}}, which none of {where} has: it "
+            "renders empty in every text. A typo?" for f in fields]
 
 
 def lookup(payload: Any, path: str) -> Any:

@@ -71,3 +71,16 @@ def test_bad_inputs(memory_store: QdrantStore, tmp_path: Path) -> None:
         ingest(bad, "a/b", config(tmp_path), store=memory_store)
     with pytest.raises(ConfigError, match="cannot be named ''"):
         ingest(bad, "", config(tmp_path), store=memory_store)
+
+
+def test_a_template_field_no_record_has_is_warned_of(memory_store: QdrantStore,
+                                                     tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id": 1, "title": "a", "text": "x"}\n{"id": 2, "title": "b"}\n')
+    typo = ingest(path, "c", config(tmp_path), text_template="{title} {txet}",
+                  store=memory_store)
+    assert typo.warnings == ["The text template of 'in.jsonl' has {txet}, which none of its 2 "
+                             "records has: it renders empty in every text. A typo?"]
+    sometimes = ingest(path, "d", config(tmp_path), text_template="{title} {text}",
+                       store=memory_store)
+    assert sometimes.warnings == []  # a field some records have is fine
