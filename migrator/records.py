@@ -87,6 +87,10 @@ def _csv_records(path: Path) -> Iterator[dict[str, Any]]:
             yield record
             read = reader.line_num
     except csv.Error as exc:
+        if "field limit" in str(exc):
+            raise BadInput(f"{path}:{read + 1} has a field longer than Python's csv module "
+                           f"reads ({csv.field_size_limit():,} characters); give texts this "
+                           "long as JSONL.") from exc
         raise BadInput(f"{path}:{read + 1} is not valid CSV ({exc}): a quoted field ends "
                        "with a quote, and a quote inside one is written twice (\"\"). Fix "
                        "the quoting.") from exc

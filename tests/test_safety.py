@@ -627,6 +627,7 @@ def test_bad_input_files_are_exit_2_with_a_sentence(tmp_path: Path, content: byt
     (b'id,text\n1,fine\n2,"a"b\n', "bad.csv:3 is not valid CSV"),
     # the text was cut at its comma: "hello" embedded, " world" dropped
     (b"id,text\n1,hello, world\n", "bad.csv:2 has 3 fields and the header 2"),
+    (b"id,text\n1," + b"x" * 200_000 + b"\n", "bad.csv:2 has a field longer than"),
 ])
 def test_broken_csv_is_exit_2_not_records_merged_or_cut(tmp_path: Path, content: bytes,
                                                        said: str) -> None:
@@ -634,7 +635,7 @@ def test_broken_csv_is_exit_2_not_records_merged_or_cut(tmp_path: Path, content:
     data.write_bytes(content)
     result = invoke(*ingest_args(data, tmp_path / "q"))
     assert result.exit_code == 2, result.output
-    assert said in result.stderr and "Fix the" in result.stderr
+    assert said in result.stderr and "Traceback" not in result.stderr
     assert collections(tmp_path / "q") == []
 
 
