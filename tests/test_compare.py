@@ -132,7 +132,32 @@ def test_texts_file_leaves_out_records_without_text_and_samples_by_seed(tmp_path
     with pytest.raises(DataError, match="no record with text in its field 'text'"):
         load_texts(path)
     titled = load_texts(path, text=TextSource.from_settings(None, "{id}: {body}"), queries=1)
-    assert titled.doc_texts[0] == "0: " + texts(1)[0]
+    assert titled.doc_texts[0] == "0: " + texts(1)[0] and titled.warnings == []
+
+
+def test_a_template_field_no_record_has_is_warned_of(tmp_path: Path, memory_store: Any
+                                                     ) -> None:
+    path = tmp_path / "notes.jsonl"
+    path.write_text("\n".join(json.dumps({"id": i, "title": f"T{i}", "body": t})
+                              for i, t in enumerate(texts(5))))
+    typo = TextSource.from_settings(None, "{title}. {bdoy}")
+    assert load_texts(path, text=typo, queries=1).warnings == [
+        "The text template of 'notes.jsonl' has {bdoy}, which none of its records has: it "
+        "renders empty in every text. A typo?"]
+    make_collection(memory_store.client, "docs", n=30)
+    typo = TextSource.from_settings(None, "{text} {txet}")
+    dataset = load_collection(memory_store, "docs", typo, sample=10, queries=4)
+    assert [w[:45] for w in dataset.warnings] == ["The text template of 'docs' has {txet}, which"]
+    assert terminal_lines(dataset)[0] == f"warning: {dataset.warnings[0]}"
+    right = load_collection(memory_store, "docs", TextSource.from_settings(None, "{text}"),
+                            sample=10, queries=4)
+    assert right.warnings == []
+
+
+def terminal_lines(dataset: Any) -> list[str]:
+    result = compare(dataset, candidates("hashing:hash-words-v1"))
+    return [line for line in compare_report.terminal(result).splitlines()
+            if line.startswith("warning:")]
 
 
 def test_texts_csv_and_repeated_ids(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from ..records import (
 from ..sampling import draw_sample
 from ..settings import StoreSettings
 from ..store import QdrantStore, opened
-from ..texts import TextSource
+from ..texts import TextSource, unfilled_warning
 from ..wording import counted, has
 
 __all__ = ["collection_size", "Dataset", "DatasetKind", "DEFAULT_QUERIES", "DEFAULT_SAMPLE",
@@ -43,6 +43,7 @@ DatasetKind = Literal["beir", "texts", "collection"]
 DEFAULT_QUERIES = 200  # self-retrieval queries drawn from an unlabelled corpus
 DEFAULT_SEED = 13
 DEFAULT_SAMPLE = 2000  # documents drawn from a collection
+FIRST_POINTS = 256  # whose payloads show a template field that none has (as `plan` reads)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Dataset:
     queries: list[Query]
     population: int | None = None  # documents in the whole source, when sampled from one
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a template field nothing has
 
     @property
     def labelled(self) -> bool:
@@ -74,7 +76,7 @@ class Dataset:
         return {"name": self.name, "kind": self.kind, "documents": len(self.doc_ids),
                 "queries": len(self.queries), "labelled": self.labelled,
                 "population": self.population, "sha256": self.fingerprint(),
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "warnings": list(self.warnings)}
 
 
 def load_beir(directory: Path, *, split: str = "test", max_queries: int | None = None
@@ -127,7 +129,9 @@ def load_texts(path: Path, *, text: TextSource | None = None, id_field: str | No
     fmt = detect_format(path)
     source = text or TextSource.from_settings(None, None)
     ids, texts, without = [], [], 0
+    filled: set[str] = set()
     for number, record in enumerate(read_records(path, fmt), start=1):
+        filled |= source.filled(record)
         value, _ = source.extract(record)
         if value is None:
             without += 1
@@ -143,8 +147,11 @@ def load_texts(path: Path, *, text: TextSource | None = None, id_field: str | No
                         "--id-field (or leave ids out to number the records).")
     notes = [f"{counted(without, 'record')} without text in the {source.describe()} left out"
              ] if without else []
-    return _unlabelled(path.name, "texts", ids, texts, sample=sample, queries=queries,
-                       seed=seed, population=len(texts), notes=notes, keep=set(keep))
+    dataset = _unlabelled(path.name, "texts", ids, texts, sample=sample, queries=queries,
+                          seed=seed, population=len(texts), notes=notes, keep=set(keep))
+    dataset.warnings = unfilled_warning(path.name, [f for f in source.fields if f not in filled],
+                                        "its records")
+    return dataset
 
 
 def load_collection(store: QdrantStore, collection: str, text: TextSource, *,
@@ -163,9 +170,12 @@ def load_collection(store: QdrantStore, collection: str, text: TextSource, *,
     drawn += _fetch(store, collection, text, wanted - {str(i) for i, _ in drawn})
     drawn.sort(key=lambda item: str(item[0]))
     notes = [f"{counted(without, 'point')} without text left out"] if without else []
-    return _unlabelled(collection, "collection", [str(i) for i, _ in drawn],
-                       [t for _, t in drawn], sample=None, queries=queries, seed=seed,
-                       population=population, notes=notes)
+    dataset = _unlabelled(collection, "collection", [str(i) for i, _ in drawn],
+                          [t for _, t in drawn], sample=None, queries=queries, seed=seed,
+                          population=population, notes=notes)
+    first = store.scroll(collection, limit=FIRST_POINTS, vectors=False).points
+    dataset.warnings = text.unfilled_warnings(collection, [p.payload for p in first])
+    return dataset
 
 
 def _fetch(store: QdrantStore, collection: str, text: TextSource, wanted: set[str]
@@ -217,7 +227,7 @@ def label(dataset: Dataset, queries: list[Query], source: str) -> Dataset:
     notes = [n for n in dataset.notes if not n.startswith("no relevance labels")]
     notes.append(f"{len(queries)} labelled queries from {source}")
     return Dataset(dataset.name, dataset.kind, dataset.doc_ids, dataset.doc_texts, queries,
-                   population=dataset.population, notes=notes)
+                   population=dataset.population, notes=notes, warnings=dataset.warnings)
 
 
 def load_dataset(path: Path, *, split: str = "test", text: TextSource | None = None,

@@ -121,6 +121,7 @@ def _header_lines(result: CompareResult) -> list[str]:
     if d.population is not None and d.population > len(d.doc_ids):
         lines.append(f"sampled from {d.population:,} documents")
     lines += [f"note: {n}" for n in d.notes]
+    lines += [f"warning: {w}" for w in d.warnings]
     lines.append(f"reference for agreement@10: {result.reference}")
     if result.collection_size is not None:
         lines.append(f"extrapolated to {result.collection_size:,} documents "
