@@ -354,7 +354,7 @@ def status(result: Any) -> str:
         verified = "-" if not m.verification else (
             "passed" if m.verification.get("passed") else "failed")
         target = f"{m.target} (vector {m.new_vector})" if m.in_place else m.target
-        phase = f"{m.phase} (target deleted)" if m.target in result.deleted else str(m.phase)
+        phase = _phase(m, result.aliases, result.deleted)
         rows.append((m.source, target, phase, progress,
                      f"{counters.get('tokens', 0):,}", f"{counters.get('cached', 0):,}",
                      "end" if m.finished else _checkpoint(m.checkpoint), verified,
@@ -375,6 +375,19 @@ def status(result: Any) -> str:
                           for name, by in vectors.items())
         lines.append(f"Vectors of {collection!r}: {shown}")
     return "\n".join(lines + _batch_jobs(result.batch_jobs))
+
+
+def _phase(migration: Any, aliases: dict[str, str], deleted: set[str]) -> str:
+    """The phase, and what changed since: the target deleted, or the alias the migration
+    moved moved elsewhere (a rollback, a later swap)."""
+    if migration.target in deleted:
+        return f"{migration.phase} (target deleted)"
+    alias = migration.alias
+    if migration.phase == "swapped" and alias and aliases.get(alias) != migration.target:
+        now = aliases.get(alias)
+        return (f"swapped (alias {alias!r} " + (f"moved to {now!r} since)" if now else
+                                                 "removed since)"))
+    return str(migration.phase)
 
 
 def _batch_jobs(jobs: Sequence[Any]) -> list[str]:

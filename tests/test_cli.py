@@ -306,6 +306,20 @@ def test_a_corrupt_state_file_exits_1(store_path: Path, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "corrupt or truncated" in result.stderr
 
 
+def test_status_says_when_a_swapped_alias_was_moved_away(store_path: Path, tmp_path: Path
+                                                         ) -> None:
+    where = ["--qdrant-path", str(store_path), "--state-dir", str(tmp_path / "state")]
+    assert run("migrate", *base(store_path, tmp_path), "--collection", "docs",
+               "--target", "docs_v2", "--alias", "live").exit_code == 0
+    assert "  swapped  " in run("status", *where).stdout
+    assert run("rollback", "live", *where).exit_code == 2  # a new alias: nothing to go back to
+    assert run("swap", "live", "docs", *where).exit_code == 0
+    shown = run("status", *where).stdout
+    assert "swapped (alias 'live' moved to 'docs' since)" in shown
+    assert run("rollback", "live", *where).exit_code == 0
+    assert "  swapped  " in run("status", *where).stdout
+
+
 def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -> None:
     where = ["--qdrant-path", str(store_path), "--state-dir", str(tmp_path / "state")]
     assert run("migrate", *base(store_path, tmp_path), "--collection", "docs",
