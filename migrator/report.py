@@ -79,6 +79,11 @@ def money(value: float | None) -> str:
     return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
+def cost(value: float | None) -> str:
+    """An amount as a sentence says it: `$0.0200`, or `cost unknown` (no known price)."""
+    return "cost unknown" if value is None else money(value)
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "n/a"
@@ -109,8 +114,8 @@ def batch_lines(report: Any) -> list[str]:
         sync_cost = report.synchronous_cost
         lines.append(
             f"Submitted {report.submitted_texts:,} texts (~{report.submitted_tokens:,} tokens) "
-            f"in {counted(report.submitted_jobs, 'batch job')}: ~{money(report.submitted_cost)} at "
-            f"the batch price ({money(sync_cost)} synchronously).")
+            f"in {counted(report.submitted_jobs, 'batch job')}: ~{cost(report.submitted_cost)} at "
+            f"the batch price ({cost(sync_cost)} synchronously).")
     if report.collected_jobs:
         lines.append(f"Collected {counted(report.collected_jobs, 'job')}: "
                      f"{report.collected_texts:,} texts cached, {report.resent_texts:,} not "
@@ -194,7 +199,7 @@ def bill(bill: Any) -> str:
              table(["phase", "requests", "texts sent", "from cache", "tokens", "cost"], rows)]
     if data["total"]["from_cache"]:
         lines.append(f"The cache saved {data['total']['tokens_saved']:,} tokens "
-                     f"({money(data['total']['cost_saved_usd'])}).")
+                     f"({cost(data['total']['cost_saved_usd'])}).")
     if any(u["tokens_estimated"] for u in data["phases"].values()):
         lines.append("~ estimated: the provider did not report the tokens it billed.")
     metrics = data["http"]
@@ -250,7 +255,7 @@ def plan(result: Any) -> str:
             f"chars min {c.chars['min']:.0f} / mean {c.chars['mean']:.0f} / "
             f"p95 {c.chars['p95']:.0f} / max {c.chars['max']:.0f}",
             f"  estimate: {c.estimated_tokens:,} tokens (~{c.tokens_per_text} per text), "
-            f"{money(c.estimated_cost)}, {counted(c.estimated_requests, 'request')}, "
+            f"{cost(c.estimated_cost)}, {counted(c.estimated_requests, 'request')}, "
             f"{duration(c.estimated_seconds)}",
             f"  storage while both exist: in place {_bytes(c.storage['in_place_bytes'])} (the "
             f"new vector), a new collection {_bytes(c.storage['new_collection_bytes'])} "
@@ -264,10 +269,10 @@ def plan(result: Any) -> str:
     lines.append(dims_line(result.dims))
     seconds = sum(c.estimated_seconds or 0.0 for c in result.collections)
     lines.append(f"Total: {result.estimated_tokens:,} tokens (estimated), "
-                 f"{money(result.estimated_cost)}, about {duration(seconds)} synchronously.")
+                 f"{cost(result.estimated_cost)}, about {duration(seconds)} synchronously.")
     if result.batch_asked:
         lines.append(
-            f"Batch mode: {money(result.batch_cost)} at the batch price, answered within "
+            f"Batch mode: {cost(result.batch_cost)} at the batch price, answered within "
             f"{result.batch.window_hours:g} hours (often much sooner); run migrate again to "
             "collect, or add --wait." if result.batch is not None else
             f"Batch mode: provider {result.provider!r} has no batch API migrator speaks "
@@ -431,7 +436,7 @@ def verify(result: Any) -> str:
     usage = result.to_dict()["usage"]
     paid = (f"Query embeddings: {counted(usage['requests'], 'request')}, "
             f"{counted(usage['texts'], 'text')} sent, {usage['from_cache']:,} from the cache, "
-            f"{money(usage['cost_usd'])}.")
+            f"{cost(usage['cost_usd'])}.")
     return "\n\n".join([*(verification(r) for r in result.reports), paid])
 
 

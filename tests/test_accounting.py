@@ -270,6 +270,7 @@ def test_max_cost_needs_a_price(tmp_path: Path) -> None:
                       "--max-cost", "5")
         assert ("--max-cost $5.00: this model's price is not known, so migrate would refuse "
                 "to start with a limit.") in planned.stdout
+        assert "tokens (estimated), cost unknown, about" in planned.stdout  # not ", unknown,"
 
 
 def test_an_embedder_that_served_an_earlier_run_bills_each_run_apart(
