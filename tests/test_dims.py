@@ -90,6 +90,8 @@ def test_models_the_catalog_lacks() -> None:
     stub = ModelSpec("openai-compatible", "bge", 0, 256, 8192)
     assert decide(stub, None).action == "probed"
     assert decide(stub, 256).ask == 256
+    assert decide(stub, 256).describe() == (
+        "256 requested from the model natively (native size not in the catalog)")  # not 0
     assert decide(stub, 256, send_dimensions=False) == DimsDecision(
         "probed", 0, None, 256, renormalize=True)
     # issue 11.7: truncate/pad learn the native size without sending `dimensions`

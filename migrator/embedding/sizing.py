@@ -61,7 +61,8 @@ class DimsDecision:
         if self.action == "native":
             return f"native size {self.target}"
         if self.action == "requested":
-            return f"{self.target} requested from the model natively (native {self.native})"
+            native = f"native {self.native}" if self.native else "native size not in the catalog"
+            return f"{self.target} requested from the model natively ({native})"
         if self.action == "probed":
             return (f"{self.target} as the server returns it (model not in the catalog)"
                     if self.target else "probed from the server (model not in the catalog)")
