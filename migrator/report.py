@@ -429,7 +429,7 @@ def verification(report: Any) -> str:
     if report.readiness:
         lines.append(f"Readiness: {report.readiness}.")
     return "\n".join([*lines, table(["status", "check", "value", "threshold", "detail"],
-                                    rows)])
+                                    rows), *(f"warning: {w}" for w in report.warnings)])
 
 
 def verify(result: Any) -> str:
@@ -454,7 +454,7 @@ def verify_markdown(result: Any) -> str:
             threshold = "-" if c.threshold is None else f">= {c.threshold:.2f}"
             detail = c.detail.replace("|", "\\|")
             parts.append(f"| {c.status} | {c.name} | {value} | {threshold} | {detail} |")
-        parts.append("")
+        parts += ["", *(f"**Warning:** {w}\n" for w in r.warnings)]
     return "\n".join(parts)
 
 

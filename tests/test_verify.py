@@ -22,6 +22,7 @@ from migrator import (
     drop_old,
     migrate,
     old_collection,
+    report,
     rollback,
     status,
     swap,
@@ -170,6 +171,12 @@ def test_target_embedded_from_the_wrong_field_fails(memory_store: QdrantStore,
     result = verify(settings, source_store=memory_store)
     assert not result.passed
     assert "self-retrieval" in result.reports[0].failed[0].name
+    # the recorded migration says why: it embedded another text than this check does
+    (warning,) = result.reports[0].warnings
+    assert "embedded the text from field 'text' (this check: field 'title')" in warning
+    assert "warning: The migration that wrote" in report.verify(result)
+    settings.collections[0].text_field = "text"
+    assert verify(settings, source_store=memory_store).reports[0].warnings == []
 
 
 def test_points_missing_from_the_target_fail_integrity(memory_store: QdrantStore,

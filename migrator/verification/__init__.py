@@ -135,7 +135,9 @@ async def _verify_one(settings: Settings, config: CollectionSettings, source: Qd
     sample, without_text = draw_sample(source, schema.name, text, verify.sample, verify.seed)
     pair = Pair(source, schema.name, old, target, target_schema.name, new,
                 expected_count=source.count(schema.name) - without_text, text=text)
-    return await check_target(pair, sample, embedder, settings)
+    report = await check_target(pair, sample, embedder, settings)
+    report.warnings += _unlike_writer(settings, target_schema.name, new, text, embedder)
+    return report
 
 
 def _latest(settings: Settings, config: CollectionSettings,
@@ -148,6 +150,32 @@ def _latest(settings: Settings, config: CollectionSettings,
         done = [m for m in state.all() if m.source == config.name
                 and m.model == embedder.spec.model]
     return done[-1] if done else None
+
+
+def _unlike_writer(settings: Settings, collection: str, vector: str, text: TextSource,
+                   embedder: Embedder) -> list[str]:
+    """A warning when the migration recorded as writing `vector` of `collection` embedded
+    another text or model than this check does: self-retrieval would fail for that alone."""
+    state_dir = Path(settings.migration.state_dir)
+    if not (state_dir / "state.db").exists():
+        return []
+    with State(state_dir) as state:
+        writers = [m for m in state.all() if m.target == collection
+                   and (m.new_vector if m.in_place else m.vector) == vector]
+    if not writers:
+        return []
+    writer, spec = writers[-1], embedder.spec
+    unlike = []
+    if writer.text != text.describe():
+        unlike.append(f"the text from {writer.text} (this check: {text.describe()})")
+    if (writer.provider, writer.model) != (spec.provider, spec.model):
+        unlike.append(f"the model {writer.provider} {writer.model} (this check: "
+                      f"{spec.provider} {spec.model})")
+    if not unlike:
+        return []
+    return [f"The migration that wrote {collection!r} embedded {' and '.join(unlike)}: "
+            "queries embedded otherwise do not find their points, whatever the collection's "
+            "quality. Verify with the settings that migration used."]
 
 
 def _default_target(config: CollectionSettings, embedder: Embedder) -> str:

@@ -72,6 +72,7 @@ class VerificationReport:
     k: int
     checks: list[Check]
     readiness: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -90,7 +91,7 @@ class VerificationReport:
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "target": self.target, "sample": self.sample,
                 "k": self.k, "passed": self.passed, "readiness": self.readiness,
-                "checks": [c.to_dict() for c in self.checks]}
+                "checks": [c.to_dict() for c in self.checks], "warnings": list(self.warnings)}
 
 
 # ---- the checks ----------------------------------------------------------------------------
