@@ -17,7 +17,7 @@ from .store import CollectionSchema, QdrantStore
 from .texts import TextSource
 
 __all__ = ["Job", "check_aliases", "check_default_target", "check_existing_target",
-           "model_slug", "refuse_source_as_target", "target_name"]
+           "missing_target_advice", "model_slug", "refuse_source_as_target", "target_name"]
 
 LONGEST_NAME = 255  # characters in a collection's name (Qdrant)
 
@@ -114,6 +114,24 @@ def refuse_source_as_target(name: str, collection: str, state_dir: Path) -> None
         "migration, and no migration with these settings (model, size, text) from it is "
         f"recorded in {state_dir}. Give the settings of that migration (`migrator status` "
         "lists them), or the source collection itself with --collection.")
+
+
+def missing_target_advice(job: Job, records: list[MigrationRecord], target: QdrantStore
+                          ) -> str:
+    """What to do when `job`'s target is not there to catch up: use the name under which
+    the same collection was migrated with these settings (an alias, or the collection an
+    alias served: each name is a migration of its own), else migrate first."""
+    planned = job.record
+    same = [m for m in records if m.source_collection == job.schema.name
+            and m.source != job.config.name and m.store == planned.store
+            and (m.provider, m.model, m.dims, m.text) == (
+                planned.provider, planned.model, planned.dims, planned.text)
+            and target.exists(m.target)]
+    if not same:
+        return "run `migrator migrate` first."
+    return (f"the migration of {job.schema.name!r} with these settings was run as "
+            f"{same[-1].source!r} (target {same[-1].target!r}): give --collection "
+            f"{same[-1].source}.")
 
 
 def check_aliases(jobs: list[Job], target: QdrantStore) -> None:

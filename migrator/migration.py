@@ -27,7 +27,14 @@ from .inplace import (
 )
 from .inplace import check as check_in_place
 from .interrupts import Stop, stoppable
-from .jobs import Job, check_aliases, check_existing_target, refuse_source_as_target, target_name
+from .jobs import (
+    Job,
+    check_aliases,
+    check_existing_target,
+    missing_target_advice,
+    refuse_source_as_target,
+    target_name,
+)
 from .ownership import Confirm, claim, drop_left, provenance, restart
 from .pipeline import Checkpoint, Pipeline, Progress
 from .preflight import refuse_before_paying
@@ -258,7 +265,8 @@ class _Run:
             if not job.target_exists or job.target_vector not in job.schema.vectors:
                 raise StoreError(  # in place, the target is the new vector in the source
                     f"Target {job.target!r} ({job.target_vector or 'unnamed'}) of {config.name!r}"
-                    f" does not exist in {self.target.location}; run `migrator migrate` first.")
+                    f" does not exist in {self.target.location}; "
+                    + missing_target_advice(job, self.state.all(), self.target))
             if self.state.get(job.record.id) is None:
                 self.state.create(job.record)
             result = CollectionResult(

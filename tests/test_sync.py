@@ -103,6 +103,25 @@ def test_sync_needs_an_existing_target(memory_store: QdrantStore, tmp_path: Path
         sync(config(tmp_path, server.url), source_store=memory_store)
 
 
+def test_a_collection_migrated_through_its_alias_is_synced_by_that_name(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """Each name is a migration of its own; told "run migrate first", a user would have
+    paid for a second copy of what the alias already served."""
+    make_collection(memory_store.client, "docs", n=10, named=True)
+    memory_store.client.update_collection_aliases(change_aliases_operations=[
+        qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name="docs",
+                                                            alias_name="articles"))])
+    with LoopbackServer(dims=8) as server:
+        settings = config(tmp_path, server.url)
+        settings.collections[0].name = "articles"
+        target = migrate(settings, source_store=memory_store).collections[0].target
+        settings.collections[0].name = "docs"
+        with pytest.raises(StoreError) as refused:
+            sync(settings, source_store=memory_store)
+    assert (f"the migration of 'docs' with these settings was run as 'articles' (target "
+            f"{target!r}): give --collection articles.") in str(refused.value)
+
+
 def test_a_vector_added_to_the_source_since_is_named_not_written(memory_store: QdrantStore,
                                                                   tmp_path: Path) -> None:
     make_collection(memory_store.client, "docs", n=6, named=True)
