@@ -146,12 +146,14 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
     Returns warnings (a template field no record has).
 
     Raises:
-        BadInput: ids repeated or unusable, no record with text, a text not valid Unicode.
+        BadInput: ids missing, repeated or unusable, no record with text, a text not valid
+            Unicode.
         InputTooLong: texts over the model's limit under `long_input: fail`.
     """
     limit, count = model.spec.max_tokens_per_input, token_counter(model)
     seen: set[Any] = set()
     repeated: list[Any] = []
+    without_id: list[int] = []  # record numbers, from 1
     too_long: list[Any] = []
     keys: dict[str, None] = {}
     filled: set[str] = set()
@@ -160,6 +162,8 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
         records += 1
         keys.update(dict.fromkeys(record))
         filled |= text.filled(record)
+        if id_field and record.get(id_field) in (None, ""):
+            without_id.append(row + 1)
         pid = point_id(record.get(id_field) if id_field else None, row)
         if pid in seen:
             repeated.append(pid)
@@ -172,6 +176,18 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
         with_text += 1
         if long_input == "fail" and len(body.encode("utf-8")) > limit and count(body) > limit:
             too_long.append(pid)  # a token is at least one byte: short texts need no count
+    if without_id and len(without_id) == records:
+        raise BadInput(
+            f"No record of {path} has the id field {id_field!r}; its "
+            f"{'columns' if fmt == 'csv' else 'keys'} are: {', '.join(sorted(keys)[:20])}. "
+            "Give --id-field one of them. Nothing was created.")
+    if without_id:
+        shown = ", ".join(str(n) for n in without_id[:10])
+        raise BadInput(
+            f"{counted(len(without_id), 'record')} of {path} {has(len(without_id), 'has', 'have')}"
+            f" no {id_field!r}, the id field of the others (record"
+            f"{'s' if len(without_id) > 1 else ''} {shown}): each needs an id of its own. Fill "
+            "them in, or give --id-field another field. Nothing was created.")
     if repeated:
         shown = ", ".join(repr(i) for i in repeated[:10])
         raise BadInput(

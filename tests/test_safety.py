@@ -586,6 +586,8 @@ def test_ingest_loses_nothing_silently(tmp_path: Path) -> None:
     missing = write_jsonl(tmp_path / "miss.jsonl", [{"id": i, "body": "x"} for i in range(5)])
     result = invoke(*ingest_args(missing, store, "--text-field", "content"))
     assert result.exit_code == 2 and "keys are: body, id" in result.stderr
+    result = invoke(*ingest_args(missing, store, "--id-field", "uid", "--text-field", "body"))
+    assert result.exit_code == 2 and "has the id field 'uid'; its keys are: body" in result.stderr
     csv_file = tmp_path / "rows.csv"
     csv_file.write_text("id,title\n1,a\n2,b\n", encoding="utf-8")
     result = invoke(*ingest_args(csv_file, store))
@@ -616,6 +618,11 @@ def test_ingest_loses_nothing_silently(tmp_path: Path) -> None:
     # the text was cut at its comma: "hello" embedded, " world" dropped
     ("bad.csv", b"id,text\n1,hello, world\n", "bad.csv:2 has 3 fields and the header 2"),
     ("bad.csv", b"id,text\n1," + b"x" * 200_000 + b"\n", "bad.csv:2 has a field longer than"),
+    # a record without the id the others have was numbered by its row: point 1 here, or
+    # silently a number another record may hold in a later file
+    ("bad.jsonl", b'{"id": 7, "text": "a"}\n{"text": "b"}\n',
+     "1 record of {path} has no 'id', the id field of the others (record 2)"),
+    ("bad.csv", b"id,text\n7,a\n,b\n,c\n", "no 'id', the id field of the others (records 2, 3)"),
 ])
 def test_bad_input_files_are_exit_2_with_a_sentence(tmp_path: Path, name: str, content: bytes,
                                                     said: str) -> None:
@@ -625,7 +632,7 @@ def test_bad_input_files_are_exit_2_with_a_sentence(tmp_path: Path, name: str, c
     data.write_bytes(content)
     result = invoke(*ingest_args(data, tmp_path / "q"))
     assert result.exit_code == 2, result.output
-    assert said in result.stderr and "Traceback" not in result.stderr
+    assert said.format(path=data) in result.stderr and "Traceback" not in result.stderr
     assert collections(tmp_path / "q") == []
 
 
