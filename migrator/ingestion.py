@@ -178,8 +178,7 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
             too_long.append(pid)  # a token is at least one byte: short texts need no count
     if without_id and len(without_id) == records:
         raise BadInput(
-            f"No record of {path} has the id field {id_field!r}; its "
-            f"{'columns' if fmt == 'csv' else 'keys'} are: {', '.join(sorted(keys)[:20])}. "
+            f"No record of {path} has the id field {id_field!r}; {_its_keys(fmt, keys)}. "
             "Give --id-field one of them. Nothing was created.")
     if without_id:
         shown = ", ".join(str(n) for n in without_id[:10])
@@ -200,9 +199,9 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
                        "to ingest. Nothing was created.")
     if not with_text:
         raise BadInput(
-            f"None of the {records} records of {path} has text in {text.describe()}; its "
-            f"{'columns' if fmt == 'csv' else 'keys'} are: {', '.join(sorted(keys)[:20])}. "
-            "Give --text-field or --text-template. Nothing was created.")
+            f"None of the {records} records of {path} has text in {text.describe()}; "
+            f"{_its_keys(fmt, keys)}. Give --text-field or --text-template. Nothing was "
+            "created.")
     if too_long:
         shown = ", ".join(repr(i) for i in too_long[:10])
         raise InputTooLong(
@@ -212,6 +211,10 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
             "or chunk-mean, or shorten those texts. Nothing was created.")
     return unfilled_warning(path.name, [f for f in text.fields if f not in filled],
                             f"its {counted(records, 'record')}")
+
+
+def _its_keys(fmt: str, keys: dict[str, None]) -> str:
+    return f"its {'columns' if fmt == 'csv' else 'keys'} are: {', '.join(sorted(keys)[:20])}"
 
 
 async def _embed_file(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: str,
