@@ -18,7 +18,8 @@ from typing import Any, NoReturn
 
 from .errors import CorruptState, StateBusy, StateError
 
-__all__ = ["BUSY_SECONDS", "CACHE_FILE", "connect", "Database", "open_db", "transaction"]
+__all__ = ["BUSY_SECONDS", "CACHE_FILE", "connect", "Database", "make_directory", "open_db",
+           "transaction"]
 
 CACHE_FILE = "cache.db"  # the embedding cache (vector_cache.py)
 BUSY_SECONDS = 30  # how long a statement waits for another process's write lock
@@ -65,8 +66,8 @@ def open_db(path: Path, schema: list[tuple[int, str, str]]) -> Database:
         CorruptState: the file is not a readable database of ours.
     """
     _check_access(path)
+    make_directory(path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         db = connect(path)
     except (sqlite3.OperationalError, PermissionError) as exc:
         if isinstance(exc, PermissionError) or _access_problem(exc):
@@ -78,6 +79,22 @@ def open_db(path: Path, schema: list[tuple[int, str, str]]) -> Database:
         db.close()  # a schema change cut short is rolled back with it
         raise
     return db
+
+
+def make_directory(directory: Path) -> None:
+    """Create the state directory (and its parents) if missing.
+
+    Raises:
+        StateError: it cannot be: a file in the way, a read-only or virtual file system,
+            permissions.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(
+            f"migrator cannot make its state directory {directory} "
+            f"({exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}). "
+            "Choose a --state-dir (migration.state_dir) where you can write.") from exc
 
 
 def _prepare(db: Database, path: Path, schema: list[tuple[int, str, str]]) -> None:

@@ -128,11 +128,15 @@ def demo(directory: Path | str = "migrator-demo", *, prefer_local: bool = True,
 
 def _fresh_directory(root: Path) -> Path:
     if root.exists():
-        if not (root / MARKER).exists() and any(root.iterdir()):
+        if not root.is_dir() or not (root / MARKER).exists() and any(root.iterdir()):
             raise ConfigError(f"{root} exists and was not made by `migrator demo`; give another "
                               "--dir.")
         shutil.rmtree(root)
-    root.mkdir(parents=True)
+    try:
+        root.mkdir(parents=True)
+    except OSError as exc:
+        raise ConfigError(f"Cannot make the demo's directory {root} ({exc.strerror or exc}); "
+                          "give --dir a directory where you can write.") from exc
     (root / MARKER).write_text("made by `migrator demo`; deleted on the next run\n")
     return root
 

@@ -261,6 +261,22 @@ def test_demo_offline_with_hashing(tmp_path: Path) -> None:
     (tmp_path / "other" / "keep.txt").write_text("mine")
     refused = run("demo", "--dir", str(tmp_path / "other"))
     assert refused.exit_code == 2 and "was not made by `migrator demo`" in refused.stderr
+    under_a_file = run("demo", "--dir", str(tmp_path / "other" / "keep.txt" / "demo"))
+    assert under_a_file.exit_code == 2 and "Traceback" not in under_a_file.stderr
+    assert "Cannot make the demo's directory" in under_a_file.stderr
+
+
+def test_a_state_directory_that_cannot_be_made_is_named(store_path: Path, tmp_path: Path
+                                                        ) -> None:
+    (tmp_path / "a-file").write_text("")
+    result = run("migrate", *base(store_path, tmp_path), "--collection", "docs",
+                 "--state-dir", str(tmp_path / "a-file" / "state"))
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert (f"migrator cannot make its state directory {tmp_path / 'a-file' / 'state'} (Not a "
+            "directory") in result.stderr and "Choose a --state-dir" in result.stderr
+    client = QdrantClient(path=str(store_path))
+    assert [c.name for c in client.get_collections().collections] == ["docs"]  # none created
+    client.close()
 
 
 def test_restart_asks_first_naming_what_it_deletes(store_path: Path, tmp_path: Path) -> None:
