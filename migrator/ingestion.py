@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .blocking import run_blocking
+from .databases import make_directory
 from .embedding import Embedder, build_embedder
 from .embedding.tokens import token_counter
 from .errors import BadInput, ConfigError, InputTooLong
@@ -124,6 +125,7 @@ async def _ingest(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: 
                   distance: Distance, store: QdrantStore | None, embedder: Embedder | None,
                   on_progress: Callable[[Progress], None] | None) -> IngestResult:
     started = time.perf_counter()
+    make_directory(Path(settings.migration.state_dir))  # where records without text are listed
     async with stoppable() as stop:
         with opened(settings.source, None, source_store=store, create=True) as (target, _):
             model = embedder or build_embedder(settings.provider)
@@ -229,10 +231,10 @@ async def _embed_file(path: Path, fmt: Literal["jsonl", "csv", "beir"], collecti
         # what an earlier run of this same command created (and maybe did not finish)
         refuse_if_served(target, collection, "ingesting again would replace it")
         target.delete_collection(collection)
+    state_dir = Path(settings.migration.state_dir)
     target.create(collection, vector=vector, size=dims, distance=distance,
                   provenance={**made, "created_at": time.time()})
-    skip_log = SkipLog(Path(settings.migration.state_dir) / f"{collection}.skipped.jsonl",
-                       collection=collection)
+    skip_log = SkipLog(state_dir / f"{collection}.skipped.jsonl", collection=collection)
     backfill = Pipeline(
         source=RecordSource(read_records(path, fmt), page_size=settings.migration.page_size,
                             id_field=id_field),

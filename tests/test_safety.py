@@ -554,6 +554,19 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
     return path
 
 
+def test_an_ingest_whose_state_directory_cannot_be_made_creates_nothing(tmp_path: Path
+                                                                        ) -> None:
+    """It was a traceback once a record without text was to be listed, after the
+    collection had been created and half filled."""
+    data = write_jsonl(tmp_path / "notes.jsonl", [{"id": 1, "text": "tides"}, {"id": 2}])
+    (tmp_path / "a-file").write_text("")
+    result = invoke(*ingest_args(data, tmp_path / "q", "--state-dir",
+                                 str(tmp_path / "a-file" / "state")))
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert "cannot make its state directory" in result.stderr
+    assert collections(tmp_path / "q") == []
+
+
 def test_an_interrupted_ingest_is_replaced_by_the_same_command(tmp_path: Path) -> None:
     """Issue 11.12: a failed ingest left a collection that blocked the retry."""
     data = write_jsonl(tmp_path / "notes.jsonl",
