@@ -163,6 +163,27 @@ def test_cli_exit_codes(store_path: Path) -> None:
     assert sizes.exit_code == 2 and "not a comma-separated list" in sizes.stderr
 
 
+def test_without_a_provider_the_collection_is_held_to_what_its_migration_recorded(
+        store_path: Path, tmp_path: Path) -> None:
+    """It was held to the default hashing model nobody chose: "FAIL config vs collection"
+    (exit 3) for any collection not 384 wide, "PASS" for one that was."""
+    where = ["--qdrant-path", str(store_path)]
+    unrecorded = run("validate", *where, "--collection", "docs", "--json")
+    assert unrecorded.exit_code == 0, unrecorded.output
+    checks = {c["name"]: c for c in json.loads(unrecorded.stdout)["checks"]}
+    assert checks["provider probe"]["status"] == "skip"
+    assert checks["config vs collection"]["status"] == "skip"
+    assert "no provider configured: give --provider and --model" in (
+        checks["config vs collection"]["detail"])
+    assert run("migrate", *where, "--state-dir", str(tmp_path / "s"), "--collection", "docs",
+               "--target", "docs_v2", "--provider", "hashing", "--model", "hash-words-v1",
+               "--dimensions", "32").exit_code == 0
+    recorded = run("validate", *where, "--collection", "docs_v2")
+    assert recorded.exit_code == 0, recorded.output
+    assert ("vector '(unnamed)': 32 = hashing hash-words-v1 at 32 dims, as recorded by the "
+            "migration that created it") in recorded.stdout
+
+
 def test_vectors_not_unit_length_under_cosine_are_reported_not_failed() -> None:
     points = [Point(i, {"text": "a"}, {"": [3.0, 4.0]}) for i in range(3)]
     check, _ = scan_points(points, vector="", size=2, distance="Cosine", text=TextSource("text"))

@@ -286,6 +286,10 @@ def validate(
                                       dims=dims, probe_provider=probe_provider), "validate")
 
 
+NO_PROVIDER = ("no provider configured: give --provider and --model (or a configuration "
+               "file) to check the model you are moving to")
+
+
 async def _validate(settings: Settings, store: QdrantStore, embedder: Embedder | None, *,
                     full: bool, sample: int, dims: Sequence[int] | None,
                     probe_provider: bool) -> ValidationReport:
@@ -294,7 +298,10 @@ async def _validate(settings: Settings, store: QdrantStore, embedder: Embedder |
     first = settings.collections[0]
     distance = first.distance or schemas[0].vector(first.vector).distance
     probed: int | None = None
-    if probe_provider:
+    configured = embedder is not None or "provider" in settings.model_fields_set
+    if probe_provider and not configured:
+        checks.append(Check("provider probe", "skip", f"skipped: {NO_PROVIDER}"))
+    elif probe_provider:
         model = embedder or build_embedder(settings.provider, distance=distance)
         try:
             check, probed = await _probe_check(model, store, schemas[0], first, distance)
@@ -305,7 +312,8 @@ async def _validate(settings: Settings, store: QdrantStore, embedder: Embedder |
     else:
         checks.append(Check("provider probe", "skip", "skipped (--no-probe)"))
     for config, schema in zip(settings.collections, schemas, strict=True):
-        checks.append(_config_check(settings, config, schema, probed))
+        checks.append(_config_check(settings, config, schema, probed) if configured
+                      else _recorded_check(store, config, schema))
         points = _read(store, schema, config, limit=None if full else sample)
         scan, vectors = _scan(points, schema, config)
         checks.append(scan)
@@ -353,6 +361,27 @@ def _config_check(settings: Settings, config: CollectionSettings, schema: Collec
                      f"({decision.describe()})", config.name, data)
     return Check("config vs collection", "pass", f"vector {label!r}: {vector.size} = "
                  f"{provider.model} ({decision.describe()})", config.name, data)
+
+
+def _recorded_check(store: QdrantStore, config: CollectionSettings, schema: CollectionSchema
+                    ) -> Check:
+    """With no provider configured, the collection's size against what the migration that
+    created it recorded in its metadata (a default model nobody chose says nothing)."""
+    vector = schema.vector(config.vector)
+    label = vector.name or "(unnamed)"
+    made = store.provenance(schema.name)
+    if not made or made.get("vector") != vector.name or not made.get("dims"):
+        return Check("config vs collection", "skip", f"skipped: {NO_PROVIDER}", config.name)
+    data = {"vector": label, "collection_size": vector.size, "model_size": made["dims"],
+            "distance": vector.distance, "recorded": made}
+    written = (f"{made['provider']} {made['model']} at {made['dims']} dims, as recorded by "
+               f"the migration that created it (no provider configured)")
+    if made["dims"] != vector.size:
+        return Check("config vs collection", "fail", f"vector {label!r} of {schema.name!r} "
+                     f"holds {vector.size} values; it was written by {written}", config.name,
+                     data)
+    return Check("config vs collection", "pass", f"vector {label!r}: {vector.size} = {written}",
+                 config.name, data)
 
 
 def _read(store: QdrantStore, schema: CollectionSchema, config: CollectionSettings,
