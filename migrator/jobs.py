@@ -122,16 +122,22 @@ def missing_target_advice(job: Job, records: list[MigrationRecord], target: Qdra
     the same collection was migrated with these settings (an alias, or the collection an
     alias served: each name is a migration of its own), else migrate first."""
     planned = job.record
-    same = [m for m in records if m.source_collection == job.schema.name
-            and m.source != job.config.name and m.store == planned.store
-            and (m.provider, m.model, m.dims, m.text) == (
-                planned.provider, planned.model, planned.dims, planned.text)
-            and target.exists(m.target)]
-    if not same:
-        return "run `migrator migrate` first."
-    return (f"the migration of {job.schema.name!r} with these settings was run as "
-            f"{same[-1].source!r} (target {same[-1].target!r}): give --collection "
-            f"{same[-1].source}.")
+    found = [m for m in records if m.source_collection == job.schema.name
+             and m.store == planned.store and target.exists(m.target)]
+    same = [m for m in found if m.source != job.config.name and (
+        m.provider, m.model, m.dims, m.text) == (
+            planned.provider, planned.model, planned.dims, planned.text)]
+    if same:
+        return (f"the migration of {job.schema.name!r} with these settings was run as "
+                f"{same[-1].source!r} (target {same[-1].target!r}): give --collection "
+                f"{same[-1].source}.")
+    if found:  # other settings: most likely the provider flags were left out
+        shown = "; ".join(f"{m.provider} {m.model} at {m.dims} dims from {m.text} (target "
+                          f"{m.target!r})" for m in found[-3:])
+        return (f"this run has {planned.provider} {planned.model} at {planned.dims} dims from "
+                f"{planned.text}, and the migrations of {job.schema.name!r} recorded are: "
+                f"{shown}. Give the settings of the one to catch up.")
+    return "run `migrator migrate` first."
 
 
 def check_aliases(jobs: list[Job], target: QdrantStore) -> None:

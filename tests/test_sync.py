@@ -122,6 +122,24 @@ def test_a_collection_migrated_through_its_alias_is_synced_by_that_name(
             f"{target!r}): give --collection articles.") in str(refused.value)
 
 
+def test_a_sync_with_other_settings_lists_the_migrations_recorded(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """Provider flags left out: told "run migrate first", the user would have migrated the
+    collection again with the default model."""
+    make_collection(memory_store.client, "docs", n=10, named=True)
+    with LoopbackServer(dims=8) as server:
+        target = migrate(config(tmp_path, server.url), source_store=memory_store
+                         ).collections[0].target
+    settings = config(tmp_path, "")
+    settings.provider = ProviderSettings(name="hashing", model="hash-words-v1")
+    with pytest.raises(StoreError) as refused:
+        sync(settings, source_store=memory_store)
+    assert ("this run has hashing hash-words-v1 at 256 dims from field 'text', and the "
+            "migrations of 'docs' recorded are: openai-compatible loop at 8 dims from field "
+            f"'text' (target {target!r}). Give the settings of the one to catch up."
+            ) in str(refused.value)
+
+
 def test_a_vector_added_to_the_source_since_is_named_not_written(memory_store: QdrantStore,
                                                                   tmp_path: Path) -> None:
     make_collection(memory_store.client, "docs", n=6, named=True)
