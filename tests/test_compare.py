@@ -523,7 +523,7 @@ def test_json_schema_is_stable(sweep_result: CompareResult, tmp_path: Path) -> N
     assert set(data) == {"schema", "dataset", "reference", "collection_size",
                          "collection_label", "environment", "candidates"}
     assert set(data["dataset"]) == {"name", "kind", "documents", "queries", "labelled",
-                                    "population", "sha256", "notes"}
+                                    "population", "sha256", "notes", "warnings"}
     assert {"migrator", "python", "packages", "date", "cache", "seed"} <= set(
         data["environment"])
     ok = data["candidates"][0]

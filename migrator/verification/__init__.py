@@ -136,7 +136,7 @@ async def _verify_one(settings: Settings, config: CollectionSettings, source: Qd
     pair = Pair(source, schema.name, old, target, target_schema.name, new,
                 expected_count=source.count(schema.name) - without_text, text=text)
     report = await check_target(pair, sample, embedder, settings)
-    report.warnings += _unlike_writer(settings, target_schema.name, new, text, embedder)
+    report.warnings += _unlike_writer(settings, target, target_schema.name, new, text, embedder)
     return report
 
 
@@ -152,8 +152,8 @@ def _latest(settings: Settings, config: CollectionSettings,
     return done[-1] if done else None
 
 
-def _unlike_writer(settings: Settings, collection: str, vector: str, text: TextSource,
-                   embedder: Embedder) -> list[str]:
+def _unlike_writer(settings: Settings, store: QdrantStore, collection: str, vector: str,
+                   text: TextSource, embedder: Embedder) -> list[str]:
     """A warning when the migration recorded as writing `vector` of `collection` embedded
     another text or model than this check does: self-retrieval would fail for that alone."""
     state_dir = Path(settings.migration.state_dir)
@@ -161,6 +161,7 @@ def _unlike_writer(settings: Settings, collection: str, vector: str, text: TextS
         return []
     with State(state_dir) as state:
         writers = [m for m in state.all() if m.target == collection
+                   and m.store == store.identity
                    and (m.new_vector if m.in_place else m.vector) == vector]
     if not writers:
         return []
