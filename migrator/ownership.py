@@ -95,14 +95,15 @@ def claim(target: QdrantStore, state: State, config: CollectionSettings, name: s
             state.update(record.id, created_target=1)
         return
     if not adopt:
-        origin = (f"by migrator's migration of {found.get('source')!r}"
+        origin = (f"by another of migrator's migrations, {_unlike(found, record)}"
                   if found else "outside this migration")
         raise ConfigError(
             f"Target {name!r} already exists in {target.location} and was created "
             f"{origin}. migrator writes only into a collection its own migration created: "
-            "the catch-up deletes every point the source lacks. Give another --target (or "
-            f"none, for the default name), or --adopt-target if {name!r} really is meant "
-            f"to become a copy of {config.name!r}. Nothing was changed.")
+            "the catch-up deletes every point the source lacks. Give another --target"
+            + (" (or none, for the default name)" if config.target else "")
+            + f", or --adopt-target if {name!r} really is meant to become a copy of "
+            f"{config.name!r}. Nothing was changed.")
     served = sorted(a for a, c in target.aliases().items() if c == name and a != config.alias)
     if served:
         raise ConfigError(
@@ -113,6 +114,20 @@ def claim(target: QdrantStore, state: State, config: CollectionSettings, name: s
     record.adopted = True
     if state.get(record.id) is not None:
         state.update(record.id, adopted=1)
+
+
+def _unlike(found: dict[str, Any], record: MigrationRecord) -> str:
+    """How the migration that created a collection (its provenance) differs from `record`."""
+    pairs = [("of", repr(found.get("source")), repr(record.source_collection)),
+             ("with the text from", found.get("text"), record.text),
+             ("with model", found.get("model"), record.model),
+             ("at size", found.get("dims"), record.dims)]
+    differences = [f"{what} {theirs} (this run: {mine})" for what, theirs, mine in pairs
+                   if theirs != mine]
+    if differences:
+        return ", ".join(differences)
+    return (f"of {record.source_collection!r} with these same settings but into another store "
+            "(a copy of this store's directory, or the same store by another URL?)")
 
 
 def served_by(store: QdrantStore, collection: str) -> list[str]:

@@ -327,6 +327,19 @@ def test_adopting_an_existing_collection_is_explicit(two_sources: Path, tmp_path
     assert count(two_sources, "mine") == 30
 
 
+def test_a_target_made_by_another_migration_says_what_differs(two_sources: Path,
+                                                               tmp_path: Path) -> None:
+    """"created by migrator's migration of 'a'" was all it said, to a user migrating 'a':
+    another text template makes another migration with the same default target name."""
+    args = hashing_args(two_sources, tmp_path / "state", "--collection", "a")
+    assert invoke("migrate", *args).exit_code == 0
+    refused = invoke("migrate", *args, "--text-template", "{text}!")
+    assert refused.exit_code == 2, refused.output
+    assert ("was created by another of migrator's migrations, with the text from field "
+            "'text' (this run: template '{text}!')") in refused.stderr
+    assert "Give another --target, or --adopt-target" in refused.stderr
+
+
 def test_a_no_op_swap_records_nothing_and_rollback_still_works(
         two_sources: Path, tmp_path: Path) -> None:
     """Issue 11.3: one swap to the collection the alias already served broke rollback."""
