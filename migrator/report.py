@@ -360,12 +360,12 @@ def status(result: Any) -> str:
             "passed" if m.verification.get("passed") else "failed")
         target = f"{m.target} (vector {m.new_vector})" if m.in_place else m.target
         phase = _phase(m, result.aliases, result.deleted)
-        rows.append((m.source, target, phase, progress,
+        rows.append((m.source, target, f"{m.model} ({m.dims})", phase, progress,
                      f"{counters.get('tokens', 0):,}", f"{counters.get('cached', 0):,}",
                      "end" if m.finished else _checkpoint(m.checkpoint), verified,
                      (m.error or "")[:60]))
-    lines.append(table(["source", "target", "phase", "written", "tokens paid", "from cache",
-                        "checkpoint", "verified", "error"], rows))
+    lines.append(table(["source", "target", "model", "phase", "written", "tokens paid",
+                        "from cache", "checkpoint", "verified", "error"], rows))
     if result.history:
         lines += ["", "Earlier runs, superseded by the rows above:"]
         lines.append(table(["source", "target", "model", "phase", "error"], [

@@ -253,6 +253,7 @@ def test_status_shows_the_current_row_and_the_history_apart(tmp_path: Path) -> N
     text = cli("status", *where).stdout
     assert "None" not in text and "null" not in text
     assert "live: (new) -> docs__served-16" in text and "Earlier runs" in text
+    assert "  served (16)  swapped  " in text  # the model, which a --target name need not say
 
 
 def test_max_cost_needs_a_price(tmp_path: Path) -> None:
