@@ -51,6 +51,25 @@ def test_migrate_json(store_path: Path, tmp_path: Path) -> None:
     assert result.stderr == ""  # not a TTY: no progress bar
 
 
+def test_a_failed_command_with_json_prints_its_error_as_json(store_path: Path,
+                                                             tmp_path: Path) -> None:
+    """stdout was empty: a script reading it had nothing to parse."""
+    missing = run("migrate", *base(store_path, tmp_path), "--collection", "nope", "--json")
+    assert missing.exit_code == 1 and "'nope' does not exist" in missing.stderr
+    error = json.loads(missing.stdout)["error"]
+    assert error["type"] == "CollectionNotFound" and error["exit_code"] == 1
+    assert error["message"] == missing.stderr.removeprefix("Error: ").strip()
+    gated = run("migrate", *base(store_path, tmp_path)[:-1], "4", "--dimension-policy",
+                "truncate", "--collection", "docs", "--json")
+    assert gated.exit_code == 3, gated.output
+    error = json.loads(gated.stdout)["error"]
+    assert error["type"] == "VerificationFailed" and error["report"][0]["passed"] is False
+    # a command that printed its result before it failed prints that result alone
+    checked = run("verify", *base(store_path, tmp_path)[:-1], "4", "--dimension-policy",
+                  "truncate", "--collection", "docs", "--json")
+    assert checked.exit_code == 3 and json.loads(checked.stdout)["passed"] is False
+
+
 def test_migrate_text_report(store_path: Path, tmp_path: Path) -> None:
     result = run("migrate", *base(store_path, tmp_path), "--collection", "docs,alias=live")
     assert result.exit_code == 0

@@ -36,6 +36,7 @@ from .shell import (
     config_option,
     confirm_restart,
     emit,
+    json_option,
     output_options,
     provider_options,
     run_options,
@@ -132,7 +133,7 @@ def sync(bars: Bars, as_json: bool, quiet: bool, adopt_target: bool, **options: 
 @store_options
 @target_store_options
 @state_option
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@json_option("Print the status as JSON.")
 def status(as_json: bool, **options: Any) -> None:
     """Show aliases, and every migration with its phase, progress and checkpoint.
 
@@ -155,7 +156,7 @@ def status(as_json: bool, **options: Any) -> None:
               help="k of recall@k and overlap@k (default 10).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report as Markdown to this file.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 def verify(as_json: bool, sample: int | None, k: int | None, report_file: Path | None,
            **options: Any) -> None:
     """Check a source/target pair: self-retrieval, ANN recall, neighbour overlap, integrity.
@@ -198,7 +199,7 @@ def cache() -> None:
 @cache.command("stats")
 @config_option
 @state_option
-@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+@json_option("Print the numbers as JSON.")
 def cache_stats_command(as_json: bool, **options: Any) -> None:
     """How many embeddings the cache holds, and its size on disk.
 
@@ -232,7 +233,7 @@ def cache_clear_command(yes: bool, **options: Any) -> None:
 @run_options
 @click.option("--sample", type=click.IntRange(min=1), default=200, show_default=True,
               help="Points read per collection for text statistics.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@json_option("Print the plan as JSON.")
 @batch_option
 def plan(as_json: bool, sample: int, **options: Any) -> None:
     """Show what a migration would do and cost, without changing anything.
@@ -273,7 +274,7 @@ def _sizes(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--dims", callback=_sizes, help="Candidate sizes for truncation fidelity, e.g. "
               "256,512,1024 (default: common sizes below the collection's).")
 @click.option("--no-probe", is_flag=True, help="Do not send the one probe request.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 def validate(as_json: bool, full: bool, sample: int, dims: list[int] | None, no_probe: bool,
              **options: Any) -> None:
     """Check sizes and vectors: config, provider output, stored vectors, truncation.
@@ -416,7 +417,7 @@ def compare_command(dataset: Path | None, candidates_file: Path | None,
 @cli.command()
 @click.option("--provider", "providers", multiple=True, type=click.Choice(list(REGISTRY)),
               help="Only this provider (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+@json_option("Print the catalog as JSON.")
 def models(providers: tuple[str, ...], as_json: bool) -> None:
     """List known models: size, output sizes, request limits and price.
 

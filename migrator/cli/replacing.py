@@ -13,7 +13,7 @@ from ..aliases import old_collection
 from ..aliases import rollback as run_rollback
 from ..aliases import swap as run_swap
 from ..inplace import drop_old_vector as run_drop_old_vector
-from .shell import alias_options, cli, emit, settings_from
+from .shell import alias_options, cli, emit, json_option, settings_from
 
 __all__ = ["drop_old_command", "drop_old_vector_command", "rollback", "swap_command"]
 
@@ -22,7 +22,7 @@ __all__ = ["drop_old_command", "drop_old_vector_command", "rollback", "swap_comm
 @click.argument("alias")
 @click.argument("collection")
 @alias_options
-@click.option("--json", "as_json", is_flag=True, help="Print the move as JSON.")
+@json_option("Print the move as JSON.")
 def swap_command(alias: str, collection: str, as_json: bool, **options: Any) -> None:
     """Point ALIAS at COLLECTION, atomically, and record the move.
 
@@ -39,7 +39,7 @@ def swap_command(alias: str, collection: str, as_json: bool, **options: Any) -> 
 @cli.command()
 @click.argument("alias")
 @alias_options
-@click.option("--json", "as_json", is_flag=True, help="Print the move as JSON.")
+@json_option("Print the move as JSON.")
 def rollback(alias: str, as_json: bool, **options: Any) -> None:
     """Point ALIAS back at the collection it pointed to before its last move.
 
@@ -54,7 +54,7 @@ def rollback(alias: str, as_json: bool, **options: Any) -> None:
 @click.argument("alias")
 @alias_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
-@click.option("--json", "as_json", is_flag=True, help="Print what was deleted as JSON.")
+@json_option("Print what was deleted as JSON.")
 def drop_old_command(alias: str, yes: bool, as_json: bool, **options: Any) -> None:
     """Delete the collection ALIAS pointed to before its last move (never automatic).
 
@@ -82,7 +82,7 @@ def drop_old_command(alias: str, yes: bool, as_json: bool, **options: Any) -> No
               help="Remove it although the new vector did not pass verification.")
 @alias_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
-@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+@json_option("Print what was removed as JSON.")
 def drop_old_vector_command(collection: str, vector: str, force: bool, yes: bool,
                             as_json: bool, **options: Any) -> None:
     """Remove the vector an in-place migration replaced, once queries use the new one.

@@ -22,7 +22,7 @@ from ..settings import CollectionSettings, Settings, debugging, describe_validat
 
 __all__ = ["adopt_option", "alias_options", "Bars", "batch_option", "catch_up_options", "cli",
            "collection_options", "combine_options", "config_option", "confirm_restart", "emit",
-           "Exit", "main",
+           "error_document", "Exit", "json_option", "main",
            "MigratorGroup", "output_options", "pipeline_options", "provider_options",
            "run_options", "settings_from", "state_option", "store_options",
            "target_store_options", "with_bars", "with_collections"]
@@ -46,6 +46,8 @@ class MigratorGroup(click.Group):
             if debugging():
                 raise
             code = 3 if isinstance(exc, VerificationFailed) else exc.exit_code
+            if ctx.meta.get(_JSON_ASKED) and not ctx.meta.get(_JSON_PRINTED):
+                click.echo(report.to_json(error_document(exc, code)))
             raise Exit(str(exc), code) from exc
         except KeyboardInterrupt as exc:  # Ctrl-C outside a run's own signal handling
             if debugging():
@@ -147,8 +149,30 @@ adopt_option = click.option(
     "another alias serves it).")
 run_options = combine_options(config_option, store_options, target_store_options, provider_options,
                        collection_options, pipeline_options)
+_JSON_ASKED, _JSON_PRINTED = "migrator.json_asked", "migrator.json_printed"  # in ctx.meta
+
+
+def json_option(help: str) -> Callable[[Any], Any]:
+    """--json: the result as JSON on stdout; or, when the command fails before it has one,
+    the error as JSON (see `error_document`), so a script reading stdout always gets JSON."""
+    def noted(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        ctx.meta[_JSON_ASKED] = ctx.meta.get(_JSON_ASKED) or value
+        return value
+    return click.option("--json", "as_json", is_flag=True, help=help, callback=noted)
+
+
+def error_document(exc: MigratorError, exit_code: int) -> dict[str, Any]:
+    """What `--json` prints for a failed command: the message stderr has, the error's kind,
+    the exit code and, for failed verification, the report."""
+    error: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc),
+                             "exit_code": exit_code}
+    if isinstance(exc, VerificationFailed) and exc.report is not None:
+        error["report"] = exc.report
+    return {"error": error}
+
+
 output_options = combine_options(
-    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    json_option("Print the result as JSON."),
     click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
 )
 
@@ -226,6 +250,8 @@ def confirm_restart(collections: list[str]) -> bool:
 
 def emit(result: Any, as_json: bool, render: Callable[[Any], str]) -> None:
     click.echo(report.to_json(result.to_dict()) if as_json else render(result))
+    if (ctx := click.get_current_context(silent=True)) is not None:
+        ctx.meta[_JSON_PRINTED] = as_json
 
 
 def with_bars(func: Callable[..., Any]) -> Callable[..., Any]:
