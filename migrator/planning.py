@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from .errors import ConfigError
 from .jobs import check_default_target, target_name
 from .naming import env_variable
 from .settings import CollectionSettings, Settings
+from .state import MigrationRecord, State
 from .store import CollectionSchema, Point, QdrantStore, opened
 from .texts import TextSource
 
@@ -47,11 +49,17 @@ class CollectionPlan:
     alias: str | None
     warnings: list[str] = field(default_factory=list)
     storage: dict[str, Any] = field(default_factory=dict)  # both strategies' bytes
+    recorded: MigrationRecord | None = None  # this migration, as far as an earlier run got
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "schema"}
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__
+                if k not in ("schema", "recorded")}
         data["vector"] = self.vector or "(unnamed)"
         data["schema"] = self.schema.to_dict()
+        record = self.recorded
+        data["recorded"] = None if record is None else {
+            "migration": record.id, "phase": str(record.phase), "finished": record.finished,
+            "written": record.counters.get("written", 0), "total": record.total}
         return data
 
 
@@ -135,7 +143,8 @@ def plan(settings: Settings, *, source_store: QdrantStore | None = None,
     spec = model_spec(settings.provider)
     with opened(settings.source, settings.target, source_store=source_store,
                 target_store=target_store) as (source, target):
-        plans = [_plan_one(c, settings, spec, source, target, sample)
+        records = _records(settings, target)
+        plans = [_plan_one(c, settings, spec, source, target, sample, records)
                  for c in settings.collections]
     first = plans[0]
     decision = decide(spec, settings.provider.dimensions,
@@ -172,11 +181,39 @@ def _run_warnings(settings: Settings, spec: ModelSpec, decision: DimsDecision) -
     return warnings
 
 
+def _records(settings: Settings, target: QdrantStore) -> list[MigrationRecord]:
+    """The migrations into `target` recorded in the state directory (none when there is no
+    state file: plan creates nothing)."""
+    state_dir = Path(settings.migration.state_dir)
+    if not (state_dir / "state.db").exists():
+        return []
+    with State(state_dir) as state:
+        return [m for m in state.all() if m.store == target.identity]
+
+
+def _recorded(records: list[MigrationRecord], source: str, targets: tuple[str, ...],
+              spec: ModelSpec, text: str, dims: int | None) -> MigrationRecord | None:
+    """The latest recorded run of this migration: of `source` (as named) into one of
+    `targets` (a new collection, or in place the source itself)."""
+    same = [m for m in records if m.source == source and m.target in targets
+            and (m.provider, m.model, m.text) == (spec.provider, spec.model, text)
+            and (dims is None or m.dims == dims)]
+    return max(same, key=lambda m: m.updated_at) if same else None
+
+
 def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
-              source: QdrantStore, target: QdrantStore, sample: int) -> CollectionPlan:
+              source: QdrantStore, target: QdrantStore, sample: int,
+              records: list[MigrationRecord]) -> CollectionPlan:
     schema = source.describe(config.name)
-    vector = schema.vector(config.vector)
     text = TextSource.from_settings(config.text_field, config.text_template)
+    dims = settings.provider.dimensions or spec.dims or None
+    # a model the catalog lacks is sized by migrate's probe, and its default target with it
+    name = config.target or target_name(config.name, spec, dims or "<size found by the probe>")
+    recorded = _recorded(records, config.name, (name, schema.name), spec, text.describe(), dims)
+    if recorded is not None and recorded.source_collection != schema.name:
+        # the alias that was migrated serves the target now: migrate reads the original
+        schema = source.describe(recorded.source_collection)
+    vector = schema.vector(config.vector)
     page = source.scroll(schema.name, limit=sample, vectors=schema.sparse_vectors)
     texts, missing = [], 0
     for point in page.points:
@@ -189,9 +226,6 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     per_text = float(np.mean([estimate_tokens(t) for t in texts])) if texts else 0.0
     embeddable = schema.points_count * (len(texts) / max(len(page.points), 1))
     tokens = int(round(per_text * embeddable))
-    dims = settings.provider.dimensions or spec.dims or None
-    # a model the catalog lacks is sized by migrate's probe, and its default target with it
-    name = config.target or target_name(config.name, spec, dims or "<size found by the probe>")
     batch = min(settings.provider.batch_size or 256, spec.max_inputs)
     requests = -(-int(embeddable) // batch) if embeddable else 0
     remote = spec.provider not in ("hashing", "local")
@@ -209,6 +243,7 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
         target_distance=config.distance or vector.distance, alias=config.alias,
     )
     plan.storage = storage(schema, vector.name, dims or vector.size, page.points)
+    plan.recorded = recorded
     plan.warnings = _collection_warnings(plan, settings, target, spec)
     plan.warnings += text.unfilled_warnings(config.name, [p.payload for p in page.points])
     try:
@@ -249,7 +284,7 @@ def _collection_warnings(plan: CollectionPlan, settings: Settings, target: Qdran
                        else "they will be skipped and listed")
         warnings.append(f"{plan.missing_in_sample} of {plan.sample_size} sampled points have no "
                         f"text in {plan.text}; {consequence} (missing_text: {policy}).")
-    if plan.target_exists:
+    if plan.target_exists and plan.recorded is None:
         warnings.append(f"Target {plan.target!r} already exists; migrate will write into it "
                         "if its vector fits, and refuse otherwise.")
     if plan.alias and plan.alias in target.collection_names():

@@ -264,6 +264,8 @@ def plan(result: Any) -> str:
             + (" (exists)" if c.target_exists else " (new)")
             + (f"; alias {c.alias!r} moves to it" if c.alias else ""),
         ]
+        if c.recorded is not None:
+            lines.append(f"  {_recorded(c.recorded)}")
         lines += [f"  warning: {w}" for w in c.warnings]
         lines.append("")
     lines.append(dims_line(result.dims))
@@ -287,6 +289,19 @@ def plan(result: Any) -> str:
                      f"{verdict[result.within_max_cost]}.")
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
+
+
+def _recorded(record: Any) -> str:
+    """Where an earlier run of a planned migration got, and what migrate would do next."""
+    written = record.counters.get("written", 0)
+    done = f"{written:,} of {record.total:,}" if record.total else f"{written:,}"
+    head = (f"recorded: migration {record.id[:12]} is {record.phase}, {done} points written"
+            + (f" (error: {record.error})" if record.phase == "failed" and record.error else ""))
+    if record.finished:
+        return (f"{head}; migrate would catch up only what changed since (the estimate is for "
+                "every text; the cache holds the ones already paid for)")
+    return (f"{head}; migrate resumes from its checkpoint (the estimate is for every point; "
+            "what was written is not sent again)")
 
 
 def ingest(result: Any) -> str:

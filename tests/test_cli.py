@@ -20,6 +20,7 @@ from migrator import (
     validate,
 )
 from migrator.cli import cli
+from migrator.state import Phase, State
 from migrator.vector_cache import EmbeddingCache
 
 from .conftest import embedded_store, make_collection
@@ -228,6 +229,28 @@ def test_plan_is_read_only(store_path: Path) -> None:
     assert any("OPENAI_API_KEY" in w for w in data["warnings"])
     text = run("plan", "--qdrant-path", str(store_path), "--collection", "docs").stdout
     assert "Source 'docs': 40 points" in text
+
+
+def test_plan_says_where_a_recorded_run_of_the_migration_got(store_path: Path,
+                                                             tmp_path: Path) -> None:
+    """plan knew nothing of the state: a finished migration read as a whole new one."""
+    args = [*base(store_path, tmp_path), "--collection", "docs"]
+    assert run("migrate", *args, "--alias", "live").exit_code == 0
+    finished = run("plan", *args).stdout
+    assert ("is swapped, 40 of 40 points written; migrate would catch up only what changed "
+            "since") in finished
+    assert "already exists; migrate will write into it" not in finished
+    with State(tmp_path / "state") as state:
+        (record,) = state.all()
+        state.update(record.id, phase=Phase.BACKFILLING, finished=False,
+                     counters={"written": 16})
+    planned = json.loads(run("plan", *args, "--json").stdout)["collections"][0]
+    assert planned["recorded"] == {"migration": record.id, "phase": "backfilling",
+                                   "finished": False, "written": 16, "total": 40}
+    assert "16 of 40 points written; migrate resumes from its checkpoint" in run(
+        "plan", *args).stdout
+    other = json.loads(run("plan", *args[:-3], "64", "--collection", "docs", "--json").stdout)
+    assert other["collections"][0]["recorded"] is None  # another size: another migration
 
 
 def test_ingest_then_migrate(tmp_path: Path) -> None:
