@@ -88,8 +88,10 @@ class TextSource:
             return text, ""
         field = self.field or DEFAULT_TEXT_FIELD
         value = lookup(payload, field)
-        if value is _MISSING or value is None:
+        if value is _MISSING:
             return None, f"no payload field {field!r}"
+        if value is None:
+            return None, f"payload field {field!r} is null"
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             value = "\n".join(value)
         if not isinstance(value, str):

@@ -14,7 +14,7 @@ from migrator.texts import TextSource
         ("chunks.1.text", {"chunks": [{"text": "a"}, {"text": "b"}]}, "b", ""),
         ("lines", {"lines": ["one", "two"]}, "one\ntwo", ""),
         ("text", {}, None, "no payload field 'text'"),
-        ("text", {"text": None}, None, "no payload field 'text'"),
+        ("text", {"text": None}, None, "payload field 'text' is null"),
         ("text", {"text": " \n\t"}, None, "payload field 'text' is empty"),
         ("text", {"text": {"nested": 1}}, None, "payload field 'text' is dict, not text"),
         ("a.b", {"a": "string"}, None, "no payload field 'a.b'"),
