@@ -17,6 +17,7 @@ from .interrupts import Stop, stoppable
 from .naming import check_new_name
 from .ownership import refuse_if_served
 from .pipeline import Pipeline, Progress, SkipLog, Stats
+from .planning import local_mode_warning
 from .records import detect_format, point_id, read_records
 from .settings import Distance, Settings
 from .store import UNNAMED, Page, Point, QdrantStore, opened
@@ -134,6 +135,7 @@ async def _ingest(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: 
                                          settings.provider.long_input)
                 dims = await _embed_file(path, fmt, collection, settings, text, id_field,
                                          vector, distance, target, model, on_progress, stop)
+                warnings += local_mode_warning(target, dims[1].written)
             finally:
                 if embedder is None:
                     await model.aclose()

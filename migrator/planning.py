@@ -21,8 +21,8 @@ from .state import MigrationRecord, State
 from .store import CollectionSchema, Point, QdrantStore, opened
 from .texts import TextSource
 
-__all__ = ["ASSUMED_REQUEST_SECONDS", "CollectionPlan", "LOCAL_MODE_LIMIT", "plan", "PlanResult",
-           "storage"]
+__all__ = ["ASSUMED_REQUEST_SECONDS", "CollectionPlan", "LOCAL_MODE_LIMIT", "local_mode_warning",
+           "plan", "PlanResult", "storage"]
 
 LOCAL_MODE_LIMIT = 20_000  # qdrant-client warns above this many points in local mode
 ASSUMED_REQUEST_SECONDS = 0.5  # a typical remote embedding request of a few hundred texts
@@ -254,6 +254,16 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     return plan
 
 
+def local_mode_warning(store: QdrantStore, points: int) -> list[str]:
+    """What the embedded store costs a collection of `points` over qdrant-client's limit
+    (whose own warning, with a line of its code, the command line leaves out)."""
+    if not store.local or points <= LOCAL_MODE_LIMIT:
+        return []
+    return [f"{points:,} points is more than the embedded store handles well "
+            f"({LOCAL_MODE_LIMIT:,}): it keeps every point in memory and, on disk, writes "
+            "about a thousand points a second. Use a Qdrant server (--qdrant-url)."]
+
+
 def storage(schema: CollectionSchema, replaced: str, dims: int,
             sample: list[Point]) -> dict[str, Any]:
     """What each strategy adds to the cluster while the old data is still there, in bytes,
@@ -290,9 +300,7 @@ def _collection_warnings(plan: CollectionPlan, settings: Settings, target: Qdran
     if plan.alias and plan.alias in target.collection_names():
         warnings.append(f"Alias {plan.alias!r} is an existing collection's name; migrate will "
                         "refuse it.")
-    if target.local and plan.schema.points_count > LOCAL_MODE_LIMIT:
-        warnings.append(f"{plan.schema.points_count:,} points is more than the embedded store "
-                        f"handles well ({LOCAL_MODE_LIMIT:,}); use a Qdrant server (--qdrant-url).")
+    warnings += local_mode_warning(target, plan.schema.points_count)
     old = plan.schema.vectors[plan.vector].size
     if plan.target_size and plan.target_size != old:
         warnings.append(f"The vector size changes from {old} to {plan.target_size}.")

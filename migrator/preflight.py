@@ -1,7 +1,8 @@
 """What a migration run refuses before its first request, so that nothing is paid for a run
 that cannot succeed: a vector to replace that is not there, an `updated_field` that cannot
 be read as a time, a collection without text, a default target name Qdrant would refuse, an
-estimate over the budget. (The first collection's text is checked by the probe itself.)"""
+estimate over the budget. (The first collection's text is checked by the probe itself.)
+It also says what would slow the run down: a collection too big for the embedded store."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from .embedding import Embedder
 from .embedding.usage import Budget
 from .inplace import in_place
 from .jobs import check_default_target
+from .planning import local_mode_warning
 from .settings import Settings
 from .spending import refuse_over_budget
 from .state import State
@@ -22,7 +24,8 @@ def refuse_before_paying(settings: Settings, source: QdrantStore, target: Qdrant
                          state: State, schemas: list[CollectionSchema], embedder: Embedder,
                          budget: Budget | None) -> list[str]:
     """Raise what would stop the run later (ConfigError, DataError, BudgetExceeded, ...);
-    return warnings about the collections after the first (the probe reads that one)."""
+    return warnings: the text of the collections after the first (the probe reads that
+    one), and collections too big for the embedded store."""
     collections = settings.collections
     for config, schema in zip(collections, schemas, strict=True):
         schema.vector(config.vector)
@@ -33,6 +36,7 @@ def refuse_before_paying(settings: Settings, source: QdrantStore, target: Qdrant
     warnings = [warning for config, schema in zip(collections[1:], schemas[1:], strict=True)
                 for warning in probe_texts(source, schema, config, embedder,
                                            settings.provider.long_input).warnings]
+    warnings += [w for schema in schemas for w in local_mode_warning(target, schema.points_count)]
     if budget is not None:
         refuse_over_budget(budget, settings, source, target, state, schemas, embedder)
     return warnings

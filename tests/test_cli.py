@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,26 @@ def test_a_failed_command_with_json_prints_its_error_as_json(store_path: Path,
     checked = run("verify", *base(store_path, tmp_path)[:-1], "4", "--dimension-policy",
                   "truncate", "--collection", "docs", "--json")
     assert checked.exit_code == 3 and json.loads(checked.stdout)["passed"] is False
+
+
+def test_a_collection_too_big_for_the_embedded_store_is_warned_of_in_migrators_words(
+        store_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """qdrant-client's own warning was printed with a line of its source code."""
+    from qdrant_client.local.local_collection import LocalCollection
+    from qdrant_client.local.qdrant_local import QdrantLocal
+
+    from migrator import planning
+
+    for owner in (planning, LocalCollection, QdrantLocal):
+        name = "LOCAL_MODE_LIMIT" if owner is planning else "LARGE_DATA_THRESHOLD"
+        monkeypatch.setattr(owner, name, 10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run("migrate", *base(store_path, tmp_path), "--collection", "docs")
+    assert result.exit_code == 0, result.output
+    assert ("warning: 40 points is more than the embedded store handles well (10): it keeps "
+            "every point in memory") in result.stdout
+    assert [str(w.message) for w in caught if "Local mode" in str(w.message)] == []
 
 
 def test_migrate_text_report(store_path: Path, tmp_path: Path) -> None:

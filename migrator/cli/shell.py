@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,10 @@ def cli() -> None:
     Re-embeds each point's payload text with a new provider and model, writes a new
     collection of the right size, checks it, and moves the alias to it.
     """
+    # qdrant-client's own, printed with a line of its code; plan, migrate and ingest say it
+    # in their reports (planning.local_mode_warning)
+    warnings.filterwarnings("ignore", message="Local mode is not recommended",
+                            category=UserWarning)
 
 
 def main() -> None:
