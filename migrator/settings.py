@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -28,6 +29,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
     YamlConfigSettingsSource,
 )
@@ -377,7 +379,9 @@ def load_settings(
         settings = Settings(**_drop_none(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(describe_validation(exc, prefix=_origin(path))) from exc
-    except (ValueError, yaml.YAMLError) as exc:  # unreadable YAML/TOML, or env JSON
+    except SettingsError as exc:  # a variable holding a list or a table that is not JSON
+        raise ConfigError(_unreadable_variable(exc, path)) from exc
+    except (ValueError, yaml.YAMLError) as exc:  # unreadable YAML/TOML
         raise ConfigError(f"Could not read the configuration ({_origin(path)}): {exc}") from exc
     finally:
         _CONFIG_FILE.reset(token)
@@ -452,6 +456,18 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
             continue
         cleaned[key] = value
     return cleaned
+
+
+def _unreadable_variable(exc: SettingsError, path: Path | None) -> str:
+    """pydantic-settings says 'error parsing value for field "collections" from source
+    "EnvSettingsSource"': which variable that is, and how its value is written."""
+    found = re.search(r'field "(\w+)" from source "EnvSettingsSource"', str(exc))
+    if found is None:
+        return f"Could not read the configuration ({_origin(path)}): {exc}"
+    return (f"MIGRATOR_{found.group(1).upper()} is not valid JSON ({exc.__cause__ or exc}): a "
+            "list or a table set in the environment is written as JSON, e.g. "
+            "MIGRATOR_COLLECTIONS='[{\"name\": \"docs\"}]'. Fix the variable or unset it; a "
+            "single key is set by its own variable, e.g. MIGRATOR_PROVIDER__MODEL.")
 
 
 def _origin(path: Path | None) -> str:

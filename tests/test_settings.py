@@ -61,6 +61,21 @@ def test_collections_from_env_json(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().collections[0].text_field == "body"
 
 
+@pytest.mark.parametrize(("name", "value"), [("MIGRATOR_COLLECTIONS", "docs"),
+                                             ("MIGRATOR_PROVIDER", '{"api_key": "sk-9x'),])
+def test_an_env_list_or_table_that_is_not_json_names_the_variable(
+        monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    """It read 'error parsing value for field "collections" from source
+    "EnvSettingsSource"'."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert message.startswith(f"{name} is not valid JSON (")
+    assert "MIGRATOR_COLLECTIONS='[{\"name\": \"docs\"}]'" in message
+    assert "EnvSettingsSource" not in message and "sk-9x" not in message
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
