@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .catalog import ModelSpec
-from .errors import ConfigError, SchemaMismatch
+from .errors import ConfigError, SchemaMismatch, StoreError
 from .sampling import Reservoir
 from .settings import CollectionSettings
 from .state import MigrationRecord
@@ -17,7 +17,7 @@ from .store import CollectionSchema, QdrantStore
 from .texts import TextSource
 
 __all__ = ["Job", "check_aliases", "check_default_target", "check_existing_target",
-           "missing_target_advice", "model_slug", "refuse_source_as_target", "target_name"]
+           "missing_target", "model_slug", "refuse_source_as_target", "target_name"]
 
 LONGEST_NAME = 255  # characters in a collection's name (Qdrant)
 
@@ -116,11 +116,19 @@ def refuse_source_as_target(name: str, collection: str, state_dir: Path) -> None
         "lists them), or the source collection itself with --collection.")
 
 
-def missing_target_advice(job: Job, records: list[MigrationRecord], target: QdrantStore
-                          ) -> str:
-    """What to do when `job`'s target is not there to catch up: use the name under which
-    the same collection was migrated with these settings (an alias, or the collection an
-    alias served: each name is a migration of its own), else migrate first."""
+def missing_target(job: Job, records: list[MigrationRecord], target: QdrantStore
+                   ) -> StoreError:
+    """The error for a target that is not there to catch up (in place: the new vector in
+    the source), with what to do: use the name under which the same collection was migrated
+    with these settings (an alias, or the collection an alias served: each name is a
+    migration of its own), give the settings of a migration recorded, or migrate first."""
+    return StoreError(f"Target {job.target!r} ({job.target_vector or 'unnamed'}) of "
+                      f"{job.config.name!r} does not exist in {target.location}; "
+                      + _missing_target_advice(job, records, target))
+
+
+def _missing_target_advice(job: Job, records: list[MigrationRecord], target: QdrantStore
+                           ) -> str:
     planned = job.record
     found = [m for m in records if m.source_collection == job.schema.name
              and m.store == planned.store and target.exists(m.target)]

@@ -31,7 +31,7 @@ from .jobs import (
     Job,
     check_aliases,
     check_existing_target,
-    missing_target_advice,
+    missing_target,
     refuse_source_as_target,
     target_name,
 )
@@ -263,10 +263,7 @@ class _Run:
         for config, schema in zip(collections, schemas, strict=True):
             job = self._job(config, schema, checked.target)
             if not job.target_exists or job.target_vector not in job.schema.vectors:
-                raise StoreError(  # in place, the target is the new vector in the source
-                    f"Target {job.target!r} ({job.target_vector or 'unnamed'}) of {config.name!r}"
-                    f" does not exist in {self.target.location}; "
-                    + missing_target_advice(job, self.state.all(), self.target))
+                raise missing_target(job, self.state.all(), self.target)
             if self.state.get(job.record.id) is None:
                 self.state.create(job.record)
             result = CollectionResult(
@@ -494,7 +491,8 @@ class _Run:
                 metrics = result.verification.to_dict() if result.verification else {}
                 self.state.record_alias(alias, result.previous_alias_target, job.target,
                                         forced=forced, metrics=metrics)
-            if self.drop_old and not forced:
-                result.dropped = drop_left(self.target, result.previous_alias_target, job.target)
+            if self.drop_old:
+                result.dropped, result.kept = drop_left(
+                    self.target, result.previous_alias_target, job.target, forced=forced)
         self.state.update(job.record.id, phase=Phase.SWAPPED if alias else Phase.COMPLETE,
                           error=None, counters=result.stats.counters())

@@ -135,13 +135,20 @@ def served_by(store: QdrantStore, collection: str) -> list[str]:
     return sorted(a for a, c in store.aliases().items() if c == collection)
 
 
-def drop_left(store: QdrantStore, old: str | None, new: str) -> str | None:
+def drop_left(store: QdrantStore, old: str | None, new: str, *, forced: bool = False
+              ) -> tuple[str | None, str | None]:
     """After a verified move to `new`: delete `old`, the collection the alias left, unless an
-    alias still serves it (then it stays: the move itself succeeded). Its name, if deleted."""
-    if old is None or old == new or not store.exists(old) or served_by(store, old):
-        return None
+    alias still serves it or the move was forced (then it stays: the move itself
+    succeeded). Returns (its name if deleted, else None; why it was kept, else None)."""
+    if old is None or old == new or not store.exists(old):
+        return None, None
+    if forced:
+        return None, "the move was forced past a failed verification"
+    served = served_by(store, old)
+    if served:
+        return None, f"alias {', '.join(served)} still serves it"
     store.delete_collection(old)
-    return old
+    return old, None
 
 
 def refuse_if_served(store: QdrantStore, collection: str, why: str) -> None:

@@ -170,8 +170,10 @@ def migration(result: Any) -> str:
         if c.swapped and c.previous_alias_target == c.target:
             lines.append(f"Alias {c.alias!r} already served {c.target!r}; nothing moved.")
         elif c.swapped and c.previous_alias_target:
+            left = ("it was deleted (--drop-old)" if c.dropped else
+                    f"it is kept: {c.kept}" if c.kept else "the old collection is kept")
             lines.append(f"Alias {c.alias!r} moved from {c.previous_alias_target!r} to "
-                         f"{c.target!r}; the old collection is kept.")
+                         f"{c.target!r}; {left}.")
         elif c.swapped:
             lines.append(f"Alias {c.alias!r} created, serving {c.target!r}.")
     for c in result.collections:
@@ -180,8 +182,6 @@ def migration(result: Any) -> str:
         if c.forced:
             lines.append(f"The alias of {c.source!r} was moved with --force although "
                          "verification failed; the move is recorded as forced.")
-        if c.dropped:
-            lines.append(f"Deleted the collection the alias left: {c.dropped!r} (--drop-old).")
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
 

@@ -62,6 +62,7 @@ class CollectionResult:
     verification: VerificationReport | None = None
     forced: bool = False
     dropped: str | None = None
+    kept: str | None = None  # why --drop-old left the old collection: what still needs it
 
     @property
     def written_now(self) -> int:

@@ -133,8 +133,11 @@ def test_force_swaps_and_records_it(memory_store: QdrantStore, tmp_path: Path) -
     with LoopbackServer(dims=1536) as server:
         settings = config(tmp_path, name="openai-compatible", model="text-embedding-ada-002",
                           base_url=server.url, dimensions=1, dimension_policy="truncate")
-        result = migrate(settings, source_store=memory_store, force=True)
+        result = migrate(settings, source_store=memory_store, force=True, drop_old=True)
     assert result.collections[0].forced and result.collections[0].swapped
+    # --drop-old keeps what a forced move left: the way back
+    assert result.collections[0].kept == "the move was forced past a failed verification"
+    assert "docs" in memory_store.collection_names()
     history = status(settings, store=memory_store).alias_history
     assert history[-1]["forced"] is True and history[-1]["metrics"]["passed"] is False
 
@@ -277,6 +280,22 @@ def test_drop_old_after_a_verified_swap(memory_store: QdrantStore, tmp_path: Pat
     result = migrate(settings, source_store=memory_store, drop_old=True)
     assert result.collections[0].dropped == "docs_v1"
     assert memory_store.collection_names() == [result.collections[0].target]
+    # it said "the old collection is kept." and, lines later, that it was deleted
+    assert (f"Alias 'live' moved from 'docs_v1' to {result.collections[0].target!r}; it was "
+            "deleted (--drop-old).") in report.migration(result)
+    assert "is kept" not in report.migration(result)
+
+
+def test_drop_old_says_why_it_kept_the_old_collection(memory_store: QdrantStore,
+                                                      tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs_v1", n=30)
+    memory_store.swap_alias("live", "docs_v1")
+    memory_store.swap_alias("also", "docs_v1")  # another application still reads it
+    settings = config(tmp_path)
+    settings.collections = [CollectionSettings(name="docs_v1", alias="live")]
+    (moved,) = migrate(settings, source_store=memory_store, drop_old=True).collections
+    assert moved.dropped is None and moved.kept == "alias also still serves it"
+    assert "docs_v1" in memory_store.collection_names()
 
 
 def test_labelled_queries_side_by_side(memory_store: QdrantStore, tmp_path: Path) -> None:
