@@ -175,6 +175,11 @@ def test_a_collection_sample(memory_store: Any) -> None:
                               sample=10, queries=4, seed=1)
     assert dataset.kind == "collection" and dataset.population == 30
     assert len(dataset.doc_ids) == 10 and len(dataset.queries) == 4
+    memory_store.swap_alias("live", "docs")  # named as the user named it, not as it resolves
+    served = load_collection(memory_store, "live", TextSource.from_settings(None, None),
+                             sample=10, queries=4, seed=1)
+    assert served.name == "live" and served.fingerprint() == dataset.fingerprint()
+    assert "'live' is an alias of collection 'docs'" in served.notes
 
 
 def test_own_labels_score_a_texts_file_and_stay_in_its_sample(tmp_path: Path) -> None:

@@ -160,7 +160,7 @@ def load_collection(store: QdrantStore, collection: str, text: TextSource, *,
     """A seeded sample of a collection's payload texts (one payload-only pass), plus the
     points whose ids are in `keep` (the relevant ones of labelled queries)."""
 
-    collection = store.resolve(collection)  # an alias samples the collection it names
+    given, collection = collection, store.resolve(collection)  # an alias: what it serves
     population = store.count(collection)
     drawn, without = draw_sample(store, collection, text, sample, seed)
     if not drawn:
@@ -170,11 +170,13 @@ def load_collection(store: QdrantStore, collection: str, text: TextSource, *,
     drawn += _fetch(store, collection, text, wanted - {str(i) for i, _ in drawn})
     drawn.sort(key=lambda item: str(item[0]))
     notes = [f"{counted(without, 'point')} without text left out"] if without else []
-    dataset = _unlabelled(collection, "collection", [str(i) for i, _ in drawn],
+    if given != collection:
+        notes.append(f"{given!r} is an alias of collection {collection!r}")
+    dataset = _unlabelled(given, "collection", [str(i) for i, _ in drawn],
                           [t for _, t in drawn], sample=None, queries=queries, seed=seed,
                           population=population, notes=notes)
     first = store.scroll(collection, limit=FIRST_POINTS, vectors=False).points
-    dataset.warnings = text.unfilled_warnings(collection, [p.payload for p in first])
+    dataset.warnings = text.unfilled_warnings(given, [p.payload for p in first])
     return dataset
 
 
