@@ -168,7 +168,8 @@ def problem_of(job: Job, result: CollectionResult, settings: Settings) -> Migrat
         return InputTooLong(
             f"{counted(len(result.too_long), 'point')} of {job.config.name!r} "
             f"{has(len(result.too_long))} a text longer than "
-            f"{limit} accepts: {shown}; they were not sent. The list is in {result.skip_file}. "
+            f"{limit} accepts: {shown}; {has(len(result.too_long), 'it was', 'they were')} "
+            f"not sent. The list is in {result.skip_file}. "
             "Set provider.long_input to truncate (keep the start) or chunk-mean (embed the "
             "pieces and average them), or shorten those texts. No alias was moved.")
     missing = result.skipped - len(result.too_long)

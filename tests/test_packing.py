@@ -66,8 +66,8 @@ def test_fail_lists_the_long_texts_and_sends_nothing_of_them(memory_store: Qdran
                                                               tmp_path: Path) -> None:
     make_collection(memory_store.client, "docs", n=12, payload=_long_second)
     with LoopbackServer(dims=1536) as server:
-        with pytest.raises(InputTooLong, match="1 point of 'docs' has a text longer "
-                                               "than.*: 2;.*long_input to truncate"):
+        with pytest.raises(InputTooLong, match="1 point of 'docs' has a text longer than.*: "
+                                               "2; it was not sent.*long_input to truncate"):
             migrate(settings(tmp_path, server.url, "fail"), source_store=memory_store)
         assert LONG not in server.seen
     assert memory_store.aliases() == {}
