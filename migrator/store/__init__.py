@@ -307,7 +307,7 @@ class QdrantStore(NamedVectors):
         """Whether a feature of Qdrant `since` is there: local mode has every one."""
         if self.local:
             return True
-        with self._call("asking the version of", None):
+        with self._call("asking the server's version"):
             version = self.client.info().version
         return version_at_least(version, since)
 
@@ -369,17 +369,18 @@ class QdrantStore(NamedVectors):
 
     @contextlib.contextmanager
     def _call(self, action: str, collection: str | None = None) -> Iterator[None]:
-        what = f"collection {collection!r}" if collection is not None else "Qdrant"
+        what = f"collection {collection!r}" if collection is not None else ""
+        doing = f"{action} {what}".rstrip()  # "listing aliases", "reading collection 'docs'"
         with self._lock:
             try:
                 yield
             except (CollectionExists, CollectionNotFound):
                 raise
             except UnexpectedResponse as exc:
-                raise error_from_response(exc, action, what, self.location) from exc
+                raise error_from_response(exc, doing, what or "it", self.location) from exc
             except ResponseHandlingException as exc:
                 raise StoreError(
-                    f"Could not reach Qdrant at {self.location} while {action} {what}: "
+                    f"Could not reach Qdrant at {self.location} while {doing}: "
                     f"{exc.source or exc}. Check the URL and that the server is running."
                 ) from exc
             except ValueError as exc:  # local mode reports a missing collection this way
@@ -387,11 +388,11 @@ class QdrantStore(NamedVectors):
                     raise CollectionNotFound(
                         f"Collection {collection!r} does not exist in {self.location}."
                     ) from exc
-                raise StoreError(f"Qdrant refused {action} {what}: {exc}") from exc
+                raise StoreError(f"Qdrant refused {doing}: {exc}") from exc
             except Exception as exc:
                 if type(exc).__module__.startswith(("grpc", "httpx", "httpcore")):
                     raise StoreError(
-                        f"Could not reach Qdrant at {self.location} while {action} {what}: "
+                        f"Could not reach Qdrant at {self.location} while {doing}: "
                         f"{exc}. Check the URL and that the server is running."
                     ) from exc
                 raise

@@ -20,8 +20,10 @@ __all__ = ["DISTANCES", "diff_of", "error_from_response", "filter_of", "has_fiel
 DISTANCES = {d.value: d for d in qm.Distance}
 
 
-def error_from_response(exc: UnexpectedResponse, action: str, what: str,
+def error_from_response(exc: UnexpectedResponse, doing: str, what: str,
                         location: str) -> StoreError:
+    """Qdrant's answer to `doing` ("reading collection 'docs'") on `what` (the collection,
+    or "it") as migrator's error."""
     body = exc.content[:200].decode("utf-8", "replace") if exc.content else exc.reason_phrase
     if exc.status_code == 404:
         return CollectionNotFound(f"{what.capitalize()} does not exist in {location}: {body}")
@@ -29,11 +31,11 @@ def error_from_response(exc: UnexpectedResponse, action: str, what: str,
         return CollectionExists(f"{what.capitalize()} already exists in {location}: {body}")
     if exc.status_code in (401, 403):
         return StoreError(
-            f"Qdrant at {location} refused the API key while {action} {what} "
+            f"Qdrant at {location} refused the API key while {doing} "
             f"(HTTP {exc.status_code}). Set QDRANT_API_KEY or source.api_key_env."
         )
     return StoreError(
-        f"Qdrant at {location} failed {action} {what} (HTTP {exc.status_code}): {body}"
+        f"Qdrant at {location} failed {doing} (HTTP {exc.status_code}): {body}"
     )
 
 
