@@ -233,10 +233,10 @@ async def _embed_file(path: Path, fmt: Literal["jsonl", "csv", "beir"], collecti
         # what an earlier run of this same command created (and maybe did not finish)
         refuse_if_served(target, collection, "ingesting again would replace it")
         target.delete_collection(collection)
-    state_dir = Path(settings.migration.state_dir)
     target.create(collection, vector=vector, size=dims, distance=distance,
                   provenance={**made, "created_at": time.time()})
-    skip_log = SkipLog(state_dir / f"{collection}.skipped.jsonl", collection=collection)
+    skip_log = SkipLog(Path(settings.migration.state_dir) / f"{collection}.skipped.jsonl",
+                       collection=collection)
     backfill = Pipeline(
         source=RecordSource(read_records(path, fmt), page_size=settings.migration.page_size,
                             id_field=id_field),

@@ -118,12 +118,13 @@ def claim(target: QdrantStore, state: State, config: CollectionSettings, name: s
 
 def _unlike(found: dict[str, Any], record: MigrationRecord) -> str:
     """How the migration that created a collection (its provenance) differs from `record`."""
-    pairs = [("of", repr(found.get("source")), repr(record.source_collection)),
+    source = found.get("source")
+    pairs = [("of", None if source is None else repr(source), repr(record.source_collection)),
              ("with the text from", found.get("text"), record.text),
              ("with model", found.get("model"), record.model),
              ("at size", found.get("dims"), record.dims)]
     differences = [f"{what} {theirs} (this run: {mine})" for what, theirs, mine in pairs
-                   if theirs != mine]
+                   if theirs is not None and theirs != mine]  # older targets record less
     if differences:
         return ", ".join(differences)
     return (f"of {record.source_collection!r} with these same settings but into another store "
