@@ -13,7 +13,7 @@ from .catalog import BATCH, BatchTerms, ModelSpec
 from .embedding import model_spec
 from .embedding.sizing import DimsDecision, decide
 from .embedding.tokens import estimate_tokens
-from .errors import ConfigError
+from .errors import ConfigError, StateError
 from .jobs import check_default_target, target_name
 from .naming import env_variable
 from .settings import CollectionSettings, Settings
@@ -143,7 +143,7 @@ def plan(settings: Settings, *, source_store: QdrantStore | None = None,
     spec = model_spec(settings.provider)
     with opened(settings.source, settings.target, source_store=source_store,
                 target_store=target_store) as (source, target):
-        records = _records(settings, target)
+        records, unread = _records(settings, target)
         plans = [_plan_one(c, settings, spec, source, target, sample, records)
                  for c in settings.collections]
     first = plans[0]
@@ -152,7 +152,8 @@ def plan(settings: Settings, *, source_store: QdrantStore | None = None,
                       distance=first.target_distance,
                       send_dimensions=settings.provider.send_dimensions)
     return PlanResult(settings.provider.name, settings.provider.model, spec, decision, plans,
-                      _run_warnings(settings, spec, decision), settings.migration.max_cost,
+                      _run_warnings(settings, spec, decision) + unread,
+                      settings.migration.max_cost,
                       BATCH.get(settings.provider.name) if settings.provider.batch else None,
                       settings.provider.batch)
 
@@ -181,14 +182,18 @@ def _run_warnings(settings: Settings, spec: ModelSpec, decision: DimsDecision) -
     return warnings
 
 
-def _records(settings: Settings, target: QdrantStore) -> list[MigrationRecord]:
+def _records(settings: Settings, target: QdrantStore) -> tuple[list[MigrationRecord], list[str]]:
     """The migrations into `target` recorded in the state directory (none when there is no
-    state file: plan creates nothing)."""
+    state file: plan creates nothing), and a warning when the file cannot be read: the plan
+    stands without it, and migrate will say the same."""
     state_dir = Path(settings.migration.state_dir)
     if not (state_dir / "state.db").exists():
-        return []
-    with State(state_dir) as state:
-        return [m for m in state.all() if m.store == target.identity]
+        return [], []
+    try:
+        with State(state_dir) as state:
+            return [m for m in state.all() if m.store == target.identity], []
+    except StateError as exc:
+        return [], [f"Earlier runs are not shown: {exc}"]
 
 
 def _recorded(records: list[MigrationRecord], source: str, targets: tuple[str, ...],

@@ -272,6 +272,10 @@ def test_plan_says_where_a_recorded_run_of_the_migration_got(store_path: Path,
         "plan", *args).stdout
     other = json.loads(run("plan", *args[:-3], "64", "--collection", "docs", "--json").stdout)
     assert other["collections"][0]["recorded"] is None  # another size: another migration
+    (tmp_path / "state" / "state.db").write_text("not a database")  # plan stands without it
+    unread = run("plan", *args)
+    assert unread.exit_code == 0 and "warning: Earlier runs are not shown: The state file" in (
+        unread.stdout)
 
 
 def test_ingest_then_migrate(tmp_path: Path) -> None:
