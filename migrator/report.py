@@ -374,7 +374,7 @@ def status(result: Any) -> str:
         verified = "-" if not m.verification else (
             "passed" if m.verification.get("passed") else "failed")
         target = f"{m.target} (vector {m.new_vector})" if m.in_place else m.target
-        phase = _phase(m, result.aliases, result.deleted)
+        phase = _phase(m, result.aliases, result.deleted, result.elsewhere.get(m.id))
         rows.append((m.source, target, f"{m.model} ({m.dims})", phase, progress,
                      f"{counters.get('tokens', 0):,}", f"{counters.get('cached', 0):,}",
                      "end" if m.finished else _checkpoint(m.checkpoint), verified,
@@ -397,9 +397,13 @@ def status(result: Any) -> str:
     return "\n".join(lines + _batch_jobs(result.batch_jobs))
 
 
-def _phase(migration: Any, aliases: dict[str, str], deleted: set[str]) -> str:
+def _phase(migration: Any, aliases: dict[str, str], deleted: set[str],
+           elsewhere: str | None) -> str:
     """The phase, and what changed since: the target deleted, or the alias the migration
-    moved moved elsewhere (a rollback, a later swap)."""
+    moved moved elsewhere (a rollback, a later swap); or the store the target is in, when
+    that is not the one shown."""
+    if elsewhere is not None:
+        return f"{migration.phase} (target in {elsewhere.partition(':')[2]})"
     if migration.target in deleted:
         return f"{migration.phase} (target deleted)"
     alias = migration.alias

@@ -32,13 +32,16 @@ class StatusReport:
     # targets a migration wrote into that are gone from the store (drop-old, by hand)
     deleted: set[str] = field(default_factory=set)
     state_dir: str = ""  # where the migrations are recorded
+    # migrations into another store than the one shown (--target-qdrant-*): id -> that store
+    elsewhere: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "location": self.location,
             "state_dir": self.state_dir,
             "aliases": self.aliases,
-            "migrations": [{**_migration(m), "target_deleted": m.target in self.deleted}
+            "migrations": [{**_migration(m), "target_deleted": m.target in self.deleted,
+                            "target_store_shown": m.id not in self.elsewhere}
                            for m in self.migrations],
             "history": [_migration(m) for m in self.history],
             "alias_history": self.alias_history,
@@ -63,11 +66,14 @@ def status(settings: Settings, *, store: QdrantStore | None = None) -> StatusRep
             jobs = BatchLedger(state).jobs()
     current, superseded = current_and_history(migrations)
     with opened(settings.target_store, None, source_store=store) as (target, _):
+        elsewhere = {m.id: m.store for m in current
+                     if m.store is not None and m.store != target.identity}
+        here = [m for m in current if m.id not in elsewhere]  # what this store can answer for
         existing = set(target.collection_names())
-        deleted = {m.target for m in current
+        deleted = {m.target for m in here
                    if m.target not in existing and m.counters.get("written", 0)}
         return StatusReport(target.location, target.aliases(), current, history, superseded,
-                            jobs, _vectors(target, current), deleted, str(state_dir))
+                            jobs, _vectors(target, here), deleted, str(state_dir), elsewhere)
 
 
 def _vectors(target: QdrantStore, records: list[MigrationRecord]

@@ -403,6 +403,22 @@ def test_status_says_when_a_swapped_alias_was_moved_away(store_path: Path, tmp_p
     assert "  swapped  " in run("status", *where).stdout
 
 
+def test_status_of_a_migration_into_another_store_does_not_call_it_deleted(
+        store_path: Path, tmp_path: Path) -> None:
+    """Read against the source store, its target was "swapped (target deleted)"."""
+    other = tmp_path / "other"
+    assert run("migrate", *base(store_path, tmp_path), "--collection", "docs",
+               "--target-qdrant-path", str(other), "--alias", "live").exit_code == 0
+    where = ["--qdrant-path", str(store_path), "--state-dir", str(tmp_path / "state")]
+    shown = run("status", *where)
+    assert f"swapped (target in {other.resolve()})" in shown.stdout
+    assert "deleted" not in shown.stdout
+    (row,) = json.loads(run("status", *where, "--json").stdout)["migrations"]
+    assert row["target_deleted"] is False and row["target_store_shown"] is False
+    there = run("status", *where, "--target-qdrant-path", str(other))
+    assert "  swapped  " in there.stdout and "live -> docs__hash-words-v1-48" in there.stdout
+
+
 def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -> None:
     where = ["--qdrant-path", str(store_path), "--state-dir", str(tmp_path / "state")]
     assert run("migrate", *base(store_path, tmp_path), "--collection", "docs",
