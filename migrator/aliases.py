@@ -43,7 +43,7 @@ def swap(settings: Settings, alias: str, collection: str, *,
         if current == collection:  # a no-op changes nothing and records nothing
             return AliasMove(alias, current, collection)
         previous = target.swap_alias(alias, collection)
-    _record(settings, alias, previous or current, collection)
+        _record(settings, target, alias, previous or current, collection)
     return AliasMove(alias, previous, collection)
 
 
@@ -54,10 +54,9 @@ def rollback(settings: Settings, alias: str, *, store: QdrantStore | None = None
         ConfigError: no recorded move of `alias` to undo, or the alias moved since.
         CollectionNotFound: the previous collection is gone.
     """
-    history = _history(settings, alias)
     with opened(settings.target_store, None, source_store=store) as (target, _):
         current = target.aliases().get(alias)
-        last = _last_move(history, current)
+        last = _last_move(_history(settings, target, alias), current)
         if current is None:
             raise ConfigError(
                 f"There is no alias {alias!r} in {target.location} to roll back; nothing was "
@@ -72,7 +71,7 @@ def rollback(settings: Settings, alias: str, *, store: QdrantStore | None = None
                 f"Alias {alias!r} pointed to {previous!r} before, but that collection is gone "
                 "(was it dropped?); nothing was changed.")
         target.swap_alias(alias, previous)
-    _record(settings, alias, current, previous)
+        _record(settings, target, alias, current, previous)
     return AliasMove(alias, current, previous)
 
 
@@ -84,9 +83,8 @@ def old_collection(settings: Settings, alias: str, *, store: QdrantStore | None 
         ConfigError: no earlier collection of `alias` is recorded.
         CollectionNotFound: it was deleted already.
     """
-    history = _history(settings, alias)
     with opened(settings.target_store, None, source_store=store) as (target, _):
-        return _old(target, alias, history)
+        return _old(target, alias, _history(settings, target, alias))
 
 
 def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None,
@@ -99,9 +97,8 @@ def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None
             not `expected` any more.
         CollectionNotFound: it was deleted already.
     """
-    history = _history(settings, alias)
     with opened(settings.target_store, None, source_store=store) as (target, _):
-        old = _old(target, alias, history)
+        old = _old(target, alias, _history(settings, target, alias))
         if expected is not None and old != expected:
             raise ConfigError(f"Alias {alias!r} moved meanwhile: the collection before its "
                               f"last move is now {old!r}, not {expected!r}. Nothing was "
@@ -159,14 +156,17 @@ def _last_move(history: list[dict[str, Any]], current: str | None) -> dict[str, 
                  if h["to"] == current and h["from"] != current), None)
 
 
-def _history(settings: Settings, alias: str) -> list[dict[str, Any]]:
+def _history(settings: Settings, target: QdrantStore, alias: str) -> list[dict[str, Any]]:
+    """The recorded moves of `alias` in `target`: a move of an alias of the same name in
+    another store says nothing of what to roll back or delete here."""
     state_dir = Path(settings.migration.state_dir)
     if not (state_dir / "state.db").exists():
         return []
     with State(state_dir) as state:
-        return state.alias_history(alias)
+        return state.alias_history(alias, store=target.identity)
 
 
-def _record(settings: Settings, alias: str, previous: str | None, collection: str) -> None:
+def _record(settings: Settings, target: QdrantStore, alias: str, previous: str | None,
+            collection: str) -> None:
     with State(Path(settings.migration.state_dir)) as state:
-        state.record_alias(alias, previous, collection)
+        state.record_alias(alias, previous, collection, store=target.identity)

@@ -490,7 +490,8 @@ class _Run:
             if result.previous_alias_target != job.target:
                 metrics = result.verification.to_dict() if result.verification else {}
                 self.state.record_alias(alias, result.previous_alias_target, job.target,
-                                        forced=forced, metrics=metrics)
+                                        store=self.target.identity, forced=forced,
+                                        metrics=metrics)
             if self.drop_old:
                 result.dropped, result.kept = drop_left(
                     self.target, result.previous_alias_target, job.target, forced=forced)

@@ -122,6 +122,11 @@ STATE_SCHEMA: list[tuple[int, str, str]] = [
             PRIMARY KEY (migration, point)
         ) WITHOUT ROWID;
     """),
+    # rollback and drop-old read an alias's moves in the store they act on; rows from
+    # before (NULL) count for every store
+    (7, "the store each alias move was made in", """
+        ALTER TABLE alias_history ADD COLUMN store TEXT;
+    """),
 ]
 
 
@@ -325,18 +330,31 @@ class State:
         return [(json.loads(p), r) for p, r in rows]
 
     def record_alias(self, alias: str, previous: str | None, collection: str, *,
-                     forced: bool = False, metrics: dict[str, Any] | None = None) -> None:
+                     store: str | None = None, forced: bool = False,
+                     metrics: dict[str, Any] | None = None) -> None:
+        """Record a move of `alias` in `store` (its identity, `QdrantStore.identity`)."""
         with self._lock:
             self._db.execute(
                 "INSERT INTO alias_history (alias, from_collection, to_collection, at, forced,"
-                " metrics) VALUES (?, ?, ?, ?, ?, ?)",
+                " metrics, store) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (alias, previous, collection, time.time(), int(forced),
-                 json.dumps(metrics or {})))
+                 json.dumps(metrics or {}), store))
 
-    def alias_history(self, alias: str | None = None) -> list[dict[str, Any]]:
+    def alias_history(self, alias: str | None = None, *, store: str | None = None
+                      ) -> list[dict[str, Any]]:
+        """The recorded moves, oldest first: of `alias` (None: every alias), in `store`
+        (None: every store; moves recorded before stores were, count for each)."""
+        where, args = [], []
+        if alias:
+            where.append("alias = ?")
+            args.append(alias)
+        if store:
+            where.append("(store IS NULL OR store = ?)")
+            args.append(store)
         query = ("SELECT alias, from_collection, to_collection, at, forced, metrics FROM "
-                 "alias_history" + (" WHERE alias = ?" if alias else "") + " ORDER BY seq")
-        rows = self._db.execute(query, (alias,) if alias else ()).fetchall()
+                 "alias_history" + (" WHERE " + " AND ".join(where) if where else "")
+                 + " ORDER BY seq")
+        rows = self._db.execute(query, args).fetchall()
         return [{"alias": a, "from": f, "to": t, "at": at, "forced": bool(fo),
                  "metrics": json.loads(m)} for a, f, t, at, fo, m in rows]
 

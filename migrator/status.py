@@ -60,12 +60,13 @@ def status(settings: Settings, *, store: QdrantStore | None = None) -> StatusRep
     migrations: list[MigrationRecord] = []
     history: list[dict[str, Any]] = []
     jobs: list[JobRow] = []
-    if (state_dir / "state.db").exists():
-        with State(state_dir) as state:
-            migrations, history = state.all(), state.alias_history()
-            jobs = BatchLedger(state).jobs()
-    current, superseded = current_and_history(migrations)
     with opened(settings.target_store, None, source_store=store) as (target, _):
+        if (state_dir / "state.db").exists():
+            with State(state_dir) as state:  # the alias moves made in the store shown
+                migrations = state.all()
+                history = state.alias_history(store=target.identity)
+                jobs = BatchLedger(state).jobs()
+        current, superseded = current_and_history(migrations)
         elsewhere = {m.id: m.store for m in current
                      if m.store is not None and m.store != target.identity}
         here = [m for m in current if m.id not in elsewhere]  # what this store can answer for

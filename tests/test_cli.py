@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from qdrant_client import QdrantClient
+from qdrant_client import models as qm
 
 from migrator import (
     CollectionSettings,
@@ -417,6 +418,34 @@ def test_status_of_a_migration_into_another_store_does_not_call_it_deleted(
     assert row["target_deleted"] is False and row["target_store_shown"] is False
     there = run("status", *where, "--target-qdrant-path", str(other))
     assert "  swapped  " in there.stdout and "live -> docs__hash-words-v1-48" in there.stdout
+
+
+def test_drop_old_and_rollback_read_the_moves_of_the_store_they_act_on(tmp_path: Path) -> None:
+    """Two stores with the same names (production and a staging copy of it), one state
+    directory: the moves of 'live' recorded in one made drop-old in the other delete a
+    collection there, the one with the name the first store's alias had left."""
+    prod, staging = tmp_path / "prod", tmp_path / "staging"
+    for path in (prod, staging):
+        client = QdrantClient(path=str(path))
+        make_collection(client, "docs_v1", n=5)
+        make_collection(client, "docs_v2", n=5)
+        client.close()
+    state = ["--state-dir", str(tmp_path / "state")]
+    for path in (prod, staging):
+        assert run("swap", "live", "docs_v1", "--qdrant-path", str(path), *state).exit_code == 0
+    assert run("swap", "live", "docs_v2", "--qdrant-path", str(prod), *state).exit_code == 0
+    client = QdrantClient(path=str(staging))  # the same move in staging, made by hand
+    client.update_collection_aliases(change_aliases_operations=[qm.CreateAliasOperation(
+        create_alias=qm.CreateAlias(collection_name="docs_v2", alias_name="live"))])
+    client.close()
+    refused = run("drop-old", "live", "--qdrant-path", str(staging), *state, "--yes")
+    assert refused.exit_code == 2 and "no previous collection of alias 'live'" in refused.stderr
+    client = QdrantClient(path=str(staging))
+    assert {c.name for c in client.get_collections().collections} == {"docs_v1", "docs_v2"}
+    client.close()
+    assert run("rollback", "live", "--qdrant-path", str(staging), *state).exit_code == 2
+    assert run("drop-old", "live", "--qdrant-path", str(prod), *state, "--yes"
+               ).stdout == "Deleted 'docs_v1'.\n"
 
 
 def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -> None:

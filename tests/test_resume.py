@@ -26,7 +26,7 @@ from migrator import (
 from migrator.embedding.cache import cache_clear, cache_stats
 from migrator.errors import ConfigError, StoreError
 from migrator.settings import VerifySettings
-from migrator.state import State
+from migrator.state import STATE_SCHEMA, State
 from migrator.store import QdrantStore
 
 from .conftest import held_by_a_child, make_collection
@@ -231,6 +231,23 @@ def test_a_newer_state_file_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StateError, match="schema version 99, newer"):
         State(tmp_path)
+
+
+def test_alias_moves_recorded_before_stores_were_count_for_every_store(tmp_path: Path
+                                                                       ) -> None:
+    """A state file of schema 6 (no store in the alias history) upgrades in place."""
+    db = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    for number, _name, sql in STATE_SCHEMA[:6]:
+        db.executescript(f"BEGIN; {sql} PRAGMA user_version = {number}; COMMIT;")
+    db.execute("INSERT INTO alias_history (alias, from_collection, to_collection, at) "
+               "VALUES ('live', 'v1', 'v2', 0)")
+    db.close()
+    with State(tmp_path) as state:
+        state.record_alias("live", "v2", "v3", store="path:/a")
+        state.record_alias("live", "x", "y", store="path:/b")
+        moves = [(m["from"], m["to"]) for m in state.alias_history("live", store="path:/a")]
+        assert moves == [("v1", "v2"), ("v2", "v3")]
+        assert len(state.alias_history()) == 3
 
 
 def test_cache_stats_and_clear(memory_store: QdrantStore, tmp_path: Path) -> None:
