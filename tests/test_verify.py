@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from migrator import (
@@ -30,7 +31,7 @@ from migrator import (
 )
 from migrator.metrics import mrr_at_k, ndcg_at_k, overlap_at_k, recall_at_k
 from migrator.sampling import Reservoir
-from migrator.settings import VerifySettings
+from migrator.settings import StoreSettings, VerifySettings
 from migrator.store import QdrantStore
 
 from .conftest import make_collection
@@ -180,6 +181,23 @@ def test_target_embedded_from_the_wrong_field_fails(memory_store: QdrantStore,
     assert "warning: The migration that wrote" in report.verify(result)
     settings.collections[0].text_field = "text"
     assert verify(settings, source_store=memory_store).reports[0].warnings == []
+
+
+def test_verify_finds_the_target_a_migration_wrote_into_this_store(tmp_path: Path) -> None:
+    """A migration into another store (--target-qdrant-path) named the collection verify
+    read here: a collection of that name in this store was verified in its place."""
+    here, there = QdrantStore(QdrantClient(":memory:"), location="here", local=True,
+                              identity="memory:here"), tmp_path / "there"
+    make_collection(here.client, "docs", n=20)
+    make_collection(here.client, "custom", n=20)  # not what the migration wrote
+    settings = config(tmp_path)
+    settings.collections = [CollectionSettings(name="docs", target="custom")]
+    settings.target = StoreSettings(path=str(there))
+    migrate(settings, source_store=here)
+    settings.collections = [CollectionSettings(name="docs")]  # verify finds the target
+    settings.target = None
+    with pytest.raises(CollectionNotFound, match="docs__hash-ngrams-v1-64"):
+        verify(settings, source_store=here)
 
 
 def test_points_missing_from_the_target_fail_integrity(memory_store: QdrantStore,

@@ -120,7 +120,7 @@ async def _verify(settings: Settings, source_store: QdrantStore | None,
 
 async def _verify_one(settings: Settings, config: CollectionSettings, source: QdrantStore,
                       target: QdrantStore, embedder: Embedder) -> VerificationReport:
-    record = None if config.target else _latest(settings, config, embedder)
+    record = None if config.target else _latest(settings, config, embedder, target)
     schema = source.describe(config.name)
     text = TextSource.from_settings(config.text_field, config.text_template)
     if record is not None and record.in_place and record.new_vector:
@@ -140,15 +140,16 @@ async def _verify_one(settings: Settings, config: CollectionSettings, source: Qd
     return report
 
 
-def _latest(settings: Settings, config: CollectionSettings,
-            embedder: Embedder) -> MigrationRecord | None:
-    """The latest migration of this source to this model in the state directory."""
+def _latest(settings: Settings, config: CollectionSettings, embedder: Embedder,
+            target: QdrantStore) -> MigrationRecord | None:
+    """The latest migration of this source to this model into `target` in the state
+    directory."""
     state_dir = Path(settings.migration.state_dir)
     if not (state_dir / "state.db").exists():
         return None
     with State(state_dir) as state:
         done = [m for m in state.all() if m.source == config.name
-                and m.model == embedder.spec.model]
+                and m.model == embedder.spec.model and m.store in (None, target.identity)]
     return done[-1] if done else None
 
 
