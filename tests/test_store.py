@@ -26,6 +26,10 @@ def test_describe_unnamed_named_and_sparse(memory_store: QdrantStore) -> None:
     assert rich.vector("image").distance == "Dot"
     with pytest.raises(ConfigError, match="no dense vector named 'nope'"):
         rich.vector("nope")
+    with pytest.raises(ConfigError) as sparse:  # a sparse one is named as such
+        rich.vector("keywords")
+    assert ("'keywords' is a sparse vector, which migrator copies unchanged; its dense "
+            "vectors: 'dense', 'image'); fix --vector") in str(sparse.value)
     assert rich.to_dict()["vectors"]["dense"]["size"] == 8
 
 

@@ -75,11 +75,13 @@ class CollectionSchema:
                 "(or --vector NAME; --vector '' for the unnamed one)."
             )
         if name not in self.vectors:
-            names = ", ".join(repr(n) for n in sorted(self.vectors)) or "none"
+            names = ", ".join(repr(n) if n else "(unnamed)" for n in sorted(self.vectors))
+            sparse = (f"{name!r} is a sparse vector, which migrator copies unchanged; "
+                      if name in self.sparse_vectors else "")
             raise ConfigError(
-                f"Collection {self.name!r} has no dense vector named {name!r} "
-                f"(it has {names}); fix `vector` in the configuration."
-            )
+                f"Collection {self.name!r} has no dense vector named {name!r} ({sparse}its "
+                f"dense vectors: {names or 'none'}); fix --vector (`vector` in the "
+                "collection's configuration).")
         return self.vectors[name]
 
     def to_dict(self) -> dict[str, Any]:
