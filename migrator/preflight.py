@@ -1,13 +1,15 @@
 """What a migration run refuses before its first request, so that nothing is paid for a run
 that cannot succeed: a vector to replace that is not there, an `updated_field` that cannot
 be read as a time, a collection without text, a default target name Qdrant would refuse, an
-estimate over the budget. (The first collection's text is checked by the probe itself.)
+estimate over the budget, an empty collection that verification could not check. (The
+first collection's text is checked by the probe itself.)
 It also says what would slow the run down: a collection too big for the embedded store."""
 
 from __future__ import annotations
 
 from .embedding import Embedder
 from .embedding.usage import Budget
+from .errors import ConfigError
 from .inplace import in_place
 from .jobs import check_default_target
 from .planning import local_mode_warning
@@ -29,6 +31,12 @@ def refuse_before_paying(settings: Settings, source: QdrantStore, target: Qdrant
     collections = settings.collections
     for config, schema in zip(collections, schemas, strict=True):
         schema.vector(config.vector)
+        if settings.verify.enabled and source.count(schema.name) == 0:
+            raise ConfigError(
+                f"Collection {schema.name!r} has no points: there is nothing to re-embed, and "
+                "nothing for verification to check before an alias moves. Migrate it once it "
+                "has points, or with --no-verify to create the new collection empty. Nothing "
+                "was created.")
         if config.target is None and not in_place(config, settings):
             check_default_target(config.name, embedder.spec, embedder.dims)
         if field := settings.sync.updated_field:

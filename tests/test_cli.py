@@ -93,6 +93,25 @@ def test_a_collection_too_big_for_the_embedded_store_is_warned_of_in_migrators_w
     assert [str(w.message) for w in caught if "Local mode" in str(w.message)] == []
 
 
+def test_an_empty_collection_is_refused_unless_verification_is_off(tmp_path: Path) -> None:
+    """It made the target, then failed verification with "self-retrieval recall@10 0.000"
+    (no point to sample), exit 3."""
+    store = tmp_path / "q"
+    client = QdrantClient(path=str(store))
+    client.create_collection("empty", vectors_config=qm.VectorParams(
+        size=4, distance=qm.Distance.COSINE))
+    client.close()
+    args = ["migrate", "--qdrant-path", str(store), "--state-dir", str(tmp_path / "s"),
+            "--collection", "empty", "--alias", "live"]
+    refused = run(*args)
+    assert refused.exit_code == 2 and "Collection 'empty' has no points" in refused.stderr
+    client = QdrantClient(path=str(store))
+    assert [c.name for c in client.get_collections().collections] == ["empty"]
+    client.close()
+    made = run(*args, "--no-verify", "--json")
+    assert made.exit_code == 0 and json.loads(made.stdout)["collections"][0]["swapped"]
+
+
 def test_migrate_text_report(store_path: Path, tmp_path: Path) -> None:
     result = run("migrate", *base(store_path, tmp_path), "--collection", "docs,alias=live")
     assert result.exit_code == 0
