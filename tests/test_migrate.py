@@ -100,7 +100,8 @@ def test_unnamed_vector_with_sparse_vectors(memory_store: QdrantStore, tmp_path:
 
 def test_several_named_vectors_need_a_choice(memory_store: QdrantStore, tmp_path: Path) -> None:
     make_collection(memory_store.client, "docs", n=5, named=True)
-    with pytest.raises(ConfigError, match="several dense vectors \\('dense', 'image'\\)"):
+    with pytest.raises(ConfigError, match="several dense vectors \\('dense', 'image'\\); "
+                                          "name one with --vector NAME"):  # not "to migrate"
         migrate(settings(tmp_path, CollectionSettings(name="docs")), source_store=memory_store)
     assert memory_store.collection_names() == ["docs"]
 

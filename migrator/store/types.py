@@ -70,10 +70,9 @@ class CollectionSchema:
                 return next(iter(self.vectors.values()))
             names = ", ".join(repr(n) if n else "(unnamed)" for n in sorted(self.vectors))
             raise ConfigError(
-                f"Collection {self.name!r} has several dense vectors ({names}); "
-                "say which one to migrate with `vector` in the collection's configuration "
-                "(or --vector NAME; --vector '' for the unnamed one)."
-            )
+                f"Collection {self.name!r} has several dense vectors ({names}); name one "
+                "with --vector NAME (`vector` in the collection's configuration; --vector '' "
+                "for the unnamed one).")
         if name not in self.vectors:
             names = ", ".join(repr(n) if n else "(unnamed)" for n in sorted(self.vectors))
             sparse = (f"{name!r} is a sparse vector, which migrator copies unchanged; "
