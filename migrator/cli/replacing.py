@@ -66,7 +66,8 @@ def drop_old_command(alias: str, yes: bool, as_json: bool, **options: Any) -> No
     expected = None
     if not yes:
         expected = old_collection(settings, alias)
-        click.confirm(f"Delete the collection {expected!r}, which alias {alias!r} pointed to "
+        click.confirm(f"Delete the collection {expected!r} from "
+                      f"{settings.target_store.location}, which alias {alias!r} pointed to "
                       "before its last move?", abort=True, err=True)
     deleted = run_drop_old(settings, alias, expected=expected)
     click.echo(report.to_json({"alias": alias, "deleted": deleted}) if as_json
