@@ -31,7 +31,8 @@ def refuse_before_paying(settings: Settings, source: QdrantStore, target: Qdrant
     collections = settings.collections
     for config, schema in zip(collections, schemas, strict=True):
         schema.vector(config.vector)
-        if settings.verify.enabled and source.count(schema.name) == 0:
+        if settings.verify.enabled and not schema.points_count and not source.count(
+                schema.name):  # exactly counted only when the collection's info says 0
             raise ConfigError(
                 f"Collection {schema.name!r} has no points: there is nothing to re-embed, and "
                 "nothing for verification to check before an alias moves. Migrate it once it "
