@@ -398,8 +398,14 @@ def test_status_sync_and_cache_commands(store_path: Path, tmp_path: Path) -> Non
         cache.put_many("ns", [b"a" * 32, b"b" * 32], np.ones((2, 4), dtype=np.float32),
                        [1, 1])
     assert json.loads(run("cache", "stats", *state, "--json").stdout)["entries"] == 2
+    cache_file = tmp_path / "state" / "cache.db"
+    asked = CliRunner().invoke(cli, ["cache", "clear", *state], input="n\n")
+    assert asked.exit_code == 1 and f"every cached embedding in {cache_file}" in asked.output
     cleared = run("cache", "clear", *state, "--yes")
-    assert cleared.stdout == "Removed 2 cached embeddings.\n"
+    assert cleared.stdout == f"Removed 2 cached embeddings from {cache_file}.\n"
+    mistyped = run("cache", "clear", "--state-dir", str(tmp_path / "stat"), "--yes")
+    assert mistyped.stdout.startswith("There is no embedding cache at ")  # not "Removed 0"
+    assert not (tmp_path / "stat").exists()
 
 
 def test_a_corrupt_state_file_exits_1(store_path: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from ..comparison import datasets
 from ..comparison import report as compare_report
 from ..comparison import run as run_comparison
 from ..comparison.candidates import gather as gather_candidates
+from ..databases import CACHE_FILE
 from ..demo import demo as run_demo
 from ..embedding.cache import cache_clear, cache_stats
 from ..ingestion import ingest as run_ingest
@@ -223,10 +224,16 @@ def cache_clear_command(yes: bool, **options: Any) -> None:
       migrator cache clear --yes
     """
     state_dir = settings_from(options).migration.state_dir
+    path = Path(state_dir) / CACHE_FILE
+    if not path.exists():  # a mistyped --state-dir: say so, rather than "removed 0"
+        click.echo(f"There is no embedding cache at {path} (check --state-dir); nothing was "
+                   "removed.")
+        return
     if not yes:
-        click.confirm("Delete every cached embedding?", abort=True, err=True)
+        click.confirm(f"Delete every cached embedding in {path} (what they saved is paid "
+                      "for again)?", abort=True, err=True)
     removed = cache_clear(state_dir)
-    click.echo(f"Removed {removed:,} cached embeddings.")
+    click.echo(f"Removed {counted(removed, 'cached embedding')} from {path}.")
 
 
 @cli.command()
