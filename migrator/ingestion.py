@@ -185,17 +185,17 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
             f"No record of {path} has the id field {id_field!r}; {_its_keys(fmt, keys)}. "
             "Give --id-field one of them. Nothing was created.")
     if without_id:
-        shown = ", ".join(str(n) for n in without_id[:10])
         raise BadInput(
             f"{counted(len(without_id), 'record')} of {path} {has(len(without_id), 'has', 'have')}"
-            f" no {id_field!r}, the id field of the others (record"
-            f"{'s' if len(without_id) > 1 else ''} {shown}): each needs an id of its own. Fill "
-            "them in, or give --id-field another field. Nothing was created.")
+            f" no {id_field!r}, the id field of the others ("
+            f"{has(len(without_id), 'record', 'records')} {_first(without_id, str)}): each "
+            "needs an id of its own. Fill them in, or give --id-field another field. Nothing "
+            "was created.")
     if repeated:
-        shown = ", ".join(repr(i) for i in repeated[:10])
         raise BadInput(
             f"{counted(len(repeated), 'record')} of {path} "
-            f"{has(len(repeated), 'repeats', 'repeat')} an id of an earlier one ({shown}): "
+            f"{has(len(repeated), 'repeats', 'repeat')} an id of an earlier one "
+            f"({_first(repeated)}): "
             "each id is one point, so all but one of each would be lost. Give --id-field a "
             "field that is unique, or remove the repeats. Nothing was created.")
     if not records:
@@ -207,14 +207,18 @@ def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSo
             f"{_its_keys(fmt, keys)}. Give --text-field or --text-template. Nothing was "
             "created.")
     if too_long:
-        shown = ", ".join(repr(i) for i in too_long[:10])
         raise InputTooLong(
             f"{counted(len(too_long), 'record')} of {path} {has(len(too_long), 'is', 'are')} "
-            f"longer than {model.spec.model} accepts "
-            f"({limit} tokens): {shown}. Set provider.long_input (--long-input) to truncate "
-            "or chunk-mean, or shorten those texts. Nothing was created.")
+            f"longer than {model.spec.model} accepts ({limit} tokens): {_first(too_long)}. "
+            "Set provider.long_input (--long-input) to truncate or chunk-mean, or shorten "
+            "those texts. Nothing was created.")
     return unfilled_warning(path.name, [f for f in text.fields if f not in filled],
                             f"its {counted(records, 'record')}")
+
+
+def _first(items: list[Any], shown: Callable[[Any], str] = repr) -> str:
+    """The first ten of `items`, as a message lists them."""
+    return ", ".join(shown(item) for item in items[:10])
 
 
 def _its_keys(fmt: str, keys: dict[str, None]) -> str:
