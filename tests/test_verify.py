@@ -238,6 +238,10 @@ def test_verify_cli_writes_markdown_and_exits_3(memory_store: QdrantStore,
                                   "docs_v2", "--report", str(tmp_path / "no" / "v.md")])
     assert nowhere.exit_code == 2 and "the directory" in nowhere.stderr  # before it verifies
     assert "Traceback" not in nowhere.output
+    too_big = runner.invoke(cli, ["verify", *base, "--collection", "docs", "--target",
+                                  "docs_v2", "--k", "100000"])  # it was pydantic's traceback
+    assert too_big.exit_code == 2 and "verify.k: Input should be less than or equal to 1000" in (
+        too_big.stderr)
 
 
 # ---- swap, rollback, drop-old ---------------------------------------------------------

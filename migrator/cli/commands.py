@@ -170,11 +170,8 @@ def verify(as_json: bool, sample: int | None, k: int | None, report_file: Path |
           --provider openai --model text-embedding-3-small --dimensions 512 \\
           --report verify.md
     """
-    settings = settings_from(options)
-    if sample is not None:
-        settings.verify.sample = sample
-    if k is not None:
-        settings.verify.k = k
+    # checked with the settings: a value over a limit is a configuration error (exit 2)
+    settings = settings_from({**options, "verify_sample": sample, "verify_k": k})
     if report_file is not None:
         report.writable(report_file)
     result = run_verify(settings)

@@ -200,6 +200,7 @@ def settings_from(options: dict[str, Any]) -> Settings:
                       "state_dir": o.get("state_dir"), "cache": o.get("cache"),
                       "max_cost": o.get("max_cost"), "strategy": o.get("strategy")},
         "sync": {"updated_field": o.get("updated_field"), "max_delete": o.get("max_delete")},
+        "verify": {"sample": o.get("verify_sample"), "k": o.get("verify_k")},
     }
     settings = load_settings(o.get("config"), overrides)
     return with_collections(
