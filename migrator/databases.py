@@ -49,10 +49,11 @@ class Database(sqlite3.Connection):
             _reraise(self.path, exc)
 
 
-def connect(path: Path) -> Database:
-    """A connection to `path` in autocommit mode, usable from any thread."""
+def connect(path: Path, *, busy_seconds: float = BUSY_SECONDS) -> Database:
+    """A connection to `path` in autocommit mode, usable from any thread; a statement
+    waits up to `busy_seconds` for another connection's write to end."""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                         timeout=BUSY_SECONDS, factory=Database)
+                         timeout=busy_seconds, factory=Database)
     db.path = path
     return db
 

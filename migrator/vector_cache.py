@@ -5,8 +5,8 @@ key in bulk."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from .databases import BUSY_SECONDS, CACHE_FILE, connect, open_db, transaction
+from .databases import CACHE_FILE, Database, connect, open_db, transaction
 from .errors import StateBusy, StateError
 from .locks import FileLock
 
-__all__ = ["CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "INDEX_EVERY", "ROWS_PER_INSERT",
-           "open_cache", "WAL_BYTES"]
+__all__ = ["CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "INDEX_EVERY", "KEY_BYTES",
+           "ROWS_PER_INSERT", "open_cache", "WAL_BYTES"]
 
 # The cache's WAL is checkpointed when about this much has been written to it (SQLite's
 # default, 1,000 pages of 4 KB), by `upkeep()` as the run goes, so little is left to copy
@@ -29,8 +29,8 @@ __all__ = ["CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "INDEX_EVERY", "ROWS_
 WAL_BYTES = 4_000_000
 ROW_BYTES = 64  # a row's own bytes in the log or the index, besides its vector
 INDEX_EVERY = 500_000  # rows appended to the cache's log before they are indexed
-# rows in one INSERT: 3 parameters a row stay under SQLite's 32,766 (the default since 3.32)
-ROWS_PER_INSERT = 4_096
+ROWS_PER_INSERT = 4_096  # rows in one INSERT: its values stay far below SQLite's 1 GB
+KEY_BYTES = 32  # a key is a sha256 digest
 
 # (version, name, SQL): applied in order, each in its own transaction.
 CACHE_SCHEMA: list[tuple[int, str, str]] = [
@@ -88,16 +88,18 @@ class CacheStats:
         return {"entries": self.entries, "bytes": self.bytes, "path": self.path}
 
 
-@functools.lru_cache(maxsize=8)
-def _insert_rows(count: int) -> str:
-    """One INSERT of `count` rows (parameters: dims, time, then key, vector, tokens per
-    row), committed on its own. One statement is one step of SQLite: `executemany` steps
-    once per row and gives up the GIL at each step; with the store's threads busy, taking
-    it back waits out the interpreter's switch interval, row after row (about 2 ms a row:
-    20,000 rows took 42 s beside one busy thread, and take 0.07 s alone)."""
-    rows = ", ".join(f"(?{3 + 3 * i}, ?1, ?{4 + 3 * i}, ?{5 + 3 * i}, ?2)"
-                     for i in range(count))
-    return f"INSERT INTO vectors (key, dims, vector, tokens, created_at) VALUES {rows}"
+# One INSERT of an answer: SQLite cuts its rows out of four values, the keys end to end
+# (KEY_BYTES each), the vectors end to end, and the token counts as a JSON array, whose
+# elements number the rows. One statement is one step of SQLite: `executemany` steps once
+# per row and gives up the GIL at each step; with the store's threads busy, taking it back
+# waits out the interpreter's switch interval, row after row (20,000 rows took 42 s beside
+# one busy thread, and take 0.07 s alone). And binding three values a row held the GIL for
+# longer than SQLite took to write them: in a CPU-bound run that is the store's time.
+_INSERT_ROWS = (
+    "INSERT INTO vectors (key, dims, vector, tokens, created_at) "
+    "SELECT substr(:keys, row.key * :key_bytes + 1, :key_bytes), :dims, "
+    "substr(:vectors, row.key * :width + 1, :width), row.value, :now "
+    "FROM json_each(:tokens) AS row ORDER BY row.key")
 
 
 def open_cache(directory: Path | str, enabled: bool = True
@@ -131,6 +133,11 @@ class EmbeddingCache:
             # goes on, and a lookup of a few hundred keys is quick enough to run inline
             self._reader = connect(self.path)
             opened.callback(self._reader.close)
+            # `put_many(wait=False)` writes through a connection that never waits for
+            # another process's write: setting the busy timeout on `_db` and back cost the
+            # event loop two more turns at the GIL an answer
+            self._impatient = connect(self.path, busy_seconds=0)
+            opened.callback(self._impatient.close)
             self._start()
             opened.pop_all()
 
@@ -138,7 +145,9 @@ class EmbeddingCache:
         # checkpoints are `upkeep()`'s: SQLite's own would run inside a commit, and a commit
         # may be made on the event loop
         self._db.execute("PRAGMA wal_autocheckpoint = 0")
-        self._writing = threading.Lock()  # one writer at a time on `_db`
+        self._impatient.execute("PRAGMA synchronous = NORMAL")  # as `open_db` set `_db`'s
+        self._impatient.execute("PRAGMA wal_autocheckpoint = 0")
+        self._writing = threading.Lock()  # one writer at a time, `_db` or `_impatient`
         self._lock = threading.Lock()  # `_unindexed`, read by lookups on the event loop
         # appended and not indexed yet: key -> its row
         self._unindexed: dict[bytes, int] = {}
@@ -205,17 +214,12 @@ class EmbeddingCache:
         if not self._writing.acquire(blocking=wait):
             return False
         try:
-            if not wait:
-                self._db.execute("PRAGMA busy_timeout = 0")
-            try:
-                ids = self._append(space, keys, vectors, tokens)
-            except StateBusy:
-                if wait:
-                    raise
-                return False  # another process is writing
-            finally:
-                if not wait:
-                    self._db.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
+            ids = self._append(self._db if wait else self._impatient, space, keys, vectors,
+                               tokens)
+        except StateBusy:
+            if wait:
+                raise
+            return False  # another process is writing
         finally:
             self._writing.release()
         with self._lock:
@@ -231,25 +235,30 @@ class EmbeddingCache:
             self.upkeep()
         return True
 
-    def _append(self, space: str, keys: Sequence[bytes], vectors: np.ndarray,
+    def _append(self, db: Database, space: str, keys: Sequence[bytes], vectors: np.ndarray,
                 tokens: Sequence[int]) -> list[int]:
-        """Append the rows (under `_writing`); return their ids."""
+        """Append the rows through `db` (under `_writing`); return their ids."""
         if space not in self._recorded:  # listed before its rows: a crash cannot hide them
-            self._db.execute("INSERT OR IGNORE INTO cache_namespaces VALUES (?)", (space,))
+            db.execute("INSERT OR IGNORE INTO cache_namespaces VALUES (?)", (space,))
             self._recorded.add(space)
-        now = time.time()
         matrix = np.ascontiguousarray(vectors, dtype="<f4")
         dims = int(matrix.shape[1])
         blob, width = matrix.tobytes(), dims * 4
         ids: list[int] = []
-        with (transaction(self._db, immediate=True) if len(keys) > ROWS_PER_INSERT
+        with (transaction(db, immediate=True) if len(keys) > ROWS_PER_INSERT
               else contextlib.nullcontext()):
             for start in range(0, len(keys), ROWS_PER_INSERT):
                 stop = min(start + ROWS_PER_INSERT, len(keys))
-                args: list[Any] = [dims, now]
-                for i in range(start, stop):
-                    args += (keys[i], blob[i * width:(i + 1) * width], tokens[i])
-                last = int(self._db.execute(_insert_rows(stop - start), args).lastrowid or 0)
+                joined = b"".join(keys[start:stop])
+                if len(joined) != KEY_BYTES * (stop - start):
+                    raise ValueError(f"cache keys are {KEY_BYTES} bytes, made by "
+                                     "`EmbeddingCache.keys`")
+                last = int(db.execute(_INSERT_ROWS, {
+                    "keys": joined, "key_bytes": KEY_BYTES,
+                    "vectors": blob[start * width:stop * width], "width": width,
+                    "dims": dims, "now": time.time(),
+                    "tokens": json.dumps(list(map(int, tokens[start:stop]))),
+                }).lastrowid or 0)
                 # one statement under the write lock: its rows take consecutive ids
                 ids.extend(range(last - (stop - start) + 1, last + 1))
         self._appended += len(keys)
@@ -364,6 +373,7 @@ class EmbeddingCache:
             self.index()
         finally:
             self._reader.close()
+            self._impatient.close()
             with contextlib.suppress(StateError):  # another process may be reading: fine
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()

@@ -149,15 +149,24 @@ def test_an_answer_is_stored_by_one_statement(tmp_path: Path, monkeypatch) -> No
         run = statements(cache._db)
         cache.put_many("ns", [key(i) for i in range(1, 301)], rows(300, 1.0), [1] * 300)
         assert len(run) == 1 and run[0].startswith("INSERT INTO vectors")
+        # on the event loop likewise: no statement to set a busy timeout and back
+        on_loop = statements(cache._impatient)
+        cache.put_many("ns", [key(i) for i in range(331, 341)], rows(10, 1.0), [1] * 10,
+                       wait=False)
+        assert len(run) == 1 and len(on_loop) == 1 and on_loop[0].startswith("INSERT")
         monkeypatch.setattr("migrator.vector_cache.ROWS_PER_INSERT", 7)  # more than one
         cache.put_many("ns", [key(i) for i in range(301, 331)],
-                       np.arange(30, dtype=np.float32)[:, None].repeat(4, axis=1), [2] * 30)
-        found = cache.get_many("ns", [key(i) for i in range(331)])  # from the log's tail
-        assert len(found) == 331 and [found[key(301 + i)][0][0] for i in range(30)] == list(
+                       np.arange(30, dtype=np.float32)[:, None].repeat(4, axis=1),
+                       list(range(100, 130)))
+        found = cache.get_many("ns", [key(i) for i in range(341)])  # from the log's tail
+        assert len(found) == 341 and [found[key(301 + i)][0][0] for i in range(30)] == list(
             range(30))
+        assert [found[key(301 + i)][1] for i in range(30)] == list(range(100, 130))
+        with pytest.raises(ValueError, match="32 bytes"):
+            cache.put_many("ns", [b"short"], rows(1, 1.0), [1])
     with EmbeddingCache(tmp_path) as cache:
-        found = cache.get_many("ns", [key(i) for i in range(331)])  # from the index
-        assert len(found) == 331 and found[key(330)][0][0] == 29 and found[key(330)][1] == 2
+        found = cache.get_many("ns", [key(i) for i in range(341)])  # from the index
+        assert len(found) == 341 and found[key(330)][0][0] == 29 and found[key(330)][1] == 129
 
 
 def test_a_namespace_the_cache_never_held_is_not_looked_up(tmp_path: Path) -> None:

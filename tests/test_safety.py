@@ -155,18 +155,19 @@ def test_first_signal_stops_gracefully_and_the_rerun_resumes(
             assert result["resumed_written"] == written
 
 
-# the CLI in a child whose cache.db may hold only so many pages: SQLite then fails as on a
-# full disk ("database or disk is full")
+# the CLI in a child whose cache.db may hold only so many pages, through any connection:
+# SQLite then fails as on a full disk ("database or disk is full")
 SMALL_DISK = """
 import sys
 import migrator.databases as databases
+import migrator.vector_cache as vector_cache
 real = databases.connect
-def connect(path):
-    db = real(path)
+def connect(path, **options):
+    db = real(path, **options)
     if path.name == "cache.db":
         db.execute("PRAGMA max_page_count = {pages}")
     return db
-databases.connect = connect
+databases.connect = vector_cache.connect = connect
 from migrator.cli.shell import main
 sys.argv[0] = "migrator"
 main()
