@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,9 +25,11 @@ from .settings import CollectionSettings, Settings
 from .state import MigrationRecord, State
 from .store import CollectionSchema, Page, Point, QdrantStore, opened
 from .store.paging import pages
+from .wording import vector_label
 
 __all__ = ["drop_old_vector", "InPlaceCatchUp", "in_place", "name_old_vectors",
-           "new_vector_name", "prepare", "text_sha", "using_hint", "writer"]
+           "new_vector_name", "prepare", "refuse_rewriting", "text_sha", "using_hint",
+           "writer"]
 
 _MORE = "more"
 
@@ -59,11 +62,14 @@ def new_vector_name(config: CollectionSettings, spec: ModelSpec, dims: int) -> s
     return f"{model_slug(spec)}-{dims}"
 
 
-def check(config: CollectionSettings, settings: Settings, store: QdrantStore) -> bool:
-    """Whether `config` migrates in place; if so, what that cannot do is refused before
-    anything is written."""
+def check(config: CollectionSettings, settings: Settings, store: QdrantStore, *,
+          schema: CollectionSchema, reads: str, state: State, spec: ModelSpec,
+          dims: int) -> bool:
+    """Whether `config` migrates in place (reading vector `reads` of `schema`, with `spec`
+    at `dims`); if so, what that cannot do is refused before anything is written."""
     if not in_place(config, settings):
         return False
+    refuse_rewriting(config, schema, reads, state, new_vector_name(config, spec, dims))
     if config.alias:
         raise ConfigError(
             f"{config.name!r} migrates in place: no alias moves (the application switches "
@@ -78,6 +84,28 @@ def check(config: CollectionSettings, settings: Settings, store: QdrantStore) ->
                           "--target.")
     store.refuse_without_named_vectors(f"The in-place migration of {config.name!r}")
     return True
+
+
+def refuse_rewriting(config: CollectionSettings, schema: CollectionSchema, reads: str,
+                     state: State, writes: str) -> None:
+    """An in-place migration reads vector `reads` and writes `writes`: never the same one.
+    That is a run of a migration whose old vector was removed (`drop-old-vector`): the only
+    vector left, read by default, is the one it added.
+
+    Raises:
+        ConfigError: it would rewrite the vector it reads; nothing was changed.
+    """
+    if reads != writes:
+        return
+    added = [r for r in state.all() if r.in_place and r.target == schema.name
+             and r.new_vector == reads and r.vector not in schema.vectors]
+    why = (f": the in-place migration to {added[-1].provider} {added[-1].model} added it, and "
+           f"the vector it replaced ({vector_label(added[-1].vector)}) has been removed, so "
+           "that migration is complete" if added else "")
+    raise ConfigError(
+        f"The in-place migration of {config.name!r} would read the vector it writes, "
+        f"{reads!r}{why}. To move that vector to another model, run with that model; to "
+        "embed it again with this one, give another --new-vector. Nothing was changed.")
 
 
 def prepare(job: Job, store: QdrantStore, state: State, dims: int) -> None:
@@ -175,8 +203,8 @@ def using_hint(job: Job) -> str:
     return (f"Query {job.schema.name!r} with the new vector: REST `\"using\": \"{name}\"` in "
             f"/points/query; Python `client.query_points({job.schema.name!r}, query=..., "
             f"using={name!r})`; the other official clients take the same `using`. Then "
-            f"`migrator drop-old-vector {job.schema.name} --vector "
-            f"{job.vector or '(unnamed)'}` frees the old one.")
+            f"`migrator drop-old-vector {shlex.quote(job.schema.name)} --vector "
+            f"{shlex.quote(job.vector)}` frees the old one.")
 
 
 def drop_old_vector(settings: Settings, collection: str, vector: str, *, force: bool = False,
@@ -188,7 +216,7 @@ def drop_old_vector(settings: Settings, collection: str, vector: str, *, force: 
     Raises:
         ConfigError: refused; nothing was removed.
     """
-    label = vector or "(unnamed)"
+    label = vector_label(vector)
     state_dir = settings.migration.state_dir
     records: list[MigrationRecord] = []
     if (state_dir / "state.db").exists():
@@ -198,11 +226,11 @@ def drop_old_vector(settings: Settings, collection: str, vector: str, *, force: 
         name = target.resolve(collection)
         schema = target.describe(name)
         if vector not in schema.vectors:
-            have = ", ".join(repr(n or "(unnamed)") for n in sorted(schema.vectors))
-            raise ConfigError(f"Collection {name!r} has no dense vector {label!r} (it has "
+            have = ", ".join(vector_label(n) for n in sorted(schema.vectors))
+            raise ConfigError(f"Collection {name!r} has no dense vector {label} (it has "
                               f"{have}); nothing was removed.")
         if len(schema.vectors) == 1:
-            raise ConfigError(f"{label!r} is the only dense vector of {name!r}: removing it "
+            raise ConfigError(f"{label} is the only dense vector of {name!r}: removing it "
                               "would leave nothing to search. Nothing was removed.")
         replaced = [r for r in records if r.in_place and r.target == name and r.vector == vector
                     and r.new_vector in schema.vectors]
@@ -211,7 +239,7 @@ def drop_old_vector(settings: Settings, collection: str, vector: str, *, force: 
             why = ("no in-place migration of this state directory replaced it" if not replaced
                    else f"the migration that added {replaced[-1].new_vector!r} did not pass "
                    "verification")
-            raise ConfigError(f"Refusing to remove {label!r} from {name!r}: {why}. Verify the "
+            raise ConfigError(f"Refusing to remove {label} from {name!r}: {why}. Verify the "
                               "new vector first (`migrator migrate` verifies it), or pass "
                               "--force. Nothing was removed.")
         target.drop_vector(name, vector)

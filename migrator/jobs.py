@@ -13,11 +13,13 @@ from .errors import ConfigError, SchemaMismatch, StoreError
 from .sampling import Reservoir
 from .settings import CollectionSettings
 from .state import MigrationRecord
-from .store import CollectionSchema, QdrantStore
+from .store import CollectionSchema, QdrantStore, VectorSpec
 from .texts import TextSource
+from .wording import vector_label
 
 __all__ = ["Job", "check_aliases", "check_default_target", "check_existing_target",
-           "missing_target", "model_slug", "refuse_source_as_target", "target_name"]
+           "missing_target", "model_slug", "refuse_multivector", "refuse_source_as_target",
+           "target_name"]
 
 LONGEST_NAME = 255  # characters in a collection's name (Qdrant)
 
@@ -81,12 +83,12 @@ def check_existing_target(existing: CollectionSchema, vector: str, dims: int,
     Raises:
         SchemaMismatch: it does not; nothing was written.
     """
-    label = vector or "(unnamed)"
+    label = vector_label(vector)
     have = existing.vectors.get(vector)
     if have is None or have.size != dims or have.distance != distance:
         found = f"size {have.size}, {have.distance}" if have else "no such vector"
         raise SchemaMismatch(
-            f"Target collection {existing.name!r} already exists, and its vector {label!r} "
+            f"Target collection {existing.name!r} already exists, and its vector {label} "
             f"({found}) does not fit this migration (size {dims}, {distance}). Give another "
             "--target, or delete that collection if it is a leftover."
         )
@@ -94,9 +96,17 @@ def check_existing_target(existing: CollectionSchema, vector: str, dims: int,
     if lacking:
         raise SchemaMismatch(
             f"Target collection {existing.name!r} lacks the source's vector(s) "
-            f"{', '.join(repr(n or '(unnamed)') for n in lacking)}, which are copied with "
+            f"{', '.join(vector_label(n) for n in lacking)}, which are copied with "
             "each point (added to the source after the target was made?). Add them to the "
             "target, or run again with --restart to make it anew. Nothing was written.")
+
+
+def refuse_multivector(vector: VectorSpec, collection: str) -> None:
+    """Raises ConfigError when `vector` is a multivector: migrator re-embeds single dense
+    vectors only."""
+    if vector.multivector:
+        raise ConfigError(f"Vector {vector_label(vector.name)} of collection {collection!r} is "
+                          "a multivector; migrator re-embeds single dense vectors only.")
 
 
 def refuse_source_as_target(name: str, collection: str, state_dir: Path) -> None:

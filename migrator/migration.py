@@ -32,6 +32,7 @@ from .jobs import (
     check_aliases,
     check_existing_target,
     missing_target,
+    refuse_multivector,
     refuse_source_as_target,
     target_name,
 )
@@ -324,13 +325,11 @@ class _Run:
             # e.g. the alias that was migrated now points at the target: keep the original
             schema = self.source.describe(record.source_collection)
             vector = schema.vector(config.vector)
-        inplace = check_in_place(config, self.settings, self.target)
+        inplace = check_in_place(config, self.settings, self.target, schema=schema,
+                                 reads=vector.name, state=self.state, spec=spec, dims=dims)
         if name == schema.name and not inplace:
             refuse_source_as_target(config.name, schema.name, self.state.directory)
-        if vector.multivector:
-            raise ConfigError(
-                f"Vector {vector.name or '(unnamed)'!r} of collection {schema.name!r} is a "
-                "multivector; migrator re-embeds single dense vectors only.")
+        refuse_multivector(vector, schema.name)
         distance = config.distance or vector.distance
         if name in self.target.aliases():
             raise ConfigError(

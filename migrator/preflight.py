@@ -1,7 +1,8 @@
 """What a migration run refuses before its first request, so that nothing is paid for a run
 that cannot succeed: a vector to replace that is not there, an `updated_field` that cannot
 be read as a time, a collection without text, a default target name Qdrant would refuse, an
-estimate over the budget, an empty collection that verification could not check. (The
+estimate over the budget, an empty collection that verification could not check, an
+in-place run that would rewrite the vector it reads. (The
 first collection's text is checked by the probe itself.)
 It also says what would slow the run down: a collection too big for the embedded store."""
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from .embedding import Embedder
 from .embedding.usage import Budget
 from .errors import ConfigError
-from .inplace import in_place
+from .inplace import in_place, new_vector_name, refuse_rewriting
 from .jobs import check_default_target
 from .planning import local_mode_warning
 from .settings import Settings
@@ -40,6 +41,9 @@ def refuse_before_paying(settings: Settings, source: QdrantStore, target: Qdrant
                 "was created.")
         if config.target is None and not in_place(config, settings):
             check_default_target(config.name, embedder.spec, embedder.dims)
+        if in_place(config, settings) and (config.new_vector or embedder.dims):
+            refuse_rewriting(config, schema, schema.vector(config.vector).name, state,
+                             new_vector_name(config, embedder.spec, embedder.dims or 0))
         if field := settings.sync.updated_field:
             source.time_form(schema.name, field)
     warnings = [warning for config, schema in zip(collections[1:], schemas[1:], strict=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 from .catalog import ModelSpec
 from .errors import ConfigError, MigratorError
-from .wording import counted
+from .wording import counted, vector_label
 
 __all__ = ["alias_move", "batch_lines", "bill", "cache", "demo", "dims_line", "duration",
     "ingest", "migration", "models", "money", "plan", "save", "status", "sync", "sync_counts",
@@ -391,7 +391,7 @@ def status(result: Any) -> str:
         lines += [f"  {h['alias']}: {h['from'] or '(new)'} -> {h['to']}"
                   + (" (forced)" if h["forced"] else "") for h in result.alias_history]
     for collection, vectors in result.vectors.items():
-        shown = ", ".join(f"{name or '(unnamed)'!r}" + (f" (written by {by[:12]})" if by else "")
+        shown = ", ".join(vector_label(name) + (f" (written by {by[:12]})" if by else "")
                           for name, by in vectors.items())
         lines.append(f"Vectors of {collection!r}: {shown}")
     return "\n".join(lines + _batch_jobs(result.batch_jobs))

@@ -191,6 +191,35 @@ def test_drop_old_vector_refuses_an_unverified_replacement_unless_forced(
     assert "dense" not in memory_store.describe("docs").vectors
 
 
+def test_after_drop_old_vector_a_rerun_does_not_rewrite_the_vector_it_reads(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """Once the unnamed vector was dropped, the new one is the collection's only vector: a
+    re-run read it as the vector to replace and wrote it again ("already has a vector ...
+    this migration did not add"), and `sync` re-embedded every point as "changed"."""
+    from migrator.inplace import drop_old_vector
+
+    make_collection(memory_store.client, "docs", n=30)
+    config = settings(tmp_path)
+    using = migrate(config, source_store=memory_store).collections[0].using
+    assert using is not None and using.endswith("`migrator drop-old-vector docs --vector ''` "
+                                                "frees the old one.")  # runnable as shown
+    drop_old_vector(config, "docs", "", store=memory_store)
+    before = everything(memory_store, "docs")
+    for run in (migrate, sync):
+        with pytest.raises(ConfigError, match="would read the vector it writes, "
+                                              "'hash-words-v1-48': the in-place migration "
+                                              "to hashing hash-words-v1 added it, and the "
+                                              "vector it replaced \\(\\(unnamed\\)\\) "
+                                              "has been removed"):
+            run(config, source_store=memory_store)
+    assert everything(memory_store, "docs") == before
+    # moving that vector on to another model is a migration of its own
+    onward = settings(tmp_path, new_vector="ngrams")
+    onward.provider = ProviderSettings(name="hashing", model="hash-ngrams-v1", dimensions=32)
+    migrate(onward, source_store=memory_store)
+    assert set(memory_store.describe("docs").vectors) == {"hash-words-v1-48", "ngrams"}
+
+
 def test_plan_shows_both_strategies_storage_and_recommends_one(memory_store: QdrantStore,
                                                                tmp_path: Path) -> None:
     from migrator import plan, report
@@ -243,7 +272,7 @@ def test_status_names_the_vector_an_in_place_migration_wrote(memory_store: Qdran
     shown = status(settings(tmp_path), store=memory_store)
     text = report.status(shown)
     assert "docs (vector hash-words-v1-48)" in text
-    assert "Vectors of 'docs': '(unnamed)', 'hash-words-v1-48' (written by" in text
+    assert "Vectors of 'docs': (unnamed), 'hash-words-v1-48' (written by" in text
     assert shown.to_dict()["vectors"]["docs"][""] is None
     (row,) = shown.to_dict()["migrations"]
     assert (row["strategy"], row["new_vector"], row["created_vector"]) == (

@@ -180,7 +180,7 @@ def test_without_a_provider_the_collection_is_held_to_what_its_migration_recorde
                "--dimensions", "32").exit_code == 0
     recorded = run("validate", *where, "--collection", "docs_v2")
     assert recorded.exit_code == 0, recorded.output
-    assert ("vector '(unnamed)': 32 = hashing hash-words-v1 at 32 dims, as recorded by the "
+    assert ("vector (unnamed): 32 = hashing hash-words-v1 at 32 dims, as recorded by the "
             "migration that created it") in recorded.stdout
 
 

@@ -13,6 +13,7 @@ from ..aliases import old_collection
 from ..aliases import rollback as run_rollback
 from ..aliases import swap as run_swap
 from ..inplace import drop_old_vector as run_drop_old_vector
+from ..wording import vector_label
 from .shell import alias_options, cli, emit, json_option, settings_from
 
 __all__ = ["drop_old_command", "drop_old_vector_command", "rollback", "swap_command"]
@@ -97,8 +98,8 @@ def drop_old_vector_command(collection: str, vector: str, force: bool, yes: bool
     """
     settings = settings_from(options)
     if not yes:
-        click.confirm(f"Remove vector {vector or '(unnamed)'!r} from {collection!r} and from "
+        click.confirm(f"Remove vector {vector_label(vector)} from {collection!r} and from "
                       "every point in it?", abort=True, err=True)
     removed_from = run_drop_old_vector(settings, collection, vector, force=force)
     click.echo(report.to_json({"collection": removed_from, "removed_vector": vector})
-               if as_json else f"Removed vector {vector or '(unnamed)'!r} from {removed_from!r}.")
+               if as_json else f"Removed vector {vector_label(vector)} from {removed_from!r}.")

@@ -27,6 +27,7 @@ from ..metrics import overlap_at_k
 from ..settings import VerifySettings
 from ..store import PointId, QdrantStore
 from ..texts import TextSource
+from ..wording import vector_label
 
 __all__ = ["Check", "embed_queries", "Pair", "run_checks", "VerificationReport"]
 
@@ -189,10 +190,10 @@ def _check_size(pair: Pair, size: int, embedder: Embedder) -> None:
     """The model must produce vectors of the target's size, or no search can be run."""
     have = pair.target_store.describe(pair.target).vectors.get(pair.target_vector)
     if have is not None and have.size != size:
-        label = pair.target_vector or "(unnamed)"
+        label = vector_label(pair.target_vector)
         raise SchemaMismatch(
             f"{embedder.spec.provider} {embedder.spec.model} produces {size}-dimensional "
-            f"vectors, but vector {label!r} of {pair.target!r} has size {have.size}: verify "
+            f"vectors, but vector {label} of {pair.target!r} has size {have.size}: verify "
             "with the model and size the target was built with (--model, --dimensions).")
 
 

@@ -36,6 +36,7 @@ from ..errors import ConfigError, DimensionMismatch, MigratorError, ProviderErro
 from ..settings import CollectionSettings, Settings
 from ..store import CollectionSchema, Point, QdrantStore, opened
 from ..texts import TextSource, payload_keys
+from ..wording import vector_label
 
 __all__ = ["Check", "DEFAULT_CANDIDATES", "FIDELITY_POINTS", "FIDELITY_QUERIES",
     "INFORMATIONAL", "NORM_TOLERANCE", "probe", "probe_texts", "ProbeResult", "ProbeTexts",
@@ -341,7 +342,7 @@ def _config_check(settings: Settings, config: CollectionSettings, schema: Collec
                   probed: int | None) -> Check:
     provider = settings.provider
     vector = schema.vector(config.vector)
-    label = vector.name or "(unnamed)"
+    label, shown = vector.name or "(unnamed)", vector_label(vector.name)
     try:
         decision = decide(model_spec(provider), provider.dimensions,
                           policy=provider.dimension_policy, distance=vector.distance,
@@ -356,10 +357,10 @@ def _config_check(settings: Settings, config: CollectionSettings, schema: Collec
                      "and was not probed; its size is unknown", config.name, data)
     if expected != vector.size:
         return Check("config vs collection", "fail",
-                     f"vector {label!r} of {schema.name!r} holds {vector.size} values; "
+                     f"vector {shown} of {schema.name!r} holds {vector.size} values; "
                      f"{provider.name} {provider.model} as configured gives {expected} "
                      f"({decision.describe()})", config.name, data)
-    return Check("config vs collection", "pass", f"vector {label!r}: {vector.size} = "
+    return Check("config vs collection", "pass", f"vector {shown}: {vector.size} = "
                  f"{provider.model} ({decision.describe()})", config.name, data)
 
 
@@ -368,7 +369,7 @@ def _recorded_check(store: QdrantStore, config: CollectionSettings, schema: Coll
     """With no provider configured, the collection's size against what the migration that
     created it recorded in its metadata (a default model nobody chose says nothing)."""
     vector = schema.vector(config.vector)
-    label = vector.name or "(unnamed)"
+    label, shown = vector.name or "(unnamed)", vector_label(vector.name)
     made = store.provenance(schema.name)
     if not made or made.get("vector") != vector.name or not made.get("dims"):
         return Check("config vs collection", "skip", f"skipped: {NO_PROVIDER}", config.name)
@@ -377,10 +378,10 @@ def _recorded_check(store: QdrantStore, config: CollectionSettings, schema: Coll
     written = (f"{made['provider']} {made['model']} at {made['dims']} dims, as recorded by "
                f"the migration that created it (no provider configured)")
     if made["dims"] != vector.size:
-        return Check("config vs collection", "fail", f"vector {label!r} of {schema.name!r} "
+        return Check("config vs collection", "fail", f"vector {shown} of {schema.name!r} "
                      f"holds {vector.size} values; it was written by {written}", config.name,
                      data)
-    return Check("config vs collection", "pass", f"vector {label!r}: {vector.size} = {written}",
+    return Check("config vs collection", "pass", f"vector {shown}: {vector.size} = {written}",
                  config.name, data)
 
 
