@@ -40,11 +40,12 @@ def in_place(config: CollectionSettings, settings: Settings) -> bool:
 
 
 def name_old_vectors(settings: Settings, schemas: list[CollectionSchema],
-                     state: State) -> Settings:
-    """A collection an in-place migration added a vector to has two dense vectors: where
-    `vector` is not set, the one to migrate is the other (the one it replaces). Returns the
-    settings with it set (a copy; the caller's are left as they were)."""
-    added = {(r.target, r.new_vector) for r in state.all() if r.in_place and r.new_vector}
+                     records: list[MigrationRecord]) -> Settings:
+    """A collection an in-place migration (of those `records`) added a vector to has two
+    dense vectors: where `vector` is not set, the one to migrate is the other (the one it
+    replaces). Returns the settings with it set (a copy; the caller's are left as they
+    were)."""
+    added = {(r.target, r.new_vector) for r in records if r.in_place and r.new_vector}
     collections = []
     for config, schema in zip(settings.collections, schemas, strict=True):
         others = [n for n in schema.vectors if (schema.name, n) not in added]
@@ -69,7 +70,7 @@ def check(config: CollectionSettings, settings: Settings, store: QdrantStore, *,
     at `dims`); if so, what that cannot do is refused before anything is written."""
     if not in_place(config, settings):
         return False
-    refuse_rewriting(config, schema, reads, state, new_vector_name(config, spec, dims))
+    refuse_rewriting(config, schema, reads, state.all(), new_vector_name(config, spec, dims))
     if config.alias:
         raise ConfigError(
             f"{config.name!r} migrates in place: no alias moves (the application switches "
@@ -87,7 +88,7 @@ def check(config: CollectionSettings, settings: Settings, store: QdrantStore, *,
 
 
 def refuse_rewriting(config: CollectionSettings, schema: CollectionSchema, reads: str,
-                     state: State, writes: str) -> None:
+                     records: list[MigrationRecord], writes: str) -> None:
     """An in-place migration reads vector `reads` and writes `writes`: never the same one.
     That is a run of a migration whose old vector was removed (`drop-old-vector`): the only
     vector left, read by default, is the one it added.
@@ -97,7 +98,7 @@ def refuse_rewriting(config: CollectionSettings, schema: CollectionSchema, reads
     """
     if reads != writes:
         return
-    added = [r for r in state.all() if r.in_place and r.target == schema.name
+    added = [r for r in records if r.in_place and r.target == schema.name
              and r.new_vector == reads and r.vector not in schema.vectors]
     why = (f": the in-place migration to {added[-1].provider} {added[-1].model} added it, and "
            f"the vector it replaced ({vector_label(added[-1].vector)}) has been removed, so "

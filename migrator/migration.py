@@ -159,7 +159,7 @@ async def running(settings: Settings, source_store: QdrantStore | None,
                    target_store=target_store, create=settings.target is not None
                    ) as (source, target):
         schemas = [source.describe(c.name) for c in settings.collections]
-        settings = name_old_vectors(settings, schemas, state)
+        settings = name_old_vectors(settings, schemas, state.all())
         first = settings.collections[0]
         distance = first.distance or schemas[0].vector(first.vector).distance
         model = (build_embedder(settings.provider, distance=distance, cache=cache)

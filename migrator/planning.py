@@ -14,7 +14,8 @@ from .embedding import model_spec
 from .embedding.sizing import DimsDecision, decide
 from .embedding.tokens import estimate_tokens
 from .errors import ConfigError, StateError
-from .jobs import check_default_target, target_name
+from .inplace import in_place, name_old_vectors, new_vector_name, refuse_rewriting
+from .jobs import check_default_target, model_slug, target_name
 from .naming import env_variable
 from .settings import CollectionSettings, Settings
 from .state import MigrationRecord, State
@@ -50,6 +51,7 @@ class CollectionPlan:
     warnings: list[str] = field(default_factory=list)
     storage: dict[str, Any] = field(default_factory=dict)  # both strategies' bytes
     recorded: MigrationRecord | None = None  # this migration, as far as an earlier run got
+    new_vector: str | None = None  # in place: the vector added to the source collection
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__
@@ -144,6 +146,9 @@ def plan(settings: Settings, *, source_store: QdrantStore | None = None,
     with opened(settings.source, settings.target, source_store=source_store,
                 target_store=target_store) as (source, target):
         records, unread = _records(settings, target)
+        # as migrate does: the vector an in-place migration replaces, where not named
+        settings = name_old_vectors(
+            settings, [source.describe(c.name) for c in settings.collections], records)
         plans = [_plan_one(c, settings, spec, source, target, sample, records)
                  for c in settings.collections]
     first = plans[0]
@@ -219,6 +224,11 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
         # the alias that was migrated serves the target now: migrate reads the original
         schema = source.describe(recorded.source_collection)
     vector = schema.vector(config.vector)
+    new_vector = None
+    if in_place(config, settings):  # into the source itself, as a vector of its own
+        name = schema.name
+        new_vector = (new_vector_name(config, spec, dims or 0) if config.new_vector or dims
+                      else f"{model_slug(spec)}-<size found by the probe>")
     page = source.scroll(schema.name, limit=sample, vectors=schema.sparse_vectors)
     texts, missing = [], 0
     for point in page.points:
@@ -243,8 +253,9 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
         estimated_cost=spec.cost(tokens), estimated_requests=requests,
         estimated_seconds=(requests * ASSUMED_REQUEST_SECONDS / settings.provider.concurrency
                            if remote else None),
-        target=name, target_exists=bool(dims or config.target) and target.exists(name),
-        target_size=dims,
+        target=name, target_size=dims, new_vector=new_vector,
+        target_exists=(new_vector in schema.vectors if new_vector is not None
+                       else bool(dims or config.target) and target.exists(name)),
         target_distance=config.distance or vector.distance, alias=config.alias,
     )
     plan.storage = storage(schema, vector.name, dims or vector.size, page.points)
@@ -252,7 +263,9 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     plan.warnings = _collection_warnings(plan, settings, target, spec)
     plan.warnings += text.unfilled_warnings(config.name, [p.payload for p in page.points])
     try:
-        if config.target is None:
+        if new_vector is not None:
+            refuse_rewriting(config, schema, vector.name, records, new_vector)
+        elif config.target is None:
             check_default_target(config.name, spec, dims)
     except ConfigError as exc:
         plan.warnings.append(f"migrate will refuse to start: {exc}")
@@ -299,7 +312,11 @@ def _collection_warnings(plan: CollectionPlan, settings: Settings, target: Qdran
                        else "they will be skipped and listed")
         warnings.append(f"{plan.missing_in_sample} of {plan.sample_size} sampled points have no "
                         f"text in {plan.text}; {consequence} (missing_text: {policy}).")
-    if plan.target_exists and plan.recorded is None:
+    if plan.target_exists and plan.recorded is None and plan.new_vector is not None:
+        warnings.append(f"Collection {plan.target!r} already has a vector named "
+                        f"{plan.new_vector!r}, which no migration recorded here added; migrate "
+                        "will refuse it (give another --new-vector).")
+    elif plan.target_exists and plan.recorded is None:
         warnings.append(f"Target {plan.target!r} already exists; migrate will write into it "
                         "if its vector fits, and refuse otherwise.")
     if plan.alias and plan.alias in target.collection_names():

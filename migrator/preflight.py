@@ -42,7 +42,7 @@ def refuse_before_paying(settings: Settings, source: QdrantStore, target: Qdrant
         if config.target is None and not in_place(config, settings):
             check_default_target(config.name, embedder.spec, embedder.dims)
         if in_place(config, settings) and (config.new_vector or embedder.dims):
-            refuse_rewriting(config, schema, schema.vector(config.vector).name, state,
+            refuse_rewriting(config, schema, schema.vector(config.vector).name, state.all(),
                              new_vector_name(config, embedder.spec, embedder.dims or 0))
         if field := settings.sync.updated_field:
             source.time_form(schema.name, field)

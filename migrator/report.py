@@ -260,7 +260,9 @@ def plan(result: Any) -> str:
             f"  storage while both exist: in place {_bytes(c.storage['in_place_bytes'])} (the "
             f"new vector), a new collection {_bytes(c.storage['new_collection_bytes'])} "
             f"(vectors and payloads again); recommended: {c.storage['recommended']}",
-            f"  target {c.target!r}: {c.target_size or 'probed'} dims, {c.target_distance}"
+            (f"  target {c.target!r}" if c.new_vector is None
+             else f"  target: vector {c.new_vector!r} of {c.target!r} (in place)")
+            + f": {c.target_size or 'probed'} dims, {c.target_distance}"
             + (" (exists)" if c.target_exists else " (new)")
             + (f"; alias {c.alias!r} moves to it" if c.alias else ""),
         ]

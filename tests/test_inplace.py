@@ -243,6 +243,39 @@ def test_plan_shows_both_strategies_storage_and_recommends_one(memory_store: Qdr
     assert small.collections[0].storage["recommended"] == "new-collection"
 
 
+def test_plan_of_an_in_place_migration_reads_as_migrate_runs_it(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """Once run, `plan` with the same flags said "several dense vectors; name one" (migrate
+    knows the one it added), and it always showed a new collection `docs__...` as the
+    target; after drop-old-vector it had no word of migrate's refusal."""
+    from migrator import plan, report
+    from migrator.inplace import drop_old_vector
+
+    make_collection(memory_store.client, "docs", n=30)
+    config = settings(tmp_path)
+    (before,) = plan(config, source_store=memory_store).collections
+    assert (before.target, before.new_vector, before.target_exists) == (
+        "docs", "hash-words-v1-48", False)
+    assert "target: vector 'hash-words-v1-48' of 'docs' (in place): 48 dims, Cosine (new)" in (
+        report.plan(plan(config, source_store=memory_store)))
+    migrate(config, source_store=memory_store)
+    (after,) = plan(config, source_store=memory_store).collections
+    assert after.vector == "" and after.target_exists and after.recorded is not None
+    assert not [w for w in after.warnings if "refuse" in w or "already" in w]
+    drop_old_vector(config, "docs", "", store=memory_store)
+    (dropped,) = plan(config, source_store=memory_store).collections
+    assert any(w.startswith("migrate will refuse to start: The in-place migration of 'docs' "
+                            "would read the vector it writes") for w in dropped.warnings)
+    memory_store.client.create_collection("taken", vectors_config={
+        "a": qm.VectorParams(size=4, distance=qm.Distance.COSINE),
+        "hash-words-v1-48": qm.VectorParams(size=48, distance=qm.Distance.COSINE)})
+    (taken,) = plan(Settings(provider=MODEL, collections=[CollectionSettings(
+        name="taken", vector="a")], migration=config.migration), source_store=memory_store
+        ).collections
+    assert any("already has a vector named 'hash-words-v1-48', which no migration recorded "
+               "here added; migrate will refuse it" in w for w in taken.warnings)
+
+
 def test_a_run_can_mix_strategies(memory_store: QdrantStore, tmp_path: Path) -> None:
     from migrator import report
 
