@@ -267,3 +267,32 @@ def test_the_updated_field_must_hold_a_time_and_have_an_index_on_a_server(
     with pytest.raises(ConfigError, match="'when' has no range index in collection 'docs' "
                                           "\\(it has none\\): create a datetime"):
         server_like.time_form("docs", "when")
+
+
+def test_a_kept_vector_the_store_normalised_again_is_not_a_change(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """Qdrant normalises a cosine vector as it stores it; an already unit-length vector
+    copied to the target comes back a float32 ulp away for some points, and the catch-up
+    right after the backfill counted each of them as "updated without re-embedding" (24 of
+    the demo's 320) and wrote it again."""
+    client = memory_store.client
+    client.create_collection("docs", vectors_config={
+        "dense": qm.VectorParams(size=8, distance=qm.Distance.COSINE),
+        "image": qm.VectorParams(size=64, distance=qm.Distance.COSINE)})
+    rng = np.random.default_rng(7)
+    image = rng.standard_normal((200, 64)).astype(np.float32)
+    image /= np.linalg.norm(image, axis=1, keepdims=True)
+    client.upsert("docs", points=[qm.PointStruct(
+        id=i, vector={"dense": [1.0] * 8, "image": image[i].tolist()},
+        payload={"text": f"text number {i}"}) for i in range(200)])
+    settings = Settings(provider=ProviderSettings(name="hashing", model="hash-words-v1",
+                                                  dimensions=16),
+                        collections=[CollectionSettings(name="docs", vector="dense")],
+                        migration=MigrationSettings(state_dir=tmp_path / "state"))
+    result = migrate(settings, source_store=memory_store)
+    stats = result.collections[0].sync
+    assert stats is not None and (stats.updated, stats.unchanged) == (0, 200)
+    # a real change of a kept vector is still one
+    client.update_vectors("docs", points=[qm.PointVectors(id=3, vector={"image": [0.125] * 64})])
+    stats = sync(settings, source_store=memory_store).collections[0].sync
+    assert stats is not None and (stats.updated, stats.unchanged) == (1, 199)
