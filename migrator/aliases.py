@@ -61,7 +61,12 @@ def rollback(settings: Settings, alias: str, *, store: QdrantStore | None = None
             raise ConfigError(
                 f"There is no alias {alias!r} in {target.location} to roll back; nothing was "
                 "changed. `migrator status` lists the aliases.")
-        if last is None or not last["from"]:
+        if last is not None and not last["from"]:
+            raise ConfigError(
+                f"Alias {alias!r} served nothing before its recorded move to {current!r}: it "
+                "was created then, so there is no collection to roll back to. Point it "
+                "elsewhere with `migrator swap`. Nothing was changed.")
+        if last is None:
             raise ConfigError(
                 f"There is no recorded move of alias {alias!r} to {current!r} to roll back "
                 f"(history in {settings.migration.state_dir}); use `migrator swap` instead.")
@@ -112,8 +117,9 @@ def _old(target: QdrantStore, alias: str, history: list[dict[str, Any]]) -> str:
     last = _last_move(history, target.aliases().get(alias))
     old = last["from"] if last else None
     if not old:
-        raise ConfigError(f"There is no previous collection of alias {alias!r} recorded; "
-                          "nothing was deleted.")
+        created = " (its last move created it: it served nothing before)" if last else ""
+        raise ConfigError(f"There is no previous collection of alias {alias!r} "
+                          f"recorded{created}; nothing was deleted.")
     if old not in target.collection_names():
         raise CollectionNotFound(f"Collection {old!r}, which alias {alias!r} pointed to "
                                  "before its last move, does not exist any more; nothing was "

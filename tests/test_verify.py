@@ -294,6 +294,21 @@ def test_rollback_needs_a_recorded_move_and_drop_old_keeps_served_collections(
     assert memory_store.collection_names() == ["v1", "v2"]
 
 
+def test_rollback_of_an_alias_its_move_created_says_so(memory_store: QdrantStore,
+                                                      tmp_path: Path) -> None:
+    """A migration's `--alias live` that created the alias: rollback said "There is no
+    recorded move of alias 'live'", under `status` listing that very move."""
+    make_collection(memory_store.client, "v1", n=3)
+    settings = config(tmp_path)
+    swap(settings, "fresh", "v1", store=memory_store)
+    with pytest.raises(ConfigError, match="'fresh' served nothing before its recorded move "
+                                          "to 'v1': it was created then"):
+        rollback(settings, "fresh", store=memory_store)
+    with pytest.raises(ConfigError, match="its last move created it"):
+        drop_old(settings, "fresh", store=memory_store)
+    assert memory_store.aliases() == {"fresh": "v1"}
+
+
 def test_drop_old_after_a_verified_swap(memory_store: QdrantStore, tmp_path: Path) -> None:
     make_collection(memory_store.client, "docs_v1", n=30)
     memory_store.swap_alias("live", "docs_v1")
