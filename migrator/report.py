@@ -15,8 +15,8 @@ from .wording import counted, vector_label
 
 __all__ = ["alias_move", "batch_lines", "bill", "cache", "demo", "dims_line", "duration",
     "ingest", "migration", "models", "money", "plan", "save", "status", "sync", "sync_counts",
-    "table", "to_json", "validation", "verification", "verify", "verify_markdown", "writable",
-    "WRITE_MODES"]
+    "table", "to_json", "validation", "verification", "verify", "verify_file", "verify_markdown",
+    "writable", "WRITE_MODES"]
 
 WRITE_MODES = {  # what each way of writing a backfill means, for the report
     "insert-only": "Qdrant's conditional writes: a newer point is never overwritten",
@@ -459,6 +459,14 @@ def verify(result: Any) -> str:
             f"{counted(usage['texts'], 'text')} sent, {usage['from_cache']:,} from the cache, "
             f"{cost(usage['cost_usd'])}.")
     return "\n\n".join([*(verification(r) for r in result.reports), paid])
+
+
+def verify_file(result: Any, path: Path) -> str:
+    """The verification reports for `migrator verify --report FILE`: JSON (as `--json`
+    prints) for a .json file, else Markdown."""
+    if path.suffix.lower() == ".json":
+        return to_json(result.to_dict()) + "\n"
+    return verify_markdown(result)
 
 
 def verify_markdown(result: Any) -> str:

@@ -231,6 +231,11 @@ def test_verify_cli_writes_markdown_and_exits_3(memory_store: QdrantStore,
     assert json.loads(ok.stdout)["passed"] is True
     markdown = (tmp_path / "v.md").read_text()
     assert markdown.startswith("# migrator verification") and "| pass | integrity |" in markdown
+    # a .json name gets the JSON document, not Markdown under that name
+    as_file = runner.invoke(cli, ["verify", *base, "--collection", "docs", "--target",
+                                  "docs_v2", "--report", str(tmp_path / "v.json")])
+    assert as_file.exit_code == 0, as_file.stderr
+    assert json.loads((tmp_path / "v.json").read_text())["passed"] is True
     bad = runner.invoke(cli, ["verify", *base, "--collection", "docs,text_field=nothing",
                               "--target", "docs_v2"])
     assert bad.exit_code == 3 and "Verification failed" in bad.stderr

@@ -156,7 +156,8 @@ def status(as_json: bool, **options: Any) -> None:
 @click.option("--k", "k", type=click.IntRange(min=1),
               help="k of recall@k and overlap@k (default 10).")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the report as Markdown to this file.")
+              help="Also write the report to this file: JSON for a .json name, else "
+                   "Markdown.")
 @json_option("Print the report as JSON.")
 def verify(as_json: bool, sample: int | None, k: int | None, report_file: Path | None,
            **options: Any) -> None:
@@ -176,7 +177,7 @@ def verify(as_json: bool, sample: int | None, k: int | None, report_file: Path |
         report.writable(report_file)
     result = run_verify(settings)
     if report_file is not None:
-        report.save(report_file, report.verify_markdown(result))
+        report.save(report_file, report.verify_file(result, report_file))
     emit(result, as_json, report.verify)
     if not result.passed:
         raise Exit("Verification failed: " + "; ".join(
