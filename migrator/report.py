@@ -137,7 +137,8 @@ def migration(result: Any) -> str:
     lines = [
         f"Migrated {counted(len(result.collections), 'collection')} with {result.provider} "
         f"{result.model} ({result.dims} dims) in {duration(result.seconds)} "
-        f"({data['points_per_second']:,.0f} points/s).",
+        + (f"({data['points_per_second']:,.0f} points/s)." if data["points_per_second"]
+           else "(no point was left to write)."),
         "",
     ]
     rows = []

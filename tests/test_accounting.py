@@ -160,6 +160,20 @@ def test_counters_after_a_resume_add_up(memory_store: QdrantStore, tmp_path: Pat
     assert outcome.stats.embedded + outcome.stats.cached >= N - 16  # both runs' work
 
 
+def test_a_run_that_wrote_nothing_does_not_report_0_points_per_second(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    from migrator import report
+
+    make_collection(memory_store.client, "docs", n=20)
+    config = settings(tmp_path, ProviderSettings(name="hashing", model="hash-words-v1",
+                                                 dimensions=16), verify_on=False)
+    migrate(config, source_store=memory_store)
+    again = migrate(config, source_store=memory_store)  # finished: only a catch-up
+    assert again.points_per_second == 0
+    first_line = report.migration(again).splitlines()[0]
+    assert first_line.endswith("(no point was left to write).") and "points/s" not in first_line
+
+
 # ---- --max-cost -----------------------------------------------------------------------
 
 PRICED = 300  # points: 200 short texts (all that `plan` samples), then 100 long ones
