@@ -199,6 +199,25 @@ class CollectionSettings(_Section):
     def _creatable_vector(cls, value: str | None) -> str | None:
         return None if value is None else check_new_name(value, "vector")
 
+    @field_validator("text_field", "text_template")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        # a blank one (an unset shell variable, say) would be read as "not given": the
+        # default field 'text' would be embedded instead, silently
+        if value is not None and not value.strip():
+            raise ValueError(f"{value!r} names no text; give a payload path such as "
+                             "metadata.content (text_field) or a template such as "
+                             "'{title}\\n\\n{text}' (text_template), or leave it out")
+        return value
+
+    @field_validator("distance", mode="before")
+    @classmethod
+    def _distance_in_any_case(cls, value: Any) -> Any:
+        """`cosine` as well as Qdrant's own `Cosine`."""
+        if isinstance(value, str):
+            return {d.lower(): d for d in get_args(Distance)}.get(value.lower(), value)
+        return value
+
     @model_validator(mode="after")
     def _one_text_source(self) -> CollectionSettings:
         if self.text_field and self.text_template:

@@ -208,6 +208,22 @@ def test_collection_flags_fill_specs_and_override_config(tmp_path: Path) -> None
         ("x", "own", "dense"), ("y", "body", "dense")]
 
 
+def test_a_blank_text_field_is_refused_not_read_as_the_default(tmp_path: Path) -> None:
+    """`--text-field "$FIELD"` with the variable unset embedded the default field 'text'."""
+    for flags in ({"text_field": ""}, {"text_template": "  "}):
+        with pytest.raises(ConfigError, match="names no text"):
+            with_collections(load_settings(), ["docs"], **flags)
+    with pytest.raises(ConfigError, match="text_field: '' names no text"):
+        CollectionSettings.parse("docs,text_field=")
+
+
+def test_a_distance_may_be_written_in_any_case(tmp_path: Path) -> None:
+    config = write(tmp_path, "collections:\n  - name: a\n    distance: cosine\n")
+    assert load_settings(config).collections[0].distance == "Cosine"
+    assert with_collections(load_settings(), ["b"], distance="euclid").collections[
+        0].distance == "Euclid"
+
+
 def test_alias_flag_needs_exactly_one_collection() -> None:
     with pytest.raises(ConfigError, match="--alias name one collection, but this run has 2"):
         with_collections(load_settings(), ["a", "b"], alias="live")
