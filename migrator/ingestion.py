@@ -127,7 +127,8 @@ async def _ingest(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: 
                   on_progress: Callable[[Progress], None] | None) -> IngestResult:
     started = time.perf_counter()
     make_directory(Path(settings.migration.state_dir))  # where records without text are listed
-    async with stoppable() as stop:
+    async with stoppable("Run the same command again: it replaces what this run wrote."
+                         ) as stop:
         with opened(settings.source, None, source_store=store, create=True) as (target, _):
             model = embedder or build_embedder(settings.provider)
             try:

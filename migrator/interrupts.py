@@ -109,8 +109,10 @@ def _unclaimed(handler: Any) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def stoppable() -> AsyncIterator[Stop]:
-    """Catch SIGINT and SIGTERM for the running task while the block runs.
+async def stoppable(cancelled: str = "Nothing was swapped; run the same command again to "
+                                     "resume.") -> AsyncIterator[Stop]:
+    """Catch SIGINT and SIGTERM for the running task while the block runs. `cancelled`
+    says what is left when a signal cancels the block before it could stop gracefully.
 
     Signal handlers can only be installed by the main thread; elsewhere (a library call
     from a worker thread) the block runs without them, as before.
@@ -132,8 +134,7 @@ async def stoppable() -> AsyncIterator[Stop]:
     except asyncio.CancelledError:
         if not stop.requested:
             raise
-        raise stop.error("the run was cancelled before it finished. Nothing was swapped; "
-                         "run the same command again to resume.") from None
+        raise stop.error(f"the run was cancelled before it finished. {cancelled}") from None
     finally:
         _current.reset(token)
         for signum in installed:  # SIGINT goes back to raising KeyboardInterrupt

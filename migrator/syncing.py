@@ -51,11 +51,15 @@ def sync(
                               adopt_target), "sync")
 
 
+# what is left when a second signal (or one before the catch-up began) cancels a sync
+_CANCELLED = "What it wrote stays; run the same command again to catch up the rest."
+
+
 async def _sync(settings: Settings, source_store: QdrantStore | None,
                 target_store: QdrantStore | None, embedder: Embedder | None,
                 on_progress: ProgressCallback | None, adopt_target: bool) -> SyncResult:
-    async with stoppable() as stop, running(settings, source_store, target_store, embedder,
-                                            on_progress, stop) as (run, schemas):
+    async with stoppable(_CANCELLED) as stop, running(
+            settings, source_store, target_store, embedder, on_progress, stop) as (run, schemas):
         run.adopt_target = adopt_target
         collections = await run.sync_only(schemas)
         return SyncResult(collections, run.bill())

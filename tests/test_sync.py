@@ -296,3 +296,31 @@ def test_a_kept_vector_the_store_normalised_again_is_not_a_change(
     client.update_vectors("docs", points=[qm.PointVectors(id=3, vector={"image": [0.125] * 64})])
     stats = sync(settings, source_store=memory_store).collections[0].sync
     assert stats is not None and (stats.updated, stats.unchanged) == (1, 199)
+
+
+def test_a_sync_cut_short_by_a_signal_does_not_speak_of_a_swap(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """A signal before a sync could stop gracefully said "Nothing was swapped; run the same
+    command again to resume": a sync swaps nothing and resumes nothing."""
+    import os
+    import signal
+    import threading
+
+    from migrator.errors import Interrupted
+
+    make_collection(memory_store.client, "docs", n=20, named=True)
+    with LoopbackServer(dims=8) as server:
+        migrate(config(tmp_path, server.url), source_store=memory_store)
+        server.latency = 5.0  # the probe's request is in flight when the signal comes
+        signal_soon = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+        signal_soon.start()
+        try:
+            with pytest.raises(Interrupted) as stopped:
+                sync(config(tmp_path, server.url).model_copy(update={"migration": MigrationSettings(
+                    state_dir=tmp_path / "state", page_size=8, missing_text="skip",
+                    cache=False)}), source_store=memory_store)
+        finally:
+            signal_soon.cancel()
+            server.latency = 0.0
+    message = str(stopped.value)
+    assert "swapped" not in message and "catch up the rest" in message
