@@ -434,6 +434,19 @@ def test_pad_for_a_model_the_catalog_lacks(small: Path, tmp_path: Path) -> None:
     assert len(point.vector) == 12 and not any(point.vector[8:])
 
 
+def test_a_size_the_policy_cannot_reach_is_said_once(small: Path, tmp_path: Path) -> None:
+    """Truncating 8 values to 12 read "Preflight probe: Preflight probe: ... Nothing was
+    created. The server may be shortening vectors silently ... Nothing was created.": the
+    server did nothing of the kind; it was asked for no size."""
+    with LoopbackServer(dims=8) as server, pytest.raises(DimensionMismatch) as refused:
+        migrate(unknown_model(tmp_path, server.url, dimensions=12,
+                              dimension_policy="truncate"))
+    message = str(refused.value)
+    assert message.count("Preflight probe") == 1 and message.count("Nothing was created") == 1
+    assert "returned 8-dimensional vectors; the configuration says 12" in message
+    assert "shortening vectors silently" not in message
+
+
 def test_a_configured_size_is_never_dropped_silently(small: Path, tmp_path: Path) -> None:
     """Issue 11.7: with send_dimensions: false a 256-d target was built for a configured
     size the server never produced, exit 0."""

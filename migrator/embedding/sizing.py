@@ -164,9 +164,9 @@ def settle(decision: DimsDecision, output: int, model: str = "the model") -> Dim
         return DimsDecision("pad", output, None, target)
     fix = "truncate" if target < output else "pad"
     raise DimensionMismatch(
-        f"Preflight probe: {model} returned {output}-dimensional vectors; the configuration "
-        f"says {target} (dimension_policy: {policy}). Set provider.dimensions to {output}, "
-        f"or provider.dimension_policy: {fix}. Nothing was created.")
+        f"{model} returned {output}-dimensional vectors; the configuration says {target} "
+        f"(dimension_policy: {policy}). Set provider.dimensions to {output}, or "
+        f"provider.dimension_policy: {fix}.")
 
 
 def truncation_fidelity(vectors: np.ndarray, dims: int, *, k: int = 10,

@@ -89,7 +89,9 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str) -> P
     try:
         raw, tokens = await _raw_vectors(embedder, batch)
     except DimensionMismatch as exc:
-        raise DimensionMismatch(f"Preflight probe: {exc} {_CUTTING_HINT} Nothing was created.",
+        # a size that was asked for, or that the catalog promises, came back otherwise
+        hint = f" {_CUTTING_HINT}" if embedder.asked_dims or spec.dims else ""
+        raise DimensionMismatch(f"Preflight probe: {exc}{hint} Nothing was created.",
                                 provider=exc.provider) from exc
     except ProviderError as exc:
         asked = embedder.asked_dims
