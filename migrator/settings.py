@@ -37,8 +37,10 @@ from pydantic_settings import (
 from .catalog import REGISTRY
 from .errors import ConfigError
 from .naming import check_env_name, check_new_name, check_url, env_variable, redact_url
+from .texts import BLANK_TEXT
+from .wording import describe_validation
 
-__all__ = ["CollectionSettings", "debugging", "DEFAULT_STORE_PATH", "describe_validation",
+__all__ = ["CollectionSettings", "debugging", "DEFAULT_STORE_PATH",
     "Distance", "ENV_NOT_SETTINGS", "fill_api_key", "load_settings", "MigrationSettings",
     "ProviderSettings", "Settings", "StoreSettings", "SyncSettings", "unknown_variables",
     "VerifySettings"]
@@ -202,12 +204,8 @@ class CollectionSettings(_Section):
     @field_validator("text_field", "text_template")
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
-        # a blank one (an unset shell variable, say) would be read as "not given": the
-        # default field 'text' would be embedded instead, silently
         if value is not None and not value.strip():
-            raise ValueError(f"{value!r} names no text; give a payload path such as "
-                             "metadata.content (text_field) or a template such as "
-                             "'{title}\\n\\n{text}' (text_template), or leave it out")
+            raise ValueError(f"{value!r} {BLANK_TEXT}")
         return value
 
     @field_validator("distance", mode="before")
@@ -491,24 +489,3 @@ def _unreadable_variable(exc: SettingsError, path: Path | None) -> str:
 
 def _origin(path: Path | None) -> str:
     return f"{path}, MIGRATOR_* variables and flags" if path else "MIGRATOR_* variables and flags"
-
-
-def describe_validation(exc: ValidationError, *, prefix: str) -> str:
-    problems = []
-    for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key; check its spelling against the configuration reference"
-        value = error.get("input")
-        # our own checks quote the value themselves (a URL with its credentials masked)
-        quiet = error["type"] in ("extra_forbidden", "value_error")
-        shown = "" if quiet or _looks_secret(key) else (
-            f" (got {value!r})" if not isinstance(value, dict) else ""
-        )
-        problems.append(f"{key}: {message}{shown}")
-    return f"Invalid configuration in {prefix}: " + "; ".join(problems) + "."
-
-
-def _looks_secret(key: str) -> bool:
-    return "key" in key.lower() or "secret" in key.lower() or "token" in key.lower()

@@ -9,10 +9,14 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["DEFAULT_TEXT_FIELD", "lookup", "NOT_UNICODE", "payload_keys", "TextSource",
-           "unfilled_warning"]
+__all__ = ["BLANK_TEXT", "DEFAULT_TEXT_FIELD", "lookup", "NOT_UNICODE", "payload_keys",
+           "TextSource", "unfilled_warning"]
 
 DEFAULT_TEXT_FIELD = "text"
+# A blank text_field (an unset shell variable, say) would read as "not given", and the
+# default field be embedded instead, silently.
+BLANK_TEXT = ("names no text; give a payload path such as metadata.content (text_field) or "
+              "a template such as '{title}\\n\\n{text}' (text_template), or leave it out")
 NOT_UNICODE = "text is not valid Unicode"  # the start of such a text's reason
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _MISSING = object()
@@ -39,6 +43,8 @@ class TextSource:
                     "example '{title}\\n\\n{text}'."
                 )
             return cls(template=template)
+        if field is not None and not field.strip():
+            raise ConfigError(f"text_field {field!r} {BLANK_TEXT}.")
         return cls(field=field or DEFAULT_TEXT_FIELD)
 
     def describe(self) -> str:

@@ -1,9 +1,12 @@
-"""How a count reads in a message or a report (`1 point has`, `2 points have`), and a vector's
-name (`'dense'`, or `(unnamed)` for the unnamed one)."""
+"""How things read in a message or a report: a count (`1 point has`, `2 points have`), a
+vector's name (`'dense'`, or `(unnamed)` for the unnamed one), a configuration that did not
+validate (each key and what is wrong with it, never a secret's value)."""
 
 from __future__ import annotations
 
-__all__ = ["counted", "has", "vector_label"]
+from pydantic import ValidationError
+
+__all__ = ["counted", "describe_validation", "has", "vector_label"]
 
 
 def counted(count: int, noun: str) -> str:
@@ -21,3 +24,25 @@ def vector_label(name: str) -> str:
     """A vector's name in a message: `'dense'`, or `(unnamed)` (not `''`, nor `'(unnamed)'`,
     which reads as a vector of that name)."""
     return repr(name) if name else "(unnamed)"
+
+
+def describe_validation(exc: ValidationError, *, prefix: str) -> str:
+    """`Invalid configuration in {prefix}: key: what is wrong (got value); ...`."""
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling against the configuration reference"
+        value = error.get("input")
+        # our own checks quote the value themselves (a URL with its credentials masked)
+        quiet = error["type"] in ("extra_forbidden", "value_error")
+        shown = "" if quiet or _looks_secret(key) else (
+            f" (got {value!r})" if not isinstance(value, dict) else ""
+        )
+        problems.append(f"{key}: {message}{shown}")
+    return f"Invalid configuration in {prefix}: " + "; ".join(problems) + "."
+
+
+def _looks_secret(key: str) -> bool:
+    return "key" in key.lower() or "secret" in key.lower() or "token" in key.lower()

@@ -51,3 +51,12 @@ def test_a_template_field_no_payload_has_is_found() -> None:
         "renders empty in every text. A typo?"]
     assert TextSource.from_settings("txet", None).unfilled(payloads) == []  # a field: an error
     assert source.unfilled_warnings("docs", []) == []
+
+
+def test_a_blank_field_is_refused_for_every_command() -> None:
+    """`migrator compare --text-field ''` (and ingest) embedded the default field 'text'."""
+    with pytest.raises(ConfigError, match="text_field '' names no text"):
+        TextSource.from_settings("", None)
+    with pytest.raises(ConfigError, match="text_field ' ' names no text"):
+        TextSource.from_settings(" ", None)
+    assert TextSource.from_settings(None, None).field == "text"

@@ -19,7 +19,8 @@ from .. import __version__, report
 from ..catalog import REGISTRY
 from ..errors import ConfigError, MigratorError, VerificationFailed
 from ..pipeline import Progress
-from ..settings import CollectionSettings, Settings, debugging, describe_validation, load_settings
+from ..settings import CollectionSettings, Settings, debugging, load_settings
+from ..wording import describe_validation
 
 __all__ = ["adopt_option", "alias_options", "Bars", "batch_option", "catch_up_options", "cli",
            "collection_options", "combine_options", "config_option", "confirm_restart", "emit",

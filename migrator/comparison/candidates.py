@@ -29,7 +29,8 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from ..settings import ProviderSettings, describe_validation, fill_api_key
+from ..settings import ProviderSettings, fill_api_key
+from ..wording import describe_validation
 
 __all__ = ["Candidate", "expand", "finish", "gather", "load_candidates", "parse_flag"]
 
