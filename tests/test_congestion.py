@@ -69,12 +69,13 @@ def test_a_one_request_at_a_time_server_is_not_flooded(tmp_path: Path) -> None:
     client = QdrantClient(path=str(store))
     make_collection(client, "docs", n=N)
     client.close()
-    # 16 texts take 64 ms; the ceiling of 8 queues 512 ms against a 250 ms timeout
-    with LoopbackServer(dims=8, serial=True, per_text=0.004) as server:
+    # 16 texts take 128 ms; the ceiling of 8 queues 1 s against a 500 ms timeout (a request
+    # alone keeps a margin of 4x for a machine under load)
+    with LoopbackServer(dims=8, serial=True, per_text=0.008) as server:
         settings = Settings(
             source=StoreSettings(path=store),
             provider=ProviderSettings(name="openai-compatible", model="m", base_url=server.url,
-                                      batch_size=16, concurrency=8, timeout=0.25,
+                                      batch_size=16, concurrency=8, timeout=0.5,
                                       max_retries=4),
             collections=[CollectionSettings(name="docs")],
             migration=MigrationSettings(state_dir=tmp_path / "s", page_size=16),
