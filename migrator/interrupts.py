@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from .errors import Interrupted, NotSent
 
-__all__ = ["finish_in_thread", "pause", "Stop", "stoppable"]
+__all__ = ["finish_in_thread", "gather_or_cancel", "pause", "Stop", "stoppable"]
 
 _T = TypeVar("_T")
 
@@ -154,4 +154,17 @@ async def finish_in_thread(func: Callable[..., _T], *args: Any) -> _T:
                 await asyncio.wait({future})
         if not future.cancelled():
             future.exception()  # retrieved: the cancellation, not this error, goes on
+        raise
+
+
+async def gather_or_cancel(*aws: Awaitable[_T]) -> list[_T]:
+    """`asyncio.gather(*aws)`, except that the first failure (or a cancellation) cancels
+    the rest, waits for them to end, and is raised: nothing is left running, or sending."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         raise

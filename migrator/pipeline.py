@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -27,7 +27,7 @@ from .embedding.tokens import estimate_total, fit_all, pack
 from .embedding.usage import Budget
 from .embedding.vectors import l2_normalize
 from .errors import NotSent, ProviderResponseError
-from .interrupts import Stop, finish_in_thread
+from .interrupts import Stop, finish_in_thread, gather_or_cancel
 from .store import Page, Point, PointId
 from .texts import TextSource
 
@@ -280,11 +280,11 @@ class Pipeline:
         workers = [self._embed_worker(requests, done) for _ in range(self.concurrency)]
 
         async def embed_stage() -> None:
-            await _gather_or_cancel(*workers)
+            await gather_or_cancel(*workers)
             await done.put(_DONE)
 
         with self.stop.draining() if self.stop else contextlib.nullcontext():
-            await _gather_or_cancel(
+            await gather_or_cancel(
                 self._read(pages),
                 self._prepare(pages, requests, done),
                 embed_stage(),
@@ -444,15 +444,3 @@ def _checked(vectors: np.ndarray, expected: int, dims: int) -> np.ndarray:
             f"size reached the writer (expected ({expected}, {dims})); nothing was written."
         )
     return vectors
-
-
-async def _gather_or_cancel(*coros: Coroutine[Any, Any, Any] | Awaitable[Any]) -> None:
-    """Run coroutines together; on the first failure cancel the rest and re-raise it."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise

@@ -37,7 +37,8 @@ async def check_target(pair: Pair, sample: list[tuple[PointId, str]], embedder: 
     verify = settings.verify
     readiness = pair.target_store.wait_ready(pair.target, timeout=verify.readiness_timeout)
     report = await run_checks(pair, sample, embedder, verify,
-                              long_input=settings.provider.long_input)
+                              long_input=settings.provider.long_input,
+                              concurrency=settings.provider.concurrency)
     report.readiness = readiness
     if verify.queries is not None:
         report.checks.append(await _labelled(pair, settings, embedder))
@@ -56,7 +57,7 @@ async def _labelled(pair: Pair, settings: Settings, embedder: Embedder) -> Check
             queries, k=verify.k, max_drop=verify.max_ndcg_drop,
             source=(pair.source_store, pair.source, pair.source_vector, old),
             target=(pair.target_store, pair.target, pair.target_vector, embedder),
-            long_input=settings.provider.long_input)
+            long_input=settings.provider.long_input, concurrency=settings.provider.concurrency)
     finally:
         await old.aclose()
 

@@ -14,6 +14,7 @@ Checks on a seeded sample of points:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 from ..embedding.base import Embedder
 from ..embedding.tokens import combine, fit_all
 from ..errors import SchemaMismatch
+from ..interrupts import gather_or_cancel
 from ..metrics import overlap_at_k
 from ..settings import VerifySettings
 from ..store import PointId, QdrantStore
@@ -115,9 +117,10 @@ class Pair:
 async def run_checks(pair: Pair, sample: list[tuple[PointId, str]], embedder: Embedder,
                      settings: VerifySettings,
                      on_progress: Callable[[str], None] | None = None, *,
-                     long_input: str = "fail") -> VerificationReport:
+                     long_input: str = "fail", concurrency: int = 1) -> VerificationReport:
     """Run every check on `sample` ((id, text) pairs drawn from the source); texts over the
-    model's limit are prepared under `long_input`, as the backfill prepared them."""
+    model's limit are prepared under `long_input`, as the backfill prepared them, and sent
+    `concurrency` requests at a time."""
     k = settings.k
     ids = [point_id for point_id, _ in sample]
     src = {p.id: p for p in pair.source_store.retrieve(pair.source, ids,
@@ -127,7 +130,7 @@ async def run_checks(pair: Pair, sample: list[tuple[PointId, str]], embedder: Em
     checks = [_integrity(pair, sample, src, dst)]
     present = [(i, t) for i, t in sample if i in dst]
     checks.append(await _self_retrieval(pair, present, embedder, k, settings.min_self_recall,
-                                        long_input))
+                                        long_input, concurrency))
     checks.append(_ann_recall(pair, present, dst, k, settings.min_ann_recall))
     checks.append(_overlap(pair, present, src, dst, k, settings.min_overlap))
     return VerificationReport(pair.source, pair.target, len(sample), k, checks)
@@ -166,10 +169,12 @@ def _sound(vector: Any) -> bool:
 
 
 async def _self_retrieval(pair: Pair, sample: list[tuple[PointId, str]], embedder: Embedder,
-                          k: int, threshold: float | None, long_input: str) -> Check:
+                          k: int, threshold: float | None, long_input: str,
+                          concurrency: int) -> Check:
     if not sample:
         return Check(f"self-retrieval recall@{k}", 0.0, threshold, "no sampled point to test")
-    queries = await embed_queries(embedder, [text for _, text in sample], long_input)
+    queries = await embed_queries(embedder, [text for _, text in sample], long_input,
+                                  concurrency=concurrency)
     _check_size(pair, queries.shape[1], embedder)
     found, misses = 0, []
     for (point_id, text), query in zip(sample, queries, strict=True):
@@ -207,16 +212,23 @@ def _duplicate_found(pair: Pair, query: np.ndarray, text: str, k: int) -> bool:
     return any(pair.text.extract(payload)[0] == text for _, _, payload in hits)
 
 
-async def embed_queries(embedder: Embedder, texts: list[str], long_input: str) -> np.ndarray:
+async def embed_queries(embedder: Embedder, texts: list[str], long_input: str, *,
+                        concurrency: int = 1) -> np.ndarray:
     """Query vectors, the texts prepared as the backfill prepared them (a query over the
-    model's limit is cut at it where the backfill would have refused it)."""
+    model's limit is cut at it where the backfill would have refused it), `concurrency`
+    requests at a time, as the backfill sends them."""
     fitted = fit_all(texts, embedder, "truncate" if long_input == "fail" else long_input)
     if not fitted.unique:
         return np.empty((0, embedder.dims or 0), dtype=np.float32)
-    parts = []
-    for start in range(0, len(fitted.unique), embedder.batch_size):
-        batch = fitted.unique[start:start + embedder.batch_size]
-        parts.append((await embedder.embed(batch, kind="query")).vectors)
+    slots = asyncio.Semaphore(concurrency)
+
+    async def embedded(batch: list[str]) -> np.ndarray:
+        async with slots:
+            return (await embedder.embed(batch, kind="query")).vectors
+
+    size = embedder.batch_size
+    parts = await gather_or_cancel(*(embedded(fitted.unique[start:start + size])
+                                     for start in range(0, len(fitted.unique), size)))
     return combine(np.vstack(parts), fitted.rows)
 
 

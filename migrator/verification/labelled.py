@@ -41,11 +41,11 @@ def load_queries(path: Path, limit: int) -> list[Query]:
 async def labelled_check(queries: list[Query], *, k: int, max_drop: float,
                          source: tuple[QdrantStore, str, str, Embedder],
                          target: tuple[QdrantStore, str, str, Embedder],
-                         long_input: str = "truncate") -> Check:
+                         long_input: str = "truncate", concurrency: int = 1) -> Check:
     """Score both sides; the check fails when the target's nDCG@10 is more than `max_drop`
-    below the source's. Queries are prepared as verification prepares its own."""
-    src = await _score(queries, k, *source, long_input)
-    dst = await _score(queries, k, *target, long_input)
+    below the source's. Queries are prepared and sent as verification's own are."""
+    src = await _score(queries, k, *source, long_input, concurrency)
+    dst = await _score(queries, k, *target, long_input, concurrency)
     drop = src["ndcg"] - dst["ndcg"]
     return Check(
         "labelled nDCG@10", round(dst["ndcg"], 4), round(src["ndcg"] - max_drop, 4),
@@ -56,9 +56,11 @@ async def labelled_check(queries: list[Query], *, k: int, max_drop: float,
 
 
 async def _score(queries: list[Query], k: int, store: QdrantStore, collection: str,
-                 vector: str, embedder: Embedder, long_input: str) -> dict[str, float]:
+                 vector: str, embedder: Embedder, long_input: str,
+                 concurrency: int) -> dict[str, float]:
     ndcgs, recalls = [], []
-    vectors = await embed_queries(embedder, [q.text for q in queries], long_input)
+    vectors = await embed_queries(embedder, [q.text for q in queries], long_input,
+                                  concurrency=concurrency)
     for query, vec in zip(queries, vectors, strict=True):
         hits = [h[0] for h in store.search(collection, vec, vector=vector,
                                            limit=max(k, NDCG_K), with_payload=False)]
