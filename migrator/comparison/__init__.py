@@ -29,6 +29,7 @@ from ..embedding.base import Embedder, InputKind
 from ..embedding.http import HttpClient
 from ..embedding.tokens import combine, fit_all, token_counter
 from ..errors import ConfigError, InputTooLong, MigratorError
+from ..interrupts import gather_or_cancel
 from ..metrics import normalized, top_k
 from ..settings import Settings
 from ..vector_cache import EmbeddingCache, open_cache
@@ -248,15 +249,8 @@ async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
         return result.vectors
 
     began = time.perf_counter()
-    tasks = [asyncio.ensure_future(one(s)) for s in range(0, len(order), step)]
-    try:
-        parts = await asyncio.gather(*tasks)
-    except BaseException:
-        # one request failed for good: stop the others before the client is closed
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    # one request failed for good: the others stop before the client is closed
+    parts = await gather_or_cancel(*(one(s) for s in range(0, len(order), step)))
     out.seconds = time.perf_counter() - began
     if not parts:
         return out
