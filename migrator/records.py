@@ -106,18 +106,21 @@ def _delimiter(path: Path, header: str) -> str:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a UTF-8 file; a byte that is not UTF-8 is named exactly."""
+    """(line number, text) of a UTF-8 file, without the byte order mark a spreadsheet's
+    "CSV UTF-8" starts with (it would stick to the first column's name); a byte that is not
+    UTF-8 is named exactly."""
     offset = 0
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
-                yield number, raw.decode("utf-8")
+                text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise BadInput(
                     f"{path}:{number} is not UTF-8: byte 0x{raw[exc.start]:02x} at byte "
                     f"{offset + exc.start:,} of the file. Convert the file to UTF-8 (e.g. "
                     "`iconv -f latin1 -t utf-8`).") from exc
             offset += len(raw)
+            yield number, text.removeprefix("\ufeff") if number == 1 else text
 
 
 def point_id(value: Any, row: int) -> PointId:
@@ -164,7 +167,7 @@ def read_qrels(path: Path) -> dict[str, dict[str, float]]:
     """BEIR qrels (`query-id<TAB>corpus-id<TAB>score`): query -> document -> gain, positive
     scores only."""
     gains: dict[str, dict[str, float]] = {}
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:  # a byte order mark or not
         reader = csv.DictReader(handle, delimiter="\t")
         needed = {"query-id", "corpus-id", "score"}
         if not needed <= set(reader.fieldnames or ()):

@@ -39,6 +39,25 @@ def test_csv(memory_store: QdrantStore, tmp_path: Path) -> None:
                                                                  "date": "2021"}
 
 
+@pytest.mark.parametrize("name, body", [
+    ("excel.csv", "id,text\n10,first story\n11,second story\n"),
+    ("bom.jsonl", '{"id": 10, "text": "first story"}\n{"id": 11, "text": "second story"}\n'),
+])
+def test_a_byte_order_mark_is_not_part_of_the_first_field(memory_store: QdrantStore,
+                                                          tmp_path: Path, name: str,
+                                                          body: str) -> None:
+    """A spreadsheet's "CSV UTF-8" starts with a byte order mark: it stuck to the first
+    column's name ('\\ufeffid'), so the ids were not found and the records were numbered by
+    row, under a payload key no one could type."""
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    result = ingest(path, "c", config(tmp_path), store=memory_store)
+    assert result.stats.written == 2
+    points = {p.id: p.payload for p in memory_store.client.scroll("c", limit=10)[0]}
+    assert set(points) == {10, 11} and points[10]["text"] == "first story"
+    assert all(not key.startswith("\ufeff") for payload in points.values() for key in payload)
+
+
 def test_beir_corpus_uses_title_and_text(memory_store: QdrantStore, tmp_path: Path) -> None:
     corpus = tmp_path / "beir"
     corpus.mkdir()
