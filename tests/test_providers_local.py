@@ -47,8 +47,10 @@ def test_other_dimensions_are_refused() -> None:
 
 
 def test_missing_model_directory_is_a_config_error(tmp_path: object) -> None:
-    with pytest.raises(ConfigError, match="Could not load the local model"):
+    with pytest.raises(ConfigError, match="Could not load the local model") as refused:
         build_embedder(ProviderSettings(name="local", model=str(tmp_path) + "/nothing-here"))
+    assert ".." not in str(refused.value)  # the library's sentence ends, then ours begins
+    assert "already downloaded" in str(refused.value)
 
 
 @needs_weights

