@@ -173,6 +173,25 @@ def test_vectors_shuffled_across_ids_fail(memory_store: QdrantStore, tmp_path: P
     assert check.value < 0.5
 
 
+def test_vectors_shuffled_in_a_collection_smaller_than_k_fail(memory_store: QdrantStore,
+                                                              tmp_path: Path) -> None:
+    """With 8 points and k = 10 every point is in every top 10: self-retrieval passed
+    vectors shuffled across ids at 1.000. It searches the top 4 (half the points) instead,
+    and says so."""
+    make_collection(memory_store.client, "docs", n=8)
+    memory_store.swap_alias("live", "docs")
+    settings = config(tmp_path)
+    target = migrate(settings, source_store=memory_store).collections[0].target
+    points, _ = memory_store.client.scroll(target, limit=100, with_vectors=True)
+    memory_store.client.upsert(target, points=[  # each point gets the next one's vector
+        qm.PointStruct(id=p.id, payload=p.payload, vector=points[(i + 1) % 8].vector)
+        for i, p in enumerate(points)])
+    settings.collections[0].alias = None
+    check = verify(settings, source_store=memory_store).reports[0].checks[1]
+    assert check.name == "self-retrieval recall@4" and check.value is not None
+    assert check.value < 0.95 and "k lowered from 10: the target holds 8 points" in check.detail
+
+
 def test_target_embedded_from_the_wrong_field_fails(memory_store: QdrantStore,
                                                     tmp_path: Path) -> None:
     settings, _ = _migrated(memory_store, tmp_path)
