@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import difflib
 import os
 import re
 from pathlib import Path
@@ -38,7 +37,7 @@ from .catalog import REGISTRY
 from .errors import ConfigError
 from .naming import check_env_name, check_new_name, check_url, env_variable, redact_url
 from .texts import BLANK_TEXT
-from .wording import describe_validation
+from .wording import closest_key, describe_validation, section_type
 
 __all__ = ["CollectionSettings", "debugging", "DEFAULT_STORE_PATH",
     "Distance", "ENV_NOT_SETTINGS", "fill_api_key", "load_settings", "MigrationSettings",
@@ -237,7 +236,8 @@ class CollectionSettings(_Section):
         try:
             return cls.model_validate(_spec_values(spec))
         except ValidationError as exc:
-            raise ConfigError(describe_validation(exc, prefix=f"--collection {name}")) from exc
+            raise ConfigError(describe_validation(exc, prefix=f"--collection {name}",
+                                                  model=cls)) from exc
         except ValueError as exc:
             raise ConfigError(f"--collection {spec!r}: {exc}.") from exc
 
@@ -395,7 +395,8 @@ def load_settings(
     try:
         settings = Settings(**_drop_none(overrides or {}))
     except ValidationError as exc:
-        raise ConfigError(describe_validation(exc, prefix=_origin(path))) from exc
+        raise ConfigError(describe_validation(exc, prefix=_origin(path), model=Settings)
+                          ) from exc
     except SettingsError as exc:  # a variable holding a list or a table that is not JSON
         raise ConfigError(_unreadable_variable(exc, path)) from exc
     except (ValueError, yaml.YAMLError) as exc:  # unreadable YAML/TOML
@@ -422,26 +423,18 @@ def unknown_variables(environ: Any) -> list[str]:
         if not upper.startswith("MIGRATOR_") or upper in ENV_NOT_SETTINGS:
             continue
         model: type[BaseModel] | None = Settings
-        for part in upper.removeprefix("MIGRATOR_").lower().split("__"):
+        parts = upper.removeprefix("MIGRATOR_").lower().split("__")
+        for depth, part in enumerate(parts):
             fields = model.model_fields if model is not None else {}
             if part not in fields:
-                close = difflib.get_close_matches(part, list(fields), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else (
-                    f" (keys here: {', '.join(fields)})" if fields else "")
+                meant = closest_key(Settings, parts[:depth + 1])
+                fixed = "__".join(map(str, (*meant, *parts[depth + 1:]))) if meant else ""
+                hint = (f" (did you mean MIGRATOR_{fixed.upper()}?)" if fixed else
+                        f" (keys here: {', '.join(fields)})" if fields else "")
                 found.append(f"{name}: no key {part!r}{hint}")
                 break
-            model = _section_type(fields[part].annotation)
+            model = section_type(fields[part].annotation)
     return found
-
-
-def _section_type(annotation: Any) -> type[BaseModel] | None:
-    """The settings section an annotation holds (through `X | None`), or None for a value."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    return None
 
 
 def _resolve_keys(settings: Settings, environ: Any) -> Settings:

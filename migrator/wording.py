@@ -4,9 +4,14 @@ validate (each key and what is wrong with it, never a secret's value)."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+import difflib
+from collections.abc import Sequence
+from typing import Any, get_args, get_origin
 
-__all__ = ["counted", "describe_validation", "has", "vector_label"]
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["closest_key", "counted", "describe_validation", "has", "section_type",
+           "vector_label"]
 
 
 def counted(count: int, noun: str) -> str:
@@ -26,14 +31,19 @@ def vector_label(name: str) -> str:
     return repr(name) if name else "(unnamed)"
 
 
-def describe_validation(exc: ValidationError, *, prefix: str) -> str:
-    """`Invalid configuration in {prefix}: key: what is wrong (got value); ...`."""
+def describe_validation(exc: ValidationError, *, prefix: str,
+                        model: type[BaseModel] | None = None) -> str:
+    """`Invalid configuration in {prefix}: key: what is wrong (got value); ...`; an unknown
+    key of `model` (the one validated) with the known key it most likely meant."""
     problems = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            message = "unknown key; check its spelling against the configuration reference"
+            meant = closest_key(model, error["loc"]) if model is not None else None
+            message = (f"unknown key (did you mean {'.'.join(map(str, meant))!r}?)"
+                       if meant else
+                       "unknown key; check its spelling against the configuration reference")
         value = error.get("input")
         # our own checks quote the value themselves (a URL with its credentials masked)
         quiet = error["type"] in ("extra_forbidden", "value_error")
@@ -46,3 +56,38 @@ def describe_validation(exc: ValidationError, *, prefix: str) -> str:
 
 def _looks_secret(key: str) -> bool:
     return "key" in key.lower() or "secret" in key.lower() or "token" in key.lower()
+
+
+def closest_key(model: type[BaseModel], path: Sequence[str | int]
+                ) -> tuple[str | int, ...] | None:
+    """The known key an unknown one at `path` (its sections, then the key; a position in a
+    list is kept as it is) most likely meant, as a whole path: the same key in another
+    section of `model` (`migration.batch_size` -> `provider.batch_size`), else a key of the
+    same section spelled alike (`provider.modle` -> `provider.model`)."""
+    if not path:
+        return None
+    *within, key = path
+    sections = [part for part in within if isinstance(part, str)]
+    section: type[BaseModel] | None = model
+    for name in sections:
+        field = section.model_fields.get(name) if section is not None else None
+        section = section_type(field.annotation) if field is not None else None
+    for name, field in model.model_fields.items():
+        other = section_type(field.annotation)
+        if (other is not None and other is not section and len(sections) == 1
+                and get_origin(field.annotation) is not list and key in other.model_fields):
+            return (name, key)
+    close = difflib.get_close_matches(str(key), list(section.model_fields), n=1
+                                      ) if section is not None else []
+    return (*within, close[0]) if close else None
+
+
+def section_type(annotation: Any) -> type[BaseModel] | None:
+    """The settings section an annotation holds (through `X | None`, `list[X]`), or None for
+    a value."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None

@@ -789,8 +789,8 @@ def test_unknown_migrator_variables_are_errors(tmp_path: Path) -> None:
                                 env={"MIGRATOR_FOO": "1", "MIGRATOR_PROVIDRE__MODEL": "m"})
     assert result.exit_code == 2
     assert "MIGRATOR_FOO: no key 'foo'" in result.stderr
-    assert "MIGRATOR_PROVIDRE__MODEL: no key 'providre' (did you mean 'provider'?)" in (
-        result.stderr)
+    assert ("MIGRATOR_PROVIDRE__MODEL: no key 'providre' (did you mean "
+            "MIGRATOR_PROVIDER__MODEL?)") in result.stderr
 
 
 def test_a_size_over_qdrants_limit_is_refused_by_the_preflight(tmp_path: Path) -> None:

@@ -79,8 +79,15 @@ def test_an_env_list_or_table_that_is_not_json_names_the_variable(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("provider:\n  modle: x\n", "provider.modle: unknown key"),
-        ("sourse:\n  path: x\n", "sourse: unknown key"),
+        ("provider:\n  modle: x\n",
+         r"provider.modle: unknown key \(did you mean 'provider.model'\?\)\.$"),
+        ("sourse:\n  path: x\n", r"sourse: unknown key \(did you mean 'source'\?\)"),
+        ("migration:\n  batch_size: 8\n",
+         r"migration.batch_size: unknown key \(did you mean 'provider.batch_size'\?\)"),
+        ("collections:\n  - name: docs\n    alais: x\n",
+         r"collections.0.alais: unknown key \(did you mean 'collections.0.alias'\?\)"),
+        ("provider:\n  text_field: x\n",  # under each collection: not one key to name
+         "provider.text_field: unknown key; check its spelling"),
         ("provider:\n  dimensions: lots\n", "provider.dimensions: Input should be a valid "
                                             "integer.*got 'lots'"),
         ("provider:\n  name: acme\n", "provider.name: unknown provider 'acme'; choose one "
@@ -94,6 +101,18 @@ def test_an_env_list_or_table_that_is_not_json_names_the_variable(
 def test_bad_files_name_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(("name", "meant"), [
+    ("MIGRATOR_PROVIDER__MODLE", "MIGRATOR_PROVIDER__MODEL"),
+    ("MIGRATOR_MIGRATION__BATCH_SIZE", "MIGRATOR_PROVIDER__BATCH_SIZE"),
+    ("MIGRATOR_PROVDER__API_KEY_ENV", "MIGRATOR_PROVIDER__API_KEY_ENV"),
+])
+def test_a_mistyped_variable_names_the_one_it_meant(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                    meant: str) -> None:
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(ConfigError, match=f"{name}: no key .* \\(did you mean {meant}\\?\\)"):
+        load_settings()
 
 
 def test_bad_env_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:

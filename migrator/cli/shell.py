@@ -321,6 +321,7 @@ def with_collections(
             merged.append(CollectionSettings.model_validate(
                 {**collection.model_dump(), **updates}))
         except ValidationError as exc:
-            raise ConfigError(describe_validation(exc, prefix="collection flags")) from exc
+            raise ConfigError(describe_validation(exc, prefix="collection flags",
+                                                  model=CollectionSettings)) from exc
     settings.collections = merged
     return settings

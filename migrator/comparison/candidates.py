@@ -110,7 +110,8 @@ def expand(entry: dict[str, Any], *, origin: str, environ: dict[str, str] | None
                 {**settings, "name": entry["provider"], "model": entry["model"],
                  "dimensions": size})
         except ValidationError as exc:
-            raise ConfigError(describe_validation(exc, prefix=origin)) from exc
+            raise ConfigError(describe_validation(exc, prefix=origin,
+                                                  model=ProviderSettings)) from exc
         fill_api_key(provider, environ)
         default = f"{provider.name}/{provider.model}" + (f"@{size}" if size else "")
         name = str(entry["name"]) if entry.get("name") else default
