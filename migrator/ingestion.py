@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from .blocking import run_blocking
 from .databases import make_directory
-from .embedding import Embedder, build_embedder
+from .embedding import Embedder, build_embedder, compose
 from .embedding.tokens import token_counter
 from .errors import BadInput, ConfigError, InputTooLong
 from .interrupts import Stop, stoppable
@@ -130,7 +130,8 @@ async def _ingest(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: 
     async with stoppable("Run the same command again: it replaces what this run wrote."
                          ) as stop:
         with opened(settings.source, None, source_store=store, create=True) as (target, _):
-            model = embedder or build_embedder(settings.provider)
+            model = compose(embedder, None) if embedder else build_embedder(
+                settings.provider)
             try:
                 warnings = check_records(path, fmt, text, id_field, model,
                                          settings.provider.long_input)

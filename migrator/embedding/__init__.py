@@ -20,8 +20,8 @@ from .meter import Metered
 from .sizing import decide
 from .usage import Usage
 
-__all__ = ["build_embedder", "compose", "construct", "Embedder", "Embedding", "InputKind",
-    "model_spec", "Usage"]
+__all__ = ["build_embedder", "check_embedder", "compose", "construct", "Embedder", "Embedding",
+           "InputKind", "model_spec", "Usage"]
 
 
 def construct(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
@@ -94,10 +94,31 @@ def compose(embedder: Embedder, cache: EmbeddingCache | None) -> Embedder:
     (unless caching it is not worth it). For an embedder a caller built itself; close the
     result with `release()` to leave the caller's embedder open."""
     if embedder.usage is None:
-        embedder = Metered(embedder)
+        embedder = Metered(check_embedder(embedder))
     if cache is None or not embedder.worth_caching:
         return embedder
     return CachedEmbedder(embedder, cache)
+
+
+def check_embedder(embedder: Embedder) -> Embedder:
+    """`embedder`, once it has what a run asks of it before its first text: a `ModelSpec`
+    (the cache, the state and the report name the model by it) and a batch size.
+
+    Raises:
+        TypeError: an embedder a caller wrote lacks one of them, named with what to give.
+    """
+    name = type(embedder).__name__
+    spec = getattr(embedder, "spec", None)
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(
+            f"{name}.spec is {type(spec).__name__}, not a migrator.ModelSpec: give it one, "
+            f"e.g. ModelSpec(provider='mine', model='m1', dims=384, max_inputs=64, "
+            f"max_tokens_per_input=512).")
+    size = getattr(embedder, "batch_size", None)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise TypeError(f"{name}.batch_size is {size!r}: give the most texts one `embed` "
+                        "call may be given, a whole number of at least 1.")
+    return embedder
 
 
 def _build_endpoint(settings: ProviderSettings, client: httpx.AsyncClient | None,

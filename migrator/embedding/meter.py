@@ -32,7 +32,21 @@ class Metered(Wrapper):
                            len(texts))
 
     def _count(self, result: Embedding, texts: int) -> Embedding:
+        shape = getattr(getattr(result, "vectors", None), "shape", None)
+        if not isinstance(result, Embedding) or shape is None or shape[0] != texts:
+            raise TypeError(_unlike_embedding(self.inner, result, texts))
         sent = texts - result.cached
         if sent:
             self._usage.answered(sent, result.tokens, result.tokens_estimated)
         return result
+
+
+def _unlike_embedding(embedder: Embedder, result: object, texts: int) -> str:
+    """What is wrong with what an embedder (most likely one a caller wrote) answered."""
+    name = type(embedder).__name__
+    if not isinstance(result, Embedding):
+        return (f"{name}.embed returned {type(result).__name__}, not a migrator.Embedding: "
+                "return Embedding(vectors=<float32 matrix, a row per text>, tokens=<tokens "
+                "billed>).")
+    return (f"{name}.embed was given {texts} texts and returned vectors of shape "
+            f"{result.vectors.shape}: give a matrix with a row per text, in their order.")

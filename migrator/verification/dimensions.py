@@ -24,7 +24,7 @@ import numpy as np
 
 from ..blocking import run_blocking
 from ..catalog import ModelSpec
-from ..embedding import Embedder, build_embedder, model_spec
+from ..embedding import Embedder, build_embedder, compose, model_spec
 from ..embedding.sizing import (
     DimsAction,
     DimsDecision,
@@ -305,7 +305,8 @@ async def _validate(settings: Settings, store: QdrantStore, embedder: Embedder |
     if probe_provider and not configured:
         checks.append(Check("provider probe", "skip", f"skipped: {NO_PROVIDER}"))
     elif probe_provider:
-        model = embedder or build_embedder(settings.provider, distance=distance)
+        model = (compose(embedder, None) if embedder else
+                 build_embedder(settings.provider, distance=distance))
         try:
             check, probed = await _probe_check(model, store, schemas[0], first, distance)
             checks.append(check)
