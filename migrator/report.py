@@ -379,11 +379,14 @@ def status(result: Any) -> str:
         target = f"{m.target} (vector {m.new_vector})" if m.in_place else m.target
         phase = _phase(m, result.aliases, result.deleted, result.elsewhere.get(m.id))
         rows.append((m.source, target, f"{m.model} ({m.dims})", phase, progress,
+                     f"{'~' if counters.get('tokens_estimated') else ''}"
                      f"{counters.get('tokens', 0):,}", f"{counters.get('cached', 0):,}",
                      "end" if m.finished else _checkpoint(m.checkpoint), verified,
                      (m.error or "")[:60]))
-    lines.append(table(["source", "target", "model", "phase", "written", "tokens paid",
+    lines.append(table(["source", "target", "model", "phase", "written", "points' tokens",
                         "from cache", "checkpoint", "verified", "error"], rows))
+    if any(m.counters.get("tokens_estimated") for m in result.migrations):
+        lines.append("~ estimated: the provider did not report the tokens it billed.")
     if result.history:
         lines += ["", "Earlier runs, superseded by the rows above:"]
         lines.append(table(["source", "target", "model", "phase", "error"], [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -389,6 +390,9 @@ def test_status_sync_and_cache_commands(store_path: Path, tmp_path: Path) -> Non
     shown = run("status", "--qdrant-path", str(store_path), *state)
     assert shown.exit_code == 0
     assert "live -> docs__hash-words-v1-48" in shown.stdout and "swapped" in shown.stdout
+    # hashing reports no tokens: marked as an estimate, not shown as tokens paid
+    assert "points' tokens" in shown.stdout and "tokens paid" not in shown.stdout
+    assert re.search(r"40/40 +~\d", shown.stdout) and "~ estimated" in shown.stdout
     synced = run("sync", *base(store_path, tmp_path), "--collection", "docs", "--json")
     assert synced.exit_code == 0, synced.stderr
     assert json.loads(synced.stdout)["collections"][0]["sync"]["unchanged"] == 40
