@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from .blocking import run_blocking
 from .databases import make_directory
-from .embedding import Embedder, build_embedder, compose
+from .embedding import Embedder, embedding
 from .embedding.tokens import token_counter
 from .errors import BadInput, ConfigError, InputTooLong
 from .interrupts import Stop, stoppable
@@ -22,6 +22,7 @@ from .records import detect_format, point_id, read_records
 from .settings import Distance, Settings
 from .store import UNNAMED, Page, Point, QdrantStore, opened
 from .texts import NOT_UNICODE, TextSource, unfilled_warning
+from .vector_cache import open_cache
 from .wording import counted, has
 
 __all__ = ["BEIR_TEMPLATE", "check_records", "detect_format", "ingest", "IngestResult",
@@ -129,18 +130,15 @@ async def _ingest(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: 
     make_directory(Path(settings.migration.state_dir))  # where records without text are listed
     async with stoppable("Run the same command again: it replaces what this run wrote."
                          ) as stop:
-        with opened(settings.source, None, source_store=store, create=True) as (target, _):
-            model = compose(embedder, None) if embedder else build_embedder(
-                settings.provider)
-            try:
+        # the cache: a run stopped half way, run again, pays for the other half only
+        with opened(settings.source, None, source_store=store, create=True) as (target, _), \
+                open_cache(settings.migration.state_dir, settings.migration.cache) as cache:
+            async with embedding(settings.provider, embedder, cache=cache) as model:
                 warnings = check_records(path, fmt, text, id_field, model,
                                          settings.provider.long_input)
                 dims = await _embed_file(path, fmt, collection, settings, text, id_field,
                                          vector, distance, target, model, on_progress, stop)
                 warnings += local_mode_warning(target, dims[1].written)
-            finally:
-                if embedder is None:
-                    await model.aclose()
     return IngestResult(collection, str(path), fmt, dims[0], model.spec.model,
                         model.spec.provider, time.perf_counter() - started, dims[1], warnings)
 

@@ -13,7 +13,7 @@ from typing import Any
 from .batching import BATCH_PROBE, no_batches_running, run_batches
 from .blocking import run_blocking
 from .catchup import changes_source
-from .embedding import Embedder, build_embedder, compose
+from .embedding import Embedder, embedding
 from .errors import ConfigError, DataError, MigratorError, ProviderError, StoreError
 from .gate import gate, verify_job
 from .inplace import (
@@ -162,19 +162,13 @@ async def running(settings: Settings, source_store: QdrantStore | None,
         settings = name_old_vectors(settings, schemas, state.all())
         first = settings.collections[0]
         distance = first.distance or schemas[0].vector(first.vector).distance
-        model = (build_embedder(settings.provider, distance=distance, cache=cache)
-                 if embedder is None else compose(embedder, cache))
-        try:
+        async with embedding(settings.provider, embedder, cache=cache,
+                             distance=distance) as model:
             for c in settings.collections:  # one run at a time, before anything is paid for
                 state.claim(source.identity, c.name, model.spec.provider, model.spec.model)
             run = _Run(settings, state, source, target, model, on_progress)
             run.stop = stop
             yield run, schemas
-        finally:
-            if embedder is None:
-                await model.aclose()
-            else:
-                await model.release()  # the caller's embedder stays open
 
 
 class _Run:

@@ -314,6 +314,8 @@ def ingest(result: Any) -> str:
             f"{result.model} ({result.dims} dims) in {duration(result.seconds)}.")
     if stats.skipped:
         line += f" {stats.skipped:,} records without text were skipped."
+    if stats.cached:
+        line += f" {stats.cached:,} texts came from the embedding cache (not paid again)."
     return "\n".join([line, *(f"warning: {w}" for w in result.warnings)])
 
 

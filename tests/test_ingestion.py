@@ -5,11 +5,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from migrator import ConfigError, MigrationSettings, ProviderSettings, Settings, ingest
+from migrator.cli import cli
 from migrator.errors import BadInput
 from migrator.records import point_id
 from migrator.store import QdrantStore
+
+from .loopback import Fault, LoopbackServer
 
 
 def config(tmp_path: Path) -> Settings:
@@ -103,3 +107,27 @@ def test_a_template_field_no_record_has_is_warned_of(memory_store: QdrantStore,
     sometimes = ingest(path, "d", config(tmp_path), text_template="{title} {text}",
                        store=memory_store)
     assert sometimes.warnings == []  # a field some records have is fine
+
+
+def test_an_ingest_run_again_after_a_failure_pays_only_for_what_it_had_not(
+        tmp_path: Path) -> None:
+    """A stopped or failed ingest is run again by design, and paid every text again."""
+    path = tmp_path / "notes.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": f"note {i} on a subject {i % 7}"})
+                            + "\n" for i in range(120)))
+    with LoopbackServer(dims=16) as server:
+        args = ["ingest", str(path), "--collection", "notes", "--qdrant-path",
+                str(tmp_path / "q"), "--state-dir", str(tmp_path / "state"), "--provider",
+                "openai-compatible", "--model", "served", "--base-url", server.url,
+                "--batch-size", "8", "--concurrency", "1"]
+        server.faults.extend([None] * 6 + [Fault(401, {"error": {"message": "bad key"}})])  # type: ignore[list-item]
+        env = {"OPENAI_API_KEY": "k"}
+        failed = CliRunner().invoke(cli, args, env=env)
+        assert failed.exit_code == 1 and "bad key" in failed.stderr, failed.stderr
+        paid_before = server.texts
+        assert 0 < paid_before < 120
+        again = CliRunner().invoke(cli, args, env=env)
+        assert again.exit_code == 0, again.stderr
+    assert max(server.seen.values()) == 1  # not one text paid twice (the size probe's neither)
+    assert f"{paid_before - 1} texts came from the embedding cache (not paid again)" in (
+        again.stdout)  # the record texts the failed run paid for (not its size probe)

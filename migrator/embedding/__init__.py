@@ -3,7 +3,9 @@ one stack every caller gets: provider endpoint(s) -> fallback -> meter -> cache 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,7 +23,7 @@ from .sizing import decide
 from .usage import Usage
 
 __all__ = ["build_embedder", "check_embedder", "compose", "construct", "Embedder", "Embedding",
-           "InputKind", "model_spec", "Usage"]
+           "embedding", "InputKind", "model_spec", "Usage"]
 
 
 def construct(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
@@ -87,6 +89,24 @@ def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | No
                                                   and decision.target):
         return AdaptedEmbedder(stack, decision)  # a probed one settles on the first answer
     return stack
+
+
+@contextlib.asynccontextmanager
+async def embedding(settings: ProviderSettings, embedder: Embedder | None = None, *,
+                    cache: EmbeddingCache | None = None, distance: str = "Cosine"
+                    ) -> AsyncIterator[Embedder]:
+    """`async with embedding(settings.provider, embedder, cache=cache) as model:` the stack a
+    command embeds with: `build_embedder(settings)`, closed afterwards; or the caller's own
+    `embedder` with the meter and the cache on it, released afterwards (left open)."""
+    model = (build_embedder(settings, distance=distance, cache=cache) if embedder is None
+             else compose(embedder, cache))
+    try:
+        yield model
+    finally:
+        if embedder is None:
+            await model.aclose()
+        else:
+            await model.release()  # the caller's embedder stays open
 
 
 def compose(embedder: Embedder, cache: EmbeddingCache | None) -> Embedder:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..blocking import run_blocking
-from ..embedding import Embedder, build_embedder, compose
+from ..embedding import Embedder, build_embedder, embedding
 from ..embedding.usage import PhaseUsage
 from ..errors import ConfigError
 from ..jobs import target_name
@@ -103,18 +103,11 @@ async def _verify(settings: Settings, source_store: QdrantStore | None,
     with opened(settings.source, settings.target, source_store=source_store,
                 target_store=target_store) as (source, target), \
             open_cache(state_dir, settings.migration.cache) as cache:
-        model = (build_embedder(settings.provider, cache=cache) if embedder is None
-                 else compose(embedder, cache))
-        usage = model.usage
-        try:
+        async with embedding(settings.provider, embedder, cache=cache) as model:
+            usage = model.usage
             with usage.during("verification") if usage else contextlib.nullcontext():
                 reports = [await _verify_one(settings, config, source, target, model)
                            for config in settings.collections]
-        finally:
-            if embedder is None:
-                await model.aclose()
-            else:
-                await model.release()  # the caller's embedder stays open
     spent = usage.snapshot().phases.get("verification") if usage else None
     return VerifyResult(reports, spent, model.spec.price_per_mtok)
 

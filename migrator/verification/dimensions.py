@@ -24,7 +24,7 @@ import numpy as np
 
 from ..blocking import run_blocking
 from ..catalog import ModelSpec
-from ..embedding import Embedder, build_embedder, compose, model_spec
+from ..embedding import Embedder, embedding, model_spec
 from ..embedding.sizing import (
     DimsAction,
     DimsDecision,
@@ -305,14 +305,9 @@ async def _validate(settings: Settings, store: QdrantStore, embedder: Embedder |
     if probe_provider and not configured:
         checks.append(Check("provider probe", "skip", f"skipped: {NO_PROVIDER}"))
     elif probe_provider:
-        model = (compose(embedder, None) if embedder else
-                 build_embedder(settings.provider, distance=distance))
-        try:
+        async with embedding(settings.provider, embedder, distance=distance) as model:
             check, probed = await _probe_check(model, store, schemas[0], first, distance)
             checks.append(check)
-        finally:
-            if embedder is None:
-                await model.aclose()
     else:
         checks.append(Check("provider probe", "skip", "skipped (--no-probe)"))
     for config, schema in zip(settings.collections, schemas, strict=True):
