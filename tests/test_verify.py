@@ -492,3 +492,24 @@ def test_query_embeddings_go_as_many_at_a_time_as_the_backfill_sends() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         asyncio.run(embed_queries(failing, ["boom", *texts], "fail", concurrency=2))
     assert failing.running == 0 and failing.finished <= 1  # the rest were not sent
+
+
+@pytest.mark.parametrize("named_target", [False, True])
+def test_verify_sizes_its_queries_for_the_targets_distance(
+        memory_store: QdrantStore, tmp_path: Path, named_target: bool) -> None:
+    """A truncated model under Euclid is not renormalised: `migrate` wrote the vectors so and
+    its gate passed, then `migrator verify` (Cosine, whatever the target) renormalised its
+    queries, which then found others' points, longer ones, before their own."""
+    make_collection(memory_store.client, "docs", n=120)
+    with LoopbackServer(dims=1536) as server:
+        settings = config(tmp_path, name="openai-compatible", model="text-embedding-ada-002",
+                          base_url=server.url, dimensions=2, dimension_policy="truncate")
+        settings.collections = [CollectionSettings(name="docs", distance="Euclid")]
+        target = migrate(settings, source_store=memory_store).collections[0].target
+        assert memory_store.describe(target).vector("").distance == "Euclid"
+        again = settings.model_copy(deep=True)
+        again.collections = [CollectionSettings(name="docs", target=target if named_target
+                                                else None)]  # no --distance: the target's
+        report = verify(again, source_store=memory_store).reports[0]
+    by_name = {c.name.split("@")[0]: c for c in report.checks}
+    assert by_name["self-retrieval recall"].value == 1.0, by_name["self-retrieval recall"]

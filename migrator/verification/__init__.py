@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from ..blocking import run_blocking
-from ..embedding import Embedder, build_embedder, embedding
+from ..embedding import Embedder, build_embedder, embedding, model_spec
 from ..embedding.usage import PhaseUsage
 from ..errors import ConfigError
 from ..jobs import target_name
 from ..sampling import draw_sample
 from ..settings import CollectionSettings, Settings
 from ..state import MigrationRecord, State
-from ..store import PointId, QdrantStore, opened
+from ..store import CollectionSchema, PointId, QdrantStore, opened
 from ..texts import TextSource
 from ..vector_cache import open_cache
 from .checks import Check, Pair, VerificationReport, run_checks
@@ -103,7 +103,10 @@ async def _verify(settings: Settings, source_store: QdrantStore | None,
     with opened(settings.source, settings.target, source_store=source_store,
                 target_store=target_store) as (source, target), \
             open_cache(state_dir, settings.migration.cache) as cache:
-        async with embedding(settings.provider, embedder, cache=cache) as model:
+        model_name = embedder.spec.model if embedder else model_spec(settings.provider).model
+        distance = _distance(settings, source, target, model_name)
+        async with embedding(settings.provider, embedder, cache=cache,
+                             distance=distance) as model:
             usage = model.usage
             with usage.during("verification") if usage else contextlib.nullcontext():
                 reports = [await _verify_one(settings, config, source, target, model)
@@ -114,17 +117,10 @@ async def _verify(settings: Settings, source_store: QdrantStore | None,
 
 async def _verify_one(settings: Settings, config: CollectionSettings, source: QdrantStore,
                       target: QdrantStore, embedder: Embedder) -> VerificationReport:
-    record = None if config.target else _latest(settings, config, embedder, target)
     schema = source.describe(config.name)
     text = TextSource.from_settings(config.text_field, config.text_template)
-    if record is not None and record.in_place and record.new_vector:
-        # in place: the old and the new vector of the same collection
-        old, new, collection = record.vector, record.new_vector, record.target
-    else:
-        old = new = schema.vector(config.vector).name
-        collection = config.target or (record.target if record else _default_target(
-            config, embedder))
-    target_schema = target.describe(collection)
+    old, new, collection = _names(settings, config, schema, target, embedder.spec.model)
+    target_schema = target.describe(collection or _default_target(config, embedder))
     verify = settings.verify
     sample, without_text = draw_sample(source, schema.name, text, verify.sample, verify.seed)
     pair = Pair(source, schema.name, old, target, target_schema.name, new,
@@ -134,16 +130,40 @@ async def _verify_one(settings: Settings, config: CollectionSettings, source: Qd
     return report
 
 
-def _latest(settings: Settings, config: CollectionSettings, embedder: Embedder,
+def _names(settings: Settings, config: CollectionSettings, schema: CollectionSchema,
+           target: QdrantStore, model: str) -> tuple[str, str, str | None]:
+    """The source's vector, the target's vector and the target collection checked: the
+    collection's `target`, else what the latest migration to `model` in the state directory
+    wrote (the new vector of the same collection, in place), else None (the name `migrate`
+    would give)."""
+    record = None if config.target else _latest(settings, config, model, target)
+    if record is not None and record.in_place and record.new_vector:
+        return record.vector, record.new_vector, record.target
+    old = schema.vector(config.vector).name
+    return old, old, config.target or (record.target if record else None)
+
+
+def _distance(settings: Settings, source: QdrantStore, target: QdrantStore, model: str
+              ) -> str:
+    """The distance of the first target's vector, which its migration sized its vectors
+    for (truncation renormalises for Cosine and Dot only): queries are sized alike."""
+    first = settings.collections[0]
+    schema = source.describe(first.name)
+    _, new, collection = _names(settings, first, schema, target, model)
+    if first.distance or not collection or not target.exists(collection):
+        return first.distance or schema.vector(first.vector).distance
+    return target.describe(collection).vector(new).distance
+
+
+def _latest(settings: Settings, config: CollectionSettings, model: str,
             target: QdrantStore) -> MigrationRecord | None:
-    """The latest migration of this source to this model into `target` in the state
-    directory."""
+    """The latest migration of this source to `model` into `target` in the state directory."""
     state_dir = Path(settings.migration.state_dir)
     if not (state_dir / "state.db").exists():
         return None
     with State(state_dir) as state:
         done = [m for m in state.all() if m.source == config.name
-                and m.model == embedder.spec.model and m.store in (None, target.identity)]
+                and m.model == model and m.store in (None, target.identity)]
     return done[-1] if done else None
 
 
