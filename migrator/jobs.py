@@ -76,16 +76,27 @@ class Job:
 
 
 def check_existing_target(existing: CollectionSchema, vector: str, dims: int,
-                           distance: str, keep: Sequence[str] = ()) -> None:
+                           distance: str, keep: Sequence[str] = (), *,
+                           distance_given: bool = True) -> None:
     """An existing target fits: its vector of this migration's size and distance, and the
-    source's other vectors (`keep`), which are copied with each point.
+    source's other vectors (`keep`), which are copied with each point. `distance_given`:
+    the distance is the run's `--distance`, not the source's by default.
 
     Raises:
         SchemaMismatch: it does not; nothing was written.
     """
     label = vector_label(vector)
     have = existing.vectors.get(vector)
-    if have is None or have.size != dims or have.distance != distance:
+    if have is not None and have.size == dims and have.distance != distance:
+        # a sync or a resume without the --distance the migration was started with
+        why = "--distance" if distance_given else "the source's, as no --distance was given"
+        raise SchemaMismatch(
+            f"Target collection {existing.name!r} already exists, and its vector {label} is "
+            f"compared by {have.distance} distance; this run's is {distance} ({why}), and "
+            "vectors sized for one are wrong for the other. Give --distance "
+            f"{have.distance.lower()}, as the run that created it did, or another --target. "
+            "Nothing was written.")
+    if have is None or have.size != dims:
         found = f"size {have.size}, {have.distance}" if have else "no such vector"
         raise SchemaMismatch(
             f"Target collection {existing.name!r} already exists, and its vector {label} "

@@ -342,7 +342,8 @@ class _Run:
         keep = [] if inplace else [n for n in schema.vectors if n != vector.name] + (
             schema.sparse_vectors)
         if exists and not inplace:
-            check_existing_target(self.target.describe(name), vector.name, dims, distance, keep)
+            check_existing_target(self.target.describe(name), vector.name, dims, distance, keep,
+                                  distance_given=config.distance is not None)
             claim(self.target, self.state, config, name, record, adopt=self.adopt_target)
         verify = self.settings.verify
         return Job(config, schema, vector.name, text, name, exists, distance, keep, record,

@@ -324,3 +324,31 @@ def test_a_sync_cut_short_by_a_signal_does_not_speak_of_a_swap(
             server.latency = 0.0
     message = str(stopped.value)
     assert "swapped" not in message and "catch up the rest" in message
+
+
+def test_a_sync_without_the_migrations_distance_says_to_give_it(memory_store: QdrantStore,
+                                                                 tmp_path: Path) -> None:
+    """It said to give another --target, "or delete that collection if it is a leftover":
+    the live target of the migration being caught up."""
+    make_collection(memory_store.client, "docs", n=30)
+    with LoopbackServer(dims=1536) as server:
+        settings = config(tmp_path, server.url)
+        settings.provider = ProviderSettings(
+            name="openai-compatible", model="text-embedding-ada-002", base_url=server.url,
+            dimensions=4, dimension_policy="truncate")  # not renormalised under Euclid
+        settings.collections = [CollectionSettings(name="docs", distance="Euclid")]
+        target = migrate(settings, source_store=memory_store).collections[0].target
+        memory_store.client.upsert("docs", points=[qm.PointStruct(
+            id=500, vector=[1.0] * 8, payload={"text": "a brand new point"})])
+        settings.collections = [CollectionSettings(name="docs")]
+        with pytest.raises(SchemaMismatch) as refused:
+            sync(settings, source_store=memory_store)
+        message = str(refused.value)
+        assert "compared by Euclid distance; this run's is Cosine (the source's, as no " in (
+            message)
+        assert "Give --distance euclid" in message and "delete" not in message
+        settings.collections = [CollectionSettings(name="docs", distance="euclid")]
+        sync(settings, source_store=memory_store)
+    (added,) = memory_store.client.retrieve(target, [500], with_vectors=True)
+    stored = np.asarray(added.vector)
+    assert np.allclose(stored, vector_for("a brand new point", 1536)[:4], atol=1e-6)
