@@ -513,3 +513,19 @@ def test_verify_sizes_its_queries_for_the_targets_distance(
         report = verify(again, source_store=memory_store).reports[0]
     by_name = {c.name.split("@")[0]: c for c in report.checks}
     assert by_name["self-retrieval recall"].value == 1.0, by_name["self-retrieval recall"]
+
+
+def test_verify_with_no_migration_to_find_says_what_to_give(memory_store: QdrantStore,
+                                                            tmp_path: Path) -> None:
+    """It said only that 'docs__hash-ngrams-v1-64' does not exist: a name the user never
+    gave, with no word of the state directory it looked in."""
+    make_collection(memory_store.client, "docs", n=20)
+    settings = config(tmp_path)
+    settings.collections = [CollectionSettings(name="docs")]
+    with pytest.raises(CollectionNotFound) as refused:
+        verify(settings, source_store=memory_store)
+    message = str(refused.value)
+    assert ("no migration of it to hashing hash-ngrams-v1 is recorded in "
+            f"{tmp_path / 'state'}") in message
+    assert "'docs__hash-ngrams-v1-64', the collection `migrate` would create" in message
+    assert "Give --target" in message

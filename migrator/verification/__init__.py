@@ -16,7 +16,7 @@ from typing import Any
 from ..blocking import run_blocking
 from ..embedding import Embedder, build_embedder, embedding, model_spec
 from ..embedding.usage import PhaseUsage
-from ..errors import ConfigError
+from ..errors import CollectionNotFound, ConfigError
 from ..jobs import target_name
 from ..sampling import draw_sample
 from ..settings import CollectionSettings, Settings
@@ -120,7 +120,8 @@ async def _verify_one(settings: Settings, config: CollectionSettings, source: Qd
     schema = source.describe(config.name)
     text = TextSource.from_settings(config.text_field, config.text_template)
     old, new, collection = _names(settings, config, schema, target, embedder.spec.model)
-    target_schema = target.describe(collection or _default_target(config, embedder))
+    target_schema = target.describe(collection or _default_target(settings, config, target,
+                                                                  embedder))
     verify = settings.verify
     sample, without_text = draw_sample(source, schema.name, text, verify.sample, verify.seed)
     pair = Pair(source, schema.name, old, target, target_schema.name, new,
@@ -194,7 +195,18 @@ def _unlike_writer(settings: Settings, store: QdrantStore, collection: str, vect
             "quality. Verify with the settings that migration used."]
 
 
-def _default_target(config: CollectionSettings, embedder: Embedder) -> str:
+def _default_target(settings: Settings, config: CollectionSettings, target: QdrantStore,
+                    embedder: Embedder) -> str:
+    """The name `migrate` would give the target, when that collection exists."""
     if not embedder.dims:
         raise ConfigError(f"Cannot tell the target of {config.name!r}: give --target.")
-    return target_name(config.name, embedder.spec, embedder.dims)
+    name = target_name(config.name, embedder.spec, embedder.dims)
+    if not target.exists(name):
+        spec = embedder.spec
+        raise CollectionNotFound(
+            f"Nothing to verify for {config.name!r}: no migration of it to {spec.provider} "
+            f"{spec.model} is recorded in {settings.migration.state_dir}, and {name!r}, the "
+            f"collection `migrate` would create, is not in {target.location}. Give --target, "
+            "or the --state-dir and the --provider, --model and --dimensions of the "
+            "migration to verify.")
+    return name
