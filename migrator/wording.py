@@ -10,8 +10,8 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["closest_key", "counted", "describe_validation", "has", "section_type",
-           "vector_label"]
+__all__ = ["closest_key", "counted", "describe_validation", "has", "section_of",
+           "section_type", "vector_label"]
 
 
 def counted(count: int, noun: str) -> str:
@@ -41,8 +41,10 @@ def describe_validation(exc: ValidationError, *, prefix: str,
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             meant = closest_key(model, error["loc"]) if model is not None else None
-            message = (f"unknown key (did you mean {'.'.join(map(str, meant))!r}?)"
-                       if meant else
+            known = section_of(model, error["loc"]) if model is not None else None
+            message = (f"unknown key (did you mean {'.'.join(map(str, meant))!r}?)" if meant
+                       else f"unknown key; the keys here are {', '.join(known.model_fields)}"
+                       if known else
                        "unknown key; check its spelling against the configuration reference")
         value = error.get("input")
         # our own checks quote the value themselves (a URL with its credentials masked)
@@ -68,10 +70,7 @@ def closest_key(model: type[BaseModel], path: Sequence[str | int]
         return None
     *within, key = path
     sections = [part for part in within if isinstance(part, str)]
-    section: type[BaseModel] | None = model
-    for name in sections:
-        field = section.model_fields.get(name) if section is not None else None
-        section = section_type(field.annotation) if field is not None else None
+    section = section_of(model, path)
     for name, field in model.model_fields.items():
         other = section_type(field.annotation)
         if (other is not None and other is not section and len(sections) == 1
@@ -80,6 +79,16 @@ def closest_key(model: type[BaseModel], path: Sequence[str | int]
     close = difflib.get_close_matches(str(key), list(section.model_fields), n=1
                                       ) if section is not None else []
     return (*within, close[0]) if close else None
+
+
+def section_of(model: type[BaseModel], path: Sequence[str | int]) -> type[BaseModel] | None:
+    """The section of `model` that holds the key at `path` (positions in a list skipped);
+    None when a part of the path is no section."""
+    section: type[BaseModel] | None = model
+    for name in [part for part in path[:-1] if isinstance(part, str)]:
+        field = section.model_fields.get(name) if section is not None else None
+        section = section_type(field.annotation) if field is not None else None
+    return section
 
 
 def section_type(annotation: Any) -> type[BaseModel] | None:

@@ -87,7 +87,9 @@ def test_an_env_list_or_table_that_is_not_json_names_the_variable(
         ("collections:\n  - name: docs\n    alais: x\n",
          r"collections.0.alais: unknown key \(did you mean 'collections.0.alias'\?\)"),
         ("provider:\n  text_field: x\n",  # under each collection: not one key to name
-         "provider.text_field: unknown key; check its spelling"),
+         "provider.text_field: unknown key; the keys here are name, model, dimensions, "),
+        ("verify:\n  treshold: 0.9\n", "verify.treshold: unknown key; the keys here are "
+                                        "enabled, sample, seed, k, min_self_recall, "),
         ("provider:\n  dimensions: lots\n", "provider.dimensions: Input should be a valid "
                                             "integer.*got 'lots'"),
         ("provider:\n  name: acme\n", "provider.name: unknown provider 'acme'; choose one "
