@@ -35,11 +35,13 @@ from .settings import (
 from .store import QdrantStore, open_store
 
 __all__ = ["ALIAS", "choose_new_model", "corpus_path", "demo", "DemoResult", "DemoSearch",
-    "FALLBACK_MODEL", "LOCAL_MODEL", "MARKER", "OLD_COLLECTION", "OLD_MODEL", "QUERIES"]
+    "FALLBACK_MODEL", "LOCAL_MODEL", "MARKER", "OLD_COLLECTION", "OLD_MODEL", "QUERIES",
+    "STATE_DIR", "STORE_DIR"]
 
 ALIAS = "articles"
 OLD_COLLECTION = "articles_v1"
 MARKER = ".migrator-demo"
+STORE_DIR, STATE_DIR = "qdrant", ".migrator"  # in the demo's directory: what a run replaces
 QUERIES = (
     "why is the sea salty",
     "how do I stop bread dough from collapsing",
@@ -103,8 +105,8 @@ def demo(directory: Path | str = "migrator-demo", *, prefer_local: bool = True,
     root = _fresh_directory(Path(directory))
     new_model, note = choose_new_model(prefer_local)
     base = Settings(
-        source=StoreSettings(path=root / "qdrant"),
-        migration=MigrationSettings(state_dir=root / ".migrator", missing_text="fail"),
+        source=StoreSettings(path=root / STORE_DIR),
+        migration=MigrationSettings(state_dir=root / STATE_DIR, missing_text="fail"),
     )
     store = open_store(base.source, create=True)
     try:
@@ -131,13 +133,15 @@ def _fresh_directory(root: Path) -> Path:
         if not root.is_dir() or not (root / MARKER).exists() and any(root.iterdir()):
             raise ConfigError(f"{root} exists and was not made by `migrator demo`; give another "
                               "--dir.")
-        shutil.rmtree(root)
+        for made in (STORE_DIR, STATE_DIR):  # what an earlier demo made; nothing else
+            shutil.rmtree(root / made, ignore_errors=True)
     try:
-        root.mkdir(parents=True)
+        root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"Cannot make the demo's directory {root} ({exc.strerror or exc}); "
                           "give --dir a directory where you can write.") from exc
-    (root / MARKER).write_text("made by `migrator demo`; deleted on the next run\n")
+    (root / MARKER).write_text(f"made by `migrator demo`: its next run replaces {STORE_DIR}/ "
+                               f"and {STATE_DIR}/ here\n")
     return root
 
 

@@ -343,8 +343,14 @@ def test_demo_offline_with_hashing(tmp_path: Path) -> None:
     assert data["migration"]["collections"][0]["target_count"] == 320
     assert data["migration"]["collections"][0]["swapped"] is True
     assert len(data["searches"]) == 3
-    # a second run replaces its own directory
+    # a second run replaces what the first made, and nothing else: it deleted the whole
+    # directory, with the notes and configs a user had put beside the demo's store
+    (tmp_path / "demo" / "my-config.yaml").write_text("mine")
     assert run("demo", "--dir", str(tmp_path / "demo"), "--hashing-only").exit_code == 0
+    assert (tmp_path / "demo" / "my-config.yaml").read_text() == "mine"
+    assert json.loads(run("status", "--qdrant-path", str(tmp_path / "demo" / "qdrant"),
+                          "--state-dir", str(tmp_path / "demo" / ".migrator"), "--json"
+                          ).stdout)["migrations"][0]["phase"] == "swapped"  # one run, anew
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     refused = run("demo", "--dir", str(tmp_path / "other"))
