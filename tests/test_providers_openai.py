@@ -241,6 +241,24 @@ def test_errors_are_not_retried_and_name_provider_model_and_message(
     assert len(app.requests) == 1
 
 
+@pytest.mark.parametrize(("settings", "echoed"), [
+    ({}, f"invalid token 'Bearer {KEY}'"),  # a proxy that echoes the header it refused
+    ({}, f"no such key {KEY}"),
+    ({"name": "azure", "base_url": "https://x.openai.azure.com", "deployment": "d"},
+     f"Access denied: key {KEY} is not valid for this resource"),
+    ({"headers": {"X-Gateway-Token": "gw-secret-value-42"}}, "gateway token "
+     "gw-secret-value-42 expired"),
+])
+def test_a_provider_echoing_a_credential_does_not_get_it_printed(
+        settings: dict[str, Any], echoed: str) -> None:
+    app = App(httpx.Response(401, json={"error": {"message": echoed}}))
+    with pytest.raises(ProviderAuthError) as caught:
+        embed(embedder(app, **settings), ["x"])
+    message = str(caught.value)
+    assert KEY not in message and "gw-secret-value-42" not in message
+    assert "***" in message and "HTTP 401" in message
+
+
 def test_429_and_5xx_are_retried_honouring_retry_after() -> None:
     app = App(
         httpx.Response(429, headers={"retry-after-ms": "250"},

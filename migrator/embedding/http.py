@@ -278,12 +278,31 @@ def tls_context() -> ssl.SSLContext:
 
 
 def error_message(response: httpx.Response) -> str:
-    """The provider's own error message, whatever envelope it uses, cut at 200 chars."""
+    """The provider's own error message, whatever envelope it uses, cut at 200 chars, with
+    the credentials its request carried masked: a server or a proxy may echo the header it
+    refused ("invalid token 'Bearer sk-...'"), and the message is printed."""
     try:
         body = response.json()
     except ValueError:
         body = None
-    return extract_message(body) or response.text[:200] or response.reason_phrase
+    message = extract_message(body) or response.text[:200] or response.reason_phrase
+    try:
+        sent = response.request.headers
+    except RuntimeError:  # a response made without a request
+        return message
+    for name, value in sent.items():
+        if name.lower() in _NOT_SECRET:
+            continue
+        for secret in sorted({value, value.partition(" ")[2]}, key=len, reverse=True):
+            if len(secret) >= 8:
+                message = message.replace(secret, "***")
+    return message
+
+
+# request headers that carry no credential: whatever else a request sent (Authorization,
+# api-key, x-goog-api-key, a header of provider.headers) is masked in an error message
+_NOT_SECRET = frozenset({"accept", "accept-encoding", "connection", "content-length",
+                         "content-type", "host", "user-agent"})
 
 
 def extract_message(body: Any) -> str | None:
