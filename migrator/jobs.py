@@ -94,7 +94,7 @@ def check_existing_target(existing: CollectionSchema, vector: str, dims: int,
             f"Target collection {existing.name!r} already exists, and its vector {label} is "
             f"compared by {have.distance} distance; this run's is {distance} ({why}), and "
             "vectors sized for one are wrong for the other. Give --distance "
-            f"{have.distance.lower()}, as the run that created it did, or another --target. "
+            f"{have.distance.lower()} (the distance it was made with), or another --target. "
             "Nothing was written.")
     if have is None or have.size != dims:
         found = f"size {have.size}, {have.distance}" if have else "no such vector"

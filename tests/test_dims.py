@@ -190,8 +190,10 @@ def test_existing_target_with_another_distance_is_refused(memory_store: QdrantSt
     config.collections[0].target = "docs_new"
     migrate(config, source_store=memory_store)
     config.collections[0].distance = "Dot"
-    with pytest.raises(SchemaMismatch, match="'docs_new'.*vector \\(unnamed\\) \\(size 8, Cosine\\)"
-                                             ".*\\(size 8, Dot\\)"):
+    with pytest.raises(SchemaMismatch, match="'docs_new'.*vector \\(unnamed\\) is compared by "
+                                             "Cosine distance; this run's is Dot \\(--distance\\)"
+                                             ".*Give --distance cosine \\(the distance it was "
+                                             "made with\\), or another --target"):
         migrate(config, source_store=memory_store)
 
 
