@@ -7,7 +7,6 @@ environment themselves; the only environment reads are here, in `load_settings`.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import os
 import re
@@ -29,11 +28,10 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
-    TomlConfigSettingsSource,
-    YamlConfigSettingsSource,
 )
 
 from .catalog import REGISTRY
+from .config_files import file_source
 from .errors import ConfigError
 from .naming import check_env_name, check_new_name, check_url, env_variable, redact_url
 from .texts import BLANK_TEXT
@@ -332,7 +330,7 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = _CONFIG_FILE.get()
         if config_file is not None:
-            sources.append(_file_source(settings_cls, config_file))
+            sources.append(file_source(settings_cls, config_file))
         return tuple(sources)
 
     @property
@@ -343,27 +341,6 @@ class Settings(BaseSettings):
 _CONFIG_FILE: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "migrator_config_file", default=None
 )
-
-
-def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
-    suffix = path.suffix.lower()
-    if suffix in {".yaml", ".yml"}:
-        _refuse_non_mapping(path)
-        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
-    if suffix == ".toml":
-        return TomlConfigSettingsSource(settings_cls, toml_file=path)
-    raise ConfigError(f"Config file {path} must end in .yaml, .yml or .toml.")
-
-
-def _refuse_non_mapping(path: Path) -> None:
-    """A YAML file of a list or a bare value is no configuration (TOML is always a table)."""
-    with contextlib.suppress(OSError, UnicodeDecodeError, yaml.YAMLError):  # reported later
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if data is not None and not isinstance(data, dict):
-            kind = "a list" if isinstance(data, list) else "a single value"
-            raise ConfigError(f"Config file {path} holds {kind}, not a mapping of sections "
-                              "(provider:, collections:, ...): see the README's configuration "
-                              "reference.")
 
 
 def load_settings(

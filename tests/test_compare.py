@@ -257,6 +257,8 @@ def test_a_dimensions_list_is_one_candidate_per_size(tmp_path: Path) -> None:
     ("candidates:\n  - {provider: hashing, model: hash-words-v1}\n"
      "  - {provider: hashing, model: hash-words-v1}\n", "Two candidates are named"),
     ("other: 1\n", "unknown key"),
+    ("candidates:\n  - {provider: openai, model: text-embedding-3-small, api_key: sk-x12345}\n",
+     r"holds an API key \(candidates.0.api_key; its value is not shown\)"),
 ])
 def test_bad_candidates_files_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "c.yaml"

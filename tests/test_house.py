@@ -185,7 +185,8 @@ LAYERS = [
     ["migrator.embedding", "migrator.store", "migrator.state", "migrator.vector_cache",
      "migrator.records", "migrator.batch_ledger"],
     ["migrator.databases"],
-    ["migrator.errors", "migrator.settings", "migrator.naming", "migrator.locks",
+    ["migrator.errors", "migrator.settings", "migrator.config_files", "migrator.naming",
+     "migrator.locks",
      "migrator.blocking", "migrator.catalog", "migrator.texts", "migrator.metrics",
      "migrator.interrupts", "migrator.wording"],
 ]

@@ -276,3 +276,26 @@ def test_collections_in_a_file_may_be_written_as_on_the_command_line(tmp_path: P
 def test_a_file_that_is_no_mapping_says_so(tmp_path: Path, text: str, kind: str) -> None:
     with pytest.raises(ConfigError, match=f"holds {kind}, not a mapping of sections"):
         load_settings(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(("name", "text", "where"), [
+    ("c.yaml", "provider:\n  name: openai\n  model: m\n  api_key: sk-in-a-file-0123\n",
+     "provider.api_key"),
+    ("c.toml", '[source]\nurl = "http://q:6333"\napi_key = "sk-in-a-file-0123"\n',
+     "source.api_key"),
+    ("c.yaml", "provider:\n  name: openai\n  model: m\n  fallbacks:\n    - name: azure\n"
+               "      model: m\n      api_key: sk-in-a-file-0123\n",
+     "provider.fallbacks.0.api_key"),
+])
+def test_a_key_written_in_a_file_is_refused_unshown(tmp_path: Path, name: str, text: str,
+                                                    where: str) -> None:
+    """The README says keys are read only from environment variables; a file's key was
+    taken, on its way to version control."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(path)
+    message = str(refused.value)
+    assert f"{path} holds an API key ({where}; its value is not shown)" in message
+    assert f"name that variable with {where}_env" in message
+    assert "sk-in-a-file-0123" not in message

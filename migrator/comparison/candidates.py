@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from ..config_files import refuse_api_keys
 from ..errors import ConfigError
 from ..settings import ProviderSettings, fill_api_key
 from ..wording import describe_validation
@@ -58,6 +59,7 @@ def load_candidates(path: Path, *, environ: dict[str, str] | None = None) -> lis
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"Could not read the candidates file {path}: {exc}") from exc
+    refuse_api_keys(path, data)
     reference = None
     if isinstance(data, dict):
         unknown = set(data) - {"candidates", "reference"}
