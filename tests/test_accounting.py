@@ -270,6 +270,30 @@ def test_status_shows_the_current_row_and_the_history_apart(tmp_path: Path) -> N
     assert "  served (16)  swapped  " in text  # the model, which a --target name need not say
 
 
+def test_status_says_why_a_caught_up_collection_of_a_failed_run_waits(tmp_path: Path) -> None:
+    """A collection caught up in a run that failed on another one stayed at `catching_up`
+    with no word of why: as if it were still running, or stuck."""
+    store = tmp_path / "q"
+    client = QdrantClient(path=str(store))
+    make_collection(client, "good", n=20)
+    make_collection(client, "bad", n=20, payload=lambda i, t: {"text": t} if i % 3 else {})
+    client.close()
+    args = ["--qdrant-path", str(store), "--state-dir", str(tmp_path / "state"),
+            "--provider", "hashing", "--model", "hash-words-v1", "--collection", "good",
+            "--collection", "bad"]
+    assert cli("migrate", *args).exit_code == 1
+    rows = {m["source"]: m for m in json.loads(
+        cli("status", *args[:4], "--json").stdout)["migrations"]}
+    assert rows["bad"]["phase"] == "failed" and "no text" in rows["bad"]["error"]
+    assert rows["good"]["phase"] == "catching_up"
+    assert rows["good"]["error"] == ("not verified: 'bad' failed in the same run; run it "
+                                     "again once that is fixed")
+    assert cli("migrate", *args, "--missing-text", "skip").exit_code == 0
+    rows = {m["source"]: m for m in json.loads(
+        cli("status", *args[:4], "--json").stdout)["migrations"]}
+    assert rows["good"]["phase"] == "complete" and rows["good"]["error"] is None
+
+
 def test_max_cost_needs_a_price(tmp_path: Path) -> None:
     store = tmp_path / "q"
     priced_collection(store)
