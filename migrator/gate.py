@@ -14,7 +14,7 @@ from .store import QdrantStore
 from .verification import check_target
 from .verification.checks import Pair, VerificationReport
 
-__all__ = ["gate", "verify_job"]
+__all__ = ["gate", "hold_back", "verify_job"]
 
 
 async def verify_job(job: Job, result: CollectionResult, settings: Settings,
@@ -42,9 +42,23 @@ def gate(jobs: list[Job], results: list[CollectionResult], state: State, *,
     for job, result in failed:
         summary = result.verification.summary() if result.verification else ""
         state.update(job.record.id, phase=Phase.FAILED, error=f"verification failed: {summary}")
+    hold_back(state, [job for job in jobs if all(job is not f for f, _ in failed)],
+              [job.config.name for job, _ in failed], "not swapped")
     message = " ".join(f"Verification of {r.target!r} failed: {r.verification.summary()}."
                        for _, r in failed if r.verification is not None)
     raise VerificationFailed(
         f"{message} No alias was moved. Inspect with `migrator verify`, or move the alias "
         "anyway with --force (recorded as forced).",
         report=[r.verification.to_dict() for _, r in failed if r.verification])
+
+
+def hold_back(state: State, waiting: list[Job], failed: list[str], step: str) -> None:
+    """Note on each of `waiting` why the run stopped before its next `step` (`not
+    verified`, `not swapped`): `failed`, collections of the same run; nothing moves while
+    one fails."""
+    if not failed:
+        return
+    names = ", ".join(repr(name) for name in failed)
+    for job in waiting:
+        state.update(job.record.id, error=f"{step}: {names} failed in the same run; run it "
+                                          "again once that is fixed")

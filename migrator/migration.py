@@ -15,7 +15,7 @@ from .blocking import run_blocking
 from .catchup import changes_source
 from .embedding import Embedder, embedding
 from .errors import ConfigError, DataError, MigratorError, ProviderError, StoreError
-from .gate import gate, verify_job
+from .gate import gate, hold_back, verify_job
 from .inplace import (
     InPlaceCatchUp,
     in_place,
@@ -215,13 +215,12 @@ class _Run:
         results = [await self._migrate_one(job, dims) for job in jobs]
         problems = [problem_of(job, result, self.settings)
                     for job, result in zip(jobs, results, strict=True)]
-        failed = [repr(job.config.name) for job, p in zip(jobs, problems, strict=True) if p]
         for job, problem in zip(jobs, problems, strict=True):
             if problem is not None:
                 self.state.update(job.record.id, phase=Phase.FAILED, error=str(problem))
-            elif failed:  # caught up, but nothing is verified or swapped while one fails
-                self.state.update(job.record.id, error=f"not verified: {', '.join(failed)} "
-                                  "failed in the same run; run it again once that is fixed")
+        hold_back(self.state, [job for job, p in zip(jobs, problems, strict=True) if not p],
+                  [job.config.name for job, p in zip(jobs, problems, strict=True) if p],
+                  "not verified")
         raise_problems([p for p in problems if p is not None])
         if self.settings.verify.enabled:
             for job, result in zip(jobs, results, strict=True):

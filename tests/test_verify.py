@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -529,3 +530,33 @@ def test_verify_with_no_migration_to_find_says_what_to_give(memory_store: Qdrant
             f"{tmp_path / 'state'}") in message
     assert "'docs__hash-ngrams-v1-64', the collection `migrate` would create" in message
     assert "Give --target" in message
+
+
+def test_a_collection_that_passed_says_why_its_alias_did_not_move(
+        memory_store: QdrantStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One collection failing the gate holds every alias of the run; the one that passed
+    stayed at `verifying` with no word of why."""
+    import migrator.gate
+
+    real = migrator.gate.check_target
+
+    async def fails_for_same(pair: Any, *args: Any, **kwargs: Any) -> Any:
+        report = await real(pair, *args, **kwargs)
+        if pair.source == "same":  # as if its vectors were shuffled
+            report.checks[1].value = 0.1
+        return report
+
+    monkeypatch.setattr(migrator.gate, "check_target", fails_for_same)
+    make_collection(memory_store.client, "docs", n=40)
+    make_collection(memory_store.client, "same", n=40)
+    settings = config(tmp_path)
+    settings.collections = [CollectionSettings(name="docs", alias="docs_live"),
+                            CollectionSettings(name="same", alias="same_live")]
+    with pytest.raises(VerificationFailed):
+        migrate(settings, source_store=memory_store)
+    rows = {m.source: m for m in status(settings, store=memory_store).migrations}
+    assert rows["same"].phase == "failed"
+    assert rows["docs"].phase == "verifying" and rows["docs"].verification["passed"]
+    assert rows["docs"].error == ("not swapped: 'same' failed in the same run; run it again "
+                                  "once that is fixed")
+    assert memory_store.aliases() == {}
