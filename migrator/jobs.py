@@ -18,8 +18,8 @@ from .texts import TextSource
 from .wording import vector_label
 
 __all__ = ["Job", "check_aliases", "check_default_target", "check_existing_target",
-           "missing_target", "model_slug", "refuse_multivector", "refuse_source_as_target",
-           "target_name"]
+           "missing_target", "model_slug", "refuse_empty", "refuse_multivector",
+           "refuse_source_as_target", "target_name"]
 
 LONGEST_NAME = 255  # characters in a collection's name (Qdrant)
 
@@ -45,6 +45,18 @@ def check_default_target(source: str, spec: ModelSpec, dims: int | None) -> None
             f"The default target name of {source!r}, '<source>__{model_slug(spec)}-<size>', "
             f"would be {len(longest)} characters, over the {LONGEST_NAME} Qdrant allows. Name "
             "the target with --target (or `target` in the collection's settings).")
+
+
+def refuse_empty(source: QdrantStore, schema: CollectionSchema, verify: bool) -> None:
+    """Raises ConfigError for a source collection without points when verification is on:
+    there would be nothing to check before an alias moves."""
+    if verify and not schema.points_count and not source.count(
+            schema.name):  # exactly counted only when the collection's info says 0
+        raise ConfigError(
+            f"Collection {schema.name!r} has no points: there is nothing to re-embed, and "
+            "nothing for verification to check before an alias moves. Migrate it once it "
+            "has points, or with --no-verify to create the new collection empty. Nothing "
+            "was created.")
 
 
 def model_slug(spec: ModelSpec) -> str:

@@ -15,7 +15,7 @@ from .embedding.sizing import DimsDecision, decide
 from .embedding.tokens import estimate_tokens
 from .errors import ConfigError, StateError
 from .inplace import in_place, name_old_vectors, new_vector_name, refuse_rewriting
-from .jobs import check_default_target, model_slug, target_name
+from .jobs import check_default_target, model_slug, refuse_empty, target_name
 from .naming import env_variable
 from .settings import CollectionSettings, Settings
 from .state import MigrationRecord, State
@@ -263,6 +263,7 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     plan.warnings = _collection_warnings(plan, settings, target, spec)
     plan.warnings += text.unfilled_warnings(config.name, [p.payload for p in page.points])
     try:
+        refuse_empty(source, schema, settings.verify.enabled)
         if new_vector is not None:
             refuse_rewriting(config, schema, vector.name, records, new_vector)
         elif config.target is None:

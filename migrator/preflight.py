@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from .embedding import Embedder
 from .embedding.usage import Budget
-from .errors import ConfigError
 from .inplace import in_place, new_vector_name, refuse_rewriting
-from .jobs import check_default_target
+from .jobs import check_default_target, refuse_empty
 from .planning import local_mode_warning
 from .settings import Settings
 from .spending import refuse_over_budget
@@ -32,13 +31,7 @@ def refuse_before_paying(settings: Settings, source: QdrantStore, target: Qdrant
     collections = settings.collections
     for config, schema in zip(collections, schemas, strict=True):
         schema.vector(config.vector)
-        if settings.verify.enabled and not schema.points_count and not source.count(
-                schema.name):  # exactly counted only when the collection's info says 0
-            raise ConfigError(
-                f"Collection {schema.name!r} has no points: there is nothing to re-embed, and "
-                "nothing for verification to check before an alias moves. Migrate it once it "
-                "has points, or with --no-verify to create the new collection empty. Nothing "
-                "was created.")
+        refuse_empty(source, schema, settings.verify.enabled)
         if config.target is None and not in_place(config, settings):
             check_default_target(config.name, embedder.spec, embedder.dims)
         if in_place(config, settings) and (config.new_vector or embedder.dims):

@@ -104,6 +104,10 @@ def test_an_empty_collection_is_refused_unless_verification_is_off(tmp_path: Pat
     client.close()
     args = ["migrate", "--qdrant-path", str(store), "--state-dir", str(tmp_path / "s"),
             "--collection", "empty", "--alias", "live"]
+    planned = run("plan", *args[1:])  # plan said nothing of it
+    assert planned.exit_code == 0
+    assert "migrate will refuse to start: Collection 'empty' has no points" in planned.stdout
+    assert "refuse" not in run("plan", *args[1:], "--no-verify").stdout
     refused = run(*args)
     assert refused.exit_code == 2 and "Collection 'empty' has no points" in refused.stderr
     client = QdrantClient(path=str(store))
