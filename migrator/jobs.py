@@ -18,7 +18,8 @@ from .texts import TextSource
 from .wording import vector_label
 
 __all__ = ["Job", "check_aliases", "check_default_target", "check_existing_target",
-           "missing_target", "model_slug", "refuse_empty", "refuse_multivector",
+           "missing_target", "model_slug", "refuse_alias_target", "refuse_empty",
+           "refuse_multivector",
            "refuse_source_as_target", "target_name"]
 
 LONGEST_NAME = 255  # characters in a collection's name (Qdrant)
@@ -45,6 +46,15 @@ def check_default_target(source: str, spec: ModelSpec, dims: int | None) -> None
             f"The default target name of {source!r}, '<source>__{model_slug(spec)}-<size>', "
             f"would be {len(longest)} characters, over the {LONGEST_NAME} Qdrant allows. Name "
             "the target with --target (or `target` in the collection's settings).")
+
+
+def refuse_alias_target(target: QdrantStore, source: str, name: str) -> None:
+    """Raises ConfigError when the target `name` of `source` is an alias in `target`."""
+    if name in target.aliases():
+        raise ConfigError(
+            f"The target {name!r} of {source!r} is an alias, not a collection: writing to it "
+            "would write into the collection it serves. Give a new collection name with "
+            "--target.")
 
 
 def refuse_empty(source: QdrantStore, schema: CollectionSchema, verify: bool) -> None:

@@ -32,6 +32,7 @@ from .jobs import (
     check_aliases,
     check_existing_target,
     missing_target,
+    refuse_alias_target,
     refuse_multivector,
     refuse_source_as_target,
     target_name,
@@ -328,11 +329,7 @@ class _Run:
             refuse_source_as_target(config.name, schema.name, self.state.directory)
         refuse_multivector(vector, schema.name)
         distance = config.distance or vector.distance
-        if name in self.target.aliases():
-            raise ConfigError(
-                f"The target {name!r} of {config.name!r} is an alias, not a collection: "
-                "writing to it would write into the collection it serves. Give a new "
-                "collection name with --target.")
+        refuse_alias_target(self.target, config.name, name)
         if record is None:
             record = MigrationRecord(
                 id=identity, source=config.name, source_collection=schema.name, target=name,

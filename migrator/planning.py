@@ -15,7 +15,13 @@ from .embedding.sizing import DimsDecision, decide
 from .embedding.tokens import estimate_tokens
 from .errors import ConfigError, StateError
 from .inplace import in_place, name_old_vectors, new_vector_name, refuse_rewriting
-from .jobs import check_default_target, model_slug, refuse_empty, target_name
+from .jobs import (
+    check_default_target,
+    model_slug,
+    refuse_alias_target,
+    refuse_empty,
+    target_name,
+)
 from .naming import env_variable
 from .settings import CollectionSettings, Settings
 from .state import MigrationRecord, State
@@ -264,6 +270,8 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     plan.warnings += text.unfilled_warnings(config.name, [p.payload for p in page.points])
     try:
         refuse_empty(source, schema, settings.verify.enabled)
+        if new_vector is None:
+            refuse_alias_target(target, config.name, name)
         if new_vector is not None:
             refuse_rewriting(config, schema, vector.name, records, new_vector)
         elif config.target is None:
@@ -318,8 +326,10 @@ def _collection_warnings(plan: CollectionPlan, settings: Settings, target: Qdran
                         f"{plan.new_vector!r}, which no migration recorded here added; migrate "
                         "will refuse it (give another --new-vector).")
     elif plan.target_exists and plan.recorded is None:
-        warnings.append(f"Target {plan.target!r} already exists; migrate will write into it "
-                        "if its vector fits, and refuse otherwise.")
+        warnings.append(f"Target {plan.target!r} already exists and no migration recorded here "
+                        "created it: migrate writes into it only when its own metadata names "
+                        "this migration (a state directory lost), or with --adopt-target (the "
+                        "catch-up then deletes every point the source lacks); else it refuses.")
     if plan.alias and plan.alias in target.collection_names():
         warnings.append(f"Alias {plan.alias!r} is an existing collection's name; migrate will "
                         "refuse it.")

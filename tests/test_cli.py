@@ -285,7 +285,7 @@ def test_plan_says_where_a_recorded_run_of_the_migration_got(store_path: Path,
     finished = run("plan", *args).stdout
     assert ("is swapped, 40 of 40 points written; migrate would catch up only what changed "
             "since") in finished
-    assert "already exists; migrate will write into it" not in finished
+    assert "already exists and no migration recorded here created it" not in finished
     with State(tmp_path / "state") as state:
         (record,) = state.all()
         state.update(record.id, phase=Phase.BACKFILLING, finished=False,
@@ -301,6 +301,25 @@ def test_plan_says_where_a_recorded_run_of_the_migration_got(store_path: Path,
     unread = run("plan", *args)
     assert unread.exit_code == 0 and "warning: Earlier runs are not shown: The state file" in (
         unread.stdout)
+
+
+def test_plan_warns_of_the_targets_migrate_refuses(store_path: Path, tmp_path: Path) -> None:
+    """A target that is an alias went unmentioned; a collection of someone else's read as one
+    migrate "will write into if its vector fits" (it refuses it without --adopt-target)."""
+    args = [*base(store_path, tmp_path), "--collection", "docs"]
+    assert run("migrate", *args, "--target", "mine", "--alias", "live").exit_code == 0
+    client = QdrantClient(path=str(store_path))
+    client.create_collection("theirs", vectors_config=qm.VectorParams(
+        size=48, distance=qm.Distance.COSINE))
+    client.close()
+    onto_alias = run("plan", *args, "--target", "live").stdout
+    assert ("migrate will refuse to start: The target 'live' of 'docs' is an alias, not a "
+            "collection") in onto_alias
+    theirs = run("plan", *args, "--target", "theirs").stdout
+    assert "Target 'theirs' already exists and no migration recorded here created it" in theirs
+    assert "or with --adopt-target" in theirs
+    refused = run("migrate", *args, "--target", "theirs")
+    assert refused.exit_code == 2 and "--adopt-target" in refused.stderr
 
 
 def test_ingest_then_migrate(tmp_path: Path) -> None:
