@@ -64,13 +64,14 @@ def new_vector_name(config: CollectionSettings, spec: ModelSpec, dims: int) -> s
 
 
 def check(config: CollectionSettings, settings: Settings, store: QdrantStore, *,
-          schema: CollectionSchema, reads: str, state: State, spec: ModelSpec,
-          dims: int) -> bool:
-    """Whether `config` migrates in place (reading vector `reads` of `schema`, with `spec`
-    at `dims`); if so, what that cannot do is refused before anything is written."""
+          schema: CollectionSchema, reads: str, writes: str,
+          records: list[MigrationRecord]) -> bool:
+    """Whether `config` migrates in place (reading vector `reads` of `schema` and writing
+    `writes`; `records`, the migrations of the state directory); if so, what that cannot do
+    is refused before anything is written."""
     if not in_place(config, settings):
         return False
-    refuse_rewriting(config, schema, reads, state.all(), new_vector_name(config, spec, dims))
+    refuse_rewriting(config, schema, reads, records, writes)
     if config.alias:
         raise ConfigError(
             f"{config.name!r} migrates in place: no alias moves (the application switches "

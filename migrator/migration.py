@@ -324,7 +324,8 @@ class _Run:
             schema = self.source.describe(record.source_collection)
             vector = schema.vector(config.vector)
         inplace = check_in_place(config, self.settings, self.target, schema=schema,
-                                 reads=vector.name, state=self.state, spec=spec, dims=dims)
+                                 reads=vector.name, writes=new_vector_name(config, spec, dims),
+                                 records=self.state.all())
         if name == schema.name and not inplace:
             refuse_source_as_target(config.name, schema.name, self.state.directory)
         refuse_multivector(vector, schema.name)

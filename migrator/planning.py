@@ -14,12 +14,15 @@ from .embedding import model_spec
 from .embedding.sizing import DimsDecision, decide
 from .embedding.tokens import estimate_tokens
 from .errors import ConfigError, StateError
-from .inplace import in_place, name_old_vectors, new_vector_name, refuse_rewriting
+from .inplace import check as check_in_place
+from .inplace import in_place, name_old_vectors, new_vector_name
 from .jobs import (
     check_default_target,
     model_slug,
     refuse_alias_target,
     refuse_empty,
+    refuse_multivector,
+    refuse_source_as_target,
     target_name,
 )
 from .naming import env_variable
@@ -268,14 +271,19 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     plan.recorded = recorded
     plan.warnings = _collection_warnings(plan, settings, target, spec)
     plan.warnings += text.unfilled_warnings(config.name, [p.payload for p in page.points])
-    try:
+    try:  # what migrate refuses before it writes, as it checks it
         refuse_empty(source, schema, settings.verify.enabled)
-        if new_vector is None:
-            refuse_alias_target(target, config.name, name)
+        refuse_multivector(vector, schema.name)
         if new_vector is not None:
-            refuse_rewriting(config, schema, vector.name, records, new_vector)
-        elif config.target is None:
-            check_default_target(config.name, spec, dims)
+            check_in_place(config, settings, target, schema=schema, reads=vector.name,
+                           writes=new_vector, records=records)
+        else:
+            if name == schema.name:
+                refuse_source_as_target(config.name, schema.name,
+                                        Path(settings.migration.state_dir))
+            refuse_alias_target(target, config.name, name)
+            if config.target is None:
+                check_default_target(config.name, spec, dims)
     except ConfigError as exc:
         plan.warnings.append(f"migrate will refuse to start: {exc}")
     return plan
@@ -325,7 +333,7 @@ def _collection_warnings(plan: CollectionPlan, settings: Settings, target: Qdran
         warnings.append(f"Collection {plan.target!r} already has a vector named "
                         f"{plan.new_vector!r}, which no migration recorded here added; migrate "
                         "will refuse it (give another --new-vector).")
-    elif plan.target_exists and plan.recorded is None:
+    elif plan.target_exists and plan.recorded is None and plan.target != plan.schema.name:
         warnings.append(f"Target {plan.target!r} already exists and no migration recorded here "
                         "created it: migrate writes into it only when its own metadata names "
                         "this migration (a state directory lost), or with --adopt-target (the "

@@ -11,7 +11,7 @@ from typing import Any
 
 from .catalog import ModelSpec
 from .errors import ConfigError, MigratorError
-from .wording import counted, vector_label
+from .wording import counted, has, vector_label
 
 __all__ = ["alias_move", "batch_lines", "bill", "cache", "demo", "dims_line", "duration",
     "ingest", "migration", "models", "money", "plan", "save", "status", "sync", "sync_counts",
@@ -157,8 +157,8 @@ def migration(result: Any) -> str:
         lines += batch_lines(result.batch)
     for c in result.collections:
         if c.resumed:
-            lines.append(f"{c.source!r} resumed: {c.resumed_written:,} points were already "
-                         "written by an earlier run.")
+            lines.append(f"{c.source!r} resumed: {counted(c.resumed_written, 'point')} "
+                         f"{has(c.resumed_written, 'was', 'were')} written by an earlier run.")
         if c.write_mode is not None:
             lines.append(f"Backfill writes of {c.source!r}: {c.write_mode} "
                          f"({WRITE_MODES.get(c.write_mode, 'as recorded')}).")
@@ -248,7 +248,7 @@ def plan(result: Any) -> str:
         vector = s.vectors[c.vector]
         lines += [
             f"Source {c.source!r}" + (f" (collection {s.name!r})" if s.name != c.source else "")
-            + f": {s.points_count:,} points",
+            + f": {counted(s.points_count, 'point')}",
             f"  vector {c.vector or '(unnamed)'}: {vector.size} dims, {vector.distance}; "
             f"other vectors: {', '.join(n for n in s.vectors if n != c.vector) or 'none'}; "
             f"sparse: {', '.join(s.sparse_vectors) or 'none'}",

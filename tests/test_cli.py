@@ -630,3 +630,32 @@ def test_a_swap_to_where_the_alias_points_says_nothing_changed(
     assert run("swap", "live", "docs", *where).exit_code == 0
     again = run("swap", "live", "docs", *where)
     assert again.stdout == "Alias 'live' points to 'docs' already; nothing was changed.\n"
+
+
+def test_plan_warns_of_what_migrate_refuses_in_the_source(tmp_path: Path) -> None:
+    """A multivector source, the source named as its own target, an alias on an in-place
+    migration: migrate refused each, plan said nothing of them."""
+    store = tmp_path / "q"
+    client = QdrantClient(path=str(store))
+    make_collection(client, "docs", n=10)
+    client.create_collection("colbert", vectors_config=qm.VectorParams(
+        size=4, distance=qm.Distance.COSINE, multivector_config=qm.MultiVectorConfig(
+            comparator=qm.MultiVectorComparator.MAX_SIM)))
+    client.upsert("colbert", [qm.PointStruct(id=1, vector=[[1.0, 0, 0, 0], [0, 1.0, 0, 0]],
+                                             payload={"text": "late interaction"})])
+    client.close()
+    args = ["--qdrant-path", str(store), "--state-dir", str(tmp_path / "state"),
+            "--provider", "hashing", "--model", "hash-words-v1"]
+    cases = [
+        (["--collection", "colbert"], "is a multivector; migrator re-embeds single dense"),
+        (["--collection", "docs", "--target", "docs"],
+         "The target of 'docs' is the source collection 'docs' itself"),
+        (["--collection", "docs,alias=live", "--strategy", "in-place"],
+         "'docs' migrates in place: no alias moves"),
+    ]
+    for flags, message in cases:
+        planned = run("plan", *args, *flags)
+        assert planned.exit_code == 0, planned.stderr
+        assert "migrate will refuse to start: " in planned.stdout and message in planned.stdout
+        refused = run("migrate", *args, *flags)
+        assert refused.exit_code == 2 and message in refused.stderr, refused.stderr
