@@ -489,6 +489,9 @@ class _Run:
                                         metrics=metrics)
             if self.drop_old:
                 result.dropped, result.kept = drop_left(
-                    self.target, result.previous_alias_target, job.target, forced=forced)
+                    self.target, result.previous_alias_target, job.target, unverified=(
+                        "the move was forced past a failed verification" if forced else
+                        "the move was not verified (--no-verify)" if result.verification is None
+                        else None))
         self.state.update(job.record.id, phase=Phase.SWAPPED if alias else Phase.COMPLETE,
                           error=None, counters=result.stats.counters())

@@ -136,15 +136,16 @@ def served_by(store: QdrantStore, collection: str) -> list[str]:
     return sorted(a for a, c in store.aliases().items() if c == collection)
 
 
-def drop_left(store: QdrantStore, old: str | None, new: str, *, forced: bool = False
+def drop_left(store: QdrantStore, old: str | None, new: str, *, unverified: str | None = None
               ) -> tuple[str | None, str | None]:
     """After a verified move to `new`: delete `old`, the collection the alias left, unless an
-    alias still serves it or the move was forced (then it stays: the move itself
+    alias still serves it or the move was not verified (`unverified` says how: forced past
+    a failed verification, or made with verification off; then it stays, the move itself
     succeeded). Returns (its name if deleted, else None; why it was kept, else None)."""
     if old is None or old == new or not store.exists(old):
         return None, None
-    if forced:
-        return None, "the move was forced past a failed verification"
+    if unverified:
+        return None, unverified
     served = served_by(store, old)
     if served:
         return None, f"alias {', '.join(served)} still serves it"

@@ -659,3 +659,25 @@ def test_plan_warns_of_what_migrate_refuses_in_the_source(tmp_path: Path) -> Non
         assert "migrate will refuse to start: " in planned.stdout and message in planned.stdout
         refused = run("migrate", *args, *flags)
         assert refused.exit_code == 2 and message in refused.stderr, refused.stderr
+
+
+def test_drop_old_keeps_what_an_unverified_move_left(store_path: Path, tmp_path: Path) -> None:
+    """`--no-verify --drop-old` moved the alias with no check at all and deleted the
+    collection it left: the one way back. --drop-old is for a verified move."""
+    args = [*base(store_path, tmp_path), "--collection", "docs", "--alias", "live"]
+    assert run("migrate", *args).exit_code == 0
+    first = QdrantClient(path=str(store_path))
+    old = first.get_aliases().aliases[0].collection_name
+    first.close()
+    moved = run("migrate", *args[:-5], "32", "--collection", "docs", "--alias", "live",
+                "--no-verify", "--drop-old", "--json")
+    assert moved.exit_code == 0, moved.stderr
+    (result,) = json.loads(moved.stdout)["collections"]
+    assert result["swapped"] and result["dropped"] is None
+    assert result["kept"] == "the move was not verified (--no-verify)"
+    client = QdrantClient(path=str(store_path))
+    assert old in [c.name for c in client.get_collections().collections]
+    client.close()
+    text = run("migrate", *args[:-5], "16", "--collection", "docs", "--alias", "live",
+               "--no-verify").stdout
+    assert "The alias of 'docs' was moved without verification (--no-verify)." in text

@@ -175,7 +175,7 @@ LAYERS = [
     ["migrator", "migrator.__main__", "migrator.cli"],
     ["migrator.comparison"],
     ["migrator.migration", "migrator.syncing", "migrator.aliases", "migrator.status",
-     "migrator.ingestion", "migrator.demo", "migrator.report"],
+     "migrator.ingestion", "migrator.demo", "migrator.report", "migrator.status_report"],
     ["migrator.preflight"],
     ["migrator.pipeline", "migrator.sources", "migrator.catchup", "migrator.gate",
      "migrator.results", "migrator.ownership", "migrator.spending", "migrator.planning",

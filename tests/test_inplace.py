@@ -298,12 +298,13 @@ def test_a_run_can_mix_strategies(memory_store: QdrantStore, tmp_path: Path) -> 
 
 def test_status_names_the_vector_an_in_place_migration_wrote(memory_store: QdrantStore,
                                                              tmp_path: Path) -> None:
-    from migrator import report, status
+    from migrator import status
+    from migrator.status_report import status as render
 
     make_collection(memory_store.client, "docs", n=10)
     migrate(settings(tmp_path), source_store=memory_store)
     shown = status(settings(tmp_path), store=memory_store)
-    text = report.status(shown)
+    text = render(shown)
     assert "docs (vector hash-words-v1-48)" in text
     assert "Vectors of 'docs': (unnamed), 'hash-words-v1-48' (written by" in text
     assert shown.to_dict()["vectors"]["docs"][""] is None

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .. import report
+from .. import report, status_report
 from ..catalog import REGISTRY, models_for
 from ..comparison import datasets
 from ..comparison import report as compare_report
@@ -142,7 +142,7 @@ def status(as_json: bool, **options: Any) -> None:
     Example:
       migrator status --json
     """
-    emit(run_status(settings_from(options)), as_json, report.status)
+    emit(run_status(settings_from(options)), as_json, status_report.status)
 
 
 @cli.command()
