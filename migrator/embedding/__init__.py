@@ -132,8 +132,8 @@ def check_embedder(embedder: Embedder) -> Embedder:
     if not isinstance(spec, ModelSpec):
         raise TypeError(
             f"{name}.spec is {type(spec).__name__}, not a migrator.ModelSpec: give it one, "
-            f"e.g. ModelSpec(provider='mine', model='m1', dims=384, max_inputs=64, "
-            f"max_tokens_per_input=512).")
+            "e.g. ModelSpec(provider='mine', model='m1', dims=384, max_inputs=64, "
+            "max_tokens_per_input=512).")
     size = getattr(embedder, "batch_size", None)
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise TypeError(f"{name}.batch_size is {size!r}: give the most texts one `embed` "
