@@ -238,11 +238,15 @@ def drop_old_vector(settings: Settings, collection: str, vector: str, *, force: 
                     and r.new_vector in schema.vectors]
         verified = [r for r in replaced if (r.verification or {}).get("passed")]
         if not verified and not force:
-            why = ("no in-place migration of this state directory replaced it" if not replaced
-                   else f"the migration that added {replaced[-1].new_vector!r} did not pass "
-                   "verification")
+            last = replaced[-1] if replaced else None
+            why = ("no in-place migration of this state directory replaced it" if last is None
+                   else f"the migration that added {last.new_vector!r} " + (
+                       "failed verification" if last.verification else
+                       "was not verified (--no-verify)"))
             raise ConfigError(f"Refusing to remove {label} from {name!r}: {why}. Verify the "
-                              "new vector first (`migrator migrate` verifies it), or pass "
-                              "--force. Nothing was removed.")
+                              "new vector first: run that `migrator migrate` again with "
+                              "verification on (it catches up, verifies and records the "
+                              "result; `migrator verify` records nothing), or pass --force. "
+                              "Nothing was removed.")
         target.drop_vector(name, vector)
     return name

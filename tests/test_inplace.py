@@ -19,7 +19,9 @@ from migrator import (
     StoreError,
     migrate,
     sync,
+    verify,
 )
+from migrator.settings import VerifySettings
 from migrator.store import QdrantStore
 
 from .conftest import make_collection
@@ -177,15 +179,44 @@ def test_drop_old_vector_refusals_and_removal(memory_store: QdrantStore,
         drop_old_vector(only, "one", "", store=memory_store, force=True)
 
 
+def _unverified(store: QdrantStore, tmp_path: Path) -> Settings:
+    """'dense' of 'docs' replaced by 'dense_v2' in place, with --no-verify."""
+    make_collection(store.client, "docs", n=30, named=True)
+    config = settings(tmp_path, vector="dense", new_vector="dense_v2")
+    config.verify.enabled = False
+    migrate(config, source_store=store)
+    return config
+
+
 def test_drop_old_vector_refuses_an_unverified_replacement_unless_forced(
         memory_store: QdrantStore, tmp_path: Path) -> None:
     from migrator.inplace import drop_old_vector
 
-    make_collection(memory_store.client, "docs", n=30, named=True)
-    config = settings(tmp_path, vector="dense", new_vector="dense_v2")
-    config.verify.enabled = False
+    config = _unverified(memory_store, tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        drop_old_vector(config, "docs", "dense", store=memory_store)
+    # it said "did not pass verification" and to verify (`migrator verify` records nothing)
+    assert "'dense_v2' was not verified (--no-verify)" in str(refused.value)
+    assert "run that `migrator migrate` again with verification on" in str(refused.value)
+    verify(config.model_copy(update={"verify": VerifySettings()}), source_store=memory_store)
+    with pytest.raises(ConfigError, match="was not verified"):  # verify alone records nothing
+        drop_old_vector(config, "docs", "dense", store=memory_store)
+    config.verify.enabled = True
     migrate(config, source_store=memory_store)
-    with pytest.raises(ConfigError, match="'dense_v2' did not pass verification"):
+    drop_old_vector(config, "docs", "dense", store=memory_store)  # verified now
+    assert "dense" not in memory_store.describe("docs").vectors
+
+
+def test_drop_old_vector_after_a_failed_verification_is_forced_only(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    from migrator.inplace import drop_old_vector
+    from migrator.state import State
+
+    config = _unverified(memory_store, tmp_path)
+    with State(tmp_path / "state") as state:
+        (record,) = state.all()
+        state.update(record.id, verification={"passed": False})
+    with pytest.raises(ConfigError, match="'dense_v2' failed verification"):
         drop_old_vector(config, "docs", "dense", store=memory_store)
     drop_old_vector(config, "docs", "dense", store=memory_store, force=True)
     assert "dense" not in memory_store.describe("docs").vectors
