@@ -12,7 +12,7 @@ from .blocking import run_blocking
 from .databases import make_directory
 from .embedding import Embedder, embedding
 from .embedding.tokens import token_counter
-from .errors import BadInput, ConfigError, InputTooLong
+from .errors import BadInput, CollectionExists, ConfigError, InputTooLong
 from .interrupts import Stop, stoppable
 from .naming import check_new_name
 from .ownership import refuse_if_served
@@ -230,11 +230,16 @@ async def _embed_file(path: Path, fmt: Literal["jsonl", "csv", "beir"], collecti
                       distance: Distance, target: QdrantStore, model: Embedder,
                       on_progress: Callable[[Progress], None] | None,
                       stop: Stop) -> tuple[int, Stats]:
+    made: dict[str, Any] = {"ingest": str(path.resolve()), "provider": model.spec.provider,
+                            "model": model.spec.model}
+    found = target.provenance(collection) if target.exists(collection) else None
+    if found is not None and not _same_ingest(found, made):  # before anything is paid for
+        raise CollectionExists(_taken(collection, target, found))
     dims = model.dims or int((await model.embed(["dimension probe"])).vectors.shape[1])
-    made = {"ingest": str(path.resolve()), "provider": model.spec.provider,
-            "model": model.spec.model, "dims": dims}
-    if target.exists(collection) and _same_ingest(target.provenance(collection), made):
-        # what an earlier run of this same command created (and maybe did not finish)
+    made["dims"] = dims
+    if found is not None:  # what an earlier run of this same command made (maybe unfinished)
+        if not _same_ingest(found, made):  # at another size
+            raise CollectionExists(_taken(collection, target, found))
         refuse_if_served(target, collection, "ingesting again would replace it")
         target.delete_collection(collection)
     target.create(collection, vector=vector, size=dims, distance=distance,
@@ -259,6 +264,17 @@ async def _embed_file(path: Path, fmt: Literal["jsonl", "csv", "beir"], collecti
             f"{stats.written:,} records of {path} are in {collection!r}. Run the same command "
             "again: it replaces what this run wrote.")
     return dims, stats
+
+
+def _taken(collection: str, target: QdrantStore, found: dict[str, Any]) -> str:
+    """Why ingest will not write into an existing `collection`, and what made it."""
+    made = (f", made by `migrator ingest` of {found['ingest']} with {found.get('provider')} "
+            f"{found.get('model')} at {found.get('dims')} dims" if found.get("ingest") else
+            ", made by a migration" if found.get("migration") else "")
+    return (f"Collection {collection!r} already exists in {target.location}{made}. ingest "
+            "writes into a new collection, or replaces one the same command (same file, "
+            "provider, model and size) made. Choose another --collection. Nothing was "
+            "changed.")
 
 
 def _same_ingest(found: dict[str, Any], made: dict[str, Any]) -> bool:

@@ -131,3 +131,27 @@ def test_an_ingest_run_again_after_a_failure_pays_only_for_what_it_had_not(
     assert max(server.seen.values()) == 1  # not one text paid twice (the size probe's neither)
     assert f"{paid_before - 1} texts came from the embedding cache (not paid again)" in (
         again.stdout)  # the record texts the failed run paid for (not its size probe)
+
+
+def test_ingest_into_a_collection_it_did_not_make_is_refused_before_a_request(
+        tmp_path: Path) -> None:
+    """It paid for a size probe first, then said "already exists; choose another name, or
+    delete it first" (migrator deletes nothing it did not make)."""
+    path = tmp_path / "notes.jsonl"
+    path.write_text('{"id": 1, "text": "a note"}\n')
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"id": 1, "text": "another note"}\n')
+    with LoopbackServer(dims=16) as server:
+        args = ["--collection", "notes", "--qdrant-path", str(tmp_path / "q"), "--state-dir",
+                str(tmp_path / "state"), "--provider", "openai-compatible", "--model",
+                "served", "--base-url", server.url]
+        env = {"OPENAI_API_KEY": "k"}
+        assert CliRunner().invoke(cli, ["ingest", str(other), *args], env=env).exit_code == 0
+        paid = server.texts
+        refused = CliRunner().invoke(cli, ["ingest", str(path), *args], env=env)
+        assert server.texts == paid  # not one text for a run that cannot write
+    assert refused.exit_code == 1
+    assert (f"Collection 'notes' already exists in embedded store at {tmp_path / 'q'}, made by "
+            f"`migrator ingest` of {other} with openai-compatible served at 16 dims") in (
+        refused.stderr)
+    assert "Choose another --collection. Nothing was changed." in refused.stderr
