@@ -125,6 +125,11 @@ def test_fidelity_for_requested_sizes(memory_store: QdrantStore) -> None:
     assert fidelity.data["recall_at_10"]["8"] == 1.0
     assert fidelity.data["recall_at_10"]["4"] < 1.0
     assert "64" not in fidelity.data["recall_at_10"]
+    assert fidelity.detail.endswith("(64: not below 32, not truncations)")  # was dropped silently
+    only_over = validate(config(dimensions=32), source_store=memory_store, dims=[64, 32],
+                         probe_provider=False).checks[-1]
+    assert (only_over.status, only_over.detail) == (
+        "skip", "none of the sizes asked (32, 64) is below 32")
 
 
 @pytest.fixture

@@ -467,12 +467,17 @@ def _fidelity_check(vectors: np.ndarray, schema: CollectionSchema, config: Colle
     size = schema.vector(config.vector).size
     candidates = sorted({d for d in (dims or DEFAULT_CANDIDATES) if 0 < d < size})
     if len(vectors) < 11 or not candidates:
-        reason = ("fewer than 11 sound vectors" if len(vectors) < 11
-                  else f"no candidate size below {size}")
+        reason = ("fewer than 11 sound vectors" if len(vectors) < 11 else
+                  f"none of the sizes asked ({', '.join(map(str, sorted(set(dims))))}) is "
+                  f"below {size}" if dims else f"no candidate size below {size}")
         return Check("truncation fidelity", "skip", reason, config.name)
     recalls = {d: round(truncation_fidelity(vectors, d, queries=FIDELITY_QUERIES), 4)
                for d in candidates}
     detail = ", ".join(f"{d}: {r:.2f}" for d, r in recalls.items())
+    # sizes asked for that truncation cannot reach: said, not dropped silently
+    over = sorted({d for d in dims or () if d >= size})
+    if over:
+        detail += f" ({', '.join(map(str, over))}: not below {size}, not truncations)"
     return Check("truncation fidelity", "info",
                  f"recall@10 vs full {size} dims on {len(vectors)} vectors: {detail}",
                  config.name, {"full": size, "vectors": len(vectors),
