@@ -25,6 +25,9 @@ class Provider:
     key_required: bool = False  # False: self-hosted servers often have no key
     catalog_only: bool = False  # a model the catalog lacks is refused (a closed list)
     sized_on_load: bool = False  # the size is known once the model is loaded (local)
+    # runs on the user's own machines: asking it again costs nothing, and the name it is
+    # given does not pin the model it serves (a server restarted with another model)
+    self_hosted: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,13 @@ REGISTRY: dict[str, Provider] = {p.name: p for p in (
     Provider("azure", "openai:OpenAIEmbedder", "AZURE_OPENAI_API_KEY", True),
     Provider("openrouter", "openai:OpenAIEmbedder", "OPENROUTER_API_KEY", True),
     Provider("openai-compatible", "openai:OpenAIEmbedder", "OPENAI_COMPATIBLE_API_KEY"),
-    Provider("local", "local:LocalEmbedder", sized_on_load=True),
+    Provider("local", "local:LocalEmbedder", sized_on_load=True, self_hosted=True),
     Provider("cohere", "cohere:CohereEmbedder", "CO_API_KEY", True, catalog_only=True),
     Provider("voyage", "voyage:VoyageEmbedder", "VOYAGE_API_KEY", True, catalog_only=True),
     Provider("mistral", "mistral:MistralEmbedder", "MISTRAL_API_KEY", True, catalog_only=True),
     Provider("gemini", "gemini:GeminiEmbedder", "GEMINI_API_KEY", True, catalog_only=True),
-    Provider("ollama", "ollama:OllamaEmbedder", "OLLAMA_API_KEY"),
-    Provider("tei", "tei:TEIEmbedder", "TEI_API_KEY"),
+    Provider("ollama", "ollama:OllamaEmbedder", "OLLAMA_API_KEY", self_hosted=True),
+    Provider("tei", "tei:TEIEmbedder", "TEI_API_KEY", self_hosted=True),
 )}
 
 # Providers that serve OpenAI's models under the same names; they share OpenAI's specs.

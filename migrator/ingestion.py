@@ -237,6 +237,10 @@ async def _embed_file(path: Path, fmt: Literal["jsonl", "csv", "beir"], collecti
         raise CollectionExists(_taken(collection, target, found))
     dims = model.dims or int((await model.embed(["dimension probe"])).vectors.shape[1])
     made["dims"] = dims
+    first = next((body for record in read_records(path, fmt)
+                  if (body := text.extract(record)[0])), None)
+    if first is not None:  # an ingest run again: is it the model cached before?
+        await model.check_cache(first)
     if found is not None:  # what an earlier run of this same command made (maybe unfinished)
         if not _same_ingest(found, made):  # at another size
             raise CollectionExists(_taken(collection, target, found))

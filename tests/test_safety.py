@@ -568,8 +568,10 @@ def test_sync_fails_when_points_have_no_text(two_sources: Path, tmp_path: Path) 
 
 
 def ingest_args(data: Path, store: Path, *extra: str) -> list[str]:
+    """A child runs in the repository: its state (and cache) go beside the store, not there."""
     return ["ingest", str(data), "--collection", "notes", "--qdrant-path", str(store),
-            "--provider", "hashing", "--model", "hash-words-v1", *extra]
+            "--state-dir", str(store.parent / "state"), "--provider", "hashing", "--model",
+            "hash-words-v1", *extra]
 
 
 def collections(store: Path) -> list[str]:

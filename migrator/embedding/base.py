@@ -143,6 +143,11 @@ class Embedder(Protocol):
         """The cache's key space of the provider's own answers; None without a cache."""
         return None
 
+    async def check_cache(self, text: str) -> None:
+        """Before vectors of this run join vectors of an earlier one: the cache's vector of
+        `text`, when it holds one, is what the server still answers (a self-hosted server
+        may serve another model under the same name). Nothing to do without a cache."""
+
 
 class Wrapper(Embedder):
     """A layer on an embedder: every question it does not answer itself goes to `inner`."""
@@ -217,3 +222,6 @@ class Wrapper(Embedder):
 
     def cache_slot(self, kind: InputKind = "document") -> CacheSlot | None:
         return self.inner.cache_slot(kind)
+
+    async def check_cache(self, text: str) -> None:
+        await self.inner.check_cache(text)

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..catalog import REGISTRY, Provider
 from ..databases import CACHE_FILE
-from ..errors import CorruptState, ProviderResponseError
+from ..errors import ConfigError, CorruptState, ProviderResponseError
 from ..vector_cache import ROWS_PER_INSERT, CacheStats, EmbeddingCache
 from .base import CacheSlot, Embedder, Embedding, InputKind, Wrapper
 from .tokens import CHARS_PER_TOKEN
@@ -34,6 +35,10 @@ CACHE_FORMAT = "v1"
 # millisecond of writing): in a CPU-bound run, handing it to the cache's thread costs more
 # than the write, as the threads then take turns at the GIL. A bigger one goes to the thread.
 INLINE_BYTES = 256 * 1024
+# a self-hosted server answers the same text with a vector this close to the cache's (GPU
+# batching moves the last digits) unless it serves another model
+SAME_MODEL = 0.99
+_NOT_SELF_HOSTED = Provider("", "")
 
 
 def namespace(embedder: Embedder, kind: InputKind) -> str:
@@ -163,6 +168,35 @@ class CachedEmbedder(Wrapper):
                 await self._upkeep
         finally:
             self._io.shutdown(wait=True)
+
+    async def check_cache(self, text: str) -> None:
+        """Raises ConfigError when the cache holds a vector of `text` that a self-hosted
+        server no longer answers: run on, this run's vectors (of the model served now) and
+        the cache's (of the one served before) would be mixed in one collection. One text
+        asked again of the server, which costs nothing there; a provider whose model name
+        pins the model is not asked."""
+        if self.inner.sizing is not None:  # this cache holds sized vectors: go below it
+            return await self.inner.check_cache(text)
+        if not REGISTRY.get(self.spec.provider, _NOT_SELF_HOSTED).self_hosted:
+            return None
+        space = namespace(self.inner, "document")
+        key = EmbeddingCache.keys(space, [text])[0]
+        held = _sound_rows(self.cache.get_many(space, [key]), self.inner.dims).get(key)
+        if held is None:
+            return None
+        served = (await self.inner.embed([text])).vectors[0]
+        similarity = float(np.dot(held[0], served) / (
+            np.linalg.norm(held[0]) * np.linalg.norm(served) or 1.0))
+        if similarity < SAME_MODEL:
+            raise ConfigError(
+                f"{self.spec.provider} ({self.spec.model}) no longer answers what the "
+                f"embedding cache holds for it: the same text gets another vector now "
+                f"(cosine {similarity:.3f}). The server serves another model under this name "
+                "(or the model changed), and this run's vectors would be mixed with an "
+                "earlier run's in one collection. Give the model a name of its own "
+                "(provider.model), or empty the cache (`migrator cache clear`) and start "
+                "over with --restart. Nothing was written.")
+        return None
 
     def cache_slot(self, kind: InputKind = "document") -> CacheSlot | None:
         if self.inner.sizing is not None:  # this cache holds sized vectors, not answers

@@ -98,6 +98,7 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str) -> P
         if exc.status in (400, 422) and asked and not spec.dims:
             raise _refused_dimensions(exc, spec, asked) from exc
         raise
+    await embedder.check_cache(batch[0])  # a resumed run: is it the model cached before?
     output = int(raw.shape[1])
     decision = embedder.sizing  # settled by the answers above
     if decision is None:

@@ -1,0 +1,91 @@
+"""A self-hosted server restarted with another model under the same name: the cache holds
+the first model's vectors, and a run resumed (or run again) would mix them with the second
+model's in one collection. The cache asks the server one text again before that."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from migrator import (
+    CollectionSettings,
+    ConfigError,
+    MigrationSettings,
+    ProviderSettings,
+    Settings,
+    ingest,
+    migrate,
+)
+from migrator.embedding import build_embedder
+from migrator.store import QdrantStore
+
+from .conftest import make_collection
+
+
+class TEI:
+    """A text-embeddings-inference double: `/embed` answers each text with a unit vector
+    drawn from the text and from `model` (change it: the server serves another model)."""
+
+    def __init__(self) -> None:
+        self.model = 1
+        self.texts = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        inputs = json.loads(request.content)["inputs"]
+        self.texts += len(inputs)
+        rows = []
+        for text in inputs:
+            vector = np.random.default_rng([self.model, zlib.crc32(text.encode())]
+                                           ).standard_normal(16)
+            rows.append((vector / np.linalg.norm(vector)).tolist())
+        return httpx.Response(200, json=rows, headers={"x-compute-tokens": str(len(inputs))})
+
+    def embedder(self) -> Any:
+        provider = ProviderSettings(name="tei", model="served", base_url="http://tei")
+        return build_embedder(provider, client=httpx.AsyncClient(
+            transport=httpx.MockTransport(self)))
+
+
+def settings(tmp_path: Path, target: str) -> Settings:
+    return Settings(
+        provider=ProviderSettings(name="tei", model="served", base_url="http://tei"),
+        collections=[CollectionSettings(name="docs", target=target)],
+        migration=MigrationSettings(state_dir=tmp_path / "state", page_size=16))
+
+
+def test_a_migration_on_a_server_that_changed_its_model_stops_before_writing(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=40)
+    server = TEI()
+    migrate(settings(tmp_path, "first"), source_store=memory_store, embedder=server.embedder())
+    sent = server.texts
+    migrate(settings(tmp_path, "again"), source_store=memory_store, embedder=server.embedder())
+    assert server.texts == sent + 1  # the same model: one text asked again, all else cached
+    server.model = 2
+    with pytest.raises(ConfigError) as refused:
+        migrate(settings(tmp_path, "mixed"), source_store=memory_store,
+                embedder=server.embedder())
+    assert "tei (served) no longer answers what the embedding cache holds for it" in str(
+        refused.value)
+    assert "Give the model a name of its own" in str(refused.value)
+    assert not memory_store.exists("mixed")
+
+
+def test_ingest_on_a_server_that_changed_its_model_stops_before_writing(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    path = tmp_path / "notes.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "text": f"note {i}"}) + "\n"
+                            for i in range(20)))
+    server = TEI()
+    config = settings(tmp_path, "unused")
+    ingest(path, "notes", config, store=memory_store, embedder=server.embedder())
+    server.model = 2
+    with pytest.raises(ConfigError, match="no longer answers what the embedding cache holds"):
+        ingest(path, "notes", config, store=memory_store, embedder=server.embedder())
+    assert memory_store.count("notes") == 20  # the first run's collection, untouched
