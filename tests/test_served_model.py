@@ -33,7 +33,7 @@ class TEI:
     drawn from the text and from `model` (change it: the server serves another model)."""
 
     def __init__(self) -> None:
-        self.model = 1
+        self.model, self.dims = 1, 16
         self.texts = 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -42,7 +42,7 @@ class TEI:
         rows = []
         for text in inputs:
             vector = np.random.default_rng([self.model, zlib.crc32(text.encode())]
-                                           ).standard_normal(16)
+                                           ).standard_normal(self.dims)
             rows.append((vector / np.linalg.norm(vector)).tolist())
         return httpx.Response(200, json=rows, headers={"x-compute-tokens": str(len(inputs))})
 
@@ -59,21 +59,23 @@ def settings(tmp_path: Path, target: str) -> Settings:
         migration=MigrationSettings(state_dir=tmp_path / "state", page_size=16))
 
 
+@pytest.mark.parametrize(("dims", "unlike"), [(16, "cosine "), (24, "24 values, not the 16")])
 def test_a_migration_on_a_server_that_changed_its_model_stops_before_writing(
-        memory_store: QdrantStore, tmp_path: Path) -> None:
+        memory_store: QdrantStore, tmp_path: Path, dims: int, unlike: str) -> None:
     make_collection(memory_store.client, "docs", n=40)
     server = TEI()
     migrate(settings(tmp_path, "first"), source_store=memory_store, embedder=server.embedder())
     sent = server.texts
     migrate(settings(tmp_path, "again"), source_store=memory_store, embedder=server.embedder())
     assert server.texts == sent + 1  # the same model: one text asked again, all else cached
-    server.model = 2
+    server.model, server.dims = 2, dims
     with pytest.raises(ConfigError) as refused:
         migrate(settings(tmp_path, "mixed"), source_store=memory_store,
                 embedder=server.embedder())
     assert "tei (served) no longer answers what the embedding cache holds for it" in str(
         refused.value)
     assert "Give the model a name of its own" in str(refused.value)
+    assert f"the same text gets another vector now ({unlike}" in str(refused.value)
     assert not memory_store.exists("mixed")
 
 

@@ -185,13 +185,17 @@ class CachedEmbedder(Wrapper):
         if held is None:
             return None
         served = (await self.inner.embed([text])).vectors[0]
-        similarity = float(np.dot(held[0], served) / (
-            np.linalg.norm(held[0]) * np.linalg.norm(served) or 1.0))
-        if similarity < SAME_MODEL:
+        if served.shape != held[0].shape:
+            unlike = f"{len(served)} values, not the {len(held[0])} cached"
+        else:
+            similarity = float(np.dot(held[0], served) / (
+                np.linalg.norm(held[0]) * np.linalg.norm(served) or 1.0))
+            unlike = f"cosine {similarity:.3f}" if similarity < SAME_MODEL else ""
+        if unlike:
             raise ConfigError(
                 f"{self.spec.provider} ({self.spec.model}) no longer answers what the "
                 f"embedding cache holds for it: the same text gets another vector now "
-                f"(cosine {similarity:.3f}). The server serves another model under this name "
+                f"({unlike}). The server serves another model under this name "
                 "(or the model changed), and this run's vectors would be mixed with an "
                 "earlier run's in one collection. Give the model a name of its own "
                 "(provider.model), or empty the cache (`migrator cache clear`) and start "
