@@ -6,6 +6,7 @@ from __future__ import annotations
 from .embedding import Embedder
 from .errors import VerificationFailed
 from .jobs import Job
+from .ownership import drop_left
 from .results import CollectionResult
 from .sampling import draw_sample
 from .settings import Settings
@@ -14,7 +15,7 @@ from .store import QdrantStore
 from .verification import check_target
 from .verification.checks import Pair, VerificationReport
 
-__all__ = ["gate", "hold_back", "verify_job"]
+__all__ = ["gate", "hold_back", "move_alias", "verify_job"]
 
 
 async def verify_job(job: Job, result: CollectionResult, settings: Settings,
@@ -62,3 +63,21 @@ def hold_back(state: State, waiting: list[Job], failed: list[str], step: str) ->
     for job in waiting:
         state.update(job.record.id, error=f"{step}: {names} failed in the same run; run it "
                                           "again once that is fixed")
+
+
+def move_alias(alias: str, collection: str, result: CollectionResult, target: QdrantStore,
+               state: State, *, drop_old: bool) -> None:
+    """Point `alias` at `collection`, the move recorded with its verification (`result`),
+    and with `drop_old` delete the collection it left, after a verified move only."""
+    result.previous_alias_target = target.swap_alias(alias, collection)
+    result.swapped = True
+    if result.previous_alias_target != collection:
+        metrics = result.verification.to_dict() if result.verification else {}
+        state.record_alias(alias, result.previous_alias_target, collection,
+                           store=target.identity, forced=result.forced, metrics=metrics)
+    if drop_old:
+        result.dropped, result.kept = drop_left(
+            target, result.previous_alias_target, collection, unverified=(
+                "the move was forced past a failed verification" if result.forced else
+                "the move was not verified (--no-verify)" if result.verification is None
+                else None))

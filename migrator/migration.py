@@ -15,7 +15,7 @@ from .blocking import run_blocking
 from .catchup import changes_source
 from .embedding import Embedder, embedding
 from .errors import ConfigError, DataError, MigratorError, ProviderError, StoreError
-from .gate import gate, hold_back, verify_job
+from .gate import gate, hold_back, move_alias, verify_job
 from .inplace import (
     InPlaceCatchUp,
     in_place,
@@ -37,7 +37,7 @@ from .jobs import (
     refuse_source_as_target,
     target_name,
 )
-from .ownership import Confirm, claim, drop_left, provenance, restart
+from .ownership import Confirm, claim, provenance, restart
 from .pipeline import Checkpoint, Pipeline, Progress
 from .preflight import refuse_before_paying
 from .results import (
@@ -480,18 +480,7 @@ class _Run:
         result.forced = forced
         result.using = using_hint(job) if job.in_place else None
         if alias:
-            result.previous_alias_target = self.target.swap_alias(alias, job.target)
-            result.swapped = True
-            if result.previous_alias_target != job.target:
-                metrics = result.verification.to_dict() if result.verification else {}
-                self.state.record_alias(alias, result.previous_alias_target, job.target,
-                                        store=self.target.identity, forced=forced,
-                                        metrics=metrics)
-            if self.drop_old:
-                result.dropped, result.kept = drop_left(
-                    self.target, result.previous_alias_target, job.target, unverified=(
-                        "the move was forced past a failed verification" if forced else
-                        "the move was not verified (--no-verify)" if result.verification is None
-                        else None))
+            move_alias(alias, job.target, result, self.target, self.state,
+                       drop_old=self.drop_old)
         self.state.update(job.record.id, phase=Phase.SWAPPED if alias else Phase.COMPLETE,
                           error=None, counters=result.stats.counters())
