@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qdrant_client import models as qm
 
 from migrator import (
     CollectionNotFound,
@@ -104,6 +105,17 @@ def test_several_named_vectors_need_a_choice(memory_store: QdrantStore, tmp_path
                                           "name one with --vector NAME"):  # not "to migrate"
         migrate(settings(tmp_path, CollectionSettings(name="docs")), source_store=memory_store)
     assert memory_store.collection_names() == ["docs"]
+
+
+def test_a_collection_with_no_dense_vector_says_so(memory_store: QdrantStore,
+                                                   tmp_path: Path) -> None:
+    """It said "several dense vectors (); name one with --vector"."""
+    memory_store.client.create_collection("sparse", vectors_config={}, sparse_vectors_config={
+        "keywords": qm.SparseVectorParams()})
+    with pytest.raises(ConfigError, match=r"Collection 'sparse' has no dense vector \(sparse "
+                                          r"vectors: 'keywords'\): migrator re-embeds"):
+        migrate(settings(tmp_path, CollectionSettings(name="sparse")), source_store=memory_store)
+    assert memory_store.collection_names() == ["sparse"]
 
 
 def test_nested_text_path(store: QdrantStore, tmp_path: Path) -> None:

@@ -68,6 +68,12 @@ class CollectionSchema:
         if name is None:
             if len(self.vectors) == 1:
                 return next(iter(self.vectors.values()))
+            if not self.vectors:
+                sparse = ", ".join(repr(n) for n in self.sparse_vectors) or "none"
+                raise ConfigError(
+                    f"Collection {self.name!r} has no dense vector (sparse vectors: "
+                    f"{sparse}): migrator re-embeds a collection's dense vector with a new "
+                    "model, and this one has none to replace.")
             names = ", ".join(repr(n) if n else "(unnamed)" for n in sorted(self.vectors))
             raise ConfigError(
                 f"Collection {self.name!r} has several dense vectors ({names}); name one "
