@@ -20,15 +20,16 @@ BLANK_TEXT = ("names no text; give a payload path such as metadata.content (text
 NOT_UNICODE = "text is not valid Unicode"  # the start of such a text's reason
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _MISSING = object()
+_INDEX = re.compile(r"\[(\d+)\]")  # `chunks[0]`, read as `chunks.0`
 
 
 @dataclass(frozen=True)
 class TextSource:
     """Extracts the text to embed from a payload.
 
-    `field` is a dotted path (`metadata.content`, `chunks.0.text`); `template` fills
-    `{dotted.path}` placeholders (`"{title}\\n\\n{text}"`). A template's missing fields render
-    empty; the text is missing only when the whole result is blank.
+    `field` is a dotted path (`metadata.content`, `chunks.0.text` or `chunks[0].text`);
+    `template` fills `{dotted.path}` placeholders (`"{title}\\n\\n{text}"`). A template's
+    missing fields render empty; the text is missing only when the whole result is blank.
     """
 
     field: str | None = None
@@ -122,9 +123,13 @@ def unfilled_warning(name: str, fields: Iterable[str], where: str) -> list[str]:
 
 
 def lookup(payload: Any, path: str) -> Any:
-    """Follow a dotted path through dicts (and lists, by integer index)."""
+    """Follow a dotted path through dicts (and lists, by integer index: `chunks.0.text` or
+    `chunks[0].text`). A top-level key that holds the dots itself (`"meta.content"`, as
+    tools that flatten payloads write them) is found as it is."""
+    if isinstance(payload, dict) and path in payload:
+        return payload[path]
     current = payload
-    for part in path.split("."):
+    for part in _INDEX.sub(r".\1", path).split("."):
         if isinstance(current, dict) and part in current:
             current = current[part]
         elif isinstance(current, list) and part.isdigit() and int(part) < len(current):

@@ -18,6 +18,12 @@ from migrator.texts import TextSource
         ("text", {"text": " \n\t"}, None, "payload field 'text' is empty"),
         ("text", {"text": {"nested": 1}}, None, "payload field 'text' is dict, not text"),
         ("a.b", {"a": "string"}, None, "no payload field 'a.b'"),
+        # Qdrant's and JSONPath's index syntax, and a key that holds the dots itself (a
+        # flattened payload): both read as missing, so every point was "without text"
+        ("chunks[1].text", {"chunks": [{"text": "a"}, {"text": "b"}]}, "b", ""),
+        ("meta.content", {"meta.content": "flat"}, "flat", ""),
+        ("meta.content", {"meta.content": "flat", "meta": {"content": "deep"}}, "flat", ""),
+        ("chunks[5].text", {"chunks": [{"text": "a"}]}, None, "no payload field 'chunks[5].text'"),
     ],
 )
 def test_field(field: str, payload: dict[str, object], text: str | None, reason: str) -> None:
