@@ -70,11 +70,16 @@ class TextSource:
 
     def unfilled_warnings(self, name: str, payloads: list[dict[str, Any]]) -> list[str]:
         """A warning for each of the template's fields that none of `payloads` (the first
-        points of collection `name`) has."""
+        points of collection `name`) has, or that holds objects rather than text."""
         if not payloads:
             return []
-        return unfilled_warning(name, self.unfilled(payloads),
-                                f"its first {len(payloads)} points")
+        objects = {f: value for f in self.fields for payload in payloads
+                   if _objects(value := lookup(payload, f))}
+        where = "its first point" if len(payloads) == 1 else f"its first {len(payloads)} points"
+        return unfilled_warning(name, self.unfilled(payloads), where) + [
+            f"The text template of {name!r} has {{{f}}}, which holds objects, not text, in "
+            f"{where}: they render empty. Name a field inside, such as "
+            f"{{{_inside(f, value)}}}." for f, value in objects.items()]
 
     def extract(self, payload: dict[str, Any]) -> tuple[str | None, str]:
         """(text, "") when there is text to embed, else (None, the reason)."""
@@ -140,8 +145,23 @@ def lookup(payload: Any, path: str) -> Any:
 
 
 def _render(value: Any) -> str:
-    if value is _MISSING or value is None:
+    """A placeholder's text: an object (a dict, a list of them) renders empty rather than
+    as Python's repr of it, which would be embedded as if it were the text."""
+    if value is _MISSING or value is None or _objects(value):
         return ""
     if isinstance(value, list):
         return "\n".join(str(v) for v in value)
     return str(value)
+
+
+def _inside(path: str, value: Any) -> str:
+    """A path into `value` (a dict or a list holding one), for a message: `chunks.0.text`."""
+    first = value if isinstance(value, dict) else next(v for v in value if isinstance(v, dict))
+    key = next(iter(first), "text")
+    return f"{path}.{key}" if isinstance(value, dict) else f"{path}.0.{key}"
+
+
+def _objects(value: Any) -> bool:
+    """`value` is a dict, or a list holding one."""
+    return isinstance(value, dict) or (isinstance(value, list)
+                                        and any(isinstance(v, dict) for v in value))

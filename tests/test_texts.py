@@ -66,3 +66,17 @@ def test_a_blank_field_is_refused_for_every_command() -> None:
     with pytest.raises(ConfigError, match="text_field ' ' names no text"):
         TextSource.from_settings(" ", None)
     assert TextSource.from_settings(None, None).field == "text"
+
+
+def test_a_template_field_that_holds_objects_renders_empty_and_is_warned_of() -> None:
+    """`{chunks}` over a list of objects embedded Python's repr of them, "[{'text': 'a'}...",
+    as if it were the text, without a word."""
+    source = TextSource.from_settings(None, "{title}. {chunks} {meta}")
+    payload = {"title": "T", "chunks": [{"text": "a"}, {"text": "b"}], "meta": {"lang": "en"}}
+    assert source.extract(payload) == ("T.  ", "")
+    assert source.unfilled_warnings("docs", [payload]) == [
+        "The text template of 'docs' has {chunks}, which holds objects, not text, in its "
+        "first point: they render empty. Name a field inside, such as {chunks.0.text}.",
+        "The text template of 'docs' has {meta}, which holds objects, not text, in its "
+        "first point: they render empty. Name a field inside, such as {meta.lang}."]
+    assert TextSource.from_settings(None, "{tags}").extract({"tags": ["a", "b"]}) == ("a\nb", "")
