@@ -73,7 +73,7 @@ def closest_key(model: type[BaseModel], path: Sequence[str | int]
     section = section_of(model, path)
     for name, field in model.model_fields.items():
         other = section_type(field.annotation)
-        if (other is not None and other is not section and len(sections) == 1
+        if (other is not None and other is not section and len(sections) <= 1
                 and get_origin(field.annotation) is not list and key in other.model_fields):
             return (name, key)
     close = difflib.get_close_matches(str(key), list(section.model_fields), n=1

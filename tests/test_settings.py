@@ -84,6 +84,7 @@ def test_an_env_list_or_table_that_is_not_json_names_the_variable(
         ("sourse:\n  path: x\n", r"sourse: unknown key \(did you mean 'source'\?\)"),
         ("migration:\n  batch_size: 8\n",
          r"migration.batch_size: unknown key \(did you mean 'provider.batch_size'\?\)"),
+        ("model: m\n", r"model: unknown key \(did you mean 'provider.model'\?\)"),
         ("collections:\n  - name: docs\n    alais: x\n",
          r"collections.0.alais: unknown key \(did you mean 'collections.0.alias'\?\)"),
         ("provider:\n  text_field: x\n",  # under each collection: not one key to name
