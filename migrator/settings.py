@@ -248,7 +248,11 @@ def _spec_values(spec: str) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"{pair!r} is not key=value; write for example "
-                             "'docs,text_field=body,alias=docs_live'")
+                             "'docs,text_field=body,alias=docs_live' (a value holding a "
+                             "comma, such as a template, goes in its own flag: "
+                             "--text-template)")
+        if key.strip() in values:
+            raise ValueError(f"{key.strip()!r} is given twice; give it once")
         values[key.strip()] = value.strip()
     return values
 

@@ -201,6 +201,10 @@ def test_collection_spec_parsing() -> None:
         CollectionSettings.parse("docs,oops")
     with pytest.raises(ConfigError, match="--collection docs.*colour: unknown key"):
         CollectionSettings.parse("docs,colour=red")
+    with pytest.raises(ConfigError, match="'alias' is given twice"):  # the last one won
+        CollectionSettings.parse("docs,alias=a,alias=b")
+    with pytest.raises(ConfigError, match="a template, goes in its own flag: --text-template"):
+        CollectionSettings.parse("docs,text_template={title}, {text}")
 
 
 @pytest.mark.parametrize(("spec", "message"), [
