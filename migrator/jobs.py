@@ -19,8 +19,7 @@ from .wording import vector_label
 
 __all__ = ["Job", "check_aliases", "check_default_target", "check_existing_target",
            "missing_target", "model_slug", "refuse_alias_target", "refuse_empty",
-           "refuse_multivector",
-           "refuse_source_as_target", "target_name"]
+           "refuse_multivector", "refuse_source_as_target", "target_name"]
 
 LONGEST_NAME = 255  # characters in a collection's name (Qdrant)
 

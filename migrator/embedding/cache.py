@@ -176,14 +176,15 @@ class CachedEmbedder(Wrapper):
         asked again of the server, which costs nothing there; a provider whose model name
         pins the model is not asked."""
         if self.inner.sizing is not None:  # this cache holds sized vectors: go below it
-            return await self.inner.check_cache(text)
+            await self.inner.check_cache(text)
+            return
         if not REGISTRY.get(self.spec.provider, _NOT_SELF_HOSTED).self_hosted:
-            return None
+            return
         space = namespace(self.inner, "document")
         key = EmbeddingCache.keys(space, [text])[0]
         held = _sound_rows(self.cache.get_many(space, [key]), self.inner.dims).get(key)
         if held is None:
-            return None
+            return
         served = (await self.inner.embed([text])).vectors[0]
         if served.shape != held[0].shape:
             unlike = f"{len(served)} values, not the {len(held[0])} cached"
@@ -200,7 +201,6 @@ class CachedEmbedder(Wrapper):
                 "earlier run's in one collection. Give the model a name of its own "
                 "(provider.model), or empty the cache (`migrator cache clear`) and start "
                 "over with --restart. Nothing was written.")
-        return None
 
     def cache_slot(self, kind: InputKind = "document") -> CacheSlot | None:
         if self.inner.sizing is not None:  # this cache holds sized vectors, not answers
