@@ -104,22 +104,24 @@ async def _verify(settings: Settings, source_store: QdrantStore | None,
                 target_store=target_store) as (source, target), \
             open_cache(state_dir, settings.migration.cache) as cache:
         model_name = embedder.spec.model if embedder else model_spec(settings.provider).model
-        distance = _distance(settings, source, target, model_name)
+        records = _records(state_dir)  # the migrations recorded: what each check is of
+        distance = _distance(settings, source, target, model_name, records)
         async with embedding(settings.provider, embedder, cache=cache,
                              distance=distance) as model:
             usage = model.usage
             with usage.during("verification") if usage else contextlib.nullcontext():
-                reports = [await _verify_one(settings, config, source, target, model)
-                           for config in settings.collections]
+                reports = [await _verify_one(settings, config, source, target, model,
+                                             records) for config in settings.collections]
     spent = usage.snapshot().phases.get("verification") if usage else None
     return VerifyResult(reports, spent, model.spec.price_per_mtok)
 
 
 async def _verify_one(settings: Settings, config: CollectionSettings, source: QdrantStore,
-                      target: QdrantStore, embedder: Embedder) -> VerificationReport:
+                      target: QdrantStore, embedder: Embedder,
+                      records: list[MigrationRecord]) -> VerificationReport:
     schema = source.describe(config.name)
     text = TextSource.from_settings(config.text_field, config.text_template)
-    old, new, collection = _names(settings, config, schema, target, embedder.spec.model)
+    old, new, collection = _names(config, schema, target, embedder.spec.model, records)
     target_schema = target.describe(collection or _default_target(settings, config, target,
                                                                   embedder))
     verify = settings.verify
@@ -127,58 +129,58 @@ async def _verify_one(settings: Settings, config: CollectionSettings, source: Qd
     pair = Pair(source, schema.name, old, target, target_schema.name, new,
                 expected_count=source.count(schema.name) - without_text, text=text)
     report = await check_target(pair, sample, embedder, settings)
-    report.warnings += _unlike_writer(settings, target, target_schema.name, new, text, embedder)
+    report.warnings += _unlike_writer(records, target, target_schema.name, new, text,
+                                      embedder)
     return report
 
 
-def _names(settings: Settings, config: CollectionSettings, schema: CollectionSchema,
-           target: QdrantStore, model: str) -> tuple[str, str, str | None]:
+def _names(config: CollectionSettings, schema: CollectionSchema, target: QdrantStore,
+           model: str, records: list[MigrationRecord]) -> tuple[str, str, str | None]:
     """The source's vector, the target's vector and the target collection checked: the
     collection's `target`, else what the latest migration to `model` in the state directory
     wrote (the new vector of the same collection, in place), else None (the name `migrate`
     would give)."""
-    record = None if config.target else _latest(settings, config, model, target)
+    record = None if config.target else _latest(records, config, model, target)
     if record is not None and record.in_place and record.new_vector:
         return record.vector, record.new_vector, record.target
     old = schema.vector(config.vector).name
     return old, old, config.target or (record.target if record else None)
 
 
-def _distance(settings: Settings, source: QdrantStore, target: QdrantStore, model: str
-              ) -> str:
+def _distance(settings: Settings, source: QdrantStore, target: QdrantStore, model: str,
+              records: list[MigrationRecord]) -> str:
     """The distance of the first target's vector, which its migration sized its vectors
     for (truncation renormalises for Cosine and Dot only): queries are sized alike."""
     first = settings.collections[0]
     schema = source.describe(first.name)
-    _, new, collection = _names(settings, first, schema, target, model)
+    _, new, collection = _names(first, schema, target, model, records)
     if first.distance or not collection or not target.exists(collection):
         return first.distance or schema.vector(first.vector).distance
     return target.describe(collection).vector(new).distance
 
 
-def _latest(settings: Settings, config: CollectionSettings, model: str,
-            target: QdrantStore) -> MigrationRecord | None:
-    """The latest migration of this source to `model` into `target` in the state directory."""
-    state_dir = Path(settings.migration.state_dir)
-    if not (state_dir / "state.db").exists():
-        return None
-    with State(state_dir) as state:
-        done = [m for m in state.all() if m.source == config.name
-                and m.model == model and m.store in (None, target.identity)]
-    return done[-1] if done else None
-
-
-def _unlike_writer(settings: Settings, store: QdrantStore, collection: str, vector: str,
-                   text: TextSource, embedder: Embedder) -> list[str]:
-    """A warning when the migration recorded as writing `vector` of `collection` embedded
-    another text or model than this check does: self-retrieval would fail for that alone."""
-    state_dir = Path(settings.migration.state_dir)
+def _records(state_dir: Path) -> list[MigrationRecord]:
+    """The migrations recorded in `state_dir` (none without a state file: none is made)."""
     if not (state_dir / "state.db").exists():
         return []
     with State(state_dir) as state:
-        writers = [m for m in state.all() if m.target == collection
-                   and m.store == store.identity
-                   and (m.new_vector if m.in_place else m.vector) == vector]
+        return state.all()
+
+
+def _latest(records: list[MigrationRecord], config: CollectionSettings, model: str,
+            target: QdrantStore) -> MigrationRecord | None:
+    """The latest migration of this source to `model` into `target`."""
+    done = [m for m in records if m.source == config.name
+            and m.model == model and m.store in (None, target.identity)]
+    return done[-1] if done else None
+
+
+def _unlike_writer(records: list[MigrationRecord], store: QdrantStore, collection: str,
+                   vector: str, text: TextSource, embedder: Embedder) -> list[str]:
+    """A warning when the migration recorded as writing `vector` of `collection` embedded
+    another text or model than this check does: self-retrieval would fail for that alone."""
+    writers = [m for m in records if m.target == collection and m.store == store.identity
+               and (m.new_vector if m.in_place else m.vector) == vector]
     if not writers:
         return []
     writer, spec = writers[-1], embedder.spec
