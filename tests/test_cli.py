@@ -681,3 +681,22 @@ def test_drop_old_keeps_what_an_unverified_move_left(store_path: Path, tmp_path:
     text = run("migrate", *args[:-5], "16", "--collection", "docs", "--alias", "live",
                "--no-verify").stdout
     assert "The alias of 'docs' was moved without verification (--no-verify)." in text
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ctrl_c_in_a_command_without_a_run_says_to_run_it_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_json: bool) -> None:
+    """It said "Run the same command again to resume" of a status or a validate (nothing
+    resumes), and `--json` got no error document."""
+    import migrator.cli.commands
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(migrator.cli.commands, "run_status", stopped)
+    result = run("status", "--state-dir", str(tmp_path), *(["--json"] if as_json else []))
+    assert result.exit_code == 130
+    assert "Interrupted (Ctrl-C) before the command finished; run it again." in result.stderr
+    assert "resume" not in result.stderr
+    if as_json:
+        assert json.loads(result.stdout)["error"]["type"] == "Interrupted"

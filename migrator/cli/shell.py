@@ -5,6 +5,7 @@ failure, 2 usage, 3 verification, 130/143 interrupted)."""
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from tqdm import tqdm
 
 from .. import __version__, report
 from ..catalog import REGISTRY
-from ..errors import ConfigError, MigratorError, VerificationFailed
+from ..errors import ConfigError, Interrupted, MigratorError, VerificationFailed
 from ..pipeline import Progress
 from ..settings import CollectionSettings, Settings, debugging, load_settings
 from ..wording import describe_validation
@@ -44,18 +45,18 @@ class MigratorGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except MigratorError as exc:
+        except (MigratorError, KeyboardInterrupt) as exc:
             if debugging():
                 raise
-            code = 3 if isinstance(exc, VerificationFailed) else exc.exit_code
+            # Ctrl-C outside a run's own signal handling: a read-only command, or a step
+            # too short to stop gracefully; none of them resumes, it is run again
+            error = exc if isinstance(exc, MigratorError) else Interrupted(
+                "Interrupted (Ctrl-C) before the command finished; run it again.",
+                signum=signal.SIGINT)
+            code = 3 if isinstance(error, VerificationFailed) else error.exit_code
             if ctx.meta.get(_JSON_ASKED) and not ctx.meta.get(_JSON_PRINTED):
-                click.echo(report.to_json(error_document(exc, code)))
-            raise Exit(str(exc), code) from exc
-        except KeyboardInterrupt as exc:  # Ctrl-C outside a run's own signal handling
-            if debugging():
-                raise
-            raise Exit("Interrupted (Ctrl-C); nothing more was done. Run the same command "
-                        "again to resume.", 130) from exc
+                click.echo(report.to_json(error_document(error, code)))
+            raise Exit(str(error), code) from exc
 
 
 def combine_options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
