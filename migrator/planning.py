@@ -29,7 +29,7 @@ from .naming import env_variable
 from .settings import CollectionSettings, Settings
 from .state import MigrationRecord, State
 from .store import CollectionSchema, Point, QdrantStore, opened
-from .texts import TextSource
+from .texts import TextSource, refuse_no_text
 
 __all__ = ["ASSUMED_REQUEST_SECONDS", "CollectionPlan", "LOCAL_MODE_LIMIT", "local_mode_warning",
            "plan", "PlanResult", "storage"]
@@ -273,6 +273,7 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     plan.warnings += text.unfilled_warnings(config.name, [p.payload for p in page.points])
     try:  # what migrate refuses before it writes, as it checks it
         refuse_empty(source, schema, settings.verify.enabled)
+        refuse_no_text(config.name, text, [p.payload for p in page.points])
         refuse_multivector(vector, schema.name)
         if new_vector is not None:
             check_in_place(config, settings, target, schema=schema, reads=vector.name,
@@ -323,7 +324,7 @@ def _collection_warnings(plan: CollectionPlan, settings: Settings, target: Qdran
     if spec.dims and not spec.normalized and plan.target_distance == "Dot":
         warnings.append(f"{spec.model} does not return unit-length vectors and the distance "
                         "is Dot: scores will mix length with similarity.")
-    if plan.missing_in_sample:
+    if 0 < plan.missing_in_sample < plan.sample_size:  # none at all: migrate refuses it
         policy = settings.migration.missing_text
         consequence = ("the run will fail before any swap" if policy == "fail"
                        else "they will be skipped and listed")

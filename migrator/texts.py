@@ -10,7 +10,7 @@ from typing import Any
 from .errors import ConfigError
 
 __all__ = ["BLANK_TEXT", "DEFAULT_TEXT_FIELD", "lookup", "NOT_UNICODE", "payload_keys",
-           "TextSource", "unfilled_warning"]
+           "refuse_no_text", "TextSource", "unfilled_warning"]
 
 DEFAULT_TEXT_FIELD = "text"
 # A blank text_field (an unset shell variable, say) would read as "not given", and the
@@ -111,6 +111,20 @@ class TextSource:
         if not value.strip():
             return None, f"payload field {field!r} is empty"
         return value, ""
+
+
+def refuse_no_text(name: str, text: TextSource, payloads: list[dict[str, Any]]) -> None:
+    """Raises ConfigError when none of `payloads` (the first points of collection `name`)
+    has text where `text` looks: a mistyped text field or template, found before anything
+    is created."""
+    if not payloads or any(text.extract(payload)[0] for payload in payloads):
+        return
+    keys = ", ".join(payload_keys(payloads)) or "none"
+    raise ConfigError(
+        f"None of the first {len(payloads)} points of {name!r} has text in "
+        f"{text.describe()} (the first: {text.extract(payloads[0])[1]}). Their payloads have "
+        f"the keys: {keys}. Point --text-field or --text-template at the text. Nothing was "
+        "created.")
 
 
 def payload_keys(payloads: Iterable[dict[str, Any]], limit: int = 20) -> list[str]:

@@ -700,3 +700,19 @@ def test_ctrl_c_in_a_command_without_a_run_says_to_run_it_again(
     assert "resume" not in result.stderr
     if as_json:
         assert json.loads(result.stdout)["error"]["type"] == "Interrupted"
+
+
+def test_plan_says_migrate_refuses_a_text_field_no_point_has(store_path: Path,
+                                                             tmp_path: Path) -> None:
+    """plan said "they will be skipped and listed (missing_text: skip)" of a field no point
+    has; migrate refuses it before anything is created, whatever missing_text says."""
+    args = [*base(store_path, tmp_path), "--collection", "docs", "--text-field", "body",
+            "--missing-text", "skip"]
+    planned = run("plan", *args).stdout
+    assert ("migrate will refuse to start: None of the first 40 points of 'docs' has text in "
+            "field 'body'") in planned
+    assert "skipped and listed" not in planned
+    refused = run("migrate", *args)
+    assert refused.exit_code == 2 and "None of the first 40 points of 'docs'" in refused.stderr
+    some = run("plan", *base(store_path, tmp_path), "--collection", "docs").stdout
+    assert "migrate will refuse" not in some

@@ -35,7 +35,7 @@ from ..embedding.tokens import fit_all
 from ..errors import ConfigError, DimensionMismatch, MigratorError, ProviderError
 from ..settings import CollectionSettings, Settings
 from ..store import CollectionSchema, Point, QdrantStore, opened
-from ..texts import TextSource, payload_keys
+from ..texts import TextSource, refuse_no_text
 from ..wording import vector_label
 
 __all__ = ["Check", "DEFAULT_CANDIDATES", "FIDELITY_POINTS", "FIDELITY_QUERIES",
@@ -151,14 +151,8 @@ def probe_texts(source: QdrantStore, schema: CollectionSchema, config: Collectio
     """
     text = TextSource.from_settings(config.text_field, config.text_template)
     page = source.scroll(schema.name, limit=limit, vectors=False)
+    refuse_no_text(config.name, text, [p.payload for p in page.points])
     texts = [t for p in page.points if (t := text.extract(p.payload)[0])]
-    if page.points and not texts:
-        keys = ", ".join(payload_keys(p.payload for p in page.points)) or "none"
-        reason = text.extract(page.points[0].payload)[1]
-        raise ConfigError(
-            f"None of the first {len(page.points)} points of {config.name!r} has text in "
-            f"{text.describe()} (the first: {reason}). Their payloads have the keys: {keys}. "
-            "Point --text-field or --text-template at the text. Nothing was created.")
     warnings = text.unfilled_warnings(config.name, [p.payload for p in page.points])
     return ProbeTexts(fit_all(texts, model, long_input).unique, warnings)
 
