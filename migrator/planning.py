@@ -274,6 +274,8 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     try:  # what migrate refuses before it writes, as it checks it
         refuse_empty(source, schema, settings.verify.enabled)
         refuse_no_text(config.name, text, [p.payload for p in page.points])
+        if field := settings.sync.updated_field:
+            source.time_form(schema.name, field)
         refuse_multivector(vector, schema.name)
         if new_vector is not None:
             check_in_place(config, settings, target, schema=schema, reads=vector.name,

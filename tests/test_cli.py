@@ -702,10 +702,11 @@ def test_ctrl_c_in_a_command_without_a_run_says_to_run_it_again(
         assert json.loads(result.stdout)["error"]["type"] == "Interrupted"
 
 
-def test_plan_says_migrate_refuses_a_text_field_no_point_has(store_path: Path,
-                                                             tmp_path: Path) -> None:
+def test_plan_says_migrate_refuses_what_it_cannot_read(store_path: Path,
+                                                       tmp_path: Path) -> None:
     """plan said "they will be skipped and listed (missing_text: skip)" of a field no point
-    has; migrate refuses it before anything is created, whatever missing_text says."""
+    has, and nothing of a sync.updated_field that holds no time; migrate refuses both before
+    anything is created."""
     args = [*base(store_path, tmp_path), "--collection", "docs", "--text-field", "body",
             "--missing-text", "skip"]
     planned = run("plan", *args).stdout
@@ -716,3 +717,7 @@ def test_plan_says_migrate_refuses_a_text_field_no_point_has(store_path: Path,
     assert refused.exit_code == 2 and "None of the first 40 points of 'docs'" in refused.stderr
     some = run("plan", *base(store_path, tmp_path), "--collection", "docs").stdout
     assert "migrate will refuse" not in some
+    config = tmp_path / "uf.yaml"
+    config.write_text("sync:\n  updated_field: text\n")  # a text, not a time
+    timed = run("plan", "-c", str(config), *base(store_path, tmp_path), "--collection", "docs")
+    assert "migrate will refuse to start: sync.updated_field 'text' of point 1" in timed.stdout
