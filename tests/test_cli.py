@@ -721,3 +721,17 @@ def test_plan_says_migrate_refuses_what_it_cannot_read(store_path: Path,
     config.write_text("sync:\n  updated_field: text\n")  # a text, not a time
     timed = run("plan", "-c", str(config), *base(store_path, tmp_path), "--collection", "docs")
     assert "migrate will refuse to start: sync.updated_field 'text' of point 1" in timed.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["ingest", "missing.jsonl", "--collection", "x"],
+    ["compare", "missing.jsonl", "--candidate", "hashing:hash-words-v1"],
+])
+def test_a_missing_input_file_is_named_in_the_json_error_document(tmp_path: Path,
+                                                                  args: list[str]) -> None:
+    """click refused the path itself: a usage message, and no error document for --json."""
+    result = run(*args, "--qdrant-path", str(tmp_path / "q"), "--json")
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] == "ConfigError" and "missing.jsonl does not exist" in error["message"]
+    assert not (tmp_path / "q").exists()

@@ -301,7 +301,7 @@ def validate(as_json: bool, full: bool, sample: int, dims: list[int] | None, no_
 
 
 @cli.command()
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path))  # missing: the library says so
 @click.option("--collection", required=True, help="Name of the new collection.")
 @click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "csv", "beir"]),
               default="auto", show_default=True, help="Input format.")
@@ -339,7 +339,7 @@ def ingest(bars: Bars, path: Path, collection: str, fmt: str, text_field: str | 
 
 
 @cli.command("compare")
-@click.argument("dataset", required=False, type=click.Path(exists=True, path_type=Path))
+@click.argument("dataset", required=False, type=click.Path(path_type=Path))
 @click.option("--candidates", "candidates_file", type=click.Path(dir_okay=False, path_type=Path),
               help="YAML list of candidates (provider, model, dimensions, input_types, ...).")
 @click.option("--candidate", "candidate_flags", multiple=True, metavar="PROVIDER:MODEL[:DIMS]",
