@@ -11,7 +11,7 @@ from typing import Any, Literal
 from .blocking import run_blocking
 from .databases import make_directory
 from .embedding import Embedder, embedding
-from .embedding.tokens import token_counter
+from .embedding.tokens import fit_all, token_counter
 from .errors import BadInput, CollectionExists, ConfigError, InputTooLong
 from .interrupts import Stop, stoppable
 from .naming import check_new_name
@@ -239,8 +239,11 @@ async def _embed_file(path: Path, fmt: Literal["jsonl", "csv", "beir"], collecti
     made["dims"] = dims
     first = next((body for record in read_records(path, fmt)
                   if (body := text.extract(record)[0])), None)
-    if first is not None:  # an ingest run again: is it the model cached before?
-        await model.check_cache(first)
+    # an ingest run again: is it the model cached before? Asked of the text as the pipeline
+    # prepares it (cut under long_input), the one the cache holds and the model accepts
+    prepared = fit_all([first], model, settings.provider.long_input).unique if first else []
+    if prepared:
+        await model.check_cache(prepared[0])
     if found is not None:  # what an earlier run of this same command made (maybe unfinished)
         if not _same_ingest(found, made):  # at another size
             raise CollectionExists(_taken(collection, target, found))

@@ -91,3 +91,20 @@ def test_ingest_on_a_server_that_changed_its_model_stops_before_writing(
     with pytest.raises(ConfigError, match="no longer answers what the embedding cache holds"):
         ingest(path, "notes", config, store=memory_store, embedder=server.embedder())
     assert memory_store.count("notes") == 20  # the first run's collection, untouched
+
+
+def test_ingest_checks_the_text_as_prepared_when_the_first_is_cut(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """The first record over the model's limit is cut under long_input: truncate, and the
+    cache holds the cut text: asked with the whole one, the check found nothing to compare."""
+    path = tmp_path / "notes.jsonl"
+    long = " ".join(f"word{i}" for i in range(40_000))
+    path.write_text("".join(json.dumps({"id": i, "text": long if i == 0 else f"note {i}"})
+                            + "\n" for i in range(10)))
+    server = TEI()
+    config = settings(tmp_path, "unused")
+    config.provider.long_input = "truncate"
+    ingest(path, "notes", config, store=memory_store, embedder=server.embedder())
+    server.model = 2
+    with pytest.raises(ConfigError, match="no longer answers what the embedding cache holds"):
+        ingest(path, "notes", config, store=memory_store, embedder=server.embedder())
