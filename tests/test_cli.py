@@ -436,6 +436,10 @@ def test_status_sync_and_cache_commands(store_path: Path, tmp_path: Path) -> Non
     assert asked.exit_code == 1 and f"every cached embedding in {cache_file}" in asked.output
     cleared = run("cache", "clear", *state, "--yes")
     assert cleared.stdout == f"Removed 2 cached embeddings from {cache_file}.\n"
+    again = json.loads(run("cache", "clear", *state, "--yes", "--json").stdout)
+    assert again == {"path": str(cache_file), "exists": True, "removed": 0}
+    nowhere = run("cache", "clear", "--state-dir", str(tmp_path / "stat"), "--json")
+    assert json.loads(nowhere.stdout)["exists"] is False
     mistyped = run("cache", "clear", "--state-dir", str(tmp_path / "stat"), "--yes")
     assert mistyped.stdout.startswith("There is no embedding cache at ")  # not "Removed 0"
     assert not (tmp_path / "stat").exists()

@@ -353,6 +353,34 @@ def test_a_no_op_swap_records_nothing_and_rollback_still_works(
     assert aliases(two_sources) == {"live": "a"}
 
 
+def test_a_question_nobody_can_answer_is_a_clear_refusal(two_sources: Path,
+                                                         tmp_path: Path) -> None:
+    """A deletion that asks, run where nothing can answer (cron, CI: stdin closed), said
+    only click's "Aborted!" (exit 1) and printed nothing under --json."""
+    store = ["--qdrant-path", str(two_sources), "--state-dir", str(tmp_path / "state")]
+    assert invoke("swap", "live", "a", *store).exit_code == 0
+    assert invoke("swap", "live", "b", *store).exit_code == 0
+    code, out, err = ended(child(["drop-old", "live", *store, "--json"],
+                                 stdin=subprocess.DEVNULL))
+    assert code == 2, err
+    assert "Give --yes to go ahead without being asked" in err and "Aborted" not in err
+    assert json.loads(out)["error"]["exit_code"] == 2
+    assert count(two_sources, "a") == 120  # nothing deleted
+    migrate = ["migrate", *store, "--collection", "b", "--provider", "hashing", "--model",
+               "hash-words-v1", "--dimensions", "16", "--no-verify", "-q"]
+    assert run_cli(migrate)[0] == 0
+    code, _, err = ended(child([*migrate, "--restart"], stdin=subprocess.DEVNULL))
+    assert code == 2 and "--restart deletes 'b__hash-words-v1-16'" in err
+    assert count(two_sources, "b__hash-words-v1-16") == 30
+    declined = CliRunner().invoke(cli, ["drop-old", "live", *store, "--json"], input="n\n")
+    assert declined.exit_code == 1
+    assert json.loads(declined.stdout)["error"]["message"] == (
+        "Not confirmed; 'a' was not deleted.")
+    asked_twice = CliRunner().invoke(cli, ["drop-old", "live", *store], input="maybe\ny\n")
+    assert asked_twice.exit_code == 0 and "Answer y or n." in asked_twice.stderr
+    assert aliases(two_sources) == {"live": "b"} and "a" not in collections(two_sources)
+
+
 def test_an_old_no_op_record_does_not_block_rollback(two_sources: Path, tmp_path: Path) -> None:
     state = State(tmp_path / "state")
     state.record_alias("live", None, "a")

@@ -17,6 +17,7 @@ from ..comparison.candidates import gather as gather_candidates
 from ..databases import CACHE_FILE
 from ..demo import demo as run_demo
 from ..embedding.cache import cache_clear, cache_stats
+from ..errors import MigratorError
 from ..ingestion import ingest as run_ingest
 from ..migration import migrate as run_migrate
 from ..planning import plan as run_plan
@@ -30,6 +31,7 @@ from .shell import (
     Bars,
     Exit,
     adopt_option,
+    ask,
     batch_option,
     catch_up_options,
     cli,
@@ -214,7 +216,8 @@ def cache_stats_command(as_json: bool, **options: Any) -> None:
 @config_option
 @state_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
-def cache_clear_command(yes: bool, **options: Any) -> None:
+@json_option("Print what was removed as JSON.")
+def cache_clear_command(yes: bool, as_json: bool, **options: Any) -> None:
     """Delete every cached embedding (the next run pays for its embeddings again).
 
     \b
@@ -224,14 +227,16 @@ def cache_clear_command(yes: bool, **options: Any) -> None:
     state_dir = settings_from(options).migration.state_dir
     path = Path(state_dir) / CACHE_FILE
     if not path.exists():  # a mistyped --state-dir: say so, rather than "removed 0"
-        click.echo(f"There is no embedding cache at {path} (check --state-dir); nothing was "
-                   "removed.")
+        click.echo(report.to_json({"path": str(path), "exists": False, "removed": 0})
+                   if as_json else f"There is no embedding cache at {path} (check "
+                   "--state-dir); nothing was removed.")
         return
-    if not yes:
-        click.confirm(f"Delete every cached embedding in {path} (what they saved is paid "
-                      "for again)?", abort=True, err=True)
+    if not yes and not ask(f"Delete every cached embedding in {path} (what they saved is "
+                           "paid for again)?"):
+        raise MigratorError("Not confirmed; the embedding cache was not emptied.")
     removed = cache_clear(state_dir)
-    click.echo(f"Removed {counted(removed, 'cached embedding')} from {path}.")
+    click.echo(report.to_json({"path": str(path), "exists": True, "removed": removed})
+               if as_json else f"Removed {counted(removed, 'cached embedding')} from {path}.")
 
 
 @cli.command()

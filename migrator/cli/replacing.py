@@ -12,9 +12,10 @@ from ..aliases import drop_old as run_drop_old
 from ..aliases import old_collection
 from ..aliases import rollback as run_rollback
 from ..aliases import swap as run_swap
+from ..errors import MigratorError
 from ..inplace import drop_old_vector as run_drop_old_vector
 from ..wording import vector_label
-from .shell import alias_options, cli, emit, json_option, settings_from
+from .shell import alias_options, ask, cli, emit, json_option, settings_from
 
 __all__ = ["drop_old_command", "drop_old_vector_command", "rollback", "swap_command"]
 
@@ -67,9 +68,10 @@ def drop_old_command(alias: str, yes: bool, as_json: bool, **options: Any) -> No
     expected = None
     if not yes:
         expected = old_collection(settings, alias)
-        click.confirm(f"Delete the collection {expected!r} from "
-                      f"{settings.target_store.location}, which alias {alias!r} pointed to "
-                      "before its last move?", abort=True, err=True)
+        if not ask(f"Delete the collection {expected!r} from "
+                   f"{settings.target_store.location}, which alias {alias!r} pointed to "
+                   "before its last move?"):
+            raise MigratorError(f"Not confirmed; {expected!r} was not deleted.")
     deleted = run_drop_old(settings, alias, expected=expected)
     click.echo(report.to_json({"alias": alias, "deleted": deleted}) if as_json
                else f"Deleted {deleted!r}.")
@@ -97,9 +99,10 @@ def drop_old_vector_command(collection: str, vector: str, force: bool, yes: bool
       migrator drop-old-vector docs --vector dense --yes
     """
     settings = settings_from(options)
-    if not yes:
-        click.confirm(f"Remove vector {vector_label(vector)} from {collection!r} and from "
-                      "every point in it?", abort=True, err=True)
+    if not yes and not ask(f"Remove vector {vector_label(vector)} from {collection!r} and "
+                           "from every point in it?"):
+        raise MigratorError(f"Not confirmed; vector {vector_label(vector)} of "
+                            f"{collection!r} was not removed.")
     removed_from = run_drop_old_vector(settings, collection, vector, force=force)
     click.echo(report.to_json({"collection": removed_from, "removed_vector": vector})
                if as_json else f"Removed vector {vector_label(vector)} from {removed_from!r}.")

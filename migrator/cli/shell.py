@@ -23,9 +23,9 @@ from ..pipeline import Progress
 from ..settings import CollectionSettings, Settings, debugging, load_settings
 from ..wording import describe_validation
 
-__all__ = ["adopt_option", "alias_options", "Bars", "batch_option", "catch_up_options", "cli",
-           "collection_options", "combine_options", "config_option", "confirm_restart", "emit",
-           "error_document", "Exit", "json_option", "main",
+__all__ = ["adopt_option", "alias_options", "ask", "Bars", "batch_option", "catch_up_options",
+           "cli", "collection_options", "combine_options", "config_option", "confirm_restart",
+           "emit", "error_document", "Exit", "json_option", "main",
            "MigratorGroup", "output_options", "pipeline_options", "provider_options",
            "run_options", "settings_from", "state_option", "store_options",
            "target_store_options", "with_bars", "with_collections"]
@@ -247,10 +247,33 @@ class Bars:
             bar.close()
 
 
+def ask(question: str) -> bool:
+    """Ask `question` on stderr and read the answer (yes or no, no by default) from stdin.
+
+    Raises:
+        ConfigError: stdin ended before an answer (a script, cron, CI): nothing can be
+            asked, and the command's --yes is what says yes there.
+    """
+    while True:
+        click.echo(f"{question} [y/N]: ", nl=False, err=True)
+        line = sys.stdin.readline()
+        if not sys.stdin.isatty():  # a terminal echoes the answer and its newline
+            click.echo(line.rstrip("\n"), err=True)
+        if not line:
+            raise ConfigError(f'Not confirmed: the input ended before an answer to "{question}" '
+                              "(it is not a terminal). Give --yes to go ahead without being "
+                              "asked. Nothing was changed.")
+        answer = line.strip().lower()
+        if answer in ("", "n", "no"):
+            return False
+        if answer in ("y", "yes"):
+            return True
+        click.echo("Answer y or n.", err=True)
+
+
 def confirm_restart(collections: list[str]) -> bool:
-    return click.confirm(
-        f"--restart deletes {', '.join(repr(c) for c in collections)} (created by these "
-        "migrations) and forgets their progress. Continue?", abort=True, err=True)
+    return ask(f"--restart deletes {', '.join(repr(c) for c in collections)} (created by "
+               "these migrations) and forgets their progress. Continue?")
 
 
 def emit(result: Any, as_json: bool, render: Callable[[Any], str]) -> None:
