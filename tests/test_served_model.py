@@ -22,8 +22,12 @@ from migrator import (
     ingest,
     migrate,
 )
+from migrator.comparison import compare
+from migrator.comparison.candidates import Candidate
+from migrator.comparison.datasets import load_texts
 from migrator.embedding import build_embedder
 from migrator.store import QdrantStore
+from migrator.vector_cache import EmbeddingCache
 
 from .conftest import make_collection
 
@@ -108,3 +112,23 @@ def test_ingest_checks_the_text_as_prepared_when_the_first_is_cut(
     server.model = 2
     with pytest.raises(ConfigError, match="no longer answers what the embedding cache holds"):
         ingest(path, "notes", config, store=memory_store, embedder=server.embedder())
+
+
+def test_compare_on_a_server_that_changed_its_model_fails_that_candidate(
+        tmp_path: Path) -> None:
+    """A comparison read the first model's vectors from the cache and scored them as the
+    second's: its figures would describe a model the server no longer serves."""
+    path = tmp_path / "notes.jsonl"
+    path.write_text("\n".join(json.dumps({"id": i, "text": f"note {i} on tides"})
+                              for i in range(30)))
+    dataset = load_texts(path, queries=5)
+    server = TEI()
+    candidate = Candidate("tei:served", ProviderSettings(name="tei", model="served",
+                                                         base_url="http://tei"))
+    client = httpx.AsyncClient(transport=httpx.MockTransport(server))
+    with EmbeddingCache(tmp_path / "state") as cache:
+        assert compare(dataset, [candidate], cache=cache, client=client).candidates[0].ok
+        server.model = 2
+        refused = compare(dataset, [candidate], cache=cache, client=client).candidates[0]
+    assert not refused.ok
+    assert "no longer answers what the embedding cache holds" in (refused.error or "")

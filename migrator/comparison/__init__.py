@@ -230,6 +230,8 @@ async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
             f"{embedder.spec.max_tokens_per_input} tokens; set long_input: truncate or "
             "chunk-mean for this candidate.")
     order = fitted.unique
+    if kind == "document" and order:  # a self-hosted server may serve another model now
+        await embedder.check_cache(order[0])
     out = Embedded(np.empty((0, 0), dtype=np.float32), over_limit=sum(over))
     gate = asyncio.Semaphore(candidate.provider.concurrency)
     step = embedder.batch_size
