@@ -289,8 +289,8 @@ def plan(result: Any) -> str:
         priced = " at the batch price" if result.batch is not None else ""
         verdict = {True: f"the estimate{priced} is within it",
                    False: f"the estimate{priced} is over it: migrate would refuse to start",
-                   None: "this model's price is not known, so migrate would refuse to start "
-                         "with a limit"}
+                   None: "this model's price is not known (give provider.price_per_mtok), "
+                         "so migrate would refuse to start with a limit"}
         lines.append(f"--max-cost {money(result.max_cost)}: "
                      f"{verdict[result.within_max_cost]}.")
     lines += [f"warning: {w}" for w in result.warnings]

@@ -42,8 +42,9 @@ def budget_for(settings: Settings, embedder: Embedder) -> Budget | None:
     if spec.price_per_mtok is None or embedder.usage is None:
         raise ConfigError(
             f"--max-cost needs the price of {spec.provider} {spec.model}, and migrator does "
-            "not know it (the model is not in its catalog). Remove --max-cost "
-            "(migration.max_cost) for this model.")
+            "not know it (the model is not in its catalog). Give its price in USD per "
+            "million tokens as provider.price_per_mtok, or remove --max-cost "
+            "(migration.max_cost).")
     return Budget(limit, spec.price_per_mtok, embedder.usage)
 
 

@@ -307,9 +307,34 @@ def test_max_cost_needs_a_price(tmp_path: Path) -> None:
         planned = cli("plan", "--qdrant-path", str(store), "--provider", "openai-compatible",
                       "--model", "served", "--base-url", server.url, "--collection", "docs",
                       "--max-cost", "5")
-        assert ("--max-cost $5.00: this model's price is not known, so migrate would refuse "
-                "to start with a limit.") in planned.stdout
+        assert ("--max-cost $5.00: this model's price is not known (give "
+                "provider.price_per_mtok), so migrate would refuse to start with a limit."
+                ) in planned.stdout
         assert "tokens (estimated), cost unknown, about" in planned.stdout  # not ", unknown,"
+
+
+def test_a_price_given_for_a_model_the_catalog_lacks_bills_and_guards(tmp_path: Path) -> None:
+    """A paid OpenAI-compatible API (or a negotiated price): with no way to give the price,
+    its runs had no cost anywhere and --max-cost was refused."""
+    store = tmp_path / "q"
+    priced_collection(store)
+    args = ["--qdrant-path", str(store), "--state-dir", str(tmp_path / "state"),
+            "--provider", "openai-compatible", "--model", "served", "--collection", "docs",
+            "--json"]
+    price = {"MIGRATOR_PROVIDER__PRICE_PER_MTOK": "0.5"}
+    with LoopbackServer(dims=8) as server:
+        def run(command: str, *extra: str) -> Any:
+            return CliRunner().invoke(cli_group, [command, *args, "--base-url", server.url,
+                                                  *extra], env=price)
+        planned = json.loads(run("plan", "--max-cost", "0.0000001").stdout)
+        assert planned["within_max_cost"] is False and planned["estimated_cost_usd"] > 0
+        refused = run("migrate", "--max-cost", "0.0000001", "--no-verify")
+        assert refused.exit_code == 2 and "exceeds --max-cost" in refused.stderr
+        assert server.requests == 0
+        done = json.loads(run("migrate", "--max-cost", "1", "--no-verify").stdout)
+    billed = done["bill"]["total"]
+    assert billed["tokens"] == server.billed_tokens > 0
+    assert billed["cost_usd"] == pytest.approx(server.billed_tokens * 0.5 / 1e6)
 
 
 def test_an_embedder_that_served_an_earlier_run_bills_each_run_apart(

@@ -103,3 +103,14 @@ def test_openrouter_serves_the_same_openai_model() -> None:
         name="openrouter", model="openai/text-embedding-3-small", dimensions=512,
         api_key=SecretStr("k"))])
     assert isinstance(build_embedder(config).inner, FallbackEmbedder)
+
+
+def test_one_price_for_every_endpoint_of_a_model() -> None:
+    """The meter is the model's: a fallback's own price would have been ignored silently."""
+    config = settings(price_per_mtok=0.03, fallbacks=[ProviderSettings(
+        name="openrouter", model="openai/text-embedding-3-small", dimensions=512,
+        api_key=SecretStr("k"), price_per_mtok=0.02)])
+    with pytest.raises(ConfigError, match="has a price_per_mtok of its own"):
+        build_embedder(config)
+    config.fallbacks[0].price_per_mtok = None
+    assert build_embedder(config).spec.price_per_mtok == 0.03  # over the catalog's 0.02

@@ -155,7 +155,8 @@ async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCa
         metrics, len(docs.call_latencies) + len(queries.call_latencies))
     result.tokens = figures.tokens(docs, queries)
     result.cost = figures.cost(embedder.spec.price_per_mtok, docs, queries, len(dataset.doc_texts),
-                        size, label)
+                               size, label,
+                               configured=candidate.provider.price_per_mtok is not None)
     if size is not None and result.throughput["texts_per_s"].value:
         seconds = size / float(result.throughput["texts_per_s"].value)
         result.throughput["time_for_collection_s"] = Figure(

@@ -132,12 +132,16 @@ def tokens(docs: Embedded, queries: Embedded) -> dict[str, Figure]:
 
 
 def cost(price: float | None, docs: Embedded, queries: Embedded, count: int,
-          size: int | None, label: str) -> dict[str, Figure]:
+          size: int | None, label: str, *, configured: bool = False) -> dict[str, Figure]:
+    """What the run cost and what a collection would; `configured`: the price is the
+    candidate's own `price_per_mtok`, not the catalog's list price."""
     if price is None:
-        unknown = Figure(None, "catalog", "no price in the catalog for this model")
+        unknown = Figure(None, "catalog", "no price in the catalog for this model (give "
+                                          "the candidate a price_per_mtok)")
         return {"run": unknown, "per_1m_documents": unknown, "collection": unknown}
     paid = docs.tokens_paid + queries.tokens_paid
-    price_note = f"${price:g} per 1M tokens (catalog list price)" if price else (
+    listed = "price_per_mtok given" if configured else "catalog list price"
+    price_note = f"${price:g} per 1M tokens ({listed})" if price else (
         "runs on this machine: no per-token price, compute not counted")
     # a free model costs nothing however its tokens were counted
     run_method: Method = ("estimated" if price and (docs.estimated or queries.estimated)

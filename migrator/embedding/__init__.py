@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -41,28 +42,32 @@ def construct(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
 
 
 def model_spec(settings: ProviderSettings) -> ModelSpec:
-    """The catalog entry for the configured model, or a stub for a model it lacks.
+    """The catalog entry for the configured model, or a stub for a model it lacks; priced
+    at `settings.price_per_mtok` when that is given.
 
     A stub has `dims=0` (unknown until the first response) and generic limits.
     """
+    price = settings.price_per_mtok
     spec = lookup(settings.name, settings.model)
     if spec is not None:
-        return spec
+        return spec if price is None else replace(spec, price_per_mtok=price)
     if REGISTRY[settings.name].catalog_only:
         known = ", ".join(s.model for s in models_for([settings.name]))
         raise ConfigError(
             f"Unknown {settings.name} model {settings.model!r}. Known models: {known}. "
             "Run `migrator models` to list every model migrator knows."
         )
+    if price is None and settings.name == "local":
+        price = 0.0  # runs on this machine
     return ModelSpec(
         provider=settings.name,
         model=settings.model,
         dims=0,
         max_inputs=settings.batch_size or 256,
         max_tokens_per_input=8192,
-        price_per_mtok=0.0 if settings.name == "local" else None,  # runs on this machine
+        price_per_mtok=price,
         notes="not in migrator's catalog: size probed" + (
-            "" if settings.name == "local" else ", no price known"),
+            ", no price known" if price is None else ""),
     )
 
 

@@ -36,6 +36,11 @@ def check_same_model(primary: ProviderSettings, fallbacks: Sequence[ProviderSett
                 f"{primary.model!r} ({primary.dimensions or 'native'} dims). Vectors of "
                 "different models must not share a collection: a fallback must serve the same "
                 "model at the same size.")
+        if fallback.price_per_mtok not in (None, primary.price_per_mtok):
+            raise ConfigError(
+                f"Fallback {fallback.name} {fallback.model!r} has a price_per_mtok of its own; "
+                "the bill prices every endpoint of a model at provider.price_per_mtok. Remove "
+                "it from the fallback (or give the price once, on provider).")
 
 
 class Breaker:
