@@ -7,11 +7,11 @@ US dollars per million input tokens; check them again before budgeting a large r
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-__all__ = ["BATCH", "BatchTerms", "lookup", "MODELS", "models_for", "ModelSpec", "Provider",
-           "REGISTRY"]
+__all__ = ["BATCH", "BatchTerms", "lookup", "MODELS", "models_for", "ModelSpec",
+           "open_providers", "Provider", "REGISTRY"]
 
 
 @dataclass(frozen=True)
@@ -201,8 +201,18 @@ def lookup(provider: str, model: str) -> ModelSpec | None:
 
 
 def models_for(providers: Iterable[str] | None = None) -> list[ModelSpec]:
-    """Every known model, optionally only those of the given providers."""
+    """Every known model, optionally only those of the given providers (Azure's and an
+    OpenAI-compatible server's include the OpenAI models they may serve under their names)."""
     if providers is None:
         return list(MODELS)
     wanted = set(providers)
-    return [spec for spec in MODELS if spec.provider in wanted]
+    specs = [spec for spec in MODELS if spec.provider in wanted]
+    for provider in sorted(wanted & set(_OPENAI_ALIASES)):
+        specs += [replace(spec, provider=provider) for spec in MODELS
+                  if spec.provider == _OPENAI_ALIASES[provider]]
+    return specs
+
+
+def open_providers(providers: Iterable[str]) -> list[str]:
+    """The providers among `providers` that serve models the catalog does not list."""
+    return [name for name in providers if not REGISTRY[name].catalog_only]

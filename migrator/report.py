@@ -94,7 +94,9 @@ def duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def models(specs: Sequence[ModelSpec]) -> str:
+def models(specs: Sequence[ModelSpec], open_providers: Sequence[str] = ()) -> str:
+    """The catalog's table; `open_providers` (serving models it does not list) get a line on
+    what a model of theirs is taken to be."""
     rows = [
         (s.provider, s.model, s.dims, s.describe_dims() if s.supports_output_dims else "-",
          s.max_inputs, s.max_tokens_per_input,
@@ -103,8 +105,18 @@ def models(specs: Sequence[ModelSpec]) -> str:
          else "?")
         for s in specs
     ]
-    return table(["provider", "model", "dims", "output dims", "inputs/req", "tokens/input",
-                  "tokens/req", "$/1M tok"], rows)
+    lines = [table(["provider", "model", "dims", "output dims", "inputs/req", "tokens/input",
+                    "tokens/req", "$/1M tok"], rows)] if rows else []
+    served = [name for name in open_providers if name != "local"]
+    if served:
+        lines.append(f"{', '.join(served)}: any model the server has, listed or not. One not "
+                     "listed has its size probed with one request, is sent up to 256 texts a "
+                     "request (provider.batch_size) of up to 8,192 tokens each, and has no "
+                     "price unless given (provider.price_per_mtok).")
+    if "local" in open_providers:
+        lines.append("local: any sentence-transformers model, listed or not; it runs on this "
+                     "machine, free.")
+    return "\n".join(lines)
 
 
 def batch_lines(report: Any) -> list[str]:

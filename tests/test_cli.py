@@ -349,6 +349,11 @@ def test_models_lists_the_catalog() -> None:
     assert {m["provider"] for m in data} >= {"openai", "cohere", "voyage", "hashing", "local"}
     typo = run("models", "--provider", "opneai")  # was: an empty table, exit 0
     assert typo.exit_code == 2 and "'opneai' is not one of 'hashing', 'openai'" in typo.stderr
+    azure = run("models", "--provider", "azure")  # was an empty table: Azure serves OpenAI's
+    assert re.search(r"azure +text-embedding-3-large +3072", azure.stdout)
+    served = run("models", "--provider", "tei")  # was only a table's header
+    assert served.stdout.startswith("tei: any model the server has, listed or not.")
+    assert "provider.price_per_mtok" in served.stdout
 
 
 @pytest.mark.parametrize("command", ["migrate", "plan", "ingest", "models", "demo", "validate",

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .. import report, status_report
-from ..catalog import REGISTRY, models_for
+from ..catalog import REGISTRY, models_for, open_providers
 from ..comparison import datasets
 from ..comparison import report as compare_report
 from ..comparison import run as run_comparison
@@ -439,7 +439,7 @@ def models(providers: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         click.echo(report.to_json([s.to_dict() for s in specs]))
     else:
-        click.echo(report.models(specs))
+        click.echo(report.models(specs, open_providers(providers or REGISTRY)))
 
 
 @cli.command()

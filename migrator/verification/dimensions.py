@@ -351,10 +351,10 @@ def _config_check(settings: Settings, config: CollectionSettings, schema: Collec
     if expected != vector.size:
         return Check("config vs collection", "fail",
                      f"vector {shown} of {schema.name!r} holds {vector.size} values; "
-                     f"{provider.name} {provider.model} as configured gives {expected} "
-                     f"({decision.describe()})", config.name, data)
+                     f"{provider.name} {provider.model} as configured gives {expected}: "
+                     f"{decision.describe()}", config.name, data)
     return Check("config vs collection", "pass", f"vector {shown}: {vector.size} = "
-                 f"{provider.model} ({decision.describe()})", config.name, data)
+                 f"{provider.model}, {decision.describe()}", config.name, data)
 
 
 def _recorded_check(store: QdrantStore, config: CollectionSettings, schema: CollectionSchema
