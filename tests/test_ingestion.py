@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from qdrant_client import QdrantClient
 
 from migrator import ConfigError, MigrationSettings, ProviderSettings, Settings, ingest
 from migrator.cli import cli
@@ -155,3 +156,19 @@ def test_ingest_into_a_collection_it_did_not_make_is_refused_before_a_request(
             f"`migrator ingest` of {other} with openai-compatible served at 16 dims") in (
         refused.stderr)
     assert "Choose another --collection. Nothing was changed." in refused.stderr
+
+
+def test_the_distance_flag_takes_any_case_as_migrate_does(tmp_path: Path) -> None:
+    path = tmp_path / "notes.jsonl"
+    path.write_text('{"id": 1, "text": "a cat"}\n{"id": 2, "text": "a dog"}\n')
+    store = tmp_path / "q"
+    result = CliRunner().invoke(cli, [
+        "ingest", str(path), "--collection", "notes", "--qdrant-path", str(store),
+        "--state-dir", str(tmp_path / "state"), "--provider", "hashing", "--model",
+        "hash-words-v1", "--distance", "euclid"])  # was refused: only "Euclid"
+    assert result.exit_code == 0, result.stderr
+    client = QdrantClient(path=str(store))
+    try:
+        assert client.get_collection("notes").config.params.vectors.distance == "Euclid"
+    finally:
+        client.close()

@@ -315,8 +315,9 @@ def validate(as_json: bool, full: bool, sample: int, dims: list[int] | None, no_
               "(the default for BEIR corpora).")
 @click.option("--id-field", help="Field holding the point id (default '_id' or 'id').")
 @click.option("--vector", default="", help="Name of the vector (default: unnamed).")
-@click.option("--distance", type=click.Choice(["Cosine", "Dot", "Euclid", "Manhattan"]),
-              default="Cosine", show_default=True)
+@click.option("--distance", type=click.Choice(["Cosine", "Dot", "Euclid", "Manhattan"],
+                                             case_sensitive=False),
+              default="Cosine", show_default=True, help="Distance of the vector.")
 @config_option
 @store_options
 @provider_options
