@@ -272,9 +272,19 @@ def test_candidate_flags() -> None:
     assert flag.name == "openai/text-embedding-3-small@512" and flag.provider.dimensions == 512
     assert parse_flag("local:all-MiniLM-L6-v2")[0].provider.concurrency == 1
     assert flag.provider.concurrency == 4  # the provider default
-    for bad in ("openai", "openai:m:x", ":m"):
+    for bad in ("openai", ":m", "openai:", "openai::512", "ollama:m::512"):
         with pytest.raises(ConfigError, match="--candidate"):
             parse_flag(bad)
+    # Ollama's model names hold a colon: only a last part of digits is a size (the tag was
+    # taken for a size, "is not a number")
+    (tagged,) = parse_flag("ollama:nomic-embed-text:v1.5")
+    assert tagged.provider.model == "nomic-embed-text:v1.5" and tagged.provider.dimensions is None
+    (sized,) = parse_flag("ollama:nomic-embed-text:v1.5:256")
+    assert sized.provider.model == "nomic-embed-text:v1.5" and sized.provider.dimensions == 256
+    # a reference may be spelt as its flag (it was refused: "is not a candidate")
+    marked = candidates("openai:text-embedding-3-small:512", "hashing:hash-words-v1",
+                        reference="hashing:hash-words-v1")
+    assert [c.reference for c in marked] == [False, True]
 
 
 # ---- runs ------------------------------------------------------------------------------------

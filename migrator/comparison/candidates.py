@@ -20,6 +20,7 @@ A `local` model defaults to `concurrency: 1`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,16 +81,29 @@ def load_candidates(path: Path, *, environ: dict[str, str] | None = None) -> lis
 
 def parse_flag(flag: str, *, environ: dict[str, str] | None = None) -> list[Candidate]:
     """`provider:model` or `provider:model:dims` from the command line."""
-    parts = flag.split(":")
-    if len(parts) not in (2, 3) or not all(parts):
+    provider, model, size = _flag_parts(flag)
+    entry: dict[str, Any] = {"provider": provider, "model": model}
+    if size is not None:
+        entry["dimensions"] = size
+    return expand(entry, origin=f"--candidate {flag}", environ=environ)
+
+
+def _flag_parts(flag: str) -> tuple[str, str, int | None]:
+    """(provider, model, size) of `provider:model[:dims]`; a model's name may hold colons
+    itself (Ollama's `nomic-embed-text:v1.5`): only a last part of digits is a size."""
+    provider, _, model = flag.partition(":")
+    head, _, last = model.rpartition(":")
+    size = int(last) if head and last.isdigit() else None
+    if size is not None:
+        model = head
+    if not provider or not model or "" in model.split(":"):
         raise ConfigError(f"--candidate {flag!r}: write provider:model or provider:model:dims, "
                           "e.g. local:all-MiniLM-L6-v2 or openai:text-embedding-3-small:512.")
-    entry: dict[str, Any] = {"provider": parts[0], "model": parts[1]}
-    if len(parts) == 3:
-        if not parts[2].isdigit():
-            raise ConfigError(f"--candidate {flag!r}: the size {parts[2]!r} is not a number.")
-        entry["dimensions"] = int(parts[2])
-    return expand(entry, origin=f"--candidate {flag}", environ=environ)
+    return provider, model, size
+
+
+def _default_name(provider: str, model: str, size: int | None) -> str:
+    return f"{provider}/{model}" + (f"@{size}" if size else "")
 
 
 def expand(entry: dict[str, Any], *, origin: str, environ: dict[str, str] | None = None
@@ -115,7 +129,7 @@ def expand(entry: dict[str, Any], *, origin: str, environ: dict[str, str] | None
             raise ConfigError(describe_validation(exc, prefix=origin,
                                                   model=ProviderSettings)) from exc
         fill_api_key(provider, environ)
-        default = f"{provider.name}/{provider.model}" + (f"@{size}" if size else "")
+        default = _default_name(provider.name, provider.model, size)
         name = str(entry["name"]) if entry.get("name") else default
         if len(sizes_list) > 1 and entry.get("name") and size is not None:
             name = f"{name}@{size}"
@@ -148,6 +162,9 @@ def finish(candidates: list[Candidate], reference: str | None) -> list[Candidate
     if not candidates:
         raise ConfigError("No candidates to compare; give --candidates FILE or --candidate "
                           "provider:model.")
+    if reference is not None and reference not in seen and ":" in reference:
+        with contextlib.suppress(ConfigError):  # spelt as its --candidate flag
+            reference = _default_name(*_flag_parts(reference))
     if reference is not None and reference not in seen:
         # the name of an entry with several sizes means its first size
         reference = next((c.name for c in candidates if c.name.startswith(f"{reference}@")),
