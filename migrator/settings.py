@@ -115,6 +115,7 @@ class ProviderSettings(_Section):
     max_retries: int = Field(default=10, ge=0)
     encoding_format: Literal["base64", "float"] = "base64"
     price_per_mtok: float | None = Field(default=None, ge=0)  # USD; over the catalog's
+    max_tokens_per_input: int | None = Field(default=None, gt=0)  # over the catalog's
     long_input: Literal["fail", "truncate", "chunk-mean"] = "fail"
     tier: Literal["free", "tier1", "tier2", "tier3", "tier4", "tier5"] | None = None
     requests_per_minute: float | None = Field(default=None, gt=0)

@@ -137,6 +137,18 @@ def test_ollama_native() -> None:
     assert str(app.requests[0].url) == "http://localhost:11434/api/embed"
     assert app.sent == {"model": "nomic-embed-text", "input": ["a"], "truncate": False}
     assert result.tokens == 4 and result.vectors.shape == (1, 2)
+    # long_input: truncate is the server's own cut, at the model's context (exact)
+    embed(build("ollama", "nomic-embed-text", app, api_key=None, long_input="truncate"), ["a"])
+    assert json.loads(app.requests[-1].content)["truncate"] is True
+
+
+def test_the_limits_given_override_the_catalog() -> None:
+    listed = model_spec(ProviderSettings(name="openai", model="text-embedding-3-small",
+                                         max_tokens_per_input=512, price_per_mtok=0.01))
+    assert (listed.max_tokens_per_input, listed.price_per_mtok, listed.dims) == (512, 0.01, 1536)
+    unlisted = model_spec(ProviderSettings(name="tei", model="bge-small",
+                                           max_tokens_per_input=512))
+    assert unlisted.max_tokens_per_input == 512 and unlisted.price_per_mtok is None
 
 
 def test_tei_native_reads_tokens_from_the_header() -> None:

@@ -1,6 +1,7 @@
-"""A self-hosted server restarted with another model under the same name: the cache holds
-the first model's vectors, and a run resumed (or run again) would mix them with the second
-model's in one collection. The cache asks the server one text again before that."""
+"""Self-hosted servers (TEI here) as they are: one restarted with another model under the
+same name (the cache holds the first model's vectors, and a run resumed or run again would
+mix them with the second's; the cache asks the server one text again before that), and a
+model whose token limit migrator does not know."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import pytest
 from migrator import (
     CollectionSettings,
     ConfigError,
+    InputTooLong,
     MigrationSettings,
+    ProviderResponseError,
     ProviderSettings,
     Settings,
     ingest,
@@ -36,12 +39,24 @@ class TEI:
     """A text-embeddings-inference double: `/embed` answers each text with a unit vector
     drawn from the text and from `model` (change it: the server serves another model)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.model, self.dims = 1, 16
         self.texts = 0
+        self.limit = limit  # the model's tokens (words, here) per input
+        self.truncated: set[bool] = set()  # what requests asked of `truncate`
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        inputs = json.loads(request.content)["inputs"]
+        body = json.loads(request.content)
+        inputs = body["inputs"]
+        self.truncated.add(body["truncate"])
+        if self.limit is not None:
+            longest = max(len(text.split()) for text in inputs)
+            if longest > self.limit and not body["truncate"]:
+                return httpx.Response(422, json={
+                    "error": f"Input validation error: `inputs` must have less than "
+                             f"{self.limit + 1} tokens. Given: {longest}",
+                    "error_type": "Validation"})
+            inputs = [" ".join(text.split()[:self.limit]) for text in inputs]
         self.texts += len(inputs)
         rows = []
         for text in inputs:
@@ -50,8 +65,9 @@ class TEI:
             rows.append((vector / np.linalg.norm(vector)).tolist())
         return httpx.Response(200, json=rows, headers={"x-compute-tokens": str(len(inputs))})
 
-    def embedder(self) -> Any:
-        provider = ProviderSettings(name="tei", model="served", base_url="http://tei")
+    def embedder(self, **settings: Any) -> Any:
+        provider = ProviderSettings(name="tei", model="served", base_url="http://tei",
+                                    **settings)
         return build_embedder(provider, client=httpx.AsyncClient(
             transport=httpx.MockTransport(self)))
 
@@ -132,3 +148,40 @@ def test_compare_on_a_server_that_changed_its_model_fails_that_candidate(
         refused = compare(dataset, [candidate], cache=cache, client=client).candidates[0]
     assert not refused.ok
     assert "no longer answers what the embedding cache holds" in (refused.error or "")
+
+
+def long_texts(i: int, text: str) -> dict[str, Any]:
+    return {"text": " ".join(f"w{i}x{j}" for j in range(6 if i % 2 else 40))}
+
+
+def test_texts_over_a_tei_models_limit_are_cut_by_the_server_under_truncate(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """TEI was always sent `truncate: false`, and migrator cuts a model it does not know at
+    a guessed 8,192 tokens: a 512-token model refused every long text, whatever
+    long_input said, and nothing told the user what to set."""
+    make_collection(memory_store.client, "docs", n=20, payload=long_texts)
+    server = TEI(limit=16)
+    with pytest.raises(ProviderResponseError) as refused:
+        migrate(settings(tmp_path, "refused"), source_store=memory_store,
+                embedder=server.embedder())
+    assert ("A text is longer than the model takes: set provider.max_tokens_per_input to its "
+            "limit (17) and --long-input to truncate or chunk-mean") in str(refused.value)
+    config = settings(tmp_path, "cut")
+    config.provider.long_input = "truncate"
+    server.truncated.clear()
+    result = migrate(config, source_store=memory_store, embedder=TEI(limit=16).embedder(
+        long_input="truncate"))
+    assert result.collections[0].target_count == 20
+    assert not memory_store.exists("refused")
+
+
+def test_a_limit_given_lists_the_texts_over_it_instead_of_sending_them(memory_store: QdrantStore,
+                                                              tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=20, payload=long_texts)
+    server = TEI(limit=16)
+    config = settings(tmp_path, "listed")
+    config.provider.max_tokens_per_input = 16
+    with pytest.raises(InputTooLong):
+        migrate(config, source_store=memory_store, embedder=server.embedder(
+            max_tokens_per_input=16))
+    assert server.truncated == {False}

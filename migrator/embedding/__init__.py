@@ -42,15 +42,22 @@ def construct(spec: ModelSpec, settings: ProviderSettings, ask: int | None,
 
 
 def model_spec(settings: ProviderSettings) -> ModelSpec:
-    """The catalog entry for the configured model, or a stub for a model it lacks; priced
-    at `settings.price_per_mtok` when that is given.
+    """The catalog entry for the configured model, or a stub for a model it lacks; with the
+    price and the per-input token limit the settings give, when they do.
 
     A stub has `dims=0` (unknown until the first response) and generic limits.
     """
+    spec = _listed_spec(settings)
+    given = {name: value for name in ("price_per_mtok", "max_tokens_per_input")
+             if (value := getattr(settings, name)) is not None}
+    return replace(spec, **given) if given else spec
+
+
+def _listed_spec(settings: ProviderSettings) -> ModelSpec:
     price = settings.price_per_mtok
     spec = lookup(settings.name, settings.model)
     if spec is not None:
-        return spec if price is None else replace(spec, price_per_mtok=price)
+        return spec
     if REGISTRY[settings.name].catalog_only:
         known = ", ".join(s.model for s in models_for([settings.name]))
         raise ConfigError(

@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import random
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -253,6 +254,14 @@ class HttpEndpoint:
                 provider=self.label,
                 status=status,
             )
+        if status in (400, 413, 422) and (too_long := _TOO_LONG.search(message)):
+            limit = next((int(n) for n in too_long.groups() if n), None)
+            return ProviderResponseError(
+                f"{text}. A text is longer than the model takes: set "
+                f"provider.max_tokens_per_input to its limit{f' ({limit})' if limit else ''} "
+                "and --long-input to truncate or chunk-mean, then run the same command again "
+                "(under long_input: fail, texts over that limit are listed, not sent).",
+                provider=self.label, status=status)
         return ProviderResponseError(text + ".", provider=self.label, status=status)
 
     async def release(self) -> None:
@@ -268,6 +277,13 @@ class HttpEndpoint:
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
             return  # its connections are of a loop that is gone: nothing left to close
         await self._client.aclose()
+
+
+# how servers refuse an input over the model's token limit: TEI ("`inputs` must have less
+# than 512 tokens"), vLLM and OpenAI ("maximum context length is 512 tokens"), Ollama ("the
+# input length exceeds the context length")
+_TOO_LONG = re.compile(r"less than (\d+) tokens|maximum context length is (\d+)|"
+                       r"exceeds the context length|too many tokens", re.IGNORECASE)
 
 
 @functools.cache

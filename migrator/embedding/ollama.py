@@ -1,5 +1,5 @@
 """Ollama's native `/api/embed` with `truncate: false` (an over-long input is an error, not
-silently cut)."""
+silently cut), or `true` under `long_input: truncate` (cut at the model's own context)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,14 @@ __all__ = ["OllamaEmbedder"]
 class OllamaEmbedder(RestEmbedder):
     default_base_url = "http://localhost:11434"
     default_batch = 64
+    cuts_when_asked = True
 
     def url(self) -> str:
         return f"{self.base_url}/api/embed"
 
     def body(self, texts: Sequence[str], kind: InputKind) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.settings.model, "input": list(texts),
-                                "truncate": False}
+                                "truncate": self.truncates_itself}
         if self.asked_dims is not None:
             body["dimensions"] = self.asked_dims
         return body

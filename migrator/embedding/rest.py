@@ -29,6 +29,10 @@ class RestEmbedder(Embedder):
 
     default_base_url = ""
     default_batch = 96
+    # the server cuts an over-long input at the model's own limit, with its own tokenizer,
+    # when the request asks it to: what `long_input: truncate` then does (exact, where
+    # migrator's count for a model it does not know is a guess)
+    cuts_when_asked = False
 
     def __init__(self, spec: ModelSpec, settings: ProviderSettings, *, ask: int | None = None,
                  client: httpx.AsyncClient | None = None, sleep: Sleep | None = None) -> None:
@@ -65,6 +69,10 @@ class RestEmbedder(Embedder):
     @property
     def asked_dims(self) -> int | None:
         return self._asked
+
+    @property
+    def truncates_itself(self) -> bool:
+        return self.cuts_when_asked and self.settings.long_input == "truncate"
 
     @property
     def metrics(self) -> EndpointMetrics:

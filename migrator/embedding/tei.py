@@ -1,5 +1,6 @@
-"""Hugging Face text-embeddings-inference, native `/embed`: `truncate: false`, normalised
-output, the token count in the `x-compute-tokens` header."""
+"""Hugging Face text-embeddings-inference, native `/embed`: `truncate: false` (or `true`
+under `long_input: truncate`: cut at the model's own limit), normalised output, the token
+count in the `x-compute-tokens` header."""
 
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ __all__ = ["TEIEmbedder"]
 class TEIEmbedder(RestEmbedder):
     default_base_url = "http://localhost:8080"
     default_batch = 32  # TEI's --max-client-batch-size default
+    cuts_when_asked = True
 
     def url(self) -> str:
         return f"{self.base_url}/embed"
 
     def body(self, texts: Sequence[str], kind: InputKind) -> dict[str, Any]:
-        body: dict[str, Any] = {"inputs": list(texts), "truncate": False, "normalize": True}
+        body: dict[str, Any] = {"inputs": list(texts), "truncate": self.truncates_itself,
+                                "normalize": True}
         if self.asked_dims is not None:
             body["dimensions"] = self.asked_dims
         return body
