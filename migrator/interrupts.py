@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 
 from .errors import Interrupted, NotSent
 
-__all__ = ["finish_in_thread", "gather_or_cancel", "pause", "Stop", "stoppable"]
+__all__ = ["finish_in_thread", "gather_or_cancel", "interruptible", "pause", "Stop",
+           "stoppable"]
 
 _T = TypeVar("_T")
 
@@ -139,6 +140,21 @@ async def stoppable(cancelled: str = "Nothing was swapped; run the same command 
         _current.reset(token)
         for signum in installed:  # SIGINT goes back to raising KeyboardInterrupt
             loop.remove_signal_handler(signum)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt while the block runs, inside a run too: a question
+    asked on the terminal (`--restart`'s) blocks the event loop, so the run's handler could
+    only note the signal, and the person who pressed it to say no was left waiting."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 async def finish_in_thread(func: Callable[..., _T], *args: Any) -> _T:

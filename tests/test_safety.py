@@ -5,6 +5,7 @@ and what it leaves resumes to exactly the source."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -379,6 +380,35 @@ def test_a_question_nobody_can_answer_is_a_clear_refusal(two_sources: Path,
     asked_twice = CliRunner().invoke(cli, ["drop-old", "live", *store], input="maybe\ny\n")
     assert asked_twice.exit_code == 0 and "Answer y or n." in asked_twice.stderr
     assert aliases(two_sources) == {"live": "b"} and "a" not in collections(two_sources)
+
+
+def test_ctrl_c_at_the_restart_question_ends_at_once_deleting_nothing(
+        two_sources: Path, tmp_path: Path) -> None:
+    """Inside a run the first Ctrl-C only asks it to stop, and the question blocked the
+    event loop: Ctrl-C at it did nothing until an answer came (and a "y" then deleted)."""
+    migrate = ["migrate", "--qdrant-path", str(two_sources), "--state-dir",
+               str(tmp_path / "state"), "--collection", "b", "--provider", "hashing",
+               "--model", "hash-words-v1", "--dimensions", "16", "--no-verify", "-q"]
+    assert run_cli(migrate)[0] == 0
+    asking = child([*migrate, "--restart"], stdin=subprocess.PIPE)
+    assert asking.stderr is not None
+    stderr = asking.stderr.fileno()
+    os.set_blocking(stderr, False)
+    shown, deadline = b"", time.monotonic() + 60
+    while b"Continue? [y/N]" not in shown and time.monotonic() < deadline:
+        with contextlib.suppress(BlockingIOError):
+            shown += os.read(stderr, 4096)
+        time.sleep(0.05)
+    asking.send_signal(signal.SIGINT)
+    try:
+        code = asking.wait(timeout=10)  # stdin stays open: no answer ever comes
+    finally:
+        asking.kill()
+        for stream in (asking.stdin, asking.stdout, asking.stderr):
+            if stream is not None:
+                stream.close()
+    assert code == 130
+    assert count(two_sources, "b__hash-words-v1-16") == 30
 
 
 def test_an_old_no_op_record_does_not_block_rollback(two_sources: Path, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .. import __version__, report
 from ..catalog import REGISTRY
 from ..errors import ConfigError, Interrupted, MigratorError, VerificationFailed
+from ..interrupts import interruptible
 from ..pipeline import Progress
 from ..settings import CollectionSettings, Settings, debugging, load_settings
 from ..wording import describe_validation
@@ -256,7 +257,12 @@ def ask(question: str) -> bool:
     """
     while True:
         click.echo(f"{question} [y/N]: ", nl=False, err=True)
-        line = sys.stdin.readline()
+        try:
+            with interruptible():
+                line = sys.stdin.readline()
+        except KeyboardInterrupt:
+            click.echo(err=True)  # the error goes below the question, not after it
+            raise
         if not sys.stdin.isatty():  # a terminal echoes the answer and its newline
             click.echo(line.rstrip("\n"), err=True)
         if not line:
