@@ -12,7 +12,7 @@ import numpy as np
 from .catalog import BATCH, BatchTerms, ModelSpec
 from .embedding import model_spec
 from .embedding.sizing import DimsDecision, decide
-from .embedding.tokens import estimate_tokens
+from .embedding.tokens import count_tokens, estimate_tokens
 from .errors import ConfigError, StateError
 from .inplace import check as check_in_place
 from .inplace import in_place, name_old_vectors, new_vector_name
@@ -271,6 +271,7 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
     plan.recorded = recorded
     plan.warnings = _collection_warnings(plan, settings, target, spec)
     plan.warnings += text.unfilled_warnings(config.name, [p.payload for p in page.points])
+    plan.warnings += _over_limit(texts, spec, settings.provider.long_input)
     try:  # what migrate refuses before it writes, as it checks it
         refuse_empty(source, schema, settings.verify.enabled)
         refuse_no_text(config.name, text, [p.payload for p in page.points])
@@ -318,6 +319,22 @@ def storage(schema: CollectionSchema, replaced: str, dims: int,
     copy = int(points * (dense + extra))
     return {"in_place_bytes": new_vector, "new_collection_bytes": copy,
             "recommended": "in-place" if copy >= 2 * new_vector else "new-collection"}
+
+
+def _over_limit(texts: list[str], spec: ModelSpec, policy: str) -> list[str]:
+    """What migrate will do with the sampled texts over the model's per-input token limit
+    (counted as migrate counts them for a model it has no tokenizer of its own for)."""
+    limit = spec.max_tokens_per_input
+    over = sum(1 for t in texts if count_tokens(t, spec.model) > limit)
+    if not over:
+        return []
+    done = {"fail": "migrate lists such texts, sends none of them and stops before any swap "
+                    "(long_input: fail; give --long-input truncate or chunk-mean)",
+            "truncate": "they will be cut at the limit (long_input: truncate)",
+            "chunk-mean": "they will be embedded in pieces and averaged (long_input: "
+                          "chunk-mean)"}[policy]
+    return [f"{over} of {len(texts)} sampled texts are over {spec.model}'s limit of "
+            f"{limit:,} tokens per input: {done}."]
 
 
 def _collection_warnings(plan: CollectionPlan, settings: Settings, target: QdrantStore,

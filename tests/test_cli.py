@@ -744,3 +744,21 @@ def test_a_missing_input_file_is_named_in_the_json_error_document(tmp_path: Path
     error = json.loads(result.stdout)["error"]
     assert error["type"] == "ConfigError" and "missing.jsonl does not exist" in error["message"]
     assert not (tmp_path / "q").exists()
+
+
+def test_plan_says_what_migrate_does_with_texts_over_the_models_limit(tmp_path: Path) -> None:
+    """Plan estimated the tokens of texts migrate would refuse to send, and said nothing."""
+    store = tmp_path / "q"
+    client = QdrantClient(path=str(store))
+    make_collection(client, "docs", n=10, payload=lambda i, text: {
+        "text": " ".join(f"word{j}" for j in range(3 if i % 2 else 30))})
+    client.close()
+    args = ["plan", "--qdrant-path", str(store), "--collection", "docs", "--provider",
+            "openai-compatible", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"]
+    env = {"MIGRATOR_PROVIDER__MAX_TOKENS_PER_INPUT": "20"}
+    failing = run(*args, env=env)
+    assert ("5 of 10 sampled texts are over m's limit of 20 tokens per input: migrate lists "
+            "such texts, sends none of them and stops before any swap") in failing.stdout
+    cut = run(*args, "--long-input", "truncate", env=env)
+    assert "they will be cut at the limit (long_input: truncate)" in cut.stdout
+    assert "over m's limit" not in run(*args).stdout  # 8,192 for a model the catalog lacks
