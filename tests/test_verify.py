@@ -560,3 +560,23 @@ def test_a_collection_that_passed_says_why_its_alias_did_not_move(
     assert rows["docs"].error == ("not swapped: 'same' failed in the same run; run it again "
                                   "once that is fixed")
     assert memory_store.aliases() == {}
+
+
+def test_verify_through_the_alias_a_migration_moved_checks_its_source(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """The alias migrated (`docs` -> docs_v1) serves the target after the swap: verify of
+    `docs` checked the target against itself and passed (neighbour overlap 1.000)."""
+    make_collection(memory_store.client, "docs_v1", n=40)
+    memory_store.swap_alias("docs", "docs_v1")
+    settings = config(tmp_path)
+    settings.collections = [CollectionSettings(name="docs", alias="docs")]
+    target = migrate(settings, source_store=memory_store).collections[0].target
+    assert memory_store.aliases() == {"docs": target}
+    (report,) = verify(settings, source_store=memory_store).reports
+    assert (report.source, report.target) == ("docs_v1", target)
+    overlap = next(c for c in report.checks if c.name.startswith("neighbour overlap"))
+    assert overlap.value is not None and overlap.value < 1.0
+    settings.collections = [CollectionSettings(name="docs", target=target)]
+    with pytest.raises(ConfigError, match="verification compares a target with the "
+                                          "collection it was migrated from"):
+        verify(settings, source_store=memory_store)

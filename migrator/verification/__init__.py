@@ -119,11 +119,17 @@ async def _verify(settings: Settings, source_store: QdrantStore | None,
 async def _verify_one(settings: Settings, config: CollectionSettings, source: QdrantStore,
                       target: QdrantStore, embedder: Embedder,
                       records: list[MigrationRecord]) -> VerificationReport:
-    schema = source.describe(config.name)
+    schema, record = _source(config, source, target, embedder.spec.model, records)
     text = TextSource.from_settings(config.text_field, config.text_template)
-    old, new, collection = _names(config, schema, target, embedder.spec.model, records)
+    old, new, collection = _names(config, schema, record)
     target_schema = target.describe(collection or _default_target(settings, config, target,
                                                                   embedder))
+    if (target_schema.name, new) == (schema.name, old) and source.identity == target.identity:
+        raise ConfigError(
+            f"{config.name!r} is the collection {schema.name!r} that would be checked as the "
+            "target: verification compares a target with the collection it was migrated "
+            "from. Give that source collection by its own name (an alias moved by the "
+            "migration serves the target now).")
     verify = settings.verify
     sample, without_text = draw_sample(source, schema.name, text, verify.sample, verify.seed)
     pair = Pair(source, schema.name, old, target, target_schema.name, new,
@@ -134,13 +140,25 @@ async def _verify_one(settings: Settings, config: CollectionSettings, source: Qd
     return report
 
 
-def _names(config: CollectionSettings, schema: CollectionSchema, target: QdrantStore,
-           model: str, records: list[MigrationRecord]) -> tuple[str, str, str | None]:
-    """The source's vector, the target's vector and the target collection checked: the
-    collection's `target`, else what the latest migration to `model` in the state directory
-    wrote (the new vector of the same collection, in place), else None (the name `migrate`
-    would give)."""
+def _source(config: CollectionSettings, source: QdrantStore, target: QdrantStore,
+            model: str, records: list[MigrationRecord]
+            ) -> tuple[CollectionSchema, MigrationRecord | None]:
+    """The source collection checked against, and the latest migration of it to `model`
+    recorded (None with a `target` given): the collection that migration read, when an
+    alias it moved names the source (the alias serves the target now)."""
+    schema = source.describe(config.name)
     record = None if config.target else _latest(records, config, model, target)
+    if record is not None and record.source_collection not in (None, schema.name):
+        schema = source.describe(record.source_collection)
+    return schema, record
+
+
+def _names(config: CollectionSettings, schema: CollectionSchema,
+           record: MigrationRecord | None) -> tuple[str, str, str | None]:
+    """The source's vector, the target's vector and the target collection checked: the
+    collection's `target`, else what `record` (the latest migration to the model) wrote (the
+    new vector of the same collection, in place), else None (the name `migrate` would
+    give)."""
     if record is not None and record.in_place and record.new_vector:
         return record.vector, record.new_vector, record.target
     old = schema.vector(config.vector).name
@@ -152,8 +170,8 @@ def _distance(settings: Settings, source: QdrantStore, target: QdrantStore, mode
     """The distance of the first target's vector, which its migration sized its vectors
     for (truncation renormalises for Cosine and Dot only): queries are sized alike."""
     first = settings.collections[0]
-    schema = source.describe(first.name)
-    _, new, collection = _names(first, schema, target, model, records)
+    schema, record = _source(first, source, target, model, records)
+    _, new, collection = _names(first, schema, record)
     if first.distance or not collection or not target.exists(collection):
         return first.distance or schema.vector(first.vector).distance
     return target.describe(collection).vector(new).distance
