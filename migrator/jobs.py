@@ -19,7 +19,7 @@ from .wording import vector_label
 
 __all__ = ["Job", "check_aliases", "check_default_target", "check_existing_target",
            "missing_target", "model_slug", "refuse_alias_target", "refuse_empty",
-           "refuse_multivector", "refuse_source_as_target", "target_name"]
+           "refuse_multivector", "refuse_shared", "refuse_source_as_target", "target_name"]
 
 LONGEST_NAME = 255  # characters in a collection's name (Qdrant)
 
@@ -191,23 +191,30 @@ def _missing_target_advice(job: Job, records: list[MigrationRecord], target: Qdr
 
 
 def check_aliases(jobs: list[Job], target: QdrantStore) -> None:
+    refuse_shared([(job.target, job.config.alias) for job in jobs])
     collections = set(target.collection_names())
-    seen_targets: set[str] = set()
-    seen_aliases: set[str] = set()
     for job in jobs:
-        if job.target in seen_targets:
-            raise ConfigError(f"Two collections in this run write to the same target "
-                              f"{job.target!r}; give each its own target.")
-        seen_targets.add(job.target)
         alias = job.config.alias
-        if alias is None:
-            continue
-        if alias in collections or alias == job.target:
+        if alias is not None and (alias in collections or alias == job.target):
             raise ConfigError(
                 f"Alias {alias!r} is the name of an existing collection, and Qdrant cannot "
                 "give an alias a collection's name. Choose another alias name (nothing was "
                 "changed)."
             )
+
+
+def refuse_shared(pairs: Sequence[tuple[str, str | None]]) -> None:
+    """Raises ConfigError when two collections of one run have the same target (or the
+    same alias), given as (target, alias) pairs."""
+    seen_targets: set[str] = set()
+    seen_aliases: set[str] = set()
+    for name, alias in pairs:
+        if name in seen_targets:
+            raise ConfigError(f"Two collections in this run write to the same target "
+                              f"{name!r}; give each its own target.")
+        seen_targets.add(name)
+        if alias is None:
+            continue
         if alias in seen_aliases:
             raise ConfigError(f"Alias {alias!r} is given to two collections in this run.")
         seen_aliases.add(alias)

@@ -22,6 +22,7 @@ from .jobs import (
     refuse_alias_target,
     refuse_empty,
     refuse_multivector,
+    refuse_shared,
     refuse_source_as_target,
     target_name,
 )
@@ -165,8 +166,13 @@ def plan(settings: Settings, *, source_store: QdrantStore | None = None,
                       policy=settings.provider.dimension_policy,
                       distance=first.target_distance,
                       send_dimensions=settings.provider.send_dimensions)
+    refusals = []
+    try:  # as migrate checks the run's collections together
+        refuse_shared([(plan.target, plan.alias) for plan in plans])
+    except ConfigError as exc:
+        refusals.append(f"migrate will refuse to start: {exc}")
     return PlanResult(settings.provider.name, settings.provider.model, spec, decision, plans,
-                      _run_warnings(settings, spec, decision) + unread,
+                      _run_warnings(settings, spec, decision) + unread + refusals,
                       settings.migration.max_cost,
                       BATCH.get(settings.provider.name) if settings.provider.batch else None,
                       settings.provider.batch)

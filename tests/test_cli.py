@@ -647,6 +647,7 @@ def test_plan_warns_of_what_migrate_refuses_in_the_source(tmp_path: Path) -> Non
     store = tmp_path / "q"
     client = QdrantClient(path=str(store))
     make_collection(client, "docs", n=10)
+    make_collection(client, "more", n=10)
     client.create_collection("colbert", vectors_config=qm.VectorParams(
         size=4, distance=qm.Distance.COSINE, multivector_config=qm.MultiVectorConfig(
             comparator=qm.MultiVectorComparator.MAX_SIM)))
@@ -661,6 +662,10 @@ def test_plan_warns_of_what_migrate_refuses_in_the_source(tmp_path: Path) -> Non
          "The target of 'docs' is the source collection 'docs' itself"),
         (["--collection", "docs,alias=live", "--strategy", "in-place"],
          "'docs' migrates in place: no alias moves"),
+        (["--collection", "docs,target=one", "--collection", "more,target=one"],
+         "Two collections in this run write to the same target 'one'"),
+        (["--collection", "docs,alias=live", "--collection", "more,alias=live"],
+         "Alias 'live' is given to two collections in this run."),
     ]
     for flags, message in cases:
         planned = run("plan", *args, *flags)
