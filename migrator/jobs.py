@@ -19,7 +19,8 @@ from .wording import vector_label
 
 __all__ = ["Job", "check_aliases", "check_default_target", "check_existing_target",
            "missing_target", "model_slug", "refuse_alias_target", "refuse_empty",
-           "refuse_multivector", "refuse_shared", "refuse_source_as_target", "target_name"]
+           "refuse_foreign_alias", "refuse_multivector", "refuse_shared",
+           "refuse_source_as_target", "target_name"]
 
 LONGEST_NAME = 255  # characters in a collection's name (Qdrant)
 
@@ -201,6 +202,28 @@ def check_aliases(jobs: list[Job], target: QdrantStore) -> None:
                 "give an alias a collection's name. Choose another alias name (nothing was "
                 "changed)."
             )
+
+
+def refuse_foreign_alias(target: QdrantStore, alias: str, source: str,
+                         records: Sequence[MigrationRecord]) -> None:
+    """Raises ConfigError when `alias` serves a collection that is neither `source` (the
+    collection migrated, as resolved) nor a migration of it: moving it would switch whatever
+    queries it to another collection's data (an alias mistyped, or one of another app's)."""
+    current = target.aliases().get(alias)
+    if current is None or current == source:
+        return
+    if any(r.source_collection == source and r.target == current and not r.in_place
+           for r in records):
+        return  # an earlier migration of it: this one moves the alias on
+    if current in target.collection_names() and (
+            target.provenance(current).get("source") == source):
+        return  # made by a migration of it whose state directory is elsewhere
+    raise ConfigError(
+        f"Alias {alias!r} serves {current!r}, which is neither {source!r} nor a migration of "
+        f"it: moving it would switch whatever queries {alias!r} to the data of {source!r}. "
+        f"Give the alias that serves {source!r}, or a new one; to move {alias!r} on purpose, "
+        f"run `migrator swap {alias} <target>` once the migration is done. Nothing was "
+        "changed.")
 
 
 def refuse_shared(pairs: Sequence[tuple[str, str | None]]) -> None:

@@ -21,6 +21,7 @@ from .jobs import (
     model_slug,
     refuse_alias_target,
     refuse_empty,
+    refuse_foreign_alias,
     refuse_multivector,
     refuse_shared,
     refuse_source_as_target,
@@ -292,6 +293,8 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
                 refuse_source_as_target(config.name, schema.name,
                                         Path(settings.migration.state_dir))
             refuse_alias_target(target, config.name, name)
+            if config.alias is not None:
+                refuse_foreign_alias(target, config.alias, schema.name, records)
             if config.target is None:
                 check_default_target(config.name, spec, dims)
     except ConfigError as exc:

@@ -2,8 +2,8 @@
 that cannot succeed: a vector to replace that is not there, an `updated_field` that cannot
 be read as a time, a collection without text, a default target name Qdrant would refuse, an
 estimate over the budget, an empty collection that verification could not check, an
-in-place run that would rewrite the vector it reads. (The
-first collection's text is checked by the probe itself.)
+in-place run that would rewrite the vector it reads, an alias that serves another
+collection's data. (The first collection's text is checked by the probe itself.)
 It also says what would slow the run down: a collection too big for the embedded store."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from .embedding import Embedder
 from .embedding.usage import Budget
 from .inplace import in_place, new_vector_name, refuse_rewriting
-from .jobs import check_default_target, refuse_empty
+from .jobs import check_default_target, refuse_empty, refuse_foreign_alias
 from .planning import local_mode_warning
 from .settings import Settings
 from .spending import refuse_over_budget
@@ -39,6 +39,8 @@ def refuse_before_paying(settings: Settings, source: QdrantStore, target: Qdrant
                              new_vector_name(config, embedder.spec, embedder.dims or 0))
         if field := settings.sync.updated_field:
             source.time_form(schema.name, field)
+        if config.alias is not None:
+            refuse_foreign_alias(target, config.alias, schema.name, state.all())
     warnings = [warning for config, schema in zip(collections[1:], schemas[1:], strict=True)
                 for warning in probe_texts(source, schema, config, embedder,
                                            settings.provider.long_input).warnings]

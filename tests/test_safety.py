@@ -298,6 +298,34 @@ def test_a_wrong_target_never_rewrites_another_migrations_collection(
     assert aliases(two_sources) == {"a_live": a_target}
 
 
+def test_an_alias_serving_another_collections_data_is_never_moved(
+        two_sources: Path, tmp_path: Path) -> None:
+    """`migrate b --alias a_live`, a_live serving a: the alias moved to b's data (exit 0),
+    and everything that queried a_live got b's 30 points for a's 120."""
+    state = tmp_path / "state"
+    assert invoke("swap", "a_live", "a", "--qdrant-path", str(two_sources), "--state-dir",
+                  str(state)).exit_code == 0
+    planned = invoke("plan", *hashing_args(two_sources, state, "--collection", "b",
+                                           "--alias", "a_live"))
+    assert "migrate will refuse to start: Alias 'a_live' serves 'a', which is neither 'b' " \
+           "nor a migration of it" in planned.stdout
+    wrong = invoke("migrate", *hashing_args(two_sources, state, "--collection", "b",
+                                            "--alias", "a_live"))
+    assert wrong.exit_code == 2 and "migrator swap a_live <target>" in wrong.stderr
+    assert aliases(two_sources) == {"a_live": "a"}
+    assert collections(two_sources) == ["a", "b"]  # refused before anything was made
+    # a's own migration moves it, and a later one of a moves it on (the chain)
+    for dims in ("48", "24"):
+        moved = invoke("migrate", *hashing_args(two_sources, state, "--collection", "a",
+                                                "--alias", "a_live", "--dimensions", dims))
+        assert moved.exit_code == 0, moved.stderr
+        assert aliases(two_sources) == {"a_live": f"a__hash-words-v1-{dims}"}
+    # with the state directory lost, the target's own metadata says it is a's migration
+    fresh = invoke("migrate", *hashing_args(two_sources, tmp_path / "elsewhere", "--collection",
+                                            "a", "--alias", "a_live", "--dimensions", "32"))
+    assert fresh.exit_code == 0, fresh.stderr
+
+
 def test_ownership_survives_a_lost_state_directory(two_sources: Path, tmp_path: Path) -> None:
     """The target's own metadata says which migration created it."""
     args = hashing_args(two_sources, tmp_path / "state", "--collection", "a")
