@@ -4,8 +4,8 @@ is below its threshold, and delete the collection an alias left when asked to.""
 from __future__ import annotations
 
 from .embedding import Embedder
-from .errors import VerificationFailed
-from .jobs import Job
+from .errors import ConfigError, VerificationFailed
+from .jobs import Job, refuse_foreign_alias
 from .ownership import drop_left
 from .results import CollectionResult
 from .sampling import draw_sample
@@ -65,10 +65,18 @@ def hold_back(state: State, waiting: list[Job], failed: list[str], step: str) ->
                                           "again once that is fixed")
 
 
-def move_alias(alias: str, collection: str, result: CollectionResult, target: QdrantStore,
+def move_alias(alias: str, job: Job, result: CollectionResult, target: QdrantStore,
                state: State, *, drop_old: bool) -> None:
-    """Point `alias` at `collection`, the move recorded with its verification (`result`),
-    and with `drop_old` delete the collection it left, after a verified move only."""
+    """Point `alias` at the job's target, the move recorded with its verification
+    (`result`), and with `drop_old` delete the collection it left, after a verified move
+    only. Checked again here, as the preflight did: the alias may have been pointed at
+    another collection's data while the run went on."""
+    collection = job.target
+    try:
+        refuse_foreign_alias(target, alias, job.schema.name, state.all())
+    except ConfigError as exc:
+        state.update(job.record.id, phase=Phase.FAILED, error=str(exc))
+        raise
     result.previous_alias_target = target.swap_alias(alias, collection)
     result.swapped = True
     if result.previous_alias_target != collection:

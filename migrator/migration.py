@@ -480,7 +480,6 @@ class _Run:
         result.forced = forced
         result.using = using_hint(job) if job.in_place else None
         if alias:
-            move_alias(alias, job.target, result, self.target, self.state,
-                       drop_old=self.drop_old)
+            move_alias(alias, job, result, self.target, self.state, drop_old=self.drop_old)
         self.state.update(job.record.id, phase=Phase.SWAPPED if alias else Phase.COMPLETE,
                           error=None, counters=result.stats.counters())

@@ -580,3 +580,23 @@ def test_verify_through_the_alias_a_migration_moved_checks_its_source(
     with pytest.raises(ConfigError, match="verification compares a target with the "
                                           "collection it was migrated from"):
         verify(settings, source_store=memory_store)
+
+
+def test_an_alias_pointed_elsewhere_during_the_run_is_not_taken_back(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """The preflight found `live` serving the source; while the run went on, someone pointed
+    it at another application's collection: the swap would have taken it from there."""
+    make_collection(memory_store.client, "docs", n=40)
+    make_collection(memory_store.client, "other", n=5)
+    memory_store.swap_alias("live", "docs")
+
+    def repoint(progress: Any) -> None:
+        if memory_store.aliases()["live"] != "other":
+            memory_store.swap_alias("live", "other")
+
+    with pytest.raises(ConfigError, match="Alias 'live' serves 'other', which is neither "
+                                          "'docs' nor a migration of it"):
+        migrate(config(tmp_path), source_store=memory_store, on_progress=repoint)
+    assert memory_store.aliases() == {"live": "other"}
+    (shown,) = status(config(tmp_path), store=memory_store).to_dict()["migrations"]
+    assert shown["phase"] == "failed" and "Alias 'live' serves 'other'" in shown["error"]
