@@ -234,6 +234,14 @@ def drop_old_vector(settings: Settings, collection: str, vector: str, *, force: 
         if len(schema.vectors) == 1:
             raise ConfigError(f"{label} is the only dense vector of {name!r}: removing it "
                               "would leave nothing to search. Nothing was removed.")
+        added = [r for r in records if r.in_place and r.target == name
+                 and r.new_vector == vector and r.vector in schema.vectors]
+        if added:  # --force is about verification, never about which vector goes
+            raise ConfigError(
+                f"{label} of {name!r} is the vector the in-place migration to "
+                f"{added[-1].provider} {added[-1].model} added, not the one it replaced: that "
+                f"is {vector_label(added[-1].vector)} (--vector {added[-1].vector!r}). To "
+                "undo the migration, run it again with --restart. Nothing was removed.")
         replaced = [r for r in records if r.in_place and r.target == name and r.vector == vector
                     and r.new_vector in schema.vectors]
         verified = [r for r in replaced if (r.verification or {}).get("passed")]

@@ -179,6 +179,20 @@ def test_drop_old_vector_refusals_and_removal(memory_store: QdrantStore,
         drop_old_vector(only, "one", "", store=memory_store, force=True)
 
 
+def test_drop_old_vector_never_removes_the_vector_the_migration_added(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """Given the new vector's name, --force removed it: the migration's whole result."""
+    from migrator.inplace import drop_old_vector
+
+    config = _unverified(memory_store, tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        drop_old_vector(config, "docs", "dense_v2", store=memory_store, force=True)
+    assert ("'dense_v2' of 'docs' is the vector the in-place migration to hashing "
+            "hash-words-v1 added, not the one it replaced: that is 'dense'") in str(
+        refused.value)
+    assert set(memory_store.describe("docs").vectors) == {"dense", "image", "dense_v2"}
+
+
 def _unverified(store: QdrantStore, tmp_path: Path) -> Settings:
     """'dense' of 'docs' replaced by 'dense_v2' in place, with --no-verify."""
     make_collection(store.client, "docs", n=30, named=True)
