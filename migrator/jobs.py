@@ -213,7 +213,7 @@ def refuse_foreign_alias(target: QdrantStore, alias: str, source: str,
     if current is None or current == source:
         return
     if any(r.source_collection == source and r.target == current and not r.in_place
-           for r in records):
+           and r.store in (None, target.identity) for r in records):
         return  # an earlier migration of it: this one moves the alias on
     if current in target.collection_names() and (
             target.provenance(current).get("source") == source):
