@@ -14,7 +14,7 @@ from .settings import Settings
 from .state import State
 from .store import QdrantStore, opened
 
-__all__ = ["AliasMove", "drop_old", "old_collection", "rollback", "swap"]
+__all__ = ["AliasMove", "drop_old", "old_collection", "rollback", "swap", "written_by"]
 
 
 @dataclass
@@ -90,6 +90,28 @@ def old_collection(settings: Settings, alias: str, *, store: QdrantStore | None 
     """
     with opened(settings.target_store, None, source_store=store) as (target, _):
         return _old(target, alias, _history(settings, target, alias))
+
+
+def written_by(settings: Settings, collection: str, *, store: QdrantStore | None = None
+               ) -> str | None:
+    """What migration wrote `collection` into the target store, and whether it passed
+    verification (None when no migration recorded here did): what a person asked to delete
+    it should know, after a rollback above all."""
+    state_dir = Path(settings.migration.state_dir)
+    if not (state_dir / "state.db").exists():
+        return None
+    with opened(settings.target_store, None, source_store=store) as (target, _), \
+            State(state_dir) as state:
+        wrote = [r for r in state.all() if r.target == collection and not r.in_place
+                 and r.store in (None, target.identity)]
+    if not wrote:
+        return None
+    last = wrote[-1]
+    passed = (last.verification or {}).get("passed")
+    checked = ("not verified" if passed is None else "verified" if passed
+               else "failed verification")
+    return (f"the migration of {last.source_collection!r} to {last.provider} {last.model} "
+            f"wrote it, {checked}")
 
 
 def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None,

@@ -767,3 +767,18 @@ def test_plan_says_what_migrate_does_with_texts_over_the_models_limit(tmp_path: 
     cut = run(*args, "--long-input", "truncate", env=env)
     assert "they will be cut at the limit (long_input: truncate)" in cut.stdout
     assert "over m's limit" not in run(*args).stdout  # 8,192 for a model the catalog lacks
+
+
+def test_drop_old_after_a_rollback_says_it_deletes_a_verified_migration(
+        store_path: Path, tmp_path: Path) -> None:
+    """After a rollback, drop-old deletes the migration's own collection: the question
+    named only the collection, not that a verified migration wrote it."""
+    where = ["--qdrant-path", str(store_path), "--state-dir", str(tmp_path / "state")]
+    assert run("swap", "live", "docs", *where).exit_code == 0
+    assert run("migrate", *base(store_path, tmp_path), "--collection", "docs",
+               "--alias", "live").exit_code == 0
+    assert run("rollback", "live", *where).exit_code == 0
+    asked = CliRunner().invoke(cli, ["drop-old", "live", *where], input="n\n")
+    assert asked.exit_code == 1
+    assert ("Delete the collection 'docs__hash-words-v1-48' (the migration of 'docs' to "
+            "hashing hash-words-v1 wrote it, verified) from") in asked.stderr

@@ -9,7 +9,7 @@ import click
 
 from .. import report
 from ..aliases import drop_old as run_drop_old
-from ..aliases import old_collection
+from ..aliases import old_collection, written_by
 from ..aliases import rollback as run_rollback
 from ..aliases import swap as run_swap
 from ..errors import MigratorError
@@ -68,7 +68,8 @@ def drop_old_command(alias: str, yes: bool, as_json: bool, **options: Any) -> No
     expected = None
     if not yes:
         expected = old_collection(settings, alias)
-        if not ask(f"Delete the collection {expected!r} from "
+        wrote = written_by(settings, expected)
+        if not ask(f"Delete the collection {expected!r}{f' ({wrote})' if wrote else ''} from "
                    f"{settings.target_store.location}, which alias {alias!r} pointed to "
                    "before its last move?"):
             raise MigratorError(f"Not confirmed; {expected!r} was not deleted.")
