@@ -531,8 +531,9 @@ def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -
     assert nothing.exit_code == 2 and "There is no alias 'nothing' in" in nothing.stderr
     assert "None" not in nothing.stderr
     declined = CliRunner().invoke(cli, ["drop-old", "live", *where], input="n\n")
-    assert (f"Delete the collection 'docs_v2' from embedded store at {store_path}, which alias "
-            "'live' pointed to") in declined.output  # the store: one state, several stores
+    assert ("Delete the collection 'docs_v2' (the migration of 'docs' to hashing "
+            f"hash-words-v1 wrote it, verified) from embedded store at {store_path}, which "
+            "alias 'live' pointed to") in declined.output  # the store: one state, several
     assert declined.exit_code == 1
     asked = CliRunner().invoke(cli, ["drop-old", "live", *where, "--json"], input="y\n")
     assert json.loads(asked.stdout) == {"alias": "live", "deleted": "docs_v2"}
