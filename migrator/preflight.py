@@ -29,18 +29,19 @@ def refuse_before_paying(settings: Settings, source: QdrantStore, target: Qdrant
     return warnings: the text of the collections after the first (the probe reads that
     one), and collections too big for the embedded store."""
     collections = settings.collections
+    records = state.all()
     for config, schema in zip(collections, schemas, strict=True):
         schema.vector(config.vector)
         refuse_empty(source, schema, settings.verify.enabled)
         if config.target is None and not in_place(config, settings):
             check_default_target(config.name, embedder.spec, embedder.dims)
         if in_place(config, settings) and (config.new_vector or embedder.dims):
-            refuse_rewriting(config, schema, schema.vector(config.vector).name, state.all(),
+            refuse_rewriting(config, schema, schema.vector(config.vector).name, records,
                              new_vector_name(config, embedder.spec, embedder.dims or 0))
         if field := settings.sync.updated_field:
             source.time_form(schema.name, field)
-        if config.alias is not None:
-            refuse_foreign_alias(target, config.alias, schema.name, state.all())
+        if config.alias is not None and not in_place(config, settings):
+            refuse_foreign_alias(target, config.alias, schema.name, records)
     warnings = [warning for config, schema in zip(collections[1:], schemas[1:], strict=True)
                 for warning in probe_texts(source, schema, config, embedder,
                                            settings.provider.long_input).warnings]
