@@ -44,11 +44,13 @@ class TEI:
         self.texts = 0
         self.limit = limit  # the model's tokens (words, here) per input
         self.truncated: set[bool] = set()  # what requests asked of `truncate`
+        self.longest_sent = 0  # characters
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
         inputs = body["inputs"]
         self.truncated.add(body["truncate"])
+        self.longest_sent = max(self.longest_sent, *map(len, inputs))
         if self.limit is not None:
             longest = max(len(text.split()) for text in inputs)
             if longest > self.limit and not body["truncate"]:
@@ -168,11 +170,19 @@ def test_texts_over_a_tei_models_limit_are_cut_by_the_server_under_truncate(
             "limit (17) and --long-input to truncate or chunk-mean") in str(refused.value)
     config = settings(tmp_path, "cut")
     config.provider.long_input = "truncate"
-    server.truncated.clear()
-    result = migrate(config, source_store=memory_store, embedder=TEI(limit=16).embedder(
+    cutting = TEI(limit=16)
+    result = migrate(config, source_store=memory_store, embedder=cutting.embedder(
         long_input="truncate"))
-    assert result.collections[0].target_count == 20
+    assert result.collections[0].target_count == 20 and cutting.truncated == {True}
     assert not memory_store.exists("refused")
+    # a limit given still cuts the texts first (a request stays within the server's payload
+    # limit, whatever the documents hold); the server cuts the rest exactly
+    config = settings(tmp_path, "both")
+    config.provider.long_input, config.provider.max_tokens_per_input = "truncate", 20
+    both = TEI(limit=16)
+    migrate(config, source_store=memory_store, embedder=both.embedder(
+        long_input="truncate", max_tokens_per_input=20))
+    assert both.truncated == {True} and both.longest_sent <= 20 * 4
 
 
 def test_a_limit_given_lists_the_texts_over_it_instead_of_sending_them(memory_store: QdrantStore,

@@ -25,7 +25,7 @@ class OllamaEmbedder(RestEmbedder):
 
     def body(self, texts: Sequence[str], kind: InputKind) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.settings.model, "input": list(texts),
-                                "truncate": self.truncates_itself}
+                                "truncate": self.server_truncates}
         if self.asked_dims is not None:
             body["dimensions"] = self.asked_dims
         return body

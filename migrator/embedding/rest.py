@@ -30,8 +30,7 @@ class RestEmbedder(Embedder):
     default_base_url = ""
     default_batch = 96
     # the server cuts an over-long input at the model's own limit, with its own tokenizer,
-    # when the request asks it to: what `long_input: truncate` then does (exact, where
-    # migrator's count for a model it does not know is a guess)
+    # when the request asks it to (see `server_truncates`)
     cuts_when_asked = False
 
     def __init__(self, spec: ModelSpec, settings: ProviderSettings, *, ask: int | None = None,
@@ -71,7 +70,12 @@ class RestEmbedder(Embedder):
         return self._asked
 
     @property
-    def truncates_itself(self) -> bool:
+    def server_truncates(self) -> bool:
+        """Whether requests ask the server to cut over-long inputs: under
+        `long_input: truncate`, where it can. Texts are still cut first at the limit
+        migrator knows (a request stays within the server's payload limit), and the server
+        cuts what is left over its own limit exactly, where migrator's count for a model it
+        has no tokenizer of is a guess."""
         return self.cuts_when_asked and self.settings.long_input == "truncate"
 
     @property

@@ -25,7 +25,7 @@ class TEIEmbedder(RestEmbedder):
         return f"{self.base_url}/embed"
 
     def body(self, texts: Sequence[str], kind: InputKind) -> dict[str, Any]:
-        body: dict[str, Any] = {"inputs": list(texts), "truncate": self.truncates_itself,
+        body: dict[str, Any] = {"inputs": list(texts), "truncate": self.server_truncates,
                                 "normalize": True}
         if self.asked_dims is not None:
             body["dimensions"] = self.asked_dims
