@@ -142,6 +142,25 @@ def test_ollama_native() -> None:
     assert json.loads(app.requests[-1].content)["truncate"] is True
 
 
+@pytest.mark.parametrize(("name", "model", "field", "cut", "kept"), [
+    ("tei", "bge-small", "truncate", True, False),
+    ("ollama", "nomic-embed-text", "truncate", True, False),
+    ("cohere", "embed-english-v3.0", "truncate", "END", "NONE"),
+    ("voyage", "voyage-3.5", "truncation", True, False),
+])
+def test_long_input_truncate_asks_the_server_to_cut_exactly(
+        name: str, model: str, field: str, cut: Any, kept: Any) -> None:
+    """Migrator counts tokens for these models by characters: its cut could leave a text
+    over the real limit, which the server then refused (it was always asked not to cut)."""
+    app = Recorder(httpx.Response(500))
+    for policy, expected in (("truncate", cut), ("fail", kept), ("chunk-mean", kept)):
+        embedder = build(name, model, app, base_url="http://server", long_input=policy,
+                         max_retries=0)
+        with pytest.raises(ProviderResponseError):
+            embed(embedder, ["a"])
+        assert json.loads(app.requests[-1].content)[field] == expected
+
+
 def test_the_limits_given_override_the_catalog() -> None:
     listed = model_spec(ProviderSettings(name="openai", model="text-embedding-3-small",
                                          max_tokens_per_input=512, price_per_mtok=0.01))

@@ -1,5 +1,5 @@
-"""Cohere `/v2/embed`: `input_type` per use, `truncate: NONE` so nothing is cut silently,
-`output_dimension` for embed-v4."""
+"""Cohere `/v2/embed`: `input_type` per use, `truncate: NONE` so nothing is cut silently
+(`END` under `long_input: truncate`), `output_dimension` for embed-v4."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class CohereEmbedder(RestEmbedder):
     kinds_differ = True  # `input_type`: queries and documents get different vectors
     default_base_url = "https://api.cohere.com"
     default_batch = 96
+    cuts_when_asked = True
 
     def url(self) -> str:
         return f"{self.base_url}/v2/embed"
@@ -28,7 +29,7 @@ class CohereEmbedder(RestEmbedder):
     def body(self, texts: Sequence[str], kind: InputKind) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.settings.model, "texts": list(texts),
                                 "input_type": INPUT_TYPES[kind], "embedding_types": ["float"],
-                                "truncate": "NONE"}
+                                "truncate": "END" if self.server_truncates else "NONE"}
         if self.asked_dims is not None:
             body["output_dimension"] = self.asked_dims
         return body

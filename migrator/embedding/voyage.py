@@ -1,4 +1,5 @@
-"""Voyage `/v1/embeddings`: `input_type`, `truncation: false`, `output_dimension`."""
+"""Voyage `/v1/embeddings`: `input_type`, `truncation: false` (`true` under
+`long_input: truncate`), `output_dimension`."""
 
 from __future__ import annotations
 
@@ -34,13 +35,15 @@ class VoyageEmbedder(RestEmbedder):
     kinds_differ = True  # `input_type`: queries and documents get different vectors
     default_base_url = "https://api.voyageai.com"
     default_batch = 128
+    cuts_when_asked = True
 
     def url(self) -> str:
         return f"{self.base_url}/v1/embeddings"
 
     def body(self, texts: Sequence[str], kind: InputKind) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.settings.model, "input": list(texts),
-                                "input_type": kind, "truncation": False}
+                                "input_type": kind,
+                                "truncation": self.server_truncates}
         if self.asked_dims is not None:
             body["output_dimension"] = self.asked_dims
         return body
