@@ -207,3 +207,28 @@ def test_keys_are_required(name: str) -> None:
     with pytest.raises(ConfigError, match="No API key"):
         config = ProviderSettings(name=name, model=model)  # type: ignore[arg-type]
         construct(model_spec(config), config, None, None)
+
+
+@pytest.mark.parametrize(("name", "body", "limit"), [
+    ("tei", {"error": "Input validation error: `inputs` must have less than 512 tokens. "
+             "Given: 613", "error_type": "Validation"}, " (512)"),
+    ("openai-compatible", {"object": "error", "message": "This model's maximum context length "
+                           "is 512 tokens. However, you requested 600 tokens in the input for "
+                           "embedding generation.", "type": "BadRequestError", "code": 400},
+     " (512)"),
+    ("ollama", {"error": "the input length exceeds the context length"}, ""),
+])
+def test_a_refused_over_long_input_says_what_to_set(name: str, body: Any, limit: str) -> None:
+    app = Recorder(httpx.Response(422 if name == "tei" else 400, json=body))
+    with pytest.raises(ProviderResponseError) as refused:
+        embed(build(name, "m", app, base_url="http://server"), ["a"])
+    assert (f"A text is longer than the model takes: set provider.max_tokens_per_input to its "
+            f"limit{limit} and --long-input to truncate or chunk-mean") in str(refused.value)
+
+
+def test_other_refusals_get_no_advice_on_long_inputs() -> None:
+    app = Recorder(httpx.Response(400, json={"error": {
+        "message": "Requested 400000 tokens, max 300000 tokens per request"}}))
+    with pytest.raises(ProviderResponseError) as refused:
+        embed(build("openai-compatible", "m", app, base_url="http://server"), ["a"])
+    assert "max_tokens_per_input" not in str(refused.value)

@@ -283,7 +283,7 @@ class HttpEndpoint:
 # than 512 tokens"), vLLM and OpenAI ("maximum context length is 512 tokens"), Ollama ("the
 # input length exceeds the context length")
 _TOO_LONG = re.compile(r"less than (\d+) tokens|maximum context length is (\d+)|"
-                       r"exceeds the context length|too many tokens", re.IGNORECASE)
+                       r"exceeds the context length", re.IGNORECASE)
 
 
 @functools.cache
