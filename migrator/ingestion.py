@@ -232,6 +232,10 @@ async def _embed_file(path: Path, fmt: Literal["jsonl", "csv", "beir"], collecti
                       stop: Stop) -> tuple[int, Stats]:
     made: dict[str, Any] = {"ingest": str(path.resolve()), "provider": model.spec.provider,
                             "model": model.spec.model}
+    if (served := target.aliases().get(collection)) is not None:  # before anything is paid
+        raise ConfigError(f"{collection!r} is an alias in {target.location}, serving "
+                          f"{served!r}: ingest writes into a new collection of its own. "
+                          "Choose another --collection. Nothing was changed.")
     found = target.provenance(collection) if target.exists(collection) else None
     if found is not None and not _same_ingest(found, made):  # before anything is paid for
         raise CollectionExists(_taken(collection, target, found))

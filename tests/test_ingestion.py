@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from qdrant_client import QdrantClient
+from qdrant_client import models as qm
 
 from migrator import ConfigError, MigrationSettings, ProviderSettings, Settings, ingest
 from migrator.cli import cli
@@ -156,6 +157,18 @@ def test_ingest_into_a_collection_it_did_not_make_is_refused_before_a_request(
             f"`migrator ingest` of {other} with openai-compatible served at 16 dims") in (
         refused.stderr)
     assert "Choose another --collection. Nothing was changed." in refused.stderr
+    client = QdrantClient(path=str(tmp_path / "q"))
+    client.update_collection_aliases(change_aliases_operations=[qm.CreateAliasOperation(
+        create_alias=qm.CreateAlias(collection_name="notes", alias_name="live"))])
+    client.close()
+    with LoopbackServer(dims=16) as server:  # an alias: it said "delete it first" of it
+        args[args.index("notes")] = "live"
+        args[args.index("--base-url") + 1] = server.url
+        aliased = CliRunner().invoke(cli, ["ingest", str(path), *args], env=env)
+        assert server.texts == 0
+    assert aliased.exit_code == 2
+    assert "'live' is an alias in embedded store at" in aliased.stderr
+    assert "serving 'notes'" in aliased.stderr and "delete" not in aliased.stderr
 
 
 def test_the_distance_flag_takes_any_case_as_migrate_does(tmp_path: Path) -> None:
