@@ -146,6 +146,8 @@ def test_compare_on_a_server_that_changed_its_model_fails_that_candidate(
     client = httpx.AsyncClient(transport=httpx.MockTransport(server))
     with EmbeddingCache(tmp_path / "state") as cache:
         assert compare(dataset, [candidate], cache=cache, client=client).candidates[0].ok
+        again = compare(dataset, [candidate], cache=cache, client=client).candidates[0]
+        assert again.ok and again.latencies == []  # the check is no measured request
         server.model = 2
         refused = compare(dataset, [candidate], cache=cache, client=client).candidates[0]
     assert not refused.ok

@@ -134,6 +134,12 @@ async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCa
     total = len(dataset.doc_texts) + len(dataset.queries)
     progress = _Progress(candidate.name, total, on_progress)
     try:
+        # a self-hosted server may serve another model than its cached vectors are of
+        first = fit_all(dataset.doc_texts[:1], embedder, candidate.provider.long_input).unique
+        if first:
+            await embedder.check_cache(first[0])
+        # that request is no part of the measured latencies
+        checked = len(embedder.metrics.latencies) if embedder.metrics is not None else 0
         docs = await _embed_all(embedder, dataset.doc_texts, "document", candidate, progress)
         kind: InputKind = "query" if candidate.input_types else "document"
         queries = await _embed_all(embedder, [q.text for q in dataset.queries], kind,
@@ -146,7 +152,7 @@ async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCa
     result.ranked = top_k(normalized(queries.vectors), normalized(docs.vectors), DEPTH + 1)
     result.quality = figures.quality(dataset, result.ranked)
     metrics = embedder.metrics
-    result.latencies = list(metrics.latencies) if metrics is not None else (
+    result.latencies = list(metrics.latencies[checked:]) if metrics is not None else (
         docs.call_latencies + queries.call_latencies)
     result.latency_ms = figures.latency(result.latencies, metrics is not None,
                                  docs.cached + queries.cached)
@@ -231,8 +237,6 @@ async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
             f"{embedder.spec.max_tokens_per_input} tokens; set long_input: truncate or "
             "chunk-mean for this candidate.")
     order = fitted.unique
-    if kind == "document" and order:  # a self-hosted server may serve another model now
-        await embedder.check_cache(order[0])
     out = Embedded(np.empty((0, 0), dtype=np.float32), over_limit=sum(over))
     gate = asyncio.Semaphore(candidate.provider.concurrency)
     step = embedder.batch_size
