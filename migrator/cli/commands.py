@@ -116,7 +116,8 @@ def sync(bars: Bars, as_json: bool, quiet: bool, adopt_target: bool, **options: 
     """Catch a target up with its source: embed new and changed points, delete removed ones.
 
     Same flags as `migrate`; the target is found the way `migrate` names it. `migrate` runs
-    this itself before it moves an alias.
+    this itself before it moves an alias; `sync` verifies nothing and moves no alias
+    (`--alias` is taken, so one command line serves both, and left to `migrate`).
 
     \b
     Example:
