@@ -39,21 +39,39 @@ class TEI:
     """A text-embeddings-inference double: `/embed` answers each text with a unit vector
     drawn from the text and from `model` (change it: the server serves another model)."""
 
-    def __init__(self, limit: int | None = None) -> None:
+    def __init__(self, limit: int | None = None, max_batch: int | None = None,
+                 info: bool = False) -> None:
         self.model, self.dims = 1, 16
         self.texts = 0
         self.limit = limit  # the model's tokens (words, here) per input
+        self.max_batch = max_batch  # --max-client-batch-size
+        self.info = info  # whether GET /info says what the limits are
         self.truncated: set[bool] = set()  # what requests asked of `truncate`
         self.longest_sent = 0  # characters
+        self.largest_batch = 0
+        self.refused = 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            if request.url.path != "/info" or not self.info:
+                return httpx.Response(404)
+            return httpx.Response(200, json={
+                "model_id": "BAAI/bge-small-en-v1.5", "max_input_length": self.limit or 512,
+                "max_client_batch_size": self.max_batch or 32, "max_batch_tokens": 16384})
         body = json.loads(request.content)
         inputs = body["inputs"]
+        if self.max_batch is not None and len(inputs) > self.max_batch:
+            self.refused += 1
+            return httpx.Response(422, json={
+                "error": f"batch size {len(inputs)} > maximum allowed batch size "
+                         f"{self.max_batch}", "error_type": "Validation"})
+        self.largest_batch = max(self.largest_batch, len(inputs))
         self.truncated.add(body["truncate"])
         self.longest_sent = max(self.longest_sent, *map(len, inputs))
         if self.limit is not None:
             longest = max(len(text.split()) for text in inputs)
             if longest > self.limit and not body["truncate"]:
+                self.refused += 1
                 return httpx.Response(422, json={
                     "error": f"Input validation error: `inputs` must have less than "
                              f"{self.limit + 1} tokens. Given: {longest}",
@@ -197,3 +215,43 @@ def test_a_limit_given_lists_the_texts_over_it_instead_of_sending_them(memory_st
         migrate(config, source_store=memory_store, embedder=server.embedder(
             max_tokens_per_input=16))
     assert server.truncated == {False}
+
+
+def test_a_tei_servers_own_limits_are_read_from_it(memory_store: QdrantStore,
+                                                   tmp_path: Path) -> None:
+    """A TEI server says in `GET /info` how many texts a request (--max-client-batch-size)
+    and how many tokens a text (the model's) it takes. Unread, a batch size above the
+    server's had every request refused, and a model migrator does not know was taken to
+    accept 8,192 tokens: its long texts were sent, and refused, instead of listed."""
+    make_collection(memory_store.client, "docs", n=20, payload=long_texts)
+    server = TEI(limit=16, max_batch=8, info=True)
+    config = settings(tmp_path, "listed")
+    with pytest.raises(InputTooLong) as listed:  # long_input: fail lists them, sends none
+        migrate(config, source_store=memory_store, embedder=server.embedder())
+    assert "10 points of 'docs' have a text longer than" in str(listed.value)
+    assert server.refused == 0
+    assert server.largest_batch <= 8
+
+    cutting = TEI(limit=16, max_batch=8, info=True)
+    config = settings(tmp_path, "cut")
+    config.provider.long_input, config.provider.batch_size = "truncate", 32
+    embedder = cutting.embedder(long_input="truncate", batch_size=32)
+    result = migrate(config, source_store=memory_store, embedder=embedder)
+    assert result.collections[0].target_count == 20 and cutting.refused == 0
+    assert (embedder.batch_size, embedder.spec.max_tokens_per_input) == (8, 16)
+    assert cutting.largest_batch <= 8 and cutting.longest_sent <= 16 * 4
+    assert ("tei (served) takes at most 8 texts a request (its /info): provider.batch_size "
+            "32 is lowered to 8.") in result.warnings
+
+
+def test_a_server_that_does_not_say_its_limits_is_sent_what_was_configured(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=20)
+    server = TEI(info=False)
+    config = settings(tmp_path, "plain")
+    config.provider.batch_size = 12
+    embedder = server.embedder(batch_size=12)
+    result = migrate(config, source_store=memory_store, embedder=embedder)
+    assert result.collections[0].target_count == 20
+    assert (embedder.batch_size, embedder.spec.max_tokens_per_input) == (12, 8192)
+    assert not any("takes at most" in warning for warning in result.warnings)

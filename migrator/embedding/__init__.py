@@ -109,10 +109,12 @@ async def embedding(settings: ProviderSettings, embedder: Embedder | None = None
                     ) -> AsyncIterator[Embedder]:
     """`async with embedding(settings.provider, embedder, cache=cache) as model:` the stack a
     command embeds with: `build_embedder(settings)`, closed afterwards; or the caller's own
-    `embedder` with the meter and the cache on it, released afterwards (left open)."""
+    `embedder` with the meter and the cache on it, released afterwards (left open). A
+    self-hosted server's own limits are read before it is yielded."""
     model = (build_embedder(settings, distance=distance, cache=cache) if embedder is None
              else compose(embedder, cache))
     try:
+        await model.adopt_server_limits()
         yield model
     finally:
         if embedder is None:

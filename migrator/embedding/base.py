@@ -148,6 +148,16 @@ class Embedder(Protocol):
         `text`, when it holds one, is what the server still answers (a self-hosted server
         may serve another model under the same name). Nothing to do without a cache."""
 
+    async def adopt_server_limits(self) -> None:
+        """Before the first text: a self-hosted server's own word on how many texts a
+        request and how many tokens a text it takes, read from the server (once) where it
+        tells. Nothing to do for an API whose limits the catalog holds."""
+
+    @property
+    def limit_notes(self) -> list[str]:
+        """What `adopt_server_limits` changed of the configuration, for the run's warnings."""
+        return []
+
 
 class Wrapper(Embedder):
     """A layer on an embedder: every question it does not answer itself goes to `inner`."""
@@ -225,3 +235,11 @@ class Wrapper(Embedder):
 
     async def check_cache(self, text: str) -> None:
         await self.inner.check_cache(text)
+
+    async def adopt_server_limits(self) -> None:
+        await self.inner.adopt_server_limits()
+        self.spec = self.inner.spec  # the limit a text is cut at may be the server's now
+
+    @property
+    def limit_notes(self) -> list[str]:
+        return self.inner.limit_notes

@@ -37,7 +37,8 @@ from .limits import RateLimiter, RateLimits
 from .usage import EndpointMetrics
 
 __all__ = ["backoff", "BACKOFF_BASE", "BACKOFF_CAP", "error_message", "extract_message",
-    "HttpClient", "HttpEndpoint", "limit_kind", "limiter_for", "MAX_SERVER_WAIT",
+    "HttpClient", "HttpEndpoint", "limit_kind", "limiter_for", "LOOKUP_SECONDS",
+    "MAX_SERVER_WAIT",
     "MAX_TIMEOUT_GROWTH", "Reply", "retry_delay", "RETRY_STATUSES", "SAME_WRONG_ANSWERS",
     "Sleep", "tls_context"]
 
@@ -48,6 +49,7 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 30.0
 MAX_TIMEOUT_GROWTH = 8  # a timed-out request may wait up to this many timeouts
 SAME_WRONG_ANSWERS = 3  # the same invalid answer this often in a row: stop retrying
+LOOKUP_SECONDS = 10.0  # a server's description of itself comes at once or not at all
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
@@ -112,6 +114,20 @@ class HttpEndpoint:
             if self.limiter is not None:
                 self.limiter.on_new_loop()
         self._loop = loop
+
+    async def get_json(self, url: str) -> Any:
+        """GET `url` once, for what a server says about itself: the decoded body, or None
+        when it does not answer that (an error status, a body that is not JSON, no answer
+        within LOOKUP_SECONDS). Never retried, and no part of the run's request counts."""
+        self._on_this_loop()
+        try:
+            response = await self._client.get(url, headers=self._headers,
+                                              timeout=min(self._timeout, LOOKUP_SECONDS))
+            if response.status_code >= 400:
+                return None
+            return response.json()
+        except (httpx.HTTPError, ValueError):
+            return None
 
     async def post_json(self, url: str, payload: Mapping[str, Any], *,
                         tokens: int = 0, texts: int = 1) -> Reply:
@@ -262,6 +278,11 @@ class HttpEndpoint:
                 "and --long-input to truncate or chunk-mean, then run the same command again "
                 "(under long_input: fail, texts over that limit are listed, not sent).",
                 provider=self.label, status=status)
+        if status in (400, 413, 422) and (batch := _TOO_MANY.search(message)):
+            return ProviderResponseError(
+                f"{text}. The server takes at most {batch.group(1)} texts a request: set "
+                f"provider.batch_size to {batch.group(1)} (or less), then run the same command "
+                "again.", provider=self.label, status=status)
         return ProviderResponseError(text + ".", provider=self.label, status=status)
 
     async def release(self) -> None:
@@ -284,6 +305,10 @@ class HttpEndpoint:
 # input length exceeds the context length")
 _TOO_LONG = re.compile(r"less than (\d+) tokens|maximum context length is (\d+)|"
                        r"exceeds the context length", re.IGNORECASE)
+
+# how servers refuse a request of more texts than they take: TEI ("batch size 64 > maximum
+# allowed batch size 32") and OpenAI-compatible gateways that copied its wording
+_TOO_MANY = re.compile(r"maximum allowed batch size (\d+)", re.IGNORECASE)
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from ..errors import ConfigError, ProviderResponseError
 from ..settings import ProviderSettings
 from .base import InputKind
 from .batches import BatchAPI, OpenAIBatches
-from .rest import RestEmbedder
+from .rest import RestEmbedder, ServerLimits, whole
 
 __all__ = ["DEFAULT_BASE_URLS", "DEFAULT_BATCH", "OpenAIEmbedder"]
 
@@ -47,6 +47,18 @@ class OpenAIEmbedder(RestEmbedder):
 
     def url(self) -> str:
         return self._url
+
+    async def server_limits(self) -> ServerLimits | None:
+        """An OpenAI-compatible server's `GET /models`: vLLM lists the model's token limit
+        (max_model_len) beside its name. OpenAI's own list has none."""
+        if self.settings.name != "openai-compatible":
+            return None
+        listing = await self._http.get_json(self._url.removesuffix("/embeddings") + "/models")
+        models = listing.get("data") if isinstance(listing, dict) else None
+        for model in models if isinstance(models, list) else []:
+            if isinstance(model, dict) and model.get("id") == self.settings.model:
+                return ServerLimits("its /models", None, whole(model.get("max_model_len")))
+        return None
 
     def batches(self) -> BatchAPI | None:
         """OpenAI's Batch API (Azure's batch deployments are not spoken yet)."""

@@ -4,12 +4,13 @@ and the parsing differ per provider; sizes, limits, retries and validation do no
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import httpx
 import numpy as np
 
-from ..catalog import ModelSpec
+from ..catalog import ModelSpec, lookup
 from ..errors import ConfigError, ProviderResponseError
 from ..settings import ProviderSettings
 from .base import Embedder, Embedding, InputKind
@@ -19,9 +20,24 @@ from .tokens import estimate_total
 from .usage import EndpointMetrics
 from .vectors import check_vectors
 
-__all__ = ["RestEmbedder"]
+__all__ = ["RestEmbedder", "ServerLimits", "whole"]
 
 _R = TypeVar("_R", bound="RestEmbedder")
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What a server says it takes, and where it said so (None: it does not say)."""
+
+    where: str
+    texts_per_request: int | None = None
+    tokens_per_input: int | None = None
+
+
+def whole(value: Any) -> int | None:
+    """`value` when it is a positive whole number (a limit a server reports), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+        else None
 
 
 class RestEmbedder(Embedder):
@@ -50,6 +66,8 @@ class RestEmbedder(Embedder):
                                   concurrency=AdaptiveConcurrency(
                                       settings.concurrency,
                                       adaptive=settings.adaptive_concurrency), **extra)
+        self._limits_read = False
+        self._notes: list[str] = []
 
     @classmethod
     def from_settings(cls: type[_R], spec: ModelSpec, settings: ProviderSettings,
@@ -87,6 +105,50 @@ class RestEmbedder(Embedder):
         for or known from the catalog is never replaced)."""
         if self._dims is None:
             self._dims = dims
+
+    @property
+    def limit_notes(self) -> list[str]:
+        return list(self._notes)
+
+    async def server_limits(self) -> ServerLimits | None:
+        """What the server says it takes; None where it has no such word (the default)."""
+        return None
+
+    async def adopt_server_limits(self) -> None:
+        """The server's limits, where it tells them, in place of migrator's guesses: texts
+        are cut at its token limit (a model the catalog lacks is otherwise taken to accept
+        8,192 tokens) and requests hold no more texts than it takes. A limit given in the
+        configuration or the catalog is only ever lowered to the server's, with a note."""
+        if self._limits_read:
+            return
+        self._limits_read = True
+        limits = await self.server_limits()
+        if limits is not None:
+            self._adopt(limits)
+
+    def _adopt(self, limits: ServerLimits) -> None:
+        most = limits.texts_per_request
+        if most is not None and most < self._batch_size:
+            if self.settings.batch_size:
+                self._notes.append(
+                    f"{self.label} takes at most {most} texts a request ({limits.where}): "
+                    f"provider.batch_size {self._batch_size} is lowered to {most}.")
+            self._batch_size = most
+            self.spec = replace(self.spec, max_inputs=min(self.spec.max_inputs, most))
+        tokens, known = limits.tokens_per_input, self.spec.max_tokens_per_input
+        if tokens is None or tokens == known:
+            return
+        guessed = (self.settings.max_tokens_per_input is None
+                   and lookup(self.settings.name, self.settings.model) is None)
+        if not guessed and tokens > known:
+            return
+        if not guessed:
+            given = ("provider.max_tokens_per_input" if self.settings.max_tokens_per_input
+                     else "migrator's catalog")
+            self._notes.append(
+                f"{self.label} takes at most {tokens} tokens a text ({limits.where}), fewer "
+                f"than the {known} of {given}: texts are cut or refused at {tokens}.")
+        self.spec = replace(self.spec, max_tokens_per_input=tokens)
 
     def api_key(self) -> str | None:
         return self.settings.key()

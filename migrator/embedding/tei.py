@@ -1,6 +1,6 @@
 """Hugging Face text-embeddings-inference, native `/embed`: `truncate: false` (or `true`
 under `long_input: truncate`: cut at the model's own limit), normalised output, the token
-count in the `x-compute-tokens` header."""
+count in the `x-compute-tokens` header; its limits read from `/info`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 
 from .base import InputKind
-from .rest import RestEmbedder
+from .rest import RestEmbedder, ServerLimits, whole
 
 __all__ = ["TEIEmbedder"]
 
@@ -23,6 +23,15 @@ class TEIEmbedder(RestEmbedder):
 
     def url(self) -> str:
         return f"{self.base_url}/embed"
+
+    async def server_limits(self) -> ServerLimits | None:
+        """`GET /info`: the server's --max-client-batch-size and the model's own token
+        limit (max_input_length)."""
+        info = await self._http.get_json(f"{self.base_url}/info")
+        if not isinstance(info, dict):
+            return None
+        return ServerLimits("its /info", whole(info.get("max_client_batch_size")),
+                            whole(info.get("max_input_length")))
 
     def body(self, texts: Sequence[str], kind: InputKind) -> dict[str, Any]:
         body: dict[str, Any] = {"inputs": list(texts), "truncate": self.server_truncates,

@@ -109,7 +109,7 @@ async def probe(embedder: Embedder, texts: Sequence[str], *, distance: str) -> P
     embedder.expect_dims(output)
     norms = np.linalg.norm(raw, axis=1)
     result = ProbeResult(decision, output, float(norms.min()), float(norms.max()), len(batch),
-                         tokens)
+                         tokens, warnings=embedder.limit_notes)
     _check_norms(result, spec, distance)
     if decision.action == "truncate":
         result.fidelity = round(truncation_fidelity(raw, decision.target), 4)

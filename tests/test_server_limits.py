@@ -1,0 +1,115 @@
+"""A self-hosted server's own word on its limits (TEI's `GET /info`, vLLM's `GET /models`),
+read once before the first text, over MockTransport: what is adopted, what is only ever
+lowered, and what a server that says nothing leaves as configured."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from migrator import ProviderResponseError, ProviderSettings
+from migrator.embedding import build_embedder
+
+VLLM_MODELS = {"object": "list", "data": [
+    {"id": "BAAI/bge-base-en-v1.5", "object": "model", "owned_by": "vllm",
+     "max_model_len": 512},
+    {"id": "other", "object": "model", "owned_by": "vllm", "max_model_len": 32768}]}
+
+
+class Server:
+    """Answers GETs from `pages` (path -> JSON body; 404 otherwise) and records them."""
+
+    def __init__(self, pages: dict[str, Any], embed: httpx.Response | None = None) -> None:
+        self.pages = pages
+        self.embed = embed
+        self.gets: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "GET":
+            return self.embed or httpx.Response(500)
+        self.gets.append(request)
+        page = self.pages.get(request.url.path)
+        return httpx.Response(200, json=page) if page is not None else httpx.Response(404)
+
+
+def adopted(server: Server, **settings: Any) -> Any:
+    values = {"name": "openai-compatible", "model": "BAAI/bge-base-en-v1.5",
+              "base_url": "http://vllm:8000/v1", **settings}
+    embedder = build_embedder(ProviderSettings(**values),
+                              client=httpx.AsyncClient(transport=httpx.MockTransport(server)))
+    asyncio.run(embedder.adopt_server_limits())
+    return embedder
+
+
+def test_vllm_lists_the_models_token_limit() -> None:
+    server = Server({"/v1/models": VLLM_MODELS})
+    embedder = adopted(server, api_key_env="VLLM_KEY_UNSET")
+    assert embedder.spec.max_tokens_per_input == 512 and embedder.limit_notes == []
+    assert [str(r.url) for r in server.gets] == ["http://vllm:8000/v1/models"]
+    asyncio.run(embedder.adopt_server_limits())
+    assert len(server.gets) == 1  # read once
+
+
+def test_a_limit_given_is_only_lowered_to_the_servers_and_says_so() -> None:
+    lowered = adopted(Server({"/v1/models": VLLM_MODELS}), max_tokens_per_input=1024)
+    assert lowered.spec.max_tokens_per_input == 512
+    assert lowered.limit_notes == [
+        "openai-compatible (BAAI/bge-base-en-v1.5) takes at most 512 tokens a text (its "
+        "/models), fewer than the 1024 of provider.max_tokens_per_input: texts are cut or "
+        "refused at 512."]
+    kept = adopted(Server({"/v1/models": VLLM_MODELS}), max_tokens_per_input=256)
+    assert kept.spec.max_tokens_per_input == 256 and kept.limit_notes == []
+
+
+@pytest.mark.parametrize("pages", [
+    {},  # no /models at all (404)
+    {"/v1/models": {"object": "list", "data": [{"id": "other", "max_model_len": 64}]}},
+    {"/v1/models": {"data": [{"id": "BAAI/bge-base-en-v1.5"}]}},  # OpenAI's shape: no limit
+    {"/v1/models": {"data": [{"id": "BAAI/bge-base-en-v1.5", "max_model_len": "512"}]}},
+    {"/v1/models": ["not", "a", "listing"]},
+])
+def test_a_server_that_does_not_say_leaves_the_configuration(pages: dict[str, Any]) -> None:
+    embedder = adopted(Server(pages), batch_size=100)
+    assert (embedder.spec.max_tokens_per_input, embedder.batch_size) == (8192, 100)
+    assert embedder.limit_notes == []
+
+
+def test_an_unreachable_description_is_no_error() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    embedder = adopted(down)  # type: ignore[arg-type]
+    assert embedder.spec.max_tokens_per_input == 8192
+
+
+def test_openai_itself_is_not_asked() -> None:
+    server = Server({"/v1/models": VLLM_MODELS})
+    embedder = adopted(server, name="openai", model="text-embedding-3-small", base_url=None,
+                       api_key="sk-test-not-real")
+    assert server.gets == [] and embedder.spec.max_tokens_per_input == 8192
+
+
+def test_tei_info_gives_the_batch_and_token_limits() -> None:
+    info = {"model_id": "BAAI/bge-small-en-v1.5", "max_input_length": 512,
+            "max_client_batch_size": 16, "max_batch_tokens": 16384}
+    server = Server({"/info": info})
+    plain = adopted(server, name="tei", model="bge-small", base_url="http://tei:8080")
+    assert (plain.batch_size, plain.spec.max_tokens_per_input) == (16, 512)
+    assert plain.limit_notes == []  # the default batch, not one given: nothing to say
+    assert str(server.gets[0].url) == "http://tei:8080/info"
+    roomy = adopted(Server({"/info": {**info, "max_client_batch_size": 256}}), name="tei",
+                    model="bge-small", base_url="http://tei:8080", batch_size=64)
+    assert roomy.batch_size == 64  # a server taking more is sent what was configured
+
+
+def test_a_refused_batch_says_what_to_set() -> None:
+    server = Server({}, embed=httpx.Response(422, json={
+        "error": "batch size 64 > maximum allowed batch size 32", "error_type": "Validation"}))
+    embedder = adopted(server, name="tei", model="bge-small", base_url="http://tei:8080")
+    with pytest.raises(ProviderResponseError) as refused:
+        asyncio.run(embedder.embed(["a"]))
+    assert ("The server takes at most 32 texts a request: set provider.batch_size to 32 (or "
+            "less), then run the same command again.") in str(refused.value)
