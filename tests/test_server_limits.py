@@ -113,3 +113,15 @@ def test_a_refused_batch_says_what_to_set() -> None:
         asyncio.run(embedder.embed(["a"]))
     assert ("The server takes at most 32 texts a request: set provider.batch_size to 32 (or "
             "less), then run the same command again.") in str(refused.value)
+
+
+def test_a_request_too_large_for_a_proxy_says_what_to_lower() -> None:
+    """nginx in front of a server refuses a body over its client_max_body_size with 413
+    and a page of HTML: the error said only that."""
+    page = "<html><head><title>413 Request Entity Too Large</title></head></html>"
+    server = Server({}, embed=httpx.Response(413, text=page))
+    embedder = adopted(server)
+    with pytest.raises(ProviderResponseError) as refused:
+        asyncio.run(embedder.embed(["a"]))
+    assert ("larger than the server (or a proxy in front of it) takes: lower "
+            "provider.batch_size") in str(refused.value)

@@ -283,6 +283,11 @@ class HttpEndpoint:
                 f"{text}. The server takes at most {batch.group(1)} texts a request: set "
                 f"provider.batch_size to {batch.group(1)} (or less), then run the same command "
                 "again.", provider=self.label, status=status)
+        if status == 413:
+            return ProviderResponseError(
+                f"{text}. The request was larger than the server (or a proxy in front of it) "
+                "takes: lower provider.batch_size, then run the same command again.",
+                provider=self.label, status=status)
         return ProviderResponseError(text + ".", provider=self.label, status=status)
 
     async def release(self) -> None:
