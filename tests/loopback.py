@@ -59,8 +59,12 @@ class LoopbackServer:
     def __init__(self, *, dims: int = 16, latency: float = 0.0, shuffle: bool = False,
                  api_key: str | None = None, honour_dimensions: bool = True,
                  scale: float = 1.0, rpm: int | None = None, tpm: int | None = None,
-                 window: float = 60.0, serial: bool = False, per_text: float = 0.0) -> None:
+                 window: float = 60.0, serial: bool = False, per_text: float = 0.0,
+                 max_model_len: dict[str, int] | None = None) -> None:
         self.dims = dims
+        # vLLM: `GET /v1/models` lists each model's token limit, and an input over it (in
+        # words, here) is refused with 400
+        self.max_model_len = max_model_len or {}
         self.honour_dimensions = honour_dimensions  # False: ignore `dimensions`, like Ollama
         self.scale = scale  # vector length; not 1.0 plays a server that does not normalise
         self.latency = latency
@@ -110,6 +114,16 @@ class LoopbackServer:
 
     def respond(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        limit = self.max_model_len.get(body.get("model", ""))
+        longest = max((len(text.split()) for text in texts), default=0)
+        if limit is not None and longest > limit:
+            with self._lock:
+                self.requests += 1
+            return 400, {}, json.dumps({
+                "object": "error", "type": "BadRequestError", "code": 400,
+                "message": f"This model's maximum context length is {limit} tokens. However, "
+                           f"you requested {longest} tokens in the input for embedding "
+                           "generation. Please reduce the length of the input."}).encode()
         tokens = sum(len(t.split()) for t in texts)
         with self._lock:
             self.requests += 1
@@ -225,12 +239,21 @@ class LoopbackServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 if self._batches("GET"):
                     return
+                if self.path.endswith("/models") and server.max_model_len:
+                    self._send(200, json.dumps({"object": "list", "data": [
+                        {"id": name, "object": "model", "owned_by": "vllm",
+                         "max_model_len": limit}
+                        for name, limit in server.max_model_len.items()]}).encode())
+                    return
                 raw = json.dumps({"requests": server.requests, "throttled": server.throttled,
                                   "answered": server.answered,
                                   "admitted_tokens": server.admitted_tokens,
                                   "window_tokens": [server.window_tokens[i] for i in range(
                                       max(server.window_tokens, default=-1) + 1)]}).encode()
-                self.send_response(200)
+                self._send(200, raw)
+
+            def _send(self, status: int, raw: bytes) -> None:
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()

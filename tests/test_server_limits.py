@@ -5,13 +5,25 @@ lowered, and what a server that says nothing leaves as configured."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from migrator import ProviderResponseError, ProviderSettings
+from migrator import (
+    CollectionSettings,
+    MigrationSettings,
+    ProviderResponseError,
+    ProviderSettings,
+    Settings,
+    migrate,
+)
 from migrator.embedding import build_embedder
+from migrator.store import QdrantStore
+
+from .conftest import make_collection
+from .loopback import LoopbackServer
 
 VLLM_MODELS = {"object": "list", "data": [
     {"id": "BAAI/bge-base-en-v1.5", "object": "model", "owned_by": "vllm",
@@ -125,3 +137,24 @@ def test_a_request_too_large_for_a_proxy_says_what_to_lower() -> None:
         asyncio.run(embedder.embed(["a"]))
     assert ("larger than the server (or a proxy in front of it) takes: lower "
             "provider.batch_size") in str(refused.value)
+
+
+def test_a_vllm_servers_token_limit_cuts_the_texts_it_would_refuse(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """Over real HTTP: a model migrator does not know was taken to accept 8,192 tokens, so
+    under long_input: truncate its long texts went out whole and vLLM refused them (it
+    cuts nothing unless asked); its `/models` says 16, and migrator cuts there."""
+    def text(i: int, _: str) -> dict[str, Any]:
+        return {"text": " ".join(f"w{i}x{j}" for j in range(6 if i % 2 else 40))}
+
+    make_collection(memory_store.client, "docs", n=20, payload=text)
+    with LoopbackServer(dims=16, max_model_len={"bge": 16}) as server:
+        config = Settings(
+            provider=ProviderSettings(name="openai-compatible", model="bge",
+                                      base_url=server.url, long_input="truncate"),
+            collections=[CollectionSettings(name="docs", target="docs_bge")],
+            migration=MigrationSettings(state_dir=tmp_path / "state"))
+        result = migrate(config, source_store=memory_store)
+        longest = max(len(t.split()) for body in server.bodies for t in body["input"])
+    assert result.collections[0].target_count == 20 and longest <= 16
+    assert server.answered == server.requests  # not one refused

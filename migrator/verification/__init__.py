@@ -53,6 +53,7 @@ async def _labelled(pair: Pair, settings: Settings, embedder: Embedder) -> Check
     queries = load_queries(Path(verify.queries or "."), verify.max_queries)
     old = build_embedder(verify.source_provider)
     try:
+        await old.adopt_server_limits()
         return await labelled_check(
             queries, k=verify.k, max_drop=verify.max_ndcg_drop,
             source=(pair.source_store, pair.source, pair.source_vector, old),
