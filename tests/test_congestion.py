@@ -102,3 +102,16 @@ def test_small_requests_say_nothing_of_queueing() -> None:
     for _ in range(10):
         limit.answered(0.05, 8)
     assert limit.allowed == 8
+
+
+def test_a_server_fast_only_for_a_while_is_not_taken_for_a_queue_for_good() -> None:
+    """Ten answers came in a lull of the server's other load, 7x faster than every one
+    after it, however few were in flight: measured against them, the steady latency read
+    as queueing, and the limit stayed at one request in flight for the next 57 answers
+    (until the lull's answers left the window), a quarter of what the server answers at."""
+    limit = AdaptiveConcurrency(4)
+    for _ in range(10):
+        limit.answered(0.006, 8)
+    for _ in range(40):
+        limit.answered(0.044, 8)
+    assert limit.allowed == 4 and limit.lowest == 1

@@ -10,7 +10,8 @@ answer does not make every normal one look slow.
 
 A server that answers one request at a time (a model on a CPU) settles at one or two
 requests in flight, every one answered before its timeout, instead of queueing the whole
-ceiling and timing out on all of it.
+ceiling and timing out on all of it. Latency that stays high with one request in flight is
+not queueing: the unqueued latency is measured afresh then, and the limit grows again.
 """
 
 from __future__ import annotations
@@ -77,10 +78,17 @@ class AdaptiveConcurrency:
         self._smoothed = per_text if self._smoothed is None else (
             self._smoothed + SMOOTHING * (per_text - self._smoothed))
         unqueued = _tenth_percentile(self._recent)
-        if len(self._recent) >= 4 and self._smoothed > QUEUEING * unqueued:
+        if len(self._recent) < 4 or self._smoothed <= QUEUEING * unqueued:
+            self._grow()
+        elif self.limit > 1.0:
             self._shrink(0.9)  # gently: latency is a weak signal
         else:
-            self._grow()
+            # one request in flight, and still slow: none of ours queues. The fast answers
+            # it is measured against came in another regime (a lull in the server's other
+            # load, answers on fresh connections): it is measured afresh from here
+            self._recent.clear()
+            self._recent.append(per_text)
+            self._smoothed = per_text
 
     def _grow(self) -> None:
         self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
