@@ -58,8 +58,10 @@ def connect(path: Path, *, busy_seconds: float = BUSY_SECONDS) -> Database:
     return db
 
 
-def open_db(path: Path, schema: list[tuple[int, str, str]]) -> Database:
-    """Open (or create) a state file and bring its schema up to date.
+def open_db(path: Path, schema: list[tuple[int, str, str]], *,
+            page_size: int = 4096) -> Database:
+    """Open (or create) a state file and bring its schema up to date. `page_size` is the
+    page size of a file created now (SQLite's default; a file keeps the one it was made with).
 
     Raises:
         StateError: the file or its directory cannot be read or written (permissions), or
@@ -75,7 +77,7 @@ def open_db(path: Path, schema: list[tuple[int, str, str]]) -> Database:
             raise _denied(path, exc) from exc
         raise _corrupt(path, exc) from exc
     try:
-        _prepare(db, path, schema)
+        _prepare(db, path, schema, page_size)
     except BaseException:
         db.close()  # a schema change cut short is rolled back with it
         raise
@@ -98,7 +100,9 @@ def make_directory(directory: Path) -> None:
             "Choose a --state-dir (migration.state_dir) where you can write.") from exc
 
 
-def _prepare(db: Database, path: Path, schema: list[tuple[int, str, str]]) -> None:
+def _prepare(db: Database, path: Path, schema: list[tuple[int, str, str]],
+             page_size: int) -> None:
+    db.execute(f"PRAGMA page_size={page_size}")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA foreign_keys=ON")

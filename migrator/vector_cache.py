@@ -21,7 +21,7 @@ from .errors import StateBusy, StateError
 from .locks import FileLock
 
 __all__ = ["CACHE_SCHEMA", "CacheStats", "EmbeddingCache", "INDEX_EVERY", "KEY_BYTES",
-           "ROWS_PER_INSERT", "open_cache", "WAL_BYTES"]
+           "open_cache", "PAGE_BYTES", "ROWS_PER_INSERT", "WAL_BYTES"]
 
 # The cache's WAL is checkpointed when about this much has been written to it (SQLite's
 # default, 1,000 pages of 4 KB), by `upkeep()` as the run goes, so little is left to copy
@@ -31,6 +31,11 @@ ROW_BYTES = 64  # a row's own bytes in the log or the index, besides its vector
 INDEX_EVERY = 500_000  # rows appended to the cache's log before they are indexed
 ROWS_PER_INSERT = 4_096  # rows in one INSERT: its values stay far below SQLite's 1 GB
 KEY_BYTES = 32  # a key is a sha256 digest
+# A new cache's page size. SQLite writes the WAL, and copies it into the file at a
+# checkpoint, a page per system call: pages of 16 KB (about 30 vectors of 128 dimensions)
+# took a sixth less time to write and checkpoint than SQLite's default 4 KB; 64 KB gained
+# nothing more. A cache made before keeps its pages.
+PAGE_BYTES = 16_384
 
 # (version, name, SQL): applied in order, each in its own transaction.
 CACHE_SCHEMA: list[tuple[int, str, str]] = [
@@ -123,7 +128,7 @@ class EmbeddingCache:
     def __init__(self, directory: Path | str) -> None:
         self.path = Path(directory) / CACHE_FILE
         with contextlib.ExitStack() as opened:  # what is open so far, closed if one fails
-            self._db = open_db(self.path, CACHE_SCHEMA)
+            self._db = open_db(self.path, CACHE_SCHEMA, page_size=PAGE_BYTES)
             opened.callback(self._db.close)
             # who has the cache open: each holds a shared lock, `clear` needs it alone
             self._in_use = FileLock(self.path.with_name(CACHE_FILE + ".lock"))

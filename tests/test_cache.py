@@ -134,6 +134,24 @@ def test_a_version_1_cache_is_upgraded_with_its_vectors(tmp_path: Path) -> None:
         assert cache.clear() == 3 and cache.get_many("ns", [key(0)]) == {}
 
 
+def test_a_new_cache_has_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    from migrator.vector_cache import CACHE_SCHEMA, PAGE_BYTES
+
+    def page_size(directory: Path) -> int:
+        with sqlite3.connect(directory / CACHE_FILE) as db:
+            return int(db.execute("PRAGMA page_size").fetchone()[0])
+
+    EmbeddingCache(tmp_path / "new").close()
+    open_db(tmp_path / "old" / CACHE_FILE, CACHE_SCHEMA).close()
+    with EmbeddingCache(tmp_path / "old") as cache:
+        cache.put_many("ns", [key(1)], rows(1, 1.0), [3])
+        cache.put_many("ns", [key(2)], rows(1, 2.0), [3], wait=False)
+    with EmbeddingCache(tmp_path / "old") as cache:
+        assert cache.get_many("ns", [key(1), key(2)])[key(2)][0][0] == 2.0
+    assert page_size(tmp_path / "new") == PAGE_BYTES != 4096
+    assert page_size(tmp_path / "old") == 4096
+
+
 def statements(db: sqlite3.Connection) -> list[str]:
     """Every statement `db` runs from now on (an `executemany` runs one per row)."""
     seen: list[str] = []
