@@ -158,3 +158,23 @@ def test_a_vllm_servers_token_limit_cuts_the_texts_it_would_refuse(
         longest = max(len(t.split()) for body in server.bodies for t in body["input"])
     assert result.collections[0].target_count == 20 and longest <= 16
     assert server.answered == server.requests  # not one refused
+
+
+def test_a_fallback_servers_limits_bound_what_any_endpoint_is_sent() -> None:
+    info = {"model_id": "BAAI/bge-small-en-v1.5", "max_client_batch_size": 32,
+            "max_input_length": 512}
+    by_host = {"tei-a": Server({"/info": info}),
+               "tei-b": Server({"/info": {**info, "max_client_batch_size": 8,
+                                          "max_input_length": 256}})}
+    transport = httpx.MockTransport(lambda request: by_host[request.url.host](request))
+    settings = ProviderSettings(
+        name="tei", model="bge-small", base_url="http://tei-a:8080", batch_size=16,
+        fallbacks=[ProviderSettings(name="tei", model="bge-small",
+                                    base_url="http://tei-b:8080", batch_size=16)])
+    embedder = build_embedder(settings, client=httpx.AsyncClient(transport=transport))
+    asyncio.run(embedder.adopt_server_limits())
+    assert [len(server.gets) for server in by_host.values()] == [1, 1]
+    assert embedder.batch_size == 8 and embedder.spec.max_tokens_per_input == 256
+    assert embedder.limit_notes == [
+        "fallback 1: tei (bge-small) takes at most 8 texts a request (its /info): "
+        "provider.batch_size 16 is lowered to 8."]

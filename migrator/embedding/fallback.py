@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from ..errors import ConfigError, DimensionMismatch, ProviderError
 from ..settings import ProviderSettings
@@ -67,8 +68,9 @@ class Breaker:
 
 
 class FallbackEmbedder(Wrapper):
-    """Tries each endpoint in order, skipping those whose circuit is open. Size, limits
-    and metrics are the primary's (`inner`)."""
+    """Tries each endpoint in order, skipping those whose circuit is open. Size and metrics
+    are the primary's (`inner`); a request and a text are kept within every endpoint's
+    limits, as any of them may be sent it."""
 
     def __init__(self, endpoints: Sequence[Embedder], *,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -104,6 +106,20 @@ class FallbackEmbedder(Wrapper):
     async def embed_unsized(self, texts: Sequence[str], *, kind: InputKind = "document",
                             fresh: bool = False) -> Embedding:
         return await self.embed(texts, kind=kind)  # endpoints are providers: nothing sized
+
+    async def adopt_server_limits(self) -> None:
+        for endpoint in self.endpoints:
+            await endpoint.adopt_server_limits()
+        specs = [endpoint.spec for endpoint in self.endpoints]
+        self.spec = replace(self.inner.spec,
+                            max_inputs=min(spec.max_inputs for spec in specs),
+                            max_tokens_per_input=min(s.max_tokens_per_input for s in specs))
+
+    @property
+    def limit_notes(self) -> list[str]:
+        return [*self.inner.limit_notes, *(
+            f"fallback {n}: {note}" for n, endpoint in enumerate(self.endpoints[1:], 1)
+            for note in endpoint.limit_notes)]
 
     async def release(self) -> None:
         for endpoint in self.endpoints:
