@@ -134,8 +134,8 @@ async def _ingest(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: 
         with opened(settings.source, None, source_store=store, create=True) as (target, _), \
                 open_cache(settings.migration.state_dir, settings.migration.cache) as cache:
             async with embedding(settings.provider, embedder, cache=cache) as model:
-                warnings = check_records(path, fmt, text, id_field, model,
-                                         settings.provider.long_input)
+                warnings = [*model.limit_notes, *check_records(
+                    path, fmt, text, id_field, model, settings.provider.long_input)]
                 dims = await _embed_file(path, fmt, collection, settings, text, id_field,
                                          vector, distance, target, model, on_progress, stop)
                 warnings += local_mode_warning(target, dims[1].written)

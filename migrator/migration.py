@@ -250,8 +250,10 @@ class _Run:
         usage = self.embedder.usage
         return usage.during(phase) if usage is not None else contextlib.nullcontext()
 
-    async def sync_only(self, schemas: list[CollectionSchema]) -> list[CollectionResult]:
-        """Catch-up for collections whose target exists: no backfill, no alias move."""
+    async def sync_only(self, schemas: list[CollectionSchema]
+                        ) -> tuple[list[CollectionResult], list[str]]:
+        """Catch-up for collections whose target exists: no backfill, no alias move.
+        Returns each collection's result and the probe's warnings."""
         collections = self.settings.collections
         await no_batches_running(self.state, [c.name for c in collections], self.embedder)
         first = collections[0]
@@ -279,7 +281,7 @@ class _Run:
                 Phase.SWAPPED, Phase.COMPLETE) else Phase.CATCHING_UP)
             results.append(result)
         raise_problems(problems)
-        return results
+        return results, checked.warnings
 
     async def _probe(self, schema: CollectionSchema, first: CollectionSettings) -> ProbeResult:
         sample = probe_texts(self.source, schema, first, self.embedder,

@@ -375,7 +375,8 @@ def sync(result: Any) -> str:
         lines.append(f"{c.source!r} -> {c.target!r}: {sync_counts(c.sync)}; target holds "
                      f"{c.target_count:,} of {c.source_count:,} source points "
                      f"({c.skipped:,} without text).")
-    return "\n".join([*lines, "", bill(result.bill)])
+    return "\n".join([*lines, "", bill(result.bill),
+                      *(f"warning: {w}" for w in result.warnings)])
 
 
 def cache(stats: Any) -> str:

@@ -21,10 +21,11 @@ __all__ = ["sync", "SyncResult"]
 class SyncResult:
     collections: list[CollectionResult]
     bill: Bill = field(default_factory=Bill)
+    warnings: list[str] = field(default_factory=list)  # the probe's, as migrate's
 
     def to_dict(self) -> dict[str, Any]:
         return {"collections": [c.to_dict() for c in self.collections],
-                "bill": self.bill.to_dict()}
+                "bill": self.bill.to_dict(), "warnings": self.warnings}
 
 
 def sync(
@@ -61,5 +62,5 @@ async def _sync(settings: Settings, source_store: QdrantStore | None,
     async with stoppable(_CANCELLED) as stop, running(
             settings, source_store, target_store, embedder, on_progress, stop) as (run, schemas):
         run.adopt_target = adopt_target
-        collections = await run.sync_only(schemas)
-        return SyncResult(collections, run.bill())
+        collections, warnings = await run.sync_only(schemas)
+        return SyncResult(collections, run.bill(), warnings)

@@ -24,11 +24,14 @@ from migrator import (
     Settings,
     ingest,
     migrate,
+    sync,
+    verify,
 )
 from migrator.comparison import compare
 from migrator.comparison.candidates import Candidate
 from migrator.comparison.datasets import load_texts
 from migrator.embedding import build_embedder
+from migrator.report import sync as render_sync
 from migrator.store import QdrantStore
 from migrator.vector_cache import EmbeddingCache
 
@@ -242,6 +245,30 @@ def test_a_tei_servers_own_limits_are_read_from_it(memory_store: QdrantStore,
     assert cutting.largest_batch <= 8 and cutting.longest_sent <= 16 * 4
     assert ("tei (served) takes at most 8 texts a request (its /info): provider.batch_size "
             "32 is lowered to 8.") in result.warnings
+
+
+def test_every_command_that_embeds_says_when_it_lowered_a_limit(memory_store: QdrantStore,
+                                                                 tmp_path: Path) -> None:
+    """Only migrate printed the note: sync, ingest and verify sent smaller requests than
+    configured without a word."""
+    make_collection(memory_store.client, "docs", n=20)
+    server = TEI(max_batch=8, info=True)
+    config = settings(tmp_path, "docs_tei")
+    config.provider.batch_size = 32
+    note = ("tei (served) takes at most 8 texts a request (its /info): provider.batch_size "
+            "32 is lowered to 8.")
+    migrate(config, source_store=memory_store, embedder=server.embedder(batch_size=32))
+    synced = sync(config, source_store=memory_store, embedder=server.embedder(batch_size=32))
+    assert note in synced.warnings and f"warning: {note}" in render_sync(synced)
+    verified = verify(config, source_store=memory_store,
+                      embedder=server.embedder(batch_size=32))
+    assert note in verified.reports[0].warnings
+    path = tmp_path / "notes.jsonl"
+    path.write_text("\n".join(json.dumps({"id": i, "text": f"note {i}"}) for i in range(20)))
+    ingested = ingest(path, "notes", config, store=memory_store,
+                      embedder=server.embedder(batch_size=32))
+    assert note in ingested.warnings
+    assert server.refused == 0
 
 
 def test_a_server_that_does_not_say_its_limits_is_sent_what_was_configured(

@@ -136,8 +136,8 @@ async def _verify_one(settings: Settings, config: CollectionSettings, source: Qd
     pair = Pair(source, schema.name, old, target, target_schema.name, new,
                 expected_count=source.count(schema.name) - without_text, text=text)
     report = await check_target(pair, sample, embedder, settings)
-    report.warnings += _unlike_writer(records, target, target_schema.name, new, text,
-                                      embedder)
+    report.warnings += [*embedder.limit_notes, *_unlike_writer(
+        records, target, target_schema.name, new, text, embedder)]
     return report
 
 
