@@ -103,11 +103,15 @@ def compare(name: str, source: QdrantClient, points: int, repeats: int,
         on.append(one_run(source, points, on=True, provider=provider, embedder=embedder))
     off_rate, on_rate = float(np.median(off)), float(np.median(on))
     overhead = off_rate / on_rate - 1
+    # each pair ran back to back: their ratio is the least touched by the machine's drift
+    pairs = np.array(off) / np.array(on) - 1
     print(f"{name}, {points:,} points (median of {repeats})")
     print(f"    cache + checkpoints off  {off_rate:9,.0f} points/s")
     print(f"    cache + checkpoints on   {on_rate:9,.0f} points/s")
     print(f"    overhead                 {overhead:9.1%}   target <= {target:.0%}  "
           f"{verdict(overhead <= target, quick)}")
+    print(f"    paired runs              {float(np.median(pairs)):9.1%}   median of "
+          f"{repeats} (from {pairs.min():.1%} to {pairs.max():.1%})")
 
 
 def warm_rerun(source: QdrantClient, points: int, provider: dict[str, Any]) -> None:

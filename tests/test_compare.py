@@ -547,7 +547,7 @@ def test_json_schema_is_stable(sweep_result: CompareResult, tmp_path: Path) -> N
     assert set(ok) == {"name", "provider", "model", "dimensions", "input_types", "reference",
                        "status", "error", "dims", "quality", "latency_ms", "throughput",
                        "tokens", "cost", "storage_per_1m_vectors", "requests", "texts",
-                       "seconds"}
+                       "seconds", "warnings"}
     for group in ("quality", "latency_ms", "throughput", "tokens", "cost",
                   "storage_per_1m_vectors", "requests"):
         for figure in ok[group].values():

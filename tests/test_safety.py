@@ -181,7 +181,7 @@ def test_a_full_disk_ends_with_its_message_and_the_rerun_pays_only_what_was_lost
     """A state directory on a full disk ended the run with SQLite's traceback."""
     with LoopbackServer(dims=8) as server:
         process = subprocess.Popen(
-            [sys.executable, "-c", SMALL_DISK.format(pages=40), *migrate_args(store, server)],
+            [sys.executable, "-c", SMALL_DISK.format(pages=10), *migrate_args(store, server)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         code, _, err = ended(process)
         assert code == 1, err

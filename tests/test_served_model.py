@@ -30,6 +30,7 @@ from migrator import (
 from migrator.comparison import compare
 from migrator.comparison.candidates import Candidate
 from migrator.comparison.datasets import load_texts
+from migrator.comparison.report import terminal
 from migrator.embedding import build_embedder
 from migrator.report import sync as render_sync
 from migrator.store import QdrantStore
@@ -249,8 +250,8 @@ def test_a_tei_servers_own_limits_are_read_from_it(memory_store: QdrantStore,
 
 def test_every_command_that_embeds_says_when_it_lowered_a_limit(memory_store: QdrantStore,
                                                                  tmp_path: Path) -> None:
-    """Only migrate printed the note: sync, ingest and verify sent smaller requests than
-    configured without a word."""
+    """Only migrate printed the note: sync, ingest, verify and compare sent smaller requests
+    than configured without a word."""
     make_collection(memory_store.client, "docs", n=20)
     server = TEI(max_batch=8, info=True)
     config = settings(tmp_path, "docs_tei")
@@ -268,6 +269,12 @@ def test_every_command_that_embeds_says_when_it_lowered_a_limit(memory_store: Qd
     ingested = ingest(path, "notes", config, store=memory_store,
                       embedder=server.embedder(batch_size=32))
     assert note in ingested.warnings
+    candidate = Candidate("tei:served", ProviderSettings(
+        name="tei", model="served", base_url="http://tei", batch_size=32))
+    compared = compare(load_texts(path, queries=5), [candidate],
+                       client=httpx.AsyncClient(transport=httpx.MockTransport(server)))
+    assert compared.candidates[0].warnings == [note]
+    assert f"warning: tei:served: {note}" in terminal(compared)
     assert server.refused == 0
 
 

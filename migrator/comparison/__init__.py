@@ -135,6 +135,7 @@ async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCa
     progress = _Progress(candidate.name, total, on_progress)
     try:
         await embedder.adopt_server_limits()  # texts are cut at the server's own limit
+        result.warnings = list(embedder.limit_notes)
         # a self-hosted server may serve another model than its cached vectors are of
         first = fit_all(dataset.doc_texts[:1], embedder, candidate.provider.long_input).unique
         if first:

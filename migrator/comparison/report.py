@@ -122,6 +122,7 @@ def _header_lines(result: CompareResult) -> list[str]:
         lines.append(f"sampled from {d.population:,} documents")
     lines += [f"note: {n}" for n in d.notes]
     lines += [f"warning: {w}" for w in d.warnings]
+    lines += [f"warning: {c.name}: {w}" for c in result.candidates for w in c.warnings]
     lines.append(f"reference for agreement@10: {result.reference}")
     if result.collection_size is not None:
         lines.append(f"extrapolated to {result.collection_size:,} documents "

@@ -49,6 +49,7 @@ class CandidateResult:
     requests: dict[str, Figure] = field(default_factory=dict)
     texts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # a server's limit below the config's
     latencies: list[float] = field(default_factory=list, repr=False)  # seconds, per request
     ranked: np.ndarray | None = field(default=None, repr=False)  # document rows per query
 
@@ -70,7 +71,7 @@ class CandidateResult:
                 "tokens": figures(self.tokens), "cost": figures(self.cost),
                 "storage_per_1m_vectors": figures(self.storage),
                 "requests": figures(self.requests), "texts": dict(self.texts),
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "warnings": list(self.warnings)}
 
 
 @dataclass
