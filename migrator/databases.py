@@ -61,7 +61,7 @@ def connect(path: Path, *, busy_seconds: float = BUSY_SECONDS) -> Database:
 def open_db(path: Path, schema: list[tuple[int, str, str]], *,
             page_size: int = 4096) -> Database:
     """Open (or create) a state file and bring its schema up to date. `page_size` is the
-    page size of a file created now (SQLite's default; a file keeps the one it was made with).
+    page size of a file created now (4 KB is SQLite's default); a file keeps its own.
 
     Raises:
         StateError: the file or its directory cannot be read or written (permissions), or
