@@ -5,6 +5,7 @@ lowered, and what a server that says nothing leaves as configured."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from migrator import (
     ProviderResponseError,
     ProviderSettings,
     Settings,
+    ingest,
     migrate,
 )
 from migrator.embedding import build_embedder
@@ -178,3 +180,34 @@ def test_a_fallback_servers_limits_bound_what_any_endpoint_is_sent() -> None:
     assert embedder.limit_notes == [
         "fallback 1: tei (bge-small) takes at most 8 texts a request (its /info): "
         "provider.batch_size 16 is lowered to 8."]
+
+
+def test_the_labelled_checks_source_model_is_cut_at_its_servers_limit(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """The labelled check embeds its queries with the source collection's model too. That
+    model's server was never asked its limits: a query over them went out whole, and
+    vLLM refused it (the gate failed on a 400) though long_input said truncate."""
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": i, "text": f"note {i} on tides"}) + "\n"
+                              for i in range(20)))
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({
+        "query": " ".join(f"q{i}w{j}" for j in range(40)), "relevant_ids": [i]}) + "\n"
+        for i in range(5)))
+    with LoopbackServer(dims=16, max_model_len={"bge": 16}) as server:
+        old = ProviderSettings(name="openai-compatible", model="bge", base_url=server.url,
+                               long_input="truncate")
+        state = MigrationSettings(state_dir=tmp_path / "state")
+        ingest(corpus, "docs", Settings(provider=old, migration=state), store=memory_store)
+        config = Settings(
+            provider=ProviderSettings(name="hashing", model="hash-words-v1", dimensions=64,
+                                      long_input="truncate"),
+            collections=[CollectionSettings(name="docs", target="docs_hash")],
+            migration=state)
+        config.verify.queries, config.verify.source_provider = queries, old
+        config.verify.max_ndcg_drop = 1.0  # the loopback's vectors rank nothing well
+        result = migrate(config, source_store=memory_store)
+        longest = max(len(t.split()) for body in server.bodies for t in body["input"])
+    check = result.collections[0].verification.checks[-1]  # type: ignore[union-attr]
+    assert check.name == "labelled nDCG@10" and check.data["queries"] == 5
+    assert longest <= 16 and server.answered == server.requests  # not one refused
