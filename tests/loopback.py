@@ -60,8 +60,11 @@ class LoopbackServer:
                  api_key: str | None = None, honour_dimensions: bool = True,
                  scale: float = 1.0, rpm: int | None = None, tpm: int | None = None,
                  window: float = 60.0, serial: bool = False, per_text: float = 0.0,
-                 max_model_len: dict[str, int] | None = None) -> None:
+                 max_model_len: dict[str, int] | None = None, nagle: bool = False) -> None:
         self.dims = dims
+        # a server without TCP_NODELAY (Python's http.server, a Flask dev server): on a
+        # kept-alive connection a reply's body waits for the client's delayed ACK
+        self.nagle = nagle
         # vLLM: `GET /v1/models` lists each model's token limit, and an input over it (in
         # words, here) is refused with 400
         self.max_model_len = max_model_len or {}
@@ -207,7 +210,7 @@ class LoopbackServer:
             protocol_version = "HTTP/1.1"
             # headers and body go out as two writes; without TCP_NODELAY the second waits
             # for the client's delayed ACK (40 ms) and every request looks slow
-            disable_nagle_algorithm = True
+            disable_nagle_algorithm = not server.nagle
 
             def _batches(self, method: str) -> bool:
                 """OpenAI's Files and Batches APIs, when a BatchDouble is attached."""

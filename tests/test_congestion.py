@@ -18,6 +18,7 @@ from migrator import (
     StoreSettings,
     migrate,
 )
+from migrator.embedding import build_embedder
 from migrator.embedding.congestion import AdaptiveConcurrency
 from migrator.settings import VerifySettings
 
@@ -115,3 +116,39 @@ def test_a_server_fast_only_for_a_while_is_not_taken_for_a_queue_for_good() -> N
     for _ in range(40):
         limit.answered(0.044, 8)
     assert limit.allowed == 4 and limit.lowest == 1
+
+
+def test_a_server_without_tcp_nodelay_is_not_taken_for_a_queueing_one() -> None:
+    """A server that writes a reply's headers and body apart without TCP_NODELAY answers a
+    connection's first request at once and every later one after the client's delayed ACK
+    (about 40 ms). Measured against those first answers, the later ones read as queueing:
+    the run fell to one request in flight and went five times slower than the server
+    serves (400 requests: 13 s against 2.7 s at the ceiling)."""
+    with LoopbackServer(dims=8, latency=0.005, nagle=True) as server:
+        embedder = build_embedder(ProviderSettings(
+            name="openai-compatible", model="m", base_url=server.url, dimensions=8,
+            concurrency=8, batch_size=8))
+
+        async def run() -> None:
+            await asyncio.gather(*(embedder.embed([f"text {i} {j}" for j in range(8)])
+                                   for i in range(120)))
+            await embedder.aclose()
+
+        asyncio.run(run())
+    assert embedder.metrics.lowest_concurrency >= 4
+
+
+def test_answers_on_fresh_connections_are_not_measured_beside_kept_alive_ones() -> None:
+    limit = AdaptiveConcurrency(4)
+    for _ in range(4):
+        limit.answered(0.006, 8, fresh=True)  # a connection's first answer: no ACK to wait
+    for _ in range(40):
+        limit.answered(0.044, 8)
+        limit.answered(0.001, 8, fresh=True)  # a new connection now and then
+    assert limit.allowed == 4 and limit.lowest == 4
+    closing = AdaptiveConcurrency(4)  # a server that closes every connection
+    for _ in range(10):
+        closing.answered(0.1, 10, fresh=True)
+    for _ in range(10):
+        closing.answered(0.5, 10, fresh=True)  # still measured: queued
+    assert closing.allowed < 4

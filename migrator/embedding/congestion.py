@@ -12,6 +12,13 @@ A server that answers one request at a time (a model on a CPU) settles at one or
 requests in flight, every one answered before its timeout, instead of queueing the whole
 ceiling and timing out on all of it. Latency that stays high with one request in flight is
 not queueing: the unqueued latency is measured afresh then, and the limit grows again.
+
+Only answers on kept-alive connections are measured once there are any. A connection's
+first answer takes another path: a handshake first, or, from a server that writes a reply's
+headers and body apart without TCP_NODELAY (Python's `http.server`, a Flask or werkzeug
+dev server), no wait for the client's delayed ACK, which every later answer on that
+connection waits out (about 40 ms). Those fast first answers made every later one look
+queued, and kept such a server at one request in flight, five times slower than it serves.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ class AdaptiveConcurrency:
         self._recent: collections.deque[float] = collections.deque(maxlen=WINDOW)
         self._smoothed: float | None = None
         self._largest = 0  # the most texts a request had: only requests near it are compared
+        self._kept_alive = False  # an answer came on a connection used before
 
     def on_new_loop(self) -> None:
         """Used from another event loop from now on (nothing is in flight)."""
@@ -65,10 +73,17 @@ class AdaptiveConcurrency:
                 self.in_flight -= 1
                 self._changed.notify_all()
 
-    def answered(self, seconds: float, texts: int) -> None:
-        """A request of `texts` texts was answered in `seconds`."""
+    def answered(self, seconds: float, texts: int, *, fresh: bool = False) -> None:
+        """A request of `texts` texts was answered in `seconds`; `fresh`: on a connection
+        opened for it."""
         if not self.adaptive:
             return
+        if fresh and self._kept_alive:
+            return  # not like the answers measured: see the module's docstring
+        if not fresh and not self._kept_alive:  # the first answer on a kept-alive connection
+            self._kept_alive = True
+            self._recent.clear()
+            self._smoothed = None
         self._largest = max(self._largest, texts)
         if texts * 2 < self._largest:  # a small request's fixed costs weigh more per text:
             self._grow()              # it says nothing of queueing

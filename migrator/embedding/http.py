@@ -16,6 +16,7 @@ import random
 import re
 import ssl
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -92,6 +93,7 @@ class HttpEndpoint:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sleep = sleep
         self._answered = False
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()  # that answered before
 
     def _new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -213,13 +215,22 @@ class HttpEndpoint:
         elif response.status_code < 400:
             self.metrics.latencies.append(seconds)
             if self.concurrency is not None:
-                self.concurrency.answered(seconds, texts)
+                self.concurrency.answered(seconds, texts, fresh=self._fresh(response))
         if self.concurrency is not None:
             self.metrics.concurrency = self.concurrency.allowed
             self.metrics.lowest_concurrency = max(1, int(self.concurrency.lowest))
         if self.limiter is not None:
             self.limiter.observe(response.headers)
         return response
+
+    def _fresh(self, response: httpx.Response) -> bool:
+        """Whether `response` came on a connection opened for its request (False when the
+        transport does not say)."""
+        connection = response.extensions.get("network_stream")
+        if connection is None or connection in self._connections:
+            return False
+        self._connections.add(connection)
+        return True
 
     async def validated(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """Run `attempt` (a request and the checks on its answer). An answer that fails the
