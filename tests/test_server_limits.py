@@ -211,3 +211,27 @@ def test_the_labelled_checks_source_model_is_cut_at_its_servers_limit(
     check = result.collections[0].verification.checks[-1]  # type: ignore[union-attr]
     assert check.name == "labelled nDCG@10" and check.data["queries"] == 5
     assert longest <= 16 and server.answered == server.requests  # not one refused
+
+
+def test_every_endpoints_limits_are_asked_at_once() -> None:
+    """A fallback that is down can take the whole lookup time to say nothing: asked one
+    after another, each such endpoint added its own wait before the first text."""
+    waiting, most = 0, 0
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal waiting, most
+        waiting += 1
+        most = max(most, waiting)
+        await asyncio.sleep(0.05)
+        waiting -= 1
+        return httpx.Response(404)
+
+    hosts = ["tei-a", "tei-b", "tei-c"]
+    settings = ProviderSettings(
+        name="tei", model="bge-small", base_url=f"http://{hosts[0]}:8080",
+        fallbacks=[ProviderSettings(name="tei", model="bge-small", base_url=f"http://{h}:8080")
+                   for h in hosts[1:]])
+    embedder = build_embedder(settings, client=httpx.AsyncClient(
+        transport=httpx.MockTransport(slow)))
+    asyncio.run(embedder.adopt_server_limits())
+    assert most == 3

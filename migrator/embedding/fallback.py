@@ -7,6 +7,7 @@ back to another model, or to another size, is refused.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -108,8 +109,8 @@ class FallbackEmbedder(Wrapper):
         return await self.embed(texts, kind=kind)  # endpoints are providers: nothing sized
 
     async def adopt_server_limits(self) -> None:
-        for endpoint in self.endpoints:
-            await endpoint.adopt_server_limits()
+        # at once: a fallback that is down may take the whole lookup time to say nothing
+        await asyncio.gather(*(endpoint.adopt_server_limits() for endpoint in self.endpoints))
         specs = [endpoint.spec for endpoint in self.endpoints]
         self.spec = replace(self.inner.spec,
                             max_inputs=min(spec.max_inputs for spec in specs),
