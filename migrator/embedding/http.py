@@ -210,12 +210,13 @@ class HttpEndpoint:
             seconds = time.perf_counter() - started
         self.metrics.requests += 1
         self._answered = True  # a server is there: connection errors are transient now
+        fresh = self._fresh(response)
         if response.status_code == 429:
             self.metrics.throttled += 1
         elif response.status_code < 400:
             self.metrics.latencies.append(seconds)
             if self.concurrency is not None:
-                self.concurrency.answered(seconds, texts, fresh=self._fresh(response))
+                self.concurrency.answered(seconds, texts, fresh=fresh)
         if self.concurrency is not None:
             self.metrics.concurrency = self.concurrency.allowed
             self.metrics.lowest_concurrency = max(1, int(self.concurrency.lowest))
