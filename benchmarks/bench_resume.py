@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import random
 import sys
 import tempfile
 import time
@@ -97,10 +98,15 @@ def _nothing() -> Iterator[None]:
 def compare(name: str, source: QdrantClient, points: int, repeats: int,
             provider: dict[str, Any], embedder: Callable[[], Any] | None, *,
             target: float, quick: bool = False) -> None:
-    off, on = [], []
+    runs: dict[bool, list[float]] = {False: [], True: []}
+    order = random.Random(0)
     for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
-        off.append(one_run(source, points, on=False, provider=provider, embedder=embedder))
-        on.append(one_run(source, points, on=True, provider=provider, embedder=embedder))
+        # in a random order: the run after another one is slower (the one before left work
+        # behind), so a fixed order charged that to the second arm
+        for arm in order.sample([False, True], 2):
+            runs[arm].append(one_run(source, points, on=arm, provider=provider,
+                                     embedder=embedder))
+    off, on = runs[False], runs[True]
     off_rate, on_rate = float(np.median(off)), float(np.median(on))
     overhead = off_rate / on_rate - 1
     # each pair ran back to back: their ratio is the least touched by the machine's drift

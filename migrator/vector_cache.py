@@ -187,8 +187,10 @@ class EmbeddingCache:
         """The rows stored under `keys` (made by `key(space, text)`), by key."""
         found: dict[bytes, tuple[np.ndarray, int]] = {}
         with self._lock:
-            rows = [self._unindexed.get(key) for key in keys]
             indexed = self._indexed is None or space in self._indexed
+            if not indexed and self._unindexed.keys().isdisjoint(keys):
+                return found  # a namespace new to the cache, and new texts: the first run
+            rows = [self._unindexed.get(key) for key in keys]
         recent = [row for row in rows if row is not None]
         for start in range(0, len(recent), 500):
             chunk = recent[start:start + 500]

@@ -16,7 +16,7 @@ from migrator.catalog import ModelSpec
 from migrator.databases import CACHE_FILE, open_db
 from migrator.embedding import compose
 from migrator.embedding.base import Embedder, Embedding, InputKind
-from migrator.embedding.cache import INLINE_BYTES, cache_clear
+from migrator.embedding.cache import INLINE_BYTES, _token_shares, cache_clear
 from migrator.errors import StateError
 from migrator.vector_cache import WAL_BYTES, EmbeddingCache
 
@@ -201,6 +201,19 @@ def test_a_namespace_the_cache_never_held_is_not_looked_up(tmp_path: Path) -> No
         cache.put_many("ns", [key(0)], rows(1, 3.0), [1])  # listed again after the clear
     with EmbeddingCache(tmp_path) as cache:
         assert cache.get_many("ns", [key(0)])[key(0)][0][0] == 3.0
+
+
+def test_a_requests_tokens_are_shared_by_length_and_add_up_exactly() -> None:
+    # 3 characters a token: estimates 1, 2, 4 (an empty text counts as one)
+    assert _token_shares(["", "abcd", "a" * 12], 14) == [2, 4, 8]
+    assert _token_shares(["ab", "ab", "ab"], 4) == [2, 1, 1]  # the remainder goes first
+    assert _token_shares(["ab", "abcdefgh"], 0) == [0, 0]
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        texts = ["x" * int(n) for n in rng.integers(0, 60, size=int(rng.integers(1, 40)))]
+        total = int(rng.integers(0, 5000))
+        shares = _token_shares(texts, total)
+        assert sum(shares) == total and min(shares) >= 0 and len(shares) == len(texts)
 
 
 class Counting(Embedder):

@@ -277,14 +277,14 @@ def _check_answer(vectors: np.ndarray, width: int | None, provider: str) -> None
 def _token_shares(texts: Sequence[str], total: int) -> list[int]:
     """Split a request's token count over its texts in proportion to their estimated
     length; the shares add up to `total` exactly (largest remainders get the rest)."""
-    lengths = np.fromiter(map(len, texts), dtype=np.float64, count=len(texts))
-    estimates = np.maximum(1.0, np.ceil(lengths / CHARS_PER_TOKEN))
-    exact = estimates * (total / estimates.sum())
-    shares = np.floor(exact).astype(np.int64)
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    estimates = np.maximum(1, (lengths + (CHARS_PER_TOKEN - 1)) // CHARS_PER_TOKEN)
+    exact = estimates * (total / int(estimates.sum()))
+    shares = exact.astype(np.int64)  # the floor: `exact` is never negative
     left = total - int(shares.sum())
     if left:
         shares[np.argsort(shares - exact, kind="stable")[:left]] += 1
-    return [int(share) for share in shares]
+    return list(shares.tolist())
 
 
 def cache_stats(state_dir: str | Path) -> CacheStats:
