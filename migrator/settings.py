@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -134,6 +135,19 @@ class ProviderSettings(_Section):
     # what is still running when a batch run ends: wait for it (run again, or --wait), or
     # cancel it and embed it synchronously
     batch_fallback: Literal["wait", "sync"] = "wait"
+    _section: str = PrivateAttr(default="provider")
+
+    @property
+    def section(self) -> str:
+        """Where these settings are in the configuration (`provider`,
+        `provider.fallbacks.0`, `verify.source_provider`): messages name keys by it."""
+        return self._section
+
+    def at(self, section: str) -> ProviderSettings:
+        """A copy of these settings that knows they are found at `section`."""
+        placed = self.model_copy()
+        placed._section = section
+        return placed
 
     @field_validator("name")
     @classmethod
@@ -171,8 +185,8 @@ class ProviderSettings(_Section):
         if self.key_missing:
             raise ConfigError(
                 f"No API key for provider {self.name!r}: set "
-                f"{env_variable(self.key_env, 'provider.api_key_env')} (or name another one "
-                "with provider.api_key_env).")
+                f"{env_variable(self.key_env, f'{self.section}.api_key_env')} (or name "
+                f"another one with {self.section}.api_key_env).")
         return self.api_key.get_secret_value() if self.api_key is not None else None
 
 

@@ -14,7 +14,9 @@ import pytest
 
 from migrator import (
     CollectionSettings,
+    ConfigError,
     MigrationSettings,
+    ProviderError,
     ProviderResponseError,
     ProviderSettings,
     Settings,
@@ -179,7 +181,44 @@ def test_a_fallback_servers_limits_bound_what_any_endpoint_is_sent() -> None:
     assert embedder.batch_size == 8 and embedder.spec.max_tokens_per_input == 256
     assert embedder.limit_notes == [
         "fallback 1: tei (bge-small) takes at most 8 texts a request (its /info): "
-        "provider.batch_size 16 is lowered to 8."]
+        "provider.fallbacks.0.batch_size 16 is lowered to 8."]  # its own setting
+
+
+def test_a_fallbacks_refusal_names_the_fallbacks_own_setting() -> None:
+    """A fallback's refusal told the user to change provider.batch_size, the primary's; the
+    fallback has a batch_size of its own."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "primary":
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(413, json={"error": {
+            "message": "batch size 4 > maximum allowed batch size 2"}})
+
+    settings = ProviderSettings(
+        name="openai-compatible", model="bge", base_url="http://primary:8000/v1",
+        max_retries=0, fallbacks=[ProviderSettings(
+            name="openai-compatible", model="bge", base_url="http://backup:8000/v1",
+            max_retries=0)])
+    embedder = build_embedder(settings, client=httpx.AsyncClient(
+        transport=httpx.MockTransport(answer)))
+    with pytest.raises(ProviderError, match=r"set provider\.fallbacks\.0\.batch_size to 2"):
+        asyncio.run(embedder.embed(["a", "b", "c", "d"]))
+
+
+def test_the_source_models_settings_are_named_where_they_are(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """The labelled check's source model is configured under verify.source_provider; its
+    errors named provider.base_url, which is the target model's."""
+    make_collection(memory_store.client, "docs", n=10)
+    (tmp_path / "q.jsonl").write_text('{"query": "x", "relevant_ids": [1]}\n')
+    config = Settings(
+        provider=ProviderSettings(name="hashing", model="hash-words-v1", dimensions=64),
+        collections=[CollectionSettings(name="docs", target="docs_hash")],
+        migration=MigrationSettings(state_dir=tmp_path / "state"))
+    config.verify.queries = tmp_path / "q.jsonl"
+    config.verify.source_provider = ProviderSettings(name="openai-compatible", model="bge")
+    with pytest.raises(ConfigError, match=r"needs verify\.source_provider\.base_url"):
+        migrate(config, source_store=memory_store)
 
 
 def test_the_labelled_checks_source_model_is_cut_at_its_servers_limit(

@@ -94,8 +94,9 @@ def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | No
     inner, decision = _build_endpoint(settings, client, distance)
     if settings.fallbacks:
         check_same_model(settings, settings.fallbacks)
-        inner = FallbackEmbedder([inner, *(_build_endpoint(f, client, distance)[0]
-                                           for f in settings.fallbacks)])
+        inner = FallbackEmbedder([inner, *(
+            _build_endpoint(f.at(f"{settings.section}.fallbacks.{n}"), client, distance)[0]
+            for n, f in enumerate(settings.fallbacks))])
     stack = compose(inner, cache)
     if decision.action in ("truncate", "pad") or (decision.action == "probed"
                                                   and decision.target):
@@ -163,7 +164,8 @@ def _build_endpoint(settings: ProviderSettings, client: httpx.AsyncClient | None
         inner = construct(spec, settings, None, client)
         return inner, decide(inner.spec, settings.dimensions,
                              policy=settings.dimension_policy, distance=distance,
-                             send_dimensions=False)
+                             send_dimensions=False, section=settings.section)
     decision = decide(spec, settings.dimensions, policy=settings.dimension_policy,
-                      distance=distance, send_dimensions=settings.send_dimensions)
+                      distance=distance, send_dimensions=settings.send_dimensions,
+                      section=settings.section)
     return construct(spec, settings, decision.ask, client), decision

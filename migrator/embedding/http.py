@@ -73,6 +73,7 @@ class HttpEndpoint:
         self,
         *,
         label: str,
+        section: str = "provider",
         headers: Mapping[str, str],
         timeout: float,
         max_retries: int,
@@ -82,6 +83,7 @@ class HttpEndpoint:
         concurrency: AdaptiveConcurrency | None = None,
     ) -> None:
         self.label = label
+        self.section = section  # where its settings are: messages name keys by it
         self.limiter = limiter
         self.concurrency = concurrency
         self.metrics = EndpointMetrics()
@@ -152,12 +154,13 @@ class HttpEndpoint:
                 if isinstance(exc, httpx.ConnectError) and not self._answered:
                     raise ProviderUnreachable(
                         f"{self.label}: could not connect to {redact_url(url)} ({exc}). Check "
-                        "provider.base_url and that the server is running.",
+                        f"{self.section}.base_url and that the server is running.",
                         provider=self.label) from exc
                 if retries >= self.max_retries:
                     raise ProviderResponseError(
                         f"{self.label}: request failed after {retries} retries: "
-                        f"{type(exc).__name__}: {exc}. Check base_url and the network.",
+                        f"{type(exc).__name__}: {exc}. Check {self.section}.base_url and the "
+                        "network.",
                         provider=self.label,
                     ) from exc
                 retries += 1
@@ -177,7 +180,7 @@ class HttpEndpoint:
                 if response.status_code == 429:
                     raise ProviderRateLimited(
                         f"{error} Still rate limited after {retries} retries; lower "
-                        "provider.concurrency or raise max_retries.",
+                        f"{self.section}.concurrency or raise {self.section}.max_retries.",
                         provider=self.label,
                         status=429,
                     )
@@ -253,7 +256,7 @@ class HttpEndpoint:
                     raise type(exc)(
                         f"{self.label} kept answering wrongly ({len(seen)} answers, the last: "
                         f"{exc}) The server is not serving this model as configured: check "
-                        "provider.model, provider.dimensions and the server.",
+                        f"{self.section}.model, {self.section}.dimensions and the server.",
                         provider=self.label) from exc
                 retries += 1
                 self.metrics.retries["invalid answer"] += 1
@@ -271,7 +274,7 @@ class HttpEndpoint:
         if status in (401, 403):
             return ProviderAuthError(
                 f"{text}. Check the API key (it is read from the variable named by "
-                "provider.api_key_env).",
+                f"{self.section}.api_key_env).",
                 provider=self.label,
                 status=status,
             )
@@ -286,19 +289,20 @@ class HttpEndpoint:
             limit = next((int(n) for n in too_long.groups() if n), None)
             return ProviderResponseError(
                 f"{text}. A text is longer than the model takes: set "
-                f"provider.max_tokens_per_input to its limit{f' ({limit})' if limit else ''} "
+                f"{self.section}.max_tokens_per_input to its limit"
+                f"{f' ({limit})' if limit else ''} "
                 "and --long-input to truncate or chunk-mean, then run the same command again "
                 "(under long_input: fail, texts over that limit are listed, not sent).",
                 provider=self.label, status=status)
         if status in (400, 413, 422) and (batch := _TOO_MANY.search(message)):
             return ProviderResponseError(
                 f"{text}. The server takes at most {batch.group(1)} texts a request: set "
-                f"provider.batch_size to {batch.group(1)} (or less), then run the same command "
-                "again.", provider=self.label, status=status)
+                f"{self.section}.batch_size to {batch.group(1)} (or less), then run the same "
+                "command again.", provider=self.label, status=status)
         if status == 413:
             return ProviderResponseError(
                 f"{text}. The request was larger than the server (or a proxy in front of it) "
-                "takes: lower provider.batch_size, then run the same command again.",
+                f"takes: lower {self.section}.batch_size, then run the same command again.",
                 provider=self.label, status=status)
         return ProviderResponseError(text + ".", provider=self.label, status=status)
 

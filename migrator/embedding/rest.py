@@ -60,7 +60,8 @@ class RestEmbedder(Embedder):
         self._dims: int | None = ask or (spec.dims or None)
         self._batch_size = min(settings.batch_size or self.default_batch, spec.max_inputs)
         extra = {"sleep": sleep} if sleep is not None else {}
-        self._http = HttpEndpoint(label=self.label, headers=self.headers(),
+        self._http = HttpEndpoint(label=self.label, section=settings.section,
+                                  headers=self.headers(),
                                   timeout=settings.timeout, max_retries=settings.max_retries,
                                   client=client, limiter=limiter_for(settings),
                                   concurrency=AdaptiveConcurrency(
@@ -132,7 +133,8 @@ class RestEmbedder(Embedder):
             if self.settings.batch_size:
                 self._notes.append(
                     f"{self.label} takes at most {most} texts a request ({limits.where}): "
-                    f"provider.batch_size {self._batch_size} is lowered to {most}.")
+                    f"{self.settings.section}.batch_size {self._batch_size} is lowered to "
+                    f"{most}.")
             self._batch_size = most
             self.spec = replace(self.spec, max_inputs=min(self.spec.max_inputs, most))
         tokens, known = limits.tokens_per_input, self.spec.max_tokens_per_input
@@ -143,7 +145,8 @@ class RestEmbedder(Embedder):
         if not guessed and tokens > known:
             return
         if not guessed:
-            given = ("provider.max_tokens_per_input" if self.settings.max_tokens_per_input
+            given = (f"{self.settings.section}.max_tokens_per_input"
+                     if self.settings.max_tokens_per_input
                      else "migrator's catalog")
             self._notes.append(
                 f"{self.label} takes at most {tokens} tokens a text ({limits.where}), fewer "
@@ -161,8 +164,8 @@ class RestEmbedder(Embedder):
     def endpoint(self) -> str:
         """The URL requests go to, checked once when the embedder is built."""
         if not self.base_url:
-            raise ConfigError(f"Provider {self.settings.name!r} needs provider.base_url, the "
-                              "server's address.")
+            raise ConfigError(f"Provider {self.settings.name!r} needs "
+                              f"{self.settings.section}.base_url, the server's address.")
         return self.url()
 
     def url(self) -> str:

@@ -98,7 +98,8 @@ class DimsDecision:
 
 
 def decide(spec: ModelSpec, configured: int | None, *, policy: DimsPolicy = "error",
-           distance: str = "Cosine", send_dimensions: bool | None = None) -> DimsDecision:
+           distance: str = "Cosine", send_dimensions: bool | None = None,
+           section: str = "provider") -> DimsDecision:
     """The dimension decision for `spec` at the `configured` size (None: native).
 
     Args:
@@ -108,6 +109,7 @@ def decide(spec: ModelSpec, configured: int | None, *, policy: DimsPolicy = "err
         distance: the target's distance; truncation renormalises for Cosine and Dot.
         send_dimensions: force (True) or forbid (False) asking the provider for the size;
             None decides from the catalog.
+        section: where the provider's settings are, for the message of a refusal.
 
     Raises:
         ConfigError: the size cannot be reached under `policy`.
@@ -138,8 +140,8 @@ def decide(spec: ModelSpec, configured: int | None, *, policy: DimsPolicy = "err
                else "it has no output-size option")
     raise ConfigError(
         f"Model {spec.model!r} ({spec.provider}) produces {spec.dims}-dimensional vectors "
-        f"({allowed}); the configuration asks for {configured}. Remove provider.dimensions, "
-        f"choose a size the model supports, or set provider.dimension_policy: {fix} to make "
+        f"({allowed}); the configuration asks for {configured}. Remove {section}.dimensions, "
+        f"choose a size the model supports, or set {section}.dimension_policy: {fix} to make "
         f"{direction} vectors yourself"
         + (" (quality drops for a model not trained for it: run `migrator validate` to "
            "measure it)." if fix == "truncate" else ".")

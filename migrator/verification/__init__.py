@@ -51,7 +51,7 @@ async def _labelled(pair: Pair, settings: Settings, embedder: Embedder) -> Check
         raise ConfigError("verify.queries needs verify.source_provider: the provider and "
                           "model the source collection was built with.")
     queries = load_queries(Path(verify.queries or "."), verify.max_queries)
-    old = build_embedder(verify.source_provider)
+    old = build_embedder(verify.source_provider.at("verify.source_provider"))
     try:
         await old.adopt_server_limits()
         return await labelled_check(
