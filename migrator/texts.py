@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from .errors import ConfigError
@@ -18,7 +19,10 @@ DEFAULT_TEXT_FIELD = "text"
 BLANK_TEXT = ("names no text; give a payload path such as metadata.content (text_field) or "
               "a template such as '{title}\\n\\n{text}' (text_template), or leave it out")
 NOT_UNICODE = "text is not valid Unicode"  # the start of such a text's reason
-_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+# a placeholder, or a doubled brace: a literal one, as in Python's str.format
+_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]+)\}")
+# what may follow a placeholder's last ':', as in `{price:.2f}`: Python's format spec
+_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?\d*[,_]?(?:\.\d+)?[bcdeEfFgGnosxX%]?")
 _MISSING = object()
 _INDEX = re.compile(r"\[(\d+)\]")  # `chunks[0]`, read as `chunks.0`
 
@@ -28,8 +32,10 @@ class TextSource:
     """Extracts the text to embed from a payload.
 
     `field` is a dotted path (`metadata.content`, `chunks.0.text` or `chunks[0].text`);
-    `template` fills `{dotted.path}` placeholders (`"{title}\\n\\n{text}"`). A template's
-    missing fields render empty; the text is missing only when the whole result is blank.
+    `template` fills `{dotted.path}` placeholders (`"{title}\\n\\n{text}"`), each with an
+    optional format spec as in Python's str.format (`{price:.2f}`); `{{` and `}}` are
+    literal braces. A template's missing fields render empty; the text is missing only when
+    the whole result is blank.
     """
 
     field: str | None = None
@@ -38,7 +44,7 @@ class TextSource:
     @classmethod
     def from_settings(cls, field: str | None, template: str | None) -> TextSource:
         if template is not None:
-            if not _PLACEHOLDER.search(template):
+            if not any(isinstance(part, tuple) for part in _parse(template)):
                 raise ConfigError(
                     f"text_template {template!r} has no {{field}} placeholder; write for "
                     "example '{title}\\n\\n{text}'."
@@ -54,9 +60,11 @@ class TextSource:
     @property
     def fields(self) -> list[str]:
         """The template's placeholders, in order ([] for a field)."""
-        if self.template is None:
-            return []
-        return list(dict.fromkeys(m.group(1) for m in _PLACEHOLDER.finditer(self.template)))
+        return list(dict.fromkeys(part[0] for part in self._parts if isinstance(part, tuple)))
+
+    @cached_property
+    def _parts(self) -> list[str | tuple[str, str]]:
+        return _parse(self.template) if self.template is not None else []
 
     def filled(self, payload: dict[str, Any]) -> set[str]:
         """The template's fields that `payload` has."""
@@ -94,7 +102,19 @@ class TextSource:
 
     def _extract(self, payload: dict[str, Any]) -> tuple[str | None, str]:
         if self.template is not None:
-            text = _PLACEHOLDER.sub(lambda m: _render(lookup(payload, m.group(1))), self.template)
+            pieces: list[str] = []
+            for part in self._parts:
+                if isinstance(part, str):
+                    pieces.append(part)
+                    continue
+                path, spec = part
+                value = lookup(payload, path)
+                try:
+                    pieces.append(_render(value, spec))
+                except (TypeError, ValueError) as exc:
+                    return None, (f"template field {{{path}:{spec}}} cannot format "
+                                  f"{type(value).__name__} {_shown(value)} ({exc})")
+            text = "".join(pieces)
             if not text.strip():
                 return None, f"template {self.template!r} renders blank"
             return text, ""
@@ -158,14 +178,42 @@ def lookup(payload: Any, path: str) -> Any:
     return current
 
 
-def _render(value: Any) -> str:
+def _parse(template: str) -> list[str | tuple[str, str]]:
+    """A template's literal text (str) and placeholders ((path, format spec)), in order."""
+    parts: list[str | tuple[str, str]] = []
+    end = 0
+    for match in _TOKEN.finditer(template):
+        parts.append(template[end:match.start()])
+        end = match.end()
+        inner = match.group(1)
+        if inner is None:  # `{{` or `}}`
+            parts.append(match.group(0)[0])
+            continue
+        path, colon, spec = inner.rpartition(":")
+        # a key may hold a colon itself (`{dc:title}`): only a valid spec is one
+        parts.append((path, spec) if colon and path and _SPEC.fullmatch(spec) else (inner, ""))
+    parts.append(template[end:])
+    return [part for part in parts if part != ""]
+
+
+def _render(value: Any, spec: str = "") -> str:
     """A placeholder's text: an object (a dict, a list of them) renders empty rather than
-    as Python's repr of it, which would be embedded as if it were the text."""
+    as Python's repr of it, which would be embedded as if it were the text.
+
+    Raises:
+        TypeError, ValueError: `spec` does not apply to the value (`.2f` to a string).
+    """
     if value is _MISSING or value is None or _objects(value):
         return ""
     if isinstance(value, list):
-        return "\n".join(str(v) for v in value)
-    return str(value)
+        return "\n".join(format(v, spec) if spec else str(v) for v in value)
+    return format(value, spec) if spec else str(value)
+
+
+def _shown(value: Any) -> str:
+    """A value for a message, cut short."""
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 def _inside(path: str, value: Any) -> str:

@@ -80,3 +80,29 @@ def test_a_template_field_that_holds_objects_renders_empty_and_is_warned_of() ->
         "The text template of 'docs' has {meta}, which holds objects, not text, in its "
         "first point: they render empty. Name a field inside, such as {meta.lang}."]
     assert TextSource.from_settings(None, "{tags}").extract({"tags": ["a", "b"]}) == ("a\nb", "")
+
+
+def test_a_template_placeholder_takes_a_format_spec() -> None:
+    """`{price:.2f}` was looked up as a field named 'price:.2f': it rendered empty in every
+    text, and the run went on with the price left out."""
+    source = TextSource.from_settings(None, "{title} costs {price:.2f} ({stock:>4}|{tags:.1f})")
+    assert source.fields == ["title", "price", "stock", "tags"]
+    payload = {"title": "Pen", "price": 3, "stock": 12, "tags": [1, 2]}
+    assert source.extract(payload) == ("Pen costs 3.00 (  12|1.0\n2.0)", "")
+    assert source.unfilled([payload]) == []
+    assert source.extract({"title": "Pen"}) == ("Pen costs  (|)", "")  # missing: empty
+
+
+def test_a_format_spec_that_does_not_fit_the_value_is_the_points_reason() -> None:
+    source = TextSource.from_settings(None, "{title} costs {price:.2f}")
+    assert source.extract({"title": "Pen", "price": "3,50"}) == (
+        None, "template field {price:.2f} cannot format str '3,50' (Unknown format code 'f' "
+              "for object of type 'str')")
+
+
+def test_a_key_with_a_colon_is_a_field_and_doubled_braces_are_literal() -> None:
+    source = TextSource.from_settings(None, "{{raw}} {dc:title} {a:}")
+    assert source.fields == ["dc:title", "a"]
+    assert source.extract({"dc:title": "T", "a": 1}) == ("{raw} T 1", "")
+    with pytest.raises(ConfigError, match="has no {field} placeholder"):
+        TextSource.from_settings(None, "{{title}}")
