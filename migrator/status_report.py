@@ -11,7 +11,11 @@ from typing import Any
 from .report import money, table
 from .wording import vector_label
 
-__all__ = ["status"]
+__all__ = ["ERROR_WIDTH", "JOB_ERROR_WIDTH", "status"]
+
+# an error's characters in a table; a longer one is shown in full below it
+ERROR_WIDTH = 60
+JOB_ERROR_WIDTH = 40
 
 
 def status(result: Any) -> str:
@@ -35,7 +39,7 @@ def status(result: Any) -> str:
                      f"{'~' if counters.get('tokens_estimated') else ''}"
                      f"{counters.get('tokens', 0):,}", f"{counters.get('cached', 0):,}",
                      "end" if m.finished else _checkpoint(m.checkpoint), verified,
-                     (m.error or "")[:60]))
+                     _cut(m.error)))
     lines.append(table(["source", "target", "model", "phase", "written", "points' tokens",
                         "from cache", "checkpoint", "verified", "error"], rows))
     if any(m.counters.get("tokens_estimated") for m in result.migrations):
@@ -43,8 +47,13 @@ def status(result: Any) -> str:
     if result.history:
         lines += ["", "Earlier runs, superseded by the rows above:"]
         lines.append(table(["source", "target", "model", "phase", "error"], [
-            (m.source, m.target, f"{m.model} ({m.dims})", str(m.phase), (m.error or "")[:60])
+            (m.source, m.target, f"{m.model} ({m.dims})", str(m.phase), _cut(m.error))
             for m in result.history]))
+    cut = [m for m in [*result.migrations, *result.history]
+           if m.error and len(m.error) > ERROR_WIDTH]
+    if cut:
+        lines += ["", "Errors in full:"]
+        lines += [f"  {m.source} -> {m.target} ({m.phase}): {m.error}" for m in cut]
     if result.alias_history:
         lines += ["", "Alias moves:"]
         lines += [f"  {h['alias']}: {h['from'] or '(new)'} -> {h['to']}"
@@ -80,8 +89,16 @@ def _batch_jobs(jobs: Sequence[Any]) -> list[str]:
         ["job", "source", "batch", "status", "texts", "cached", "sent again", "cost",
          "error"],
         [(j.seq, j.scope, j.batch_id or "(not created)", j.status, f"{j.texts:,}",
-          f"{j.collected:,}", f"{j.resent:,}", money(j.cost), (j.error or "")[:40])
-         for j in jobs])]
+          f"{j.collected:,}", f"{j.resent:,}", money(j.cost), _cut(j.error, JOB_ERROR_WIDTH))
+         for j in jobs])] + [f"  job {j.seq}: {j.error}" for j in jobs
+                             if j.error and len(j.error) > JOB_ERROR_WIDTH]
+
+
+def _cut(error: str | None, width: int = ERROR_WIDTH) -> str:
+    """An error as a table shows it: its start, marked as cut when it is longer."""
+    if not error:
+        return ""
+    return error if len(error) <= width else error[:width - 3].rstrip() + "..."
 
 
 def _checkpoint(offset: Any) -> str:

@@ -294,6 +294,24 @@ def test_status_says_why_a_caught_up_collection_of_a_failed_run_waits(tmp_path: 
     assert rows["good"]["phase"] == "complete" and rows["good"]["error"] is None
 
 
+def test_status_shows_a_long_error_in_full_below_the_table(tmp_path: Path) -> None:
+    """The table cut an error at 60 characters, mid-word and unmarked, and the human output
+    had no other place for the rest: what to do next was only in --json."""
+    store = tmp_path / "q"
+    client = QdrantClient(path=str(store))
+    make_collection(client, "bad", n=20, payload=lambda i, t: {"text": t} if i % 3 else {})
+    client.close()
+    where = ["--qdrant-path", str(store), "--state-dir", str(tmp_path / "state")]
+    assert cli("migrate", *where, "--provider", "hashing", "--model", "hash-words-v1",
+               "--collection", "bad").exit_code == 1
+    (row,) = json.loads(cli("status", *where, "--json").stdout)["migrations"]
+    error = row["error"]
+    assert len(error) > 60 and error.endswith("No alias was moved.")
+    text = cli("status", *where).stdout
+    assert error[:57].rstrip() + "..." in text  # the table shows 60 characters
+    assert f"Errors in full:\n  bad -> {row['target']} (failed): {error}" in text
+
+
 def test_max_cost_needs_a_price(tmp_path: Path) -> None:
     store = tmp_path / "q"
     priced_collection(store)
