@@ -11,7 +11,7 @@ from .errors import CollectionNotFound, ConfigError, SchemaMismatch
 from .naming import check_new_name
 from .ownership import refuse_if_served
 from .settings import Settings
-from .state import State
+from .state import MigrationRecord, Phase, State
 from .store import QdrantStore, opened
 
 __all__ = ["AliasMove", "drop_old", "old_collection", "rollback", "swap", "written_by"]
@@ -30,11 +30,16 @@ class AliasMove:
 
 
 def swap(settings: Settings, alias: str, collection: str, *,
-         store: QdrantStore | None = None) -> AliasMove:
+         store: QdrantStore | None = None, force: bool = False) -> AliasMove:
     """Point `alias` at `collection` in one atomic call, and record the move.
 
+    A collection that a migration recorded here is writing, or wrote and did not finish or
+    failed to verify, is refused as `migrate` would refuse to swap to it; `force` moves the
+    alias anyway, recorded as forced.
+
     Raises:
-        ConfigError: `alias` is a collection's name, or a new alias's name Qdrant refuses.
+        ConfigError: `alias` is a collection's name, or a new alias's name Qdrant refuses;
+            `collection` is an unfinished or failed migration's target (without `force`).
         CollectionNotFound: `collection` does not exist.
         SchemaMismatch: `collection` lacks a vector the alias serves now.
     """
@@ -42,9 +47,16 @@ def swap(settings: Settings, alias: str, collection: str, *,
         current = _check_swap(target, alias, collection)
         if current == collection:  # a no-op changes nothing and records nothing
             return AliasMove(alias, current, collection)
+        unready = _unready(_written(settings, target, collection))
+        if unready and not force:
+            raise ConfigError(
+                f"Collection {collection!r} is not ready to serve: {unready}. Run that "
+                "migration again to finish it (it resumes where it stopped), or move the "
+                "alias anyway with --force (recorded as forced). Nothing was changed.")
         previous = target.swap_alias(alias, collection)
-        _record(settings, target, alias, previous or current, collection)
-    return AliasMove(alias, previous, collection)
+        _record(settings, target, alias, previous or current, collection,
+                forced=bool(unready))
+    return AliasMove(alias, previous, collection, forced=bool(unready))
 
 
 def rollback(settings: Settings, alias: str, *, store: QdrantStore | None = None) -> AliasMove:
@@ -97,16 +109,10 @@ def written_by(settings: Settings, collection: str, *, store: QdrantStore | None
     """What migration wrote `collection` into the target store, and whether it passed
     verification (None when no migration recorded here did): what a person asked to delete
     it should know, after a rollback above all."""
-    state_dir = Path(settings.migration.state_dir)
-    if not (state_dir / "state.db").exists():
+    with opened(settings.target_store, None, source_store=store) as (target, _):
+        last = _written(settings, target, collection)
+    if last is None:
         return None
-    with opened(settings.target_store, None, source_store=store) as (target, _), \
-            State(state_dir) as state:
-        wrote = [r for r in state.all() if r.target == collection and not r.in_place
-                 and r.store in (None, target.identity)]
-    if not wrote:
-        return None
-    last = wrote[-1]
     passed = (last.verification or {}).get("passed")
     checked = ("not verified" if passed is None else "verified" if passed
                else "failed verification")
@@ -133,6 +139,44 @@ def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None
         refuse_if_served(target, old, "`drop-old` would delete it")
         target.delete_collection(old)
     return old
+
+
+def _written(settings: Settings, target: QdrantStore, collection: str
+             ) -> MigrationRecord | None:
+    """The last migration recorded here that wrote `collection` in `target`, if any."""
+    state_dir = Path(settings.migration.state_dir)
+    if not (state_dir / "state.db").exists():
+        return None
+    with State(state_dir) as state:
+        wrote = [r for r in state.all() if r.target == collection and not r.in_place
+                 and r.store in (None, target.identity)]
+    return max(wrote, key=lambda r: r.updated_at) if wrote else None
+
+
+def _unready(record: MigrationRecord | None) -> str | None:
+    """Why the collection `record`'s migration wrote should not serve yet (it is being
+    written, stopped, failed or failed verification), or None."""
+    if record is None:
+        return None
+    wrote = (f"the migration of {record.source_collection!r} to {record.provider} "
+             f"{record.model} wrote it")
+    passed = (record.verification or {}).get("passed")
+    if passed is False:
+        return f"{wrote} and it failed verification"
+    if passed or record.phase in (Phase.SWAPPED, Phase.COMPLETE):
+        return None  # verified (an alias held back by another collection's failure), or done
+    why = f": {_first_sentence(record.error)}" if record.error else ""
+    if record.phase is Phase.FAILED:
+        return f"{wrote} and failed{why}"
+    done = record.counters.get("written", 0)
+    of = f" of {record.total:,}" if record.total else ""
+    return f"{wrote} and has not finished ({record.phase}, {done:,}{of} points written){why}"
+
+
+def _first_sentence(text: str) -> str:
+    """An error's first sentence (`migrator status` shows the whole of it)."""
+    head, stop, _ = text.partition(". ")
+    return head if stop else text.rstrip(".")
 
 
 def _old(target: QdrantStore, alias: str, history: list[dict[str, Any]]) -> str:
@@ -195,6 +239,6 @@ def _history(settings: Settings, target: QdrantStore, alias: str) -> list[dict[s
 
 
 def _record(settings: Settings, target: QdrantStore, alias: str, previous: str | None,
-            collection: str) -> None:
+            collection: str, *, forced: bool = False) -> None:
     with State(Path(settings.migration.state_dir)) as state:
-        state.record_alias(alias, previous, collection, store=target.identity)
+        state.record_alias(alias, previous, collection, store=target.identity, forced=forced)

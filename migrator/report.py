@@ -439,4 +439,5 @@ def alias_move(move: Any) -> str:
     if move.previous == move.current:
         return f"Alias {move.alias!r} points to {move.current!r} already; nothing was changed."
     before = f"before: {move.previous!r}" if move.previous else "a new alias"
-    return f"Alias {move.alias!r} now points to {move.current!r} ({before})."
+    forced = "; forced: its migration did not finish or verify" if move.forced else ""
+    return f"Alias {move.alias!r} now points to {move.current!r} ({before}{forced})."

@@ -515,6 +515,23 @@ def test_drop_old_and_rollback_read_the_moves_of_the_store_they_act_on(tmp_path:
                ).stdout == "Deleted 'docs_v1'.\n"
 
 
+def test_swap_to_a_failed_migrations_target_exits_2_unless_forced(tmp_path: Path) -> None:
+    store = tmp_path / "q"
+    client = QdrantClient(path=str(store))
+    make_collection(client, "docs", n=20, payload=lambda i, t: {"text": t} if i % 4 else {})
+    client.close()
+    where = ["--qdrant-path", str(store), "--state-dir", str(tmp_path / "state")]
+    assert run("migrate", *base(store, tmp_path), "--collection", "docs",
+               "--target", "docs_v2").exit_code == 1  # 5 points without text
+    refused = run("swap", "live", "docs_v2", *where)
+    assert refused.exit_code == 2 and "'docs_v2' is not ready to serve" in refused.stderr
+    assert "Traceback" not in refused.output
+    forced = run("swap", "live", "docs_v2", *where, "--force", "--json")
+    assert json.loads(forced.stdout) == {"alias": "live", "from": None, "to": "docs_v2",
+                                         "forced": True}
+    assert "live: (new) -> docs_v2 (forced)" in run("status", *where).stdout
+
+
 def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -> None:
     where = ["--qdrant-path", str(store_path), "--state-dir", str(tmp_path / "state")]
     assert run("migrate", *base(store_path, tmp_path), "--collection", "docs",

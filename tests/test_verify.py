@@ -19,6 +19,7 @@ from migrator import (
     CollectionSettings,
     ConfigError,
     MigrationSettings,
+    ProviderResponseError,
     ProviderSettings,
     SchemaMismatch,
     Settings,
@@ -38,10 +39,11 @@ from migrator.embedding.base import InputKind
 from migrator.metrics import mrr_at_k, ndcg_at_k, overlap_at_k, recall_at_k
 from migrator.sampling import Reservoir
 from migrator.settings import StoreSettings, VerifySettings
+from migrator.state import Phase, State
 from migrator.store import QdrantStore
 
 from .conftest import make_collection
-from .loopback import LoopbackServer
+from .loopback import Fault, LoopbackServer
 
 # ---- metrics, by hand --------------------------------------------------------------------
 
@@ -147,6 +149,55 @@ def test_force_swaps_and_records_it(memory_store: QdrantStore, tmp_path: Path) -
     assert "docs" in memory_store.collection_names()
     history = status(settings, store=memory_store).alias_history
     assert history[-1]["forced"] is True and history[-1]["metrics"]["passed"] is False
+
+
+def test_a_swap_by_hand_refuses_a_target_that_failed_verification(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """`migrator swap live <target>` moved the alias to a collection whose migration had
+    just failed its gate, without a word: what `migrate` refused, a hand could do."""
+    make_collection(memory_store.client, "docs", n=120)
+    memory_store.swap_alias("live", "docs")
+    with LoopbackServer(dims=1536) as server:
+        settings = config(tmp_path, name="openai-compatible", model="text-embedding-ada-002",
+                          base_url=server.url, dimensions=1, dimension_policy="truncate")
+        with pytest.raises(VerificationFailed):
+            migrate(settings, source_store=memory_store)
+    target = status(settings, store=memory_store).migrations[0].target
+    with pytest.raises(ConfigError, match=(
+            f"'{target}' is not ready to serve: the migration of 'docs' to openai-compatible "
+            "text-embedding-ada-002 wrote it and it failed verification.*--force")):
+        swap(settings, "live", target, store=memory_store)
+    assert memory_store.aliases() == {"live": "docs"}
+    move = swap(settings, "live", target, store=memory_store, force=True)
+    assert move.forced and memory_store.aliases() == {"live": target}
+    assert status(settings, store=memory_store).alias_history[-1]["forced"] is True
+
+
+def test_a_swap_by_hand_refuses_an_unfinished_or_failed_target(memory_store: QdrantStore,
+                                                               tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=100)
+    make_collection(memory_store.client, "other", n=3)
+    memory_store.swap_alias("live", "other")
+    with LoopbackServer(dims=8) as server:
+        server.faults.extend([Fault(0)] * 4 + [Fault(400, {"error": {"message": "boom"}})])
+        settings = config(tmp_path, name="openai-compatible", model="loop",
+                          base_url=server.url, dimensions=None, batch_size=16)
+        settings.collections[0].alias = None
+        with pytest.raises(ProviderResponseError, match="boom"):
+            migrate(settings, source_store=memory_store)
+    (record,) = State(tmp_path / "state").all()
+    with pytest.raises(ConfigError, match=f"'{record.target}' is not ready to serve: the "
+                       "migration of 'docs' to openai-compatible loop wrote it and failed: "
+                       ".*boom.*Run that migration again"):
+        swap(settings, "live", record.target, store=memory_store)
+    with State(tmp_path / "state") as state:  # as a run killed mid-backfill leaves it
+        state.update(record.id, phase=Phase.BACKFILLING, error=None)
+    written = record.counters.get("written", 0)
+    with pytest.raises(ConfigError, match=f"has not finished \\(backfilling, {written:,} of "
+                                          "100 points written\\)"):
+        swap(settings, "live", record.target, store=memory_store)
+    assert memory_store.aliases() == {"live": "other"}
+    assert swap(settings, "live", "docs", store=memory_store).forced is False  # no migration's
 
 
 def _migrated(store: QdrantStore, tmp_path: Path, n: int = 60) -> tuple[Settings, str]:

@@ -24,18 +24,24 @@ __all__ = ["drop_old_command", "drop_old_vector_command", "rollback", "swap_comm
 @click.argument("alias")
 @click.argument("collection")
 @alias_options
+@click.option("--force", is_flag=True,
+              help="Move the alias to a migration's target that is unfinished, failed or "
+              "failed verification (recorded as forced).")
 @json_option("Print the move as JSON.")
-def swap_command(alias: str, collection: str, as_json: bool, **options: Any) -> None:
+def swap_command(alias: str, collection: str, force: bool, as_json: bool,
+                 **options: Any) -> None:
     """Point ALIAS at COLLECTION, atomically, and record the move.
 
-    Refused when ALIAS is a collection's name, COLLECTION does not exist, or COLLECTION
-    lacks a vector the alias serves now.
+    Refused when ALIAS is a collection's name, COLLECTION does not exist, COLLECTION lacks
+    a vector the alias serves now, or a migration recorded here is writing COLLECTION, or
+    wrote it and did not finish or failed verification (--force overrides that one).
 
     \b
     Example:
       migrator swap docs_live docs__text-embedding-3-small-512
     """
-    emit(run_swap(settings_from(options), alias, collection), as_json, report.alias_move)
+    emit(run_swap(settings_from(options), alias, collection, force=force), as_json,
+         report.alias_move)
 
 
 @cli.command()
