@@ -275,6 +275,8 @@ def _plan_one(config: CollectionSettings, settings: Settings, spec: ModelSpec,
         target_distance=config.distance or vector.distance, alias=config.alias,
     )
     plan.storage = storage(schema, vector.name, dims or vector.size, page.points)
+    plan.storage["dims"] = dims or vector.size
+    plan.storage["dims_assumed"] = not dims  # the probe fixes the size: the source's, till then
     plan.recorded = recorded
     plan.warnings = _collection_warnings(plan, settings, target, spec)
     plan.warnings += text.unfilled_warnings(config.name, [p.payload for p in page.points])

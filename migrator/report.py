@@ -275,7 +275,9 @@ def plan(result: Any) -> str:
             f"{duration(c.estimated_seconds)}",
             f"  storage while both exist: in place {_bytes(c.storage['in_place_bytes'])} (the "
             f"new vector), a new collection {_bytes(c.storage['new_collection_bytes'])} "
-            f"(vectors and payloads again); recommended: {c.storage['recommended']}",
+            f"(vectors and payloads again); recommended: {c.storage['recommended']}"
+            + (f" (at {c.storage['dims']} dims, the source's: the probe finds the model's)"
+               if c.storage.get("dims_assumed") else ""),
             (f"  target {c.target!r}" if c.new_vector is None
              else f"  target: vector {c.new_vector!r} of {c.target!r} (in place)")
             + f": {c.target_size or 'probed'} dims, {c.target_distance}"

@@ -288,6 +288,27 @@ def test_plan_shows_both_strategies_storage_and_recommends_one(memory_store: Qdr
     assert small.collections[0].storage["recommended"] == "new-collection"
 
 
+def test_plan_says_its_storage_assumes_a_size_the_probe_has_not_found(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """A model the catalog lacks has no size before the probe: the storage figures were
+    computed at the source's size and printed as if they were the new model's."""
+    from migrator import plan, report
+
+    make_collection(memory_store.client, "docs", n=10)
+    unknown = ProviderSettings(name="openai-compatible", model="served",
+                               base_url="http://127.0.0.1:9/v1")
+    result = plan(Settings(provider=unknown, collections=[CollectionSettings(name="docs")],
+                           migration=MigrationSettings(state_dir=tmp_path / "s")),
+                  source_store=memory_store)
+    storage = result.collections[0].storage
+    size = memory_store.describe("docs").vectors[""].size
+    assert storage["dims_assumed"] is True and storage["in_place_bytes"] == 10 * size * 4
+    assert (f"(at {size} dims, the source's: the probe finds the model's)"
+            in report.plan(result))
+    known = plan(settings(tmp_path), source_store=memory_store).collections[0].storage
+    assert known["dims_assumed"] is False
+
+
 def test_plan_of_an_in_place_migration_reads_as_migrate_runs_it(
         memory_store: QdrantStore, tmp_path: Path) -> None:
     """Once run, `plan` with the same flags said "several dense vectors; name one" (migrate
