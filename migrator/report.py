@@ -408,7 +408,9 @@ def verify(result: Any) -> str:
     paid = (f"Query embeddings: {counted(usage['requests'], 'request')}, "
             f"{counted(usage['texts'], 'text')} sent, {usage['from_cache']:,} from the cache, "
             f"{cost(usage['cost_usd'])}.")
-    return "\n\n".join([*(verification(r) for r in result.reports), paid])
+    warned = "\n".join(f"warning: {w}" for w in result.warnings)
+    return "\n\n".join([*(verification(r) for r in result.reports), paid,
+                        *([warned] if warned else [])])
 
 
 def verify_file(result: Any, path: Path) -> str:
@@ -434,6 +436,7 @@ def verify_markdown(result: Any) -> str:
             detail = c.detail.replace("|", "\\|")
             parts.append(f"| {c.status} | {c.name} | {value} | {threshold} | {detail} |")
         parts += ["", *(f"**Warning:** {w}\n" for w in r.warnings)]
+    parts += [f"**Warning:** {w}\n" for w in result.warnings]
     return "\n".join(parts)
 
 

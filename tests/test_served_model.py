@@ -33,6 +33,7 @@ from migrator.comparison.datasets import load_texts
 from migrator.comparison.report import terminal
 from migrator.embedding import build_embedder
 from migrator.report import sync as render_sync
+from migrator.report import verify as render_verify
 from migrator.store import QdrantStore
 from migrator.vector_cache import EmbeddingCache
 
@@ -263,7 +264,7 @@ def test_every_command_that_embeds_says_when_it_lowered_a_limit(memory_store: Qd
     assert note in synced.warnings and f"warning: {note}" in render_sync(synced)
     verified = verify(config, source_store=memory_store,
                       embedder=server.embedder(batch_size=32))
-    assert note in verified.reports[0].warnings
+    assert verified.warnings == [note] and f"warning: {note}" in render_verify(verified)
     path = tmp_path / "notes.jsonl"
     path.write_text("\n".join(json.dumps({"id": i, "text": f"note {i}"}) for i in range(20)))
     ingested = ingest(path, "notes", config, store=memory_store,
@@ -289,3 +290,21 @@ def test_a_server_that_does_not_say_its_limits_is_sent_what_was_configured(
     assert result.collections[0].target_count == 20
     assert (embedder.batch_size, embedder.spec.max_tokens_per_input) == (12, 8192)
     assert not any("takes at most" in warning for warning in result.warnings)
+
+
+def test_verify_of_several_collections_says_a_lowered_limit_once(memory_store: QdrantStore,
+                                                                 tmp_path: Path) -> None:
+    """The note was a warning of every collection's report: said once per collection."""
+    for name in ("docs", "faq"):
+        make_collection(memory_store.client, name, n=20)
+    server = TEI(max_batch=8, info=True)
+    config = settings(tmp_path, "unused")
+    config.collections = [CollectionSettings(name="docs", target="docs_tei"),
+                          CollectionSettings(name="faq", target="faq_tei")]
+    config.provider.batch_size = 32
+    migrate(config, source_store=memory_store, embedder=server.embedder(batch_size=32))
+    verified = verify(config, source_store=memory_store,
+                      embedder=server.embedder(batch_size=32))
+    assert len(verified.reports) == 2 and all(not r.warnings for r in verified.reports)
+    assert render_verify(verified).count("takes at most 8 texts a request") == 1
+    assert verified.to_dict()["warnings"] == verified.warnings != []

@@ -9,7 +9,7 @@ quality when configured). The checks live in `checks.py`, labelled quality in
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,8 @@ class VerifyResult:
     reports: list[VerificationReport]
     usage: PhaseUsage | None = None  # what the query embeddings cost (None: nothing sent)
     price_per_mtok: float | None = None
+    # of the run, not of one report: the limits the provider's server set, said once
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -76,7 +78,7 @@ class VerifyResult:
     def to_dict(self) -> dict[str, Any]:
         usage = (self.usage or PhaseUsage()).to_dict(self.price_per_mtok)
         return {"passed": self.passed, "reports": [r.to_dict() for r in self.reports],
-                "usage": usage}
+                "usage": usage, "warnings": self.warnings}
 
 
 def verify(settings: Settings, *, source_store: QdrantStore | None = None,
@@ -114,7 +116,7 @@ async def _verify(settings: Settings, source_store: QdrantStore | None,
                 reports = [await _verify_one(settings, config, source, target, model,
                                              records) for config in settings.collections]
     spent = usage.snapshot().phases.get("verification") if usage else None
-    return VerifyResult(reports, spent, model.spec.price_per_mtok)
+    return VerifyResult(reports, spent, model.spec.price_per_mtok, list(model.limit_notes))
 
 
 async def _verify_one(settings: Settings, config: CollectionSettings, source: QdrantStore,
@@ -136,8 +138,7 @@ async def _verify_one(settings: Settings, config: CollectionSettings, source: Qd
     pair = Pair(source, schema.name, old, target, target_schema.name, new,
                 expected_count=source.count(schema.name) - without_text, text=text)
     report = await check_target(pair, sample, embedder, settings)
-    report.warnings += [*embedder.limit_notes, *_unlike_writer(
-        records, target, target_schema.name, new, text, embedder)]
+    report.warnings += _unlike_writer(records, target, target_schema.name, new, text, embedder)
     return report
 
 
