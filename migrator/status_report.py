@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .report import money, table
-from .wording import vector_label
+from .wording import shortened, vector_label
 
 __all__ = ["ERROR_WIDTH", "JOB_ERROR_WIDTH", "status"]
 
@@ -96,9 +96,7 @@ def _batch_jobs(jobs: Sequence[Any]) -> list[str]:
 
 def _cut(error: str | None, width: int = ERROR_WIDTH) -> str:
     """An error as a table shows it: its start, marked as cut when it is longer."""
-    if not error:
-        return ""
-    return error if len(error) <= width else error[:width - 3].rstrip() + "..."
+    return shortened(error, width) if error else ""
 
 
 def _checkpoint(offset: Any) -> str:

@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from .errors import ConfigError
+from .wording import shortened
 
 __all__ = ["BLANK_TEXT", "DEFAULT_TEXT_FIELD", "lookup", "NOT_UNICODE", "payload_keys",
            "refuse_no_text", "TextSource", "unfilled_warning"]
@@ -113,7 +114,8 @@ class TextSource:
                     pieces.append(_render(value, spec))
                 except (TypeError, ValueError) as exc:
                     return None, (f"template field {{{path}:{spec}}} cannot format "
-                                  f"{type(value).__name__} {_shown(value)} ({exc})")
+                                  f"{type(value).__name__} {shortened(repr(value), 40)} "
+                                  f"({exc})")
             text = "".join(pieces)
             if not text.strip():
                 return None, f"template {self.template!r} renders blank"
@@ -209,11 +211,6 @@ def _render(value: Any, spec: str = "") -> str:
         return "\n".join(format(v, spec) if spec else str(v) for v in value)
     return format(value, spec) if spec else str(value)
 
-
-def _shown(value: Any) -> str:
-    """A value for a message, cut short."""
-    shown = repr(value)
-    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 def _inside(path: str, value: Any) -> str:

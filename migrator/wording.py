@@ -11,7 +11,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 __all__ = ["closest_key", "counted", "describe_validation", "has", "section_of",
-           "section_type", "vector_label"]
+           "section_type", "shortened", "vector_label"]
 
 
 def counted(count: int, noun: str) -> str:
@@ -23,6 +23,11 @@ def has(count: int, singular: str = "has", plural: str = "have") -> str:
     """The word that agrees with `count`: `has`/`have`, or the pair given (`is`/`are`,
     `it`/`them`)."""
     return singular if count == 1 else plural
+
+
+def shortened(text: str, width: int) -> str:
+    """`text` in at most `width` characters: its start, marked `...` when it was cut."""
+    return text if len(text) <= width else text[:width - 3].rstrip() + "..."
 
 
 def vector_label(name: str) -> str:
