@@ -5,7 +5,7 @@ checkpoints on, and with both off, as a ratio measured in the same run.
 
 Target: <= 10% overhead, with two providers:
 (a) an instant in-process one: the worst case, where the run is CPU-bound and every
-    microsecond of bookkeeping shows (about 7 us of cache work per text);
+    microsecond of bookkeeping shows (about 3.5 us of cache work per text);
 (b) an OpenAI-compatible loopback server in its own process, 100 ms per request of 64
     texts at concurrency 4: the run is bound by the provider, as a migration against a paid,
     rate-limited API is.

@@ -281,6 +281,7 @@ class Pipeline:
 
         async def embed_stage() -> None:
             await gather_or_cancel(*workers)
+            self.embedder.settle()  # the cache indexes while the last pages are written
             await done.put(_DONE)
 
         with self.stop.draining() if self.stop else contextlib.nullcontext():

@@ -287,6 +287,12 @@ class EmbeddingCache:
         if self._wal_bytes >= WAL_BYTES:
             self.checkpoint()
 
+    def settle(self) -> None:
+        """Index the log's tail and checkpoint the WAL now, not when the cache closes: run
+        in the background as a run's last writes go on, it leaves `close()` little to do."""
+        self.index()
+        self.checkpoint()
+
     def checkpoint(self) -> None:
         """Copy the WAL's pages into the database file (the WAL is then reused, not grown)."""
         with self._writing:

@@ -16,7 +16,7 @@ from migrator.catalog import ModelSpec
 from migrator.databases import CACHE_FILE, open_db
 from migrator.embedding import compose
 from migrator.embedding.base import Embedder, Embedding, InputKind
-from migrator.embedding.cache import INLINE_BYTES, _token_shares, cache_clear
+from migrator.embedding.cache import INLINE_BYTES, _token_shares, cache_clear, namespace
 from migrator.errors import StateError
 from migrator.vector_cache import WAL_BYTES, EmbeddingCache
 
@@ -319,6 +319,26 @@ def test_the_wal_is_checkpointed_as_a_run_goes(tmp_path: Path) -> None:
         asyncio.run(run())
         wal = tmp_path / (CACHE_FILE + "-wal")
         assert 0 < wal.stat().st_size < 2 * WAL_BYTES
+
+
+def test_a_settled_cache_is_indexed_before_it_closes(tmp_path: Path) -> None:
+    """`settle()` (a backfill's last answer is in) indexes the tail in the cache's thread:
+    `close()` is left nothing to index, and another process finds the vectors at once."""
+    with EmbeddingCache(tmp_path) as cache:
+        stack = compose(Counting(), cache)
+
+        async def run() -> None:
+            await stack.embed([f"text {i}" for i in range(300)])
+            stack.settle()
+            await stack.release()  # waits for the cache's thread
+
+        asyncio.run(run())
+        db = sqlite3.connect(tmp_path / CACHE_FILE)
+        assert db.execute("SELECT COUNT(*) FROM vector_keys").fetchone()[0] == 300
+        db.close()
+        assert cache.get_many(namespace(stack.inner, "document"),
+                              EmbeddingCache.keys(namespace(stack.inner, "document"),
+                                                  ["text 7"]))
 
 
 def test_the_cache_is_not_cleared_under_a_process_that_has_it_open(tmp_path: Path) -> None:

@@ -93,6 +93,33 @@ def test_every_point_written_once_in_batches_of_the_provider_size() -> None:
     np.testing.assert_array_equal(point.vectors[""], [len(point.payload["text"]), 1, 0, 0])
 
 
+def test_the_embedder_settles_once_its_last_answer_is_in_before_the_last_write() -> None:
+    """The cache indexes in the background while the last pages are written, not after."""
+    events: list[str] = []
+
+    class Settling(FakeEmbedder):
+        async def embed(self, texts: Sequence[str], *, kind: InputKind = "document"
+                        ) -> Embedding:
+            events.append("embed")
+            return await super().embed(texts, kind=kind)
+
+        def settle(self) -> None:
+            events.append("settle")
+
+    def write(points: list[Point]) -> None:
+        time.sleep(0.01)
+        events.append("write")
+
+    run = Pipeline(source=ListSource(60, 10), write=write,  # type: ignore[arg-type]
+                   embedder=Settling(batch_size=10), text=TextSource("text"), vector="",
+                   dims=4, skip_log=SkipLog(None, collection="c"), queue_depth=2)
+    asyncio.run(run.run())
+    assert events.count("settle") == 1
+    settled = events.index("settle")
+    assert "embed" not in events[settled:]  # after every answer
+    assert "write" in events[settled:]  # while pages are still being written
+
+
 def test_requests_overlap_up_to_the_concurrency() -> None:
     embedder, written = FakeEmbedder(batch_size=5, delay=0.02), []
     asyncio.run(backfill(ListSource(200, 20), embedder, written, concurrency=6).run())

@@ -126,6 +126,12 @@ class Embedder(Protocol):
     def expect_dims(self, dims: int) -> None:
         """The size the preflight probe saw, for a model the catalog lacks."""
 
+    def settle(self) -> None:
+        """A bulk of embedding is over (a backfill's last answer is in): start what was left
+        for the end (the cache's index) in the background, while the run writes and checks.
+        Texts may still come (verification's, the next collection's); an answer to one may
+        wait for that work to end before it is stored."""
+
     async def embed_unsized(self, texts: Sequence[str], *, kind: InputKind = "document",
                             fresh: bool = False) -> Embedding:
         """The model's own vectors, before any truncation or padding. `fresh`: asked of the
@@ -229,6 +235,9 @@ class Wrapper(Embedder):
 
     def batches(self) -> BatchAPI | None:
         return self.inner.batches()
+
+    def settle(self) -> None:
+        self.inner.settle()
 
     def cache_slot(self, kind: InputKind = "document") -> CacheSlot | None:
         return self.inner.cache_slot(kind)

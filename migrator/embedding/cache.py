@@ -63,7 +63,7 @@ class CachedEmbedder(Wrapper):
         # One thread of its own: cache I/O must not queue behind (or hold up) the store's
         # reads and writes in the default executor, and SQLite serialises writes anyway.
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrator-cache")
-        self._upkeep: asyncio.Future[None] | None = None  # the cache's, in that thread
+        self._upkeep: list[asyncio.Future[None]] = []  # the cache's, in that thread
         # being embedded now: a text is sent once however its repeats are spread over
         # concurrent requests. Each key maps to the answer of the call that claimed it (its
         # vectors and token shares, once committed) and its row in that answer.
@@ -155,17 +155,29 @@ class CachedEmbedder(Wrapper):
                 and self.cache.put_many(space, keys, vectors, shares, wait=False)):
             await loop.run_in_executor(self._io, self.cache.put_many, space, keys, vectors,
                                        shares)
-        elif self.cache.upkeep_due and (self._upkeep is None or self._upkeep.done()):
-            if self._upkeep is not None:
-                self._upkeep.result()  # the last one's error, if it had one
-            self._upkeep = loop.run_in_executor(self._io, self.cache.upkeep)
+        elif self.cache.upkeep_due and not self._upkeep_pending():
+            self._upkeep.append(loop.run_in_executor(self._io, self.cache.upkeep))
         return shares
+
+    def settle(self) -> None:
+        self._upkeep_pending()
+        self._upkeep.append(
+            asyncio.get_running_loop().run_in_executor(self._io, self.cache.settle))
+
+    def _upkeep_pending(self) -> bool:
+        """Whether upkeep is under way in the cache's thread; raises the error of one that
+        ended with one."""
+        ended = [future for future in self._upkeep if future.done()]
+        self._upkeep = [future for future in self._upkeep if not future.done()]
+        for future in ended:
+            future.result()
+        return bool(self._upkeep)
 
     async def finish(self) -> None:
         """Wait for the cache's upkeep and stop its thread (every answer is committed)."""
         try:
-            if self._upkeep is not None:
-                await self._upkeep
+            for future in self._upkeep:
+                await future
         finally:
             self._io.shutdown(wait=True)
 
