@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import CollectionNotFound, ConfigError, SchemaMismatch
 from .naming import check_new_name
-from .ownership import refuse_if_served
+from .ownership import refuse_if_served, unfinished_reader
 from .settings import Settings
 from .state import MigrationRecord, Phase, State
 from .store import QdrantStore, opened
@@ -92,16 +92,21 @@ def rollback(settings: Settings, alias: str, *, store: QdrantStore | None = None
     return AliasMove(alias, current, previous)
 
 
-def old_collection(settings: Settings, alias: str, *, store: QdrantStore | None = None
-                   ) -> str:
-    """The collection `alias` pointed to before its last move: what `drop_old` deletes.
+def old_collection(settings: Settings, alias: str, *, store: QdrantStore | None = None,
+                   force: bool = False) -> str:
+    """The collection `alias` pointed to before its last move: what `drop_old` deletes,
+    checked as `drop_old` checks it (ask before deleting, not after).
 
     Raises:
-        ConfigError: no earlier collection of `alias` is recorded.
+        ConfigError: no earlier collection of `alias` is recorded, or an unfinished
+            migration recorded here reads it (unless `force`).
         CollectionNotFound: it was deleted already.
     """
     with opened(settings.target_store, None, source_store=store) as (target, _):
-        return _old(target, alias, _history(settings, target, alias))
+        old = _old(target, alias, _history(settings, target, alias))
+        if not force:
+            _refuse_if_read(settings, target, old)
+        return old
 
 
 def written_by(settings: Settings, collection: str, *, store: QdrantStore | None = None
@@ -121,13 +126,14 @@ def written_by(settings: Settings, collection: str, *, store: QdrantStore | None
 
 
 def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None,
-             expected: str | None = None) -> str:
+             expected: str | None = None, force: bool = False) -> str:
     """Delete the collection `alias` pointed to before its last move (only if it is
     `expected`, when given: the one a person was asked about). Returns its name.
 
     Raises:
-        ConfigError: nothing recorded to drop, another alias still points at it, or it is
-            not `expected` any more.
+        ConfigError: nothing recorded to drop, another alias still points at it, it is not
+            `expected` any more, or an unfinished migration recorded here reads it (unless
+            `force`: then it goes all the same).
         CollectionNotFound: it was deleted already.
     """
     with opened(settings.target_store, None, source_store=store) as (target, _):
@@ -137,19 +143,37 @@ def drop_old(settings: Settings, alias: str, *, store: QdrantStore | None = None
                               f"last move is now {old!r}, not {expected!r}. Nothing was "
                               "deleted; run drop-old again.")
         refuse_if_served(target, old, "`drop-old` would delete it")
+        if not force:
+            _refuse_if_read(settings, target, old)
         target.delete_collection(old)
     return old
+
+
+def _refuse_if_read(settings: Settings, target: QdrantStore, collection: str) -> None:
+    reader = unfinished_reader(_records(settings), target, collection)
+    if reader:
+        raise ConfigError(
+            f"Collection {collection!r} is not deleted: {reader}. Deleted, that migration "
+            "could not resume, and the points it has not moved would be lost with it. "
+            "Finish it first (run the same `migrator migrate` again), or give --force to "
+            "delete it all the same.")
+
+
+def _records(settings: Settings) -> list[MigrationRecord]:
+    """The migrations recorded in the state directory (none when it has no state: a
+    mistyped path creates nothing)."""
+    state_dir = Path(settings.migration.state_dir)
+    if not (state_dir / "state.db").exists():
+        return []
+    with State(state_dir) as state:
+        return state.all()
 
 
 def _written(settings: Settings, target: QdrantStore, collection: str
              ) -> MigrationRecord | None:
     """The last migration recorded here that wrote `collection` in `target`, if any."""
-    state_dir = Path(settings.migration.state_dir)
-    if not (state_dir / "state.db").exists():
-        return None
-    with State(state_dir) as state:
-        wrote = [r for r in state.all() if r.target == collection and not r.in_place
-                 and r.store in (None, target.identity)]
+    wrote = [r for r in _records(settings) if r.target == collection and not r.in_place
+             and r.store in (None, target.identity)]
     return max(wrote, key=lambda r: r.updated_at) if wrote else None
 
 

@@ -88,4 +88,4 @@ def move_alias(alias: str, job: Job, result: CollectionResult, target: QdrantSto
             target, result.previous_alias_target, collection, unverified=(
                 "the move was forced past a failed verification" if result.forced else
                 "the move was not verified (--no-verify)" if result.verification is None
-                else None))
+                else None), records=[r for r in state.all() if r.id != job.record.id])

@@ -12,16 +12,16 @@ deletes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .errors import ConfigError, MigratorError
 from .settings import CollectionSettings
-from .state import MigrationRecord, State
+from .state import MigrationRecord, Phase, State
 from .store import QdrantStore
 
 __all__ = ["claim", "Confirm", "drop_left", "provenance", "refuse_if_served", "restart",
-    "served_by"]
+           "served_by", "unfinished_reader"]
 
 Confirm = Callable[[list[str]], bool]  # asked with the collections --restart would delete
 
@@ -136,12 +136,31 @@ def served_by(store: QdrantStore, collection: str) -> list[str]:
     return sorted(a for a, c in store.aliases().items() if c == collection)
 
 
-def drop_left(store: QdrantStore, old: str | None, new: str, *, unverified: str | None = None
-              ) -> tuple[str | None, str | None]:
+def unfinished_reader(records: Iterable[MigrationRecord], store: QdrantStore,
+                      collection: str) -> str | None:
+    """Which migration recorded here reads `collection` of `store` (its source, or the
+    collection an in-place migration adds a vector to) and has not finished, said in a
+    clause; None when none does. Deleting it would leave that migration nothing to read and
+    lose the points it has not moved. A record keeps its target store, not its source's: a
+    migration into `store` from a collection of the same name in another store counts too."""
+    for record in records:
+        if (record.source_collection == collection and record.store in (None, store.identity)
+                and record.phase not in (Phase.COMPLETE, Phase.SWAPPED)):
+            done = record.counters.get("written", 0)
+            of = f" of {record.total:,}" if record.total else ""
+            return (f"the migration of {collection!r} to {record.provider} {record.model} "
+                    f"reads it and has not finished ({record.phase}, {done:,}{of} points "
+                    "written)")
+    return None
+
+
+def drop_left(store: QdrantStore, old: str | None, new: str, *, unverified: str | None = None,
+              records: Iterable[MigrationRecord] = ()) -> tuple[str | None, str | None]:
     """After a verified move to `new`: delete `old`, the collection the alias left, unless an
-    alias still serves it or the move was not verified (`unverified` says how: forced past
-    a failed verification, or made with verification off; then it stays, the move itself
-    succeeded). Returns (its name if deleted, else None; why it was kept, else None)."""
+    alias still serves it, one of `records` (the other migrations recorded) still reads it,
+    or the move was not verified (`unverified` says how: forced past a failed verification,
+    or made with verification off; then it stays, the move itself succeeded). Returns (its
+    name if deleted, else None; why it was kept, else None)."""
     if old is None or old == new or not store.exists(old):
         return None, None
     if unverified:
@@ -149,6 +168,9 @@ def drop_left(store: QdrantStore, old: str | None, new: str, *, unverified: str 
     served = served_by(store, old)
     if served:
         return None, f"alias {', '.join(served)} still serves it"
+    reader = unfinished_reader(records, store, old)
+    if reader:
+        return None, reader
     store.delete_collection(old)
     return old, None
 

@@ -532,6 +532,28 @@ def test_swap_to_a_failed_migrations_target_exits_2_unless_forced(tmp_path: Path
     assert "live: (new) -> docs_v2 (forced)" in run("status", *where).stdout
 
 
+def test_drop_old_of_a_source_an_unfinished_migration_reads_exits_2_unless_forced(
+        tmp_path: Path) -> None:
+    store = tmp_path / "q"
+    client = QdrantClient(path=str(store))
+    make_collection(client, "docs", n=20, payload=lambda i, t: {"text": t} if i % 4 else {})
+    make_collection(client, "other", n=3)
+    client.close()
+    where = ["--qdrant-path", str(store), "--state-dir", str(tmp_path / "state")]
+    assert run("swap", "live", "docs", *where).exit_code == 0
+    assert run("migrate", *base(store, tmp_path), "--collection", "docs",
+               "--target", "docs_v2").exit_code == 1  # 5 points without text: failed
+    assert run("swap", "live", "other", *where).exit_code == 0
+    refused = run("drop-old", "live", *where, "--yes")
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert ("Collection 'docs' is not deleted: the migration of 'docs' to hashing "
+            "hash-words-v1 reads it and has not finished (failed") in refused.stderr
+    asked = run("drop-old", "live", *where)  # refused before asking, not after
+    assert asked.exit_code == 2 and "Delete the collection" not in asked.output
+    forced = run("drop-old", "live", *where, "--yes", "--force", "--json")
+    assert json.loads(forced.stdout) == {"alias": "live", "deleted": "docs"}
+
+
 def test_swap_rollback_and_drop_old_commands(store_path: Path, tmp_path: Path) -> None:
     where = ["--qdrant-path", str(store_path), "--state-dir", str(tmp_path / "state")]
     assert run("migrate", *base(store_path, tmp_path), "--collection", "docs",

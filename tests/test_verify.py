@@ -178,13 +178,7 @@ def test_a_swap_by_hand_refuses_an_unfinished_or_failed_target(memory_store: Qdr
     make_collection(memory_store.client, "docs", n=100)
     make_collection(memory_store.client, "other", n=3)
     memory_store.swap_alias("live", "other")
-    with LoopbackServer(dims=8) as server:
-        server.faults.extend([Fault(0)] * 4 + [Fault(400, {"error": {"message": "boom"}})])
-        settings = config(tmp_path, name="openai-compatible", model="loop",
-                          base_url=server.url, dimensions=None, batch_size=16)
-        settings.collections[0].alias = None
-        with pytest.raises(ProviderResponseError, match="boom"):
-            migrate(settings, source_store=memory_store)
+    settings = _failed_midway(memory_store, tmp_path, "loop")
     (record,) = State(tmp_path / "state").all()
     with pytest.raises(ConfigError, match=f"'{record.target}' is not ready to serve: the "
                        "migration of 'docs' to openai-compatible loop wrote it and failed: "
@@ -198,6 +192,53 @@ def test_a_swap_by_hand_refuses_an_unfinished_or_failed_target(memory_store: Qdr
         swap(settings, "live", record.target, store=memory_store)
     assert memory_store.aliases() == {"live": "other"}
     assert swap(settings, "live", "docs", store=memory_store).forced is False  # no migration's
+
+
+def _failed_midway(store: QdrantStore, tmp_path: Path, model: str) -> Settings:
+    """A migration of 'docs' that failed after some of its points were written."""
+    with LoopbackServer(dims=8) as server:
+        server.faults.extend([Fault(0)] * 4 + [Fault(400, {"error": {"message": "boom"}})])
+        settings = config(tmp_path, name="openai-compatible", model=model,
+                          base_url=server.url, dimensions=None, batch_size=16)
+        settings.collections[0].alias = None
+        with pytest.raises(ProviderResponseError, match="boom"):
+            migrate(settings, source_store=store)
+    return settings
+
+
+def test_drop_old_refuses_a_source_an_unfinished_migration_reads(memory_store: QdrantStore,
+                                                                  tmp_path: Path) -> None:
+    """After a move by hand, `drop-old` deleted the collection the alias left even when it
+    was the source of a migration that had not finished: it could not resume."""
+    make_collection(memory_store.client, "docs", n=100)
+    make_collection(memory_store.client, "other", n=3)
+    memory_store.swap_alias("live", "docs")
+    settings = _failed_midway(memory_store, tmp_path, "loop")
+    swap(settings, "live", "other", store=memory_store)  # by hand: 'docs' is the old one now
+    refusal = ("Collection 'docs' is not deleted: the migration of 'docs' to "
+               r"openai-compatible loop reads it and has not finished \(failed, .* points "
+               r"written\).*--force")
+    with pytest.raises(ConfigError, match=refusal):
+        old_collection(settings, "live", store=memory_store)
+    with pytest.raises(ConfigError, match=refusal):
+        drop_old(settings, "live", store=memory_store)
+    assert "docs" in memory_store.collection_names()
+    assert old_collection(settings, "live", store=memory_store, force=True) == "docs"
+    assert drop_old(settings, "live", store=memory_store, force=True) == "docs"
+    assert "docs" not in memory_store.collection_names()
+
+
+def test_migrate_drop_old_keeps_a_source_another_migration_still_reads(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    make_collection(memory_store.client, "docs", n=100)
+    memory_store.swap_alias("live", "docs")
+    _failed_midway(memory_store, tmp_path, "loop")  # to one model, unfinished
+    settings = config(tmp_path)  # to another, with --drop-old
+    (moved,) = migrate(settings, source_store=memory_store, drop_old=True).collections
+    assert moved.swapped and moved.dropped is None
+    assert moved.kept is not None and moved.kept.startswith(
+        "the migration of 'docs' to openai-compatible loop reads it and has not finished")
+    assert "docs" in memory_store.collection_names()
 
 
 def _migrated(store: QdrantStore, tmp_path: Path, n: int = 60) -> tuple[Settings, str]:

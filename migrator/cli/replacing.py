@@ -62,9 +62,15 @@ def rollback(alias: str, as_json: bool, **options: Any) -> None:
 @click.argument("alias")
 @alias_options
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
+@click.option("--force", is_flag=True,
+              help="Delete it even though an unfinished migration recorded here reads it "
+                   "(that migration cannot resume then).")
 @json_option("Print what was deleted as JSON.")
-def drop_old_command(alias: str, yes: bool, as_json: bool, **options: Any) -> None:
+def drop_old_command(alias: str, yes: bool, force: bool, as_json: bool, **options: Any
+                     ) -> None:
     """Delete the collection ALIAS pointed to before its last move (never automatic).
+
+    Refused while an alias serves it or an unfinished migration reads it.
 
     \b
     Example:
@@ -73,13 +79,13 @@ def drop_old_command(alias: str, yes: bool, as_json: bool, **options: Any) -> No
     settings = settings_from(options)
     expected = None
     if not yes:
-        expected = old_collection(settings, alias)
+        expected = old_collection(settings, alias, force=force)
         wrote = written_by(settings, expected)
         if not ask(f"Delete the collection {expected!r}{f' ({wrote})' if wrote else ''} from "
                    f"{settings.target_store.location}, which alias {alias!r} pointed to "
                    "before its last move?"):
             raise MigratorError(f"Not confirmed; {expected!r} was not deleted.")
-    deleted = run_drop_old(settings, alias, expected=expected)
+    deleted = run_drop_old(settings, alias, expected=expected, force=force)
     click.echo(report.to_json({"alias": alias, "deleted": deleted}) if as_json
                else f"Deleted {deleted!r}.")
 
