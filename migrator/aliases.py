@@ -49,10 +49,14 @@ def swap(settings: Settings, alias: str, collection: str, *,
             return AliasMove(alias, current, collection)
         unready = _unready(_written(settings, target, collection))
         if unready and not force:
+            remedy = ("`migrator status` shows which check failed and by how much; running "
+                      "it again changes nothing until that is fixed" if
+                      unready.endswith(_FAILED_VERIFICATION) else
+                      "Run that migration again to finish it (it resumes where it stopped)")
             raise ConfigError(
-                f"Collection {collection!r} is not ready to serve: {unready}. Run that "
-                "migration again to finish it (it resumes where it stopped), or move the "
-                "alias anyway with --force (recorded as forced). Nothing was changed.")
+                f"Collection {collection!r} is not ready to serve: {unready}. {remedy}. Or "
+                "move the alias anyway with --force (recorded as forced). Nothing was "
+                "changed.")
         previous = target.swap_alias(alias, collection)
         _record(settings, target, alias, previous or current, collection,
                 forced=bool(unready))
@@ -177,6 +181,9 @@ def _written(settings: Settings, target: QdrantStore, collection: str
     return max(wrote, key=lambda r: r.updated_at) if wrote else None
 
 
+_FAILED_VERIFICATION = "it failed verification"
+
+
 def _unready(record: MigrationRecord | None) -> str | None:
     """Why the collection `record`'s migration wrote should not serve yet (it is being
     written, stopped, failed or failed verification), or None."""
@@ -186,7 +193,7 @@ def _unready(record: MigrationRecord | None) -> str | None:
              f"{record.model} wrote it")
     passed = (record.verification or {}).get("passed")
     if passed is False:
-        return f"{wrote} and it failed verification"
+        return f"{wrote} and {_FAILED_VERIFICATION}"
     if passed or record.phase in (Phase.SWAPPED, Phase.COMPLETE):
         return None  # verified (an alias held back by another collection's failure), or done
     why = f": {_first_sentence(record.error)}" if record.error else ""
