@@ -38,7 +38,7 @@ from .jobs import (
     target_name,
 )
 from .ownership import Confirm, claim, provenance, restart
-from .pipeline import Checkpoint, Pipeline, Progress
+from .pipeline import Checkpoint, Pipeline, Progress, Stats
 from .preflight import refuse_before_paying
 from .results import (
     Bill,
@@ -62,6 +62,11 @@ from .vector_cache import open_cache
 from .verification.dimensions import ProbeResult, probe, probe_texts
 
 __all__ = ["amigrate", "Confirm", "migrate", "ProgressCallback", "running"]
+
+# what a catch-up adds to a migration's counters: what it paid for (its points are counted
+# apart, by the count after it)
+_PAID = ("embedded", "tokens", "tokens_estimated", "requests", "retries", "cached",
+         "tokens_saved")
 
 ProgressCallback = Callable[[Progress], None]
 
@@ -434,11 +439,14 @@ class _Run:
         )
         await self._run_stage(stage, skips, result, catch_up=True)
         record.changes_since = started
-        self.state.update(record.id, changes_since=started)
+        paid = {k: v for k, v in stage.stats.counters().items() if k in _PAID}
         result.sync = join.stats
-        result.stats.add({k: v for k, v in stage.stats.counters().items()
-                          if k in ("embedded", "tokens", "requests", "retries", "cached",
-                                   "tokens_saved")})
+        result.stats.add(paid)
+        # the record's counters cover every run, a sync's catch-up too
+        counters = Stats()
+        counters.add((self.state.get(record.id) or record).counters)
+        counters.add(paid)
+        self.state.update(record.id, changes_since=started, counters=counters.counters())
 
     def _pipeline_args(self, job: Job, skips: StateSkipLog, dims: int, *, total: int | None,
                        label: str | None = None) -> dict[str, Any]:

@@ -225,6 +225,7 @@ def count_check_inputs(job: Job, result: CollectionResult, state: State, source:
     result.source_count = source.count(job.schema.name)
     result.target_count = target.count_with(job.target, job.target_vector) if (
         job.in_place) else target.count(job.target)
+    state.update(job.record.id, total=result.source_count, held=result.target_count)
 
 
 def stopped_error(exc: ProviderError | StoreError, result: CollectionResult,

@@ -127,6 +127,9 @@ STATE_SCHEMA: list[tuple[int, str, str]] = [
     (7, "the store each alias move was made in", """
         ALTER TABLE alias_history ADD COLUMN store TEXT;
     """),
+    (8, "what the target held at the last count", """
+        ALTER TABLE migrations ADD COLUMN held INTEGER;
+    """),
 ]
 
 
@@ -184,6 +187,8 @@ class MigrationRecord:
     strategy: str = "new-collection"  # or "in-place": `new_vector` added to the source
     new_vector: str | None = None
     created_vector: bool = False  # this migration added `new_vector` (it may drop it)
+    # the points the target held at the last count (after a run's catch-up), of `total`
+    held: int | None = None
 
     @property
     def in_place(self) -> bool:
@@ -215,6 +220,7 @@ class RecordUpdate(TypedDict, total=False):
     verification: dict[str, Any]
     changes_since: float
     created_vector: int
+    held: int
 
 
 class State:

@@ -29,8 +29,9 @@ def status(result: Any) -> str:
     rows = []
     for m in result.migrations:
         counters = m.counters
-        written = counters.get("written", 0)
-        progress = f"{written:,}/{m.total:,}" if m.total else f"{written:,}"
+        # points in the target: written so far, or what the last count found once written
+        points = m.held if m.finished and m.held is not None else counters.get("written", 0)
+        progress = f"{points:,}/{m.total:,}" if m.total else f"{points:,}"
         verified = "-" if not m.verification else (
             "passed" if m.verification.get("passed") else "failed")
         target = f"{m.target} (vector {m.new_vector})" if m.in_place else m.target
@@ -40,7 +41,7 @@ def status(result: Any) -> str:
                      f"{counters.get('tokens', 0):,}", f"{counters.get('cached', 0):,}",
                      "end" if m.finished else _checkpoint(m.checkpoint), verified,
                      _cut(m.error)))
-    lines.append(table(["source", "target", "model", "phase", "written", "points' tokens",
+    lines.append(table(["source", "target", "model", "phase", "points", "points' tokens",
                         "from cache", "checkpoint", "verified", "error"], rows))
     if any(m.counters.get("tokens_estimated") for m in result.migrations):
         lines.append("~ estimated: the provider did not report the tokens it billed.")

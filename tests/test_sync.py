@@ -18,8 +18,10 @@ from migrator import (
     Settings,
     StoreError,
     migrate,
+    status,
     sync,
 )
+from migrator.status_report import status as render
 from migrator.store import QdrantStore, id_order
 
 from .conftest import make_collection
@@ -79,6 +81,30 @@ def test_sync_brings_the_target_up_to_date(store: QdrantStore, tmp_path: Path) -
         np.testing.assert_allclose(point.vector["dense"], vector_for(point.payload["text"], 8),
                                    atol=1e-6)
     assert result.collections[0].target_count == 40 + 2 - 2 - 1
+
+
+def test_status_after_a_sync_shows_what_the_target_holds_and_what_the_sync_paid(
+        memory_store: QdrantStore, tmp_path: Path) -> None:
+    """After a sync, `status` still showed the backfill's `20/20` though the target held 21
+    of 21 points, and the tokens without the sync's: stale lines about the store."""
+    make_collection(memory_store.client, "docs", n=20, named=True)
+    settings = config(tmp_path, "")
+    with LoopbackServer(dims=8) as server:
+        settings.provider.base_url = server.url
+        migrate(settings, source_store=memory_store)
+        before = status(settings, store=memory_store).migrations[0].counters
+        memory_store.client.upsert("docs", points=[qm.PointStruct(
+            id=1000, vector={"dense": [1.0] * 8, "image": [0, 0, 0, 1.0]},
+            payload={"text": "a brand new point with words"})])
+        billed = server.billed_tokens
+        sync(settings, source_store=memory_store)
+        billed = server.billed_tokens - billed
+    (record,) = status(settings, store=memory_store).migrations
+    assert (record.held, record.total) == (21, 21)
+    assert record.counters["tokens"] == before["tokens"] + billed > before["tokens"]
+    assert record.counters["embedded"] == before["embedded"] + 1
+    shown = render(status(settings, store=memory_store))
+    assert " 21/21 " in shown and " 20/20 " not in shown
 
 
 def test_migrate_catches_up_before_it_swaps(memory_store: QdrantStore,
