@@ -47,12 +47,13 @@ def swap(settings: Settings, alias: str, collection: str, *,
         current = _check_swap(target, alias, collection)
         if current == collection:  # a no-op changes nothing and records nothing
             return AliasMove(alias, current, collection)
-        unready = _unready(_written(settings, target, collection))
+        wrote = _written(settings, target, collection)
+        unready = _unready(wrote)
         if unready and not force:
             remedy = ("`migrator status` shows which check failed and by how much; running "
-                      "it again changes nothing until that is fixed" if
-                      unready.endswith(_FAILED_VERIFICATION) else
-                      "Run that migration again to finish it (it resumes where it stopped)")
+                      "it again changes nothing until that is fixed" if _failed_gate(wrote)
+                      else "Run that migration again to finish it (it resumes where it "
+                      "stopped)")
             raise ConfigError(
                 f"Collection {collection!r} is not ready to serve: {unready}. {remedy}. Or "
                 "move the alias anyway with --force (recorded as forced). Nothing was "
@@ -181,7 +182,10 @@ def _written(settings: Settings, target: QdrantStore, collection: str
     return max(wrote, key=lambda r: r.updated_at) if wrote else None
 
 
-_FAILED_VERIFICATION = "it failed verification"
+def _failed_gate(record: MigrationRecord | None) -> bool:
+    """Whether `record`'s migration failed verification (running it again alone changes
+    nothing)."""
+    return record is not None and (record.verification or {}).get("passed") is False
 
 
 def _unready(record: MigrationRecord | None) -> str | None:
@@ -193,7 +197,7 @@ def _unready(record: MigrationRecord | None) -> str | None:
              f"{record.model} wrote it")
     passed = (record.verification or {}).get("passed")
     if passed is False:
-        return f"{wrote} and {_FAILED_VERIFICATION}"
+        return f"{wrote} and it failed verification"
     if passed or record.phase in (Phase.SWAPPED, Phase.COMPLETE):
         return None  # verified (an alias held back by another collection's failure), or done
     why = f": {_first_sentence(record.error)}" if record.error else ""
