@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -72,24 +73,10 @@ class CachedEmbedder(Wrapper):
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Embedding:
         space = namespace(self.inner, kind)
         keys = EmbeddingCache.keys(space, texts)
-        unknown = [k for k in keys if k not in self._inflight]
+        inflight = self._inflight
+        unknown = [k for k in keys if k not in inflight] if inflight else keys
         found = self.cache.get_many(space, unknown) if unknown else {}
-        stored = _sound_rows(found, self.inner.dims)
-        hits: dict[int, tuple[np.ndarray, int]] = {}
-        waits: dict[int, tuple[asyncio.Future[_Answer], int]] = {}
-        mine: list[int] = []
-        first: dict[bytes, int] = {}  # the texts this call sends, by key
-        repeats: dict[int, int] = {}  # a text given twice: where its first copy is
-        for i, key in enumerate(keys):
-            if key in stored:
-                hits[i] = stored[key]
-            elif key in self._inflight:  # another request is embedding it
-                waits[i] = self._inflight[key]
-            elif key in first:
-                repeats[i] = first[key]
-            else:
-                first[key] = i
-                mine.append(i)
+        hits, waits, mine, repeats = self._sort_out(keys, _sound_rows(found, self.inner.dims))
         result = await self._embed_mine(space, texts, keys, mine, kind) if mine else None
         for i, (claim, row) in waits.items():
             vectors, shares = await claim
@@ -108,6 +95,32 @@ class CachedEmbedder(Wrapper):
             tokens_saved=saved,
         )
 
+    def _sort_out(self, keys: list[bytes], stored: dict[bytes, tuple[np.ndarray, int]]
+                  ) -> tuple[dict[int, tuple[np.ndarray, int]],
+                             dict[int, tuple[asyncio.Future[_Answer], int]],
+                             list[int], dict[int, int]]:
+        """Where each text's vector comes from: the cache (hits), another call embedding it
+        now (waits), this call (mine), or the first copy of a text given twice (repeats)."""
+        hits: dict[int, tuple[np.ndarray, int]] = {}
+        waits: dict[int, tuple[asyncio.Future[_Answer], int]] = {}
+        repeats: dict[int, int] = {}
+        inflight = self._inflight
+        if not stored and inflight.keys().isdisjoint(keys) and len(set(keys)) == len(keys):
+            return hits, waits, list(range(len(keys))), repeats  # all new: a first run's
+        mine: list[int] = []
+        first: dict[bytes, int] = {}  # the texts this call sends, by key
+        for i, key in enumerate(keys):
+            if key in stored:
+                hits[i] = stored[key]
+            elif key in inflight:  # another request is embedding it
+                waits[i] = inflight[key]
+            elif key in first:
+                repeats[i] = first[key]
+            else:
+                first[key] = i
+                mine.append(i)
+        return hits, waits, mine, repeats
+
     async def embed_unsized(self, texts: Sequence[str], *, kind: InputKind = "document",
                             fresh: bool = False) -> Embedding:
         if self.inner.sizing is not None:  # this cache holds sized vectors: go below it
@@ -125,12 +138,14 @@ class CachedEmbedder(Wrapper):
         """Embed the texts this call claimed, commit them, then hand the answer to anyone
         waiting for one of them."""
         claim: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
-        claimed = [keys[i] for i in mine]
-        for row, key in enumerate(claimed):
-            self._inflight[key] = (claim, row)
+        every = len(mine) == len(texts)
+        claimed = keys if every else [keys[i] for i in mine]
+        sent = list(texts) if every else [texts[i] for i in mine]
+        rows = zip(repeat(claim), range(len(claimed)), strict=False)  # (its claim, its row)
+        self._inflight.update(zip(claimed, rows, strict=True))
         try:
-            result = await self.inner.embed([texts[i] for i in mine], kind=kind)
-            shares = await self._store(space, claimed, [texts[i] for i in mine], result)
+            result = await self.inner.embed(sent, kind=kind)
+            shares = await self._store(space, claimed, sent, result)
         except BaseException as exc:
             claim.set_exception(exc)
             claim.exception()  # the caller sees exc itself; waiters may not exist
