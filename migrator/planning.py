@@ -192,7 +192,7 @@ def _run_warnings(settings: Settings, spec: ModelSpec, decision: DimsDecision) -
     provider = settings.provider
     if provider.key_missing:
         warnings.append("No API key is set: migrate will need "
-                        f"{env_variable(provider.key_env, 'provider.api_key_env')}.")
+                        f"{env_variable(provider.key_env, provider.setting('api_key_env'))}.")
     if not spec.dims:
         warnings.append(f"Model {provider.model!r} is not in migrator's catalog: its size will "
                         "be probed with one request, and no cost can be estimated.")

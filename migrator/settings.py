@@ -136,18 +136,26 @@ class ProviderSettings(_Section):
     # cancel it and embed it synchronously
     batch_fallback: Literal["wait", "sync"] = "wait"
     _section: str = PrivateAttr(default="provider")
+    _where: str = PrivateAttr(default="")
 
-    @property
-    def section(self) -> str:
-        """Where these settings are in the configuration (`provider`,
-        `provider.fallbacks.0`, `verify.source_provider`): messages name keys by it."""
-        return self._section
-
-    def at(self, section: str) -> ProviderSettings:
-        """A copy of these settings that knows they are found at `section`."""
+    def at(self, section: str, *, where: str | None = None) -> ProviderSettings:
+        """A copy of these settings that knows they are found at `section` (of a file
+        described by `where`, e.g. "of candidate 2 in compare.yaml")."""
         placed = self.model_copy()
         placed._section = section
+        if where is not None:
+            placed._where = where
         return placed
+
+    def nested(self, inner: ProviderSettings, part: str) -> ProviderSettings:
+        """`inner` (a fallback's settings) placed at `part` under these settings."""
+        return inner.at(".".join(filter(None, [self._section, part])), where=self._where)
+
+    def setting(self, key: str) -> str:
+        """How a message names one of these settings: `provider.batch_size`, or
+        `batch_size of candidate 2 in compare.yaml`."""
+        named = ".".join(filter(None, [self._section, key]))
+        return f"{named} {self._where}" if self._where else named
 
     @field_validator("name")
     @classmethod
@@ -185,8 +193,8 @@ class ProviderSettings(_Section):
         if self.key_missing:
             raise ConfigError(
                 f"No API key for provider {self.name!r}: set "
-                f"{env_variable(self.key_env, f'{self.section}.api_key_env')} (or name "
-                f"another one with {self.section}.api_key_env).")
+                f"{env_variable(self.key_env, self.setting('api_key_env'))} (or name "
+                f"another one with {self.setting('api_key_env')}).")
         return self.api_key.get_secret_value() if self.api_key is not None else None
 
 

@@ -358,6 +358,23 @@ def test_a_candidate_with_a_bad_key_fails_and_the_others_are_measured(tmp_path: 
     assert "FAILED bad: ProviderAuthError" in compare_report.terminal(result)
 
 
+def test_a_candidates_messages_name_its_keys_where_they_can_be_set(tmp_path: Path) -> None:
+    # they named provider.* keys, which a candidates file does not have
+    with LoopbackServer(dims=16, api_key="right") as server:
+        found = loopback_candidates(tmp_path / "c.yaml", ("good", server), ("bad", server),
+                                    bad={"api_key_env": "BAD_KEY"},
+                                    environ={"BAD_KEY": "wrong"})
+        found[0].provider.base_url = "http://127.0.0.1:9/v1"  # nothing listens there
+        keyless = parse_flag("openai:text-embedding-3-small", environ={})
+        result = compare(load_dataset(TINY), [*found, *keyless])
+    where = tmp_path / "c.yaml"
+    unreachable, refused, flag = (c.error or "" for c in result.candidates)
+    assert f"Check base_url of candidate 1 in {where} and" in unreachable
+    assert f"read from the variable named by api_key_env of candidate 2 in {where})" in refused
+    assert "or name another one with api_key_env of a --candidates file entry" in flag
+    assert "provider." not in unreachable + refused + flag
+
+
 def test_cost_comes_from_measured_tokens_and_the_catalog_price(tmp_path: Path) -> None:
     with LoopbackServer(dims=1536) as server:
         entry = {"name": "small", "provider": "openai-compatible",

@@ -75,7 +75,8 @@ def load_candidates(path: Path, *, environ: dict[str, str] | None = None) -> lis
     for number, entry in enumerate(data, start=1):
         if not isinstance(entry, dict):
             raise ConfigError(f"{path}: candidate {number} is not a mapping of settings.")
-        candidates.extend(expand(entry, origin=f"{path}: candidate {number}", environ=environ))
+        candidates.extend(expand(entry, origin=f"{path}: candidate {number}",
+                                 where=f"of candidate {number} in {path}", environ=environ))
     return finish(candidates, reference)
 
 
@@ -85,7 +86,9 @@ def parse_flag(flag: str, *, environ: dict[str, str] | None = None) -> list[Cand
     entry: dict[str, Any] = {"provider": provider, "model": model}
     if size is not None:
         entry["dimensions"] = size
-    return expand(entry, origin=f"--candidate {flag}", environ=environ)
+    # a flag sets no other key: messages point to the file that can
+    return expand(entry, origin=f"--candidate {flag}", where="of a --candidates file entry",
+                  environ=environ)
 
 
 def _flag_parts(flag: str) -> tuple[str, str, int | None]:
@@ -106,9 +109,11 @@ def _default_name(provider: str, model: str, size: int | None) -> str:
     return f"{provider}/{model}" + (f"@{size}" if size else "")
 
 
-def expand(entry: dict[str, Any], *, origin: str, environ: dict[str, str] | None = None
-           ) -> list[Candidate]:
-    """One entry of the list: a candidate per size when `dimensions` lists several."""
+def expand(entry: dict[str, Any], *, origin: str, where: str = "",
+           environ: dict[str, str] | None = None) -> list[Candidate]:
+    """One entry of the list: a candidate per size when `dimensions` lists several.
+    `origin` prefixes a refusal of the entry; `where` follows a key that a message names
+    ("batch_size of candidate 2 in compare.yaml")."""
     if "provider" not in entry or "model" not in entry:
         raise ConfigError(f"{origin}: needs `provider` and `model`.")
     sizes = entry.get("dimensions")
@@ -124,7 +129,7 @@ def expand(entry: dict[str, Any], *, origin: str, environ: dict[str, str] | None
         try:
             provider = ProviderSettings.model_validate(
                 {**settings, "name": entry["provider"], "model": entry["model"],
-                 "dimensions": size})
+                 "dimensions": size}).at("", where=where)
         except ValidationError as exc:
             raise ConfigError(describe_validation(exc, prefix=origin,
                                                   model=ProviderSettings)) from exc

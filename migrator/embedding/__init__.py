@@ -95,12 +95,13 @@ def build_embedder(settings: ProviderSettings, *, client: httpx.AsyncClient | No
     if settings.fallbacks:
         check_same_model(settings, settings.fallbacks)
         inner = FallbackEmbedder([inner, *(
-            _build_endpoint(f.at(f"{settings.section}.fallbacks.{n}"), client, distance)[0]
+            _build_endpoint(settings.nested(f, f"fallbacks.{n}"), client, distance)[0]
             for n, f in enumerate(settings.fallbacks))])
     stack = compose(inner, cache)
     if decision.action in ("truncate", "pad") or (decision.action == "probed"
                                                   and decision.target):
-        return AdaptedEmbedder(stack, decision)  # a probed one settles on the first answer
+        # a probed one settles on the first answer
+        return AdaptedEmbedder(stack, decision, settings.setting)
     return stack
 
 
@@ -164,8 +165,8 @@ def _build_endpoint(settings: ProviderSettings, client: httpx.AsyncClient | None
         inner = construct(spec, settings, None, client)
         return inner, decide(inner.spec, settings.dimensions,
                              policy=settings.dimension_policy, distance=distance,
-                             send_dimensions=False, section=settings.section)
+                             send_dimensions=False, setting=settings.setting)
     decision = decide(spec, settings.dimensions, policy=settings.dimension_policy,
                       distance=distance, send_dimensions=settings.send_dimensions,
-                      section=settings.section)
+                      setting=settings.setting)
     return construct(spec, settings, decision.ask, client), decision

@@ -4,7 +4,7 @@ vectors, so every size cut from them shares one cache entry and one payment."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ..errors import ProviderResponseError
@@ -18,9 +18,11 @@ class AdaptedEmbedder(Wrapper):
     """Vectors truncated or padded to `decision.target`. A probed decision (a model the
     catalog lacks) is settled by the first answer, or by the probe."""
 
-    def __init__(self, inner: Embedder, decision: DimsDecision) -> None:
+    def __init__(self, inner: Embedder, decision: DimsDecision,
+                 setting: Callable[[str], str] = "provider.{}".format) -> None:
         super().__init__(inner)
         self.decision = decision
+        self._setting = setting  # names a provider setting in a refusal
 
     @property
     def dims(self) -> int:
@@ -38,7 +40,7 @@ class AdaptedEmbedder(Wrapper):
                             fresh: bool = False) -> Embedding:
         result = await self.inner.embed_unsized(texts, kind=kind, fresh=fresh)
         output = int(result.vectors.shape[1])
-        self.decision = settle(self.decision, output, self.spec.model)
+        self.decision = settle(self.decision, output, self.spec.model, self._setting)
         if output != self.decision.output:
             raise ProviderResponseError(
                 f"{self.spec.provider} ({self.spec.model}) returned vectors of {output} "

@@ -73,7 +73,7 @@ class HttpEndpoint:
         self,
         *,
         label: str,
-        section: str = "provider",
+        setting: Callable[[str], str] = "provider.{}".format,
         headers: Mapping[str, str],
         timeout: float,
         max_retries: int,
@@ -83,7 +83,7 @@ class HttpEndpoint:
         concurrency: AdaptiveConcurrency | None = None,
     ) -> None:
         self.label = label
-        self.section = section  # where its settings are: messages name keys by it
+        self.setting = setting  # names one of its settings (a key) in a message
         self.limiter = limiter
         self.concurrency = concurrency
         self.metrics = EndpointMetrics()
@@ -154,12 +154,12 @@ class HttpEndpoint:
                 if isinstance(exc, httpx.ConnectError) and not self._answered:
                     raise ProviderUnreachable(
                         f"{self.label}: could not connect to {redact_url(url)} ({exc}). Check "
-                        f"{self.section}.base_url and that the server is running.",
+                        f"{self.setting('base_url')} and that the server is running.",
                         provider=self.label) from exc
                 if retries >= self.max_retries:
                     raise ProviderResponseError(
                         f"{self.label}: request failed after {retries} retries: "
-                        f"{type(exc).__name__}: {exc}. Check {self.section}.base_url and the "
+                        f"{type(exc).__name__}: {exc}. Check {self.setting('base_url')} and the "
                         "network.",
                         provider=self.label,
                     ) from exc
@@ -180,7 +180,7 @@ class HttpEndpoint:
                 if response.status_code == 429:
                     raise ProviderRateLimited(
                         f"{error} Still rate limited after {retries} retries; lower "
-                        f"{self.section}.concurrency or raise {self.section}.max_retries.",
+                        f"{self.setting('concurrency')} or raise {self.setting('max_retries')}.",
                         provider=self.label,
                         status=429,
                     )
@@ -256,7 +256,7 @@ class HttpEndpoint:
                     raise type(exc)(
                         f"{self.label} kept answering wrongly ({len(seen)} answers, the last: "
                         f"{exc}) The server is not serving this model as configured: check "
-                        f"{self.section}.model, {self.section}.dimensions and the server.",
+                        f"{self.setting('model')}, {self.setting('dimensions')} and the server.",
                         provider=self.label) from exc
                 retries += 1
                 self.metrics.retries["invalid answer"] += 1
@@ -274,7 +274,7 @@ class HttpEndpoint:
         if status in (401, 403):
             return ProviderAuthError(
                 f"{text}. Check the API key (it is read from the variable named by "
-                f"{self.section}.api_key_env).",
+                f"{self.setting('api_key_env')}).",
                 provider=self.label,
                 status=status,
             )
@@ -289,7 +289,7 @@ class HttpEndpoint:
             limit = next((int(n) for n in too_long.groups() if n), None)
             return ProviderResponseError(
                 f"{text}. A text is longer than the model takes: set "
-                f"{self.section}.max_tokens_per_input to its limit"
+                f"{self.setting('max_tokens_per_input')} to its limit"
                 f"{f' ({limit})' if limit else ''} "
                 "and --long-input to truncate or chunk-mean, then run the same command again "
                 "(under long_input: fail, texts over that limit are listed, not sent).",
@@ -297,12 +297,12 @@ class HttpEndpoint:
         if status in (400, 413, 422) and (batch := _TOO_MANY.search(message)):
             return ProviderResponseError(
                 f"{text}. The server takes at most {batch.group(1)} texts a request: set "
-                f"{self.section}.batch_size to {batch.group(1)} (or less), then run the same "
+                f"{self.setting('batch_size')} to {batch.group(1)} (or less), then run the same "
                 "command again.", provider=self.label, status=status)
         if status == 413:
             return ProviderResponseError(
                 f"{text}. The request was larger than the server (or a proxy in front of it) "
-                f"takes: lower {self.section}.batch_size, then run the same command again.",
+                f"takes: lower {self.setting('batch_size')}, then run the same command again.",
                 provider=self.label, status=status)
         return ProviderResponseError(text + ".", provider=self.label, status=status)
 

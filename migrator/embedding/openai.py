@@ -167,17 +167,17 @@ def _decode_vector(raw: Any, label: str) -> np.ndarray:
 
 
 def _endpoint_url(settings: ProviderSettings) -> str:
-    name, section = settings.name, settings.section
+    name, setting = settings.name, settings.setting
     if name == "azure":
         if not settings.base_url:
             raise ConfigError(
-                f"Azure OpenAI needs {section}.base_url, e.g. "
+                f"Azure OpenAI needs {setting('base_url')}, e.g. "
                 "https://RESOURCE.openai.azure.com.")
         base = settings.base_url.rstrip("/")
         if settings.api_version:
             if not settings.deployment:
                 raise ConfigError(
-                    f"Azure OpenAI with {section}.api_version needs {section}.deployment "
+                    f"Azure OpenAI with {setting('api_version')} needs {setting('deployment')} "
                     "(the deployment name); or drop api_version to use the v1 API."
                 )
             return (f"{base}/openai/deployments/{settings.deployment}/embeddings"
@@ -186,7 +186,7 @@ def _endpoint_url(settings: ProviderSettings) -> str:
     root = settings.base_url or DEFAULT_BASE_URLS.get(name)
     if not root:
         raise ConfigError(
-            f"Provider {name!r} needs {section}.base_url, the server's OpenAI-compatible "
+            f"Provider {name!r} needs {setting('base_url')}, the server's OpenAI-compatible "
             "address, e.g. http://localhost:11434/v1 for Ollama or http://localhost:8000/v1 "
             "for vLLM."
         )

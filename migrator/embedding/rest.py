@@ -60,7 +60,7 @@ class RestEmbedder(Embedder):
         self._dims: int | None = ask or (spec.dims or None)
         self._batch_size = min(settings.batch_size or self.default_batch, spec.max_inputs)
         extra = {"sleep": sleep} if sleep is not None else {}
-        self._http = HttpEndpoint(label=self.label, section=settings.section,
+        self._http = HttpEndpoint(label=self.label, setting=settings.setting,
                                   headers=self.headers(),
                                   timeout=settings.timeout, max_retries=settings.max_retries,
                                   client=client, limiter=limiter_for(settings),
@@ -133,7 +133,7 @@ class RestEmbedder(Embedder):
             if self.settings.batch_size:
                 self._notes.append(
                     f"{self.label} takes at most {most} texts a request ({limits.where}): "
-                    f"{self.settings.section}.batch_size {self._batch_size} is lowered to "
+                    f"{self.settings.setting('batch_size')} {self._batch_size} is lowered to "
                     f"{most}.")
             self._batch_size = most
             self.spec = replace(self.spec, max_inputs=min(self.spec.max_inputs, most))
@@ -145,7 +145,7 @@ class RestEmbedder(Embedder):
         if not guessed and tokens > known:
             return
         if not guessed:
-            given = (f"{self.settings.section}.max_tokens_per_input"
+            given = (self.settings.setting("max_tokens_per_input")
                      if self.settings.max_tokens_per_input
                      else "migrator's catalog")
             self._notes.append(
@@ -165,7 +165,7 @@ class RestEmbedder(Embedder):
         """The URL requests go to, checked once when the embedder is built."""
         if not self.base_url:
             raise ConfigError(f"Provider {self.settings.name!r} needs "
-                              f"{self.settings.section}.base_url, the server's address.")
+                              f"{self.settings.setting('base_url')}, the server's address.")
         return self.url()
 
     def url(self) -> str:

@@ -15,6 +15,7 @@ its vectors to reach the target size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -99,7 +100,7 @@ class DimsDecision:
 
 def decide(spec: ModelSpec, configured: int | None, *, policy: DimsPolicy = "error",
            distance: str = "Cosine", send_dimensions: bool | None = None,
-           section: str = "provider") -> DimsDecision:
+           setting: Callable[[str], str] = "provider.{}".format) -> DimsDecision:
     """The dimension decision for `spec` at the `configured` size (None: native).
 
     Args:
@@ -109,7 +110,7 @@ def decide(spec: ModelSpec, configured: int | None, *, policy: DimsPolicy = "err
         distance: the target's distance; truncation renormalises for Cosine and Dot.
         send_dimensions: force (True) or forbid (False) asking the provider for the size;
             None decides from the catalog.
-        section: where the provider's settings are, for the message of a refusal.
+        setting: names one of the provider's settings (a key) in the message of a refusal.
 
     Raises:
         ConfigError: the size cannot be reached under `policy`.
@@ -140,16 +141,18 @@ def decide(spec: ModelSpec, configured: int | None, *, policy: DimsPolicy = "err
                else "it has no output-size option")
     raise ConfigError(
         f"Model {spec.model!r} ({spec.provider}) produces {spec.dims}-dimensional vectors "
-        f"({allowed}); the configuration asks for {configured}. Remove {section}.dimensions, "
-        f"choose a size the model supports, or set {section}.dimension_policy: {fix} to make "
+        f"({allowed}); the configuration asks for {configured}. Remove {setting('dimensions')}, "
+        f"choose a size the model supports, or set {setting('dimension_policy')}: {fix} to make "
         f"{direction} vectors yourself"
         + (" (quality drops for a model not trained for it: run `migrator validate` to "
            "measure it)." if fix == "truncate" else ".")
     )
 
 
-def settle(decision: DimsDecision, output: int, model: str = "the model") -> DimsDecision:
-    """A probed decision made final once the provider's own size `output` is known.
+def settle(decision: DimsDecision, output: int, model: str = "the model",
+           setting: Callable[[str], str] = "provider.{}".format) -> DimsDecision:
+    """A probed decision made final once the provider's own size `output` is known
+    (`setting` names a key of the provider's settings in a refusal).
 
     Raises:
         DimensionMismatch: the configured size cannot be reached from `output` under the
@@ -167,8 +170,8 @@ def settle(decision: DimsDecision, output: int, model: str = "the model") -> Dim
     fix = "truncate" if target < output else "pad"
     raise DimensionMismatch(
         f"{model} returned {output}-dimensional vectors; the configuration says {target} "
-        f"(dimension_policy: {policy}). Set provider.dimensions to {output}, or "
-        f"provider.dimension_policy: {fix}.")
+        f"(dimension_policy: {policy}). Set {setting('dimensions')} to {output}, or "
+        f"{setting('dimension_policy')}: {fix}.")
 
 
 def truncation_fidelity(vectors: np.ndarray, dims: int, *, k: int = 10,
