@@ -11,10 +11,10 @@ from typing import Any
 
 from .catalog import ModelSpec
 from .errors import ConfigError, MigratorError
-from .wording import counted, has
+from .wording import counted, has, money
 
 __all__ = ["alias_move", "batch_lines", "bill", "cache", "demo", "dims_line", "duration",
-    "ingest", "migration", "models", "money", "plan", "save", "sync", "sync_counts",
+    "ingest", "migration", "models", "plan", "save", "sync", "sync_counts",
     "table", "to_json", "validation", "verification", "verify", "verify_file", "verify_markdown",
     "writable", "WRITE_MODES"]
 
@@ -69,14 +69,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
              for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def money(value: float | None) -> str:
-    if value is None:
-        return "unknown"
-    if value == 0:
-        return "$0"
-    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
 def cost(value: float | None) -> str:

@@ -27,7 +27,7 @@ from .settings import Settings
 from .state import State
 from .store import QdrantStore
 from .verification.checks import VerificationReport
-from .wording import counted, has
+from .wording import counted, has, money
 
 __all__ = ["Bill", "CollectionResult", "count_check_inputs", "MigrationResult", "problem_of",
            "over_budget_error", "raise_problems", "stopped_error", "where_it_stopped"]
@@ -260,6 +260,6 @@ def over_budget_error(budget: Budget, result: CollectionResult, stats: Stats, *,
              f"written into {result.target!r} and checkpointed")
     return BudgetExceeded(
         f"Stopped before the next request would take this run past --max-cost "
-        f"${budget.limit:,.2f}: it spent ${budget.spent:,.4f}; {where}; no alias was moved. "
+        f"{money(budget.limit)}: it spent {money(budget.spent)}; {where}; no alias was moved. "
         "Run again with a higher --max-cost (or none) to resume from there; nothing paid "
         "for is paid again.", spent=budget.spent)

@@ -14,6 +14,7 @@ from .state import State
 from .store import CollectionSchema, QdrantStore
 from .texts import TextSource
 from .verification.dimensions import probe_texts
+from .wording import money
 
 __all__ = ["bill_of", "budget_for", "refuse_over_budget"]
 
@@ -76,8 +77,8 @@ def refuse_over_budget(budget: Budget, settings: Settings, source: QdrantStore,
     if left > budget.limit:
         priced = " at the batch price" if estimate.batch is not None else ""
         raise ConfigError(
-            f"The estimated cost of this run{priced}, ${left:,.4f} (`migrator plan` shows how "
-            f"it is made), exceeds --max-cost ${budget.limit:,.2f}. Raise --max-cost, or "
+            f"The estimated cost of this run{priced}, {money(left)} (`migrator plan` shows how "
+            f"it is made), exceeds --max-cost {money(budget.limit)}. Raise --max-cost, or "
             "migrate fewer collections at a time. Nothing was sent.")
 
 

@@ -8,8 +8,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .report import money, table
-from .wording import shortened, vector_label
+from .report import table
+from .wording import money, shortened, vector_label
 
 __all__ = ["ERROR_WIDTH", "JOB_ERROR_WIDTH", "status"]
 

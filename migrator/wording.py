@@ -5,12 +5,13 @@ validate (each key and what is wrong with it, never a secret's value)."""
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Sequence
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["closest_key", "counted", "describe_validation", "has", "section_of",
+__all__ = ["closest_key", "counted", "describe_validation", "has", "money", "section_of",
            "section_type", "shortened", "vector_label"]
 
 
@@ -23,6 +24,19 @@ def has(count: int, singular: str = "has", plural: str = "have") -> str:
     """The word that agrees with `count`: `has`/`have`, or the pair given (`is`/`are`,
     `it`/`them`)."""
     return singular if count == 1 else plural
+
+
+def money(value: float | None) -> str:
+    """USD as a report shows it: `$12.50`, `$0.0042`, and a sum under a hundredth of a cent
+    to two significant digits (`$0.000012`), never rounded to `$0.0000`."""
+    if value is None:
+        return "unknown"
+    if value == 0:
+        return "$0"
+    if value >= 1:
+        return f"${value:,.2f}"
+    places = max(4, 1 - math.floor(math.log10(value)))
+    return f"${value:.{places}f}"
 
 
 def shortened(text: str, width: int) -> str:

@@ -26,6 +26,7 @@ from migrator.embedding.usage import Budget, Usage
 from migrator.settings import VerifySettings
 from migrator.state import State
 from migrator.store import QdrantStore
+from migrator.wording import money
 
 from .conftest import make_collection
 from .loopback import Fault, LoopbackServer
@@ -210,9 +211,12 @@ def test_max_cost_refuses_a_run_whose_estimate_is_over_it(tmp_path: Path) -> Non
         args = priced_args(store, tmp_path, server.url)
         planned = json.loads(cli("plan", *args, "--max-cost", "0.000001", "--json").stdout)
         assert planned["within_max_cost"] is False
+        shown = cli("plan", *args, "--max-cost", "0.000001").stdout
+        assert "--max-cost $0.0000010: the estimate is over it" in shown  # was "$0.0000"
         refused = cli("migrate", *args, "--max-cost", "0.000001", "--no-verify")
         assert refused.exit_code == 2, refused.stderr
-        assert "exceeds --max-cost $0.00" in refused.stderr and "Nothing was sent" in (
+        # the limit as given, not rounded to "$0.00"
+        assert "exceeds --max-cost $0.0000010." in refused.stderr and "Nothing was sent" in (
             refused.stderr)
         assert server.requests == 0
         assert cli("migrate", *args, "--max-cost", "1", "--no-verify").exit_code == 0
@@ -228,8 +232,10 @@ def test_max_cost_stops_a_run_before_its_spend_passes_it(tmp_path: Path) -> None
         args = priced_args(store, tmp_path, server.url)
         stopped = cli("migrate", *args, "--max-cost", str(limit), "--no-verify", "--json")
         assert stopped.exit_code == 1, stopped.stderr
-        assert "spent $0.0000" in stopped.stderr and "resume" in stopped.stderr
         spent = server.billed_tokens * 0.02 / 1e6
+        # what it spent to two significant digits, not "$0.0000"
+        assert f"past --max-cost $0.000060: it spent {money(spent)};" in stopped.stderr
+        assert money(spent) != "$0.0000" and "resume" in stopped.stderr
         assert 0 < spent <= limit  # the bill stayed within the limit
         with State(tmp_path / "state") as state:
             (record,) = state.all()

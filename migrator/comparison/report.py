@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..report import duration, money, save, table, to_json, writable
+from ..report import duration, save, table, to_json, writable
+from ..wording import money
 from .charts import ChartsUnavailable, render_charts
 from .results import CandidateResult, CompareResult, Figure
 
