@@ -42,6 +42,7 @@ class Stop:
         self._draining = 0
         self._task: asyncio.Task[Any] | None = None
         self._signalled = asyncio.Event()
+        self.paid: Callable[[], str] | None = None  # what the run paid for, said on a stop
 
     @property
     def requested(self) -> bool:
@@ -67,7 +68,9 @@ class Stop:
     def error(self, what: str) -> Interrupted:
         """The `Interrupted` to raise: `what` says what was done and left."""
         name = signal.Signals(self.signum or signal.SIGINT).name
-        return Interrupted(f"Stopped by {name}: {what}", signum=self.signum or signal.SIGINT)
+        paid = f" {self.paid()}" if self.paid is not None else ""
+        return Interrupted(f"Stopped by {name}: {what}{paid}",
+                           signum=self.signum or signal.SIGINT)
 
 
 _current: contextvars.ContextVar[Stop | None] = contextvars.ContextVar("stop", default=None)

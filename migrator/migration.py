@@ -63,11 +63,6 @@ from .verification.dimensions import ProbeResult, probe, probe_texts
 
 __all__ = ["amigrate", "Confirm", "migrate", "ProgressCallback", "running"]
 
-# what a catch-up adds to a migration's counters: what it paid for (its points are counted
-# apart, by the count after it)
-_PAID = ("embedded", "tokens", "tokens_estimated", "requests", "retries", "cached",
-         "tokens_saved")
-
 ProgressCallback = Callable[[Progress], None]
 
 
@@ -174,6 +169,8 @@ async def running(settings: Settings, source_store: QdrantStore | None,
                 state.claim(source.identity, c.name, model.spec.provider, model.spec.model)
             run = _Run(settings, state, source, target, model, on_progress)
             run.stop = stop
+            if stop is not None:
+                stop.paid = run.paid
             yield run, schemas
 
 
@@ -439,7 +436,7 @@ class _Run:
         )
         await self._run_stage(stage, skips, result, catch_up=True)
         record.changes_since = started
-        paid = {k: v for k, v in stage.stats.counters().items() if k in _PAID}
+        paid = {k: v for k, v in stage.stats.counters().items() if k in Stats.PAID}
         result.sync = join.stats
         result.stats.add(paid)
         # the record's counters cover every run, a sync's catch-up too
@@ -464,7 +461,7 @@ class _Run:
         except (ProviderError, StoreError) as exc:
             skips.flush()
             self.state.update(result.migration_id, phase=Phase.FAILED, error=str(exc))
-            raise stopped_error(exc, result, stage.stats) from exc
+            raise stopped_error(exc, result, stage.stats, self.paid()) from exc
         skips.flush()
         budget = self.budget
         if budget is not None and budget.exceeded:
@@ -473,6 +470,10 @@ class _Run:
         if self.stop is not None and self.stop.requested:
             self.state.update(result.migration_id, error="interrupted")
             raise self.stop.error(where_it_stopped(result, stage.stats, catch_up=catch_up))
+
+    def paid(self) -> str:
+        """What this run paid for so far, for the message of a run that stopped."""
+        return self.bill().paid(cached=self.embedder.cache_slot() is not None)
 
     async def _verify(self, job: Job, result: CollectionResult) -> None:
         self.state.update(job.record.id, phase=Phase.VERIFYING, error=None)

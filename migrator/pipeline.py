@@ -16,7 +16,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -79,9 +79,15 @@ class Stats:
     PAGE_COUNTERS: ClassVar[tuple[str, ...]] = (
         "read", "embedded", "written", "skipped", "tokens", "requests", "retries", "cached",
         "tokens_saved", "pages")
+    # what a catch-up adds to its migration's counters: what it paid for (its points are
+    # counted apart, by the count after it)
+    PAID: ClassVar[tuple[str, ...]] = (
+        "embedded", "tokens", "tokens_estimated", "requests", "retries", "cached",
+        "tokens_saved")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        # fields(), not __dataclass_fields__: that holds the class constants too
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def add(self, counts: dict[str, Any]) -> None:
         for key in self.PAGE_COUNTERS:

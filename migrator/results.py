@@ -104,6 +104,20 @@ class Bill:
     def to_dict(self) -> dict[str, Any]:
         return {**self.usage.to_dict(self.price_per_mtok), "http": self.http}
 
+    def paid(self, *, cached: bool) -> str:
+        """What a run that stopped paid for, and whether the next run pays for it again."""
+        total = self.total
+        if not total.texts:
+            return "This run paid for no embeddings."
+        tokens = f"{'~' if total.tokens_estimated else ''}{total.tokens:,} tokens"
+        price = self.cost
+        kept = ("they are in the cache: the resume does not pay for them again" if cached
+                else "the cache is off (--no-cache): those not written before the last "
+                     "checkpoint are paid for again")
+        return (f"This run paid for {counted(total.texts, 'text')} in "
+                f"{counted(total.requests, 'request')} ({tokens}"
+                f"{f', {money(price)}' if price is not None else ''}); {kept}.")
+
 
 @dataclass
 class MigrationResult:
@@ -229,13 +243,14 @@ def count_check_inputs(job: Job, result: CollectionResult, state: State, source:
 
 
 def stopped_error(exc: ProviderError | StoreError, result: CollectionResult,
-                  stats: Stats) -> MigratorError:
-    """The same error, saying what the run left behind and how to go on."""
+                  stats: Stats, paid: str) -> MigratorError:
+    """The same error, saying what the run left behind, what it `paid` (`Bill.paid`) and
+    how to go on."""
     message = (
         f"{exc} The migration of {result.source!r} into {result.target!r} stopped with "
         f"{stats.written:,} of {result.source_count:,} points written; no alias was moved. "
-        "Fix the cause and run the same command again: it resumes from the last checkpoint, "
-        "and embeddings already made come from the cache."
+        f"{paid} Fix the cause and run the same command again: it resumes from the last "
+        "checkpoint."
     )
     if isinstance(exc, ProviderError):
         return type(exc)(message, provider=exc.provider, status=exc.status)

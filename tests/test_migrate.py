@@ -329,10 +329,14 @@ def test_a_provider_failure_mid_run_says_what_was_left(memory_store: QdrantStore
         server.faults.extend([Fault(0), Fault(0), empty, empty, empty])
         with pytest.raises(ProviderResponseError) as caught:
             migrate(config, source_store=memory_store)
+        billed = server.billed_tokens
     message = str(caught.value)
     assert "returned 0 embeddings for 16 inputs" in message
     assert re.search(r"stopped with \d+ of 60 points written; no alias was moved", message)
     assert "resumes from the last checkpoint" in message
+    # what it paid for: the probe's two answers (the bad ones billed nothing), cached
+    assert (f"This run paid for 16 texts in 2 requests ({billed} tokens); they are in the "
+            "cache: the resume does not pay for them again.") in message
     assert memory_store.aliases() == {}
 
 

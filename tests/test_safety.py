@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -147,6 +148,11 @@ def test_first_signal_stops_gracefully_and_the_rerun_resumes(
         assert "Traceback" not in err
         assert "Stopped by " + signal.Signals(signum).name in err
         assert "again to resume" in err
+        # what the stopped run paid for, as the server counted it
+        paid = re.search(r"This run paid for ([\d,]+) texts? in ([\d,]+) requests?", err)
+        assert paid is not None, err
+        assert [int(n.replace(",", "")) for n in paid.groups()] == [server.texts,
+                                                                    server.requests]
         # only what was in flight (4 requests, and as many dispatched while the signal
         # travelled) may still have been answered: not the ~90 the rest of the run needs
         assert server.requests - sent_before <= 2 * 4 + 1
