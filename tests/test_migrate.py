@@ -313,8 +313,9 @@ def test_identical_texts_are_embedded_once_per_run(memory_store: QdrantStore,
     assert (stats.written, stats.embedded, stats.cached) == (32, 2, 0)
 
 
+@pytest.mark.parametrize("cache", [True, False])
 def test_a_provider_failure_mid_run_says_what_was_left(memory_store: QdrantStore,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, cache: bool) -> None:
     from migrator import ProviderResponseError
     from tests.loopback import Fault
 
@@ -324,6 +325,7 @@ def test_a_provider_failure_mid_run_says_what_was_left(memory_store: QdrantStore
                           name="openai-compatible", model="m", dimensions=None,
                           base_url=server.url, batch_size=16, concurrency=1)
         config.migration.page_size = 16
+        config.migration.cache = cache
         empty = Fault(200, {"object": "list", "data": []})
         # the probe's two requests, then the same bad answer every time it is asked
         server.faults.extend([Fault(0), Fault(0), empty, empty, empty])
@@ -334,9 +336,12 @@ def test_a_provider_failure_mid_run_says_what_was_left(memory_store: QdrantStore
     assert "returned 0 embeddings for 16 inputs" in message
     assert re.search(r"stopped with \d+ of 60 points written; no alias was moved", message)
     assert "resumes from the last checkpoint" in message
-    # what it paid for: the probe's two answers (the bad ones billed nothing), cached
-    assert (f"This run paid for 16 texts in 2 requests ({billed} tokens); they are in the "
-            "cache: the resume does not pay for them again.") in message
+    # what it paid for: the probe's two answers (the bad ones billed nothing), and whether
+    # the resume pays again (the message said they came from the cache under --no-cache too)
+    kept = ("they are in the cache: the resume does not pay for them again" if cache else
+            "the cache is off (--no-cache): those not written before the last checkpoint are "
+            "paid for again")
+    assert f"This run paid for 16 texts in 2 requests ({billed} tokens); {kept}." in message
     assert memory_store.aliases() == {}
 
 
