@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from .ownership import refuse_if_served
 from .pipeline import Pipeline, Progress, SkipLog, Stats
 from .planning import local_mode_warning
 from .records import detect_format, point_id, read_records
+from .results import Bill
 from .settings import Distance, Settings
+from .spending import bill_of
 from .store import UNNAMED, Page, Point, QdrantStore, opened
 from .texts import NOT_UNICODE, TextSource, unfilled_warning
 from .vector_cache import open_cache
@@ -45,11 +48,12 @@ class IngestResult:
     seconds: float
     stats: Stats
     warnings: list[str] = field(default_factory=list)
+    bill: Bill = field(default_factory=Bill)  # what the provider was paid, as for migrate
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "stats"}
-        data["stats"] = self.stats.to_dict()
-        return data
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__
+                if k not in ("stats", "bill")}
+        return {**data, "stats": self.stats.to_dict(), "bill": self.bill.to_dict()}
 
 
 class RecordSource:
@@ -134,13 +138,20 @@ async def _ingest(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: 
         with opened(settings.source, None, source_store=store, create=True) as (target, _), \
                 open_cache(settings.migration.state_dir, settings.migration.cache) as cache:
             async with embedding(settings.provider, embedder, cache=cache) as model:
+                since = model.usage.snapshot() if model.usage is not None else None
+                stop.paid = lambda: bill_of(model, since).paid(
+                    cached=model.cache_slot() is not None)
                 warnings = [*model.limit_notes, *check_records(
                     path, fmt, text, id_field, model, settings.provider.long_input)]
-                dims = await _embed_file(path, fmt, collection, settings, text, id_field,
-                                         vector, distance, target, model, on_progress, stop)
+                with model.usage.during("ingest") if model.usage is not None else (
+                        contextlib.nullcontext()):
+                    dims = await _embed_file(path, fmt, collection, settings, text, id_field,
+                                             vector, distance, target, model, on_progress,
+                                             stop)
                 warnings += local_mode_warning(target, dims[1].written)
     return IngestResult(collection, str(path), fmt, dims[0], model.spec.model,
-                        model.spec.provider, time.perf_counter() - started, dims[1], warnings)
+                        model.spec.provider, time.perf_counter() - started, dims[1], warnings,
+                        bill_of(model, since))
 
 
 def check_records(path: Path, fmt: Literal["jsonl", "csv", "beir"], text: TextSource,

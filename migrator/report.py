@@ -325,7 +325,8 @@ def ingest(result: Any) -> str:
         line += f" {stats.skipped:,} records without text were skipped."
     if stats.cached:
         line += f" {stats.cached:,} texts came from the embedding cache (not paid again)."
-    return "\n".join([line, *(f"warning: {w}" for w in result.warnings)])
+    paid = [bill(result.bill)] if result.bill.cost != 0 else []  # none for a free model
+    return "\n".join([line, *paid, *(f"warning: {w}" for w in result.warnings)])
 
 
 def demo(result: Any) -> str:

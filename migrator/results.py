@@ -111,7 +111,7 @@ class Bill:
             return "This run paid for no embeddings."
         tokens = f"{'~' if total.tokens_estimated else ''}{total.tokens:,} tokens"
         price = self.cost
-        kept = ("they are in the cache: the resume does not pay for them again" if cached
+        kept = ("they are in the cache: the next run does not pay for them again" if cached
                 else "the cache is off (--no-cache): those not written before the last "
                      "checkpoint are paid for again")
         return (f"This run paid for {counted(total.texts, 'text')} in "

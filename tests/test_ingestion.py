@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -126,10 +127,16 @@ def test_an_ingest_run_again_after_a_failure_pays_only_for_what_it_had_not(
         env = {"OPENAI_API_KEY": "k"}
         failed = CliRunner().invoke(cli, args, env=env)
         assert failed.exit_code == 1 and "bad key" in failed.stderr, failed.stderr
-        paid_before = server.texts
+        paid_before, asked_before = server.texts, server.requests
         assert 0 < paid_before < 120
         again = CliRunner().invoke(cli, args, env=env)
         assert again.exit_code == 0, again.stderr
+        # its bill, as the server counted it (the report said nothing of what was paid);
+        # the cache answered every text the failed run paid for, its size probe too
+        row = re.search(r"^ingest +(\d+) +(\d+) +(\d+) +", again.stdout, re.MULTILINE)
+        assert row is not None, again.stdout
+        assert [int(n) for n in row.groups()] == [server.requests - asked_before,
+                                                  server.texts - paid_before, paid_before]
     assert max(server.seen.values()) == 1  # not one text paid twice (the size probe's neither)
     assert f"{paid_before - 1} texts came from the embedding cache (not paid again)" in (
         again.stdout)  # the record texts the failed run paid for (not its size probe)

@@ -338,7 +338,7 @@ def test_a_provider_failure_mid_run_says_what_was_left(memory_store: QdrantStore
     assert "resumes from the last checkpoint" in message
     # what it paid for: the probe's two answers (the bad ones billed nothing), and whether
     # the resume pays again (the message said they came from the cache under --no-cache too)
-    kept = ("they are in the cache: the resume does not pay for them again" if cache else
+    kept = ("they are in the cache: the next run does not pay for them again" if cache else
             "the cache is off (--no-cache): those not written before the last checkpoint are "
             "paid for again")
     assert f"This run paid for 16 texts in 2 requests ({billed} tokens); {kept}." in message

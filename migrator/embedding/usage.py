@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["Budget", "cost", "EndpointMetrics", "PHASES", "PhaseUsage", "Usage"]
 
 # The phases of a migration, in order; compare and verify use some of them.
-PHASES = ("probe", "batch", "backfill", "catch-up", "verification")
+PHASES = ("ingest", "probe", "batch", "backfill", "catch-up", "verification")
 
 
 @dataclass
