@@ -162,6 +162,36 @@ def test_first_signal_stops_gracefully_and_the_rerun_resumes(
             assert result["resumed_written"] == written
 
 
+@pytest.mark.slow
+def test_ctrl_c_stops_compare_gracefully_and_the_rerun_pays_nothing_twice(
+        tmp_path: Path) -> None:
+    """compare had no stop of its own: Ctrl-C dropped the answers in flight, and the run
+    again paid for them twice."""
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"id": i, "text": f"note {i} on tides"}) + "\n"
+                             for i in range(600)))
+    with LoopbackServer(dims=8, latency=0.1) as server:
+        (tmp_path / "c.yaml").write_text(json.dumps({"candidates": [
+            {"provider": "openai-compatible", "model": "m", "base_url": server.url,
+             "batch_size": 16, "concurrency": 3}]}))
+        args = ["compare", str(texts), "--candidates", str(tmp_path / "c.yaml"),
+                "--state-dir", str(tmp_path / "state"), "-o", str(tmp_path / "r.md")]
+        process = child(args)
+        deadline = time.monotonic() + 60
+        while server.requests < 6 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        process.send_signal(signal.SIGINT)
+        code, _, err = ended(process, 120)
+        assert code == 130, err
+        assert "Traceback" not in err
+        assert "compare stopped while measuring openai-compatible/m (candidate 1 of 1)" in err
+        assert "pays only for the rest" in err and not (tmp_path / "r.md").exists()
+        assert 0 < server.texts < 600
+        code, _, err = run_cli(args)
+        assert code == 0, err
+    assert max(server.seen.values()) == 1  # every answer of the stopped run was cached
+
+
 # the CLI in a child whose cache.db may hold only so many pages, through any connection:
 # SQLite then fails as on a full disk ("database or disk is full")
 SMALL_DISK = """

@@ -28,8 +28,8 @@ from ..embedding import build_embedder
 from ..embedding.base import Embedder, InputKind
 from ..embedding.http import HttpClient
 from ..embedding.tokens import combine, fit_all, token_counter
-from ..errors import ConfigError, InputTooLong, MigratorError
-from ..interrupts import gather_or_cancel
+from ..errors import ConfigError, InputTooLong, MigratorError, NotSent
+from ..interrupts import Stop, gather_or_cancel, stoppable
 from ..metrics import normalized, top_k
 from ..settings import Settings
 from ..vector_cache import EmbeddingCache, open_cache
@@ -80,12 +80,17 @@ async def acompare(dataset: Dataset, candidates: Sequence[Candidate], *,
         size = dataset.population  # a sample: extrapolate to what it was drawn from
     started = datetime.now(timezone.utc)
     results: list[CandidateResult] = []
-    for candidate in candidates:
-        result = await _measure(candidate, dataset, cache=cache, size=size,
-                                label=collection_label or dataset.name, client=client,
-                                on_progress=on_progress)
-        _share_timings(result, results)
-        results.append(result)
+    # the first Ctrl-C lets the requests in flight be answered and cached, then stops
+    async with stoppable(_CANCELLED) as stop:
+        with stop.draining():
+            for number, candidate in enumerate(candidates, start=1):
+                result = await _measure(candidate, dataset, cache=cache, size=size,
+                                        label=collection_label or dataset.name,
+                                        client=client, on_progress=on_progress, stop=stop)
+                if stop.requested:
+                    raise stop.error(_stopped(candidate, number, len(candidates), cache))
+                _share_timings(result, results)
+                results.append(result)
     reference = next((c for c in candidates if c.reference), candidates[0]).name
     figures.score_agreement(results, dataset, reference)
     return CompareResult(dataset, results, reference, size, collection_label or (
@@ -119,12 +124,25 @@ def run(settings: Settings, dataset: Dataset, candidates: Sequence[Candidate], *
     return result
 
 
+_CANCELLED = "No report was written; run the same command again."
+
+
+def _stopped(candidate: Candidate, number: int, count: int,
+             cache: EmbeddingCache | None) -> str:
+    kept = ("the answers it received are in the cache: run the same command again, and it "
+            "pays only for the rest" if cache is not None else
+            "the cache is off (--no-cache): run the same command again, and it pays for "
+            "every text again")
+    return (f"compare stopped while measuring {candidate.name} (candidate {number} of "
+            f"{count}); no report was written; {kept}.")
+
+
 # ---- one candidate ---------------------------------------------------------------------
 
 
 async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCache | None,
                    size: int | None, label: str, client: HttpClient | None,
-                   on_progress: ProgressCallback | None) -> CandidateResult:
+                   on_progress: ProgressCallback | None, stop: Stop) -> CandidateResult:
     result = CandidateResult(candidate)
     started = time.perf_counter()
     try:
@@ -142,10 +160,11 @@ async def _measure(candidate: Candidate, dataset: Dataset, *, cache: EmbeddingCa
             await embedder.check_cache(first[0])
         # that request is no part of the measured latencies
         checked = len(embedder.metrics.latencies) if embedder.metrics is not None else 0
-        docs = await _embed_all(embedder, dataset.doc_texts, "document", candidate, progress)
+        docs = await _embed_all(embedder, dataset.doc_texts, "document", candidate, progress,
+                                stop)
         kind: InputKind = "query" if candidate.input_types else "document"
         queries = await _embed_all(embedder, [q.text for q in dataset.queries], kind,
-                                   candidate, progress)
+                                   candidate, progress, stop)
     except MigratorError as exc:
         return _failed(result, exc, started)
     finally:
@@ -225,9 +244,13 @@ class _Progress:
 
 
 async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
-                     candidate: Candidate, progress: _Progress) -> Embedded:
+                     candidate: Candidate, progress: _Progress, stop: Stop) -> Embedded:
     """Vectors for `texts` in order, sent in the embedder's batches with the candidate's
-    concurrency; long texts handled by its `long_input` policy."""
+    concurrency; long texts handled by its `long_input` policy.
+
+    Raises:
+        NotSent: the run is stopping; the batches in flight were answered first.
+    """
     policy = candidate.provider.long_input
     limit, count = embedder.spec.max_tokens_per_input, token_counter(embedder)
     over = [count(t) > limit for t in texts]
@@ -243,11 +266,16 @@ async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
     gate = asyncio.Semaphore(candidate.provider.concurrency)
     step = embedder.batch_size
 
-    async def one(start: int) -> np.ndarray:
+    async def one(start: int) -> np.ndarray | None:
         batch = order[start:start + step]
         async with gate:
             began = time.perf_counter()
-            result = await embedder.embed(batch, kind=kind)
+            try:  # a batch not sent ends alone: the others in flight are answered, cached
+                result = await embedder.embed(batch, kind=kind) if not stop.requested else None
+            except NotSent:
+                result = None
+            if result is None:
+                return None
             if result.cached == 0:
                 out.call_latencies.append(time.perf_counter() - began)
         out.tokens_paid += result.tokens
@@ -259,8 +287,12 @@ async def _embed_all(embedder: Embedder, texts: list[str], kind: InputKind,
 
     began = time.perf_counter()
     # one request failed for good: the others stop before the client is closed
-    parts = await gather_or_cancel(*(one(s) for s in range(0, len(order), step)))
+    answered = await gather_or_cancel(*(one(s) for s in range(0, len(order), step)))
     out.seconds = time.perf_counter() - began
+    parts = [part for part in answered if part is not None]
+    if len(parts) < len(answered):
+        raise NotSent(f"{candidate.name}: {len(answered) - len(parts)} batches were not sent: "
+                      "the run is stopping.")
     if not parts:
         return out
     out.vectors = combine(np.concatenate(parts), fitted.rows)
