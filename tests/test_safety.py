@@ -89,6 +89,17 @@ def run_cli(args: list[str]) -> tuple[int, str, str]:
     return ended(child(args))
 
 
+def signalled(args: list[str], server: LoopbackServer, *, after: int,
+              signum: int = signal.SIGINT, timeout: float = 120) -> tuple[int, str, str]:
+    """The CLI in a child, sent `signum` once `after` requests reached the server."""
+    process = child(args)
+    deadline = time.monotonic() + 60
+    while server.requests < after and time.monotonic() < deadline:
+        time.sleep(0.002)
+    process.send_signal(signum)
+    return ended(process, timeout)
+
+
 def finish_and_count(store: Path, server: LoopbackServer) -> dict[str, Any]:
     """Run the same migration to the end; its JSON result."""
     code, out, err = run_cli(migrate_args(store, server, "--no-verify", "--json"))
@@ -176,12 +187,7 @@ def test_ctrl_c_stops_compare_gracefully_and_the_rerun_pays_nothing_twice(
              "batch_size": 16, "concurrency": 3}]}))
         args = ["compare", str(texts), "--candidates", str(tmp_path / "c.yaml"),
                 "--state-dir", str(tmp_path / "state"), "-o", str(tmp_path / "r.md")]
-        process = child(args)
-        deadline = time.monotonic() + 60
-        while server.requests < 6 and time.monotonic() < deadline:
-            time.sleep(0.002)
-        process.send_signal(signal.SIGINT)
-        code, _, err = ended(process, 120)
+        code, _, err = signalled(args, server, after=6)
         assert code == 130, err
         assert "Traceback" not in err
         assert "compare stopped while measuring openai-compatible/m (candidate 1 of 1)" in err
@@ -730,12 +736,7 @@ def test_an_interrupted_ingest_is_replaced_by_the_same_command(tmp_path: Path) -
     with LoopbackServer(dims=8, latency=0.05) as server:
         args = [*ingest_args(data, store, "-q"), "--provider", "openai-compatible",
                 "--model", "m", "--base-url", server.url, "--batch-size", "32"]
-        process = child(args)
-        deadline = time.monotonic() + 60
-        while server.requests < 6 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        process.send_signal(signal.SIGINT)
-        code, _, err = ended(process, 60)
+        code, _, err = signalled(args, server, after=6)
         assert code == 130 and "Run the same command again" in err, err
         assert 0 < count(store, "notes") < 2000
         again = invoke(*args, "--json")
