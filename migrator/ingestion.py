@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from .planning import local_mode_warning
 from .records import detect_format, point_id, read_records
 from .results import Bill
 from .settings import Distance, Settings
-from .spending import bill_of
+from .spending import bill_of, paid_so_far
 from .store import UNNAMED, Page, Point, QdrantStore, opened
 from .texts import NOT_UNICODE, TextSource, unfilled_warning
 from .vector_cache import open_cache
@@ -139,8 +140,7 @@ async def _ingest(path: Path, fmt: Literal["jsonl", "csv", "beir"], collection: 
                 open_cache(settings.migration.state_dir, settings.migration.cache) as cache:
             async with embedding(settings.provider, embedder, cache=cache) as model:
                 since = model.usage.snapshot() if model.usage is not None else None
-                stop.paid = lambda: bill_of(model, since).paid(
-                    cached=model.cache_slot() is not None)
+                stop.paid = functools.partial(paid_so_far, model, since)
                 warnings = [*model.limit_notes, *check_records(
                     path, fmt, text, id_field, model, settings.provider.long_input)]
                 with model.usage.during("ingest") if model.usage is not None else (

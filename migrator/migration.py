@@ -54,7 +54,7 @@ from .results import (
 from .sampling import Reservoir
 from .settings import CollectionSettings, Settings
 from .sources import ScrollSource, StateSkipLog
-from .spending import bill_of, budget_for
+from .spending import bill_of, budget_for, paid_so_far
 from .state import MigrationRecord, Phase, State, migration_id
 from .store import CollectionSchema, QdrantStore, opened
 from .texts import TextSource
@@ -472,8 +472,7 @@ class _Run:
             raise self.stop.error(where_it_stopped(result, stage.stats, catch_up=catch_up))
 
     def paid(self) -> str:
-        """What this run paid for so far, for the message of a run that stopped."""
-        return self.bill().paid(cached=self.embedder.cache_slot() is not None)
+        return paid_so_far(self.embedder, self._used_before)
 
     async def _verify(self, job: Job, result: CollectionResult) -> None:
         self.state.update(job.record.id, phase=Phase.VERIFYING, error=None)

@@ -16,7 +16,7 @@ from .texts import TextSource
 from .verification.dimensions import probe_texts
 from .wording import money
 
-__all__ = ["bill_of", "budget_for", "refuse_over_budget"]
+__all__ = ["bill_of", "budget_for", "paid_so_far", "refuse_over_budget"]
 
 
 def bill_of(embedder: Embedder, since: Usage | None = None) -> Bill:
@@ -28,6 +28,12 @@ def bill_of(embedder: Embedder, since: Usage | None = None) -> Bill:
         embedder.usage.since(since) if since is not None else embedder.usage.snapshot())
     return Bill(usage, embedder.spec.price_per_mtok,
                 metrics.to_dict() if metrics is not None else None)
+
+
+def paid_so_far(embedder: Embedder, since: Usage | None = None) -> str:
+    """What the run `embedder` serves paid for so far, and whether the next run pays for it
+    again (`Bill.paid`): the end of the message of a run that stopped."""
+    return bill_of(embedder, since).paid(cached=embedder.cache_slot() is not None)
 
 
 def budget_for(settings: Settings, embedder: Embedder) -> Budget | None:
