@@ -129,7 +129,7 @@ _CANCELLED = "No report was written; run the same command again."
 
 def _stopped(candidate: Candidate, number: int, count: int,
              cache: EmbeddingCache | None) -> str:
-    kept = ("the answers it received are in the cache: run the same command again, and it "
+    kept = ("the answers it paid for are in the cache: run the same command again, and it "
             "pays only for the rest" if cache is not None else
             "the cache is off (--no-cache): run the same command again, and it pays for "
             "every text again")
